@@ -1,0 +1,1 @@
+"""Fixtures that serve the app and drive headless Chromium (filled in by the app-shell work)."""

@@ -1,0 +1,1 @@
+"""Fixtures that build tiny data sets in the real formats (filled in by the data-registry work)."""
