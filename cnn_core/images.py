@@ -1,0 +1,261 @@
+"""Reading images people hand us (uploads, files in folders) safely, and turning them into arrays.
+
+Every page that accepts an image goes through `read_image`: it refuses non-images, truncated files and
+decompression bombs with a message a person can act on, and hands back a plain 8-bit "L" or "RGB" image
+whatever came in (16-bit scans, palette GIFs, RGBA screenshots, CMYK JPEGs, rotated phone photos).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+#: Largest image (width x height) read by default: a 40-megapixel photo is fine, a 20000x20000 bomb is not.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+#: Formats we let Pillow decode (multi-picture JPEGs come through "JPEG"). Others (EPS runs Ghostscript,
+#: for one) are refused on purpose.
+ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM")
+
+#: File name endings for upload widgets and folder scans.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+ImageSource = bytes | bytearray | memoryview | str | os.PathLike | BinaryIO
+
+
+def read_image(
+    source: ImageSource,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
+) -> Image.Image:
+    """Decode `source` (bytes, a path or a binary file object) into an 8-bit "L" or "RGB" image.
+
+    The pixel count is checked from the file header before any pixel is decoded, so a small file that
+    claims to be 20000x20000 costs nothing. Raises `ImageError` with a message that names the file.
+    """
+    data, label = _read_bytes(source, name)
+    if not data:
+        raise ImageError(f"{label} is empty (0 bytes): choose an image file such as a PNG or JPEG.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=_openable_formats())
+    except UnidentifiedImageError as exc:
+        raise ImageError(
+            f"{label} is not an image this app can read. Use one of: {', '.join(_format_names())}."
+        ) from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(
+            f"{label} declares so many pixels that decoding it could exhaust memory (a 'decompression "
+            f"bomb': {exc}); the limit here is {max_pixels / 1e6:.0f} megapixels. Shrink the image and try again."
+        ) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"{label} could not be opened as an image ({exc}).") from exc
+
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageError(f"{label} has no pixels ({width}x{height}).")
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{label} is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels), more than the "
+            f"limit of {max_pixels / 1e6:.0f} megapixels. Decoding it could exhaust memory (a "
+            "'decompression bomb'); shrink the image and try again."
+        )
+    try:
+        image.load()
+    except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise many types on damaged input
+        detail = str(exc) or type(exc).__name__
+        if "truncated" in detail.lower() or isinstance(exc, EOFError):
+            raise ImageError(
+                f"{label} is truncated: the file ends before the image does ({detail}). "
+                "The upload or download was probably cut short; get a complete copy."
+            ) from exc
+        raise ImageError(f"{label} is damaged and could not be decoded ({detail}).") from exc
+    return to_standard_mode(image)
+
+
+def _openable_formats() -> list[str]:
+    """ALLOWED_FORMATS that this Pillow build can open (WebP needs libwebp, for one)."""
+    Image.init()
+    return [name for name in ALLOWED_FORMATS if name in Image.OPEN]
+
+
+def to_standard_mode(image: Image.Image) -> Image.Image:
+    """Bring any Pillow image to 8-bit "L" (grayscale) or "RGB", the two modes the rest of the app uses.
+
+    EXIF rotation is applied; transparency is composited over white (what a viewer shows); 16-bit and
+    floating-point images are stretched from their darkest to their brightest value, so a 12-bit scan
+    stored in 16 bits does not come out black.
+    """
+    image = ImageOps.exif_transpose(image)
+    mode = image.mode
+    if mode in ("L", "RGB"):
+        return image
+    if mode == "1":
+        return image.convert("L")
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        return _stretch_to_uint8(image)
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode == "PA":
+        image = image.convert("RGBA")
+        mode = image.mode
+    if mode in ("RGBA", "LA", "RGBa", "La"):
+        has_colour = mode.startswith("RGB")
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        flat = Image.alpha_composite(background, rgba).convert("RGB")
+        return flat if has_colour else flat.convert("L")
+    return image.convert("RGB")
+
+
+def _stretch_to_uint8(image: Image.Image) -> Image.Image:
+    values = np.asarray(image, dtype=np.float64)
+    if values.ndim == 3:  # multi-channel high-bit-depth: stretch all channels together
+        values = values[..., :3]
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise ImageError("The image holds no finite pixel values (all NaN or infinite).")
+    low, high = float(finite.min()), float(finite.max())
+    scaled = np.zeros_like(values) if high <= low else (values - low) / (high - low) * 255.0
+    scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
+    array = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return Image.fromarray(array, mode="RGB" if array.ndim == 3 else "L")
+
+
+def _read_bytes(source: ImageSource, name: str | None) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), _label(name or "The file")
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        label = _label(name or path.name)
+        if not path.is_file():
+            raise ImageError(f"{label} was not found at {path}.")
+        try:
+            return path.read_bytes(), label
+        except OSError as exc:
+            raise ImageError(f"{label} could not be read ({exc.strerror or exc}).") from exc
+    if hasattr(source, "read"):
+        label = _label(name or getattr(source, "name", None) or "The file")
+        if hasattr(source, "seek"):
+            source.seek(0)
+        return source.read(), label
+    raise ImageError(f"Cannot read an image from a {type(source).__name__}; give bytes or a file path.")
+
+
+def _label(name: str) -> str:
+    return name if name == "The file" else f"'{os.path.basename(str(name))}'"
+
+
+def _format_names() -> list[str]:
+    return ["PNG", "JPEG", "BMP", "GIF", "TIFF", "WebP", "PPM/PGM"]
+
+
+def to_grayscale_float(image: Image.Image | np.ndarray) -> np.ndarray:
+    """A float32 [H, W] array in [0, 1]: the luma of a PIL image, or of an array.
+
+    Integer arrays are taken as 0-255, float arrays as already in [0, 1]. Arrays may be [H, W], [H, W, C] or [C, H, W] with C in (1, 3); colour is mixed with ITU-R 601-2
+    weights, the same as Pillow's "L" conversion.
+    """
+    if isinstance(image, Image.Image):
+        gray = to_standard_mode(image)
+        if gray.mode != "L":
+            gray = gray.convert("L")
+        return np.asarray(gray, dtype=np.float32) / 255.0
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 3 and array.shape[-1] == 3:
+        weights = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+        array = array.astype(np.float64) @ weights
+    elif array.ndim != 2:
+        raise ImageError(f"Expected a grayscale or RGB image array, got shape {tuple(array.shape)}.")
+    scale = 255.0 if np.issubdtype(np.asarray(image).dtype, np.integer) else 1.0
+    return (np.asarray(array, dtype=np.float64) / scale).astype(np.float32)
+
+
+def to_uint8_array(image: Image.Image, mode: str = "L") -> np.ndarray:
+    """[H, W] uint8 for mode "L", [H, W, 3] uint8 for mode "RGB"."""
+    if mode not in ("L", "RGB"):
+        raise ValueError(f"mode must be 'L' or 'RGB', not {mode!r}")
+    return np.asarray(to_standard_mode(image).convert(mode), dtype=np.uint8)
+
+
+def fit_within(image: Image.Image, max_side: int) -> Image.Image:
+    """The image shrunk (never enlarged) so that neither side exceeds `max_side`, keeping its aspect."""
+    if max_side < 1:
+        raise ValueError("max_side must be at least 1")
+    width, height = image.size
+    scale = max_side / max(width, height)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def tensor_to_image(chw: np.ndarray) -> Image.Image:
+    """A uint8 [C, H, W] array (a data set sample, C = 1 or 3) as a PIL "L" or "RGB" image."""
+    array = np.asarray(chw)
+    if array.ndim != 3 or array.shape[0] not in (1, 3):
+        raise ImageError(f"Expected a [C, H, W] image with 1 or 3 channels, got shape {tuple(array.shape)}.")
+    array = np.clip(array, 0, 255).astype(np.uint8)
+    if array.shape[0] == 1:
+        return Image.fromarray(array[0], mode="L")
+    return Image.fromarray(np.moveaxis(array, 0, -1), mode="RGB")
+
+
+#: Photos that ship inside scikit-image (no download): name -> (loader name, what it shows).
+SAMPLE_PHOTOS: dict[str, tuple[str, str]] = {
+    "camera": ("camera", "A cameraman on a field: strong edges against a smooth sky."),
+    "coins": ("coins", "Greek coins on a dark background: round edges and texture."),
+    "moon": ("moon", "The moon's surface: low contrast craters."),
+    "text": ("text", "Printed and handwritten text photographed at an angle."),
+    "checkerboard": ("checkerboard", "A checkerboard: only horizontal and vertical edges."),
+    "brick": ("brick", "A brick wall: a repeating texture."),
+    "astronaut": ("astronaut", "Astronaut Eileen Collins: a colour portrait (converted to gray)."),
+    "cat": ("chelsea", "Chelsea the cat: fur texture and whiskers (colour, converted to gray)."),
+    "immunohistochemistry": (
+        "immunohistochemistry",
+        "A stained tissue slide, like PathMNIST's patches but larger.",
+    ),
+    "retina": ("retina", "A fundus photograph of a human retina: thin vessels to find."),
+    "shepp_logan_phantom": ("shepp_logan_phantom", "The Shepp-Logan phantom, a standard test image for CT."),
+}
+
+
+def load_sample_photo(name: str) -> Image.Image:
+    """One of `SAMPLE_PHOTOS` as an "L" or "RGB" image (scikit-image ships these files; no network)."""
+    if name not in SAMPLE_PHOTOS:
+        raise ImageError(f"Unknown sample photo {name!r}; choose one of {', '.join(SAMPLE_PHOTOS)}.")
+    try:
+        import skimage.data
+    except ImportError as exc:
+        raise ImageError("Sample photos need scikit-image (pip install scikit-image).") from exc
+    loader = getattr(skimage.data, SAMPLE_PHOTOS[name][0], None)
+    if loader is None:
+        raise ImageError(f"This scikit-image version has no sample {name!r}.")
+    try:
+        array = np.asarray(loader())
+    except Exception as exc:  # noqa: BLE001 - scikit-image raises several types when a file needs a download
+        raise ImageError(f"The sample photo {name!r} is not available offline here ({exc}).") from exc
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype != np.uint8:
+        low, high = float(array.min()), float(array.max())
+        array = np.zeros(array.shape, np.uint8) if high <= low else ((array - low) / (high - low) * 255).round()
+        array = array.astype(np.uint8)
+    if array.ndim == 3 and array.shape[-1] == 4:
+        array = array[..., :3]
+    return Image.fromarray(array, mode="RGB" if array.ndim == 3 else "L")

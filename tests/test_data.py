@@ -1,0 +1,548 @@
+"""The data-set registry on tiny data sets in the real formats, and (marked realdata) on the real ones."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import socket
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnn_core import data, settings
+from cnn_core.errors import DataError
+from data_fixtures import (
+    TINY_FOLDER_READABLE_PER_CLASS,
+    TINY_FOLDER_UNREADABLE,
+    tiny_breastmnist_arrays,
+    tiny_chestmnist_arrays,
+    tiny_mnist_arrays,
+    tiny_pathmnist_arrays,
+    write_class_folder,
+    write_npz,
+)
+
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+def _nearest_centroid_accuracy(train: data.SplitData, test: data.SplitData) -> float:
+    x = train.images.flatten(1).float()
+    centroids = torch.stack([x[train.labels == k].mean(0) for k in range(train.info.n_classes)])
+    predicted = torch.cdist(test.images.flatten(1).float(), centroids).argmin(1)
+    return float((predicted == test.labels).float().mean())
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test loudly."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the network was touched")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+# --------------------------------------------------------------------------------------------------
+# Registry
+
+
+def test_registry_lists_builtins_and_discovered_folders(tiny_data_dir):
+    infos = {info.name: info for info in data.list_datasets()}
+    medmnist = [n for n, i in infos.items() if i.family == "medmnist"]
+    assert len(medmnist) == 12 * 4
+    assert {"mnist", "pathmnist", "pathmnist_64", "pathmnist_128", "pathmnist_224", "organsmnist_224"} <= set(infos)
+    assert "scans" in infos and infos["scans"].family == "folder"
+    assert "one_class_only" not in infos and "empty" not in infos and "MNIST" not in infos
+
+    path = infos["pathmnist"]
+    assert path.title == "PathMNIST (28×28)" and path.image_size == 28 and path.channels == 3
+    assert path.class_names[0] == "adipose" and len(path.class_names) == 9
+    assert path.license == "CC BY 4.0" and path.task == "multi-class"
+    assert infos["pathmnist_224"].image_size == 224 and "224×224" in infos["pathmnist_224"].description
+    assert infos["chestmnist"].task == "multi-label, binary-class" and infos["chestmnist"].n_classes == 14
+    assert infos["retinamnist"].task == "ordinal-regression"
+    assert infos["breastmnist"].task == "binary-class" and infos["breastmnist"].channels == 1
+    # n_samples come from the files when present (tiny), from medmnist's INFO when not
+    assert path.n_samples == {"train": 180, "val": 27, "test": 27}
+    assert infos["dermamnist"].n_samples == {"train": 7007, "val": 1003, "test": 2005}
+    assert infos["mnist"].n_samples == {"train": 220, "val": 20, "test": 60}
+    assert "5,000" in infos["mnist"].description or "one twelfth" in infos["mnist"].description
+
+
+def test_unknown_name_lists_known_ones(tiny_data_dir):
+    with pytest.raises(DataError) as caught:
+        data.get_dataset_info("imagenet")
+    message = str(caught.value)
+    assert "'imagenet'" in message and "mnist" in message and "pathmnist" in message and "scans" in message
+    with pytest.raises(DataError):
+        data.load_split("pathmnist_32", "train")  # not a size medmnist offers
+
+
+def test_names_are_case_insensitive_for_builtins(tiny_data_dir):
+    assert data.get_dataset_info("MNIST").name == "mnist"
+    assert data.get_dataset_info("PathMNIST_64").name == "pathmnist_64"
+
+
+def test_bad_split_and_image_size_are_data_errors(tiny_data_dir):
+    with pytest.raises(DataError, match="no split 'validation'"):
+        data.load_split("mnist", "validation")
+    for bad in (0, 4, 5000, 12.5, True):
+        with pytest.raises(DataError, match="image_size"):
+            data.load_split("mnist", "test", image_size=bad)
+
+
+# --------------------------------------------------------------------------------------------------
+# MNIST
+
+
+def test_mnist_from_gz_archives_matches_the_files(tiny_data_dir, no_network):
+    before = _snapshot(tiny_data_dir)
+    train, val, test = (data.load_split("mnist", split) for split in data.SPLITS)
+    written = tiny_mnist_arrays()
+
+    assert (len(train), len(val), len(test)) == (220, 20, 60)
+    for split in (train, val, test):
+        assert split.images.dtype == torch.uint8 and split.images.shape[1:] == (1, 28, 28)
+        assert split.labels.dtype == torch.int64 and split.labels.ndim == 1
+        assert split.skipped == 0 and split.info.image_size == 28
+    assert torch.equal(test.images[:, 0], torch.from_numpy(written["test"][0]))
+    assert torch.equal(test.labels, torch.from_numpy(written["test"][1]).long())
+    # train + val are exactly the 240 training images, each used once, in their original order
+    val_mask = data._mnist_val_mask(240)
+    assert val_mask.sum() == 20
+    assert torch.equal(val.images[:, 0], torch.from_numpy(written["train"][0][val_mask]))
+    assert torch.equal(train.images[:, 0], torch.from_numpy(written["train"][0][~val_mask]))
+    assert torch.equal(train.labels, torch.from_numpy(written["train"][1][~val_mask]).long())
+    # decompressed into the cache, never into the data folder
+    assert _snapshot(tiny_data_dir) == before
+    assert all((settings.cache_dir() / "MNIST" / "raw" / name).is_file() for name in MNIST_FILES)
+    # the tiny set is learnable: a nearest-centroid classifier already gets it right
+    assert _nearest_centroid_accuracy(train, test) > 0.9
+
+
+def test_mnist_val_carve_is_5000_of_60000():
+    mask = data._mnist_val_mask(60_000)
+    assert mask.sum() == 5_000
+    assert np.array_equal(mask, data._mnist_val_mask(60_000))  # seeded: the same on every call
+
+
+def test_mnist_uncompressed_files_are_read_in_place(tiny_data_dir, no_network):
+    raw = tiny_data_dir / "MNIST" / "raw"
+    for name in MNIST_FILES:
+        (raw / name).write_bytes(gzip.decompress((raw / f"{name}.gz").read_bytes()))
+        (raw / f"{name}.gz").unlink()
+    test = data.load_split("mnist", "test")
+    assert len(test) == 60
+    assert data.dataset_status("mnist").location == raw
+    assert not (settings.cache_dir() / "MNIST").exists()  # nothing decompressed, nothing copied
+
+
+def test_mnist_never_lets_torchvision_download(tiny_data_dir, monkeypatch):
+    from torchvision.datasets import MNIST
+
+    def fail(self):
+        raise AssertionError("torchvision tried to download")
+
+    monkeypatch.setattr(MNIST, "download", fail)
+    assert len(data.load_split("mnist", "train")) == 220
+
+
+def test_mnist_resized_on_request(tiny_data_dir):
+    resized = data.load_split("mnist", "test", image_size=32)
+    assert resized.images.shape == (60, 1, 32, 32) and resized.info.image_size == 32
+    assert resized.images.dtype == torch.uint8 and int(resized.images.max()) > 150
+
+
+def test_missing_mnist_names_files_places_and_remedy(tmp_path, monkeypatch, no_network):
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "nothing"))
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    status = data.dataset_status("mnist")
+    assert not status.available and status.location is None
+    assert status.missing == [f"{name}.gz" for name in MNIST_FILES]
+    assert status.searched == [tmp_path / "nothing" / "MNIST" / "raw", tmp_path / "cache" / "MNIST" / "raw"]
+    assert status.download_size == "11.6 MB"
+    with pytest.raises(DataError) as caught:
+        data.load_split("mnist", "train")
+    message = str(caught.value)
+    assert "train-images-idx3-ubyte.gz" in message and "t10k-labels-idx1-ubyte.gz" in message
+    assert str(tmp_path / "nothing" / "MNIST" / "raw") in message and str(tmp_path / "cache" / "MNIST" / "raw") in message
+    assert "python -m cnn_core download mnist" in message
+
+
+def test_damaged_mnist_archive_is_a_data_error(tiny_data_dir):
+    (tiny_data_dir / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz"):
+        data.load_split("mnist", "train")
+
+
+# --------------------------------------------------------------------------------------------------
+# MedMNIST
+
+
+def test_pathmnist_lzma_npz_multiclass_rgb(tiny_data_dir, no_network):
+    written = tiny_pathmnist_arrays()
+    splits = {split: data.load_split("pathmnist", split) for split in data.SPLITS}
+    for split, loaded in splits.items():
+        assert loaded.images.dtype == torch.uint8 and loaded.images.shape[1:] == (3, 28, 28)
+        assert loaded.labels.dtype == torch.int64 and loaded.labels.ndim == 1
+        assert torch.equal(loaded.images, torch.from_numpy(written[f"{split}_images"]).permute(0, 3, 1, 2))
+        assert torch.equal(loaded.labels, torch.from_numpy(written[f"{split}_labels"][:, 0]).long())
+    assert [len(splits[s]) for s in data.SPLITS] == [180, 27, 27]
+    assert _nearest_centroid_accuracy(splits["train"], splits["test"]) > 0.9
+
+
+def test_breastmnist_found_at_data_root_binary_gray(tiny_data_dir):
+    status = data.dataset_status("breastmnist")
+    assert status.available and status.location == tiny_data_dir / "breastmnist.npz"
+    loaded = data.load_split("breastmnist", "train")
+    assert loaded.images.shape == (40, 1, 28, 28) and loaded.info.task == "binary-class"
+    assert set(loaded.labels.tolist()) == {0, 1}
+    assert torch.equal(loaded.images[:, 0], torch.from_numpy(tiny_breastmnist_arrays()["train_images"]))
+
+
+def test_chestmnist_multilabel_keeps_label_matrix(tiny_data_dir):
+    loaded = data.load_split("chestmnist", "val")
+    assert loaded.labels.shape == (10, 14) and loaded.labels.dtype == torch.int64
+    assert loaded.info.multi_label
+    assert torch.equal(loaded.labels, torch.from_numpy(tiny_chestmnist_arrays()["val_labels"]).long())
+
+
+def test_medmnist_search_order_and_cache_folder(tiny_data_dir):
+    # data/medmnist wins over data/ and the cache
+    write_npz(tiny_data_dir / "pathmnist.npz", tiny_breastmnist_arrays())
+    assert data.dataset_status("pathmnist").location == tiny_data_dir / "medmnist" / "pathmnist.npz"
+    # a file only in CNN_CACHE_DIR/medmnist (where downloads go) is found too
+    cached = settings.cache_dir() / "medmnist" / "breastmnist_64.npz"
+    arrays = {k: (np.repeat(np.repeat(v, 3, 1), 3, 2)[:, :64, :64] if "images" in k else v) for k, v in tiny_breastmnist_arrays().items()}
+    write_npz(cached, arrays)
+    status = data.dataset_status("breastmnist_64")
+    assert status.available and status.location == cached
+    assert data.load_split("breastmnist_64", "test").images.shape == (10, 1, 64, 64)
+
+
+def test_missing_medmnist_size_reports_where_it_looked(tiny_data_dir, no_network):
+    status = data.dataset_status("pathmnist_128")
+    assert not status.available and status.missing == ["pathmnist_128.npz"]
+    assert status.searched == [tiny_data_dir / "medmnist", tiny_data_dir, settings.cache_dir() / "medmnist"]
+    assert status.download_size and ("GB" in status.download_size or "MB" in status.download_size)
+    with pytest.raises(DataError) as caught:
+        data.load_split("pathmnist_128", "train")
+    message = str(caught.value)
+    assert "pathmnist_128.npz" in message and str(tiny_data_dir / "medmnist") in message
+    assert "python -m cnn_core download pathmnist_128" in message
+
+
+def test_damaged_npz_is_a_data_error(tiny_data_dir):
+    (tiny_data_dir / "medmnist" / "octmnist.npz").write_bytes(b"garbage, not a zip")
+    with pytest.raises(DataError, match="octmnist.npz"):
+        data.load_split("octmnist", "train")
+    write_npz(tiny_data_dir / "medmnist" / "dermamnist.npz", {"x": np.zeros(3)})
+    with pytest.raises(DataError, match="not a MedMNIST file"):
+        data.load_split("dermamnist", "train")
+
+
+def test_download_false_never_touches_the_network(tiny_data_dir, no_network):
+    with pytest.raises(DataError):
+        data.load_split("tissuemnist", "train", download=False)
+    shutil.rmtree(tiny_data_dir / "MNIST")
+    with pytest.raises(DataError):
+        data.load_split("mnist", "train")
+
+
+def test_download_offline_gives_a_clear_message(tiny_data_dir, monkeypatch):
+    def unreachable(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr(socket.socket, "connect", unreachable)
+    with pytest.raises(DataError, match="offline") as caught:
+        data.download_dataset("dermamnist")
+    assert "dermamnist.npz" in str(caught.value)
+    with pytest.raises(DataError, match="offline"):
+        data.load_split("bloodmnist_64", "train", download=True)
+    shutil.rmtree(tiny_data_dir / "MNIST")
+    with pytest.raises(DataError, match="offline"):
+        data.load_split("mnist", "train", download=True)
+    with pytest.raises(DataError, match="nothing to download"):
+        data.download_dataset("scans")
+
+
+# --------------------------------------------------------------------------------------------------
+# Image folders
+
+
+def test_image_folder_loads_every_kind_and_skips_broken_files(tiny_data_dir):
+    info = data.get_dataset_info("scans")
+    assert info.class_names == ("a", "b") and info.channels == 3 and info.image_size == 128
+    assert info.task == "binary-class" and info.root == str(tiny_data_dir / "scans")
+    splits = [data.load_split("scans", split) for split in data.SPLITS]
+    assert sum(len(s) for s in splits) == 2 * TINY_FOLDER_READABLE_PER_CLASS
+    assert sum(s.skipped for s in splits) == TINY_FOLDER_UNREADABLE
+    total = {split: len(s) + s.skipped for split, s in zip(data.SPLITS, splits)}
+    assert total == info.n_samples == {"train": 18, "val": 2, "test": 2}
+    for s in splits:
+        assert s.images.dtype == torch.uint8 and s.images.shape[1:] == (3, 128, 128)
+        assert s.labels.dtype == torch.int64
+    labels = torch.cat([s.labels for s in splits])
+    assert labels.bincount().tolist() == [TINY_FOLDER_READABLE_PER_CLASS] * 2
+    # class "a" is bright, "b" dark, in every file format
+    images = torch.cat([s.images for s in splits]).float()
+    brightness = images.mean(dim=(1, 2, 3))
+    assert brightness[labels == 0].min() > brightness[labels == 1].max()
+
+
+def test_image_folder_for_transfer_learning_size(tiny_data_dir):
+    big = data.load_split("scans", "train", image_size=224)
+    assert big.images.shape[1:] == (3, 224, 224) and big.info.image_size == 224
+
+
+def test_grayscale_only_folder_has_one_channel(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
+    root = tmp_path / "data" / "xray"
+    for name, value in (("normal", 40), ("opaque", 200)):
+        (root / name).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(np.full((30, 20), value, np.uint8)).save(root / name / f"{i}.png")
+        ramp = np.linspace(0, 4095, 600).reshape(30, 20).astype(np.uint16)  # 12-bit data in 16 bits
+        Image.fromarray(ramp).save(root / name / "deep.png")
+        gray_palette = Image.fromarray(np.full((30, 20), value, np.uint8)).convert("P")
+        gray_palette.save(root / name / "palette.png")
+    info = data.get_dataset_info("xray")
+    assert info.channels == 1
+    train = data.load_split("xray", "train", image_size=16)
+    assert train.images.shape[1:] == (1, 16, 16)
+    assert len(train) == 11 and train.skipped == 0  # 14 files: 11 / 1 / 2
+    for label, value in ((0, 40), (1, 200)):  # the 8-bit and palette files keep their gray value
+        assert int(train.images[train.labels == label].median()) == value
+
+
+def test_exif_rotation_is_applied():
+    stored = np.zeros((40, 40), np.uint8)
+    stored[:20] = 255  # top half bright as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90° clockwise: the bright half ends up on the right
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(stored).save(buffer, format="JPEG", exif=exif, quality=95)
+    with Image.open(buffer) as image:
+        array = data.fit_image(image, 20, 1)[0].astype(float)
+    assert array[:, 12:].mean() > 200 and array[:, :8].mean() < 50
+
+
+def test_fit_image_keeps_aspect_by_center_crop():
+    wide = np.zeros((20, 60), np.uint8)
+    wide[:, 20:40] = 255  # the middle third is bright
+    array = data.fit_image(Image.fromarray(wide), 20, 1)[0]
+    assert array.shape == (20, 20) and array[:, 2:18].min() > 200  # only the center survives
+
+
+def test_decompression_bombs_and_oversized_images_are_skipped(tiny_data_dir, monkeypatch):
+    bomb = Image.new("1", (14_000, 14_000))  # 196 megapixels in a few kilobytes of PNG
+    bomb.save(tiny_data_dir / "scans" / "a" / "bomb.png", optimize=False)
+    assert (tiny_data_dir / "scans" / "a" / "bomb.png").stat().st_size < 2_000_000
+    splits = [data.load_split("scans", s) for s in data.SPLITS]
+    assert sum(s.skipped for s in splits) == TINY_FOLDER_UNREADABLE + 1
+    assert sum(len(s) for s in splits) == 2 * TINY_FOLDER_READABLE_PER_CLASS
+    # our own, lower limit (checked from the header, before decoding)
+    photo = tiny_data_dir / "scans" / "a" / "photo.jpg"  # 48 x 40
+    assert data._read_folder_image(photo, 32, 3).shape == (3, 32, 32)
+    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 48 * 40 - 1)
+    assert data._read_folder_image(photo, 32, 3) is None
+    assert data._read_folder_image(tiny_data_dir / "scans" / "a" / "tiny.bmp", 32, 3) is not None
+
+
+def test_stratified_split_quotas_match_the_brain_mri_numbers():
+    quotas = data._split_quotas([98, 155], (0.8, 0.1, 0.1))  # brain_mri: no 98, yes 155
+    assert [sum(q) for q in quotas] == [202, 25, 26]
+    assert quotas == [[78, 124], [10, 15], [10, 16]]
+    assert data._split_quotas([10, 10], (0.8, 0.1, 0.1)) == [[8, 8], [1, 1], [1, 1]]
+
+
+def test_stratified_split_is_deterministic_and_ignores_file_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "empty"))
+    names = [f"img {i:02d}.png" for i in range(30)]
+    first, second = tmp_path / "first", tmp_path / "second"
+    for root, order in ((first, names), (second, list(reversed(names)))):
+        for cls in ("cat", "dog", "eel"):
+            (root / cls).mkdir(parents=True)
+            for name in order:  # written (and so listed by the file system) in opposite orders
+                Image.fromarray(np.full((8, 8), len(name), np.uint8)).save(root / cls / name)
+
+    def assignment(root: Path, seed: int) -> dict[str, str]:
+        scan = data._scan_folder(root)
+        return {path: split for (path, _), split in zip(scan.files, data._folder_assignment(scan, seed))}
+
+    a, b = assignment(first, 0), assignment(second, 0)
+    assert a == b == assignment(first, 0)
+    assert assignment(first, 1) != a  # another seed, another split
+    for cls in ("cat", "dog", "eel"):
+        in_class = [split for path, split in a.items() if path.startswith(cls)]
+        assert (in_class.count("train"), in_class.count("val"), in_class.count("test")) == (24, 3, 3)
+    info = data.register_image_folder("pets", first, seed=1)
+    assert info.n_samples == {"train": 72, "val": 9, "test": 9}
+
+
+def test_path_as_name_and_runtime_registration(tiny_data_dir, tmp_path):
+    by_path = data.get_dataset_info(str(tiny_data_dir / "scans"))
+    assert by_path.name == "scans"
+    upload = shutil.copytree(tiny_data_dir / "scans", tmp_path / "unzipped upload")
+    info = data.register_image_folder("my_upload", upload)
+    assert info.name == "my_upload" and info.family == "folder" and info.root == str(upload)
+    assert "my_upload" in [i.name for i in data.list_datasets()]
+    assert len(data.load_split("my_upload", "train")) > 0
+    assert data.dataset_status("my_upload").available
+    loaded = data.load_split(str(upload), "test")  # the same folder by path: same entry
+    assert loaded.info.name == "my_upload"
+    with pytest.raises(DataError, match="built-in"):
+        data.register_image_folder("mnist", upload)
+    with pytest.raises(DataError, match="one sub-folder per class"):
+        data.register_image_folder("flat", tiny_data_dir / "one_class_only")
+    with pytest.raises(DataError):
+        data.register_image_folder("ghost", tmp_path / "does not exist")
+
+
+def test_tiny_folder_with_empty_split_is_explained(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
+    for cls in ("x", "y"):
+        write_class_folder(tmp_path / "few" / cls, bright=cls == "x")
+        for path in sorted((tmp_path / "few" / cls).rglob("*.*"))[2:]:
+            path.unlink()
+    data.register_image_folder("few", tmp_path / "few")
+    assert len(data.load_split("few", "train")) == 3  # 4 images: 3 / 0 / 1
+    with pytest.raises(DataError, match="too few"):
+        data.load_split("few", "val")
+
+
+# --------------------------------------------------------------------------------------------------
+# Caches, read-only data
+
+
+def test_second_load_reads_no_source(tiny_data_dir, monkeypatch):
+    first = {name: data.load_split(name, "train") for name in ("mnist", "pathmnist", "scans")}
+    assert data.load_split("mnist", "train") is first["mnist"]  # in-process LRU: the same object
+    data.clear_caches()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a source was read again")
+
+    import torchvision.datasets
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", fail)
+    monkeypatch.setattr(np, "load", fail)
+    monkeypatch.setattr(Image, "open", fail)
+    monkeypatch.setattr(data, "_read_folder_image", fail)
+    for name, loaded in first.items():
+        again = data.load_split(name, "train")
+        assert again is not loaded and torch.equal(again.images, loaded.images)
+        assert torch.equal(again.labels, loaded.labels) and again.skipped == loaded.skipped
+    data.clear_caches()
+    monkeypatch.setattr(data, "_CACHE_MMAP_BYTES", 0)  # big cache files are memory-mapped instead
+    assert torch.equal(data.load_split("pathmnist", "train").images, first["pathmnist"].images)
+    data.load_split("mnist", "train")
+    monkeypatch.setattr(torch, "load", fail)  # and the in-process cache needs not even the disk
+    assert torch.equal(data.load_split("mnist", "train").images, first["mnist"].images)
+
+
+def test_changed_source_invalidates_the_cache(tiny_data_dir):
+    before = data.load_split("scans", "train")
+    Image.fromarray(np.full((40, 40, 3), 250, np.uint8)).save(tiny_data_dir / "scans" / "a" / "extra.png")
+    after = [data.load_split("scans", s) for s in data.SPLITS]
+    assert sum(len(s) for s in after) == 2 * TINY_FOLDER_READABLE_PER_CLASS + 1
+    assert len(before) in (len(after[0]), len(after[0]) - 1)
+    data.load_split("breastmnist", "test")
+    write_npz(tiny_data_dir / "breastmnist.npz", tiny_breastmnist_arrays({"train": 6, "val": 4, "test": 2}))
+    os.utime(tiny_data_dir / "breastmnist.npz", ns=(1, 1))  # a different mtime, whatever the clock
+    assert len(data.load_split("breastmnist", "test")) == 2
+    assert data.get_dataset_info("breastmnist").n_samples == {"train": 6, "val": 4, "test": 2}
+
+
+def test_read_only_data_dir_is_never_written(tiny_data_dir):
+    before = _snapshot(tiny_data_dir)
+    paths = [tiny_data_dir, *tiny_data_dir.rglob("*")]
+    modes = {p: p.stat().st_mode for p in paths}
+    try:
+        for p in paths:
+            p.chmod(stat.S_IMODE(modes[p]) & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+        for name in ("mnist", "pathmnist", "breastmnist", "chestmnist", "scans"):
+            for split in data.SPLITS:
+                assert len(data.load_split(name, split)) > 0
+        assert data.channel_stats("scans")
+    finally:
+        for p in reversed(paths):
+            p.chmod(stat.S_IMODE(modes[p]))
+    assert _snapshot(tiny_data_dir) == before
+
+
+def test_channel_stats_are_right_and_cached(tiny_data_dir, monkeypatch):
+    mean, std = data.channel_stats("pathmnist")
+    images = data.load_split("pathmnist", "train").images.double() / 255
+    assert np.allclose(mean, images.mean(dim=(0, 2, 3)).tolist(), atol=1e-9)
+    assert np.allclose(std, images.std(dim=(0, 2, 3), unbiased=False).tolist(), atol=1e-6)
+    assert len(data.channel_stats("mnist")[0]) == 1
+    data.clear_caches()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("statistics recomputed")
+
+    monkeypatch.setattr(data, "load_split", fail)
+    assert data.channel_stats("pathmnist") == (mean, std)  # from CNN_CACHE_DIR/stats
+
+
+# --------------------------------------------------------------------------------------------------
+# Real data (CNN_DATA_DIR=/work/shared/data)
+
+
+def _real(*relative: str) -> Path:
+    root = settings.data_dir()
+    if not all((root / r).exists() for r in relative):
+        pytest.skip(f"real data not under CNN_DATA_DIR ({root})")
+    return root
+
+
+@pytest.mark.realdata
+def test_real_mnist_counts():
+    _real("MNIST/raw/train-images-idx3-ubyte.gz")
+    data.clear_caches()
+    train, val, test = (data.load_split("mnist", split) for split in data.SPLITS)
+    assert (len(train), len(val), len(test)) == (55_000, 5_000, 10_000)
+    assert len(train) + len(val) == 60_000
+    assert train.images.shape[1:] == (1, 28, 28)
+    assert torch.equal(torch.cat([train.labels, val.labels]).bincount().sum(), torch.tensor(60_000))
+    assert data.get_dataset_info("mnist").n_samples == {"train": 55_000, "val": 5_000, "test": 10_000}
+
+
+@pytest.mark.realdata
+def test_real_pathmnist_counts():
+    root = _real("medmnist/pathmnist.npz")
+    info = data.get_dataset_info("pathmnist")
+    assert info.n_samples == {"train": 89_996, "val": 10_004, "test": 7_180}  # read from the npz headers
+    with np.load(root / "medmnist" / "pathmnist.npz") as archive:  # labels only: skips the 12-s images
+        assert archive["train_labels"].shape == (89_996, 1)
+    val, test = data.load_split("pathmnist", "val"), data.load_split("pathmnist", "test")
+    assert (len(val), len(test)) == (10_004, 7_180)
+    assert val.images.shape[1:] == (3, 28, 28) and int(val.labels.max()) == 8
+
+
+@pytest.mark.realdata
+def test_real_brain_mri():
+    _real("brain_mri/yes", "brain_mri/no")
+    info = data.get_dataset_info("brain_mri")
+    assert info.class_names == ("no", "yes") and info.channels == 3
+    assert info.n_samples == {"train": 202, "val": 25, "test": 26}
+    splits = [data.load_split("brain_mri", split) for split in data.SPLITS]
+    assert sum(len(s) for s in splits) == 253 and sum(s.skipped for s in splits) == 0
+    labels = torch.cat([s.labels for s in splits])
+    assert labels.bincount().tolist() == [98, 155]
+    assert all(s.images.shape[1:] == (3, 128, 128) for s in splits)
