@@ -1,0 +1,291 @@
+"""`python -m cnn_core` / `cnn-explorer`: data sets, models, training, evaluation and prediction.
+
+Every command prints one clear line and exits with status 2 on bad arguments, missing data or a bad
+checkpoint; no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import threading
+from pathlib import Path
+
+from .errors import CnnError
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f} %"
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from . import data
+
+    rows = []
+    for info in data.list_datasets():
+        if not args.all and info.family == "medmnist" and info.image_size != 28:
+            continue
+        status = data.dataset_status(info.name)
+        rows.append(
+            {
+                "name": info.name,
+                "title": info.title,
+                "task": info.task,
+                "classes": len(info.class_names),
+                "available": status.available,
+                "location": str(status.location) if status.location else None,
+                "how_to_get": None if status.available else status.how_to_get,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        where = f"found at {r['location']}" if r["available"] else "missing"
+        print(f"{r['name']:<{width}}  {r['classes']:>3} classes  {r['task']:<26}  {where}")
+    if not args.all:
+        print("(MedMNIST sets also come at 64, 128 and 224 px: e.g. pathmnist_64; `datasets --all` lists them.)")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import list_models
+
+    specs = list_models()
+    if args.json:
+        print(json.dumps([{"name": s.name, "title": s.title, "description": s.description} for s in specs]))
+        return 0
+    for spec in specs:
+        print(f"{spec.name:<14} {spec.title}: {spec.description}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from . import data
+
+    path = data.download_dataset(args.name)
+    print(f"{args.name}: ready at {path}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .train import BatchEvent, EndEvent, EpochEvent, StartEvent, TrainConfig, train
+
+    config = TrainConfig(
+        dataset=args.data,
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        schedule=args.schedule,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
+        limit=args.limit,
+        image_size=args.image_size,
+        out=args.out,
+        command=args.command_line,
+        model_args=_model_args(args),
+    )
+    cancel = threading.Event()
+    bar = None
+    end = None
+    quiet = args.json and not sys.stderr.isatty()
+    try:
+        for event in train(config, cancel=cancel):
+            if isinstance(event, StartEvent):
+                print(
+                    f"Training {event.model} on {event.dataset} ({event.n_train} train / {event.n_val} val / "
+                    f"{event.n_test} test images) on {event.device} for {event.epochs} epochs",
+                    file=sys.stderr,
+                )
+                bar = tqdm(total=event.epochs * event.steps_per_epoch, unit="step", file=sys.stderr, disable=quiet)
+            elif isinstance(event, BatchEvent) and bar is not None:
+                bar.update(event.step - bar.n)
+                bar.set_postfix(epoch=event.epoch, loss=f"{event.loss:.3f}", lr=f"{event.lr:.2e}")
+            elif isinstance(event, EpochEvent):
+                message = (
+                    f"epoch {event.epoch}: train loss {event.train_loss:.4f} acc {_percent(event.train_accuracy)} | "
+                    f"val loss {event.val_loss:.4f} acc {_percent(event.val_accuracy)} | {event.seconds:.1f} s"
+                )
+                (bar.write if bar is not None else print)(message, file=sys.stderr)
+            elif isinstance(event, EndEvent):
+                end = event
+    except KeyboardInterrupt:
+        cancel.set()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    assert end is not None
+    metrics = end.test_metrics or {}
+    print(
+        f"Done in {end.seconds:.1f} s of training, {end.epochs_run} epochs (best {end.best_epoch})"
+        + (", stopped early" if end.stopped_early else "")
+        + f". Test accuracy {_percent(metrics.get('accuracy'))}, ROC-AUC {_percent(metrics.get('auroc'))}."
+        + (f" Checkpoint: {end.checkpoint_path}" if end.checkpoint_path else ""),
+        file=sys.stderr,
+    )
+    if args.json:
+        summary = {
+            "test_metrics": _scalars(metrics),
+            "train_seconds": round(end.seconds, 3),
+            "epochs_run": end.epochs_run,
+            "best_epoch": end.best_epoch,
+            "checkpoint": end.checkpoint_path,
+        }
+        print(json.dumps(summary))
+    return 0
+
+
+def _model_args(args: argparse.Namespace) -> dict:
+    model_args = {}
+    for item in args.model_arg or []:
+        key, _, value = item.partition("=")
+        if not key or not value:
+            raise CnnError(f"--model-arg takes KEY=VALUE; got {item!r}.")
+        try:
+            model_args[key] = json.loads(value)
+        except json.JSONDecodeError:
+            model_args[key] = value
+    return model_args
+
+
+def _scalars(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None}
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import data
+    from .checkpoints import load_checkpoint
+    from .metrics import classification_metrics
+    from .predict import predict_tensor
+
+    loaded = load_checkpoint(args.checkpoint, expect_dataset=args.data)
+    card = loaded.card
+    split = data.load_split(card["dataset"], args.split, image_size=int(card["image_size"]))
+    if split.images.shape[1] != int(card["channels"]) or split.images.shape[-1] != int(card["image_size"]):
+        raise CnnError(
+            f"The {args.split} images are {tuple(split.images.shape[1:])} but the checkpoint expects "
+            f"{card['channels']}x{card['image_size']}x{card['image_size']}."
+        )
+    probs = predict_tensor(loaded, split.images)
+    metrics = classification_metrics(probs, split.labels, len(card["class_names"]))
+    if args.json:
+        print(json.dumps({"dataset": card["dataset"], "split": args.split, **metrics}))
+        return 0
+    print(f"{Path(args.checkpoint).name} on {card['dataset']} {args.split} ({metrics['n']} images):")
+    for key in ("accuracy", "precision", "recall", "sensitivity", "specificity", "f1", "auroc", "kappa"):
+        if key in metrics:
+            value = metrics[key]
+            print(f"  {key:<12} {value:.4f}" if value is not None else f"  {key:<12} n/a")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict_files
+
+    predictions = predict_files(args.checkpoint, args.images)
+    for path, pred in zip(args.images, predictions):
+        if args.json:
+            print(json.dumps({"image": str(path), "label": pred.label, "probability": pred.probability,
+                              "probabilities": pred.probabilities}))
+        else:
+            top = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[:3]
+            others = ", ".join(f"{name} {p:.1%}" for name, p in top)
+            print(f"{path}: {pred.label} ({pred.probability:.1%})   [{others}]")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that ends with one clear line (and status 2) instead of a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="cnn-explorer",
+        description="CNN Explorer: image classification with convolutional neural networks.",
+        epilog="Data is read from $CNN_DATA_DIR and caches go to $CNN_CACHE_DIR.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("datasets", help="list every data set and whether it is found")
+    p.add_argument("--all", action="store_true", help="include MedMNIST at 64, 128 and 224 px")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("models", help="list the model registry")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("download", help="download a data set into $CNN_CACHE_DIR (needs the internet)")
+    p.add_argument("name", help="data set name, e.g. mnist or pathmnist")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser(
+        "train",
+        help="train a model and save a checkpoint",
+        description="Train a model; with no --model, the best default for the data set.",
+    )
+    p.add_argument("--data", required=True, help="data set name (see `datasets`) or an image folder path")
+    p.add_argument("--model", help="model name (see `models`); default: the best for the data set")
+    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="extra model option, repeatable")
+    p.add_argument("--epochs", type=int, help="epochs (default: the model's)")
+    p.add_argument("--batch-size", type=int, help="batch size (default: the model's)")
+    p.add_argument("--lr", type=float, help="learning rate (peak rate for one-cycle)")
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop"], help="optimizer")
+    p.add_argument("--schedule", choices=["none", "onecycle", "cosine"], help="learning-rate schedule")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default 5e-4)")
+    p.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default 0)")
+    p.add_argument("--patience", type=int, help="stop after this many epochs without validation improvement")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the fastest found; $CNN_DEVICE)")
+    p.add_argument("--limit", type=int, help="use at most N images per split (quick runs)")
+    p.add_argument("--image-size", type=int, help="image folders: side to resize to (default 128)")
+    p.add_argument("--out", help="checkpoint path (.safetensors); a .json card is written beside it")
+    p.add_argument("--json", action="store_true", help="end with one JSON line of test metrics and timings")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics of a checkpoint on a split")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file (.safetensors)")
+    p.add_argument("--data", help="data set it must have been trained on (default: the card's)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split (default test)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="class and probabilities for image files")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file (.safetensors)")
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, TIFF, ...)")
+    p.add_argument("--json", action="store_true", help="one JSON line per image")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.command_line = "python -m cnn_core " + shlex.join(argv)
+    try:
+        return args.func(args)
+    except CnnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Inference with a checkpoint: its card drives preprocessing (size, channels, normalization) and names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from .augment import BatchPreprocessor
+from .checkpoints import LoadedCheckpoint, load_checkpoint
+from .train import predict_probs
+
+
+@dataclass
+class Prediction:
+    """Top class and every class's probability for one image."""
+
+    label: str
+    index: int
+    probability: float
+    probabilities: dict[str, float]
+
+
+def image_to_tensor(image: Image.Image, channels: int, size: int) -> torch.Tensor:
+    """A PIL image as uint8 [1, C, size, size], prepared exactly as folder data sets are."""
+    from .data import fit_image
+
+    return torch.from_numpy(fit_image(image, size, channels).copy()).unsqueeze(0)
+
+
+def preprocessor_for(card: dict, device: torch.device | str = "cpu") -> BatchPreprocessor:
+    """The evaluation preprocessing a checkpoint was trained with."""
+    norm = card["normalization"]
+    return BatchPreprocessor(norm["mean"], norm["std"], torch.device(device))
+
+
+def predict_tensor(loaded: LoadedCheckpoint, images: torch.Tensor) -> torch.Tensor:
+    """Probabilities [N, C] for uint8 images [N, C, H, W] already at the card's size."""
+    device = next(loaded.model.parameters()).device
+    pre = preprocessor_for(loaded.card, device)
+    return predict_probs(loaded.model, images, lambda x: pre(x, train=False), device)
+
+
+def predict_images(loaded: LoadedCheckpoint, images: list[Image.Image]) -> list[Prediction]:
+    """Predictions for PIL images of any size and mode."""
+    card = loaded.card
+    batch = torch.cat([image_to_tensor(im, int(card["channels"]), int(card["image_size"])) for im in images])
+    probs = predict_tensor(loaded, batch)
+    names = [str(n) for n in card["class_names"]]
+    results = []
+    for row in probs:
+        index = int(row.argmax())
+        results.append(
+            Prediction(
+                label=names[index],
+                index=index,
+                probability=float(row[index]),
+                probabilities={name: float(p) for name, p in zip(names, row)},
+            )
+        )
+    return results
+
+
+def predict_files(checkpoint: str | Path, paths: list[str | Path]) -> list[Prediction]:
+    """Load a checkpoint and predict image files (read safely through cnn_core.images)."""
+    from .images import read_image
+
+    loaded = load_checkpoint(checkpoint)
+    return predict_images(loaded, [read_image(Path(p)) for p in paths])

@@ -1,0 +1,97 @@
+"""Checkpoints round-trip, and anything that is not one of ours is refused without being unpickled."""
+
+import json
+import os
+import pickle
+
+import pytest
+import torch
+
+from cnn_core.checkpoints import list_checkpoints, load_checkpoint, save_checkpoint
+from cnn_core.errors import CheckpointError
+from cnn_core.models import build_model
+from cnn_core.predict import predict_images
+from cnn_core.train import TrainConfig, run_training
+
+
+def _card(**over):
+    card = {
+        "model": "simple_cnn", "model_args": {}, "dataset": "mnist", "class_names": [str(i) for i in range(10)],
+        "channels": 1, "image_size": 28, "normalization": {"mean": [0.13], "std": [0.31]}, "task": "multi-class",
+    }
+    card.update(over)
+    return card
+
+
+def test_round_trip_gives_the_same_outputs(tmp_path):
+    model = build_model("simple_cnn", 1, 10, 28).eval()
+    path = save_checkpoint(model, _card(), tmp_path / "digits")
+    assert path.suffix == ".safetensors" and path.with_suffix(".json").is_file()
+    loaded = load_checkpoint(path)
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.allclose(loaded.model(x), model(x))
+    assert loaded.card["dataset"] == "mnist"
+    assert json.loads(path.with_suffix(".json").read_text())["model"] == "simple_cnn"
+
+
+def test_trained_checkpoint_predicts_images(tiny_data_dir, tmp_path):
+    from PIL import Image
+
+    end = run_training(TrainConfig(dataset="mnist", model="fastnet", epochs=2, batch_size=32, out=str(tmp_path / "c")))
+    loaded = load_checkpoint(end.checkpoint_path, expect_dataset="mnist")
+    preds = predict_images(loaded, [Image.new("L", (50, 40), 0), Image.new("RGBA", (28, 28), (255, 0, 0, 128))])
+    assert len(preds) == 2
+    assert abs(sum(preds[0].probabilities.values()) - 1) < 1e-4
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/cnn_explorer_pwned",))
+
+
+def test_a_pickle_carrying_code_is_refused_and_never_run(tmp_path):
+    marker = "/tmp/cnn_explorer_pwned"
+    if os.path.exists(marker):
+        os.remove(marker)
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "card": _card(), "payload": _Evil()}, path)
+    with pytest.raises(CheckpointError, match="pickled Python objects"):
+        load_checkpoint(path)
+    assert not os.path.exists(marker)
+    raw = tmp_path / "evil.pkl"
+    raw.write_bytes(pickle.dumps(_Evil()))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(raw)
+    assert not os.path.exists(marker)
+
+
+def test_not_a_checkpoint_and_wrong_fits_are_refused(tmp_path):
+    text = tmp_path / "notes.safetensors"
+    text.write_text("hello, I am not a checkpoint at all")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(text)
+    with pytest.raises(CheckpointError, match="No checkpoint"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+    model = build_model("simple_cnn", 1, 10, 28)
+    path = save_checkpoint(model, _card(), tmp_path / "digits")
+    with pytest.raises(CheckpointError, match="trained on 'mnist', not 'pathmnist'"):
+        load_checkpoint(path, expect_dataset="pathmnist")
+    with pytest.raises(CheckpointError, match="not 'lenet'"):
+        load_checkpoint(path, expect_model="lenet")
+    # weights of one model under a card naming another
+    other = save_checkpoint(build_model("lenet", 1, 10, 28), _card(), tmp_path / "liar")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(other)
+    # a plain torch file of tensors without a card
+    plain = tmp_path / "plain.pt"
+    torch.save(model.state_dict(), plain)
+    with pytest.raises(CheckpointError, match="not a CNN Explorer checkpoint"):
+        load_checkpoint(plain)
+
+
+def test_list_checkpoints_reads_cards(tmp_path):
+    save_checkpoint(build_model("simple_cnn", 1, 10, 28), _card(), tmp_path / "a")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
+    cards = list_checkpoints([tmp_path])
+    assert [c["name"] for c in cards] == ["a"]
+    assert cards[0]["path"].endswith("a.safetensors")

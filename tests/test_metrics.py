@@ -1,0 +1,46 @@
+"""Metrics equal values computed by hand on small examples."""
+
+import pytest
+import torch
+
+from cnn_core.metrics import classification_metrics
+
+
+def test_binary_metrics_match_hand_computation():
+    # targets: 4 negatives, 3 positives; predictions: TN=3, FP=1, FN=1, TP=2
+    targets = torch.tensor([0, 0, 0, 0, 1, 1, 1])
+    p1 = torch.tensor([0.1, 0.2, 0.3, 0.7, 0.4, 0.8, 0.9])
+    probs = torch.stack([1 - p1, p1], dim=1)
+    m = classification_metrics(probs, targets, 2)
+    assert m["confusion_matrix"] == [[3, 1], [1, 2]]
+    assert m["accuracy"] == pytest.approx(5 / 7)
+    assert m["sensitivity"] == pytest.approx(2 / 3)
+    assert m["specificity"] == pytest.approx(3 / 4)
+    assert m["precision"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3)
+    # ROC-AUC: fraction of (pos, neg) pairs ranked correctly: positives 0.4, 0.8, 0.9 vs negatives .1 .2 .3 .7
+    assert m["auroc"] == pytest.approx((3 + 4 + 4) / 12)
+    # Cohen's kappa: po = 5/7, pe = (4/7*4/7) + (3/7*3/7) = 25/49
+    po, pe = 5 / 7, 25 / 49
+    assert m["kappa"] == pytest.approx((po - pe) / (1 - pe))
+
+
+def test_multiclass_macro_metrics():
+    targets = torch.tensor([0, 0, 1, 1, 2, 2])
+    preds = torch.tensor([0, 1, 1, 1, 2, 0])
+    probs = torch.nn.functional.one_hot(preds, 3).float() * 0.8 + 0.2 / 3
+    m = classification_metrics(probs, targets, 3)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    # per-class recall: 1/2, 2/2, 1/2 -> macro 2/3; precision: 1/2, 2/3, 1/1 -> macro 13/18
+    assert m["recall"] == pytest.approx(2 / 3)
+    assert m["precision"] == pytest.approx(13 / 18)
+    assert m["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert 0 <= m["auroc"] <= 1
+
+
+def test_auroc_is_none_when_a_class_is_absent():
+    targets = torch.tensor([0, 0, 0])
+    probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]])
+    m = classification_metrics(probs, targets, 2)
+    assert m["auroc"] is None
+    assert m["accuracy"] == pytest.approx(2 / 3)

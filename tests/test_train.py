@@ -1,0 +1,109 @@
+"""The trainer: real loaders on tiny data sets in the real formats, events, early stopping, cancel."""
+
+import math
+import threading
+
+import pytest
+import torch
+
+from cnn_core.errors import ConfigError
+from cnn_core.train import BatchEvent, EndEvent, EpochEvent, StartEvent, TrainConfig, TrainingError, run_training, train
+
+
+def _events(config, cancel=None):
+    return list(train(config, cancel=cancel))
+
+
+def test_training_on_tiny_mnist_lowers_the_loss_and_reports_events(tiny_data_dir, tmp_path):
+    config = TrainConfig(dataset="mnist", model="fastnet", epochs=4, batch_size=32, lr=0.01, out=str(tmp_path / "m.safetensors"))
+    events = _events(config)
+    assert isinstance(events[0], StartEvent) and isinstance(events[-1], EndEvent)
+    epochs = [e for e in events if isinstance(e, EpochEvent)]
+    batches = [e for e in events if isinstance(e, BatchEvent)]
+    assert len(epochs) == 4 and batches
+    assert [e.step for e in batches] == sorted(e.step for e in batches)
+    assert epochs[-1].train_loss < epochs[0].train_loss
+    end = events[-1]
+    assert end.test_metrics["accuracy"] > 0.5  # 10 classes: chance is 0.1
+    assert end.checkpoint_path and (tmp_path / "m.json").is_file()
+    assert end.card["class_names"][:2] == ["0", "1"] or len(end.card["class_names"]) == 10
+    assert end.test_probs.shape == (end.test_metrics["n"], 10)
+
+
+def test_binary_medmnist_reports_sensitivity_and_specificity(tiny_data_dir):
+    end = run_training(TrainConfig(dataset="breastmnist", model="simple_cnn", epochs=2, batch_size=8, lr=0.01))
+    for key in ("sensitivity", "specificity", "auroc", "accuracy", "kappa"):
+        assert key in end.test_metrics
+
+
+def test_same_seed_gives_the_same_run(tiny_data_dir):
+    config = dict(dataset="pathmnist", model="simple_cnn", epochs=1, batch_size=16, lr=0.005, seed=3)
+    a = run_training(TrainConfig(**config))
+    b = run_training(TrainConfig(**config))
+    assert torch.equal(a.test_probs, b.test_probs)
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch(tiny_data_dir):
+    # A learning rate this small cannot improve validation accuracy for long: patience 1 must trigger.
+    end = run_training(TrainConfig(dataset="mnist", model="lenet", epochs=30, batch_size=64, lr=1e-6, patience=1))
+    assert end.stopped_early
+    assert end.epochs_run < 30
+    assert 1 <= end.best_epoch <= end.epochs_run
+
+
+def test_cancel_stops_within_one_batch(tiny_data_dir):
+    cancel = threading.Event()
+    seen = []
+    for event in train(TrainConfig(dataset="mnist", model="fastnet", epochs=50, batch_size=8, lr=0.01), cancel=cancel):
+        seen.append(event)
+        if isinstance(event, BatchEvent) and event.step == 3:
+            cancel.set()
+    end = seen[-1]
+    assert isinstance(end, EndEvent) and end.cancelled
+    assert max(e.step for e in seen if isinstance(e, BatchEvent)) <= 4
+    assert end.epochs_run <= 1
+
+
+def test_divergence_is_reported_clearly(tiny_data_dir):
+    with pytest.raises(TrainingError, match="diverged"):
+        run_training(TrainConfig(dataset="mnist", model="simple_cnn", epochs=3, batch_size=16, lr=10.0, optimizer="sgd", log_every=1))
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"lr": 0}, "Learning rate"),
+        ({"lr": float("nan")}, "Learning rate"),
+        ({"batch_size": 0}, "Batch size"),
+        ({"batch_size": 100000}, "Batch size"),
+        ({"batch_size": 5000}, "larger than the training set"),
+        ({"optimizer": "lion"}, "Unknown optimizer"),
+        ({"schedule": "triangle"}, "Unknown schedule"),
+        ({"epochs": 0}, "Epochs"),
+        ({"patience": 0}, "Patience"),
+    ],
+)
+def test_bad_options_are_config_errors(tiny_data_dir, options, message):
+    with pytest.raises(ConfigError, match=message):
+        run_training(TrainConfig(dataset="mnist", model="fastnet", **{"epochs": 1, **options}))
+
+
+def test_multilabel_is_refused_clearly(tiny_data_dir):
+    with pytest.raises(ConfigError, match="multi-label"):
+        run_training(TrainConfig(dataset="chestmnist", epochs=1))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "rmsprop"])
+@pytest.mark.parametrize("schedule", ["none", "onecycle", "cosine"])
+def test_every_optimizer_and_schedule_runs(tiny_data_dir, optimizer, schedule):
+    end = run_training(
+        TrainConfig(dataset="pathmnist", model="simple_cnn", epochs=1, batch_size=32, lr=0.001,
+                    optimizer=optimizer, schedule=schedule, label_smoothing=0.1)
+    )
+    assert math.isfinite(end.card["metrics"]["best_val"]["val_loss"])
+
+
+def test_image_folder_trains_with_skipped_files(tiny_data_dir):
+    end = run_training(TrainConfig(dataset="scans", model="simple_cnn", epochs=1, batch_size=4, image_size=32))
+    assert end.card["image_size"] == 32
+    assert end.card["class_names"] == ["a", "b"]
