@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# CNN Explorer's one entry point for a fresh Debian/Ubuntu machine (idempotent: a second run is fast).
+#   bash run.sh app [streamlit options]   install everything, then start the app
+#   bash run.sh test [pytest options]     install everything plus test needs, then run the whole suite
+#   bash run.sh install [--test]          only install
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+VENV="${CNN_VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+
+say() { printf '\033[1;34m[cnn-explorer]\033[0m %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else say "need root for: $*  (install it yourself, or run as root)"; return 1
+  fi
+}
+
+apt_install() {
+  # Debian packages, installed only when missing; `apt-get update` only if the first try fails.
+  command -v apt-get >/dev/null 2>&1 || { say "no apt-get: please install $* yourself"; return 0; }
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1 || {
+    as_root apt-get update -q >/dev/null 2>&1
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null
+  }
+}
+
+install_system() {
+  local want_test="$1" need=()
+  "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 10)' 2>/dev/null || {
+    say "CNN Explorer needs Python 3.10 or newer as '$PYTHON' (set PYTHON=/path/to/python3)"; exit 1; }
+  "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+  command -v dot >/dev/null 2>&1 || need+=(graphviz)
+  if [ "$want_test" = 1 ] && [ ! -x /usr/bin/chromium ]; then need+=(chromium); fi
+  if [ ${#need[@]} -gt 0 ]; then say "installing Debian packages: ${need[*]}"; apt_install "${need[@]}"; fi
+}
+
+install_python() {
+  local want_test="$1" extras="" stamp key
+  [ "$want_test" = 1 ] && extras="[test]"
+  [ -x "$VENV/bin/python" ] || { say "creating virtual environment $VENV"; "$PYTHON" -m venv "$VENV"; }
+  key=$(cat pyproject.toml; echo "$extras")
+  stamp="$VENV/.installed-$(printf '%s' "$key" | sha256sum | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    say "installing Python packages into $VENV (first time: several minutes, PyTorch is large)"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -e ".$extras"
+    rm -f "$VENV"/.installed-*
+    touch "$stamp"
+  fi
+}
+
+cmd="${1:-app}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  install)
+    want_test=0; [ "${1:-}" = "--test" ] && want_test=1
+    install_system "$want_test"; install_python "$want_test" ;;
+  app)
+    install_system 0; install_python 0
+    say "starting the app (CNN_DATA_DIR=${CNN_DATA_DIR:-./data}); open the URL below"
+    exec "$VENV/bin/python" -m streamlit run app.py "$@" ;;
+  test)
+    install_system 1; install_python 1
+    say "running the test suite (CNN_DATA_DIR=${CNN_DATA_DIR:-unset: real-data tests skip})"
+    exec "$VENV/bin/python" -m pytest "$@" ;;
+  *)
+    echo "usage: bash run.sh {app|test|install [--test]} [options]" >&2; exit 2 ;;
+esac
