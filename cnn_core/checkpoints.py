@@ -54,7 +54,35 @@ def save_checkpoint(model: nn.Module, card: dict, path: Path) -> Path:
     card_json = json.dumps(card, indent=2, default=_json_default)
     save_file(tensors, str(path), metadata={"format": "cnn-explorer", "card": card_json})
     card_path_for(path).write_text(card_json + "\n")
+    path.with_suffix(".md").write_text(model_card_markdown(card, path.name))
     return path
+
+
+def model_card_markdown(card: dict, filename: str) -> str:
+    """A model card for people: what the checkpoint is, the command that made it, its measured metrics."""
+    training = card.get("training") or {}
+    test = (card.get("metrics") or {}).get("test") or {}
+    lines = [
+        f"# {filename}",
+        "",
+        f"- Model: `{card.get('model')}` {json.dumps(card.get('model_args') or {})}",
+        f"- Data set: `{card.get('dataset')}` ({card.get('dataset_title', '')}), task {card.get('task')}, "
+        f"{len(card.get('class_names', []))} classes, input {card.get('channels')}x{card.get('image_size')}x{card.get('image_size')}",
+        f"- Trained on: {training.get('device', '?')}, {training.get('epochs_run', '?')} epochs "
+        f"(best {training.get('best_epoch', '?')}), {training.get('train_seconds', '?')} s of training, "
+        f"{training.get('n_train', '?')} training images",
+        f"- Made by: `{card.get('command') or 'the training studio'}`",
+        f"- Versions: {json.dumps(card.get('versions') or {})}",
+        "",
+        f"## Test metrics ({test.get('n', '?')} test images)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    for key in ("accuracy", "precision", "recall", "sensitivity", "specificity", "f1", "auroc", "kappa"):
+        if key in test and test[key] is not None:
+            lines.append(f"| {key} | {test[key]:.4f} |")
+    return "\n".join(lines) + "\n"
 
 
 def _json_default(value):
@@ -180,8 +208,17 @@ def load_checkpoint(
     model = build_from_card(card)
     partial = card.get("weights") == "partial"
     expected = model.state_dict()
-    unexpected = sorted(set(weights) - set(expected))
-    missing = [] if partial else sorted(set(expected) - set(weights))
+    stored_part = getattr(model, "checkpoint_state_dict", None)
+    if partial and not callable(stored_part):
+        raise CheckpointError(
+            f"{path.name} holds only part of a model's weights, but {card['model']!r} models are stored whole; "
+            "the file is damaged or was not made by CNN Explorer."
+        )
+    # A partial checkpoint (a transfer model) must hold exactly what its model stores: the head and the trained
+    # stages. Only the frozen backbone, which comes from the backbone's own weights, may be absent.
+    stored = set(stored_part()) if partial else set(expected)
+    unexpected = sorted(set(weights) - stored)
+    missing = sorted(stored - set(weights))
     mismatched = [k for k in weights if k in expected and tuple(weights[k].shape) != tuple(expected[k].shape)]
     if unexpected or missing or mismatched:
         detail = (unexpected or missing or mismatched)[:3]

@@ -702,6 +702,15 @@ def _mnist_readable_root(sources: dict[str, Path], ready: Path | None) -> Path:
     return root
 
 
+def mnist_torchvision_root() -> Path:
+    """A root that `torchvision.datasets.MNIST(root, download=False)` reads (benchmarks race torchvision's own
+    pipeline on it); gzipped archives are unpacked into the cache first. DataError when MNIST is missing."""
+    found = _locate_mnist()
+    if found.missing:
+        raise _missing_error(dataset_status("mnist"))
+    return _mnist_readable_root(found.sources, found.root_ready)
+
+
 def _build_mnist(source: _Source, split: str) -> dict[str, tuple]:
     found: _MnistFiles = source.files["found"]
     root = _mnist_readable_root(found.sources, found.root_ready)

@@ -76,6 +76,7 @@ class StartEvent:
     epochs: int
     steps_per_epoch: int
     config: dict
+    network: nn.Module | None = field(default=None, repr=False)  # the live model, e.g. for a benchmark's probe
 
 
 @dataclass
@@ -209,8 +210,11 @@ def prepare_data(config: TrainConfig, resolved: ResolvedConfig, device: torch.de
         )
     splits = {}
     skipped = 0
+    image_size = config.image_size
+    if image_size is None and info.family == "folder":  # e.g. transfer models: the backbone's input size
+        image_size = get_model_spec(resolved.model).defaults.get("folder_image_size")
     for name in ("train", "val", "test"):
-        split = data_registry.load_split(config.dataset, name, image_size=config.image_size)
+        split = data_registry.load_split(config.dataset, name, image_size=image_size)
         skipped += getattr(split, "skipped", 0) or 0
         splits[name] = _subset(split, config.limit, config.seed)
     info = split.info
@@ -326,10 +330,6 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     n_train = train_y.shape[0]
     steps_per_epoch = math.ceil(n_train / resolved.batch_size)
     total_steps = steps_per_epoch * resolved.epochs
-    param_groups = getattr(model, "param_groups", None)
-    params = param_groups(resolved.lr) if callable(param_groups) else model.parameters()
-    optimizer = make_optimizer(resolved.optimizer, params, resolved.lr, config.weight_decay, config.momentum)
-    scheduler = make_scheduler(resolved.schedule, optimizer, resolved.lr, total_steps)
     log_every = config.log_every or max(1, steps_per_epoch // 50)
     run_config = {
         **{k: v for k, v in asdict(config).items() if k not in ("augment", "command")},
@@ -347,7 +347,17 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
         epochs=resolved.epochs,
         steps_per_epoch=steps_per_epoch,
         config=run_config,
+        network=model,
     )
+
+    checkpoint_model = model
+    adapt_training = getattr(model, "adapt_training", None)
+    if callable(adapt_training):  # transfer models: their normalization; frozen stages computed once, cached
+        model, prepared = adapt_training(prepared, seed=config.seed, cancel=cancel)
+    param_groups = getattr(model, "param_groups", None)
+    params = param_groups(resolved.lr) if callable(param_groups) else model.parameters()
+    optimizer = make_optimizer(resolved.optimizer, params, resolved.lr, config.weight_decay, config.momentum)
+    scheduler = make_scheduler(resolved.schedule, optimizer, resolved.lr, total_steps)
 
     best_score = -math.inf
     best_state = copy.deepcopy(model.state_dict())
@@ -476,12 +486,13 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
         "command": config.command,
         "versions": library_versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **(checkpoint_model.card_info() if callable(getattr(checkpoint_model, "card_info", None)) else {}),
     }
     checkpoint_path = None
     if config.out:
         from .checkpoints import save_checkpoint
 
-        checkpoint_path = str(save_checkpoint(model, card, Path(config.out)))
+        checkpoint_path = str(save_checkpoint(checkpoint_model, card, Path(config.out)))
     yield EndEvent(
         best_epoch=best_epoch,
         epochs_run=epoch,
