@@ -45,8 +45,9 @@ install_python() {
   stamp="$VENV/.installed-$(printf '%s' "$key" | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ]; then
     say "installing Python packages into $VENV (first time: several minutes, PyTorch is large)"
-    "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e ".$extras"
+    # pip's notes about unused local package folders are noise here; real errors still stop the script
+    "$VENV/bin/python" -m pip install -q --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
+    "$VENV/bin/python" -m pip install -q -e ".$extras" 2> >(grep -v "is ignored: it is neither" >&2)
     rm -f "$VENV"/.installed-*
     touch "$stamp"
   fi
