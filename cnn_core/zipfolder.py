@@ -1,0 +1,363 @@
+"""Turning an uploaded zip with one folder per class into an image-folder data set, safely.
+
+A zip is untrusted input. Before anything is written, every member name is checked: no `..`, no absolute
+or drive paths, no symlinks, no encrypted members, and the declared sizes and file count must stay within
+limits. While extracting, the bytes actually read are counted too (a zip can lie about its sizes), and
+every file is decoded as an image before it is kept; anything else is skipped and counted. The result is
+`CNN_CACHE_DIR/uploads/<name>/<class>/<file>`, registered with the data registry for this process.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import stat
+import tempfile
+import unicodedata
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, BinaryIO
+
+from .errors import DataError, ImageError
+from .images import IMAGE_SUFFIXES, read_image
+from .settings import cache_dir
+
+if TYPE_CHECKING:  # the registry imports torch and friends; only needed when registering
+    from .data import DatasetInfo
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    """How much an upload may unpack to; beyond this it is refused as a possible zip bomb."""
+
+    max_files: int = 20_000
+    max_total_bytes: int = 512 * 2**20       # 512 MiB uncompressed in all
+    max_member_bytes: int = 64 * 2**20       # 64 MiB for one image
+
+
+@dataclass
+class ZipImport:
+    """What an upload became: where its images are, how many per class, and what was left out."""
+
+    name: str
+    root: Path
+    class_counts: dict[str, int]
+    skipped_non_image: int = 0        # files that are not images (by name or by content)
+    skipped_outside_classes: int = 0  # images not inside a class folder
+    skipped_system: int = 0           # __MACOSX/, .DS_Store and other hidden files
+    skipped_examples: list[str] = field(default_factory=list)
+    info: DatasetInfo | None = None
+
+    @property
+    def images(self) -> int:
+        return sum(self.class_counts.values())
+
+    @property
+    def skipped(self) -> int:
+        return self.skipped_non_image + self.skipped_outside_classes + self.skipped_system
+
+    def summary(self) -> str:
+        """One sentence for people: what was imported and what was skipped."""
+        text = f"{self.images} images in {len(self.class_counts)} classes"
+        parts = []
+        if self.skipped_non_image:
+            parts.append(f"{self.skipped_non_image} non-image file(s)")
+        if self.skipped_outside_classes:
+            parts.append(f"{self.skipped_outside_classes} image(s) outside a class folder")
+        if self.skipped_system:
+            parts.append(f"{self.skipped_system} hidden/system file(s)")
+        if parts:
+            text += "; skipped " + ", ".join(parts)
+        return text + "."
+
+
+def uploads_dir() -> Path:
+    """Where uploaded image folders are unpacked (`CNN_CACHE_DIR/uploads`)."""
+    path = cache_dir() / "uploads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def dataset_name_for(filename: str) -> str:
+    """A registry name from an upload's file name: "My X-rays.zip" -> "my_x_rays"."""
+    stem = filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
+    if stem.lower().endswith(".zip"):
+        stem = stem[:-4]
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "_", ascii_stem.lower()).strip("_")[:40].strip("_")
+    if not slug:
+        raise DataError(f"Cannot make a data set name from {filename!r}: give the zip a name with letters or digits.")
+    if slug[0].isdigit():
+        slug = "upload_" + slug
+    return slug
+
+
+def import_zip(
+    source: bytes | BinaryIO,
+    name: str,
+    *,
+    limits: ZipLimits | None = None,
+    register: bool = True,
+) -> ZipImport:
+    """Unpack an uploaded zip of class folders into `uploads/<name>/` and register it as a data set.
+
+    Accepts `class/*.png` at the top level or inside one wrapper folder (`mydata/class/*.png`); deeper
+    sub-folders inside a class are flattened into it. Raises `DataError` for an unsafe or unusable zip.
+    """
+    limits = limits or ZipLimits()
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
+        raise DataError(f"{name!r} is not a valid data set name: use lowercase letters, digits and '_'.")
+    if register:
+        _refuse_taken_name(name)
+    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    try:
+        archive = zipfile.ZipFile(stream)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+        raise DataError(
+            f"The upload is not a readable zip file ({exc}). Zip a folder of class folders and retry."
+        ) from exc
+    with archive:
+        members = archive.infolist()
+        _check_members(members, limits)
+        result, plan = _plan(members, name)
+        _check_plan(result, plan)
+        root = _extract(archive, plan, result, name, limits)
+    result.root = root
+    if register:
+        from .data import register_image_folder
+
+        result.info = register_image_folder(name, root)
+    return result
+
+
+def available_name(name: str) -> str:
+    """`name`, or `name_upload` (`name_upload_2`, ...) when a built-in set or a data folder already has it."""
+    candidate, counter = name, 1
+    while _taken_by(candidate):
+        counter += 1
+        candidate = f"{name}_upload" if counter == 2 else f"{name}_upload_{counter - 1}"
+    return candidate
+
+
+def _taken_by(name: str) -> str | None:
+    """What already owns `name` (a built-in set, or an image folder that is not an earlier upload)."""
+    from .data import list_datasets
+
+    for info in list_datasets():
+        if info.name != name:
+            continue
+        if info.family != "folder":
+            return f"the built-in data set {info.title}"
+        if info.root and Path(info.root).resolve().parent != uploads_dir().resolve():
+            return f"the image folder {info.root}"
+    return None
+
+
+def _refuse_taken_name(name: str) -> None:
+    """Built-in sets and folders under CNN_DATA_DIR keep their names; an earlier upload may be replaced."""
+    owner = _taken_by(name)
+    if owner:
+        raise DataError(f"{name!r} is already the name of {owner}; choose another name.")
+
+
+def _member_parts(raw_name: str) -> list[str]:
+    """A member's path components, after refusing anything that could land outside the target folder."""
+    if "\x00" in raw_name:
+        raise DataError(f"Refused: the zip member {raw_name!r} has a NUL character in its name.")
+    normalised = raw_name.replace("\\", "/")
+    if normalised.startswith("/") or re.match(r"^[A-Za-z]:", normalised):
+        raise DataError(
+            f"Refused: the zip member {raw_name!r} has an absolute path. Zip the class folders with relative paths."
+        )
+    parts = [part for part in normalised.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise DataError(
+            f"Refused: the zip member {raw_name!r} points outside the folder ('..', path traversal). "
+            "This zip is unsafe; nothing was extracted."
+        )
+    return parts
+
+
+def _check_members(members: Iterable[zipfile.ZipInfo], limits: ZipLimits) -> None:
+    """Refuse the whole zip before extracting anything if any member is unsafe or the totals too large."""
+    files = 0
+    declared = 0
+    for info in members:
+        _member_parts(info.filename)
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            raise DataError(
+                f"Refused: the zip member {info.filename!r} is a symbolic link; zip the files themselves."
+            )
+        if info.is_dir():
+            continue
+        if info.flag_bits & 0x1:
+            raise DataError(f"The zip member {info.filename!r} is encrypted; upload a zip without a password.")
+        files += 1
+        declared += info.file_size
+        if info.file_size > limits.max_member_bytes:
+            raise DataError(
+                f"Refused: {info.filename!r} unpacks to {_mib(info.file_size)}, more than the "
+                f"{_mib(limits.max_member_bytes)} allowed for one image (possible zip bomb)."
+            )
+    if files > limits.max_files:
+        raise DataError(
+            f"Refused: the zip holds {files} files, more than the {limits.max_files} allowed. "
+            "Upload a smaller sample of the images."
+        )
+    if declared > limits.max_total_bytes:
+        raise DataError(
+            f"Refused: the zip unpacks to {_mib(declared)}, more than the {_mib(limits.max_total_bytes)} allowed "
+            "(possible zip bomb). Upload fewer or smaller images."
+        )
+
+
+def _is_system_file(parts: list[str]) -> bool:
+    """Hidden and system files (the registry ignores names starting with "." or "__" too)."""
+    return any(part.startswith((".", "__")) or part.lower() == "thumbs.db" for part in parts)
+
+
+def _plan(members: list[zipfile.ZipInfo], name: str) -> tuple[ZipImport, list[tuple[zipfile.ZipInfo, str, str]]]:
+    """Decide which members become which `class/file` without reading any data yet."""
+    result = ZipImport(name=name, root=Path(), class_counts={})
+    candidates: list[tuple[zipfile.ZipInfo, list[str]]] = []
+    for info in members:
+        if info.is_dir():
+            continue
+        parts = _member_parts(info.filename)
+        if _is_system_file(parts):
+            result.skipped_system += 1
+        elif PurePosixPath(parts[-1]).suffix.lower() not in IMAGE_SUFFIXES:
+            result.skipped_non_image += 1
+            _note(result, "/".join(parts), "not an image")
+        else:
+            candidates.append((info, parts))
+    # One wrapper folder around the class folders (a zip of "mydata/"): drop it.
+    tops = {parts[0] for _, parts in candidates}
+    if len(tops) == 1 and all(len(parts) >= 3 for _, parts in candidates):
+        candidates = [(info, parts[1:]) for info, parts in candidates]
+    plan: list[tuple[zipfile.ZipInfo, str, str]] = []
+    used: dict[str, set[str]] = {}
+    for info, parts in candidates:
+        if len(parts) < 2:
+            result.skipped_outside_classes += 1
+            _note(result, "/".join(parts), "not inside a class folder")
+            continue
+        class_name = _clean_component(parts[0])
+        file_name = _unique(_clean_component("__".join(parts[1:])), used.setdefault(class_name, set()))
+        plan.append((info, class_name, file_name))
+    return result, plan
+
+
+def _check_plan(result: ZipImport, plan: list) -> None:
+    if not plan:
+        raise DataError(
+            "No images found in class folders. The zip must hold one folder per class with images inside "
+            f"(cats/1.png, dogs/2.jpg); {_skipped_text(result)}."
+        )
+
+
+def _extract(
+    archive: zipfile.ZipFile,
+    plan: list[tuple[zipfile.ZipInfo, str, str]],
+    result: ZipImport,
+    name: str,
+    limits: ZipLimits,
+) -> Path:
+    """Write the planned images into a temporary folder, counting real bytes, then move it into place."""
+    target = uploads_dir() / name
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=uploads_dir()))
+    try:
+        total = 0
+        for info, class_name, file_name in plan:
+            data = _read_member(archive, info, limits, total)
+            total += len(data)
+            try:
+                read_image(data, name=info.filename)
+            except ImageError:
+                result.skipped_non_image += 1
+                _note(result, info.filename, "not a readable image")
+                continue
+            folder = staging / class_name
+            folder.mkdir(exist_ok=True)
+            (folder / file_name).write_bytes(data)
+            result.class_counts[class_name] = result.class_counts.get(class_name, 0) + 1
+        result.class_counts = dict(sorted(result.class_counts.items()))
+        _check_classes(result)  # before anything replaces an earlier upload of the same name
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ZipLimits, total_so_far: int) -> bytes:
+    """A member's bytes, stopping as soon as it exceeds what it declared or any limit."""
+    allowed = min(info.file_size, limits.max_member_bytes, limits.max_total_bytes - total_so_far)
+    chunks = []
+    read = 0
+    try:
+        with archive.open(info) as member:
+            while chunk := member.read(min(1 << 20, allowed - read + 1)):
+                read += len(chunk)
+                if read > allowed:
+                    raise DataError(
+                        f"Refused: {info.filename!r} unpacks to more bytes than the zip declares or the limits allow "
+                        "(possible zip bomb). Nothing was kept."
+                    )
+                chunks.append(chunk)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise DataError(
+            f"The zip member {info.filename!r} is damaged or uses an unsupported format ({exc})."
+        ) from exc
+    return b"".join(chunks)
+
+
+def _check_classes(result: ZipImport) -> None:
+    if result.images == 0:
+        raise DataError(f"The zip holds no readable images; {_skipped_text(result)}.")
+    if len(result.class_counts) < 2:
+        found = ", ".join(result.class_counts) or "none"
+        raise DataError(
+            f"A classification data set needs at least two class folders with images; this zip has "
+            f"{len(result.class_counts)} ({found}). Put each class's images in its own folder."
+        )
+
+
+def _clean_component(text: str) -> str:
+    """A file or folder name safe on every platform (no separators or control characters), max 120 chars."""
+    cleaned = "".join(ch for ch in text if ch.isprintable() and ch not in '<>:"/\\|?*').strip(" .")
+    return cleaned[:120] or "unnamed"
+
+
+def _unique(file_name: str, used: set[str]) -> str:
+    candidate, counter = file_name, 1
+    stem, suffix = PurePosixPath(file_name).stem, PurePosixPath(file_name).suffix
+    while candidate.lower() in used:
+        counter += 1
+        candidate = f"{stem}_{counter}{suffix}"
+    used.add(candidate.lower())
+    return candidate
+
+
+def _note(result: ZipImport, path: str, why: str) -> None:
+    if len(result.skipped_examples) < 5:
+        result.skipped_examples.append(f"{path} ({why})")
+
+
+def _skipped_text(result: ZipImport) -> str:
+    if not result.skipped:
+        return "the zip is empty"
+    text = f"{result.skipped} file(s) were skipped"
+    if result.skipped_examples:
+        text += ", e.g. " + "; ".join(result.skipped_examples[:3])
+    return text
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"

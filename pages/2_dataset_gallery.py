@@ -1,0 +1,387 @@
+"""Dataset Gallery: what is in a data set before a network ever sees it.
+
+A thin view: the registry is `cnn_core.data`, every number and picture comes from `cnn_core.gallery`,
+zip uploads go through `cnn_core.zipfolder`. State lives in `st.session_state` under "gallery_*" keys.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from cnn_core import data, gallery, zipfolder
+from cnn_core.errors import CnnError
+from cnn_explorer_ui import grid_html, render_html, show_error
+
+DEFAULT_SEED = 0
+DEFAULT_PER_CLASS = 8
+MAX_PER_CLASS = 12
+THUMBNAIL_PX = 84        # small images are enlarged by whole pixels to about this size
+ENLARGED_PX = 280
+SPLIT_COLOURS = {"train": "#3b6ea5", "val": "#e39b3b", "test": "#5aa469"}
+FAMILY_LABELS = {"mnist": "MNIST", "medmnist": "MedMNIST"}
+
+st.title("🖼️ Dataset Gallery")
+st.markdown(
+    "Before training a network, look at the data: what the classes are, how many images each has, what "
+    "typical and average images look like, and which numbers a network really receives."
+)
+
+
+# ------------------------------------------------------------------------------------------ registry
+@st.cache_data(ttl=30, show_spinner="Looking for data sets…")
+def _catalogue() -> dict[str, gallery.PickerEntry]:
+    """The picker's entries by key, in registry order (uploads and new folders show up within 30 s)."""
+    return {entry.key: entry for entry in gallery.picker_entries(data.list_datasets())}
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _available(name: str) -> bool:
+    try:
+        return data.dataset_status(name).available
+    except CnnError:
+        return False
+
+
+def _version(status: data.DatasetStatus) -> str:
+    """Changes when the data set's files change (a re-uploaded zip, a replaced npz, images added to a
+    folder): part of the cache keys, so the gallery never shows a stale summary."""
+    location = status.location
+    try:
+        stamp = os.stat(location).st_mtime_ns if location else "none"
+    except OSError:
+        stamp = "gone"
+    return f"{location}:{stamp}:{status.info.n_samples}"
+
+
+@st.cache_resource(show_spinner="Loading the data set and computing its statistics…", max_entries=4)
+def _summary(name: str, version: str) -> tuple[dict[str, data.SplitData], gallery.DatasetSummary]:
+    info = data.get_dataset_info(name)
+    splits = {split: data.load_split(name, split) for split in info.splits}
+    return splits, gallery.summarize(splits, mean_std=data.channel_stats(name))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _samples(name: str, version: str, split: str, per_class: int, seed: int) -> gallery.SampleGrid:
+    splits, _ = _summary(name, version)
+    return gallery.sample_grid(splits[split], split, per_class, seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _grid_png(name: str, version: str, split: str, per_class: int, seed: int, scale: int) -> bytes:
+    return gallery.png_bytes(gallery.grid_picture(_samples(name, version, split, per_class, seed), scale=scale))
+
+
+@st.cache_data(ttl=300, show_spinner="Checking the internet connection…")
+def _online(host: str | None) -> bool:
+    return gallery.host_reachable(host)
+
+
+# ------------------------------------------------------------------------------------------ zip upload
+def import_upload() -> None:
+    """Import a newly uploaded zip once (Streamlit keeps the file across reruns) and select it."""
+    st.markdown(
+        "Zip a folder with **one sub-folder per class** (`cats/…`, `dogs/…`; a single wrapper folder around "
+        "them is fine). It becomes a data set for this session, also offered by the training studio. "
+        "Files that are not images are skipped and counted."
+    )
+    uploaded = st.file_uploader("Zip of class folders", type=["zip"], key="gallery_zip")
+    if uploaded is None:
+        return
+    done = st.session_state.setdefault("gallery_imports", {})
+    if uploaded.file_id not in done:
+        try:
+            name = zipfolder.available_name(zipfolder.dataset_name_for(uploaded.name))
+            with st.spinner(f"Checking and unpacking {uploaded.name}…"):
+                result = zipfolder.import_zip(uploaded.getvalue(), name)
+            done[uploaded.file_id] = ("ok", name, result.summary())
+            _catalogue.clear()
+            _available.clear()
+            st.session_state["gallery_base"] = name
+        except CnnError as exc:
+            done[uploaded.file_id] = ("error", None, str(exc))
+    outcome, name, message = done[uploaded.file_id]
+    if outcome == "ok":
+        st.success(f"**{uploaded.name}** is now the data set `{name}`: {message}",
+                   icon=":material/check_circle:")
+    else:
+        show_error(f"{uploaded.name} was refused. {message}")
+
+
+# ------------------------------------------------------------------------------------------ picker
+def choose_dataset() -> str | None:
+    """The registry name to show, from the picker (and `?dataset=` in the address, for shared links)."""
+    catalogue = _catalogue()
+    if not catalogue:
+        st.info("The registry lists no data sets.")
+        return None
+    wanted = st.query_params.get("dataset")
+    if "gallery_base" not in st.session_state and wanted:
+        base = next((key for key, entry in catalogue.items() if wanted in entry.sizes.values()), None)
+        if base:
+            st.session_state["gallery_base"] = base
+            size = next(side for side, name in catalogue[base].sizes.items() if name == wanted)
+            st.session_state[f"gallery_size_{base}"] = size
+    if st.session_state.get("gallery_base") not in catalogue:
+        st.session_state["gallery_base"] = next(iter(catalogue))
+
+    def label(key: str) -> str:
+        entry = catalogue[key]
+        family = "" if entry.family == "folder" else f"  ·  {FAMILY_LABELS.get(entry.family, entry.family)}"
+        here = any(_available(name) for name in entry.sizes.values())
+        return entry.title + family + ("" if here else "  (not downloaded)")
+
+    left, right = st.columns([3, 2])
+    with left:
+        base = st.selectbox("Data set", list(catalogue), format_func=label, key="gallery_base",
+                            help="MNIST, the 12 two-dimensional MedMNIST sets, image folders found under "
+                                 "CNN_DATA_DIR and zips you uploaded.")
+    sizes = catalogue[base].sizes
+    with right:
+        if len(sizes) > 1:
+            size = st.segmented_control("Image size", list(sizes), format_func=lambda s: f"{s}×{s}",
+                                        default=None if f"gallery_size_{base}" in st.session_state else min(sizes),
+                                        required=True, key=f"gallery_size_{base}",
+                                        help="MedMNIST comes in 28, 64, 128 and 224 pixels a side; each "
+                                             "size is its own download.")
+        else:
+            size = next(iter(sizes))
+            st.caption(f"Images are prepared at {size}×{size} pixels.")
+    name = sizes[size]
+    st.query_params["dataset"] = name
+    return name
+
+
+# ------------------------------------------------------------------------------------------ missing
+def show_missing(status: data.DatasetStatus) -> None:
+    info = status.info
+    st.warning(f"**{info.title}** is not on this computer yet.", icon=":material/cloud_off:")
+    looked = "\n".join(f"- `{path}`" for path in status.searched)
+    st.markdown(f"Looked for **{', '.join(status.missing) or 'its files'}** in:\n{looked}")
+    if status.download_size:
+        st.markdown(f"Download size: **{status.download_size}**.")
+    host = gallery.download_host(info)
+    if host and _online(host):
+        if st.button(f"Download {info.title}", icon=":material/download:", key=f"gallery_download_{info.name}",
+                     type="primary"):
+            with st.status(f"Downloading {info.title}…", expanded=True) as box:
+                try:
+                    data.download_dataset(info.name, progress=box.write)
+                except CnnError as exc:
+                    box.update(label="Download failed", state="error")
+                    show_error(exc)
+                    return
+                box.update(label="Downloaded", state="complete")
+            _catalogue.clear()
+            _available.clear()
+            st.rerun()
+        st.caption(status.how_to_get)
+    else:
+        st.info(f"This computer cannot reach {host or 'the download server'}, so the app cannot download it. "
+                f"{status.how_to_get}", icon=":material/wifi_off:")
+
+
+# ------------------------------------------------------------------------------------------ present
+def show_overview(info: data.DatasetInfo, status: data.DatasetStatus, splits: dict[str, data.SplitData]) -> None:
+    st.subheader(info.title)
+    st.markdown(info.description)
+    st.markdown(f"**Task:** {info.task} · **Modality:** {gallery.modality(info)} · **Licence:** {info.license}")
+    n_images = sum(len(split) for split in splits.values())
+    metrics = st.columns(4)
+    metrics[0].metric("Image size", f"{info.image_size}×{info.image_size}")
+    metrics[1].metric(f"Channels ({'grayscale' if info.channels == 1 else 'RGB'})", info.channels)
+    metrics[2].metric("Classes", len(info.class_names))
+    metrics[3].metric("Images", f"{n_images:,}")
+    where = f" · Read from `{status.location}`" if str(status.location) != info.source else ""
+    st.caption(f"Source: {info.source}{where}")
+
+
+def show_counts(info: data.DatasetInfo, summary: gallery.DatasetSummary) -> None:
+    st.markdown("#### Images per class and split")
+    if info.multi_label:
+        st.caption("Multi-label: an image can carry several labels (or none), so it can count in several bars.")
+    left, right = st.columns([3, 2])
+    with left:
+        figure = go.Figure()
+        for split, counts in summary.counts.items():
+            figure.add_bar(name=split, x=list(info.class_names), y=counts,
+                           marker_color=SPLIT_COLOURS.get(split),
+                           hovertemplate="%{x}<br>%{y:,} images<extra>" + split + "</extra>")
+        figure.update_layout(barmode="group", height=360, margin=dict(l=10, r=10, t=10, b=10),
+                             legend=dict(orientation="h", y=1.08), yaxis_title="images",
+                             xaxis=dict(tickangle=-30 if max(map(len, info.class_names)) > 6 else 0))
+        st.plotly_chart(figure, key="gallery_counts_chart")
+    with right:
+        table = pd.DataFrame({"class": list(info.class_names), **summary.counts})
+        table.insert(0, "label", range(len(info.class_names)))
+        table["total"] = table[list(summary.counts)].sum(axis=1)
+        st.table(table, hide_index=True)
+
+
+def show_channel_stats(info: data.DatasetInfo, summary: gallery.DatasetSummary) -> None:
+    st.markdown("#### Channel mean and standard deviation")
+    names = ["gray"] if info.channels == 1 else ["red", "green", "blue"][: info.channels]
+    columns = st.columns(2 * len(names))
+    for index, channel in enumerate(names):
+        columns[2 * index].metric(f"Mean ({channel})", f"{summary.mean[index]:.4f}")
+        columns[2 * index + 1].metric(f"Std ({channel})", f"{summary.std[index]:.4f}")
+    st.caption(f"Pixel values scaled to 0–1, over the {summary.stats_split} split. Training normalizes "
+               "every pixel as (value − mean) / std, so the network's inputs are centred on 0 with spread 1.")
+
+
+def _reshuffle() -> None:
+    st.session_state["gallery_seed"] = gallery.next_seed(st.session_state.get("gallery_seed"))
+
+
+def _sample_controls(info: data.DatasetInfo, splits: dict[str, data.SplitData]) -> tuple[str, int, int]:
+    st.session_state.setdefault("gallery_seed", DEFAULT_SEED)
+    columns = st.columns([2, 3, 2, 2], vertical_alignment="bottom")
+    split = columns[0].selectbox("Split", list(splits), key=f"gallery_split_{info.name}",
+                                 format_func=lambda s: f"{s} ({len(splits[s]):,} images)")
+    per_class = columns[1].slider("Samples per class", 1, MAX_PER_CLASS, DEFAULT_PER_CLASS,
+                                  key="gallery_per_class")
+    seed = columns[2].number_input("Seed", 0, 2**31 - 1, key="gallery_seed", step=1,
+                                   help="The same seed shows everyone the same images: handy in a classroom.")
+    columns[3].button("Reshuffle", icon=":material/shuffle:", key="gallery_reshuffle", width="stretch",
+                      on_click=_reshuffle, help="Pick other random images (a new seed).")
+    return split, int(per_class), int(seed)
+
+
+def _class_title(index: int, name: str) -> str:
+    """MNIST's classes are their digits ("3"); other classes get their number too ("3: lymphocytes")."""
+    return name if name == str(index) else f"{index}: {name}"
+
+
+def _sample_rows(info: data.DatasetInfo, grid: gallery.SampleGrid, split: str, per_class: int,
+                 scale: int) -> tuple[str, int] | None:
+    """One row per class: its name, then its samples, each with a magnifier button."""
+    clicked = None
+    for class_index, class_name in enumerate(info.class_names):
+        columns = st.columns([2] + [1] * max(per_class, DEFAULT_PER_CLASS), vertical_alignment="center")
+        columns[0].markdown(f"**{_class_title(class_index, class_name)}**")
+        images = grid.images[class_index]
+        if len(images) == 0:
+            columns[1].caption(f"no {split} images of this class")
+            continue
+        for position, image in enumerate(images):
+            index = grid.indices[class_index][position]
+            with columns[position + 1]:
+                st.image(gallery.to_display(image, scale), width="stretch", output_format="PNG")
+                if st.button("", icon=":material/zoom_in:", key=f"gallery_pick_{class_index}_{position}",
+                             width="stretch", type="tertiary"):
+                    clicked = (split, index)
+    return clicked
+
+
+def show_samples(info: data.DatasetInfo, status: data.DatasetStatus,
+                 splits: dict[str, data.SplitData]) -> tuple[str, int] | None:
+    """The grid of random samples per class; returns (split, index) of an image whose magnifier was clicked."""
+    st.markdown("#### Random samples per class")
+    split, per_class, seed = _sample_controls(info, splits)
+    grid = _samples(info.name, _version(status), split, per_class, seed)
+    scale = gallery.display_scale(info.image_size, THUMBNAIL_PX)
+    with st.container(key="gallery_samples"):
+        clicked = _sample_rows(info, grid, split, per_class, scale)
+    left, right = st.columns([4, 1], vertical_alignment="center")
+    left.caption(f"Seed {seed}: {per_class} random {split} images per class (fewer where a class has fewer). "
+                 "Click the magnifier under an image to enlarge it and see its pixel values.")
+    picture = _grid_png(info.name, _version(status), split, per_class, seed, scale)
+    right.download_button("Save grid as PNG", picture,
+                          file_name=f"{info.name}-{split}-seed{seed}.png", mime="image/png",
+                          icon=":material/download:", key="gallery_save_grid", width="stretch",
+                          on_click="ignore")
+    return clicked
+
+
+def show_class_means(info: data.DatasetInfo, summary: gallery.DatasetSummary) -> None:
+    st.markdown("#### Average image per class")
+    scale = gallery.display_scale(info.image_size, THUMBNAIL_PX)
+    per_row = 10  # a fixed width per picture, however few classes there are
+    for start in range(0, len(info.class_names), per_row):
+        columns = st.columns(per_row)
+        for offset, class_name in enumerate(info.class_names[start : start + per_row]):
+            with columns[offset]:
+                st.image(gallery.to_display(summary.class_means[start + offset], scale), width="stretch",
+                         output_format="PNG")
+                st.caption(_class_title(start + offset, class_name))
+    st.caption(f"Every pixel averaged over all {summary.stats_split} images of the class: what the class "
+               "looks like 'on average', and how much its images differ from the other classes'.")
+
+
+@st.dialog("Image", width="large")
+def show_image(name: str, version: str, split: str, index: int) -> None:
+    """One image enlarged, its label, and for small images every pixel value as a number grid."""
+    splits, _ = _summary(name, version)
+    split_data = splits[split]
+    info = split_data.info
+    image = split_data.images[index]
+    label = gallery.label_text(split_data.labels[index], info.class_names)
+    left, right = st.columns([1, 2], gap="large")
+    with left:
+        st.image(gallery.to_display(image, gallery.display_scale(info.image_size, ENLARGED_PX)),
+                 output_format="PNG")
+        st.markdown(f"**{split} image #{index}**  \nLabel: **{label}**")
+        st.caption(f"uint8 tensor of shape {tuple(image.shape)} (channels, height, width); values "
+                   f"{int(image.min())}–{int(image.max())}.")
+    with right:
+        if info.image_size > gallery.PIXEL_GRID_MAX_SIDE:
+            st.info(f"At {info.image_size}×{info.image_size} this image has "
+                    f"{info.image_size ** 2 * info.channels:,} values, too many to print; pixel grids are shown "
+                    f"for images up to {gallery.PIXEL_GRID_MAX_SIDE}×{gallery.PIXEL_GRID_MAX_SIDE}.")
+            return
+        channel = 0
+        if info.channels > 1:
+            channel = st.radio("Channel", range(info.channels), format_func=["red", "green", "blue"].__getitem__,
+                               horizontal=True, key="gallery_pixel_channel")
+        values = gallery.pixel_grid(image, channel)
+        what = "" if info.channels == 1 else f" ({['red', 'green', 'blue'][channel]} channel)"
+        render_html(grid_html(values, title=f"Pixel values{what}, 0 = black … 255 = full brightness",
+                              fmt=lambda v: str(int(v)), value_range=(0, 255), test_id="gallery-pixel-grid"))
+        st.caption("This is what the network receives: a grid of numbers (scaled to 0–1 and normalized), "
+                   f"labelled **{label}**.")
+
+
+# ------------------------------------------------------------------------------------------ page
+picker_area = st.container()
+with st.expander("Add your own image folder (upload a zip)", icon=":material/upload_file:",
+                 expanded=bool(st.session_state.get("gallery_zip"))):
+    import_upload()
+
+with picker_area:
+    chosen = choose_dataset()
+
+if chosen is not None:
+    try:
+        dataset_status = data.dataset_status(chosen)
+    except CnnError as exc:
+        show_error(exc)
+        st.stop()
+    dataset_info = dataset_status.info
+    if not dataset_status.available:
+        st.subheader(dataset_info.title)
+        st.markdown(dataset_info.description)
+        st.markdown(f"**Task:** {dataset_info.task} · **Modality:** {gallery.modality(dataset_info)} · "
+                    f"**Licence:** {dataset_info.license}")
+        st.caption(f"{dataset_info.image_size}×{dataset_info.image_size} pixels · {dataset_info.channels} "
+                   f"channel(s) · classes: {', '.join(dataset_info.class_names)}")
+        show_missing(dataset_status)
+        st.stop()
+    dataset_version = _version(dataset_status)
+    try:
+        loaded_splits, dataset_summary = _summary(chosen, dataset_version)
+    except CnnError as exc:
+        show_error(exc)
+        st.stop()
+    show_overview(dataset_info, dataset_status, loaded_splits)
+    skipped = sum(split.skipped for split in loaded_splits.values())
+    if skipped:
+        st.caption(f":material/warning: {skipped} file(s) could not be read as images and were skipped.")
+    show_counts(dataset_info, dataset_summary)
+    show_channel_stats(dataset_info, dataset_summary)
+    picked = show_samples(dataset_info, dataset_status, loaded_splits)
+    show_class_means(dataset_info, dataset_summary)
+    if picked is not None:
+        show_image(chosen, dataset_version, *picked)

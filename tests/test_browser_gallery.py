@@ -1,0 +1,241 @@
+"""The Dataset Gallery in headless Chromium: real MNIST and PathMNIST (when CNN_DATA_DIR has them), a
+missing data set, and zip uploads (a good image folder and a path-traversal zip)."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from browser_fixtures import assert_no_exception, save_screenshot, wait_for_app
+
+pytestmark = pytest.mark.browser
+
+PAGE = "dataset-gallery"
+LOAD_TIMEOUT_MS = 300_000  # a cold data set (PathMNIST: ~12 s of LZMA alone) on a busy 2-core machine
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # the official t10k labels
+
+
+REAL_FILES = {  # where CI's CNN_DATA_DIR (shared/data, see its README) keeps them
+    "mnist": ["MNIST/raw/train-images-idx3-ubyte.gz", "MNIST/raw/train-labels-idx1-ubyte.gz",
+              "MNIST/raw/t10k-images-idx3-ubyte.gz", "MNIST/raw/t10k-labels-idx1-ubyte.gz"],
+    "pathmnist": ["medmnist/pathmnist.npz"],
+}
+
+
+def _missing(name: str) -> str:
+    """Why a real data set cannot be used here ("" when it can). Decided at collection time by looking
+    at files only, so a skipped test starts no app server and nothing writes a cache folder."""
+    from cnn_core import settings
+
+    absent = [path for path in REAL_FILES[name] if not (settings.data_dir() / path).is_file()]
+    return f"{name} is not under CNN_DATA_DIR ({settings.data_dir()}): {', '.join(absent)} missing" if absent else ""
+
+
+def _open_gallery(page, dataset: str | None = None) -> None:
+    """The gallery page, `?dataset=` choosing what it shows (the `page` fixture has warmed the server up)."""
+    page.goto(f"{page.app_url}/{PAGE}" + (f"?dataset={dataset}" if dataset else ""))
+    page.wait_for_selector('[data-testid="stAppViewContainer"]', state="attached", timeout=LOAD_TIMEOUT_MS)
+    wait_for_app(page, LOAD_TIMEOUT_MS)
+    assert_no_exception(page)
+    page.get_by_role("heading", name="Dataset Gallery").wait_for(timeout=LOAD_TIMEOUT_MS)
+
+
+def _wait_for_gallery(page) -> None:
+    """Until the last section is there and every picture has loaded."""
+    page.get_by_text("Every pixel averaged over all").wait_for(timeout=LOAD_TIMEOUT_MS)
+    wait_for_app(page, LOAD_TIMEOUT_MS)
+    page.wait_for_function(
+        """() => { const images = [...document.querySelectorAll('[data-testid="stImage"] img')];
+                   return images.length > 0 && images.every(i => i.complete && i.naturalWidth > 0); }""",
+        timeout=LOAD_TIMEOUT_MS,
+    )
+    assert_no_exception(page)
+
+
+def _counts_table(page) -> list[list[str]]:
+    rows = page.locator('[data-testid="stTable"] tbody tr')
+    return [[cell.strip() for cell in row.split("\t")] for row in rows.all_inner_texts()]
+
+
+def _sample_sources(page) -> list[str]:
+    """The picture addresses of the sample grid (Streamlit names media files by their content)."""
+    return page.locator('[class*="st-key-gallery_samples"] [data-testid="stImage"] img').evaluate_all(
+        "images => images.map(i => i.getAttribute('src'))")
+
+
+def _pixel_grid(page) -> np.ndarray:
+    rows = page.locator('[role="dialog"] [data-testid="gallery-pixel-grid"] tr').all()
+    values = []
+    for row in rows:
+        cells = row.locator("td").all_inner_texts()
+        if cells:
+            values.append([int(cell) for cell in cells])
+    return np.array(values)
+
+
+def _check_overview(page, info) -> None:
+    page.get_by_role("heading", name=info.title).wait_for()
+    table = _counts_table(page)
+    assert [row[1] for row in table] == list(info.class_names)
+    header = page.locator('[data-testid="stTable"] thead th').all_inner_texts()
+    for split in info.splits:
+        column = [row[header.index(split)] for row in table]
+        assert sum(int(value) for value in column) == info.n_samples[split], split
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(bool(_missing("mnist")), reason=_missing("mnist") or "present")
+def test_mnist_gallery_counts_reshuffle_and_pixel_grid(page):
+    from cnn_core import data
+
+    info = data.get_dataset_info("mnist")
+    _open_gallery(page, "mnist")
+    _wait_for_gallery(page)
+    _check_overview(page, info)
+    header = page.locator('[data-testid="stTable"] thead th').all_inner_texts()
+    assert [int(row[header.index("test")]) for row in _counts_table(page)] == MNIST_TEST_COUNTS
+    assert page.get_by_text("0.1307").count() and page.get_by_text("0.3081").count()  # MNIST's mean and std
+    save_screenshot(page, "gallery-mnist")
+
+    # Reshuffle: a new seed, other images; the old seed brings the same images back.
+    first = _sample_sources(page)
+    assert len(first) == 10 * 8
+    seed_box = page.locator(".st-key-gallery_seed input")
+    assert seed_box.input_value() == "0"
+    page.locator(".st-key-gallery_reshuffle button:visible").click()
+    page.wait_for_function("() => document.querySelector('.st-key-gallery_seed input').value !== '0'")
+    _wait_for_gallery(page)
+    reshuffled = _sample_sources(page)
+    assert len(reshuffled) == 80 and reshuffled != first
+    seed_box.fill("0")
+    seed_box.press("Enter")
+    page.wait_for_function(
+        "first => [...document.querySelectorAll('[class*=\"st-key-gallery_samples\"] [data-testid=\"stImage\"] img')]"
+        ".map(i => i.getAttribute('src')).join() === first.join()", arg=first, timeout=LOAD_TIMEOUT_MS)
+
+    # Select the first "3": the dialog enlarges it and prints its 28×28 pixel values with the label.
+    page.locator(".st-key-gallery_pick_3_0 button:visible").click()
+    dialog = page.locator('[role="dialog"]')
+    dialog.locator('[data-testid="gallery-pixel-grid"]').wait_for(timeout=LOAD_TIMEOUT_MS)
+    text = dialog.inner_text()
+    assert re.search(r"Label: 3(?!:)", text), text
+    index = int(re.search(r"train image #(\d+)", text).group(1))
+    grid = _pixel_grid(page)
+    assert grid.shape == (28, 28)
+    save_screenshot(page, "gallery-mnist-pixel-grid")
+
+    expected = data.load_split("mnist", "train").images[index, 0].numpy()
+    np.testing.assert_array_equal(grid, expected)
+    assert_no_exception(page)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(bool(_missing("pathmnist")), reason=_missing("pathmnist") or "present")
+def test_pathmnist_gallery_and_colour_pixel_grid(page):
+    from cnn_core import data
+
+    info = data.get_dataset_info("pathmnist")
+    _open_gallery(page, "pathmnist")
+    _wait_for_gallery(page)
+    _check_overview(page, info)
+    for name in ("adipose", "lymphocytes", "colorectal adenocarcinoma epithelium"):
+        assert page.get_by_text(name).count() >= 1
+    for label in ("Mean (red)", "Std (green)", "Mean (blue)"):
+        assert page.get_by_text(label, exact=True).count() == 1
+    assert len(_sample_sources(page)) == 9 * 8
+    save_screenshot(page, "gallery-pathmnist")
+
+    page.locator(".st-key-gallery_pick_0_1 button:visible").click()
+    dialog = page.locator('[role="dialog"]')
+    dialog.locator('[data-testid="gallery-pixel-grid"]').wait_for(timeout=LOAD_TIMEOUT_MS)
+    assert "Label: 0: adipose" in dialog.inner_text()
+    red = _pixel_grid(page)
+    assert red.shape == (28, 28) and red.min() >= 0 and red.max() <= 255
+    dialog.get_by_text("blue", exact=True).click()
+    dialog.get_by_text("Pixel values (blue channel)").wait_for(timeout=LOAD_TIMEOUT_MS)
+    blue = _pixel_grid(page)
+    assert blue.shape == (28, 28) and not np.array_equal(red, blue)
+    save_screenshot(page, "gallery-pathmnist-pixel-grid")
+    assert_no_exception(page)
+
+
+def test_missing_dataset_says_where_it_looked_and_how_to_get_it(page):
+    from cnn_core import data, gallery
+
+    status = data.dataset_status("chestmnist_224")
+    if status.available:
+        pytest.skip("ChestMNIST 224 is present here; this test needs a missing data set.")
+    _open_gallery(page, "chestmnist_224")
+    page.get_by_text("is not on this computer yet").wait_for(timeout=LOAD_TIMEOUT_MS)
+    wait_for_app(page, LOAD_TIMEOUT_MS)
+    body = page.locator('[data-testid="stMain"]').inner_text()
+    assert "chestmnist_224.npz" in body
+    assert str(status.searched[0]) in body
+    assert "Download size" in body
+    if gallery.host_reachable(gallery.download_host(status.info)):
+        assert page.locator(".st-key-gallery_download_chestmnist_224 button:visible").count() == 1
+    else:
+        assert "cannot reach zenodo.org" in body and "Put chestmnist_224.npz in" in body
+        assert page.locator(".st-key-gallery_download_chestmnist_224").count() == 0
+    save_screenshot(page, "gallery-missing")
+    assert_no_exception(page)
+
+
+def _png(value: int, shape: str) -> bytes:
+    pixels = np.full((20, 20), 30, dtype=np.uint8)
+    if shape == "square":
+        pixels[5:15, 5:15] = value
+    else:
+        yy, xx = np.mgrid[0:20, 0:20]
+        pixels[np.hypot(yy - 9.5, xx - 9.5) < 6] = value
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, payload in members.items():
+            archive.writestr(name, payload)
+    return buffer.getvalue()
+
+
+def _upload(page, file_name: str, payload: bytes) -> None:
+    page.get_by_text("Add your own image folder (upload a zip)").click()
+    page.locator('.st-key-gallery_zip input[type="file"]').set_input_files(
+        {"name": file_name, "mimeType": "application/zip", "buffer": payload})
+
+
+def test_upload_zip_of_class_folders_becomes_a_dataset(page):
+    members = {f"shapes/{shape}s/{i}.png": _png(150 + 10 * i, shape) for shape in ("square", "circle")
+               for i in range(10)}
+    members["shapes/readme.txt"] = b"two classes of shapes"
+    _open_gallery(page, "retinamnist_224")  # a small entry: quick to show whether present or not
+    _upload(page, "classroom_shapes.zip", _zip(members))
+    page.get_by_text("is now the data set").wait_for(timeout=LOAD_TIMEOUT_MS)
+    message = page.locator('[data-testid="stAlert"]').first.inner_text()
+    assert "20 images in 2 classes" in message and "1 non-image file" in message
+    page.get_by_role("heading", name="classroom_shapes (image folder)").wait_for(timeout=LOAD_TIMEOUT_MS)
+    _wait_for_gallery(page)
+    table = _counts_table(page)
+    assert [row[1] for row in table] == ["circles", "squares"]
+    assert [row[-1] for row in table] == ["10", "10"]
+    save_screenshot(page, "gallery-upload")
+
+
+def test_upload_zip_with_path_traversal_is_refused(page):
+    _open_gallery(page, "retinamnist_224")  # a small entry: quick to show whether present or not
+    evil = _zip({"a/1.png": _png(200, "square"), "b/1.png": _png(200, "circle"), "../../escape.png": b"x"})
+    _upload(page, "evil.zip", evil)
+    refusal = page.locator('[data-testid="stAlert"]').filter(has_text="evil.zip was refused")
+    refusal.wait_for(timeout=LOAD_TIMEOUT_MS)
+    assert "path traversal" in refusal.inner_text()
+    assert page.get_by_role("heading", name="evil (image folder)").count() == 0
+    save_screenshot(page, "gallery-upload-refused")
+    assert_no_exception(page)

@@ -1,0 +1,462 @@
+"""Unit tests for the gallery's computations (cnn_core.gallery) and the zip upload (cnn_core.zipfolder)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnn_core import gallery
+from cnn_core.errors import DataError
+from cnn_core.zipfolder import ZipLimits, available_name, dataset_name_for, import_zip, uploads_dir
+
+
+# --- gallery: counts, sampling, statistics -------------------------------------------------------------
+
+
+def test_class_counts_multiclass_and_medmnist_shape():
+    labels = torch.tensor([0, 2, 2, 1, 2])
+    assert gallery.class_counts(labels, 4) == [1, 1, 3, 0]
+    assert gallery.class_counts(labels.unsqueeze(1), 4) == [1, 1, 3, 0]  # medmnist's [N, 1]
+
+
+def test_class_counts_multilabel_counts_every_positive_label():
+    labels = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 0]])
+    assert gallery.class_counts(labels, 3) == [2, 1, 1]
+
+
+def test_labels_outside_the_classes_are_refused():
+    with pytest.raises(DataError, match="outside the 2 classes"):
+        gallery.class_counts(torch.tensor([0, 1, 2]), 2)
+
+
+def test_counts_by_split():
+    counts = gallery.counts_by_split({"train": torch.tensor([0, 0, 1]), "test": torch.tensor([1])}, 2)
+    assert counts == {"train": [2, 1], "test": [0, 1]}
+
+
+def test_sampling_is_reproducible_per_seed_and_only_picks_the_right_class():
+    labels = torch.arange(100) % 4
+    first = gallery.sample_per_class(labels, 4, 5, seed=7)
+    assert first == gallery.sample_per_class(labels, 4, 5, seed=7)
+    assert first != gallery.sample_per_class(labels, 4, 5, seed=8)
+    for class_index, picks in enumerate(first):
+        assert len(picks) == 5 and len(set(picks)) == 5
+        assert all(int(labels[i]) == class_index for i in picks)
+
+
+def test_sampling_with_fewer_images_than_asked_and_an_empty_class():
+    labels = torch.tensor([0, 0, 1])
+    picks = gallery.sample_per_class(labels, 3, 4, seed=0)
+    assert sorted(picks[0]) == [0, 1] and picks[1] == [2] and picks[2] == []
+    with pytest.raises(DataError):
+        gallery.sample_per_class(labels, 3, 0, seed=0)
+
+
+def test_next_seed_changes_the_seed():
+    assert all(gallery.next_seed(5) != 5 for _ in range(50))
+
+
+def test_channel_mean_std_matches_numpy():
+    images = torch.randint(0, 256, (50, 3, 6, 5), dtype=torch.uint8)
+    mean, std = gallery.channel_mean_std(images)
+    as_float = images.numpy().astype(np.float64) / 255
+    np.testing.assert_allclose(mean, as_float.mean(axis=(0, 2, 3)), rtol=1e-9)
+    np.testing.assert_allclose(std, as_float.std(axis=(0, 2, 3)), rtol=1e-9)
+
+
+def test_channel_mean_std_across_chunks(monkeypatch):
+    monkeypatch.setattr(gallery, "_CHUNK", 7)
+    images = torch.randint(0, 256, (50, 1, 4, 4), dtype=torch.uint8)
+    mean, std = gallery.channel_mean_std(images)
+    assert mean[0] == pytest.approx(images.double().mean().item() / 255)
+    assert std[0] == pytest.approx(images.double().std(unbiased=False).item() / 255)
+
+
+def test_class_mean_images_average_each_class():
+    images = torch.stack([torch.full((1, 2, 2), v, dtype=torch.uint8) for v in (0, 100, 200, 50)])
+    labels = torch.tensor([0, 0, 1, 1])
+    means = gallery.class_mean_images(images, labels, 3)
+    assert means.dtype == torch.uint8 and means.shape == (3, 1, 2, 2)
+    assert means[0].unique().tolist() == [50]
+    assert means[1].unique().tolist() == [125]
+    assert means[2].unique().tolist() == [0]  # a class without images
+
+
+def test_class_mean_images_multilabel():
+    images = torch.stack([torch.full((1, 1, 1), v, dtype=torch.uint8) for v in (10, 30)])
+    labels = torch.tensor([[1, 1], [0, 1]])
+    assert gallery.class_mean_images(images, labels, 2).flatten().tolist() == [10, 20]
+
+
+# --- gallery: pictures and pixel grids ------------------------------------------------------------------
+
+
+def test_to_display_shapes_and_nearest_upscaling():
+    grey = torch.tensor([[[0, 255], [10, 20]]], dtype=torch.uint8)
+    shown = gallery.to_display(grey, scale=3)
+    assert shown.shape == (6, 6) and shown[0, 0] == 0 and shown[0, 5] == 255 and shown[5, 5] == 20
+    colour = torch.zeros(3, 4, 5, dtype=torch.uint8)
+    colour[0] = 200
+    shown = gallery.to_display(colour)
+    assert shown.shape == (4, 5, 3) and shown[..., 0].min() == 200 and shown[..., 1].max() == 0
+
+
+def test_display_scale():
+    assert gallery.display_scale(28) == 3
+    assert gallery.display_scale(224) == 1
+
+
+def test_montage_tiles_images_with_white_gaps():
+    images = torch.zeros(5, 1, 4, 4, dtype=torch.uint8)
+    picture = gallery.montage(images, columns=3, padding=2)
+    assert picture.shape == (2 * 6 + 2, 3 * 6 + 2)
+    assert picture[0, 0] == 255 and picture[2, 2] == 0
+    assert gallery.montage(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), columns=2).shape[-1] == 3
+
+
+def test_label_text():
+    names = ("cat", "dog", "bird")
+    assert gallery.label_text(torch.tensor(1), names) == "1: dog"
+    assert gallery.label_text(torch.tensor([2]), names) == "2: bird"
+    assert gallery.label_text(torch.tensor([1, 0, 1]), names) == "cat, bird"
+    assert "no finding" in gallery.label_text(torch.tensor([0, 0, 0]), names)
+    assert gallery.label_text(torch.tensor(7), tuple(str(d) for d in range(10))) == "7"  # MNIST: no "7: 7"
+
+
+def test_pixel_grid_returns_the_exact_values():
+    image = torch.arange(2 * 3 * 4, dtype=torch.uint8).reshape(2, 3, 4)
+    np.testing.assert_array_equal(gallery.pixel_grid(image, 1), image[1].numpy())
+    with pytest.raises(DataError):
+        gallery.pixel_grid(image, 2)
+
+
+# --- gallery: summary and sample grid on a loaded split --------------------------------------------------
+
+
+def _split(images, labels, class_names):
+    return SimpleNamespace(images=images, labels=labels, info=SimpleNamespace(class_names=tuple(class_names)))
+
+
+def test_summarize_and_sample_grid():
+    generator = torch.Generator().manual_seed(0)
+    train = _split(torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8, generator=generator),
+                   torch.arange(40) % 2, ["a", "b"])
+    test = _split(torch.zeros(6, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 0, 0, 0, 1, 1]), ["a", "b"])
+    summary = gallery.summarize({"train": train, "test": test})
+    assert summary.counts == {"train": [20, 20], "test": [4, 2]}
+    assert summary.stats_split == "train"
+    assert summary.mean[0] == pytest.approx(train.images.double().mean().item() / 255)
+    assert summary.class_means.shape == (2, 1, 8, 8)
+
+    grid = gallery.sample_grid(train, "train", per_class=3, seed=1)
+    assert [len(picks) for picks in grid.indices] == [3, 3]
+    for class_index in range(2):
+        assert torch.equal(grid.images[class_index], train.images[grid.indices[class_index]])
+        assert (grid.labels[class_index] == class_index).all()
+    assert gallery.sample_grid(train, "train", 3, seed=1).indices == grid.indices
+
+
+# --- zip upload -----------------------------------------------------------------------------------------
+
+
+def _png(value: int = 128, size: int = 8, mode: str = "L") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, (size, size), value if mode == "L" else (value, 0, 0)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _zip(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_zip_of_class_folders_becomes_an_image_folder():
+    data = _zip({
+        "cats/1.png": _png(10), "cats/2.png": _png(20), "dogs/a.png": _png(30, mode="RGB"),
+        "dogs/notes.txt": b"hello", "README.md": b"# my data", "dogs/broken.png": b"not really a png",
+        "__MACOSX/cats/._1.png": b"\x00\x05", "cats/.DS_Store": b"\x00",
+    })
+    result = import_zip(data, "pets", register=False)
+    assert result.class_counts == {"cats": 2, "dogs": 1}
+    assert result.images == 3
+    assert result.skipped_non_image == 3  # notes.txt, README.md, broken.png
+    assert result.skipped_system == 2
+    assert result.root == uploads_dir() / "pets"
+    assert sorted(p.relative_to(result.root).as_posix() for p in result.root.rglob("*.png")) == [
+        "cats/1.png", "cats/2.png", "dogs/a.png"]
+    assert (result.root / "cats" / "1.png").read_bytes() == _png(10)
+    assert "3 non-image" in result.summary()
+
+
+def test_zip_with_one_wrapper_folder_and_nested_files():
+    data = _zip({"mydata/yes/x.png": _png(), "mydata/yes/sub/x.png": _png(1), "mydata/no/y.jpg": _jpeg()})
+    result = import_zip(data, "wrapped", register=False)
+    assert result.class_counts == {"no": 1, "yes": 2}
+    assert (result.root / "yes" / "sub__x.png").is_file()
+
+
+def _jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_reimporting_a_name_replaces_the_old_folder():
+    import_zip(_zip({"a/1.png": _png(), "b/1.png": _png(), "c/1.png": _png()}), "again", register=False)
+    result = import_zip(_zip({"a/1.png": _png(), "b/2.png": _png()}), "again", register=False)
+    assert sorted(p.name for p in result.root.iterdir()) == ["a", "b"]
+
+
+@pytest.mark.parametrize("evil", ["../evil.png", "cats/../../evil.png", "..\\evil.png"])
+def test_path_traversal_is_refused_and_nothing_is_written(evil, tmp_path):
+    data = _zip({"cats/1.png": _png(), "dogs/1.png": _png(), evil: _png()})
+    with pytest.raises(DataError, match="path traversal"):
+        import_zip(data, "evil", register=False)
+    assert not (uploads_dir() / "evil").exists()
+    assert not (uploads_dir().parent / "evil.png").exists()
+    assert [p.name for p in uploads_dir().iterdir() if p.name.startswith(".evil")] == []
+
+
+@pytest.mark.parametrize("absolute", ["/tmp/evil.png", "C:/evil.png", "\\evil.png"])
+def test_absolute_paths_are_refused(absolute):
+    data = _zip({"cats/1.png": _png(), "dogs/1.png": _png(), absolute: _png()})
+    with pytest.raises(DataError, match="absolute path"):
+        import_zip(data, "absolute", register=False)
+
+
+def test_symlinks_are_refused():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("cats/1.png", _png())
+        archive.writestr("dogs/1.png", _png())
+        link = zipfile.ZipInfo("dogs/link.png")
+        link.external_attr = (0o120777 << 16)
+        archive.writestr(link, "/etc/passwd")
+    with pytest.raises(DataError, match="symbolic link"):
+        import_zip(buffer.getvalue(), "links", register=False)
+
+
+def test_too_many_files_is_refused():
+    data = _zip({f"{cls}/{i}.png": _png() for cls in "ab" for i in range(6)})
+    with pytest.raises(DataError, match="12 files, more than the 10 allowed"):
+        import_zip(data, "many", limits=ZipLimits(max_files=10), register=False)
+
+
+def test_too_large_uncompressed_is_refused_as_a_zip_bomb():
+    bomb = b"\0" * (3 * 2**20)  # 3 MiB of zeros compress to a few KiB
+    data = _zip({"a/1.png": _png(), "b/1.png": bomb})
+    assert len(data) < 50_000
+    with pytest.raises(DataError, match="zip bomb"):
+        import_zip(data, "bomb", limits=ZipLimits(max_member_bytes=2**20), register=False)
+    with pytest.raises(DataError, match="zip bomb"):
+        import_zip(data, "bomb", limits=ZipLimits(max_total_bytes=2**20), register=False)
+
+
+def test_a_zip_that_understates_its_sizes_is_refused():
+    """The declared sizes pass the checks; the bytes actually unpacked must not exceed them."""
+    data = _zip({"a/1.png": _png(), "b/1.png": _png() + b"\0" * 100_000})
+    lying = _patch_uncompressed_size(data, "b/1.png", 100)
+    with zipfile.ZipFile(io.BytesIO(lying)) as archive:
+        assert archive.getinfo("b/1.png").file_size == 100
+    with pytest.raises(DataError, match="damaged|zip bomb"):
+        import_zip(lying, "liar", register=False)
+    assert not (uploads_dir() / "liar").exists()
+
+
+def _patch_uncompressed_size(data: bytes, member: str, size: int) -> bytes:
+    """Rewrite a member's uncompressed size in its local header and its central-directory record."""
+    patched = bytearray(data)
+    encoded = member.encode()
+    for signature, size_offset, name_offset in ((b"PK\x03\x04", 22, 30), (b"PK\x01\x02", 24, 46)):
+        at = patched.find(signature)
+        while at >= 0:
+            if patched[at + name_offset : at + name_offset + len(encoded)] == encoded:
+                struct.pack_into("<I", patched, at + size_offset, size)
+            at = patched.find(signature, at + 1)
+    return bytes(patched)
+
+
+def test_a_single_class_is_refused_and_keeps_an_earlier_upload():
+    import_zip(_zip({"a/1.png": _png(), "b/1.png": _png()}), "single", register=False)
+    with pytest.raises(DataError, match="at least two class folders.*only"):
+        import_zip(_zip({"only/1.png": _png(), "only/2.png": _png()}), "single", register=False)
+    assert sorted(p.name for p in (uploads_dir() / "single").iterdir()) == ["a", "b"]
+    assert [p.name for p in uploads_dir().iterdir() if p.name.startswith(".single")] == []
+
+
+def test_no_images_is_refused_with_what_was_skipped():
+    with pytest.raises(DataError, match=r"No images found.*2 file\(s\) were skipped"):
+        import_zip(_zip({"a/notes.txt": b"x", "b/data.csv": b"1,2"}), "noimages", register=False)
+    with pytest.raises(DataError, match="no readable images"):
+        import_zip(_zip({"a/1.png": b"fake", "b/2.png": b"fake"}), "fakeimages", register=False)
+
+
+def test_images_outside_class_folders_are_counted():
+    data = _zip({"loose.png": _png(), "a/1.png": _png(), "b/1.png": _png()})
+    result = import_zip(data, "loose", register=False)
+    assert result.skipped_outside_classes == 1 and result.images == 2
+
+
+def test_not_a_zip_and_bad_names():
+    with pytest.raises(DataError, match="not a readable zip"):
+        import_zip(b"PK but not really", "junk", register=False)
+    with pytest.raises(DataError, match="not a valid data set name"):
+        import_zip(_zip({"a/1.png": _png()}), "../escape", register=False)
+
+
+def test_dataset_name_for_upload_file_names():
+    assert dataset_name_for("My X-rays.zip") == "my_x_rays"
+    assert dataset_name_for("C:\\Users\\me\\Péché 2.ZIP") == "peche_2"
+    assert dataset_name_for("2024 scans.zip") == "upload_2024_scans"
+    with pytest.raises(DataError):
+        dataset_name_for("!!!.zip")
+
+
+# --- with the real registry on the tiny data sets ------------------------------------------------------
+
+
+def test_gallery_on_tiny_registry_data(tiny_data_dir):
+    from cnn_core import data
+
+    info = data.get_dataset_info("mnist")
+    splits = {split: data.load_split("mnist", split) for split in info.splits}
+    summary = gallery.summarize(splits)
+    assert summary.counts["test"] == [6] * 10
+    assert sum(summary.counts["train"]) + sum(summary.counts["val"]) == 240
+    mean, std = data.channel_stats("mnist")
+    assert summary.mean == pytest.approx(mean) and summary.std == pytest.approx(std)
+    # Class k is a bright block in cell k of a 4×3 grid: its average image is brightest there.
+    row, col = divmod(3, 4)
+    block = summary.class_means[3, 0, 2 + row * 9 : 8 + row * 9, 1 + col * 7 : 7 + col * 7].float().mean()
+    assert block > 150 > summary.class_means[3, 0].float().mean()
+    grid = gallery.sample_grid(splits["test"], "test", per_class=4, seed=3)
+    assert all(len(picks) == 4 for picks in grid.indices)
+    assert all((labels == k).all() for k, labels in enumerate(grid.labels))
+
+
+def test_gallery_on_multilabel_chestmnist(tiny_data_dir):
+    from cnn_core import data
+
+    train = data.load_split("chestmnist", "train")
+    assert gallery.is_multi_label(train.labels)
+    summary = gallery.summarize({"train": train})
+    assert summary.counts["train"] == train.labels.sum(dim=0).tolist()
+    grid = gallery.sample_grid(train, "train", per_class=2, seed=0)
+    for label, labels in enumerate(grid.labels):
+        assert all(row[label] == 1 for row in labels)
+
+
+def test_modality_for_every_builtin_set():
+    from cnn_core import data
+
+    assert set(gallery.MEDMNIST_MODALITIES) == set(data.MEDMNIST_2D_FLAGS)
+    assert gallery.modality(data.get_dataset_info("pathmnist_64")).startswith("Colon pathology")
+    assert "handwriting" in gallery.modality(data.get_dataset_info("mnist"))
+
+
+def test_imported_zip_is_registered_and_loads(tiny_data_dir):
+    from cnn_core import data
+
+    members = {f"{cls}/{i}.png": _png(40 * i + (100 if cls == "bright" else 0)) for cls in ("bright", "dark")
+               for i in range(5)}
+    result = import_zip(_zip(members), "my_upload")
+    assert result.info is not None and result.info.class_names == ("bright", "dark")
+    assert data.get_dataset_info("my_upload").root == str(result.root)
+    loaded = data.load_split("my_upload", "train")
+    assert loaded.images.shape[1:] == (1, data.FOLDER_IMAGE_SIZE, data.FOLDER_IMAGE_SIZE)
+    again = import_zip(_zip(members), "my_upload")  # an earlier upload may be replaced
+    assert again.images == 10
+
+
+@pytest.mark.parametrize("taken", ["mnist", "pathmnist_64", "scans"])
+def test_zip_cannot_take_a_builtin_or_data_folder_name(tiny_data_dir, taken):
+    with pytest.raises(DataError, match="choose another name"):
+        import_zip(_zip({"a/1.png": _png(), "b/1.png": _png()}), taken)
+    assert not (uploads_dir() / taken).exists()
+    free = available_name(taken)
+    assert free == f"{taken}_upload"
+    assert import_zip(_zip({"a/1.png": _png(), "b/1.png": _png()}), free).info.name == free
+    assert available_name("fresh_name") == "fresh_name"
+
+
+# --- the page itself, run headless by Streamlit's AppTest on the tiny data sets --------------------------
+
+GALLERY_PAGE = Path(__file__).resolve().parents[1] / "pages" / "2_dataset_gallery.py"
+
+
+def _run_page(dataset: str, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.syspath_prepend(str(GALLERY_PAGE.parents[1]))  # cnn_explorer_ui lives beside app.py
+    app = AppTest.from_file(str(GALLERY_PAGE), default_timeout=120)
+    app.query_params["dataset"] = dataset
+    app.run()
+    assert not app.exception, [item.value for item in app.exception]
+    return app
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "pathmnist", "breastmnist", "chestmnist", "scans"])
+def test_page_shows_every_kind_of_data_set(tiny_data_dir, monkeypatch, dataset):
+    from cnn_core import data
+
+    app = _run_page(dataset, monkeypatch)
+    info = data.get_dataset_info(dataset)
+    assert info.title in [header.value for header in app.subheader]
+    table = app.table[0].value
+    assert list(table["class"]) == list(info.class_names)
+    for split in info.splits:
+        labels = data.load_split(dataset, split).labels
+        expected = int(labels.sum()) if info.multi_label else len(labels)  # multi-label: one count per label
+        assert table[split].sum() == expected
+    keys = {button.key for button in app.button}
+    assert "gallery_reshuffle" in keys and "gallery_pick_0_0" in keys
+
+
+def test_page_reshuffle_changes_the_seed(tiny_data_dir, monkeypatch):
+    app = _run_page("mnist", monkeypatch)
+    assert app.number_input(key="gallery_seed").value == 0
+    app.button(key="gallery_reshuffle").click().run()
+    assert app.number_input(key="gallery_seed").value != 0
+    assert not app.exception
+
+
+def test_page_for_a_missing_data_set(tiny_data_dir, monkeypatch):
+    app = _run_page("dermamnist", monkeypatch)
+    text = " ".join(item.value for item in app.markdown)
+    assert "dermamnist.npz" in text and str(tiny_data_dir / "medmnist") in text
+    assert any("not on this computer yet" in item.value for item in app.warning)
+
+
+def test_picker_groups_medmnist_sizes(tiny_data_dir):
+    from cnn_core import data
+
+    entries = {entry.key: entry for entry in gallery.picker_entries(data.list_datasets())}
+    assert list(entries)[:2] == ["mnist", "pathmnist"]
+    assert entries["pathmnist"].title == "PathMNIST"
+    assert entries["pathmnist"].sizes == {28: "pathmnist", 64: "pathmnist_64", 128: "pathmnist_128",
+                                          224: "pathmnist_224"}
+    assert entries["mnist"].sizes == {28: "mnist"}
+    assert entries["scans"].family == "folder" and entries["scans"].sizes == {128: "scans"}
+    assert len([e for e in entries.values() if e.family == "medmnist"]) == 12
+
+
+def test_grid_picture_pads_short_classes_and_encodes_png():
+    split = _split(torch.stack([torch.full((1, 4, 4), 10 * i, dtype=torch.uint8) for i in range(5)]),
+                   torch.tensor([0, 0, 0, 1, 1]), ["a", "b", "c"])
+    grid = gallery.sample_grid(split, "train", per_class=3, seed=0)
+    picture = gallery.grid_picture(grid)
+    assert picture.shape == (3 * 6 + 2, 3 * 6 + 2)  # 3 rows (classes) × 3 columns of 4 px + 2 px gaps
+    assert picture[2 + 2 * 6 : 6 + 2 * 6, 2:6].min() == 255  # class "c" has no images: a white row
+    decoded = np.asarray(Image.open(io.BytesIO(gallery.png_bytes(picture))))
+    np.testing.assert_array_equal(decoded, picture)
