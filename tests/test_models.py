@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from cnn_core.errors import ConfigError
-from cnn_core.models import build_model, count_parameters, default_model_for, list_models
+from cnn_core.models import MODEL_REGISTRY, build_model, count_parameters, default_model_for
 
 
-@pytest.mark.parametrize("name", [spec.name for spec in list_models()])
+@pytest.mark.parametrize("name", list(MODEL_REGISTRY))  # transfer models: tests/test_transfer.py
 @pytest.mark.parametrize("channels,classes,size", [(1, 10, 28), (3, 9, 28), (3, 2, 64)])
 def test_every_model_gives_logits_of_the_right_shape(name, channels, classes, size):
     model = build_model(name, channels, classes, size)
@@ -46,4 +46,4 @@ def test_bad_requests_are_config_errors():
 
 def test_defaults_per_family():
     assert default_model_for("mnist", 28) == "fastnet"
-    assert default_model_for("medmnist", 28) == "resnet_small"
+    assert default_model_for("medmnist", 28) == "fastnet32"
