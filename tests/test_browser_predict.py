@@ -1,0 +1,315 @@
+"""The Predict page in headless Chromium: drawing digits with the mouse, uploads, sample buttons, bad input."""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from browser_fixtures import assert_no_exception, open_app_page, save_screenshot, wait_for_app
+from cnn_core.settings import models_dir, runs_dir
+
+pytestmark = pytest.mark.browser
+
+PAGE = "predict"
+FIRST_RUN_TIMEOUT_MS = 90_000  # the first prediction imports pytorch-grad-cam and loads the model
+SHIPPED_MNIST = models_dir() / "mnist_fastnet.safetensors"
+
+#: The card of an untrained digits model the tests write (for the page's flow, not its accuracy).
+DIGITS_CARD = {"model": "fastnet", "dataset": "mnist", "family": "mnist", "class_names": [str(i) for i in range(10)],
+               "channels": 1, "image_size": 28, "normalization": {"mean": [0.1307], "std": [0.3081]},
+               "task": "multi-class", "dataset_title": "MNIST handwritten digits (28×28)"}
+
+#: Strokes in canvas fractions (0-1): each stroke is a list of points the mouse moves through.
+STROKES: dict[str, list[list[tuple[float, float]]]] = {
+    "1": [[(0.50, 0.15), (0.50, 0.85)]],
+    "7": [[(0.25, 0.20), (0.75, 0.20), (0.45, 0.85)]],
+    "0": [[(0.5 + 0.22 * math.sin(2 * math.pi * t / 24), 0.5 - 0.33 * math.cos(2 * math.pi * t / 24))
+           for t in range(25)]],
+}
+
+
+def _expect():
+    from playwright.sync_api import expect
+
+    return expect
+
+
+def _prediction(page):
+    return page.get_by_test_id("stMetric").filter(has_text="Predicted class").get_by_test_id("stMetricValue")
+
+
+def _model_box(page):
+    return page.get_by_role("combobox", name="Model")
+
+
+def _choose_source(page, label: str) -> None:
+    page.get_by_test_id("stButtonGroup").get_by_text(label, exact=True).click()
+    wait_for_app(page)
+
+
+def _choose_model(page, text: str) -> None:
+    page.get_by_test_id("stSelectbox").filter(has_text="Model").click()
+    page.get_by_role("option").filter(has_text=text).first.click()
+    wait_for_app(page)
+
+
+def _draw(page, digit: str) -> None:
+    """Draw `digit` with mouse strokes on the canvas (Fabric.js listens on its upper canvas)."""
+    canvas = page.locator("canvas.upper-canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    assert box and box["width"] > 100, "the drawing canvas did not render"
+    for stroke in STROKES[digit]:
+        x, y = stroke[0]
+        page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=6)
+        page.mouse.up()
+
+
+def _upload(page, name: str, data: bytes, mime: str = "image/png") -> None:
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
+        files=[{"name": name, "mimeType": mime, "buffer": data}])
+
+
+def _png_bomb(side: int) -> bytes:
+    """A valid 1-bit PNG header that claims side × side pixels (a few kB on disk)."""
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (side // 8 + 1)
+    data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return (struct.pack(">I", len(payload)) + kind + payload
+                + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+def _finish(page, name: str) -> None:
+    wait_for_app(page)
+    assert_no_exception(page)
+    save_screenshot(page, name)
+
+
+@pytest.fixture
+def made_checkpoints():
+    """Checkpoints a test writes into the app's runs folder; removed afterwards so other tests never see them."""
+    written: list[Path] = []
+
+    def write(model_name: str, card: dict, file_name: str, *, model_card: dict | None = None) -> Path:
+        import torch
+
+        from cnn_core.checkpoints import save_checkpoint
+        from cnn_core.models import build_model
+
+        torch.manual_seed(0)
+        shape = model_card or card
+        model = build_model(model_name, int(shape["channels"]), len(shape["class_names"]), int(shape["image_size"]))
+        path = save_checkpoint(model.eval(), card, runs_dir() / file_name)
+        written.extend([path, path.with_suffix(".json")])
+        return path
+
+    yield write
+    for path in written:
+        path.unlink(missing_ok=True)
+
+
+def _pathmnist_card() -> dict:
+    from cnn_core import data
+
+    info = data.get_dataset_info("pathmnist")
+    mean, std = data.channel_stats("pathmnist")
+    return {"model": "resnet_small", "model_args": {}, "dataset": "pathmnist", "dataset_title": info.title,
+            "family": info.family, "task": info.task, "class_names": list(info.class_names), "channels": 3,
+            "image_size": 28, "normalization": {"mean": mean, "std": std}, "metrics": {},
+            "command": "tests/test_browser_predict.py (untrained, for the page's flow only)"}
+
+
+def _shipped_card(dataset: str) -> dict | None:
+    """The first shipped checkpoint (models/) trained on `dataset`."""
+    from cnn_core.checkpoints import list_checkpoints
+
+    return next((card for card in list_checkpoints([models_dir()]) if card.get("dataset") == dataset), None)
+
+
+def _pathmnist_checkpoint(made_checkpoints) -> dict:
+    """The card of the shipped PathMNIST checkpoint, or of an untrained one with a real PathMNIST card: the
+    page's flow (upload, preprocessing, prediction, Grad-CAM) is what is tested, not the model's accuracy."""
+    from cnn_core import data
+
+    if not data.dataset_status("pathmnist").available:
+        pytest.skip("PathMNIST not found under CNN_DATA_DIR")
+    shipped = _shipped_card("pathmnist")
+    if shipped is not None:
+        return shipped
+    path = made_checkpoints("resnet_small", _pathmnist_card(), "test_predict_pathmnist.safetensors")
+    return {**_pathmnist_card(), "name": path.stem}
+
+
+def _has_dropout(card: dict) -> bool:
+    from cnn_core.checkpoints import build_from_card
+    from cnn_core.explain import dropout_layers
+
+    return bool(dropout_layers(build_from_card(card)))
+
+
+def _pathmnist_test_image(index: int) -> tuple[np.ndarray, str]:
+    from cnn_core import data
+
+    split = data.load_split("pathmnist", "test")
+    image = split.images[index].numpy().transpose(1, 2, 0)
+    return image, split.info.class_names[int(split.labels[index])]
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def test_drawing_digits_with_the_mouse(page):
+    if not SHIPPED_MNIST.is_file():
+        pytest.skip(f"needs the shipped MNIST checkpoint {SHIPPED_MNIST}; it is not there yet")
+    expect = _expect()
+    open_app_page(page, PAGE)
+    _choose_model(page, "mnist_fastnet")
+    expect(page.get_by_text("draw a digit first")).to_be_visible()
+    for digit in ("1", "7", "0"):
+        _draw(page, digit)
+        expect(_prediction(page)).to_have_text(digit, timeout=FIRST_RUN_TIMEOUT_MS)
+        wait_for_app(page)
+        assert_no_exception(page)
+        expect(page.get_by_text("What the model sees")).to_be_visible()
+        cam_caption = page.get_by_test_id("stImageCaption").filter(has_text=f"Grad-CAM for {digit} (predicted)")
+        expect(cam_caption).to_be_visible()
+        expect(page.get_by_text("has no dropout layers")).to_be_visible()  # FastNet: MC dropout does not apply
+        save_screenshot(page, f"predict-drawn-{digit}")
+        page.get_by_role("button", name="Clear").click()
+        expect(page.get_by_text("draw a digit first")).to_be_visible()
+        expect(page.get_by_test_id("stMetric")).to_have_count(0)
+        wait_for_app(page)
+
+
+@pytest.mark.realdata
+def test_upload_a_pathmnist_scan_and_see_why(page, made_checkpoints, tmp_path):
+    card = _pathmnist_checkpoint(made_checkpoints)
+    # An untrained small ResNet (it has dropout) for the Monte Carlo dropout chart, whatever is shipped.
+    made_checkpoints("resnet_small", _pathmnist_card(), "test_predict_dropout.safetensors")
+    from cnn_core import data
+
+    class_names = data.get_dataset_info("pathmnist").class_names
+    image, truth = _pathmnist_test_image(7)
+    saved = tmp_path / "pathmnist_test_7.png"
+    Image.fromarray(image).resize((224, 224), Image.Resampling.BICUBIC).save(saved)  # a "scan" of another size
+    expect = _expect()
+    open_app_page(page, PAGE)
+    _choose_source(page, "Upload an image")
+    _choose_model(page, card["name"])
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(saved))
+    expect(_prediction(page)).to_be_visible(timeout=FIRST_RUN_TIMEOUT_MS)
+    wait_for_app(page)
+    assert _prediction(page).inner_text() in class_names
+    expect(page.get_by_text("scaled from 224×224 to 28×28")).to_be_visible()
+    expect(page.get_by_test_id("stImageCaption").filter(has_text="(predicted) at")).to_be_visible()
+    expect(page.get_by_test_id("stImageCaption").filter(has_text="Saliency for")).to_be_visible()
+    if _has_dropout(card):
+        expect(page.get_by_text("Mean ± std over 50 dropout passes")).to_be_visible()
+    else:
+        expect(page.get_by_text("has no dropout layers")).to_be_visible()
+    expect(page.get_by_text("trustworthy").or_(page.get_by_text("The model is confident")).first).to_be_visible()
+    _finish(page, "predict-upload-pathmnist")
+
+    # The same patch as a 16-bit grayscale TIFF: another mode, converted for the RGB model.
+    gray = np.asarray(Image.fromarray(image).convert("L"), dtype=np.uint16) * 257
+    buffer = io.BytesIO()
+    Image.fromarray(gray).resize((300, 200)).save(buffer, format="TIFF")
+    _upload(page, "gray16.tif", buffer.getvalue(), "image/tiff")
+    expect(page.get_by_text("gray copied into 3 channels")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("300×200 and centre-cropped")).to_be_visible()
+    expect(_prediction(page)).to_be_visible()
+    _finish(page, "predict-upload-tiff")
+
+    _choose_model(page, "test_predict_dropout")
+    expect(page.get_by_text("Mean ± std over 50 dropout passes")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("of the passes agree on the top class")).to_be_visible()
+    _finish(page, "predict-upload-mc-dropout")
+
+
+@pytest.mark.realdata
+def test_sample_buttons_pick_test_images_with_their_labels(page, made_checkpoints):
+    _pathmnist_checkpoint(made_checkpoints)
+    made_checkpoints("fastnet", DIGITS_CARD, "test_predict_sample_digits.safetensors")
+    expect = _expect()
+    open_app_page(page, PAGE)
+    _choose_source(page, "Test image")
+    buttons = page.get_by_role("button").filter(has_text="Random ")
+    expect(buttons.first).to_be_visible()
+    page.get_by_role("button", name="Random PathMNIST (28×28)").click()
+    expect(page.get_by_text("True label:")).to_be_visible(timeout=FIRST_RUN_TIMEOUT_MS)
+    expect(_prediction(page)).to_be_visible(timeout=FIRST_RUN_TIMEOUT_MS)
+    wait_for_app(page)
+    expect(_model_box(page)).to_have_value(re.compile("PathMNIST"))  # switched to a PathMNIST model
+    expect(page.get_by_text("Right: the true label").or_(page.get_by_text("Wrong: the true label"))).to_be_visible()
+    expect(page.get_by_test_id("stImageCaption").filter(has_text="PathMNIST (28×28), test image #")).to_be_visible()
+    _finish(page, "predict-sample-pathmnist")
+    # The same image for a digits model: the page knows it is foreign, whatever the model's confidence.
+    _choose_model(page, "test_predict_sample_digits")
+    expect(page.get_by_text("Not trustworthy: the image comes from PathMNIST (28×28)")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("its classes are different")).to_be_visible()
+    _finish(page, "predict-sample-foreign")
+    first_caption = page.get_by_test_id("stImageCaption").filter(has_text="test image #").inner_text()
+    for _ in range(3):  # another press, another image (3 tries: two draws of 7,180 may coincide)
+        page.get_by_role("button", name="Random PathMNIST (28×28)").click()
+        wait_for_app(page)
+        if page.get_by_test_id("stImageCaption").filter(has_text="test image #").inner_text() != first_caption:
+            break
+    else:
+        pytest.fail("pressing the sample button again did not pick another test image")
+    from cnn_core import data
+
+    if SHIPPED_MNIST.is_file() and data.dataset_status("mnist").available:
+        page.get_by_role("button", name="Random MNIST handwritten digits (28×28)").click()
+        expect(page.get_by_text("MNIST handwritten digits (28×28), test image #")).to_be_visible(timeout=60_000)
+        expect(_model_box(page)).to_have_value(re.compile("^mnist_fastnet"))
+        verdict = page.get_by_text("Right: the true label").or_(page.get_by_text("Wrong: the true label"))
+        expect(verdict).to_be_visible()
+        truth = re.search(r"True label: (\S+)", page.get_by_text("True label:").inner_text()).group(1)
+        assert ("Right:" in verdict.inner_text()) == (_prediction(page).inner_text() == truth)
+        _finish(page, "predict-sample-mnist")
+
+
+def test_bad_uploads_and_checkpoints_get_clear_messages(page, made_checkpoints):
+    mnist_card = DIGITS_CARD
+    made_checkpoints("fastnet", mnist_card, "test_predict_digits.safetensors")
+    # A card that names FastNet but weights of a small ResNet: the card does not match the file.
+    made_checkpoints("resnet_small", mnist_card, "test_predict_mismatch.safetensors")
+    expect = _expect()
+    open_app_page(page, PAGE)
+    _choose_source(page, "Upload an image")
+    _choose_model(page, "test_predict_digits")
+
+    _upload(page, "notes.png", b"These are my lecture notes, not a picture.\n")
+    expect(page.get_by_text("'notes.png' is not an image this app can read")).to_be_visible(timeout=30_000)
+    assert_no_exception(page)
+    save_screenshot(page, "predict-text-as-png")
+
+    _upload(page, "bomb.png", _png_bomb(30_000))
+    expect(page.get_by_text("decompression bomb")).to_be_visible(timeout=30_000)
+    assert_no_exception(page)
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (255, 255, 255)).save(buffer, format="JPEG")
+    _upload(page, "blank.jpg", buffer.getvalue(), "image/jpeg")
+    expect(page.get_by_text("No digit found in 'blank.jpg'")).to_be_visible(timeout=30_000)
+    assert_no_exception(page)
+
+    _choose_model(page, "test_predict_mismatch")
+    expect(page.get_by_text("do not fit the 'fastnet' model its card names")).to_be_visible(timeout=30_000)
+    _finish(page, "predict-card-mismatch")
