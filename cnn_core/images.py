@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -54,9 +55,11 @@ def read_image(
             f"{label} is not an image this app can read. Use one of: {', '.join(_format_names())}."
         ) from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(declared.group(1)) / 1e6:.0f} megapixels" if declared else "so many pixels"
         raise ImageError(
-            f"{label} declares so many pixels that decoding it could exhaust memory (a 'decompression "
-            f"bomb': {exc}); the limit here is {max_pixels / 1e6:.0f} megapixels. Shrink the image and try again."
+            f"{label} declares {size}: decoding it could exhaust memory (a 'decompression bomb'). The limit "
+            f"here is {max_pixels / 1e6:.0f} megapixels; shrink the image and try again."
         ) from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{label} could not be opened as an image ({exc}).") from exc
@@ -164,8 +167,9 @@ def _format_names() -> list[str]:
 def to_grayscale_float(image: Image.Image | np.ndarray) -> np.ndarray:
     """A float32 [H, W] array in [0, 1]: the luma of a PIL image, or of an array.
 
-    Integer arrays are taken as 0-255, float arrays as already in [0, 1]. Arrays may be [H, W], [H, W, C] or [C, H, W] with C in (1, 3); colour is mixed with ITU-R 601-2
-    weights, the same as Pillow's "L" conversion.
+    Integer arrays are taken as 0-255, float arrays as already in [0, 1]. Arrays may be [H, W],
+    [H, W, C] or [C, H, W] with C in (1, 3); colour is mixed with ITU-R 601-2 weights, the same as
+    Pillow's "L" conversion.
     """
     if isinstance(image, Image.Image):
         gray = to_standard_mode(image)

@@ -1,1 +1,249 @@
-"""Fixtures that serve the app and drive headless Chromium (filled in by the app-shell work)."""
+"""Fixtures that serve the app and drive headless Chromium, plus helpers for Streamlit pages.
+
+`app_server` runs `streamlit run app.py` once per test session on a free port; `page` is a fresh Chromium
+tab (Python playwright on Debian's /usr/bin/chromium). Browser tests are marked `@pytest.mark.browser`
+and skip with a reason when Chromium or playwright is missing. Screenshots go to `test-artifacts/`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS_DIR = REPO_ROOT / "test-artifacts"
+CHROMIUM_PATH = Path(os.environ.get("CNN_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SERVER_START_TIMEOUT_S = 90
+DEFAULT_TIMEOUT_MS = 60_000  # generous: a shared 2-core CI machine can take seconds per rerun
+EXPECT_TIMEOUT_MS = 20_000
+
+_RUNNING_SELECTOR = '[data-testid="stStatusWidgetRunningIcon"]'
+_IDLE_APP_SELECTOR = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop the server we started, by its process id: terminate, then kill if it lingers."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory) -> str:
+    """Base URL of `streamlit run app.py` served from the repository root for the whole test session."""
+    ARTIFACTS_DIR.mkdir(exist_ok=True)
+    env = os.environ.copy()
+    # Session fixtures start before conftest's per-test cache isolation, so isolate the server here too.
+    base = tmp_path_factory.getbasetemp()
+    env.setdefault("CNN_CACHE_DIR", str(base / "cache"))
+    env.setdefault("CNN_RUNS_DIR", str(base / "runs"))
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable, "-m", "streamlit", "run", "app.py",
+        "--server.headless", "true",
+        "--server.port", str(port),
+        "--server.address", "127.0.0.1",
+        "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false",
+    ]
+    log_path = ARTIFACTS_DIR / "streamlit-server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+            while not _healthy(url):
+                if process.poll() is not None:
+                    pytest.fail(f"streamlit exited with code {process.returncode} before it was healthy:\n"
+                                f"{log_path.read_text(errors='replace')[-3000:]}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"streamlit was not healthy after {SERVER_START_TIMEOUT_S} s:\n"
+                                f"{log_path.read_text(errors='replace')[-3000:]}")
+                time.sleep(0.25)
+            yield url
+        finally:
+            _stop(process)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium driven by Python playwright (never `playwright install`)."""
+    if not CHROMIUM_PATH.exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM_PATH} (apt-get install chromium; CI installs it).")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("Python playwright is not installed (pip install playwright; CI installs it).")
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM_PATH), headless=True,
+                                              args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="session")
+def browser_context(browser):
+    """One browser context for the session: tabs share its HTTP cache (Streamlit's and plotly's scripts
+    load once), while each tab is still its own Streamlit session with its own state."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="session")
+def warm_app(browser_context, app_server) -> str:
+    """Open the home page once before any test.
+
+    Streamlit runs a session's very first script run in its legacy `pages/`-folder mode (a `pages/`
+    folder exists beside app.py); a deep link such as /convolution-lab then shows a spurious "Page not
+    found" dialog once per server start. After one visit st.navigation is in charge for every session.
+    """
+    tab = browser_context.new_page()
+    try:
+        tab.goto(app_server)
+        wait_for_app(tab, timeout_ms=90_000)  # the first run imports torch and friends
+    finally:
+        tab.close()
+    return app_server
+
+
+@pytest.fixture
+def page(browser_context, warm_app, request):
+    """A fresh tab (a new Streamlit session) 1400x1000; a screenshot of its last state is kept per test."""
+    tab = browser_context.new_page()
+    tab.set_default_timeout(DEFAULT_TIMEOUT_MS)
+    tab.app_url = warm_app  # type: ignore[attr-defined]
+    try:
+        yield tab
+    finally:
+        try:
+            save_screenshot(tab, f"{request.node.name}-last")
+        except Exception:  # noqa: BLE001 - a failed last screenshot must not hide the test's own result
+            pass
+        tab.close()
+
+
+def wait_for_app(page, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> None:
+    """Wait until Streamlit has finished running the script and drawing its widgets.
+
+    No run in progress, no running icon, and no loading skeletons (widgets whose code is still loading).
+    After an interaction, first wait for something the interaction must change (`expect(...)`): the rerun
+    may not have started yet when this is called.
+    """
+    page.wait_for_selector(_IDLE_APP_SELECTOR, state="attached", timeout=timeout_ms)
+    page.wait_for_selector(_RUNNING_SELECTOR, state="detached", timeout=timeout_ms)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=timeout_ms)
+
+
+_WATCH_RERUN_JS = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    window.__cnnRerunSeen = false;
+    if (window.__cnnRerunObserver) window.__cnnRerunObserver.disconnect();
+    // Any change of the run state means a run started, even if it already ended before this callback.
+    window.__cnnRerunObserver = new MutationObserver((records) => {
+        if (records.length) window.__cnnRerunSeen = true;
+    });
+    window.__cnnRerunObserver.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+_RERUN_DONE_JS = """() => window.__cnnRerunSeen &&
+    document.querySelector('[data-testid="stApp"]').getAttribute('data-test-script-state') === 'notRunning'"""
+
+
+def rerun_after(page, action, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> None:
+    """Do `action` (a click, a key press, an upload) and wait for the rerun it causes to finish.
+
+    Watches the app's run state from before the action, so a rerun that starts late is not missed and
+    elements of the previous run are gone when this returns.
+    """
+    page.evaluate(_WATCH_RERUN_JS)
+    action()
+    try:
+        page.wait_for_function(_RERUN_DONE_JS, timeout=timeout_ms)
+    except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError; say what we waited for
+        raise AssertionError(f"No finished rerun seen within {timeout_ms / 1000:.0f} s after the action "
+                             "(did it change a widget?)") from exc
+    wait_for_app(page, timeout_ms)
+
+
+def assert_no_exception(page) -> None:
+    """Fail when Streamlit shows its exception box anywhere on the page."""
+    boxes = page.locator('[data-testid="stException"]')
+    if boxes.count():
+        raise AssertionError("Streamlit showed an exception:\n" + "\n---\n".join(boxes.all_inner_texts()))
+
+
+def open_app_page(page, path: str = "") -> None:
+    """Go to `path` under the app, wait for the first run to finish and check it raised nothing."""
+    page.goto(f"{page.app_url}/{path.lstrip('/')}")
+    page.wait_for_selector('[data-testid="stAppViewContainer"]', state="attached")
+    wait_for_app(page)
+    assert_no_exception(page)
+
+
+def save_screenshot(page, name: str, *, whole_page: bool = True) -> Path:
+    """A PNG in test-artifacts/ (not committed).
+
+    Streamlit scrolls inside its main container, not the document, so for the whole page the viewport
+    is stretched to the content's height for the shot and put back afterwards.
+    """
+    ARTIFACTS_DIR.mkdir(exist_ok=True)
+    path = ARTIFACTS_DIR / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".png")
+    page.mouse.move(0, 0)  # no hover tooltip in the picture
+    viewport = page.viewport_size
+    height = 0
+    if whole_page and viewport:
+        height = page.evaluate(
+            "() => Math.max(document.body.scrollHeight, ...[...document.querySelectorAll("
+            "'[data-testid=\"stMain\"], [data-testid=\"stAppViewContainer\"]')].map(e => e.scrollHeight))")
+    if height > (viewport or {}).get("height", 0):
+        page.set_viewport_size({"width": viewport["width"], "height": min(int(height), 16_000)})
+        try:
+            page.wait_for_timeout(300)  # let plotly resize to the new viewport
+            page.screenshot(path=str(path))
+        finally:
+            page.set_viewport_size(viewport)
+    else:
+        page.screenshot(path=str(path))
+    return path

@@ -1,0 +1,278 @@
+"""The home page and the Convolution Lab in real headless Chromium (see browser_fixtures.py)."""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from browser_fixtures import assert_no_exception, open_app_page, rerun_after, save_screenshot, wait_for_app
+from cnn_core import conv
+
+pytestmark = pytest.mark.browser
+
+LAB = "convolution-lab"
+
+
+def _expect():
+    from playwright.sync_api import expect
+
+    return expect
+
+
+def _see(page, text, *, timeout: float | None = None) -> None:
+    """Wait until `text` (a string or regex) is visible; the first match, since while Streamlit reruns
+    the previous run's elements can linger beside the new ones."""
+    kwargs = {"timeout": timeout} if timeout else {}
+    _expect()(page.get_by_text(text).first).to_be_visible(**kwargs)
+
+
+def _expect_metric(page, label: str, value: str) -> None:
+    """Wait until the metric labelled `label` shows exactly `value`."""
+    exact_value = page.get_by_test_id("stMetricValue").filter(has_text=re.compile(rf"^\s*{re.escape(value)}\s*$"))
+    metric = page.get_by_test_id("stMetric").filter(has_text=label).filter(has=exact_value)
+    _expect()(metric.first).to_be_visible()
+
+
+def _slider(page, label: str):
+    return page.get_by_test_id("stSlider").filter(has_text=label).get_by_role("slider")
+
+
+def _choose(page, label: str, option: str) -> None:
+    page.get_by_test_id("stSelectbox").filter(has_text=label).click()
+    rerun_after(page, lambda: page.get_by_role("option", name=option, exact=True).click())
+
+
+def _set_number(page, label: str, value: int) -> None:
+    field = page.get_by_label(label, exact=True)
+    field.fill(str(value))
+    rerun_after(page, lambda: field.press("Enter"))
+
+
+def _press(page, slider_label: str, key: str) -> None:
+    rerun_after(page, lambda: _slider(page, slider_label).press(key))
+
+
+def _click(page, locator) -> None:
+    rerun_after(page, locator.click)
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _upload(page, name: str, data: bytes, mime: str = "image/png") -> None:
+    rerun_after(page, lambda: page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
+        files=[{"name": name, "mimeType": mime, "buffer": data}]))
+
+
+def _png_bomb(side: int) -> bytes:
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (side // 8 + 1)
+    data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return (struct.pack(">I", len(payload)) + kind + payload
+                + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+def _finish(page, name: str) -> None:
+    wait_for_app(page)
+    assert_no_exception(page)
+    save_screenshot(page, name)
+
+
+def test_home_page_lists_pages_device_and_data(page):
+    expect = _expect()
+    open_app_page(page)
+    expect(page.get_by_role("heading", name="CNN Explorer")).to_be_visible()
+    expect(page.get_by_text("Training and prediction run on")).to_contain_text(re.compile(r"CPU|GPU|MPS"))
+    expect(page.get_by_role("heading", name="Data sets")).to_be_visible()
+    expect(page.get_by_role("heading", name="Trained models")).to_be_visible()
+    sidebar = page.get_by_test_id("stSidebarNav")
+    expect(sidebar.get_by_role("link", name="Home")).to_be_visible()
+    expect(sidebar.get_by_role("link", name="Convolution Lab")).to_be_visible()
+    _finish(page, "home")
+    page.get_by_test_id("stPageLink").filter(has_text="Open Convolution Lab").click()
+    page.wait_for_url(re.compile(rf"/{LAB}$"))
+    expect(page.get_by_role("heading", name="Convolution Lab", level=1)).to_be_visible()
+    _finish(page, "home-to-lab")
+
+
+def test_every_page_in_the_sidebar_opens_without_an_exception(page):
+    open_app_page(page)
+    links = page.get_by_test_id("stSidebarNav").get_by_role("link")
+    _expect()(links.first).to_be_visible()
+    # a link's text is "<icon name>\n\n<title>": the title is its last line
+    pages = [(link.inner_text().strip().splitlines()[-1].strip(), link.get_attribute("href"))
+             for link in links.all()]
+    assert len(pages) >= 2 and pages[0][0] == "Home"
+    for title, href in pages[1:] + pages[:1]:  # by the sidebar, as a student would, ending at home
+        link = page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True)
+        rerun_after(page, link.click)
+        assert page.url.split("?")[0].rstrip("/") == href.rstrip("/")  # pages may add query parameters
+        heading = "CNN Explorer" if title == "Home" else title
+        _expect()(page.get_by_role("heading", name=re.compile(re.escape(heading)), level=1)).to_be_visible()
+        assert_no_exception(page)
+        save_screenshot(page, f"page-{title.lower().replace(' ', '-')}")
+
+
+def test_output_size_follows_stride_padding_and_dilation(page):
+    expect = _expect()
+    open_app_page(page, LAB)
+    # The tiny 7x7 digit with a 3x3 Sobel kernel, stride 1, no padding: (7 - 3)/1 + 1 = 5.
+    _expect_metric(page, "Input (H × W)", "7 × 7")
+    _expect_metric(page, "Formula says", "5 × 5")
+    _expect_metric(page, "conv2d returns", "5 × 5")
+
+    _set_number(page, "Padding p", 1)                  # (7 + 2 - 2 - 1)/1 + 1 = 7
+    _expect_metric(page, "Padded input", "9 × 9")
+    _expect_metric(page, "Formula says", "7 × 7")
+    _expect_metric(page, "conv2d returns", "7 × 7")
+
+    _press(page, "Stride s", "ArrowRight")      # stride 2: floor(6/2) + 1 = 4
+    _expect_metric(page, "Formula says", "4 × 4")
+    _expect_metric(page, "conv2d returns", "4 × 4")
+    _see(page, "the same as the formula")
+
+    _press(page, "Dilation d", "ArrowRight")    # dilation 2, span 5: floor((9 - 5)/2) + 1 = 3
+    _expect_metric(page, "Formula says", "3 × 3")
+    _click(page, page.get_by_role("button", name="same", exact=True))   # same padding for span 5 is 2
+    expect(page.get_by_label("Padding p", exact=True)).to_have_value("2")
+    _expect_metric(page, "Formula says", "4 × 4")   # floor((11 - 5)/2) + 1
+    _click(page, page.get_by_text("reflect", exact=True))
+    _see(page, "padding (reflect)")
+    _click(page, page.get_by_role("button", name="valid", exact=True))
+    _expect_metric(page, "Padded input", "7 × 7")
+    _expect_metric(page, "Formula says", "2 × 2")   # floor((7 - 5)/2) + 1
+    _finish(page, "lab-stride-padding")
+
+
+def test_step_through_steps_and_plays(page):
+    expect = _expect()
+    open_app_page(page, LAB)
+    expected = conv.convolve(conv.DIGIT_GRID_7X7, conv.preset_kernel("sobel_x")).output
+    _see(page, "Output cell (0, 0) — step 1 of 25")
+    _click(page, page.get_by_role("button", name="Step", exact=True))
+    _see(page, "Output cell (0, 1) — step 2 of 25")
+    value = conv.format_number(expected[0, 1])
+    _see(page, f"Output (0, 1) = {value}, exactly the sum")
+    expect(page.get_by_test_id("conv-products").first).to_be_visible()
+    for step in range(3, 8):  # one at a time: a click during a rerun would be merged into it
+        _click(page, page.get_by_role("button", name="Step", exact=True))
+        _see(page, re.compile(rf"— step {step} of 25"))
+    _see(page, "Output cell (1, 1) — step 7 of 25")
+    _see(page, f"Output (1, 1) = {conv.format_number(expected[1, 1])}, exactly")
+
+    play = page.get_by_test_id("stCheckbox").filter(has_text="Play")
+    play.click()                                                   # the timer keeps it running
+    _see(page, re.compile(r"— step (9|1[0-4]) of 25"), timeout=30_000)   # it moved on by itself
+    _click(page, play)                                                   # pause
+    expect(play.locator("input")).not_to_be_checked()
+    page.wait_for_timeout(1_500)  # a step already in flight when Pause was clicked may still land
+    wait_for_app(page)
+    stopped_at = page.get_by_text(re.compile(r"— step \d+ of 25")).first.inner_text()
+    page.wait_for_timeout(2_500)  # three timer periods: no more steps once paused
+    assert page.get_by_text(re.compile(r"— step \d+ of 25")).first.inner_text() == stopped_at
+    _finish(page, "lab-step-through")
+
+
+def test_preset_switch_changes_the_kernel_and_the_sums(page):
+    open_app_page(page, LAB)
+    _choose(page, "Kernel preset", "Box blur")
+    _see(page, "Every weight is 1/k²")
+    # Window [[0,0,0],[0,9,9],[0,0,0]] averaged: 18/9 = 2.
+    _see(page, "Output (0, 0) = 2, exactly the sum")
+    _choose(page, "Kernel preset", "Laplacian")
+    _see(page, "The four neighbours minus 4 times the centre")
+    laplacian = conv.convolve(conv.DIGIT_GRID_7X7, conv.preset_kernel("laplacian")).output
+    _see(page, f"Output (0, 0) = {conv.format_number(laplacian[0, 0])}, exactly")
+    # Pooling: average instead of max changes the function PyTorch ran.
+    _click(page, page.get_by_text("average", exact=True))
+    _see(page, "PyTorch's avg_pool2d returned shape (1, 1, 3, 3)")
+    # The self-check: seed 002's first layer on MNIST is 24 wide.
+    _set_number(page, "Your answer", 24)
+    _click(page, page.get_by_role("button", name="Check"))
+    _see(page, re.compile(r"^Right: "))
+    _finish(page, "lab-presets")
+
+
+def test_kernel_larger_than_padded_input_is_explained(page):
+    open_app_page(page, LAB)
+    _choose(page, "Kernel preset", "Custom")
+    _press(page, "Kernel size k", "End")                        # k = 7: span 7 on a 7x7 input still fits
+    _see(page, "Kernel weights (7×7)")
+    _expect_metric(page, "Formula says", "1 × 1")
+    _press(page, "Dilation d", "ArrowRight")             # span 13 > 7
+    _see(page, "No output.")
+    _see(page, re.compile(r"The kernel covers 13 cells .* only 7 \+ 2·0 = 7 cells"))
+    _expect_metric(page, "Formula says", "no output")
+    _finish(page, "lab-kernel-too-large")
+
+
+def test_uploads_bad_and_good(page):
+    expect = _expect()
+    open_app_page(page, LAB)
+    _click(page, page.get_by_role("radio", name="Your own image"))
+    expect(page.get_by_test_id("stFileUploaderDropzoneInput")).to_be_attached()
+
+    _upload(page, "notes.png", b"this is a text file, renamed to .png\n" * 20)
+    _see(page, "'notes.png' is not an image this app can read")
+    assert_no_exception(page)
+
+    noisy = np.random.default_rng(1).integers(0, 255, (64, 80), dtype=np.uint8)
+    data = _png(noisy)
+    _upload(page, "cut.png", data[: len(data) // 2])
+    _see(page, re.compile(r"'cut.png' is (truncated|damaged)"))
+
+    _upload(page, "bomb.png", _png_bomb(20_000))
+    _see(page, re.compile(r"'bomb.png' declares 400 megapixels: .*decompression bomb"))
+    save_screenshot(page, "lab-upload-bomb")
+
+    rgba = np.zeros((30, 40, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[:, 20:, :3] = 255
+    _upload(page, "edge.png", _png(rgba))
+    _see(page, "edge.png: 40×30 colour.")
+    _expect_metric(page, "Input (H × W)", "30 × 40")
+    _expect_metric(page, "conv2d returns", "28 × 38")
+    _finish(page, "lab-upload-good")
+
+
+def test_sample_photo_full_image_and_sobel_magnitude(page):
+    expect = _expect()
+    open_app_page(page, LAB)
+    _click(page, page.get_by_role("radio", name="Sample photo"))
+    _expect_metric(page, "Input (H × W)", "512 × 512")
+    _expect_metric(page, "conv2d returns", "510 × 510")
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(2)
+    _see(page, "Window top row")
+    _see(page, "Padded input 10×10")
+    _click(page, page.get_by_text("Sobel edge magnitude √(gx² + gy²)"))
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3)
+    _see(page, "Their magnitude lights up every edge")
+    _finish(page, "lab-photo-sobel")
+
+
+@pytest.mark.realdata
+def test_mnist_digit_as_input(page):
+    from cnn_core import data
+
+    if not data.dataset_status("mnist").available:
+        pytest.skip("MNIST not found under CNN_DATA_DIR")
+    open_app_page(page, LAB)
+    _click(page, page.get_by_role("radio", name="Data-set image"))
+    _see(page, "Test image 0: class 7.", timeout=60_000)
+    _expect_metric(page, "Input (H × W)", "28 × 28")
+    _expect_metric(page, "conv2d returns", "26 × 26")
+    _finish(page, "lab-mnist")
