@@ -10,7 +10,7 @@ import streamlit as st
 from cnn_core import settings
 from cnn_core.device import describe_device
 from cnn_core.errors import CnnError
-from cnn_explorer_ui import PageSpec, available_pages, optional_module
+from cnn_explorer_ui import PageSpec, available_pages
 
 st.set_page_config(page_title="CNN Explorer", page_icon=":material/neurology:", layout="wide",
                    menu_items={"About": "CNN Explorer: learn and do image classification with CNNs in PyTorch."})
@@ -27,9 +27,8 @@ def _device_label() -> str:
 @st.cache_data(ttl=30, show_spinner="Looking for data sets…")
 def _dataset_rows() -> list[dict[str, object]] | str:
     """One row per registry data set: found or not, where, and how to get it; a message when unavailable."""
-    data = optional_module("cnn_core.data")
-    if data is None:
-        return "The data-set registry (cnn_core.data) is not available yet."
+    from cnn_core import data
+
     rows = []
     for info in data.list_datasets():
         try:
@@ -46,9 +45,8 @@ def _dataset_rows() -> list[dict[str, object]] | str:
 @st.cache_data(ttl=30, show_spinner=False)
 def _checkpoint_rows() -> list[dict[str, str]] | str:
     """One row per shipped or trained checkpoint card; a message when the module is not there."""
-    checkpoints = optional_module("cnn_core.checkpoints")
-    if checkpoints is None:
-        return "Checkpoint listing (cnn_core.checkpoints) is not available yet."
+    from cnn_core import checkpoints
+
     rows = []
     for card in checkpoints.list_checkpoints():
         test = _test_metrics(card.get("metrics"))

@@ -7,9 +7,7 @@ never mistaken for a page.
 from __future__ import annotations
 
 import html
-import importlib
 import re
-from types import ModuleType
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,19 +77,6 @@ def _spec_from_file_name(path: Path) -> PageSpec:
     title = rest.replace("_", " ").strip() or path.stem
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or path.stem
     return PageSpec(f"pages/{path.name}", title, icon or ":material/description:", slug, "")
-
-
-def optional_module(name: str) -> ModuleType | None:
-    """Import `name`, or None when exactly that module does not exist yet (other import errors still raise).
-
-    Lets a page render while a `cnn_core` module it uses is still being written.
-    """
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        return None
 
 
 def show_error(error: CnnError | str, *, icon: str = ":material/error:") -> None:

@@ -11,7 +11,7 @@ import streamlit as st
 
 from cnn_core import conv, images
 from cnn_core.errors import CnnError, ConfigError
-from cnn_explorer_ui import grid_html, heatmap_figure, legend_html, optional_module, render_html, show_error
+from cnn_explorer_ui import grid_html, heatmap_figure, legend_html, render_html, show_error
 
 FULL_MAX_SIDE = 512   # larger inputs are shrunk for the full-image view (and the 200 ms budget)
 STEP_MAX_SIDE = 10    # the step-through shows every number, so it works on at most a 10x10 window
@@ -37,9 +37,8 @@ def _dataset_test_images(name: str) -> tuple[np.ndarray, np.ndarray, tuple[str, 
 
 def _present_datasets() -> dict[str, str] | str:
     """Data sets from DATASET_CHOICES that are present, or why none can be offered."""
-    data = optional_module("cnn_core.data")
-    if data is None:
-        return "The data-set registry (cnn_core.data) is not available yet."
+    from cnn_core import data
+
     present = {}
     for name, label in DATASET_CHOICES.items():
         try:

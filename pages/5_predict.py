@@ -16,7 +16,7 @@ import streamlit as st
 from cnn_core import explain, images, settings
 from cnn_core.checkpoints import LoadedCheckpoint, list_checkpoints, load_checkpoint
 from cnn_core.errors import CheckpointError, CnnError
-from cnn_explorer_ui import optional_module, show_error
+from cnn_explorer_ui import show_error
 
 CANVAS_SIDE = 280      # px: ten times MNIST's 28, so a brush of about 20 px gives MNIST's stroke width
 SEEN_SIDE = 196        # px: the 28x28 input enlarged 7x (nearest neighbour, pixels stay visible)
@@ -202,9 +202,8 @@ def upload_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
 @st.cache_data(ttl=60, show_spinner=False)
 def _present_datasets() -> dict[str, str]:
     """Registry data sets whose files are here (name -> title), at their own size."""
-    data = optional_module("cnn_core.data")
-    if data is None:
-        return {}
+    from cnn_core import data
+
     present = {}
     for info in data.list_datasets():
         try:
@@ -430,10 +429,8 @@ def show_why(loaded: LoadedCheckpoint, model_input: explain.ModelInput, predicti
 
 
 def show_feature_maps(loaded: LoadedCheckpoint, model_input: explain.ModelInput) -> None:
-    graph = optional_module("cnn_core.graph")
-    if graph is None:
-        st.info("Feature maps need cnn_core.graph, which is not available yet.")
-        return
+    from cnn_core import graph
+
     try:
         with explain.single_threaded():
             maps = graph.activation_maps(loaded.model, model_input.tensor)
