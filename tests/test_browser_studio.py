@@ -1,0 +1,375 @@
+"""The Training Studio and the Model Graph page in headless Chromium, on the tiny data sets.
+
+These tests start their own Streamlit server whose CNN_DATA_DIR is the tiny data of `build_tiny_data`
+(MNIST in the real idx format, 220 training images), so they need no real data and each run takes
+seconds. At most one run trains at a time (CNN_MAX_CONCURRENT_RUNS=1), so the queue can be seen.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from browser_fixtures import (
+    ARTIFACTS_DIR,
+    DEFAULT_TIMEOUT_MS,
+    EXPECT_TIMEOUT_MS,
+    REPO_ROOT,
+    SERVER_START_TIMEOUT_S,
+    _free_port,
+    _healthy,
+    _stop,
+    assert_no_exception,
+    save_screenshot,
+    wait_for_app,
+)
+from data_fixtures import build_tiny_data
+
+pytestmark = pytest.mark.browser
+
+STUDIO = "training-studio"
+GRAPH = "model-graph"
+RUN_TIMEOUT_MS = 120_000  # a tiny run takes a few seconds; a busy shared machine can take much longer
+
+
+def _expect():
+    from playwright.sync_api import expect
+
+    return expect
+
+
+@pytest.fixture(scope="module")
+def studio_server(tmp_path_factory) -> dict:
+    """`streamlit run app.py` with CNN_DATA_DIR pointing at freshly built tiny data sets."""
+    base = tmp_path_factory.mktemp("studio")
+    data_dir = build_tiny_data(base / "data")
+    runs_dir = base / "runs"
+    env = {**os.environ, "CNN_DATA_DIR": str(data_dir), "CNN_CACHE_DIR": str(base / "cache"),
+           "CNN_RUNS_DIR": str(runs_dir), "CNN_DEVICE": "cpu", "CNN_MAX_CONCURRENT_RUNS": "1"}
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    ARTIFACTS_DIR.mkdir(exist_ok=True)
+    log_path = ARTIFACTS_DIR / "streamlit-server-studio.log"
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+               "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
+               "--browser.gatherUsageStats", "false"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+            while not _healthy(url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the studio's streamlit server did not start:\n"
+                                f"{log_path.read_text(errors='replace')[-3000:]}")
+                time.sleep(0.25)
+            yield {"url": url, "runs_dir": runs_dir, "data_dir": data_dir}
+        finally:
+            _stop(process)
+
+
+@pytest.fixture(autouse=True)
+def _patient_expect(browser):
+    """Every rerun of these pages waits on training threads sharing a small CPU: allow a minute per check."""
+    expect = _expect()
+    expect.set_options(timeout=60_000)
+    yield
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+
+
+@pytest.fixture
+def context(browser, studio_server, request):
+    """A browser context (one "person": its tabs share the studio's browser cookie); its tabs' last states
+    are kept as screenshots."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    first = ctx.new_page()  # the first visit goes home: see browser_fixtures.warm_app
+    first.goto(studio_server["url"], timeout=120_000)
+    wait_for_app(first, 120_000)
+    first.close()
+    yield ctx
+    _leave(ctx, request.node.name)
+
+
+def _leave(ctx, name: str) -> None:
+    """Keep a screenshot of every tab, then stop this person's run if one is left, so the next test starts
+    with a free trainer."""
+    for number, tab in enumerate(ctx.pages, 1):
+        try:
+            save_screenshot(tab, f"{name}-tab{number}-last")
+        except Exception:  # noqa: BLE001 - a failed last screenshot must not hide the test's own result
+            pass
+    for tab in ctx.pages:
+        try:
+            for label in ("Stop training", "Leave the queue"):
+                button = tab.get_by_role("button", name=label)
+                if button.count():
+                    button.click(timeout=10_000)
+                    tab.wait_for_timeout(3_000)
+        except Exception:  # noqa: BLE001 - best effort: the test's own result matters
+            pass
+    ctx.close()
+
+
+def _open(ctx, url: str, path: str, shot: str | None = None):
+    tab = ctx.new_page()
+    tab.set_default_timeout(DEFAULT_TIMEOUT_MS)
+    tab.goto(f"{url}/{path}", timeout=120_000)
+    tab.wait_for_selector('[data-testid="stAppViewContainer"]', state="attached", timeout=120_000)
+    wait_for_app(tab, 120_000)
+    assert_no_exception(tab)
+    return tab
+
+
+def _set_number(tab, label: str, value) -> None:
+    field = tab.get_by_label(label, exact=True)
+    _expect()(field).to_have_count(1)  # a rerun that re-keyed the widget leaves the old one until it ends
+    field.fill(str(value))
+    field.press("Enter")
+    _expect()(field).to_have_value(str(value))
+    wait_for_app(tab)
+
+
+def _choose(tab, label: str, option: str) -> None:
+    box = tab.get_by_test_id("stSelectbox").filter(has_text=label)
+    _expect()(box).to_have_count(1)  # a re-keyed widget's old copy lingers until the rerun ends
+    box.click()
+    tab.get_by_role("option", name=option, exact=True).click()
+    _expect()(tab.get_by_role("combobox", name=label)).to_have_value(option)
+    wait_for_app(tab)
+
+
+_POINTS_JS = """([chart, trace]) => {
+    const plots = [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')];
+    const plot = plots[chart];
+    if (!plot || !plot.data || !plot.data[trace]) return 0;
+    const x = plot.data[trace].x;
+    if (x.length !== undefined) return x.length;
+    // plotly.py sends numpy arrays as typed arrays: {dtype: "i8", bdata: base64}
+    return atob(x.bdata).length / Number(x.dtype.slice(1));
+}"""
+
+
+def _plot_points(tab, chart_index: int = 0, trace: int = 0) -> int:
+    """How many points the trace of a plotly chart on the page holds (plotly keeps the data on its div)."""
+    return tab.evaluate(_POINTS_JS, [chart_index, trace])
+
+
+def _progress_text(tab) -> str:
+    return tab.get_by_test_id("stProgress").inner_text()
+
+
+def _configure_run(tab, *, epochs: int, batch: int, subset: int, lr: str | None = None) -> None:
+    _set_number(tab, "Epochs", epochs)
+    _set_number(tab, "Batch size", batch)
+    _set_number(tab, "Subset (images per split)", subset)
+    if lr is not None:
+        _set_number(tab, "Learning rate", lr)
+
+
+def _start(tab) -> None:
+    button = tab.get_by_role("button", name="Start training")
+    _expect()(button).to_be_enabled()
+    button.click()
+
+
+def test_a_tiny_mnist_run_shows_live_charts_metrics_confusion_matrix_and_checkpoint(context, studio_server):
+    expect = _expect()
+    tab = _open(context, studio_server["url"], STUDIO)
+    expect(tab.get_by_role("combobox", name="Data set")).to_have_value(re.compile(r"^MNIST handwritten digits"))
+    expect(tab.get_by_role("combobox", name="Model")).to_have_value("FastNet (CNN Explorer)")
+    expect(tab.get_by_text(re.compile(r"CPU \(\d+ threads?\)")).first).to_be_visible()
+    # Digits: flips are locked off.
+    expect(tab.get_by_role("checkbox", name="Horizontal flips")).to_be_disabled()
+    # 50 images per split and 4 steps: short enough to leave mistakes for the gallery.
+    _configure_run(tab, epochs=1, batch=16, subset=50)
+    expect(tab.get_by_text("50 training images in batches of 16: 4 steps per epoch, 4 in all.")).to_be_visible()
+    _start(tab)
+    expect(tab.locator("h3#monitoring-your-run")).to_be_visible()
+    # The progress bar ends, and the batch chart holds a point for each of the 4 steps.
+    expect(tab.get_by_test_id("stProgress")).to_contain_text("Done: 1 of 1 epoch(s), 4 steps", timeout=RUN_TIMEOUT_MS)
+    expect(tab.get_by_text(re.compile(r"^Finished: 1 epoch\(s\)"))).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    wait_for_app(tab)
+    assert _plot_points(tab, 0, 0) == 4
+    assert _plot_points(tab, 1, 0) == 1  # one epoch: one train point (and one validation point)
+    # Test metrics and the confusion matrix with class names.
+    expect(tab.get_by_text("Test metrics (50 test images)")).to_be_visible()
+    accuracy = tab.get_by_test_id("stMetric").filter(has_text="Accuracy").get_by_test_id("stMetricValue")
+    expect(accuracy).to_have_text(re.compile(r"^\d+\.\d %$"))
+    for label in ("Precision (macro)", "Recall (macro)", "F1 (macro)", "ROC-AUC", "Cohen's kappa"):
+        expect(tab.get_by_test_id("stMetric").filter(has_text=label)).to_be_visible()
+    expect(tab.get_by_role("heading", name="Confusion matrix")).to_be_visible()
+    matrix = tab.evaluate("""() => { const plots = [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')];
+        const heat = plots.find(p => p.data && p.data[0] && p.data[0].type === 'heatmap');
+        return heat ? [heat.data[0].x, heat.data[0].z] : null; }""")
+    assert matrix is not None and matrix[0] == [str(d) for d in range(10)]  # the 10 digit classes
+    counts = matrix[1]
+    assert sum(map(sum, counts)) == 50
+    # The gallery shows every misclassified test image (fewer than 32 here) with true and predicted labels.
+    wrong = sum(map(sum, counts)) - sum(counts[i][i] for i in range(10))
+    correct_share = float(accuracy.inner_text().rstrip(" %")) / 100
+    assert wrong == round((1 - correct_share) * 50) > 0
+    captions = tab.get_by_text(re.compile(r"^true \d · said \d \(\d+ %\)$"))
+    expect(captions).to_have_count(wrong)
+    # The checkpoint: saved in the runs folder and downloadable.
+    expect(tab.get_by_text(re.compile(r"^Saved as mnist-fastnet-"))).to_be_visible()
+    with tab.expect_download() as download_info:
+        tab.get_by_role("button", name="Download checkpoint").click()
+    download = download_info.value
+    saved = Path(download.path())
+    assert download.suggested_filename.endswith(".safetensors")
+    assert (studio_server["runs_dir"] / download.suggested_filename).read_bytes() == saved.read_bytes()
+    from cnn_core.checkpoints import load_checkpoint
+
+    assert load_checkpoint(saved).card["dataset"] == "mnist"
+    # Compare runs lists it.
+    expect(tab.get_by_role("heading", name="Compare your runs")).to_be_visible()
+    assert_no_exception(tab)
+    save_screenshot(tab, "studio-finished")
+
+
+def test_stop_a_long_run_from_a_second_tab_and_the_queue_for_another_person(context, browser, studio_server):
+    expect = _expect()
+    url = studio_server["url"]
+    tab = _open(context, url, STUDIO)
+    _configure_run(tab, epochs=1000, batch=8, subset=0)
+    _start(tab)
+    expect(tab.get_by_test_id("stProgress")).to_contain_text(re.compile(r"step [\d,]+ of 28,000"),
+                                                             timeout=RUN_TIMEOUT_MS)
+    # The chart gains points while the run goes on.
+    tab.wait_for_function("() => document.querySelector('[data-testid=\"stPlotlyChart\"] .js-plotly-plot')",
+                          timeout=RUN_TIMEOUT_MS)
+    first = _plot_points(tab)
+    assert first > 0
+    tab.wait_for_function(
+        f"(first) => ({_POINTS_JS})([0, 0]) > first", arg=first, timeout=60_000)
+    save_screenshot(tab, "studio-live")
+
+    # A second tab of the same browser shows the same run and cannot start another.
+    second = _open(context, url, STUDIO)
+    expect(second.get_by_text(re.compile(r"^Training fastnet on MNIST"))).to_be_visible()
+    expect(second.get_by_role("button", name="Start training")).to_be_disabled()
+    expect(second.get_by_text("Your run is training: stop it or let it finish")).to_be_visible()
+
+    # Another person waits in the queue, told how many runs are ahead.
+    other = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        home = other.new_page()
+        home.goto(url, timeout=120_000)
+        wait_for_app(home, 120_000)
+        queued = _open(other, url, STUDIO)
+        _configure_run(queued, epochs=1, batch=32, subset=100)
+        _start(queued)
+        expect(queued.get_by_text(re.compile(r"the trainer is busy, 1 ahead of you"))).to_be_visible()
+        save_screenshot(queued, "studio-queued")
+        queued.get_by_role("button", name="Leave the queue").click()
+        expect(queued.get_by_text("Stopped before it started.")).to_be_visible()
+    finally:
+        _leave(other, "studio-other-person")
+
+    # Stop from the second tab: the run ends within a second or so and keeps its best weights.
+    stop = second.get_by_role("button", name="Stop training")
+    clicked = time.monotonic()
+    stop.click()
+    expect(second.get_by_text(re.compile(r"^Stopped after \d+ epoch\(s\)"))).to_be_visible()
+    print(f"Stop to 'Stopped' on the page: {time.monotonic() - clicked:.1f} s")
+    expect(tab.get_by_text(re.compile(r"^Stopped after \d+ epoch\(s\)"))).to_be_visible()
+    expect(second.get_by_test_id("stProgress")).to_contain_text(re.compile(r"^Stopped at step [\d,]+ of 28,000"))
+    expect(second.get_by_text("Your run is training: stop it or let it finish")).to_have_count(0)
+    _set_number(second, "Batch size", 8)  # this tab's own widgets start from the defaults (256 > 220 images)
+    expect(second.get_by_role("button", name="Start training")).to_be_enabled()
+    expect(second.get_by_text(re.compile(r"^Saved as mnist-fastnet-"))).to_be_visible()
+    points = _plot_points(second)
+    second.wait_for_timeout(2_000)
+    assert _plot_points(second) == points  # nothing trains any more
+    # The compare table: the stopped run, with its status.
+    table = second.get_by_test_id("stDataFrame")
+    expect(table).to_be_visible()
+    assert_no_exception(second)
+    save_screenshot(second, "studio-stopped")
+
+
+def test_bad_options_and_a_diverging_run_get_clear_messages(context, studio_server):
+    expect = _expect()
+    tab = _open(context, studio_server["url"], STUDIO)
+    start = tab.get_by_role("button", name="Start training")
+    _set_number(tab, "Learning rate", 0)
+    expect(tab.get_by_text("Learning rate must be above 0 and at most 10; got 0.0.")).to_be_visible()
+    expect(start).to_be_disabled()
+    _set_number(tab, "Learning rate", 0.01)
+    _set_number(tab, "Batch size", 5000)
+    expect(tab.get_by_text("Batch size 5000 is larger than the training set (220 images); choose at most 220.")
+           ).to_be_visible()
+    expect(start).to_be_disabled()
+    # A learning rate this large makes plain SGD diverge: the run stops and says so.
+    _choose(tab, "Model", "Simple CNN (8/16 filters)")
+    _configure_run(tab, epochs=3, batch=16, subset=0, lr=10)
+    _choose(tab, "Optimizer", "sgd")
+    _start(tab)
+    expect(tab.get_by_text(re.compile(r"Training diverged: the loss became (nan|inf)"))).to_be_visible(
+        timeout=RUN_TIMEOUT_MS)
+    expect(tab.get_by_text("Lower the learning rate (now 10) and try again.", exact=False)).to_be_visible()
+    expect(tab.get_by_test_id("stProgress")).to_contain_text(re.compile(r"^Failed at step \d+ of 42"))
+    assert_no_exception(tab)
+    save_screenshot(tab, "studio-diverged")
+
+
+def test_model_graph_shows_summary_svg_graph_and_feature_maps(context, studio_server):
+    expect = _expect()
+    tab = _open(context, studio_server["url"], GRAPH)
+    expect(tab.get_by_role("heading", name="Model Graph")).to_be_visible()
+    _choose(tab, "Model", "Simple CNN (8/16 filters)")
+    # The summary: layers with their output shapes and parameter counts, and the totals.
+    table = tab.get_by_test_id("stDataFrame")
+    expect(table).to_be_visible()
+    params = tab.get_by_test_id("stMetric").filter(has_text="Parameters").get_by_test_id("stMetricValue")
+    expect(params).to_have_text(f"{8 * 9 + 8 + 16 * 8 * 9 + 16 + 16 * 7 * 7 * 10 + 10:,}")
+    # Feature maps of both conv layers for a test image.
+    expect(tab.get_by_text("conv1: 8 maps of 28×28")).to_be_visible()
+    expect(tab.get_by_text("conv2: 16 maps of 14×14")).to_be_visible()
+    from cnn_core.graph import graphviz_available
+
+    if not graphviz_available():  # the page says how to install it instead of drawing
+        expect(tab.get_by_text(re.compile(r"sudo apt-get install graphviz"))).to_be_visible()
+        pytest.skip("Graphviz's dot is not installed: only its install message was checked")
+    # The autograd graph as inline SVG, with the weights' names, and its downloads.
+    frame = tab.frame_locator('iframe[title="Autograd graph of the model"]')
+    svg = frame.locator("#frame svg")
+    expect(svg).to_be_visible()
+    expect(svg.locator("text", has_text="conv1.weight")).to_have_count(1)
+    width = svg.get_attribute("width")
+    frame.get_by_role("button", name="+").click()  # zooming happens in the page, without a rerun
+    expect(svg).not_to_have_attribute("width", width)
+    expect(frame.locator("#level")).not_to_have_text("")
+    with tab.expect_download() as download_info:
+        tab.get_by_role("button", name="SVG").click()
+    assert Path(download_info.value.path()).read_bytes().lstrip().startswith(b"<?xml")
+    with tab.expect_download() as download_info:
+        tab.get_by_role("button", name="PNG").click()
+    assert Path(download_info.value.path()).read_bytes()[:4] == b"\x89PNG"
+    assert_no_exception(tab)
+    save_screenshot(tab, "graph-registry")
+
+
+def test_model_graph_refuses_a_file_that_is_not_a_checkpoint(context, studio_server):
+    expect = _expect()
+    tab = _open(context, studio_server["url"], GRAPH)
+    tab.get_by_role("radio", name="A trained checkpoint").click()
+    wait_for_app(tab)
+    tab.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
+        files=[{"name": "weights.pt", "mimeType": "application/octet-stream", "buffer": b"not a torch file at all"}])
+    expect(tab.get_by_role("alert").filter(has_text=re.compile(r"weights\.pt(: it holds pickled| is not a checkpoint)"))
+           ).to_be_visible()
+    expect(tab.locator("h3#table-layers")).to_have_count(0)  # nothing is drawn for it
+    assert_no_exception(tab)
+    save_screenshot(tab, "graph-bad-checkpoint")
+    # Without the upload, the chosen checkpoint (trained or shipped) is shown, with its prediction.
+    tab.get_by_role("button", name="Remove weights.pt").click()
+    expect(tab.locator("h3#table-layers")).to_be_visible()
+    expect(tab.get_by_text(re.compile(r"^The model says \w+ \(\d+ %\)\.$"))).to_be_visible()
+    assert_no_exception(tab)
+    save_screenshot(tab, "graph-checkpoint")

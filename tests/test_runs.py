@@ -1,0 +1,253 @@
+"""The background run manager: real training on the tiny data sets, cancel, the queue, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnn_core import data
+from cnn_core.errors import ConfigError, DataError
+from cnn_core.runs import (
+    RunBusyError,
+    RunManager,
+    RunStatus,
+    default_max_concurrent,
+    format_seconds,
+    misclassified_examples,
+    smooth,
+)
+from cnn_core.settings import runs_dir
+from cnn_core.train import BatchEvent, EndEvent, StartEvent, TrainConfig, train
+
+QUICK = dict(dataset="mnist", model="fastnet", epochs=1, batch_size=32, lr=0.01)
+# Long enough to still be training when a test acts on it (tiny MNIST: 28 steps per epoch at batch 8).
+LONG = dict(dataset="mnist", model="fastnet", epochs=1000, batch_size=8, lr=0.01)
+
+
+def _wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def test_a_run_completes_with_events_metrics_gallery_and_checkpoint(tiny_data_dir):
+    manager = RunManager(max_concurrent=1)
+    run_id = manager.submit("alice", TrainConfig(**QUICK))
+    snap = manager.wait(run_id, timeout=120)
+    assert snap.status is RunStatus.FINISHED, snap.error
+    assert snap.start is not None and snap.start.n_train == 220 and snap.start.epochs == 1
+    assert snap.batches and [b.step for b in snap.batches] == sorted(b.step for b in snap.batches)
+    assert len(snap.epochs) == 1
+    assert snap.end.test_metrics["n"] == 60
+    assert snap.end.test_probs is None  # the big tensors are let go once the gallery is built
+    # Kept runs pin no live model (the trainer's start event carries the network being trained).
+    assert not any(isinstance(getattr(snap.start, f.name), torch.nn.Module) for f in fields(snap.start))
+    progress = snap.progress()
+    assert progress.fraction == 1.0 and progress.eta == 0.0 and progress.elapsed > 0
+    # The checkpoint lands in the runs folder (what list_checkpoints shows the prediction page).
+    path = Path(snap.checkpoint_path)
+    assert path.parent == runs_dir() and path.is_file() and path.with_suffix(".json").is_file()
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["command"].startswith("python -m cnn_core train --data mnist --model fastnet --epochs 1")
+    assert card["dataset"] == "mnist" and card["metrics"]["test"]["n"] == 60
+    # Misclassified images: really wrong, most confident first, images of the test split.
+    wrong = snap.misclassified
+    n_wrong = round((1 - snap.test_accuracy) * 60)
+    assert len(wrong) == min(n_wrong, 32)
+    assert all(m.true_label != m.predicted_label for m in wrong)
+    assert [m.confidence for m in wrong] == sorted((m.confidence for m in wrong), reverse=True)
+    test_images = data.load_split("mnist", "test").images
+    for m in wrong:
+        assert m.image.dtype == torch.uint8 and torch.equal(m.image, test_images[m.index])
+    assert manager.latest_run("alice").id == run_id and manager.active_run("alice") is None
+
+
+def test_cancel_stops_a_run_within_a_second_and_keeps_the_best_weights(tiny_data_dir):
+    manager = RunManager(max_concurrent=1)
+    run_id = manager.submit("bob", TrainConfig(**LONG))
+    _wait_until(lambda: len(manager.snapshot(run_id).batches) >= 3, what="the first batches")
+    asked = time.monotonic()
+    assert manager.cancel(run_id)
+    steps_at_cancel = manager.snapshot(run_id).batches[-1].step
+    snap = manager.wait(run_id, timeout=5.0)
+    # The loop checks the flag before every batch: at most the batch in flight finishes. Stopping takes
+    # 0.1-0.4 s here; the bound leaves room for a shared, busy test machine.
+    assert time.monotonic() - asked < 2.0
+    assert snap.batches[-1].step <= steps_at_cancel + 1
+    assert snap.status is RunStatus.CANCELLED and snap.end.cancelled
+    assert snap.end.epochs_run < 1000 and snap.end.best_epoch >= 1
+    progress = snap.progress()
+    assert progress.fraction == snap.batches[-1].step / (1000 * 28) and progress.eta is None
+    assert Path(snap.checkpoint_path).is_file()
+    assert not manager.cancel(run_id)  # already over
+
+
+def test_a_run_cancelled_before_its_first_batch_keeps_no_checkpoint(tiny_data_dir):
+    def cancelled_at_once(config, cancel):
+        cancel.set()
+        return train(config, cancel=cancel)
+
+    manager = RunManager(max_concurrent=1, trainer=cancelled_at_once)
+    run_id = manager.submit("carol", TrainConfig(**QUICK))
+    snap = manager.wait(run_id, timeout=60)
+    assert snap.status is RunStatus.CANCELLED
+    assert snap.checkpoint_path is None and "no checkpoint" in snap.note
+    assert not [path for path in runs_dir().iterdir() if run_id[:6] in path.name]  # weights, card, model card
+
+
+def test_the_concurrency_limit_queues_runs_and_says_how_many_are_ahead(tiny_data_dir):
+    manager = RunManager(max_concurrent=1)
+    first = manager.submit("a", TrainConfig(**LONG))
+    second = manager.submit("b", TrainConfig(**LONG))
+    third = manager.submit("c", TrainConfig(**LONG))
+    assert manager.snapshot(first).status is RunStatus.RUNNING
+    assert manager.snapshot(second).status is RunStatus.QUEUED and manager.snapshot(second).queue_ahead == 1
+    assert manager.snapshot(third).queue_ahead == 2
+    assert manager.load() == (1, 2)
+    # A queued run stops at once; the one behind it moves up.
+    assert manager.cancel(third)
+    assert manager.snapshot(third).status is RunStatus.CANCELLED and manager.snapshot(third).start is None
+    manager.cancel(first)
+    _wait_until(lambda: manager.snapshot(second).status is RunStatus.RUNNING, what="the queued run to start")
+    assert manager.snapshot(second).queue_ahead == 0
+    manager.cancel(second)
+    assert manager.wait(second, timeout=10).status is RunStatus.CANCELLED
+
+
+def test_one_active_run_per_owner(tiny_data_dir):
+    manager = RunManager(max_concurrent=2)
+    run_id = manager.submit("dave", TrainConfig(**LONG))
+    with pytest.raises(RunBusyError, match="already have a run"):
+        manager.submit("dave", TrainConfig(**QUICK))
+    manager.cancel(run_id)
+    manager.wait(run_id, timeout=10)
+    again = manager.submit("dave", TrainConfig(**QUICK))  # allowed once the first is over
+    assert manager.wait(again, timeout=120).status is RunStatus.FINISHED
+    assert [r.id for r in manager.runs_for("dave")] == [run_id, again]
+
+
+def test_a_four_step_one_cycle_run_finishes(tiny_data_dir):
+    # A classroom quick run: OneCycleLR cannot schedule 4 steps (it divided by zero); the rate stays constant.
+    config = TrainConfig(dataset="mnist", model="fastnet", epochs=1, batch_size=16, lr=0.01, limit=50,
+                         schedule="onecycle")
+    manager = RunManager(max_concurrent=1)
+    snap = manager.wait(manager.submit("jo", config), timeout=120)
+    assert snap.status is RunStatus.FINISHED, snap.error
+    assert [b.lr for b in snap.batches] == [0.01] * 4
+
+
+def test_divergence_ends_the_run_with_its_message(tiny_data_dir):
+    manager = RunManager(max_concurrent=1)
+    config = TrainConfig(dataset="mnist", model="simple_cnn", epochs=3, batch_size=16, lr=10.0, optimizer="sgd",
+                         log_every=1)
+    snap = manager.wait(manager.submit("erin", config), timeout=120)
+    assert snap.status is RunStatus.FAILED
+    assert "diverged" in snap.error and "Lower the learning rate" in snap.error
+    assert manager.active_run("erin") is None  # the slot is free again
+
+
+def test_an_unexpected_failure_is_reported_not_swallowed(tiny_data_dir):
+    def broken(config, cancel):
+        yield StartEvent("mnist", "fastnet", "CPU", 10, 1, 1, 1, 10, {})
+        raise RuntimeError("disk on fire")
+
+    manager = RunManager(max_concurrent=1, trainer=broken)
+    snap = manager.wait(manager.submit("fay", TrainConfig(**QUICK)), timeout=10)
+    assert snap.status is RunStatus.FAILED and snap.error == "Training failed unexpectedly: RuntimeError: disk on fire"
+
+
+@pytest.mark.parametrize(
+    "options,error,message",
+    [
+        ({"lr": 0.0}, ConfigError, "Learning rate must be above 0"),
+        ({"lr": 50.0}, ConfigError, "Learning rate must be above 0 and at most 10"),
+        ({"batch_size": 0}, ConfigError, "Batch size must be between 1"),
+        ({"batch_size": 500}, ConfigError, "larger than the training set \\(220 images\\)"),
+        ({"batch_size": 64, "limit": 50}, ConfigError, "50 images with this subset size"),
+        ({"dataset": "pathmnist_64"}, DataError, "not on this computer"),
+        ({"dataset": "chestmnist"}, ConfigError, "multi-label"),
+        ({"dataset": "no_such_set"}, DataError, "Unknown data set"),
+    ],
+)
+def test_bad_options_are_refused_before_queuing(tiny_data_dir, options, error, message):
+    manager = RunManager(max_concurrent=1)
+    with pytest.raises(error, match=message):
+        manager.submit("gus", TrainConfig(**{**QUICK, **options}))
+    assert manager.runs_for("gus") == []
+
+
+def test_a_data_set_deleted_after_it_was_chosen_gets_a_clear_message(tiny_data_dir, tmp_path):
+    folder = shutil.copytree(tiny_data_dir / "scans", tmp_path / "my_scans")
+    data.register_image_folder("my_scans", folder)
+    shutil.rmtree(folder)
+    with pytest.raises(DataError):
+        RunManager(max_concurrent=1).submit("hal", TrainConfig(dataset="my_scans", model="simple_cnn"))
+
+
+def test_smooth_is_a_bias_corrected_moving_average():
+    assert smooth([2.0, 2.0, 2.0], 0.9) == pytest.approx([2.0, 2.0, 2.0])
+    assert smooth([1.0, 3.0], 0.0) == [1.0, 3.0]
+    assert smooth([4.0, 0.0], 0.5) == pytest.approx([4.0, (0.25 * 4.0) / 0.75])  # (0.5·0.5·4 + 0.5·0) / 0.75
+    values = smooth([1.0, float("nan"), 1.0], 0.5)
+    assert values[0] == 1.0 and values[2] == pytest.approx(1.0) and values[1] != values[1]
+    with pytest.raises(ConfigError):
+        smooth([1.0], 1.0)
+
+
+def test_progress_extrapolates_the_time_per_step(tiny_data_dir):
+    release = threading.Event()
+
+    def halfway(config, cancel):
+        yield StartEvent("mnist", "fastnet", "CPU", 100, 10, 10, 2, 5, {})
+        for step in range(1, 6):
+            yield BatchEvent(step=step, epoch=1 + (step - 1) // 5, loss=1.0, accuracy=0.5, lr=0.01, seconds=step)
+        release.wait(10)
+        yield EndEvent(1, 1, 1.0, None, None, False, True, {})
+
+    manager = RunManager(max_concurrent=1, trainer=halfway)
+    run_id = manager.submit("ivy", TrainConfig(**QUICK), save=False)
+    _wait_until(lambda: len(manager.snapshot(run_id).batches) == 5, what="five batches")
+    snap = manager.snapshot(run_id)
+    loading = snap.training_monotonic - snap.started_monotonic  # before the start event: not extrapolated
+    now = snap.training_monotonic + 20.0
+    progress = snap.progress(now)
+    assert (progress.step, progress.total_steps, progress.epoch, progress.epochs) == (5, 10, 1, 2)
+    assert progress.fraction == 0.5 and progress.elapsed == pytest.approx(20.0 + loading)
+    assert progress.eta == pytest.approx(20.0)  # 5 steps took 20 s, 5 more to go
+    release.set()
+    assert manager.wait(run_id, timeout=10).status is RunStatus.CANCELLED
+
+
+def test_misclassified_examples_are_the_confident_mistakes_first():
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.3, 0.7]])
+    labels = torch.tensor([0, 0, 1, 0])
+    images = torch.arange(4, dtype=torch.uint8).view(4, 1, 1, 1)
+    wrong = misclassified_examples(probs, labels, images)
+    assert [m.index for m in wrong] == [1, 3]
+    assert wrong[0].predicted_label == 1 and wrong[0].true_label == 0 and wrong[0].confidence == pytest.approx(0.8)
+    assert int(wrong[1].image) == 3
+    assert misclassified_examples(probs, labels, images, limit=1)[0].index == 1
+
+
+def test_the_concurrency_limit_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("CNN_MAX_CONCURRENT_RUNS", "3")
+    assert default_max_concurrent() == 3
+    monkeypatch.setenv("CNN_MAX_CONCURRENT_RUNS", "many")
+    with pytest.raises(ConfigError, match="CNN_MAX_CONCURRENT_RUNS must be a whole number"):
+        default_max_concurrent()
+    monkeypatch.delenv("CNN_MAX_CONCURRENT_RUNS")
+    monkeypatch.setenv("CNN_DEVICE", "cpu")
+    assert default_max_concurrent() == 1
+
+
+def test_format_seconds():
+    assert [format_seconds(s) for s in (None, 0, 42.4, 725, 3723)] == ["—", "0:00", "0:42", "12:05", "1:02:03"]
