@@ -233,6 +233,14 @@ def dataset_status(name: str) -> DatasetStatus:
     )
 
 
+def is_available(name: str) -> bool:
+    """Whether a data set's files are here (False for unknown names too): the pages' cheap check."""
+    try:
+        return dataset_status(name).available
+    except DataError:
+        return False
+
+
 def load_split(
     name: str, split: str, *, download: bool = False, image_size: int | None = None
 ) -> SplitData:

@@ -40,10 +40,7 @@ def _catalogue() -> dict[str, gallery.PickerEntry]:
 
 @st.cache_data(ttl=30, show_spinner=False)
 def _available(name: str) -> bool:
-    try:
-        return data.dataset_status(name).available
-    except CnnError:
-        return False
+    return data.is_available(name)
 
 
 def _version(status: data.DatasetStatus) -> str:

@@ -114,10 +114,7 @@ def _feature_maps(choice: ModelChoice, index: int) -> tuple[np.ndarray, int, lis
 
 @st.cache_data(ttl=30, show_spinner=False)
 def _available(name: str) -> bool:
-    try:
-        return data.dataset_status(name).available
-    except CnnError:
-        return False
+    return data.is_available(name)
 
 
 # ------------------------------------------------------------------------------------------ choosing

@@ -247,3 +247,10 @@ def save_screenshot(page, name: str, *, whole_page: bool = True) -> Path:
     else:
         page.screenshot(path=str(path))
     return path
+
+
+def finish_page(page, name: str) -> None:
+    """End of a browser step: the app is idle, shows no exception box, and a screenshot is saved."""
+    wait_for_app(page)
+    assert_no_exception(page)
+    save_screenshot(page, name)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import re
-import struct
-import zlib
 
 import numpy as np
 import pytest
+from image_samples import png_bomb
 from PIL import Image
 
-from browser_fixtures import assert_no_exception, open_app_page, rerun_after, save_screenshot, wait_for_app
+from browser_fixtures import assert_no_exception, finish_page, open_app_page, rerun_after, save_screenshot, wait_for_app
 from cnn_core import conv
 
 pytestmark = pytest.mark.browser
@@ -73,25 +72,6 @@ def _upload(page, name: str, data: bytes, mime: str = "image/png") -> None:
         files=[{"name": name, "mimeType": mime, "buffer": data}]))
 
 
-def _png_bomb(side: int) -> bytes:
-    compressor = zlib.compressobj(9)
-    row = b"\x00" * (side // 8 + 1)
-    data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return (struct.pack(">I", len(payload)) + kind + payload
-                + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
-            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
-
-
-def _finish(page, name: str) -> None:
-    wait_for_app(page)
-    assert_no_exception(page)
-    save_screenshot(page, name)
-
-
 def test_home_page_lists_pages_device_and_data(page):
     expect = _expect()
     open_app_page(page)
@@ -102,11 +82,11 @@ def test_home_page_lists_pages_device_and_data(page):
     sidebar = page.get_by_test_id("stSidebarNav")
     expect(sidebar.get_by_role("link", name="Home")).to_be_visible()
     expect(sidebar.get_by_role("link", name="Convolution Lab")).to_be_visible()
-    _finish(page, "home")
+    finish_page(page, "home")
     page.get_by_test_id("stPageLink").filter(has_text="Open Convolution Lab").click()
     page.wait_for_url(re.compile(rf"/{LAB}$"))
     expect(page.get_by_role("heading", name="Convolution Lab", level=1)).to_be_visible()
-    _finish(page, "home-to-lab")
+    finish_page(page, "home-to-lab")
 
 
 def test_every_page_in_the_sidebar_opens_without_an_exception(page):
@@ -155,7 +135,7 @@ def test_output_size_follows_stride_padding_and_dilation(page):
     _click(page, page.get_by_role("button", name="valid", exact=True))
     _expect_metric(page, "Padded input", "7 × 7")
     _expect_metric(page, "Formula says", "2 × 2")   # floor((7 - 5)/2) + 1
-    _finish(page, "lab-stride-padding")
+    finish_page(page, "lab-stride-padding")
 
 
 def test_step_through_steps_and_plays(page):
@@ -184,7 +164,7 @@ def test_step_through_steps_and_plays(page):
     stopped_at = page.get_by_text(re.compile(r"— step \d+ of 25")).first.inner_text()
     page.wait_for_timeout(2_500)  # three timer periods: no more steps once paused
     assert page.get_by_text(re.compile(r"— step \d+ of 25")).first.inner_text() == stopped_at
-    _finish(page, "lab-step-through")
+    finish_page(page, "lab-step-through")
 
 
 def test_preset_switch_changes_the_kernel_and_the_sums(page):
@@ -204,7 +184,7 @@ def test_preset_switch_changes_the_kernel_and_the_sums(page):
     _set_number(page, "Your answer", 24)
     _click(page, page.get_by_role("button", name="Check"))
     _see(page, re.compile(r"^Right: "))
-    _finish(page, "lab-presets")
+    finish_page(page, "lab-presets")
 
 
 def test_kernel_larger_than_padded_input_is_explained(page):
@@ -217,7 +197,7 @@ def test_kernel_larger_than_padded_input_is_explained(page):
     _see(page, "No output.")
     _see(page, re.compile(r"The kernel covers 13 cells .* only 7 \+ 2·0 = 7 cells"))
     _expect_metric(page, "Formula says", "no output")
-    _finish(page, "lab-kernel-too-large")
+    finish_page(page, "lab-kernel-too-large")
 
 
 def test_uploads_bad_and_good(page):
@@ -235,7 +215,7 @@ def test_uploads_bad_and_good(page):
     _upload(page, "cut.png", data[: len(data) // 2])
     _see(page, re.compile(r"'cut.png' is (truncated|damaged)"))
 
-    _upload(page, "bomb.png", _png_bomb(20_000))
+    _upload(page, "bomb.png", png_bomb(20_000))
     _see(page, re.compile(r"'bomb.png' declares 400 megapixels: .*decompression bomb"))
     save_screenshot(page, "lab-upload-bomb")
 
@@ -246,7 +226,7 @@ def test_uploads_bad_and_good(page):
     _see(page, "edge.png: 40×30 colour.")
     _expect_metric(page, "Input (H × W)", "30 × 40")
     _expect_metric(page, "conv2d returns", "28 × 38")
-    _finish(page, "lab-upload-good")
+    finish_page(page, "lab-upload-good")
 
 
 def test_sample_photo_full_image_and_sobel_magnitude(page):
@@ -261,7 +241,7 @@ def test_sample_photo_full_image_and_sobel_magnitude(page):
     _click(page, page.get_by_text("Sobel edge magnitude √(gx² + gy²)"))
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3)
     _see(page, "Their magnitude lights up every edge")
-    _finish(page, "lab-photo-sobel")
+    finish_page(page, "lab-photo-sobel")
 
 
 @pytest.mark.realdata
@@ -275,4 +255,4 @@ def test_mnist_digit_as_input(page):
     _see(page, "Test image 0: class 7.", timeout=60_000)
     _expect_metric(page, "Input (H × W)", "28 × 28")
     _expect_metric(page, "conv2d returns", "26 × 26")
-    _finish(page, "lab-mnist")
+    finish_page(page, "lab-mnist")

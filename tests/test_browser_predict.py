@@ -5,15 +5,14 @@ from __future__ import annotations
 import io
 import math
 import re
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from image_samples import png_bomb
 from PIL import Image
 
-from browser_fixtures import assert_no_exception, open_app_page, save_screenshot, wait_for_app
+from browser_fixtures import assert_no_exception, finish_page, open_app_page, save_screenshot, wait_for_app
 from cnn_core.settings import models_dir, runs_dir
 
 pytestmark = pytest.mark.browser
@@ -79,26 +78,6 @@ def _draw(page, digit: str) -> None:
 def _upload(page, name: str, data: bytes, mime: str = "image/png") -> None:
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
         files=[{"name": name, "mimeType": mime, "buffer": data}])
-
-
-def _png_bomb(side: int) -> bytes:
-    """A valid 1-bit PNG header that claims side × side pixels (a few kB on disk)."""
-    compressor = zlib.compressobj(9)
-    row = b"\x00" * (side // 8 + 1)
-    data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return (struct.pack(">I", len(payload)) + kind + payload
-                + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
-            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
-
-
-def _finish(page, name: str) -> None:
-    wait_for_app(page)
-    assert_no_exception(page)
-    save_screenshot(page, name)
 
 
 @pytest.fixture
@@ -224,7 +203,7 @@ def test_upload_a_pathmnist_scan_and_see_why(page, made_checkpoints, tmp_path):
     else:
         expect(page.get_by_text("has no dropout layers")).to_be_visible()
     expect(page.get_by_text("trustworthy").or_(page.get_by_text("The model is confident")).first).to_be_visible()
-    _finish(page, "predict-upload-pathmnist")
+    finish_page(page, "predict-upload-pathmnist")
 
     # The same patch as a 16-bit grayscale TIFF: another mode, converted for the RGB model.
     gray = np.asarray(Image.fromarray(image).convert("L"), dtype=np.uint16) * 257
@@ -234,12 +213,12 @@ def test_upload_a_pathmnist_scan_and_see_why(page, made_checkpoints, tmp_path):
     expect(page.get_by_text("gray copied into 3 channels")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("300×200 and centre-cropped")).to_be_visible()
     expect(_prediction(page)).to_be_visible()
-    _finish(page, "predict-upload-tiff")
+    finish_page(page, "predict-upload-tiff")
 
     _choose_model(page, "test_predict_dropout")
     expect(page.get_by_text("Mean ± std over 50 dropout passes")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("of the passes agree on the top class")).to_be_visible()
-    _finish(page, "predict-upload-mc-dropout")
+    finish_page(page, "predict-upload-mc-dropout")
 
 
 @pytest.mark.realdata
@@ -258,12 +237,12 @@ def test_sample_buttons_pick_test_images_with_their_labels(page, made_checkpoint
     expect(_model_box(page)).to_have_value(re.compile("PathMNIST"))  # switched to a PathMNIST model
     expect(page.get_by_text("Right: the true label").or_(page.get_by_text("Wrong: the true label"))).to_be_visible()
     expect(page.get_by_test_id("stImageCaption").filter(has_text="PathMNIST (28×28), test image #")).to_be_visible()
-    _finish(page, "predict-sample-pathmnist")
+    finish_page(page, "predict-sample-pathmnist")
     # The same image for a digits model: the page knows it is foreign, whatever the model's confidence.
     _choose_model(page, "test_predict_sample_digits")
     expect(page.get_by_text("Not trustworthy: the image comes from PathMNIST (28×28)")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("its classes are different")).to_be_visible()
-    _finish(page, "predict-sample-foreign")
+    finish_page(page, "predict-sample-foreign")
     first_caption = page.get_by_test_id("stImageCaption").filter(has_text="test image #").inner_text()
     for _ in range(3):  # another press, another image (3 tries: two draws of 7,180 may coincide)
         page.get_by_role("button", name="Random PathMNIST (28×28)").click()
@@ -282,7 +261,7 @@ def test_sample_buttons_pick_test_images_with_their_labels(page, made_checkpoint
         expect(verdict).to_be_visible()
         truth = re.search(r"True label: (\S+)", page.get_by_text("True label:").inner_text()).group(1)
         assert ("Right:" in verdict.inner_text()) == (_prediction(page).inner_text() == truth)
-        _finish(page, "predict-sample-mnist")
+        finish_page(page, "predict-sample-mnist")
 
 
 def test_bad_uploads_and_checkpoints_get_clear_messages(page, made_checkpoints):
@@ -300,7 +279,7 @@ def test_bad_uploads_and_checkpoints_get_clear_messages(page, made_checkpoints):
     assert_no_exception(page)
     save_screenshot(page, "predict-text-as-png")
 
-    _upload(page, "bomb.png", _png_bomb(30_000))
+    _upload(page, "bomb.png", png_bomb(30_000))
     expect(page.get_by_text("decompression bomb")).to_be_visible(timeout=30_000)
     assert_no_exception(page)
 
@@ -312,4 +291,4 @@ def test_bad_uploads_and_checkpoints_get_clear_messages(page, made_checkpoints):
 
     _choose_model(page, "test_predict_mismatch")
     expect(page.get_by_text("do not fit the 'fastnet' model its card names")).to_be_visible(timeout=30_000)
-    _finish(page, "predict-card-mismatch")
+    finish_page(page, "predict-card-mismatch")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import io
 import itertools
-import struct
-import zlib
 
 import numpy as np
 import pytest
+from image_samples import png_bomb
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -304,20 +303,6 @@ def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
     return buffer.getvalue()
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def _png_bomb(side: int, bit_depth: int = 1) -> bytes:
-    """A valid grayscale PNG of side×side black pixels: tiny on disk, huge once decoded."""
-    compressor = zlib.compressobj(9)
-    row = b"\x00" * (side * bit_depth // 8 + 1)
-    data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", side, side, bit_depth, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data)
-            + _png_chunk(b"IEND", b""))
-
-
 @pytest.fixture(scope="module")
 def photo() -> Image.Image:
     gradient = np.linspace(0, 255, 64 * 48 * 3).reshape(48, 64, 3).astype(np.uint8)
@@ -364,14 +349,14 @@ def test_truncated_files_are_reported(photo, fmt):
 
 
 def test_decompression_bomb_20000_square_is_refused_from_the_header():
-    bomb = _png_bomb(20_000)
+    bomb = png_bomb(20_000)
     assert len(bomb) < 100_000  # 400 megapixels in under 100 kB
     with pytest.raises(ImageError, match="'bomb.png' declares 400 megapixels.*decompression bomb.*40 megapixels"):
         images.read_image(bomb, name="bomb.png")
 
 
 def test_images_above_our_own_limit_are_refused_before_decoding():
-    data = _png_bomb(8_000)  # 64 megapixels: below Pillow's own alarm, above ours
+    data = png_bomb(8_000)  # 64 megapixels: below Pillow's own alarm, above ours
     with pytest.raises(ImageError, match="8000x8000 pixels .64 megapixels.*limit of 40 megapixels"):
         images.read_image(data, name="big.png")
     small = _encode(Image.new("L", (100, 100)), "PNG")
