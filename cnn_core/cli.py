@@ -87,6 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing,
         patience=args.patience,
+        monitor=args.monitor,
         seed=args.seed,
         device=args.device,
         limit=args.limit,
@@ -156,6 +157,10 @@ def _model_args(args: argparse.Namespace) -> dict:
             model_args[key] = json.loads(value)
         except json.JSONDecodeError:
             model_args[key] = value
+    if getattr(args, "mode", None):
+        if not (args.model or "").startswith("transfer:"):
+            raise CnnError(f"--mode applies to transfer models (--model transfer:efficientnet_lite0, ...), not {args.model!r}.")
+        model_args["mode"] = args.mode
     return model_args
 
 
@@ -236,11 +241,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
         help="train a model and save a checkpoint",
-        description="Train a model; with no --model, the best default for the data set.",
+        description="Train a model; with no --model, the best default for the data set. Transfer learning from an "
+        "ImageNet backbone: --model transfer:efficientnet_lite0 (works offline; also transfer:resnet18, vgg11, vgg16, "
+        "densenet121, mobilenet_v3_large, mobilenet_v3_small when their torchvision weights are cached or "
+        "downloadable) with --mode frozen|finetune|full, e.g. "
+        "`train --data brain_mri --model transfer:efficientnet_lite0 --mode finetune`.",
     )
     p.add_argument("--data", required=True, help="data set name (see `datasets`) or an image folder path")
     p.add_argument("--model", help="model name (see `models`); default: the best for the data set")
     p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="extra model option, repeatable")
+    p.add_argument(
+        "--mode",
+        choices=["frozen", "finetune", "full"],
+        help="transfer models (--model transfer:<backbone>): frozen = feature extraction, the backbone stays fixed "
+        "and only a new head trains (default); finetune = the last blocks train too (--model-arg finetune_blocks=N, "
+        "at a tenth of the head's learning rate: --model-arg backbone_lr=0.1); full = everything trains. "
+        "Same as --model-arg mode=...",
+    )
     p.add_argument("--epochs", type=int, help="epochs (default: the model's)")
     p.add_argument("--batch-size", type=int, help="batch size (default: the model's)")
     p.add_argument("--lr", type=float, help="learning rate (peak rate for one-cycle)")
@@ -249,10 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default 5e-4)")
     p.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default 0)")
     p.add_argument("--patience", type=int, help="stop after this many epochs without validation improvement")
+    p.add_argument(
+        "--monitor",
+        choices=["val_accuracy", "val_loss", "last"],
+        default="val_accuracy",
+        help="which epoch's weights to keep: best validation accuracy (default), lowest validation loss, or the last "
+        "(for validation sets of a few dozen images, whose accuracy is mostly noise)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the fastest found; $CNN_DEVICE)")
     p.add_argument("--limit", type=int, help="use at most N images per split (quick runs)")
-    p.add_argument("--image-size", type=int, help="image folders: side to resize to (default 128)")
+    p.add_argument("--image-size", type=int, help="image folders: side to resize to (default 128; transfer models: the backbone's input size, 224)")
     p.add_argument("--out", help="checkpoint path (.safetensors); a .json card is written beside it")
     p.add_argument("--json", action="store_true", help="end with one JSON line of test metrics and timings")
     p.set_defaults(func=cmd_train)

@@ -30,7 +30,7 @@ from .models import build_model, default_model_for, get_model_spec
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("none", "onecycle", "cosine")
-MONITORS = ("val_accuracy", "val_loss")
+MONITORS = ("val_accuracy", "val_loss", "last")  # "last": keep the final epoch (tiny validation sets)
 
 
 class TrainingError(CnnError):
@@ -255,6 +255,8 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float, momentum: 
 def make_scheduler(name: str, optimizer: torch.optim.Optimizer, lr: float, total_steps: int):
     """A per-step learning-rate schedule, or None."""
     if name == "onecycle":
+        if total_steps <= 4:  # too short to warm up and anneal (OneCycleLR divides by zero at 4 steps): constant rate
+            return None
         max_lrs = [group["lr"] for group in optimizer.param_groups] if len(optimizer.param_groups) > 1 else lr
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lrs, total_steps=total_steps, pct_start=0.25)
     if name == "cosine":
@@ -354,6 +356,7 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     adapt_training = getattr(model, "adapt_training", None)
     if callable(adapt_training):  # transfer models: their normalization; frozen stages computed once, cached
         model, prepared = adapt_training(prepared, seed=config.seed, cancel=cancel)
+        train_x, train_y = prepared.train
     param_groups = getattr(model, "param_groups", None)
     params = param_groups(resolved.lr) if callable(param_groups) else model.parameters()
     optimizer = make_optimizer(resolved.optimizer, params, resolved.lr, config.weight_decay, config.momentum)
@@ -427,6 +430,8 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
                 f"Lower the learning rate (now {resolved.lr:g}) and try again."
             )
         score = -val_loss if config.monitor == "val_loss" else val_accuracy
+        if config.monitor == "last":
+            score = epoch
         if math.isnan(score):  # no validation images: the last epoch counts as best
             score = epoch
         improved = score > best_score
