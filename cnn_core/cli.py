@@ -63,17 +63,43 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_bar(total: int | None, unit: str, *, disable: bool = False, **options):
+    """The CLI's progress bar (tqdm on stderr), shared by training (steps) and downloads (bytes)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, file=sys.stderr, disable=disable, **options)
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     from . import data
 
-    path = data.download_dataset(args.name)
+    bar = None
+
+    def show_bytes(progress: data.DownloadProgress) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = _progress_bar(progress.total, "B", unit_scale=True, unit_divisor=1000, desc=progress.filename)
+        if progress.total != bar.total:
+            bar.total = progress.total
+        if bar.desc != progress.filename:
+            bar.set_description(progress.filename, refresh=False)
+        bar.update(progress.done - bar.n)
+
+    def say(line: str) -> None:
+        if bar is not None:  # a line after the transfer (its summary): the bar is done
+            bar.close()
+        print(line, file=sys.stderr)
+
+    try:
+        path = data.download_dataset(args.name, progress=say, on_bytes=show_bytes)
+    finally:
+        if bar is not None:
+            bar.close()
     print(f"{args.name}: ready at {path}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from .train import BatchEvent, EndEvent, EpochEvent, StartEvent, TrainConfig, train
 
     config = TrainConfig(
@@ -108,7 +134,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     f"{event.n_test} test images) on {event.device} for {event.epochs} epochs",
                     file=sys.stderr,
                 )
-                bar = tqdm(total=event.epochs * event.steps_per_epoch, unit="step", file=sys.stderr, disable=quiet)
+                bar = _progress_bar(event.epochs * event.steps_per_epoch, "step", disable=quiet)
             elif isinstance(event, BatchEvent) and bar is not None:
                 bar.update(event.step - bar.n)
                 bar.set_postfix(epoch=event.epoch, loss=f"{event.loss:.3f}", lr=f"{event.lr:.2e}")
@@ -234,7 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("download", help="download a data set into $CNN_CACHE_DIR (needs the internet)")
+    p = sub.add_parser(
+        "download",
+        help="download a data set into $CNN_CACHE_DIR (needs the internet)",
+        description="Download MNIST or a MedMNIST set into $CNN_CACHE_DIR, with a progress bar. The files come "
+        "from zenodo.org / torchvision's MNIST servers, or from $CNN_DOWNLOAD_MIRROR when it is set (a classroom "
+        "server holding pathmnist.npz, train-images-idx3-ubyte.gz, ...).",
+    )
     p.add_argument("name", help="data set name, e.g. mnist or pathmnist")
     p.set_defaults(func=cmd_download)
 

@@ -20,6 +20,7 @@ import functools
 import glob
 import gzip
 import hashlib
+import http.client
 import importlib.util
 import json
 import logging
@@ -29,6 +30,9 @@ import re
 import shutil
 import socket
 import threading
+import time
+import urllib.error
+import urllib.request
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -63,6 +67,9 @@ __all__ = [
     "channel_stats",
     "register_image_folder",
     "download_dataset",
+    "download_server",
+    "download_server_reachable",
+    "DownloadProgress",
     "fit_image",
     "clear_caches",
 ]
@@ -100,7 +107,12 @@ _MNIST_VAL_SEED = 0
 _MNIST_OFFICIAL_COUNTS = {"train": 55_000, "val": 5_000, "test": 10_000}
 #: The four official .gz files torchvision downloads: 9,912,422 + 28,881 + 1,648,877 + 4,542 bytes.
 _MNIST_DOWNLOAD_SIZE = "11.6 MB"
-_MNIST_DOWNLOAD_HOST = "ossci-datasets.s3.amazonaws.com"
+
+#: Downloads: bytes per read, seconds a silent server is waited for, seconds between progress reports.
+_DOWNLOAD_CHUNK_BYTES = 64 * 1024
+_DOWNLOAD_TIMEOUT_S = 30.0
+_PROGRESS_INTERVAL_S = 0.1
+_DOWNLOAD_USER_AGENT = "cnn-explorer/0.1 (python urllib)"
 
 #: Bump to invalidate every tensor cache written by an older version of this module.
 _CACHE_FORMAT = 1
@@ -328,53 +340,73 @@ def register_image_folder(name: str, root: str | os.PathLike, *, seed: int = FOL
     return _folder_info(name, scan, int(seed))
 
 
-def download_dataset(name: str, progress: Callable[[str], None] | None = None) -> Path:
-    """Download MNIST or a MedMNIST set into CNN_CACHE_DIR (through torchvision / medmnist's URLs).
+def download_dataset(
+    name: str,
+    progress: Callable[[str], None] | None = None,
+    on_bytes: Callable[[DownloadProgress], None] | None = None,
+) -> Path:
+    """Download MNIST or a MedMNIST set into CNN_CACHE_DIR and return the folder that now holds it.
 
-    `progress` receives short status lines. Returns the folder that now holds the files. Raises
-    `DataError` with an offline message when the download server cannot be reached.
+    `progress` receives short status lines (the CLI prints them, the gallery shows them); `on_bytes`
+    receives a `DownloadProgress` when the transfer starts, at most every 0.1 s while bytes arrive and
+    once at the end (then `fraction` is 1.0), for a progress bar. Every file streams into a hidden
+    temporary file beside its destination, is checked (length, MD5) and only then renamed into place,
+    so a failed or interrupted download leaves no partial file; MNIST's four files land together or not
+    at all. Raises `DataError` when the server cannot be reached (offline), answers with an error, the
+    transfer breaks off, or a file's MD5 is not the expected one. A data set already complete in the
+    cache is not fetched again (delete it there to force a new download).
+
+    The files come from `CNN_DOWNLOAD_MIRROR` when it is set (`settings.download_mirror`): MNIST from
+    `<mirror>/<file>.gz`, MedMNIST from `<mirror>/<flag>[_<size>].npz`. Their MD5 is the registry's
+    (torchvision's `MNIST.resources`, medmnist's `INFO`) unless the mirror publishes `<file>.md5`
+    beside a file, e.g. for a re-compressed copy; that checksum is then the one checked.
     """
     entry = _resolve(name)
     info = entry.info
     say = progress or (lambda message: None)
     if info.family == "folder":
         raise DataError(f"{info.name!r} is an image folder ({info.root}); there is nothing to download.")
-    if info.family == "mnist":
-        target = _cache_root() / "MNIST" / "raw"
-        _check_online(_MNIST_DOWNLOAD_HOST, info.title, _mnist_how_to_get())
-        say(f"Downloading MNIST ({_MNIST_DOWNLOAD_SIZE}) into {target} ...")
+    plan = _download_plan(entry)
+    with _key_lock(("download", info.name)):  # a second request for the same set waits, then finds it
+        if _download_complete(entry, plan):
+            say(f"{info.title} is already in {plan.folder}; delete it there to download it again.")
+            return plan.folder
+        reachable = _reachable_alternatives(plan)
+        say(f"Downloading {info.title} from {_server(reachable[0][0].url)} into {plan.folder}; size: {plan.size_note}.")
+        started = time.monotonic()
+        meter = _ProgressMeter(on_bytes)
+        parts = _fetch_first_working(plan, reachable, meter)
         try:
-            from torchvision.datasets import MNIST
-
-            MNIST(root=str(_cache_root()), train=True, download=True)
-        except Exception as exc:  # noqa: BLE001 - torchvision raises RuntimeError/URLError/OSError
-            raise DataError(
-                f"Downloading MNIST failed ({_short(exc)}). {_mnist_how_to_get()}"
-            ) from exc
-        say("MNIST downloaded.")
-        return target
-    medinfo = _medmnist_table()[entry.flag]
-    suffix = "" if entry.size == 28 else f"_{entry.size}"
-    url, md5 = medinfo[f"url{suffix}"], medinfo[f"MD5{suffix}"]
-    filename = _medmnist_filename(entry.flag, entry.size)
-    target = _cache_root() / "medmnist"
-    how = _medmnist_how_to_get(entry.flag, entry.size)
-    _check_online(urlparse(url).hostname or "zenodo.org", info.title, how)
-    size_note = _medmnist_download_size(entry.flag, entry.size)
-    say(f"Downloading {filename} ({size_note}) from {url} into {target} ...")
-    try:
-        from torchvision.datasets.utils import download_url
-
-        target.mkdir(parents=True, exist_ok=True)
-        download_url(url=url, root=str(target), filename=filename, md5=md5)
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"Downloading {filename} failed ({_short(exc)}). {how}") from exc
-    if not (target / filename).is_file():
-        raise DataError(f"Downloading {filename} did not produce {target / filename}. {how}")
-    say(f"{filename} downloaded.")
+            _install_download(entry, plan, parts)
+        finally:
+            for part in parts.values():
+                part.unlink(missing_ok=True)
+        say(f"{info.title} downloaded: {_human_bytes(meter.done)} in {time.monotonic() - started:.1f} s.")
     with _STATE_LOCK:
         _npz_split_counts.cache_clear()
-    return target
+    return plan.folder
+
+
+def download_server(name: str) -> str | None:
+    """The server a missing MNIST or MedMNIST set would come from ("zenodo.org", the mirror's
+    "host:port"), or None for image folders. Raises `DataError` for a malformed CNN_DOWNLOAD_MIRROR."""
+    entry = _resolve(name)
+    if entry.info.family == "folder":
+        return None
+    return _server(_download_plan(entry).alternatives[0][0].url)
+
+
+def download_server_reachable(name: str, timeout: float = 2.0) -> bool:
+    """Whether a TCP connection to one of `name`'s download servers opens within `timeout` seconds, so
+    that an offline computer gets instructions instead of a download button that cannot work."""
+    try:
+        entry = _resolve(name)
+        if entry.info.family == "folder":
+            return False
+        alternatives = _download_plan(entry).alternatives
+    except DataError:
+        return False
+    return any(_connect_error(files[0].url, timeout) is None for files in alternatives)
 
 
 def fit_image(image: Image.Image, image_size: int, channels: int) -> np.ndarray:
@@ -1339,15 +1371,336 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _check_online(host: str, title: str, how_to_get: str, timeout: float = 5.0) -> None:
-    """Fail fast, with a message, when the download server cannot be reached (instead of a long hang)."""
+# --------------------------------------------------------------------------------------------------
+# Downloads: streamed into CNN_CACHE_DIR with byte progress, checked, then renamed into place
+
+
+@dataclass(frozen=True)
+class DownloadProgress:
+    """How far a download is, for progress bars: bytes received over all of its files and their total
+    (None while a server has not said how large its file is)."""
+
+    done: int
+    total: int | None
+    filename: str  # the file being received
+
+    @property
+    def fraction(self) -> float | None:
+        """done / total in [0, 1], or None while the total is unknown."""
+        if not self.total:
+            return None
+        return min(1.0, self.done / self.total)
+
+    def describe(self) -> str:
+        """"12.3 of 206 MB", or "840.0 KB received" while the total is unknown."""
+        scale, unit = (1e6, "MB") if max(self.done, self.total or 0) >= 1e6 else (1e3, "KB")
+        done = f"{self.done / scale:.1f}"
+        if self.total is None:
+            return f"{done} {unit} received"
+        total = self.total / scale
+        return f"{done} of {total:.0f} {unit}" if total >= 100 else f"{done} of {total:.1f} {unit}"
+
+
+@dataclass(frozen=True)
+class _RemoteFile:
+    url: str
+    filename: str  # as served: pathmnist.npz, train-images-idx3-ubyte.gz
+    md5: str | None  # the registry's checksum of the served file
+
+
+@dataclass(frozen=True)
+class _DownloadPlan:
+    title: str
+    alternatives: tuple[tuple[_RemoteFile, ...], ...]  # the same files on each server, tried in order
+    folder: Path  # where they land, in CNN_CACHE_DIR
+    how_to_get: str
+    size_note: str
+    mirror: str | None
+
+
+def _download_mirror() -> str | None:
+    mirror = settings.download_mirror()
+    if mirror is not None:
+        parsed = urlparse(mirror)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise DataError(
+                f"CNN_DOWNLOAD_MIRROR must be an http:// or https:// address such as "
+                f"http://10.0.0.5:8000/data, not {mirror!r}. Fix it, or unset it to use the official servers."
+            )
+    return mirror
+
+
+def _download_plan(entry: _Entry) -> _DownloadPlan:
+    """Which files to fetch from where (the mirror, else the registry's servers) and where they go."""
+    info = entry.info
+    mirror = _download_mirror()
+    if info.family == "mnist":
+        from torchvision.datasets import MNIST
+
+        resources = [(filename, md5) for filename, md5 in MNIST.resources]
+        bases = [mirror] if mirror else [base.rstrip("/") for base in MNIST.mirrors]
+        alternatives = tuple(
+            tuple(_RemoteFile(f"{base}/{filename}", filename, md5) for filename, md5 in resources) for base in bases
+        )
+        return _DownloadPlan(info.title, alternatives, _cache_root() / "MNIST" / "raw", _mnist_how_to_get(),
+                             _MNIST_DOWNLOAD_SIZE, mirror)  # fmt: skip
+    medinfo = _medmnist_table()[entry.flag]
+    suffix = "" if entry.size == 28 else f"_{entry.size}"
+    filename = _medmnist_filename(entry.flag, entry.size)
+    url = f"{mirror}/{filename}" if mirror else medinfo[f"url{suffix}"]
+    remote = _RemoteFile(url, filename, medinfo.get(f"MD5{suffix}"))
+    return _DownloadPlan(info.title, ((remote,),), _cache_root() / "medmnist",
+                         _medmnist_how_to_get(entry.flag, entry.size),
+                         _medmnist_download_size(entry.flag, entry.size), mirror)  # fmt: skip
+
+
+def _download_complete(entry: _Entry, plan: _DownloadPlan) -> bool:
+    if entry.info.family == "mnist":
+        return all((plan.folder / base).is_file() for base in _MNIST_BASENAMES)
+    return (plan.folder / plan.alternatives[0][0].filename).is_file()
+
+
+def _server(url: str) -> str:
+    """"zenodo.org", or "host:port" when the address names a port."""
+    parsed = urlparse(url)
+    return f"{parsed.hostname}:{parsed.port}" if parsed.port else str(parsed.hostname)
+
+
+def _connect_error(url: str, timeout: float) -> OSError | None:
+    """None when a TCP connection to the URL's host and port opens, else the error."""
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            pass
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return exc
+
+
+def _reachable_alternatives(plan: _DownloadPlan, timeout: float = 5.0) -> list[tuple[_RemoteFile, ...]]:
+    """The alternatives whose server answers a TCP connection: fail fast with a clear message when
+    none does, instead of a long hang in the middle of a download."""
+    reachable, error = [], None
+    for files in plan.alternatives:
+        failure = _connect_error(files[0].url, timeout)
+        if failure is None:
+            reachable.append(files)
+        error = error or failure
+    if reachable:
+        return reachable
+    if plan.mirror:
+        raise DataError(
+            f"Cannot download {plan.title}: the download mirror {plan.mirror} (CNN_DOWNLOAD_MIRROR) cannot be "
+            f"reached ({_short(error)}). Start that server or unset CNN_DOWNLOAD_MIRROR. {plan.how_to_get}"
+        )
+    raise DataError(
+        f"Cannot download {plan.title}: {_server(plan.alternatives[0][0].url)} cannot be reached "
+        f"({_short(error)}); this computer seems to be offline. {plan.how_to_get}"
+    )
+
+
+class _ProgressMeter:
+    """Counts received bytes and calls back with a `DownloadProgress`, at most every interval."""
+
+    def __init__(self, callback: Callable[[DownloadProgress], None] | None, interval: float = _PROGRESS_INTERVAL_S):
+        self.callback, self.interval = callback, interval
+        self.done, self.sizes, self.filename = 0, [], ""
+        self._last_report = -math.inf
+
+    @property
+    def total(self) -> int | None:
+        return sum(self.sizes) if self.sizes and all(size is not None for size in self.sizes) else None
+
+    def plan(self, sizes: list[int | None]) -> None:
+        self.sizes = list(sizes)
+
+    def begin(self, index: int, filename: str, length: int | None) -> None:
+        """A file's transfer starts; its Content-Length, when sent, replaces the announced size."""
+        self.filename = filename
+        if length is not None:
+            self.sizes[index] = length
+        self._report(force=True)
+
+    def add(self, n_bytes: int) -> None:
+        self.done += n_bytes
+        self._report(force=False)
+
+    def finish(self) -> None:
+        self.sizes = [self.done]  # every file was checked complete: the total is what arrived
+        self._report(force=True)
+
+    def _report(self, force: bool) -> None:
+        if self.callback is None:
+            return
+        now = time.monotonic()
+        if force or now - self._last_report >= self.interval:
+            self._last_report = now
+            self.callback(DownloadProgress(done=self.done, total=self.total, filename=self.filename))
+
+
+def _open_url(url: str, method: str = "GET"):
+    request = urllib.request.Request(url, method=method, headers={"User-Agent": _DOWNLOAD_USER_AGENT})
+    return urllib.request.urlopen(request, timeout=_DOWNLOAD_TIMEOUT_S)  # noqa: S310 - http(s) only
+
+
+def _content_length(response) -> int | None:
+    try:
+        length = int(response.headers.get("Content-Length", ""))
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+def _network_error(
+    plan: _DownloadPlan, file: _RemoteFile, exc: BaseException, received: int | None = None
+) -> DataError:
+    """A download failure as a sentence: who answered what, or what broke, and how else to get the file."""
+    retry = " Nothing was kept; try again."
+    if isinstance(exc, urllib.error.HTTPError):
+        what = f"{_server(exc.url or file.url)} answered {exc.code} {exc.reason} for {file.url}"
+        if 400 <= exc.code < 500:  # the file is not there (or not for us): trying again will not help
+            retry = " Nothing was kept."
+    elif isinstance(exc, urllib.error.URLError):
+        reason = exc.reason if isinstance(exc.reason, BaseException) else exc
+        what = f"{file.url} could not be reached ({_short(reason)})"
+    elif received:
+        what = f"the transfer broke off after {_human_bytes(received)} ({_short(exc)})"
+    else:
+        what = _short(exc)
+    return DataError(f"Downloading {file.filename} failed: {what}.{retry} {plan.how_to_get}")
+
+
+def _remote_sizes(plan: _DownloadPlan, files: tuple[_RemoteFile, ...]) -> list[int | None]:
+    """Each file's size from a HEAD request, so that a download of several files has a total from the
+    start (one file needs none: its GET says). A server without HEAD gives None for that file."""
+    if len(files) == 1:
+        return [None]
+    sizes = []
+    for file in files:
+        try:
+            with _open_url(file.url, method="HEAD") as response:
+                sizes.append(_content_length(response))
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (405, 501):  # HEAD not allowed / not implemented: the GET will say
+                raise _network_error(plan, file, exc) from exc
+            sizes.append(None)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _network_error(plan, file, exc) from exc
+    return sizes
+
+
+def _expected_md5(plan: _DownloadPlan, file: _RemoteFile) -> tuple[str | None, str]:
+    """The checksum to verify and where it comes from: a mirror's `<file>.md5` when it publishes one
+    (it may serve its own re-compressed copy), else the registry's."""
+    registry = "torchvision's MNIST list" if file.filename.endswith(".gz") else "medmnist's INFO"
+    if not plan.mirror:
+        return file.md5, registry
+    sidecar = f"{file.url}.md5"
+    try:
+        with _open_url(sidecar) as response:
+            text = response.read(4096).decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return file.md5, registry
+        raise _network_error(plan, _RemoteFile(sidecar, f"{file.filename}.md5", None), exc) from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise _network_error(plan, _RemoteFile(sidecar, f"{file.filename}.md5", None), exc) from exc
+    match = re.match(r"\s*([0-9a-fA-F]{32})\b", text)
+    if match is None:
+        raise DataError(
+            f"The mirror's {sidecar} does not start with an MD5 checksum (32 hexadecimal digits, as `md5sum` "
+            f"writes it). Fix or remove it on the mirror. {plan.how_to_get}"
+        )
+    return match.group(1).lower(), f"the mirror's {file.filename}.md5"
+
+
+def _stream_to_part(plan: _DownloadPlan, file: _RemoteFile, index: int, part: Path, meter: _ProgressMeter) -> None:
+    """GET one file into `part`, counting bytes and hashing as they arrive, then check length and MD5."""
+    expected, origin = _expected_md5(plan, file)
+    digest = hashlib.md5(usedforsecurity=False)
+    received, length = 0, None
+    try:
+        with _open_url(file.url) as response, open(part, "wb") as out:
+            length = _content_length(response)
+            meter.begin(index, file.filename, length)
+            while chunk := response.read(_DOWNLOAD_CHUNK_BYTES):
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                meter.add(len(chunk))
+    except (OSError, http.client.HTTPException) as exc:
+        raise _network_error(plan, file, exc, received) from exc
+    if length is not None and received != length:
+        raise DataError(
+            f"Downloading {file.filename} failed: the transfer broke off after {received:,} of {length:,} bytes. "
+            f"Nothing was kept; try again. {plan.how_to_get}"
+        )
+    if expected and digest.hexdigest() != expected:
+        remedy = "Try again."
+        if plan.mirror and not origin.startswith("the mirror"):
+            remedy = (f"If the mirror serves its own copy on purpose, it can publish {file.filename}.md5 "
+                      "(the `md5sum` line) beside it.")
+        raise DataError(
+            f"{file.filename} arrived damaged or is not the expected file: its MD5 is {digest.hexdigest()}, "
+            f"but {origin} says {expected}. It was deleted. {remedy} {plan.how_to_get}"
+        )
+
+
+def _fetch_first_working(
+    plan: _DownloadPlan, alternatives: list[tuple[_RemoteFile, ...]], meter: _ProgressMeter
+) -> dict[str, Path]:
+    """Download every file of the first server that has them all into temporary files in the target
+    folder: {served file name: temporary file}. On any failure, or an interruption (KeyboardInterrupt,
+    an exception raised by the progress callback), the temporary files are deleted before it propagates."""
+    try:
+        plan.folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(
-            f"Cannot download {title}: {host} cannot be reached ({_short(exc)}); this computer seems to be "
-            f"offline. {how_to_get}"
+            f"Cannot create {plan.folder} ({_short(exc)}): point CNN_CACHE_DIR at a writable folder."
         ) from exc
+    errors: list[DataError] = []
+    for files in alternatives:
+        try:
+            sizes = _remote_sizes(plan, files)
+        except DataError as exc:  # this server lacks a file: the next one may have them all
+            errors.append(exc)
+            continue
+        meter.plan(sizes)
+        parts: dict[str, Path] = {}
+        try:
+            for index, file in enumerate(files):
+                parts[file.filename] = plan.folder / f".{file.filename}.{os.getpid()}.{threading.get_ident()}.part"
+                _stream_to_part(plan, file, index, parts[file.filename], meter)
+        except BaseException:
+            for part in parts.values():
+                part.unlink(missing_ok=True)
+            raise
+        meter.finish()
+        return parts
+    raise errors[-1]
 
 
+def _install_download(entry: _Entry, plan: _DownloadPlan, parts: dict[str, Path]) -> None:
+    """Move checked downloads into place: the npz as it is; MNIST's archives unpacked (the cache keeps
+    the uncompressed idx files torchvision reads), all four renamed only once all four unpacked."""
+    if entry.info.family != "mnist":
+        (filename, part), = parts.items()
+        os.replace(part, plan.folder / filename)
+        return
+    unpacked: dict[str, Path] = {}
+    try:
+        for filename, part in parts.items():
+            base = filename.removesuffix(".gz")
+            unpacked[base] = plan.folder / f".{base}.{os.getpid()}.{threading.get_ident()}.part"
+            with gzip.open(part, "rb") as reader, open(unpacked[base], "wb") as writer:
+                shutil.copyfileobj(reader, writer, length=1024 * 1024)
+        for base, path in unpacked.items():
+            os.replace(path, plan.folder / base)
+    except (OSError, EOFError, ValueError) as exc:
+        raise DataError(
+            f"The downloaded MNIST archives could not be unpacked into {plan.folder} ({_short(exc)}). "
+            f"{plan.how_to_get}"
+        ) from exc
+    finally:
+        for path in unpacked.values():
+            path.unlink(missing_ok=True)

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import io
 import random
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -338,26 +336,3 @@ def png_bytes(picture: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(picture).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def download_host(info: Any) -> str | None:
-    """The server a missing built-in data set would be downloaded from (None for image folders)."""
-    if info.family == "mnist":
-        from torchvision.datasets import MNIST
-
-        return urlparse(MNIST.mirrors[0]).hostname
-    if info.family == "medmnist":
-        return urlparse(info.source).hostname
-    return None
-
-
-def host_reachable(host: str | None, timeout: float = 2.0) -> bool:
-    """Whether a TCP connection to `host`:443 opens within `timeout` seconds: offline machines get the
-    instructions for placing files by hand instead of a download button that cannot work."""
-    if not host:
-        return False
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False

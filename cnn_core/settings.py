@@ -1,4 +1,4 @@
-"""Where data is read from and where caches are written: two settings, two environment variables."""
+"""Where data is read from, where caches are written and where downloads come from: environment variables."""
 
 from __future__ import annotations
 
@@ -31,3 +31,15 @@ def runs_dir() -> Path:
     path = Path(os.environ.get("CNN_RUNS_DIR", cache_dir() / "runs")).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def download_mirror() -> str | None:
+    """Base address that replaces the download servers (`CNN_DOWNLOAD_MIRROR`), or None for the official ones.
+
+    Instructors can serve the files from a classroom server: `CNN_DOWNLOAD_MIRROR=http://10.0.0.5:8000/data`
+    makes MNIST come from `<mirror>/train-images-idx3-ubyte.gz` (and the other three .gz files) and a
+    MedMNIST set from `<mirror>/pathmnist.npz` (`pathmnist_64.npz`, ...), checked against the registry's MD5
+    or the mirror's `<file>.md5` when it has one. Unset or empty: zenodo.org and torchvision's MNIST servers.
+    """
+    value = os.environ.get("CNN_DOWNLOAD_MIRROR", "").strip()
+    return value.rstrip("/") or None

@@ -73,8 +73,9 @@ def _grid_png(name: str, version: str, split: str, per_class: int, seed: int, sc
 
 
 @st.cache_data(ttl=300, show_spinner="Checking the internet connection…")
-def _online(host: str | None) -> bool:
-    return gallery.host_reachable(host)
+def _online(server: str, _name: str) -> bool:
+    """Whether `server` (where `_name` would come from) answers; cached per server, not per data set."""
+    return data.download_server_reachable(_name)
 
 
 # ------------------------------------------------------------------------------------------ zip upload
@@ -124,6 +125,10 @@ def choose_dataset() -> str | None:
             st.session_state[f"gallery_size_{base}"] = size
     if st.session_state.get("gallery_base") not in catalogue:
         st.session_state["gallery_base"] = next(iter(catalogue))
+    elif st.session_state.pop("gallery_relabel", False):
+        # After a download the chosen entry's label loses "(not downloaded)", but the selectbox keeps showing
+        # the old text (streamlit/streamlit PR #13788); setting its value from Python redraws it.
+        st.session_state["gallery_base"] = st.session_state["gallery_base"]
 
     def label(key: str) -> str:
         entry = catalogue[key]
@@ -160,25 +165,44 @@ def show_missing(status: data.DatasetStatus) -> None:
     st.markdown(f"Looked for **{', '.join(status.missing) or 'its files'}** in:\n{looked}")
     if status.download_size:
         st.markdown(f"Download size: **{status.download_size}**.")
-    host = gallery.download_host(info)
-    if host and _online(host):
+    try:
+        server = data.download_server(info.name)
+    except CnnError as exc:  # a malformed CNN_DOWNLOAD_MIRROR
+        show_error(exc)
+        st.caption(status.how_to_get)
+        return
+    if server and _online(server, info.name):
         if st.button(f"Download {info.title}", icon=":material/download:", key=f"gallery_download_{info.name}",
                      type="primary"):
-            with st.status(f"Downloading {info.title}…", expanded=True) as box:
-                try:
-                    data.download_dataset(info.name, progress=box.write)
-                except CnnError as exc:
-                    box.update(label="Download failed", state="error")
-                    show_error(exc)
-                    return
-                box.update(label="Downloaded", state="complete")
-            _catalogue.clear()
-            _available.clear()
-            st.rerun()
+            download(info, server)
         st.caption(status.how_to_get)
     else:
-        st.info(f"This computer cannot reach {host or 'the download server'}, so the app cannot download it. "
+        st.info(f"This computer cannot reach {server or 'the download server'}, so the app cannot download it. "
                 f"{status.how_to_get}", icon=":material/wifi_off:")
+
+
+def download(info: data.DatasetInfo, server: str) -> None:
+    """Download with a progress bar of the bytes received; when done, rerun so the gallery shows the data set."""
+    note = st.empty()
+    bar = st.progress(0.0, text=f"Connecting to {server}…")
+
+    def show_bytes(progress: data.DownloadProgress) -> None:
+        fraction = progress.fraction
+        if fraction is None:
+            bar.progress(0.0, text=f"Downloading {progress.filename}: {progress.describe()}")
+        else:
+            bar.progress(fraction, text=f"Downloading {progress.filename}: {progress.describe()} ({fraction:.0%})")
+
+    try:
+        data.download_dataset(info.name, progress=note.caption, on_bytes=show_bytes)
+    except CnnError as exc:
+        bar.empty()
+        show_error(exc)
+        return
+    _catalogue.clear()
+    _available.clear()
+    st.session_state["gallery_relabel"] = True
+    st.rerun()
 
 
 # ------------------------------------------------------------------------------------------ present

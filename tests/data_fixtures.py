@@ -14,15 +14,26 @@
   and files that must be ignored (notes.txt, .DS_Store, ._resource.jpg);
 - `one_class_only/x/` (not a data set: one class) and an empty `empty/` folder.
 
+For download tests, `FileServer` / `serve_files` serve bytes over loopback HTTP (a stand-in for
+CNN_DOWNLOAD_MIRROR), `tiny_mnist_archives` gives MNIST's four .gz files as bytes, and
+`tiny_dermamnist_arrays` builds a DermaMNIST-style npz of a chosen size (it is not part of the tree above,
+so DermaMNIST stays missing there).
+
 The fixture `tiny_data_dir` builds it in a temporary folder and points CNN_DATA_DIR (and a fresh
 CNN_CACHE_DIR) at it. Other test files can call `build_tiny_data` or `tiny_mnist_arrays` directly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
 import io
+import threading
+import time
+import urllib.parse
 import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +54,12 @@ __all__ = [
     "idx_bytes",
     "TINY_FOLDER_READABLE_PER_CLASS",
     "TINY_FOLDER_UNREADABLE",
+    "FileServer",
+    "serve_files",
+    "md5_line",
+    "npz_bytes",
+    "tiny_mnist_archives",
+    "tiny_dermamnist_arrays",
 ]
 
 TINY_MNIST_TRAIN_PER_CLASS = 24  # 240 train images: 220 train + 20 val after the one-twelfth carve
@@ -254,3 +271,132 @@ def tiny_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     _reset_registry()
     yield root
     _reset_registry()
+
+
+# --------------------------------------------------------------------------------------------------
+# Downloads: files as bytes, and a loopback HTTP server standing in for a download mirror
+
+TINY_DERMA_PER_CLASS = {"train": 10, "val": 2, "test": 2}
+_DERMA_COLOURS = [(200, 120, 100), (150, 80, 60), (230, 180, 150), (90, 60, 50), (240, 200, 190),
+                  (170, 40, 60), (120, 100, 160)]  # fmt: skip
+
+
+def tiny_mnist_archives() -> dict[str, bytes]:
+    """The tiny MNIST of `tiny_mnist_arrays` as the four .gz files a mirror serves, by file name."""
+    arrays = tiny_mnist_arrays()
+    archives = {}
+    for prefix, split in (("train", "train"), ("t10k", "test")):
+        images, labels = arrays[split]
+        archives[f"{prefix}-images-idx3-ubyte.gz"] = gzip.compress(idx_bytes(images), mtime=0)
+        archives[f"{prefix}-labels-idx1-ubyte.gz"] = gzip.compress(idx_bytes(labels), mtime=0)
+    return archives
+
+
+def tiny_dermamnist_arrays(per_class: dict[str, int] | None = None, seed: int = 6) -> dict[str, np.ndarray]:
+    """DermaMNIST-style arrays (RGB 28×28, 7 classes, labels (N, 1)). Class k is its own colour under
+    strong noise, so the npz hardly compresses: about 2.1 KB an image, which lets download tests make a
+    file of a chosen size through `per_class`."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (per_class or TINY_DERMA_PER_CLASS).items():
+        labels = np.tile(np.arange(7, dtype=np.uint8), n)
+        colours = np.array(_DERMA_COLOURS, dtype=np.int16)[labels][:, None, None, :]
+        noise = rng.integers(-60, 61, size=(len(labels), 28, 28, 3), dtype=np.int16)
+        arrays[f"{split}_images"] = np.clip(colours + noise, 0, 255).astype(np.uint8)
+        arrays[f"{split}_labels"] = labels[:, None]
+    return arrays
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An npz (np.savez_compressed) in memory, as a server would send it."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def md5_line(payload: bytes, filename: str) -> bytes:
+    """`md5sum`'s line for a file: what a mirror publishes as `<file>.md5`."""
+    return f"{hashlib.md5(payload).hexdigest()}  {filename}\n".encode()
+
+
+class _FileHandler(BaseHTTPRequestHandler):
+    server_version = "cnn-explorer-test-mirror"
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+        self._answer(send_body=False)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._answer(send_body=True)
+
+    def _answer(self, send_body: bool) -> None:
+        owner: FileServer = self.server.owner  # type: ignore[attr-defined]
+        path = urllib.parse.urlsplit(self.path).path
+        owner.requests.append((self.command, path))
+        prefix = f"/{owner.prefix}/" if owner.prefix else "/"
+        name = path[len(prefix):] if path.startswith(prefix) else None
+        payload = owner.files.get(name) if name else None
+        if payload is None:
+            self.send_error(404, "Not Found")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if not send_body:
+            return
+        limit = min(owner.break_after.get(name, len(payload)), len(payload))
+        for start in range(0, limit, owner.chunk_bytes):
+            self.wfile.write(payload[start : min(start + owner.chunk_bytes, limit)])
+            if owner.chunk_delay_s:
+                time.sleep(owner.chunk_delay_s)
+        self.close_connection = True  # after a broken-off body the client sees the connection end
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet in test output
+        pass
+
+
+class FileServer:
+    """A loopback HTTP server on its own thread serving `files` ({name: bytes}) at `url`/<name>.
+
+    GET and HEAD; anything else is 404; every request is kept in `requests` as (method, path).
+    `chunk_delay_s` sleeps after each `chunk_bytes` sent (a slow line, so a progress bar can be seen);
+    `break_after` ({name: n}) announces the full length but closes the connection after n bytes.
+    """
+
+    def __init__(self, files: dict[str, bytes], *, prefix: str = "mirror", chunk_bytes: int = 64 * 1024,
+                 chunk_delay_s: float = 0.0, break_after: dict[str, int] | None = None) -> None:
+        self.files = dict(files)
+        self.prefix = prefix.strip("/")
+        self.chunk_bytes = chunk_bytes
+        self.chunk_delay_s = chunk_delay_s
+        self.break_after = dict(break_after or {})
+        self.requests: list[tuple[str, str]] = []
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _FileHandler)
+        self._httpd.daemon_threads = True
+        self._httpd.owner = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="test-file-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The base address, e.g. http://127.0.0.1:40123/mirror (what CNN_DOWNLOAD_MIRROR is set to)."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}" + (f"/{self.prefix}" if self.prefix else "")
+
+    def start(self) -> FileServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def serve_files(files: dict[str, bytes], **options):
+    """`FileServer(files, **options)`, started for the `with` block and stopped after it."""
+    server = FileServer(files, **options).start()
+    try:
+        yield server
+    finally:
+        server.stop()

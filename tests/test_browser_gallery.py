@@ -1,17 +1,35 @@
 """The Dataset Gallery in headless Chromium: real MNIST and PathMNIST (when CNN_DATA_DIR has them), a
-missing data set, and zip uploads (a good image folder and a path-traversal zip)."""
+missing data set, downloading one with a progress bar (from a loopback mirror), and zip uploads (a good
+image folder and a path-traversal zip)."""
 
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
+import time
 import zipfile
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from browser_fixtures import assert_no_exception, save_screenshot, wait_for_app
+from browser_fixtures import (
+    ARTIFACTS_DIR,
+    DEFAULT_TIMEOUT_MS,
+    REPO_ROOT,
+    SERVER_START_TIMEOUT_S,
+    _free_port,
+    _healthy,
+    _stop,
+    assert_no_exception,
+    save_screenshot,
+    wait_for_app,
+)
+from data_fixtures import md5_line, npz_bytes, serve_files, tiny_dermamnist_arrays
 
 pytestmark = pytest.mark.browser
 
@@ -165,7 +183,7 @@ def test_pathmnist_gallery_and_colour_pixel_grid(page):
 
 
 def test_missing_dataset_says_where_it_looked_and_how_to_get_it(page):
-    from cnn_core import data, gallery
+    from cnn_core import data
 
     status = data.dataset_status("chestmnist_224")
     if status.available:
@@ -177,7 +195,7 @@ def test_missing_dataset_says_where_it_looked_and_how_to_get_it(page):
     assert "chestmnist_224.npz" in body
     assert str(status.searched[0]) in body
     assert "Download size" in body
-    if gallery.host_reachable(gallery.download_host(status.info)):
+    if data.download_server_reachable("chestmnist_224"):
         assert page.locator(".st-key-gallery_download_chestmnist_224 button:visible").count() == 1
     else:
         assert "cannot reach zenodo.org" in body and "Put chestmnist_224.npz in" in body
@@ -239,3 +257,117 @@ def test_upload_zip_with_path_traversal_is_refused(page):
     assert page.get_by_role("heading", name="evil (image folder)").count() == 0
     save_screenshot(page, "gallery-upload-refused")
     assert_no_exception(page)
+
+
+# ------------------------------------------------------------------------------------------ download
+MIRROR_DERMA_PER_CLASS = {"train": 60, "val": 10, "test": 10}  # 560 images, an npz of about 1.2 MB
+
+
+@pytest.fixture(scope="module")
+def mirror_app(tmp_path_factory, browser):
+    """A second app server whose CNN_DATA_DIR is empty and whose CNN_DOWNLOAD_MIRROR is a loopback server
+    holding dermamnist.npz (with its .md5), sent slowly (about 3 s) so the progress bar can be watched.
+    Its own server, because the session's app_server was started without a mirror."""
+    payload = npz_bytes(tiny_dermamnist_arrays(MIRROR_DERMA_PER_CLASS))
+    files = {"dermamnist.npz": payload, "dermamnist.npz.md5": md5_line(payload, "dermamnist.npz")}
+    base = tmp_path_factory.mktemp("mirror-app")
+    data_dir, cache_dir = base / "data", base / "cache"
+    data_dir.mkdir()
+    with serve_files(files, chunk_bytes=32 * 1024, chunk_delay_s=0.08) as mirror:
+        env = dict(os.environ, CNN_DATA_DIR=str(data_dir), CNN_CACHE_DIR=str(cache_dir),
+                   CNN_RUNS_DIR=str(base / "runs"), CNN_DOWNLOAD_MIRROR=mirror.url)
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                   "--server.port", str(port), "--server.address", "127.0.0.1",
+                   "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
+        ARTIFACTS_DIR.mkdir(exist_ok=True)
+        log_path = ARTIFACTS_DIR / "streamlit-mirror-server.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+                while not _healthy(url):
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        pytest.fail(f"the mirror app server did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
+                    time.sleep(0.25)
+                yield SimpleNamespace(url=url, mirror=mirror, payload=payload, data_dir=data_dir, cache_dir=cache_dir)
+            finally:
+                _stop(process)
+
+
+def _progress_values(page, until_gone_ms: int) -> list[int]:
+    """Read the progress bar's value (0-100) every 50 ms until it has disappeared."""
+    values = []
+    deadline = time.monotonic() + until_gone_ms / 1000
+    while time.monotonic() < deadline:
+        value = page.evaluate("""() => { const bar = document.querySelector('[data-testid="stProgress"] [role="progressbar"]');
+                                        return bar ? Number(bar.getAttribute('aria-valuenow')) : null; }""")
+        if value is None:
+            return values
+        values.append(int(value))
+        page.wait_for_timeout(50)
+    raise AssertionError(f"the progress bar was still there after {until_gone_ms / 1000:.0f} s: {values[-5:]}")
+
+
+def test_download_button_shows_progress_then_the_gallery(browser_context, mirror_app):
+    from cnn_core import data
+
+    tab = browser_context.new_page()
+    tab.set_default_timeout(DEFAULT_TIMEOUT_MS)
+    tab.app_url = mirror_app.url
+    try:
+        tab.goto(mirror_app.url)  # a first visit, as `warm_app` does for the session's server
+        wait_for_app(tab, timeout_ms=90_000)
+        _open_gallery(tab, "dermamnist")
+        tab.get_by_text("is not on this computer yet").wait_for(timeout=LOAD_TIMEOUT_MS)
+        assert "(not downloaded)" in tab.locator(".st-key-gallery_base input").input_value()
+        button = tab.locator(".st-key-gallery_download_dermamnist button:visible")
+        assert "Download DermaMNIST" in button.inner_text()
+
+        button.click()
+        partial = tab.get_by_text(re.compile(r"Downloading dermamnist\.npz: \d+\.\d of 1\.\d MB \(([1-9]|[1-9]\d)%\)"))
+        partial.wait_for(timeout=LOAD_TIMEOUT_MS)  # part-way: neither 0 % nor 100 %
+        assert tab.locator('[data-testid="stProgress"]').count() == 1
+        save_screenshot(tab, "gallery-download-progress")
+        values = _progress_values(tab, until_gone_ms=LOAD_TIMEOUT_MS)
+        assert values == sorted(values) and any(0 < value < 100 for value in values), values
+
+        # the rerun shows the gallery of the now-present data set, read from the cache
+        tab.get_by_role("heading", name="DermaMNIST (28×28)").wait_for(timeout=LOAD_TIMEOUT_MS)
+        _wait_for_gallery(tab)
+        table = _counts_table(tab)
+        assert [row[1] for row in table] == list(data.get_dataset_info("dermamnist").class_names)
+        n_per_class = sum(MIRROR_DERMA_PER_CLASS.values())
+        assert [row[-1] for row in table] == [str(n_per_class)] * 7
+        assert "(not downloaded)" not in tab.locator(".st-key-gallery_base input").input_value()
+        assert str(mirror_app.cache_dir / "medmnist") in tab.locator('[data-testid="stMain"]').inner_text()
+        save_screenshot(tab, "gallery-downloaded")
+        assert_no_exception(tab)
+    finally:
+        tab.close()
+    assert (mirror_app.cache_dir / "medmnist" / "dermamnist.npz").read_bytes() == mirror_app.payload
+    assert not any(mirror_app.data_dir.iterdir())  # nothing written into CNN_DATA_DIR
+    assert not list(mirror_app.cache_dir.rglob("*.part"))
+
+
+def test_download_failure_is_an_error_message(browser_context, mirror_app):
+    """BloodMNIST is not on the mirror: the button's download ends in a red message, not a traceback."""
+    tab = browser_context.new_page()
+    tab.set_default_timeout(DEFAULT_TIMEOUT_MS)
+    tab.app_url = mirror_app.url
+    try:
+        tab.goto(mirror_app.url)
+        wait_for_app(tab, timeout_ms=90_000)
+        _open_gallery(tab, "bloodmnist")
+        tab.locator(".st-key-gallery_download_bloodmnist button:visible").click()
+        error = tab.locator('[data-testid="stAlert"]').filter(has_text="Downloading bloodmnist.npz failed")
+        error.wait_for(timeout=LOAD_TIMEOUT_MS)
+        assert "answered 404" in error.inner_text() and "bloodmnist.npz" in error.inner_text()
+        assert tab.locator('[data-testid="stProgress"]').count() == 0
+        save_screenshot(tab, "gallery-download-failed")
+        assert_no_exception(tab)
+    finally:
+        tab.close()
+    assert not (mirror_app.cache_dir / "medmnist" / "bloodmnist.npz").exists()
+    assert not list(mirror_app.cache_dir.rglob("*.part"))
