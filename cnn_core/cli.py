@@ -12,12 +12,22 @@ import shlex
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import CnnError
+
+if TYPE_CHECKING:  # pragma: no cover - the parser and --help import no torch
+    from .augment import AugmentConfig
+    from .train import TrainConfig
 
 
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f} %"
+
+
+def _count(n: int, noun: str) -> str:
+    """"1 epoch", "2 epochs"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -99,10 +109,12 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .train import BatchEvent, EndEvent, EpochEvent, StartEvent, TrainConfig, train
+def config_from_args(args: argparse.Namespace) -> "TrainConfig":
+    """The TrainConfig of `train`'s arguments: what `cmd_train` runs, and what a recorded command gives back
+    (the studio's card commands are tested to round-trip through this)."""
+    from .train import TrainConfig
 
-    config = TrainConfig(
+    return TrainConfig(
         dataset=args.data,
         model=args.model,
         epochs=args.epochs,
@@ -111,17 +123,60 @@ def cmd_train(args: argparse.Namespace) -> int:
         optimizer=args.optimizer,
         schedule=args.schedule,
         weight_decay=args.weight_decay,
+        momentum=args.momentum,
         label_smoothing=args.label_smoothing,
         patience=args.patience,
-        monitor=args.monitor,
+        monitor=args.monitor or _default_monitor(args),
         seed=args.seed,
         device=args.device,
         limit=args.limit,
+        augment=_augment(args),
         image_size=args.image_size,
         out=args.out,
-        command=args.command_line,
+        command=getattr(args, "command_line", ""),
         model_args=_model_args(args),
     )
+
+
+def _model_name(args: argparse.Namespace) -> str:
+    """The model the run will use: --model, else the data set's default."""
+    if args.model:
+        return args.model
+    from . import data
+    from .models import default_model_for
+
+    info = data.get_dataset_info(args.data)
+    return default_model_for(info.family, info.image_size)
+
+
+def _default_monitor(args: argparse.Namespace) -> str:
+    """Without --monitor: the model's hint (transfer models keep the last epoch), as the studio does; with
+    --patience, the best validation accuracy (early stopping watches a validation score)."""
+    from .train import TrainConfig, default_monitor
+
+    return TrainConfig.monitor if args.patience is not None else default_monitor(_model_name(args))
+
+
+def _augment(args: argparse.Namespace) -> "AugmentConfig | None":
+    """None (what suits the data set) unless an augmentation flag is given; given flags replace the data set's
+    defaults one by one."""
+    given = {key: getattr(args, key) for key in ("shift", "hflip", "vflip", "color_jitter")}
+    given = {key: value for key, value in given.items() if value is not None}
+    if not given:
+        return None
+    from dataclasses import replace
+
+    from . import data
+    from .augment import default_augment
+
+    info = data.get_dataset_info(args.data)
+    return replace(default_augment(info.family, info.task), **given)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import BatchEvent, EndEvent, EpochEvent, StartEvent, StatusEvent, TrainConfig, train
+
+    config = config_from_args(args)
     cancel = threading.Event()
     bar = None
     end = None
@@ -131,10 +186,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             if isinstance(event, StartEvent):
                 print(
                     f"Training {event.model} on {event.dataset} ({event.n_train} train / {event.n_val} val / "
-                    f"{event.n_test} test images) on {event.device} for {event.epochs} epochs",
+                    f"{event.n_test} test images) on {event.device} for {_count(event.epochs, 'epoch')}",
                     file=sys.stderr,
                 )
+                if args.monitor is None and config.monitor != TrainConfig.monitor:
+                    kept = "the last epoch" if config.monitor == "last" else f"the epoch by {config.monitor}"
+                    print(f"The checkpoint keeps {kept}, {event.model}'s default (--monitor val_accuracy keeps the "
+                          "epoch with the best validation accuracy).", file=sys.stderr)
                 bar = _progress_bar(event.epochs * event.steps_per_epoch, "step", disable=quiet)
+            elif isinstance(event, StatusEvent):
+                (bar.write if bar is not None else print)(event.message, file=sys.stderr)
             elif isinstance(event, BatchEvent) and bar is not None:
                 bar.update(event.step - bar.n)
                 bar.set_postfix(epoch=event.epoch, loss=f"{event.loss:.3f}", lr=f"{event.lr:.2e}")
@@ -155,7 +216,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     assert end is not None
     metrics = end.test_metrics or {}
     print(
-        f"Done in {end.seconds:.1f} s of training, {end.epochs_run} epochs (best {end.best_epoch})"
+        f"Done in {end.seconds:.1f} s of training, {_count(end.epochs_run, 'epoch')} (best {end.best_epoch})"
         + (", stopped early" if end.stopped_early else "")
         + f". Test accuracy {_percent(metrics.get('accuracy'))}, ROC-AUC {_percent(metrics.get('auroc'))}."
         + (f" Checkpoint: {end.checkpoint_path}" if end.checkpoint_path else ""),
@@ -295,16 +356,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="learning rate (peak rate for one-cycle)")
     p.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop"], help="optimizer")
     p.add_argument("--schedule", choices=["none", "onecycle", "cosine"], help="learning-rate schedule")
+    # defaults as in TrainConfig (the parser imports no torch; the card-command round-trip test checks them)
     p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default 5e-4)")
+    p.add_argument("--momentum", type=float, default=0.9, help="momentum of sgd and rmsprop (default 0.9)")
     p.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default 0)")
     p.add_argument("--patience", type=int, help="stop after this many epochs without validation improvement")
     p.add_argument(
         "--monitor",
         choices=["val_accuracy", "val_loss", "last"],
-        default="val_accuracy",
-        help="which epoch's weights to keep: best validation accuracy (default), lowest validation loss, or the last "
-        "(for validation sets of a few dozen images, whose accuracy is mostly noise)",
+        help="which epoch's weights to keep: best validation accuracy, lowest validation loss, or the last (for "
+        "validation sets of a few dozen images, whose accuracy is mostly noise). Default: the model's choice, "
+        "val_accuracy except for transfer models, which keep the last epoch (val_accuracy with --patience)",
     )
+    augment = p.add_argument_group(
+        "augmentation", "random changes to the training images; each flag replaces that part of the data set's default "
+        "(digits: shifts; MedMNIST: shifts, flips and colour jitter; image folders: shifts, horizontal flips and jitter)")
+    augment.add_argument("--shift", type=int, metavar="PIXELS", help="random shift of up to this many pixels (0: off)")
+    augment.add_argument("--hflip", action=argparse.BooleanOptionalAction, help="random horizontal flips")
+    augment.add_argument("--vflip", action=argparse.BooleanOptionalAction, help="random vertical flips")
+    augment.add_argument("--color-jitter", type=float, metavar="STRENGTH",
+                         help="colour jitter (contrast, per-channel gain, brightness) from 0 (off) to 0.5")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the fastest found; $CNN_DEVICE)")
     p.add_argument("--limit", type=int, help="use at most N images per split (quick runs)")

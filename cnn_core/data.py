@@ -64,6 +64,7 @@ __all__ = [
     "get_dataset_info",
     "dataset_status",
     "load_split",
+    "split_sizes",
     "channel_stats",
     "register_image_folder",
     "download_dataset",
@@ -189,6 +190,7 @@ _MEMORY: OrderedDict[tuple, SplitData] = OrderedDict()
 _FOLDER_SCANS: dict[str, _FolderScan] = {}
 _STATS: dict[tuple, tuple[list[float], list[float]]] = {}
 _ASSIGNMENTS: dict[tuple[str, int], tuple[str, ...]] = {}
+_UNREADABLE: dict[str, frozenset[str]] = {}  # folder listing fingerprint -> files (relative) that cannot be read
 
 
 def clear_caches(*, forget_registered: bool = False) -> None:
@@ -201,6 +203,7 @@ def clear_caches(*, forget_registered: bool = False) -> None:
         _FOLDER_SCANS.clear()
         _STATS.clear()
         _ASSIGNMENTS.clear()
+        _UNREADABLE.clear()
         _npz_split_counts.cache_clear()
         if forget_registered:
             _REGISTERED_FOLDERS.clear()
@@ -277,6 +280,27 @@ def load_split(
     if len(result) == 0:
         raise DataError(f"The {split} split of {info.title} is empty: {_empty_split_hint(entry)}")
     return result
+
+
+def split_sizes(name: str) -> dict[str, int]:
+    """Images per split that `load_split` will return, without loading them: estimates (steps of a run,
+    "batch larger than the training set") need these, not the files listed.
+
+    That is `n_samples`, except for image folders, whose `n_samples` counts every image file listed while
+    loading skips unreadable ones. A folder's unreadable files are found by decoding each once per folder
+    listing (small and in threads; nothing if a load already did it) and remembered in this process and in
+    CNN_CACHE_DIR/folders/, so a page that asks on every rerun decodes nothing again.
+    """
+    entry = _resolve(name)
+    if entry.info.family != "folder":
+        return dict(entry.info.n_samples or {})
+    scan = entry.scan or _scan_folder(entry.root)
+    unreadable = _unreadable_files(scan)
+    counts = dict.fromkeys(SPLITS, 0)
+    for (relative, _), split in zip(scan.files, _folder_assignment(scan, entry.seed)):
+        if relative not in unreadable:
+            counts[split] += 1
+    return counts
 
 
 def _load_or_build(entry: _Entry, source: _Source, split: str, size: int) -> SplitData:
@@ -1175,6 +1199,44 @@ def _folder_split_counts(scan: _FolderScan, seed: int) -> dict[str, int]:
     return {split: assignment.count(split) for split in SPLITS}
 
 
+#: Side the readability check decodes folder images to (JPEGs decode at 1/8 scale): small is fast.
+_READABILITY_CHECK_SIZE = 32
+
+
+def _readability_path(scan: _FolderScan) -> Path:
+    return _cache_root() / "folders" / f"{_safe(scan.root.name)}-{scan.fingerprint[:16]}-unreadable.json"
+
+
+def _unreadable_files(scan: _FolderScan) -> frozenset[str]:
+    """The files of `scan` (relative paths) that loading skips: from memory, CNN_CACHE_DIR, or decoded once."""
+    with _STATE_LOCK:
+        known = _UNREADABLE.get(scan.fingerprint)
+    if known is not None:
+        return known
+    try:
+        listed = json.loads(_readability_path(scan).read_text())["unreadable"]
+        if isinstance(listed, list) and all(isinstance(item, str) for item in listed):
+            known = frozenset(listed)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    if known is None:
+        paths = [scan.root / relative for relative, _ in scan.files]
+        workers = max(1, min(4, os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes outside the GIL
+            arrays = pool.map(lambda p: _read_folder_image(p, _READABILITY_CHECK_SIZE, scan.channels), paths)
+            known = frozenset(relative for (relative, _), array in zip(scan.files, arrays) if array is None)
+        _remember_unreadable(scan, known)
+    with _STATE_LOCK:
+        _UNREADABLE[scan.fingerprint] = known
+    return known
+
+
+def _remember_unreadable(scan: _FolderScan, unreadable: frozenset[str]) -> None:
+    with _STATE_LOCK:
+        _UNREADABLE[scan.fingerprint] = unreadable
+    _write_json(_readability_path(scan), {"root": str(scan.root), "unreadable": sorted(unreadable)})
+
+
 def _read_folder_image(path: Path, image_size: int, channels: int) -> np.ndarray | None:
     """One file as uint8 [C, S, S], or None when it is not a readable image or is too large."""
     try:
@@ -1195,6 +1257,7 @@ def _build_folder(entry: _Entry, scan: _FolderScan, size: int) -> dict[str, tupl
     workers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes outside the GIL
         arrays = list(pool.map(lambda p: _read_folder_image(p, size, scan.channels), paths))
+    _remember_unreadable(scan, frozenset(relative for (relative, _), array in zip(scan.files, arrays) if array is None))
     built = {}
     for split in SPLITS:
         chosen = [i for i, s in enumerate(assignment) if s == split]

@@ -15,6 +15,7 @@ loss) end the run with their message; anything else is logged and reported as an
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import math
 import os
@@ -32,7 +33,6 @@ from typing import Callable, Iterator
 import torch
 
 from . import data as data_registry
-from .augment import default_augment
 from .errors import CnnError, ConfigError, DataError
 from .settings import runs_dir
 from .train import (
@@ -42,6 +42,7 @@ from .train import (
     Event,
     ResolvedConfig,
     StartEvent,
+    StatusEvent,
     TrainConfig,
     resolve_config,
     train,
@@ -115,11 +116,17 @@ class RunSnapshot:
     end: EndEvent | None
     error: str | None
     note: str | None  # e.g. why no checkpoint was kept
+    statuses: tuple[str, ...]  # the trainer's StatusEvent messages, e.g. "Computing … features for 202 images…"
     started_monotonic: float | None
     training_monotonic: float | None
     finished_monotonic: float | None
     misclassified: tuple[Misclassified, ...]
     cancel_requested: bool
+
+    @property
+    def status_message(self) -> str | None:
+        """The latest status: what the run is doing while it takes no step."""
+        return self.statuses[-1] if self.statuses else None
 
     @property
     def checkpoint_path(self) -> str | None:
@@ -158,8 +165,11 @@ class _Run:
     end: EndEvent | None = None
     error: str | None = None
     note: str | None = None
+    statuses: list[str] = field(default_factory=list)
     started_monotonic: float | None = None
-    training_monotonic: float | None = None  # when the start event came: data loaded, model built
+    # when the steps could begin: the start event (data loaded, model built), or a status event after it
+    # and before the first step (e.g. a transfer model's features computed), so that the ETA times steps only
+    training_monotonic: float | None = None
     finished_monotonic: float | None = None
     misclassified: tuple[Misclassified, ...] = ()
 
@@ -203,7 +213,7 @@ def check_run_config(config: TrainConfig) -> tuple[ResolvedConfig, data_registry
             "training multi-label tasks is not supported yet. Choose a binary or multi-class data set."
         )
     resolved = resolve_config(config, info)
-    n_train = (info.n_samples or {}).get("train")
+    n_train = data_registry.split_sizes(config.dataset).get("train")  # folders: readable files only
     if n_train is not None and config.limit is not None:
         n_train = min(n_train, config.limit)
     if n_train is not None and resolved.batch_size > n_train:
@@ -222,29 +232,51 @@ def checkpoint_path_for(config: TrainConfig, model: str, run_id: str) -> Path:
 
 
 def cli_command(config: TrainConfig, resolved: ResolvedConfig, family: str, task: str) -> str:
-    """The `python -m cnn_core train ...` line that repeats this run, recorded in the checkpoint card."""
+    """The `python -m cnn_core train ...` line that repeats this run, recorded in the checkpoint card.
+
+    It names every option that changes the run, defaults filled in, so the CLI's parser gives back this run's
+    TrainConfig (tested as a round trip) even if defaults change later; where the device and the checkpoint
+    go is left to whoever runs it. `family` and `task` are kept for callers; the augmentation is spelled out.
+    """
     parts = ["python", "-m", "cnn_core", "train", "--data", config.dataset, "--model", resolved.model,
              "--epochs", str(resolved.epochs), "--batch-size", str(resolved.batch_size),
-             "--lr", f"{resolved.lr:g}", "--optimizer", resolved.optimizer, "--schedule", resolved.schedule,
-             "--seed", str(config.seed)]
+             "--lr", _number(resolved.lr), "--optimizer", resolved.optimizer, "--schedule", resolved.schedule,
+             "--monitor", config.monitor, "--seed", str(config.seed)]
     for key, value in (config.model_args or {}).items():
-        parts += ["--model-arg", f"{key}={value}"]
+        parts += ["--model-arg", f"{key}={_model_arg_text(value)}"]
     if config.weight_decay != TrainConfig.weight_decay:
-        parts += ["--weight-decay", f"{config.weight_decay:g}"]
+        parts += ["--weight-decay", _number(config.weight_decay)]
+    if config.momentum != TrainConfig.momentum:
+        parts += ["--momentum", _number(config.momentum)]
     if config.label_smoothing:
-        parts += ["--label-smoothing", f"{config.label_smoothing:g}"]
-    if config.patience:
+        parts += ["--label-smoothing", _number(config.label_smoothing)]
+    if config.patience is not None:
         parts += ["--patience", str(config.patience)]
     if config.limit is not None:
         parts += ["--limit", str(config.limit)]
     if config.image_size is not None:
         parts += ["--image-size", str(config.image_size)]
-    command = shlex.join(parts)
-    if resolved.augment != default_augment(family, task):
-        a = resolved.augment
-        command += (f"  # from the Training Studio, augmentation: shift {a.shift}, hflip {a.hflip}, "
-                    f"vflip {a.vflip}, colour jitter {a.color_jitter:g}")
-    return command
+    if config.augment is not None:  # as chosen; None lets the trainer pick what suits the data set
+        a = config.augment
+        parts += ["--shift", str(a.shift), "--hflip" if a.hflip else "--no-hflip",
+                  "--vflip" if a.vflip else "--no-vflip", "--color-jitter", _number(a.color_jitter)]
+    return shlex.join(parts)
+
+
+def _number(value: float) -> str:
+    """A float as the CLI reads it back exactly ("0.003", "0.0005", "0.3333333333333333")."""
+    return repr(float(value))
+
+
+def _model_arg_text(value: object) -> str:
+    """A --model-arg value the CLI reads back as the same value: it parses JSON and keeps other text as is."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value  # plain text: "frozen"
+        return json.dumps(value)  # text that reads as JSON ("3", "true") keeps its quotes
+    return json.dumps(value)  # numbers, true/false, lists
 
 
 # --------------------------------------------------------------------------------------------------
@@ -421,6 +453,7 @@ class RunManager:
                 end=run.end,
                 error=run.error,
                 note=run.note,
+                statuses=tuple(run.statuses),
                 started_monotonic=run.started_monotonic,
                 training_monotonic=run.training_monotonic,
                 finished_monotonic=run.finished_monotonic,
@@ -507,6 +540,10 @@ class RunManager:
             if isinstance(event, StartEvent):
                 run.start = event
                 run.training_monotonic = time.monotonic()
+            elif isinstance(event, StatusEvent):
+                run.statuses.append(event.message)
+                if not run.batches:  # preparing before the first step: not step time
+                    run.training_monotonic = time.monotonic()
             elif isinstance(event, BatchEvent):
                 run.batches.append(event)
             elif isinstance(event, EpochEvent):

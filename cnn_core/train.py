@@ -1,6 +1,6 @@
 """The one training loop of CNN Explorer, on the model of torchvision's references/classification.
 
-`train(config)` is a generator of events (start, batch, epoch, end). The CLI prints them with a
+`train(config)` is a generator of events (start, status, batch, epoch, end). The CLI prints them with a
 progress bar, the training studio turns them into live plotly charts, and the tests assert on them:
 all three consume the same stream. A data set is sliced in batches from one uint8 tensor that lives on
 the training device; augmentation runs on the device too, so the loop does no per-sample Python work.
@@ -53,7 +53,7 @@ class TrainConfig:
     momentum: float = 0.9
     label_smoothing: float = 0.0
     patience: int | None = None  # early stopping: epochs without improvement of `monitor`
-    monitor: str = "val_accuracy"
+    monitor: str = "val_accuracy"  # which epoch the checkpoint keeps; front ends start from `default_monitor(model)`
     seed: int = 0
     device: str | None = None
     limit: int | None = None  # use at most this many images per split (quick classroom runs)
@@ -77,6 +77,15 @@ class StartEvent:
     steps_per_epoch: int
     config: dict
     network: nn.Module | None = field(default=None, repr=False)  # the live model, e.g. for a benchmark's probe
+
+
+@dataclass
+class StatusEvent:
+    """What the run is doing while no step is taken, in words for people: e.g. a transfer model computing its
+    frozen backbone's features before the first step (seconds to minutes on a CPU)."""
+
+    kind = "status"
+    message: str
 
 
 @dataclass
@@ -119,7 +128,14 @@ class EndEvent:
     test_indices: torch.Tensor | None = None  # indices into the test split (after --limit)
 
 
-Event = StartEvent | BatchEvent | EpochEvent | EndEvent
+Event = StartEvent | StatusEvent | BatchEvent | EpochEvent | EndEvent
+
+#: Fewest images per batch: BatchNorm layers cannot learn from a batch of one (its variance is zero).
+MIN_BATCH_SIZE = 2
+#: Largest random shift accepted, in pixels (the studio offers 0-4).
+MAX_AUGMENT_SHIFT = 16
+#: Strongest colour jitter accepted: augment.py scales contrast by 1 ± 2·strength, which must not invert images.
+MAX_COLOR_JITTER = 0.5
 
 
 @dataclass
@@ -157,8 +173,13 @@ def check_options(r: ResolvedConfig, config: TrainConfig) -> None:
     """ConfigError with a clear message for any option out of range."""
     if not 1 <= r.epochs <= 1000:
         raise ConfigError(f"Epochs must be between 1 and 1000; got {r.epochs}.")
-    if not 1 <= r.batch_size <= 65536:
-        raise ConfigError(f"Batch size must be between 1 and 65536; got {r.batch_size}.")
+    if r.batch_size < MIN_BATCH_SIZE:
+        raise ConfigError(
+            f"Batch size must be at least {MIN_BATCH_SIZE} (BatchNorm layers cannot learn from one image at a time); "
+            f"got {r.batch_size}."
+        )
+    if r.batch_size > 65536:
+        raise ConfigError(f"Batch size must be between {MIN_BATCH_SIZE} and 65536; got {r.batch_size}.")
     if not (0 < r.lr <= 10) or math.isnan(r.lr):
         raise ConfigError(f"Learning rate must be above 0 and at most 10; got {r.lr}.")
     if r.optimizer not in OPTIMIZERS:
@@ -169,12 +190,37 @@ def check_options(r: ResolvedConfig, config: TrainConfig) -> None:
         raise ConfigError(f"Unknown monitor {config.monitor!r}; choose one of {', '.join(MONITORS)}.")
     if config.patience is not None and config.patience < 1:
         raise ConfigError(f"Patience must be at least 1 epoch; got {config.patience}.")
+    if config.patience is not None and config.monitor == "last":
+        raise ConfigError(
+            "Patience (early stopping) watches a validation score, but this run keeps the last epoch (monitor "
+            "'last'), so it would never stop early: choose monitor val_accuracy or val_loss, or no patience."
+        )
     if not 0 <= config.label_smoothing < 1:
         raise ConfigError(f"Label smoothing must be in [0, 1); got {config.label_smoothing}.")
     if config.weight_decay < 0:
         raise ConfigError(f"Weight decay must not be negative; got {config.weight_decay}.")
     if config.limit is not None and config.limit < 2:
         raise ConfigError(f"--limit must be at least 2 images; got {config.limit}.")
+    if not 0 <= r.augment.shift <= MAX_AUGMENT_SHIFT:
+        raise ConfigError(f"Random shift must be between 0 and {MAX_AUGMENT_SHIFT} pixels; got {r.augment.shift}.")
+    if not 0 <= r.augment.color_jitter <= MAX_COLOR_JITTER:
+        raise ConfigError(
+            f"Colour jitter must be between 0 and {MAX_COLOR_JITTER:g}; got {r.augment.color_jitter:g}."
+        )
+
+
+def default_monitor(model: str) -> str:
+    """Which epoch a run of `model` keeps unless told otherwise: the registry entry's hint (transfer models:
+    "last", for validation sets of a few dozen images), else the best validation accuracy."""
+    hint = get_model_spec(model).defaults.get("monitor", TrainConfig.monitor)
+    return hint if hint in MONITORS else TrainConfig.monitor
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Gradient steps in one epoch: a ragged last batch of a single image is skipped (BatchNorm cannot
+    learn from it), so 17 images in batches of 8 make 2 steps. Estimates (the studio's) use this too."""
+    full, rest = divmod(n_train, batch_size)
+    return full + (1 if rest >= MIN_BATCH_SIZE else 0)
 
 
 @dataclass
@@ -330,9 +376,10 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
 
     train_x, train_y = prepared.train
     n_train = train_y.shape[0]
-    steps_per_epoch = math.ceil(n_train / resolved.batch_size)
-    total_steps = steps_per_epoch * resolved.epochs
-    log_every = config.log_every or max(1, steps_per_epoch // 50)
+    epoch_steps = steps_per_epoch(n_train, resolved.batch_size)
+    total_steps = epoch_steps * resolved.epochs
+    last_start = (epoch_steps - 1) * resolved.batch_size  # the epoch's last batch that trains
+    log_every = config.log_every or max(1, epoch_steps // 50)
     run_config = {
         **{k: v for k, v in asdict(config).items() if k not in ("augment", "command")},
         **{k: v for k, v in asdict(resolved).items() if k != "augment"},
@@ -347,7 +394,7 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
         n_val=int(prepared.val[1].shape[0]),
         n_test=int(prepared.test[1].shape[0]),
         epochs=resolved.epochs,
-        steps_per_epoch=steps_per_epoch,
+        steps_per_epoch=epoch_steps,
         config=run_config,
         network=model,
     )
@@ -355,8 +402,15 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     checkpoint_model = model
     adapt_training = getattr(model, "adapt_training", None)
     if callable(adapt_training):  # transfer models: their normalization; frozen stages computed once, cached
+        describe = getattr(model, "preparation_status", None)
+        status = describe(prepared) if callable(describe) else None
+        if status:
+            yield StatusEvent(status)
+        preparing = time.perf_counter()
         model, prepared = adapt_training(prepared, seed=config.seed, cancel=cancel)
         train_x, train_y = prepared.train
+        if status and not (cancel is not None and cancel.is_set()):
+            yield StatusEvent(f"Ready in {time.perf_counter() - preparing:.1f} s.")
     param_groups = getattr(model, "param_groups", None)
     params = param_groups(resolved.lr) if callable(param_groups) else model.parameters()
     optimizer = make_optimizer(resolved.optimizer, params, resolved.lr, config.weight_decay, config.momentum)
@@ -384,9 +438,9 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
             if cancel is not None and cancel.is_set():
                 cancelled = True
                 break
+            if start > last_start:
+                break  # a ragged tail of one image: BatchNorm cannot learn from it (see steps_per_epoch)
             index = order[start : start + resolved.batch_size]
-            if index.numel() < 2 and n_train >= 2:
-                continue  # BatchNorm cannot train on a single image; skip the ragged tail of one
             x = prepared.preprocess(train_x[index], train=True, generator=generator)
             y = train_y[index]
             with autocast(device):
@@ -402,7 +456,7 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
             loss_sum += loss.detach() * y.shape[0]
             correct_sum += batch_correct
             seen += y.shape[0]
-            if step % log_every == 0 or start + resolved.batch_size >= n_train:
+            if step % log_every == 0 or start == last_start:
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):
                     raise TrainingError(

@@ -566,15 +566,10 @@ class TransferModel(nn.Module):
         augment = prepared.preprocess.augment
         pre = BatchPreprocessor(list(IMAGENET_MEAN), list(IMAGENET_STD), device, augment)
         prepared = replace(prepared, preprocess=pre, normalization=dict(self.input_normalization))
-        if self.mode == "full" or not self.feature_cache:
+        plan = self._feature_plan(prepared)
+        if plan is None:
             return self, prepared
-        cut = self.trainable_from
-        shape = self.activation_shape(cut)
-        views = [v for v in VIEWS if v.applies(augment)][: self.views]
-        n_images = prepared.train[1].shape[0] * len(views) + prepared.val[1].shape[0] + prepared.test[1].shape[0]
-        if n_images * math.prod(shape) * 4 > FEATURE_CACHE_MAX_BYTES:
-            log.warning("Activations of %d images do not fit the feature cache; running the frozen stages per batch.", n_images)
-            return self, prepared
+        cut, views = plan
         extract = functools.partial(self.cached_activations, cut=cut, preprocess=pre, cancel=cancel)
         try:
             train_x = torch.stack([extract(prepared.train[0], view=v) for v in views], dim=1)
@@ -590,6 +585,47 @@ class TransferModel(nn.Module):
             preprocess=_ViewPicker(device),
         )
         return _TrainedPart(self, cut), cached
+
+    def _feature_plan(self, prepared: "PreparedData", warn: bool = True) -> tuple[int, list["View"]] | None:
+        """(the first trained stage, the cached views of the training images) when the frozen stages' output is
+        computed once and cached; None when every batch runs them (mode "full", no cache, too large)."""
+        if self.mode == "full" or not self.feature_cache:
+            return None
+        cut = self.trainable_from
+        views = [v for v in VIEWS if v.applies(prepared.preprocess.augment)][: self.views]
+        n_images = prepared.train[1].shape[0] * len(views) + prepared.val[1].shape[0] + prepared.test[1].shape[0]
+        if n_images * math.prod(self.activation_shape(cut)) * 4 > FEATURE_CACHE_MAX_BYTES:
+            if warn:
+                log.warning("Activations of %d images do not fit the feature cache; running the frozen stages per batch.", n_images)
+            return None
+        return cut, views
+
+    def preparation_status(self, prepared: "PreparedData") -> str | None:
+        """What `adapt_training` is about to compute, for the run's status line (the trainer's StatusEvent):
+        frozen features take seconds to minutes on a CPU before the first step. None when nothing is precomputed.
+
+        Counts images through the backbone (a flipped copy counts as one) and how many the cache already holds;
+        reading the cache's image hashes is cheap next to running the backbone.
+        """
+        plan = self._feature_plan(prepared, warn=False)  # adapt_training warns
+        if plan is None:
+            return None
+        cut, views = plan
+        batches = [(prepared.train[0], v) for v in views] + [(prepared.val[0], VIEWS[0]), (prepared.test[0], VIEWS[0])]
+        total = cached = 0
+        for images, view in batches:
+            digests = image_digests(images)
+            total += len(digests)
+            cached += FeatureStore(self.cache_key(cut, view.name)).count_cached(digests)
+        pooled = cut >= self.info.n_stages
+        if cached == total:
+            what = f"{self.info.title} features" if pooled else f"output of the {cut} frozen stages of {self.info.title}"
+            return f"Loading the cached {what} for {total} images…"
+        flips = " (flipped copies included)" if len(views) > 1 else ""
+        work = (f"Computing {self.info.title} features for" if pooled
+                else f"Running the {cut} frozen stages of {self.info.title} on")
+        message = f"{work} {total - cached} images{flips}, cached for later runs"
+        return message + (f"; {cached} more come from the cache…" if cached else "…")
 
     def activation_shape(self, cut: int) -> tuple[int, ...]:
         """Shape of one image's activations entering stage `cut` (pooled features when cut == n_stages)."""
@@ -772,6 +808,25 @@ class FeatureStore:
             if len(found) == len(wanted):
                 break
         return found
+
+    def count_cached(self, digests: list[bytes]) -> int:
+        """How many of `digests` the cache holds, reading only the shards' hash lists (not their activations)."""
+        from safetensors import SafetensorError, safe_open
+
+        wanted = set(digests)
+        found: set[bytes] = set()
+        if not self.folder.is_dir() or not wanted:
+            return 0
+        for shard in sorted(self.folder.glob("*.safetensors")):
+            try:
+                with safe_open(str(shard), framework="pt") as handle:
+                    keys = handle.get_tensor("digests")
+            except (SafetensorError, OSError, KeyError, ValueError, RuntimeError):
+                continue  # `lookup` logs it
+            found.update(wanted.intersection(row.tobytes() for row in keys.numpy()))
+            if len(found) == len(wanted):
+                break
+        return sum(1 for d in digests if d in found)
 
     def add(self, digests: list[bytes], features: torch.Tensor) -> None:
         from safetensors.torch import save_file

@@ -26,7 +26,7 @@ from cnn_core.augment import AugmentConfig, default_augment
 from cnn_core.device import describe_device, pick_device
 from cnn_core.errors import CnnError
 from cnn_core.metrics import METRIC_LABELS
-from cnn_core.train import MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig
+from cnn_core.train import MIN_BATCH_SIZE, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig, default_monitor, steps_per_epoch
 from cnn_explorer_ui import show_error
 
 REFRESH_SECONDS = 1.0  # how often the live charts poll the run
@@ -87,6 +87,18 @@ def _remember_browser(owner: str) -> None:
 @st.cache_data(ttl=60, show_spinner=False)
 def _device_label() -> str:
     return describe_device(pick_device())
+
+
+def _training_images(info: data.DatasetInfo) -> int | None:
+    """Images the training split will really have: image folders leave out unreadable files, found by decoding
+    each file once per folder listing (cnn_core.data remembers the answer, so reruns decode nothing)."""
+    try:
+        if info.family == "folder":
+            with st.spinner(f"Checking which images of {info.title} can be read…"):
+                return data.split_sizes(info.name).get("train")
+        return data.split_sizes(info.name).get("train")
+    except CnnError:
+        return (info.n_samples or {}).get("train")
 
 
 def _trainable_datasets() -> tuple[dict[str, data.DatasetInfo], list[str]]:
@@ -233,9 +245,10 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
     cols = st.columns(5)
     epochs = cols[0].number_input("Epochs", value=int(d.get("epochs", 5)), step=1, key=f"studio_epochs_{key}",
                                   help="Passes over the training set (1–1000).")
-    batch_size = cols[1].number_input("Batch size", value=int(d.get("batch_size", 128)), step=8,
-                                      key=f"studio_batch_{key}",
-                                      help="Images per gradient step (1–65536, at most the training set).")
+    batch_size = cols[1].number_input("Batch size", value=int(d.get("batch_size", 128)), min_value=MIN_BATCH_SIZE,
+                                      step=8, key=f"studio_batch_{key}",
+                                      help=f"Images per gradient step ({MIN_BATCH_SIZE}–65536, at most the training "
+                                           "set; BatchNorm layers cannot learn from one image at a time).")
     lr = cols[2].number_input("Learning rate", value=float(d.get("lr", 1e-3)), step=0.0005, format="%g",
                               key=f"studio_lr_{key}",
                               help="Step size of the optimizer (above 0, at most 10); the peak rate for one-cycle.")
@@ -245,7 +258,7 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
                                  key=f"studio_schedule_{key}",
                                  help="onecycle: warm up, then anneal; cosine: anneal from the start.")
     cols = st.columns([1.3, 0.9, 1, 1.1, 0.9, 1.1])
-    wanted_monitor = d.get("monitor", TrainConfig.monitor)  # transfer models: "last" (tiny validation sets)
+    wanted_monitor = default_monitor(spec.name)  # transfer models: "last" (tiny validation sets); so does the CLI
     monitor = cols[0].selectbox("Checkpoint keeps", MONITORS, index=MONITORS.index(wanted_monitor),
                                 format_func=MONITOR_LABELS.get, key=f"studio_monitor_{key}",
                                 help="Which epoch's weights the checkpoint keeps. With a validation set of a few "
@@ -256,7 +269,7 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
                                          "score (0: never stop early; not when keeping the last epoch).")
     weight_decay = cols[2].number_input("Weight decay", value=5e-4, min_value=0.0, step=1e-4, format="%g",
                                         key=f"studio_wd_{key}")
-    n_train = (info.n_samples or {}).get("train")
+    n_train = _training_images(info)
     limit = cols[3].number_input("Subset (images per split)", value=0, min_value=0, step=100,
                                  key=f"studio_limit_{info.name}",
                                  help="Use at most this many images of each split for a quick classroom run "
@@ -332,10 +345,10 @@ def setup(owner: str, manager: runs.RunManager, active: runs.RunSnapshot | None)
     if problem:
         show_error(problem)
     else:
-        n_train = (info.n_samples or {}).get("train")
+        n_train = _training_images(info)
         if n_train:
             n_train = min(n_train, config.limit or n_train)
-            steps = -(-n_train // resolved.batch_size)
+            steps = steps_per_epoch(n_train, resolved.batch_size)  # as the trainer counts them
             st.caption(f"{n_train:,} training images in batches of {resolved.batch_size}: {steps:,} steps per "
                        f"epoch, {steps * resolved.epochs:,} in all.")
     running, waiting = manager.load()
@@ -432,6 +445,8 @@ def show_progress(snap: runs.RunSnapshot) -> None:
     where = f"step {progress.step:,} of {progress.total_steps:,} (epoch {max(progress.epoch, 1)})"
     if snap.start is None and snap.status.active:
         text = f"Loading {snap.dataset_title} and building the model… {elapsed}"
+    elif snap.status is runs.RunStatus.RUNNING and not snap.batches and snap.status_message:
+        text = f"{snap.status_message} · {elapsed} elapsed"  # e.g. a transfer model's features, before the first step
     elif snap.status is runs.RunStatus.FINISHED:
         text = (f"Done: {snap.end.epochs_run} of {progress.epochs} epoch(s), {progress.step:,} steps in {elapsed}"
                 + (" (stopped early)" if snap.end.stopped_early else ""))
@@ -444,6 +459,13 @@ def show_progress(snap: runs.RunSnapshot) -> None:
         text = (f"Epoch {max(progress.epoch, 1)} of {progress.epochs} · step {progress.step:,} of "
                 f"{progress.total_steps:,} · {elapsed} elapsed · {eta}")
     st.progress(progress.fraction, text=text)
+
+
+def show_statuses(snap: runs.RunSnapshot) -> None:
+    """What the run did before its first step (e.g. computing a backbone's features), once the progress line
+    has moved on to the steps: it explains where the time before them went."""
+    if snap.statuses and (snap.batches or not snap.status.active):
+        st.caption(" ".join(snap.statuses))
 
 
 def show_charts(snap: runs.RunSnapshot) -> None:
@@ -492,8 +514,10 @@ def show_live(manager: runs.RunManager, run_id: str, was_active: bool) -> None:
             if snap.status is runs.RunStatus.RUNNING:
                 with right:
                     show_progress(snap)
+                    show_statuses(snap)
         else:
             show_progress(snap)
+            show_statuses(snap)
         if snap.batches:
             st.slider("Smoothing of the batch curves", 0.0, 0.98, 0.8, step=0.02, key="studio_smoothing",
                       help="An exponential moving average: 0 shows the raw, noisy batch values.")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cnn_core.cli import main
+from cnn_core.augment import AugmentConfig
+from cnn_core.cli import build_parser, config_from_args, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,6 +75,7 @@ def test_binary_evaluate_has_sensitivity_and_specificity(tiny_data_dir, tmp_path
         (["train", "--data", "dermamnist", "--out", "x"], "dermamnist"),
         (["train", "--data", "mnist", "--model", "nosuchmodel"], "Unknown model"),
         (["train", "--data", "mnist", "--lr", "-1"], "Learning rate"),
+        (["train", "--data", "mnist", "--batch-size", "1"], "Batch size must be at least 2"),
         (["evaluate", "--checkpoint", "/nonexistent/ckpt.safetensors"], "No checkpoint"),
         (["predict", "--checkpoint", "/nonexistent/ckpt.safetensors", "x.png"], "No checkpoint"),
         (["train", "--data"], "expected one argument"),
@@ -93,3 +95,35 @@ def test_bad_checkpoint_file(tiny_data_dir, tmp_path):
     bad.write_bytes(b"garbage" * 10)
     result = run_cli("evaluate", "--checkpoint", str(bad))
     assert result.returncode == 2 and "Traceback" not in result.stderr and "bad.safetensors" in result.stderr
+
+
+def _train_config(*args):
+    """The TrainConfig `train` builds from these arguments (nothing trains)."""
+    return config_from_args(build_parser().parse_args(["train", *args]))
+
+
+def test_monitor_follows_the_models_hint_unless_given(tiny_data_dir):
+    lite0 = "transfer:efficientnet_lite0"
+    assert _train_config("--data", "scans", "--model", lite0).monitor == "last"  # tiny validation sets
+    assert _train_config("--data", "scans", "--model", lite0, "--monitor", "val_accuracy").monitor == "val_accuracy"
+    assert _train_config("--data", "scans", "--model", lite0, "--monitor", "val_loss").monitor == "val_loss"
+    # early stopping watches a validation score: --patience alone means the best validation accuracy
+    assert _train_config("--data", "scans", "--model", lite0, "--patience", "3").monitor == "val_accuracy"
+    assert _train_config("--data", "mnist").monitor == "val_accuracy"  # the default model has no hint
+    assert _train_config("--data", "mnist", "--model", "lenet").monitor == "val_accuracy"
+
+
+def test_augmentation_flags_start_from_the_data_sets_default(tiny_data_dir):
+    assert _train_config("--data", "mnist").augment is None  # the trainer picks what suits the data set
+    assert _train_config("--data", "mnist", "--shift", "3").augment == AugmentConfig(shift=3)
+    assert _train_config("--data", "pathmnist", "--no-vflip", "--color-jitter", "0").augment == AugmentConfig(
+        shift=2, hflip=True, vflip=False, color_jitter=0.0)
+    assert _train_config("--data", "mnist", "--shift", "0", "--hflip", "--no-vflip", "--color-jitter", "0.2"
+                         ).augment == AugmentConfig(shift=0, hflip=True, vflip=False, color_jitter=0.2)
+
+
+def test_one_epoch_reads_in_the_singular(tiny_data_dir, capsys):
+    assert main(["train", "--data", "mnist", "--epochs", "1", "--batch-size", "32", "--limit", "64"]) == 0
+    err = capsys.readouterr().err
+    assert " for 1 epoch\n" in err and " 1 epoch (best 1)" in err
+    assert "1 epochs" not in err

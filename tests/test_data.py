@@ -302,6 +302,37 @@ def test_image_folder_loads_every_kind_and_skips_broken_files(tiny_data_dir):
     assert brightness[labels == 0].min() > brightness[labels == 1].max()
 
 
+def test_folder_split_sizes_count_only_readable_images_and_are_remembered(tiny_data_dir, monkeypatch):
+    """The Training Studio's step estimate: the files listed include unreadable ones, the run does not."""
+    assert data.get_dataset_info("scans").n_samples == {"train": 18, "val": 2, "test": 2}  # files listed
+    readable = {"train": 16, "val": 2, "test": 2}
+    assert data.split_sizes("scans") == readable
+    assert sum(readable.values()) == 2 * TINY_FOLDER_READABLE_PER_CLASS
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an image was decoded again")
+
+    monkeypatch.setattr(data, "_read_folder_image", no_decoding)
+    assert data.split_sizes("scans") == readable  # remembered in this process (a page rerun)
+    data.clear_caches()
+    assert data.split_sizes("scans") == readable  # and in CNN_CACHE_DIR (a new process)
+    # a new split seed re-deals the same files: no decoding either
+    data.register_image_folder("scans_reseeded", tiny_data_dir / "scans", seed=3)
+    assert sum(data.split_sizes("scans_reseeded").values()) == 2 * TINY_FOLDER_READABLE_PER_CLASS
+    assert data.split_sizes("mnist") == data.get_dataset_info("mnist").n_samples
+
+
+def test_loading_a_folder_records_which_files_are_readable(tiny_data_dir, monkeypatch):
+    loaded = {split: len(data.load_split("scans", split, image_size=32)) for split in data.SPLITS}
+    with monkeypatch.context() as patched:
+        patched.setattr(data, "_read_folder_image", lambda *a, **k: pytest.fail("decoded an image again"))
+        assert data.split_sizes("scans") == loaded
+    # a changed folder is counted again: one more unreadable file
+    (tiny_data_dir / "scans" / "b" / "empty.jpg").write_bytes(b"")
+    assert sum(data.split_sizes("scans").values()) == sum(loaded.values())
+    assert sum(data.get_dataset_info("scans").n_samples.values()) == sum(loaded.values()) + TINY_FOLDER_UNREADABLE + 1
+
+
 def test_image_folder_for_transfer_learning_size(tiny_data_dir):
     big = data.load_split("scans", "train", image_size=224)
     assert big.images.shape[1:] == (3, 224, 224) and big.info.image_size == 224

@@ -6,7 +6,7 @@ import json
 import shutil
 import threading
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -14,17 +14,21 @@ import torch
 
 from cnn_core import data
 from cnn_core.errors import ConfigError, DataError
+from cnn_core.augment import AugmentConfig
+from cnn_core.cli import build_parser, config_from_args
 from cnn_core.runs import (
     RunBusyError,
     RunManager,
     RunStatus,
+    check_run_config,
+    cli_command,
     default_max_concurrent,
     format_seconds,
     misclassified_examples,
     smooth,
 )
 from cnn_core.settings import runs_dir
-from cnn_core.train import BatchEvent, EndEvent, StartEvent, TrainConfig, train
+from cnn_core.train import BatchEvent, EndEvent, StartEvent, StatusEvent, TrainConfig, train
 
 QUICK = dict(dataset="mnist", model="fastnet", epochs=1, batch_size=32, lr=0.01)
 # Long enough to still be training when a test acts on it (tiny MNIST: 28 steps per epoch at batch 8).
@@ -170,7 +174,11 @@ def test_an_unexpected_failure_is_reported_not_swallowed(tiny_data_dir):
     [
         ({"lr": 0.0}, ConfigError, "Learning rate must be above 0"),
         ({"lr": 50.0}, ConfigError, "Learning rate must be above 0 and at most 10"),
-        ({"batch_size": 0}, ConfigError, "Batch size must be between 1"),
+        ({"batch_size": 0}, ConfigError, "Batch size must be at least 2"),
+        ({"batch_size": 1}, ConfigError, "Batch size must be at least 2"),
+        # 18 files are listed for training, 2 of them unreadable: the run would have 16 images
+        ({"dataset": "scans", "model": "simple_cnn", "batch_size": 17}, ConfigError,
+         "larger than the training set \\(16 images\\); choose at most 16"),
         ({"batch_size": 500}, ConfigError, "larger than the training set \\(220 images\\)"),
         ({"batch_size": 64, "limit": 50}, ConfigError, "50 images with this subset size"),
         ({"dataset": "pathmnist_64"}, DataError, "not on this computer"),
@@ -251,3 +259,83 @@ def test_the_concurrency_limit_comes_from_the_environment(monkeypatch):
 
 def test_format_seconds():
     assert [format_seconds(s) for s in (None, 0, 42.4, 725, 3723)] == ["—", "0:00", "0:42", "12:05", "1:02:03"]
+
+
+# --------------------------------------------------------------------------------------------------
+# The command recorded in the card
+
+
+STUDIO_CONFIGS = {
+    # what the Training Studio submits: every option explicit (see pages/3_training_studio.py choose_options)
+    "digits": TrainConfig(dataset="mnist", model="fastnet", model_args={}, epochs=3, batch_size=64, lr=0.002,
+                          optimizer="adamw", schedule="onecycle", weight_decay=5e-4, patience=2,
+                          monitor="val_loss", seed=7, limit=100, augment=AugmentConfig(shift=1)),
+    "transfer": TrainConfig(dataset="scans", model="transfer:efficientnet_lite0",
+                            model_args={"mode": "finetune", "finetune_blocks": 2, "input_size": 224},
+                            epochs=30, batch_size=8, lr=0.003, optimizer="sgd", schedule="cosine",
+                            weight_decay=1.25e-4, patience=None, monitor="last", seed=0, limit=None,
+                            augment=AugmentConfig(shift=0, hflip=True, vflip=True, color_jitter=0.0),
+                            image_size=96),
+    "odd values": TrainConfig(dataset="pathmnist", model="simple_cnn",
+                              model_args={"dropout": 0.25, "note": "3", "flag": True, "name": "a b"},
+                              epochs=1, batch_size=2, lr=1 / 3, optimizer="rmsprop", schedule="none",
+                              weight_decay=0.0, label_smoothing=0.1, momentum=0.8, monitor="val_accuracy",
+                              seed=123, limit=40, augment=AugmentConfig(shift=4, hflip=False, vflip=True,
+                                                                       color_jitter=0.35)),
+}
+
+
+@pytest.mark.parametrize("name", list(STUDIO_CONFIGS))
+def test_the_recorded_command_gives_back_the_runs_config(tiny_data_dir, name):
+    """Round trip: the card's command, read by the CLI's own parser, is the studio's run again."""
+    import shlex
+
+    config = STUDIO_CONFIGS[name]
+    resolved, info = check_run_config(config)
+    command = cli_command(config, resolved, info.family, info.task)
+    words = shlex.split(command)
+    assert words[:4] == ["python", "-m", "cnn_core", "train"] and "#" not in command
+    again = config_from_args(build_parser().parse_args(words[3:]))
+    assert replace(again, command="", out=None) == replace(config, command="", out=None)
+
+
+def test_a_submitted_run_records_its_command(tiny_data_dir):
+    manager = RunManager(max_concurrent=1)
+    config = replace(STUDIO_CONFIGS["digits"], epochs=1, limit=64)
+    snap = manager.wait(manager.submit("kim", config, save=False), timeout=120)
+    assert snap.status is RunStatus.FINISHED, snap.error
+    assert "--monitor val_loss" in snap.end.card["command"] and "--shift 1" in snap.end.card["command"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Status events
+
+
+def test_status_events_are_shown_and_the_step_clock_starts_after_them(tiny_data_dir):
+    computing = threading.Event()
+    release = threading.Event()
+
+    def preparing(config, cancel):
+        yield StartEvent("scans", "transfer:efficientnet_lite0", "CPU", 16, 2, 2, 1, 2, {})
+        yield StatusEvent("Computing EfficientNet-Lite0 (ImageNet) features for 36 images, cached for later runs…")
+        computing.set()
+        release.wait(10)
+        yield StatusEvent("Ready in 0.2 s.")
+        yield BatchEvent(step=1, epoch=1, loss=1.0, accuracy=0.5, lr=0.01, seconds=0.1)
+        yield EndEvent(1, 1, 1.0, None, None, False, False, {})
+
+    manager = RunManager(max_concurrent=1, trainer=preparing)
+    run_id = manager.submit("lee", TrainConfig(**QUICK), save=False)
+    assert computing.wait(10)
+    _wait_until(lambda: manager.snapshot(run_id).status_message is not None, what="the status")
+    snap = manager.snapshot(run_id)
+    assert snap.status_message.startswith("Computing EfficientNet-Lite0") and snap.progress().eta is None
+    clock = snap.training_monotonic
+    time.sleep(0.05)
+    release.set()
+    snap = manager.wait(run_id, timeout=10)
+    assert snap.status is RunStatus.FINISHED, snap.error
+    assert snap.status_message == "Ready in 0.2 s."
+    assert snap.statuses[0].startswith("Computing EfficientNet-Lite0") and len(snap.statuses) == 2
+    assert snap.training_monotonic > clock  # feature extraction is not extrapolated as if it were steps
+    assert len(snap.batches) == 1 and snap.start is not None

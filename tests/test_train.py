@@ -6,8 +6,20 @@ import threading
 import pytest
 import torch
 
+from cnn_core.augment import AugmentConfig
 from cnn_core.errors import ConfigError
-from cnn_core.train import BatchEvent, EndEvent, EpochEvent, StartEvent, TrainConfig, TrainingError, run_training, train
+from cnn_core.train import (
+    BatchEvent,
+    EndEvent,
+    EpochEvent,
+    StartEvent,
+    StatusEvent,
+    TrainConfig,
+    TrainingError,
+    run_training,
+    steps_per_epoch,
+    train,
+)
 
 
 def _events(config, cancel=None):
@@ -75,12 +87,16 @@ def test_divergence_is_reported_clearly(tiny_data_dir):
         ({"lr": 0}, "Learning rate"),
         ({"lr": float("nan")}, "Learning rate"),
         ({"batch_size": 0}, "Batch size"),
+        ({"batch_size": 1}, "Batch size must be at least 2"),
         ({"batch_size": 100000}, "Batch size"),
         ({"batch_size": 5000}, "larger than the training set"),
         ({"optimizer": "lion"}, "Unknown optimizer"),
         ({"schedule": "triangle"}, "Unknown schedule"),
         ({"epochs": 0}, "Epochs"),
         ({"patience": 0}, "Patience"),
+        ({"patience": 2, "monitor": "last"}, "never stop early"),
+        ({"augment": AugmentConfig(shift=-1)}, "Random shift"),
+        ({"augment": AugmentConfig(color_jitter=0.6)}, "Colour jitter must be between 0 and 0.5"),
     ],
 )
 def test_bad_options_are_config_errors(tiny_data_dir, options, message):
@@ -107,3 +123,24 @@ def test_image_folder_trains_with_skipped_files(tiny_data_dir):
     end = run_training(TrainConfig(dataset="scans", model="simple_cnn", epochs=1, batch_size=4, image_size=32))
     assert end.card["image_size"] == 32
     assert end.card["class_names"] == ["a", "b"]
+
+
+def test_batch_size_one_is_refused_with_the_reason(tiny_data_dir):
+    """One-image batches cannot train BatchNorm: such a run used to skip every batch and report loss 0."""
+    with pytest.raises(ConfigError, match=r"at least 2 .*BatchNorm.*got 1"):
+        run_training(TrainConfig(dataset="mnist", model="fastnet", epochs=1, batch_size=1))
+
+
+def test_a_last_batch_of_one_image_is_no_step_and_the_epoch_end_is_still_logged(tiny_data_dir):
+    # 17 images in batches of 8: 8 + 8 + 1; the single image is skipped (BatchNorm), so 2 steps per epoch.
+    events = _events(TrainConfig(dataset="mnist", model="fastnet", epochs=2, batch_size=8, lr=0.01, limit=17,
+                                 log_every=5))
+    start = events[0]
+    assert start.n_train == 17 and start.steps_per_epoch == 2 == steps_per_epoch(17, 8)
+    assert [(b.epoch, b.step) for b in events if isinstance(b, BatchEvent)] == [(1, 2), (2, 4)]
+    assert steps_per_epoch(16, 8) == 2 and steps_per_epoch(18, 8) == 3 and steps_per_epoch(9, 4) == 2
+
+
+def test_plain_models_need_no_preparation_status(tiny_data_dir):
+    events = _events(TrainConfig(dataset="mnist", model="fastnet", epochs=1, batch_size=64, limit=64))
+    assert not [e for e in events if isinstance(e, StatusEvent)]

@@ -5,6 +5,7 @@ Runs use 32 px inputs (the backbone's smallest) so that each takes seconds on a 
 """
 
 import json
+import re
 import socket
 import sys
 import time
@@ -19,7 +20,7 @@ from cnn_core.cli import main as cli_main
 from cnn_core.errors import CheckpointError, ConfigError, DataError
 from cnn_core.models import build_model, get_model_spec, list_models
 from cnn_core.predict import predict_images, predict_tensor
-from cnn_core.train import EpochEvent, TrainConfig, run_training, train
+from cnn_core.train import BatchEvent, EpochEvent, StartEvent, StatusEvent, TrainConfig, run_training, train
 
 LITE0 = "transfer:efficientnet_lite0"
 SMALL = {"input_size": 32}
@@ -143,6 +144,33 @@ def test_features_are_computed_once_and_reused(tiny_data_dir, monkeypatch):
     data.register_image_folder("scans_again", tiny_data_dir / "scans", seed=5)
     run_training(_config(dataset="scans_again", epochs=1, model_args={"views": 1}))
     assert calls == []
+
+
+def test_feature_extraction_is_announced_before_and_after(tiny_data_dir):
+    """The studio and the CLI say what happens between the start and the first step (seconds at 224 px)."""
+    events = list(train(_config(epochs=1)))
+    kinds = [type(e) for e in events]
+    assert kinds[:4] == [StartEvent, StatusEvent, StatusEvent, BatchEvent]
+    before, after = events[1].message, events[2].message
+    # 16 readable training images in 2 views (plain and flipped), 2 validation and 2 test images
+    assert before == ("Computing EfficientNet-Lite0 (ImageNet) features for 36 images (flipped copies included), "
+                      "cached for later runs…")
+    assert re.fullmatch(r"Ready in \d+\.\d s\.", after)
+    again = [e.message for e in train(_config(epochs=1)) if isinstance(e, StatusEvent)]
+    assert again[0] == "Loading the cached EfficientNet-Lite0 (ImageNet) features for 36 images…"
+    more = [e.message for e in train(_config(epochs=1, model_args={"views": 3}, augment=_flips(True, True)))
+            if isinstance(e, StatusEvent)]
+    assert more[0] == ("Computing EfficientNet-Lite0 (ImageNet) features for 16 images (flipped copies included), "
+                       "cached for later runs; 36 more come from the cache…")
+    finetune = [e.message for e in train(_config(mode="finetune", epochs=1)) if isinstance(e, StatusEvent)]
+    assert finetune[0].startswith("Running the 16 frozen stages of EfficientNet-Lite0 (ImageNet) on 36 images")
+    assert not [e for e in train(_config(mode="full", epochs=1)) if isinstance(e, StatusEvent)]
+
+
+def _flips(hflip: bool, vflip: bool):
+    from cnn_core.augment import AugmentConfig
+
+    return AugmentConfig(shift=0, hflip=hflip, vflip=vflip)
 
 
 def test_cached_evaluation_matches_the_full_model(tiny_data_dir, tmp_path):
@@ -324,7 +352,12 @@ def test_cli_trains_with_mode_flag(tiny_data_dir, tmp_path, capsys):
         "--image-size", "32", "--epochs", "2", "--batch-size", "8", "--out", str(out), "--json",
     ])  # fmt: skip
     assert code == 0
-    assert json.loads(out.with_suffix(".json").read_text())["model_args"]["mode"] == "finetune"
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["model_args"]["mode"] == "finetune"
+    assert card["training"]["monitor"] == "last"  # the registry's hint for tiny validation sets, not given here
+    err = capsys.readouterr().err
+    assert "Running the 16 frozen stages of EfficientNet-Lite0 (ImageNet) on 36 images" in err
+    assert re.search(r"Ready in \d+\.\d s\.\n", err)
     assert cli_main(["train", "--data", "scans", "--model", "fastnet", "--mode", "frozen"]) == 2
     assert "--mode applies to transfer models" in capsys.readouterr().err
 
