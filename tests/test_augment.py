@@ -1,0 +1,99 @@
+"""BatchPreprocessor: normalization, and each on-device augmentation doing what its name says."""
+
+from __future__ import annotations
+
+import torch
+
+from cnn_core.augment import AugmentConfig, BatchPreprocessor, default_augment
+
+CPU = torch.device("cpu")
+
+
+def _batch(n: int = 16, channels: int = 3, side: int = 8, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (n, channels, side, side), generator=torch.Generator().manual_seed(seed),
+                         dtype=torch.uint8)
+
+
+def _plain(images: torch.Tensor) -> torch.Tensor:
+    """The images as floats in [0, 1], the way the preprocessor sees them before normalizing."""
+    return images.float() / 255.0
+
+
+def _identity_preprocessor(augment: AugmentConfig | None = None, channels: int = 3) -> BatchPreprocessor:
+    return BatchPreprocessor([0.0] * channels, [1.0] * channels, CPU, augment)
+
+
+def test_normalizes_with_the_data_sets_mean_and_std_and_returns_channels_last():
+    images = _batch()
+    mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.5]
+    out = BatchPreprocessor(mean, std, CPU)(images)
+    expected = (_plain(images) - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    torch.testing.assert_close(out, expected)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_grayscale_images_are_repeated_for_a_three_channel_model():
+    images = _batch(channels=1)
+    out = _identity_preprocessor()(images)
+    assert out.shape == (16, 3, 8, 8)
+    torch.testing.assert_close(out[:, 2], _plain(images)[:, 0])
+
+
+def test_evaluation_never_augments():
+    images = _batch()
+    everything = AugmentConfig(shift=2, hflip=True, vflip=True, color_jitter=0.3)
+    out = _identity_preprocessor(everything)(images, train=False)
+    torch.testing.assert_close(out, _plain(images))
+
+
+def test_flips_turn_some_images_and_leave_the_others():
+    images = _batch(n=64)
+    out = _identity_preprocessor(AugmentConfig(hflip=True))(images, train=True, generator=torch.Generator().manual_seed(1))
+    plain = _plain(images)
+    flipped = torch.tensor([torch.equal(o, p.flip(2)) for o, p in zip(out, plain)])
+    kept = torch.tensor([torch.equal(o, p) for o, p in zip(out, plain)])
+    assert bool((flipped | kept).all())
+    assert 10 < int(flipped.sum()) < 54
+
+
+def test_shift_moves_the_batch_and_fills_with_zeros():
+    images = _batch(n=4)
+    out = _identity_preprocessor(AugmentConfig(shift=2))(images, train=True, generator=torch.Generator().manual_seed(3))
+    plain = _plain(images)
+    matches = []
+    for dy in range(-2, 3):
+        for dx in range(-2, 3):
+            moved = torch.nn.functional.pad(plain, (2, 2, 2, 2))[..., 2 + dy : 10 + dy, 2 + dx : 10 + dx]
+            matches.append(torch.equal(out, moved))
+    assert sum(matches) >= 1
+
+
+def test_colour_jitter_changes_colour_balance_and_contrast_within_range():
+    images = torch.full((32, 3, 8, 8), 128, dtype=torch.uint8)
+    images[:, :, :4] = 200  # two tones, so contrast has something to act on
+    out = _identity_preprocessor(AugmentConfig(color_jitter=0.2))(images, train=True,
+                                                                  generator=torch.Generator().manual_seed(0))
+    assert out.min() >= 0 and out.max() <= 1
+    # The gain is per channel: the red/green ratio of the same pixel differs between images.
+    ratio = out[:, 0, 6, 6] / out[:, 1, 6, 6]
+    assert ratio.std() > 0.05
+    # Contrast varies: the gap between the two tones is not the same in every image.
+    gap = out[:, 0, 0, 0] - out[:, 0, 6, 6]
+    assert gap.std() > 0.01
+
+
+def test_augmentation_is_reproducible_from_the_generator_seed():
+    images = _batch()
+    config = AugmentConfig(shift=2, hflip=True, vflip=True, color_jitter=0.1)
+    first = _identity_preprocessor(config)(images, train=True, generator=torch.Generator().manual_seed(7))
+    again = _identity_preprocessor(config)(images, train=True, generator=torch.Generator().manual_seed(7))
+    other = _identity_preprocessor(config)(images, train=True, generator=torch.Generator().manual_seed(8))
+    torch.testing.assert_close(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_defaults_suit_the_data():
+    assert default_augment("mnist", "multi-class") == AugmentConfig(shift=2)  # no flips for digits
+    tissue = default_augment("medmnist", "multi-class")
+    assert tissue.hflip and tissue.vflip and tissue.color_jitter > 0
+    assert not default_augment("folder", "binary").vflip  # scans have an up and a down
