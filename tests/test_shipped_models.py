@@ -14,10 +14,11 @@ from cnn_core.settings import models_dir
 SHIPPED = sorted(models_dir().glob("*.safetensors"))
 
 
-def test_models_folder_ships_mnist_and_pathmnist():
+def test_models_folder_ships_mnist_pathmnist_and_brain_mri():
     names = {p.stem for p in SHIPPED}
     assert any(n.startswith("mnist") for n in names)
     assert any(n.startswith("pathmnist") for n in names)
+    assert "brain_mri_efficientnet_lite0" in names
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
