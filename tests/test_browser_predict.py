@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from image_samples import png_bomb
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from browser_fixtures import assert_no_exception, finish_page, open_app_page, save_screenshot, wait_for_app
 from cnn_core.settings import models_dir, runs_dir
@@ -55,8 +56,17 @@ def _choose_source(page, label: str) -> None:
 
 
 def _choose_model(page, text: str) -> None:
-    page.get_by_test_id("stSelectbox").filter(has_text="Model").click()
-    page.get_by_role("option").filter(has_text=text).first.click()
+    """Open the model picker and pick `text`; a rerun that redraws the open list is retried, not a failure."""
+    for attempt in range(3):
+        wait_for_app(page)
+        page.get_by_test_id("stSelectbox").filter(has_text="Model").click()
+        try:
+            page.get_by_role("option").filter(has_text=text).first.click(timeout=20_000)
+            break
+        except PlaywrightTimeoutError:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
     wait_for_app(page)
 
 
