@@ -7,6 +7,7 @@ and skip with a reason when Chromium or playwright is missing. Screenshots go to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -15,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,15 +65,11 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory) -> str:
-    """Base URL of `streamlit run app.py` served from the repository root for the whole test session."""
+@contextlib.contextmanager
+def serve_app(env: dict[str, str], log_name: str) -> Iterator[str]:
+    """`streamlit run app.py` from the repository root with `env`; yields its base URL once it answers its
+    health check and stops it afterwards. Every app server of the tests starts here."""
     ARTIFACTS_DIR.mkdir(exist_ok=True)
-    env = os.environ.copy()
-    # Session fixtures start before conftest's per-test cache isolation, so isolate the server here too.
-    base = tmp_path_factory.getbasetemp()
-    env.setdefault("CNN_CACHE_DIR", str(base / "cache"))
-    env.setdefault("CNN_RUNS_DIR", str(base / "runs"))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     command = [
@@ -82,7 +80,7 @@ def app_server(tmp_path_factory) -> str:
         "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",
     ]
-    log_path = ARTIFACTS_DIR / "streamlit-server.log"
+    log_path = ARTIFACTS_DIR / log_name
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -98,6 +96,18 @@ def app_server(tmp_path_factory) -> str:
             yield url
         finally:
             _stop(process)
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory) -> str:
+    """Base URL of `streamlit run app.py` served from the repository root for the whole test session."""
+    env = os.environ.copy()
+    # Session fixtures start before conftest's per-test cache isolation, so isolate the server here too.
+    base = tmp_path_factory.getbasetemp()
+    env.setdefault("CNN_CACHE_DIR", str(base / "cache"))
+    env.setdefault("CNN_RUNS_DIR", str(base / "runs"))
+    with serve_app(env, "streamlit-server.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

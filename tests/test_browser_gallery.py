@@ -7,8 +7,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import subprocess
-import sys
 import time
 import zipfile
 from types import SimpleNamespace
@@ -18,15 +16,10 @@ import pytest
 from PIL import Image
 
 from browser_fixtures import (
-    ARTIFACTS_DIR,
     DEFAULT_TIMEOUT_MS,
-    REPO_ROOT,
-    SERVER_START_TIMEOUT_S,
-    _free_port,
-    _healthy,
-    _stop,
     assert_no_exception,
     save_screenshot,
+    serve_app,
     wait_for_app,
 )
 from data_fixtures import md5_line, npz_bytes, serve_files, tiny_dermamnist_arrays
@@ -276,24 +269,8 @@ def mirror_app(tmp_path_factory, browser):
     with serve_files(files, chunk_bytes=32 * 1024, chunk_delay_s=0.08) as mirror:
         env = dict(os.environ, CNN_DATA_DIR=str(data_dir), CNN_CACHE_DIR=str(cache_dir),
                    CNN_RUNS_DIR=str(base / "runs"), CNN_DOWNLOAD_MIRROR=mirror.url)
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                   "--server.port", str(port), "--server.address", "127.0.0.1",
-                   "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
-        ARTIFACTS_DIR.mkdir(exist_ok=True)
-        log_path = ARTIFACTS_DIR / "streamlit-mirror-server.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-            try:
-                deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-                while not _healthy(url):
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail(f"the mirror app server did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
-                    time.sleep(0.25)
-                yield SimpleNamespace(url=url, mirror=mirror, payload=payload, data_dir=data_dir, cache_dir=cache_dir)
-            finally:
-                _stop(process)
+        with serve_app(env, "streamlit-mirror-server.log") as url:
+            yield SimpleNamespace(url=url, mirror=mirror, payload=payload, data_dir=data_dir, cache_dir=cache_dir)
 
 
 def _progress_values(page, until_gone_ms: int) -> list[int]:

@@ -17,17 +17,13 @@ from pathlib import Path
 import pytest
 
 from browser_fixtures import (
-    ARTIFACTS_DIR,
     DEFAULT_TIMEOUT_MS,
     EXPECT_TIMEOUT_MS,
     REPO_ROOT,
-    SERVER_START_TIMEOUT_S,
-    _free_port,
-    _healthy,
-    _stop,
     assert_no_exception,
     rerun_after,
     save_screenshot,
+    serve_app,
     wait_for_app,
 )
 from data_fixtures import build_tiny_data
@@ -53,25 +49,8 @@ def _serve(base: Path, log_name: str, **extra_env: str):
     env = {**os.environ, "CNN_DATA_DIR": str(data_dir), "CNN_CACHE_DIR": str(base / "cache"),
            "CNN_RUNS_DIR": str(runs_dir), "CNN_DEVICE": "cpu", "CNN_MAX_CONCURRENT_RUNS": "1",
            "TORCH_HOME": str(base / "torch"), **extra_env}  # no torchvision weights: transfer:resnet18 & co.
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    ARTIFACTS_DIR.mkdir(exist_ok=True)
-    log_path = ARTIFACTS_DIR / log_name
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
-               "--browser.gatherUsageStats", "false"]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-            while not _healthy(url):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the studio's streamlit server did not start:\n"
-                                f"{log_path.read_text(errors='replace')[-3000:]}")
-                time.sleep(0.25)
-            yield {"url": url, "runs_dir": runs_dir, "data_dir": data_dir, "torch_home": base / "torch"}
-        finally:
-            _stop(process)
+    with serve_app(env, log_name) as url:
+        yield {"url": url, "runs_dir": runs_dir, "data_dir": data_dir, "torch_home": base / "torch"}
 
 
 @pytest.fixture(scope="module")
