@@ -24,7 +24,7 @@ ENLARGED_PX = 280
 SPLIT_COLOURS = {"train": "#3b6ea5", "val": "#e39b3b", "test": "#5aa469"}
 FAMILY_LABELS = {"mnist": "MNIST", "medmnist": "MedMNIST"}
 
-st.title("🖼️ Dataset Gallery")
+st.title(":material/photo_library: Dataset Gallery")
 st.markdown(
     "Before training a network, look at the data: what the classes are, how many images each has, what "
     "typical and average images look like, and which numbers a network really receives."

@@ -312,7 +312,7 @@ def choose_augment(info: data.DatasetInfo, used: frozenset[str] | None = None) -
     vflip = cols[2].checkbox("Vertical flips", value=default.vflip and allowed["vflip"], disabled=not allowed["vflip"],
                              key=f"studio_vflip_{info.name}", help=flip_help)
     jitter_off = used is not None and "color_jitter" not in used
-    jitter = cols[3].slider("Brightness/contrast jitter", 0.0, 0.4, float(default.color_jitter), step=0.05,
+    jitter = cols[3].slider("Colour jitter", 0.0, 0.4, float(default.color_jitter), step=0.05,
                             key=f"studio_jitter_{info.name}{locked}", disabled=jitter_off,
                             help=CACHED_FEATURES_HELP if jitter_off else None)
     if shift_off or jitter_off:

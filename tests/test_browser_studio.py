@@ -414,7 +414,7 @@ def _choose_transfer_model(tab, mode: str) -> None:
     # A few dozen validation images say little: transfer runs keep the last epoch.
     expect(tab.get_by_role("combobox", name="Checkpoint keeps")).to_have_value("last epoch")
     shift = tab.get_by_role("slider", name="Random shift (pixels)")
-    jitter = tab.get_by_role("slider", name="Brightness/contrast jitter")
+    jitter = tab.get_by_role("slider", name="Colour jitter")
     flips = tab.get_by_role("checkbox", name="Horizontal flips")
     cached_note = tab.get_by_text(re.compile(r"^Random shifts and jitter are off: the frozen backbone's features"))
     # Cached features cannot be shifted or jittered per batch: locked at 0; flips stay (cached flipped copies).
