@@ -519,13 +519,21 @@ def test_a_frozen_efficientnet_run_on_an_image_folder_trains_live_and_reports_te
     # Both runs are in the comparison, the stopped one too, with the augmentation that applied.
     table = tab.get_by_test_id("stDataFrame")
     expect(table).to_be_visible()
-    rows = tab.evaluate("""() => [...document.querySelectorAll('[data-testid="stDataFrame"] [role="row"]')]
-        .map(r => [...r.querySelectorAll('[role="gridcell"]')].map(c => c.innerText))""")
-    rows = [row for row in rows if row]  # the header row has no grid cells
+    rows = _data_frame_rows(tab, count=2)
     assert [(row[1], row[3], row[8]) for row in rows] == [
         ("stopped", "transfer:efficientnet_lite0", "h-flip"), ("finished", "transfer:efficientnet_lite0", "h-flip")]
     assert_no_exception(tab)
     save_screenshot(tab, "studio-transfer-finished")
+
+
+_DATA_FRAME_ROWS_JS = """() => [...document.querySelectorAll('[data-testid="stDataFrame"] [role="row"]')]
+    .map(r => [...r.querySelectorAll('[role="gridcell"]')].map(c => c.innerText)).filter(cells => cells.length)"""
+
+
+def _data_frame_rows(tab, count: int) -> list[list[str]]:
+    """The data frame's body rows, once it has drawn `count` of them (its accessible grid fills in after the canvas)."""
+    tab.wait_for_function(f"() => ({_DATA_FRAME_ROWS_JS})().length >= {count}", timeout=30_000)
+    return tab.evaluate(_DATA_FRAME_ROWS_JS)
 
 
 def test_transfer_backbone_without_weights_warns_before_the_run_and_fails_clearly(context, studio_server):
