@@ -6,6 +6,7 @@ normalized float tensors and, for training, applies random shifts and flips to t
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -20,17 +21,59 @@ class AugmentConfig:
     hflip: bool = False
     vflip: bool = False
     color_jitter: float = 0.0  # colour jitter strength: contrast, per-channel gain, brightness (0 = off)
+    rotate90: bool = False  # random transposes: with both flips, all 8 orientations (rotations by 90° and mirrors)
+    grayscale: float = 0.0  # probability that a colour image is shown in gray (0 = off)
 
     @property
     def active(self) -> bool:
-        return bool(self.shift or self.hflip or self.vflip or self.color_jitter)
+        return bool(self.shift or self.hflip or self.vflip or self.color_jitter or self.rotate90 or self.grayscale)
 
 
 def default_augment(family: str, task: str) -> AugmentConfig:
-    """Augmentations that make sense for the data: shifts for digits, flips and shifts for tissue and scans."""
+    """Augmentations that make sense for the data: shifts for digits; flips and shifts for scans; for MedMNIST
+    (tissue, cells and skin seen from above) every orientation, plus gray copies so that stain colour, which
+    differs between labs, is not all the network looks at."""
     if family == "mnist":
         return AugmentConfig(shift=2)
-    return AugmentConfig(shift=2, hflip=True, vflip=family == "medmnist", color_jitter=0.1)
+    if family == "medmnist":
+        return AugmentConfig(shift=2, hflip=True, vflip=True, color_jitter=0.1, rotate90=True, grayscale=0.25)
+    return AugmentConfig(shift=2, hflip=True, color_jitter=0.1)
+
+
+#: The orientations test-time augmentation averages over, by name: (transpose, flip left-right, flip up-down).
+ORIENTATIONS: dict[str, tuple[bool, bool, bool]] = {
+    "identity": (False, False, False),
+    "hflip": (False, True, False),
+    "vflip": (False, False, True),
+    "rotate180": (False, True, True),
+    "transpose": (True, False, False),
+    "rotate90": (True, False, True),  # counter-clockwise, as torch.rot90
+    "rotate270": (True, True, False),
+    "anti-transpose": (True, True, True),
+}
+
+
+def orientations_taught(augment: AugmentConfig) -> tuple[str, ...]:
+    """The orientations a network trained with `augment` has learnt to treat alike: the group its flips and
+    transposes generate ("identity" only when it used none). Averaging its predictions over them is test-time
+    augmentation: cheap, and steadier than one view (on PathMNIST, 8 views add about a point of accuracy)."""
+    options = [(False, True) if on else (False,) for on in (augment.rotate90, augment.hflip, augment.vflip)]
+    wanted = set(itertools.product(*options))
+    if augment.rotate90 and (augment.hflip or augment.vflip):  # a transpose and one flip generate all 8
+        wanted = set(ORIENTATIONS.values())
+    return tuple(name for name, key in ORIENTATIONS.items() if key in wanted)
+
+
+def orient(x: torch.Tensor, view: str) -> torch.Tensor:
+    """Images [N, C, H, W] seen in orientation `view` (a name from ORIENTATIONS)."""
+    transpose, hflip, vflip = ORIENTATIONS[view]
+    if transpose:
+        x = x.transpose(2, 3)
+    if hflip:
+        x = x.flip(3)
+    if vflip:
+        x = x.flip(2)
+    return x
 
 
 class BatchPreprocessor:
@@ -68,6 +111,8 @@ class BatchPreprocessor:
         def coin() -> torch.Tensor:
             return (torch.rand(n, generator=generator) < 0.5).to(x.device).view(n, 1, 1, 1)
 
+        if aug.rotate90 and x.shape[-1] == x.shape[-2]:
+            x = torch.where(coin(), x.transpose(2, 3), x)
         if aug.hflip:
             x = torch.where(coin(), x.flip(3), x)
         if aug.vflip:
@@ -94,4 +139,9 @@ class BatchPreprocessor:
             gain = 1 + 1.5 * j * uniform(n, x.shape[1], 1, 1)
             brightness = j * uniform(n, 1, 1, 1)
             x = (((x - mean) * contrast + mean) * gain + brightness).clamp_(0, 1)
+        if aug.grayscale and x.shape[1] == 3:
+            # Luma as in PIL's convert("L"), copied to the three channels (torchvision's RandomGrayscale).
+            gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand_as(x)
+            pick = (torch.rand(n, generator=generator) < aug.grayscale).to(x.device).view(n, 1, 1, 1)
+            x = torch.where(pick, gray, x)
         return x

@@ -72,6 +72,8 @@ def model_card_markdown(card: dict, filename: str) -> str:
         f"(best {training.get('best_epoch', '?')}), {training.get('train_seconds', '?')} s of training, "
         f"{training.get('n_train', '?')} training images",
         f"- Made by: `{card.get('command') or 'the training studio'}`",
+        *([f"- Test-time augmentation: predictions average {len(views)} orientations ({', '.join(views)})"]
+          if len(views := card.get("test_time_augmentation") or []) > 1 else []),
         f"- Versions: {json.dumps(card.get('versions') or {})}",
         "",
         f"## Test metrics ({test.get('n', '?')} test images)",

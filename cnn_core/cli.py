@@ -131,6 +131,7 @@ def config_from_args(args: argparse.Namespace) -> "TrainConfig":
         device=args.device,
         limit=args.limit,
         augment=_augment(args),
+        tta=args.tta,
         image_size=args.image_size,
         out=args.out,
         command=getattr(args, "command_line", ""),
@@ -160,7 +161,7 @@ def _default_monitor(args: argparse.Namespace) -> str:
 def _augment(args: argparse.Namespace) -> "AugmentConfig | None":
     """None (what suits the data set) unless an augmentation flag is given; given flags replace the data set's
     defaults one by one."""
-    given = {key: getattr(args, key) for key in ("shift", "hflip", "vflip", "color_jitter")}
+    given = {key: getattr(args, key) for key in ("shift", "hflip", "vflip", "color_jitter", "rotate90", "grayscale")}
     given = {key: value for key, value in given.items() if value is not None}
     if not given:
         return None
@@ -370,12 +371,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     augment = p.add_argument_group(
         "augmentation", "random changes to the training images; each flag replaces that part of the data set's default "
-        "(digits: shifts; MedMNIST: shifts, flips and colour jitter; image folders: shifts, horizontal flips and jitter)")
+        "(digits: shifts; MedMNIST: shifts, flips, 90° rotations, colour jitter and gray copies (probability 0.25); "
+        "image folders: shifts, horizontal flips and jitter)")
     augment.add_argument("--shift", type=int, metavar="PIXELS", help="random shift of up to this many pixels (0: off)")
     augment.add_argument("--hflip", action=argparse.BooleanOptionalAction, help="random horizontal flips")
     augment.add_argument("--vflip", action=argparse.BooleanOptionalAction, help="random vertical flips")
     augment.add_argument("--color-jitter", type=float, metavar="STRENGTH",
                          help="colour jitter (contrast, per-channel gain, brightness) from 0 (off) to 0.5")
+    augment.add_argument("--rotate90", action=argparse.BooleanOptionalAction,
+                         help="random 90° rotations (transposes; with flips, all 8 orientations)")
+    augment.add_argument("--grayscale", type=float, metavar="PROBABILITY",
+                         help="probability that a colour training image is shown in gray (0: off)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
+                   help="test-time augmentation: test metrics and predictions average the orientations the "
+                   "augmentation used (flips, 90° rotations); --no-tta for one view (default: on)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the fastest found; $CNN_DEVICE)")
     p.add_argument("--limit", type=int, help="use at most N images per split (quick runs)")

@@ -189,7 +189,7 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
             "folders, where colour and texture need more filters than digits.",
             functools.partial(FastNet, width=32),
             "CNN Explorer",
-            defaults={"epochs": 20, "batch_size": 128, "lr": 0.005, "optimizer": "adamw", "schedule": "onecycle"},
+            defaults={"epochs": 24, "batch_size": 128, "lr": 0.005, "optimizer": "adamw", "schedule": "onecycle"},
         ),
         ModelSpec(
             "lenet",

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .augment import BatchPreprocessor
+from .augment import ORIENTATIONS, BatchPreprocessor
 from .checkpoints import LoadedCheckpoint, load_checkpoint
 from .train import predict_probs
 
@@ -36,11 +36,20 @@ def preprocessor_for(card: dict, device: torch.device | str = "cpu") -> BatchPre
     return BatchPreprocessor(norm["mean"], norm["std"], torch.device(device))
 
 
+def card_views(card: dict) -> tuple[str, ...]:
+    """The orientations the checkpoint's test metrics averaged over (test-time augmentation), so predictions
+    match them; ("identity",) for cards without any (older cards, digits, cached transfer features)."""
+    views = card.get("test_time_augmentation")
+    if not isinstance(views, list):
+        return ("identity",)
+    return tuple(view for view in views if isinstance(view, str) and view in ORIENTATIONS) or ("identity",)
+
+
 def predict_tensor(loaded: LoadedCheckpoint, images: torch.Tensor) -> torch.Tensor:
     """Probabilities [N, C] for uint8 images [N, C, H, W] already at the card's size."""
     device = next(loaded.model.parameters()).device
     pre = preprocessor_for(loaded.card, device)
-    return predict_probs(loaded.model, images, lambda x: pre(x, train=False), device)
+    return predict_probs(loaded.model, images, lambda x: pre(x, train=False), device, views=card_views(loaded.card))
 
 
 def predict_images(loaded: LoadedCheckpoint, images: list[Image.Image]) -> list[Prediction]:

@@ -259,7 +259,10 @@ def cli_command(config: TrainConfig, resolved: ResolvedConfig, family: str, task
     if config.augment is not None:  # as chosen; None lets the trainer pick what suits the data set
         a = config.augment
         parts += ["--shift", str(a.shift), "--hflip" if a.hflip else "--no-hflip",
-                  "--vflip" if a.vflip else "--no-vflip", "--color-jitter", _number(a.color_jitter)]
+                  "--vflip" if a.vflip else "--no-vflip", "--color-jitter", _number(a.color_jitter),
+                  "--rotate90" if a.rotate90 else "--no-rotate90", "--grayscale", _number(a.grayscale)]
+    if not config.tta:
+        parts.append("--no-tta")
     return shlex.join(parts)
 
 
@@ -598,9 +601,11 @@ def _remove_checkpoint(path: Path) -> None:
 
 
 def augment_options(family: str, task: str) -> dict[str, bool]:
-    """Which augmentation toggles make sense for a data set: no flips for digits (a flipped 2 is no 2)."""
+    """Which augmentation toggles make sense for a data set: no flips or rotations for digits (a flipped 2 is
+    no 2, a turned 6 is a 9)."""
     digits = family == "mnist"
-    return {"shift": True, "hflip": not digits, "vflip": not digits, "color_jitter": True}
+    return {"shift": True, "hflip": not digits, "vflip": not digits, "rotate90": not digits, "color_jitter": True,
+            "grayscale": True}
 
 
 __all__ = [

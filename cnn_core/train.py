@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import data as data_registry
-from .augment import AugmentConfig, BatchPreprocessor, default_augment
+from .augment import AugmentConfig, BatchPreprocessor, default_augment, orient, orientations_taught
 from .device import autocast, describe_device, pick_device
 from .errors import CnnError, ConfigError
 from .metrics import classification_metrics
@@ -58,6 +58,7 @@ class TrainConfig:
     device: str | None = None
     limit: int | None = None  # use at most this many images per split (quick classroom runs)
     augment: AugmentConfig | None = None  # None: what suits the data set
+    tta: bool = True  # test metrics average the orientations the augmentation taught (augment.orientations_taught)
     image_size: int | None = None  # image folders only: side the images are resized to
     out: str | None = None  # checkpoint path (".safetensors"); None: not saved
     command: str = ""  # how the run was started, recorded in the checkpoint card
@@ -207,6 +208,8 @@ def check_options(r: ResolvedConfig, config: TrainConfig) -> None:
         raise ConfigError(
             f"Colour jitter must be between 0 and {MAX_COLOR_JITTER:g}; got {r.augment.color_jitter:g}."
         )
+    if not 0 <= r.augment.grayscale <= 1:
+        raise ConfigError(f"The grayscale probability must be between 0 and 1; got {r.augment.grayscale:g}.")
 
 
 def default_monitor(model: str) -> str:
@@ -317,15 +320,21 @@ def predict_probs(
     preprocess: Callable[[torch.Tensor], torch.Tensor],
     device: torch.device,
     batch_size: int = 512,
+    views: tuple[str, ...] = ("identity",),
 ) -> torch.Tensor:
-    """Class probabilities [N, C] (on the CPU) for uint8 images, in eval mode."""
+    """Class probabilities [N, C] (on the CPU) for uint8 images, in eval mode, averaged over `views`
+    (orientations, augment.ORIENTATIONS: test-time augmentation)."""
     model.eval()
     out = []
     for start in range(0, images.shape[0], batch_size):
         x = preprocess(images[start : start + batch_size].to(device))
-        with autocast(device):
-            logits = model(x)
-        out.append(torch.softmax(logits.float(), dim=1).cpu())
+        probs = 0
+        for view in views:
+            seen = x if view == "identity" else orient(x, view).contiguous(memory_format=torch.channels_last)
+            with autocast(device):
+                logits = model(seen)
+            probs = probs + torch.softmax(logits.float(), dim=1)
+        out.append((probs / len(views)).cpu())
     if not out:
         return torch.empty(0, 0)
     return torch.cat(out)
@@ -515,8 +524,11 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     if best_epoch:
         model.load_state_dict(best_state)
     test_probs = test_metrics = None
+    # Test-time augmentation needs images: cached transfer features (a _ViewPicker) are one view already.
+    on_images = isinstance(prepared.preprocess, BatchPreprocessor)
+    views = orientations_taught(resolved.augment) if config.tta and on_images else ()
     if not cancelled:
-        test_probs = predict_probs(model, prepared.test[0], eval_preprocess, device)
+        test_probs = predict_probs(model, prepared.test[0], eval_preprocess, device, views=views or ("identity",))
         if test_probs.numel():
             test_metrics = classification_metrics(test_probs, prepared.test[1], len(info.class_names))
 
@@ -531,6 +543,7 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
         "channels": info.channels,
         "image_size": info.image_size,
         "normalization": prepared.normalization,
+        "test_time_augmentation": list(views) if len(views) > 1 else [],
         "metrics": {"test": test_metrics, "best_val": best_val},
         "training": {
             **run_config,

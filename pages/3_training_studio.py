@@ -298,11 +298,13 @@ def choose_augment(info: data.DatasetInfo, used: frozenset[str] | None = None) -
     default = default_augment(info.family, info.task)
     if used is not None:  # locked widgets get their own keys, so they show 0 without losing the other's value
         default = replace(default, shift=default.shift if "shift" in used else 0,
-                          color_jitter=default.color_jitter if "color_jitter" in used else 0.0)
+                          color_jitter=default.color_jitter if "color_jitter" in used else 0.0,
+                          rotate90=default.rotate90 and "rotate90" in used,
+                          grayscale=default.grayscale if "grayscale" in used else 0.0)
     locked = "" if used is None else "_cached"
     allowed = runs.augment_options(info.family, info.task)
     st.markdown("**Augmentation** (random changes to training images, so the network learns what matters)")
-    cols = st.columns(4)
+    cols = st.columns(6)
     shift_off = used is not None and "shift" not in used
     shift = cols[0].slider("Random shift (pixels)", 0, 4, default.shift, key=f"studio_shift_{info.name}{locked}",
                            disabled=shift_off, help=CACHED_FEATURES_HELP if shift_off else None)
@@ -315,12 +317,28 @@ def choose_augment(info: data.DatasetInfo, used: frozenset[str] | None = None) -
     jitter = cols[3].slider("Colour jitter", 0.0, 0.4, float(default.color_jitter), step=0.05,
                             key=f"studio_jitter_{info.name}{locked}", disabled=jitter_off,
                             help=CACHED_FEATURES_HELP if jitter_off else None)
+    rotate_off = used is not None and "rotate90" not in used
+    rotate90 = cols[4].checkbox("90° rotations", value=default.rotate90 and allowed["rotate90"],
+                                disabled=rotate_off or not allowed["rotate90"], key=f"studio_rotate90_{info.name}{locked}",
+                                help=CACHED_FEATURES_HELP if rotate_off else (
+                                    "Turn images by 90°: with both flips, the network sees all 8 orientations. "
+                                    "Test metrics then average the orientations (test-time augmentation)."
+                                    if allowed["rotate90"] else "A turned 6 is a 9, so rotations are off for digits."))
+    gray_off = used is not None and "grayscale" not in used or info.channels == 1
+    grayscale = cols[5].slider("Gray copies", 0.0, 1.0, float(default.grayscale) if info.channels == 3 else 0.0,
+                               step=0.05, key=f"studio_grayscale_{info.name}{locked}", disabled=gray_off,
+                               help=CACHED_FEATURES_HELP if used is not None and "grayscale" not in used else (
+                                   "The images are gray already." if info.channels == 1 else
+                                   "How often a colour image is shown in gray, so the network cannot rely on "
+                                   "stain colour alone (it differs between labs)."))
     if shift_off or jitter_off:
-        st.caption("Random shifts and jitter are off: the frozen backbone's features are computed once per image "
-                   "and cached, so only flips (as cached flipped copies) apply. Mode *full* augments every batch.")
+        st.caption("Random shifts, jitter, rotations and gray copies are off: the frozen backbone's features are "
+                   "computed once per image and cached, so only flips (as cached flipped copies) apply. Mode *full* "
+                   "augments every batch.")
     if not allowed["hflip"]:
-        st.caption("Flips are off for digits: a mirrored 2 or 7 is not the same digit.")
-    return AugmentConfig(shift=int(shift), hflip=bool(hflip), vflip=bool(vflip), color_jitter=float(jitter))
+        st.caption("Flips and rotations are off for digits: a mirrored 2 or a turned 6 is not the same digit.")
+    return AugmentConfig(shift=int(shift), hflip=bool(hflip), vflip=bool(vflip), color_jitter=float(jitter),
+                         rotate90=bool(rotate90), grayscale=float(grayscale))
 
 
 def setup(owner: str, manager: runs.RunManager, active: runs.RunSnapshot | None) -> None:
@@ -664,7 +682,9 @@ def compare_runs(manager: runs.RunManager, owner: str) -> None:
         config, resolved = snap.config, snap.resolved
         a = resolved.augment
         augment = ", ".join(part for part, on in ((f"shift {a.shift}", a.shift), ("h-flip", a.hflip),
-                                                  ("v-flip", a.vflip), (f"jitter {a.color_jitter:g}", a.color_jitter))
+                                                  ("v-flip", a.vflip), ("rot-90", a.rotate90),
+                                                  (f"jitter {a.color_jitter:g}", a.color_jitter),
+                                                  (f"gray {a.grayscale:g}", a.grayscale))
                             if on) or "none"
         best_val = max((e.val_accuracy for e in snap.epochs), default=None)
         rows.append({

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from cnn_core.augment import AugmentConfig, BatchPreprocessor, default_augment
+from cnn_core.augment import ORIENTATIONS, AugmentConfig, BatchPreprocessor, default_augment, orient, orientations_taught
 
 CPU = torch.device("cpu")
 
@@ -41,7 +41,7 @@ def test_grayscale_images_are_repeated_for_a_three_channel_model():
 
 def test_evaluation_never_augments():
     images = _batch()
-    everything = AugmentConfig(shift=2, hflip=True, vflip=True, color_jitter=0.3)
+    everything = AugmentConfig(shift=2, hflip=True, vflip=True, color_jitter=0.3, rotate90=True, grayscale=1.0)
     out = _identity_preprocessor(everything)(images, train=False)
     torch.testing.assert_close(out, _plain(images))
 
@@ -95,5 +95,51 @@ def test_augmentation_is_reproducible_from_the_generator_seed():
 def test_defaults_suit_the_data():
     assert default_augment("mnist", "multi-class") == AugmentConfig(shift=2)  # no flips for digits
     tissue = default_augment("medmnist", "multi-class")
-    assert tissue.hflip and tissue.vflip and tissue.color_jitter > 0
-    assert not default_augment("folder", "binary").vflip  # scans have an up and a down
+    assert tissue.hflip and tissue.vflip and tissue.rotate90 and tissue.color_jitter > 0 and tissue.grayscale == 0.25
+    scans = default_augment("folder", "binary")
+    assert not scans.vflip and not scans.rotate90  # scans have an up and a down
+    assert not scans.grayscale  # cached transfer features could not honour it
+
+
+def test_rotate90_transposes_some_images_and_leaves_the_others():
+    images = _batch(n=64)
+    out = _identity_preprocessor(AugmentConfig(rotate90=True))(images, train=True,
+                                                               generator=torch.Generator().manual_seed(2))
+    plain = _plain(images)
+    turned = torch.tensor([torch.equal(o, p.transpose(1, 2)) for o, p in zip(out, plain)])
+    kept = torch.tensor([torch.equal(o, p) for o, p in zip(out, plain)])
+    assert bool((turned | kept).all())
+    assert 10 < int(turned.sum()) < 54
+
+
+def test_grayscale_makes_some_colour_images_gray_and_leaves_gray_data_alone():
+    images = _batch(n=200)
+    out = _identity_preprocessor(AugmentConfig(grayscale=0.25))(images, train=True,
+                                                                generator=torch.Generator().manual_seed(4))
+    plain = _plain(images)
+    luma = 0.299 * plain[:, 0] + 0.587 * plain[:, 1] + 0.114 * plain[:, 2]
+    gray = torch.tensor([torch.allclose(o, l.expand(3, -1, -1)) for o, l in zip(out, luma)])
+    kept = torch.tensor([torch.equal(o, p) for o, p in zip(out, plain)])
+    assert bool((gray | kept).all())
+    assert 25 < int(gray.sum()) < 75  # about a quarter
+    single = _batch(n=8, channels=1)
+    out = BatchPreprocessor([0.0], [1.0], CPU, AugmentConfig(grayscale=1.0))(single, train=True)
+    torch.testing.assert_close(out, _plain(single))
+
+
+def test_test_time_augmentation_uses_the_orientations_the_training_taught():
+    assert orientations_taught(AugmentConfig(shift=2)) == ("identity",)  # digits: one view, no extra cost
+    assert orientations_taught(AugmentConfig(hflip=True)) == ("identity", "hflip")
+    assert orientations_taught(AugmentConfig(vflip=True)) == ("identity", "vflip")
+    assert orientations_taught(AugmentConfig(hflip=True, vflip=True)) == ("identity", "hflip", "vflip", "rotate180")
+    assert orientations_taught(AugmentConfig(rotate90=True)) == ("identity", "transpose")
+    assert set(orientations_taught(AugmentConfig(hflip=True, rotate90=True))) == set(ORIENTATIONS)  # all 8
+
+
+def test_orientations_are_the_eight_symmetries_of_a_square():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    seen = {name: orient(x, name) for name in ORIENTATIONS}
+    assert len({tuple(v.flatten().tolist()) for v in seen.values()}) == 8  # all different
+    for k, name in ((1, "rotate90"), (2, "rotate180"), (3, "rotate270")):
+        assert torch.equal(seen[name], torch.rot90(x, k, dims=(2, 3)))
+    assert torch.equal(seen["anti-transpose"], torch.rot90(x, 1, dims=(2, 3)).flip(3))

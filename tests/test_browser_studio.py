@@ -200,8 +200,10 @@ def test_a_tiny_mnist_run_shows_live_charts_metrics_confusion_matrix_and_checkpo
     expect(tab.get_by_role("combobox", name="Model")).to_have_value("FastNet (CNN Explorer)")
     expect(tab.get_by_role("combobox", name="Checkpoint keeps")).to_have_value("best val. accuracy")
     expect(tab.get_by_text(re.compile(r"CPU \(\d+ threads?\)")).first).to_be_visible()
-    # Digits: flips are locked off.
+    # Digits: flips and rotations are locked off; gray copies make no sense for gray images.
     expect(tab.get_by_role("checkbox", name="Horizontal flips")).to_be_disabled()
+    expect(tab.get_by_role("checkbox", name="90° rotations")).to_be_disabled()
+    expect(tab.get_by_role("slider", name="Gray copies")).to_be_disabled()
     # 50 images per split and 4 steps: short enough to leave mistakes for the gallery.
     _configure_run(tab, epochs=1, batch=16, subset=50)
     expect(tab.get_by_text("50 training images in batches of 16: 4 steps per epoch, 4 in all.")).to_be_visible()
@@ -416,11 +418,14 @@ def _choose_transfer_model(tab, mode: str) -> None:
     shift = tab.get_by_role("slider", name="Random shift (pixels)")
     jitter = tab.get_by_role("slider", name="Colour jitter")
     flips = tab.get_by_role("checkbox", name="Horizontal flips")
-    cached_note = tab.get_by_text(re.compile(r"^Random shifts and jitter are off: the frozen backbone's features"))
-    # Cached features cannot be shifted or jittered per batch: locked at 0; flips stay (cached flipped copies).
-    for locked in (shift, jitter):
+    rotations = tab.get_by_role("checkbox", name="90° rotations")
+    cached_note = tab.get_by_text(re.compile(r"^Random shifts, jitter, rotations and gray copies are off: the frozen "
+                                             r"backbone's features"))
+    # Cached features cannot be shifted, jittered or turned per batch: locked at 0; flips stay (cached flipped copies).
+    for locked in (shift, jitter, tab.get_by_role("slider", name="Gray copies")):
         expect(locked).to_be_disabled()
         expect(locked).to_have_value("0")
+    expect(rotations).to_be_disabled()
     expect(flips).to_be_enabled()
     expect(cached_note).to_be_visible()
     # Only fine-tuning has blocks to choose.
@@ -433,6 +438,7 @@ def _choose_transfer_model(tab, mode: str) -> None:
     expect(tab.get_by_role("combobox", name="Finetune blocks")).to_have_count(0)
     expect(shift).to_be_enabled()
     expect(jitter).to_be_enabled()
+    expect(rotations).to_be_enabled()
     expect(cached_note).to_have_count(0)
     _choose(tab, "Mode", mode)
     if mode != "full":

@@ -117,7 +117,10 @@ def test_augmentation_flags_start_from_the_data_sets_default(tiny_data_dir):
     assert _train_config("--data", "mnist").augment is None  # the trainer picks what suits the data set
     assert _train_config("--data", "mnist", "--shift", "3").augment == AugmentConfig(shift=3)
     assert _train_config("--data", "pathmnist", "--no-vflip", "--color-jitter", "0").augment == AugmentConfig(
-        shift=2, hflip=True, vflip=False, color_jitter=0.0)
+        shift=2, hflip=True, vflip=False, color_jitter=0.0, rotate90=True, grayscale=0.25)
+    assert _train_config("--data", "pathmnist", "--no-rotate90", "--grayscale", "0.5").augment == AugmentConfig(
+        shift=2, hflip=True, vflip=True, color_jitter=0.1, rotate90=False, grayscale=0.5)
+    assert _train_config("--data", "pathmnist").tta and not _train_config("--data", "pathmnist", "--no-tta").tta
     assert _train_config("--data", "mnist", "--shift", "0", "--hflip", "--no-vflip", "--color-jitter", "0.2"
                          ).augment == AugmentConfig(shift=0, hflip=True, vflip=False, color_jitter=0.2)
 

@@ -281,7 +281,8 @@ STUDIO_CONFIGS = {
                               epochs=1, batch_size=2, lr=1 / 3, optimizer="rmsprop", schedule="none",
                               weight_decay=0.0, label_smoothing=0.1, momentum=0.8, monitor="val_accuracy",
                               seed=123, limit=40, augment=AugmentConfig(shift=4, hflip=False, vflip=True,
-                                                                       color_jitter=0.35)),
+                                                                       color_jitter=0.35, rotate90=True,
+                                                                       grayscale=0.3), tta=False),
 }
 
 

@@ -38,7 +38,7 @@ def test_shipped_checkpoint_loads_offline_and_is_small(path: Path):
 def test_shipped_checkpoint_reproduces_its_card(path: Path):
     loaded = load_checkpoint(path)
     card = loaded.card
-    if not data.dataset_status(card["dataset"]).available:
+    if not data.is_available(card["dataset"]):
         pytest.skip(f"{card['dataset']} is not under CNN_DATA_DIR")
     test = data.load_split(card["dataset"], "test", image_size=int(card["image_size"]))
     metrics = classification_metrics(predict_tensor(loaded, test.images), test.labels, len(card["class_names"]))

@@ -144,3 +144,44 @@ def test_a_last_batch_of_one_image_is_no_step_and_the_epoch_end_is_still_logged(
 def test_plain_models_need_no_preparation_status(tiny_data_dir):
     events = _events(TrainConfig(dataset="mnist", model="fastnet", epochs=1, batch_size=64, limit=64))
     assert not [e for e in events if isinstance(e, StatusEvent)]
+
+
+def test_test_metrics_average_the_orientations_the_augmentation_taught(tiny_data_dir, tmp_path):
+    """Test-time augmentation: PathMNIST's default trains with flips and 90° rotations, so its test metrics
+    average all 8 orientations; the card says so and predictions from the checkpoint use the same views."""
+    from cnn_core.augment import orient
+    from cnn_core.checkpoints import load_checkpoint
+    from cnn_core.data import load_split
+    from cnn_core.predict import card_views, predict_tensor
+
+    base = dict(dataset="pathmnist", model="simple_cnn", epochs=1, batch_size=16, lr=0.005)
+    end = run_training(TrainConfig(**base, out=str(tmp_path / "tta.safetensors")))
+    views = end.card["test_time_augmentation"]
+    assert len(views) == 8 and views[0] == "identity"
+    assert end.card["training"]["tta"] is True
+    assert "predictions average 8 orientations (identity, hflip" in (tmp_path / "tta.md").read_text()
+    loaded = load_checkpoint(tmp_path / "tta.safetensors")
+    assert card_views(loaded.card) == tuple(views)
+    test_images = load_split("pathmnist", "test").images
+    torch.testing.assert_close(predict_tensor(loaded, test_images), end.test_probs)
+    # Averaged over the 8 views, a prediction does not depend on the image's orientation.
+    torch.testing.assert_close(predict_tensor(loaded, orient(test_images, "rotate90").contiguous()), end.test_probs)
+    # One view: the same weights give different probabilities (the average really is over several views).
+    single = run_training(TrainConfig(**base, tta=False))
+    assert single.card["test_time_augmentation"] == []
+    assert not torch.allclose(single.test_probs, end.test_probs)
+
+
+def test_runs_without_flips_or_cached_features_predict_from_one_view(tiny_data_dir):
+    digits = run_training(TrainConfig(dataset="mnist", model="fastnet", epochs=1, batch_size=64, limit=64))
+    assert digits.card["test_time_augmentation"] == []  # shifts only: nothing to average
+    scans = run_training(TrainConfig(dataset="scans", model="simple_cnn", epochs=1, batch_size=4, image_size=32))
+    assert scans.card["test_time_augmentation"] == ["identity", "hflip"]
+
+
+def test_card_views_ignore_what_they_do_not_know():
+    from cnn_core.predict import card_views
+
+    assert card_views({}) == ("identity",)
+    assert card_views({"test_time_augmentation": "hflip"}) == ("identity",)
+    assert card_views({"test_time_augmentation": ["identity", "spin", 3, "hflip"]}) == ("identity", "hflip")

@@ -420,7 +420,9 @@ def test_cached_features_honour_flips_only(tiny_data_dir):
     for mode in ("frozen", "finetune"):
         assert transfer.augmentations_used(LITE0, {"mode": mode}) == {"hflip", "vflip"}
     plain = run_training(_config(epochs=2, augment=AugmentConfig(shift=0, hflip=True, color_jitter=0.0)))
-    shaken = run_training(_config(epochs=2, augment=AugmentConfig(shift=4, hflip=True, color_jitter=0.4)))
+    shaken = run_training(_config(epochs=2, augment=AugmentConfig(shift=4, hflip=True, color_jitter=0.4,
+                                                                  rotate90=True, grayscale=1.0)))
     assert torch.equal(plain.test_probs, shaken.test_probs)
+    assert plain.card["test_time_augmentation"] == []  # cached features are one view: no test-time averaging
     unflipped = run_training(_config(epochs=2, augment=AugmentConfig(shift=0, hflip=False, color_jitter=0.0)))
     assert not torch.equal(plain.test_probs, unflipped.test_probs)  # flips do apply, as cached views
