@@ -17,7 +17,7 @@ The folder holds 22 groups of pixel-identical images (47 files, 25 of them copie
 class, so a random split puts some test images' twins in the training set. The last column is the
 accuracy on the test images that have no identical copy in their split's training set.
 
-    CNN_DATA_DIR=../shared/data python benchmarks/bench_brain_mri.py [--seeds 0 1 2 3 4] [--modes frozen finetune]
+    CNN_DATA_DIR=../shared/data python benchmarks/bench_brain_mri.py [--seeds 0 1 2 ...] [--modes frozen finetune]
         [--threads 1]
 
 On a CPU shared with other work, `--threads 1` (or OMP_WAIT_POLICY=PASSIVE) avoids threads spinning while
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -47,7 +48,9 @@ SEED_003 = {"accuracy": 0.9231, "sensitivity": 0.90, "specificity": 0.9375, "aur
 
 #: The settings compared: model_args and training options per mode (the shipped checkpoint uses the best).
 MODES = {
-    "frozen": {"model_args": {"mode": "frozen"}, "epochs": 30, "lr": 0.003, "batch_size": 32},
+    # Features at 288 px (the files read at 288, not 224) and a head trained longer: +1.6 points over 224 px and
+    # 30 epochs at lr 0.003 on 60 splits (90.8 -> 92.5 %); the head trains in about a second on a CPU.
+    "frozen": {"model_args": {"mode": "frozen", "input_size": 288}, "epochs": 60, "lr": 0.01, "batch_size": 32},
     "finetune": {"model_args": {"mode": "finetune", "finetune_blocks": 2}, "epochs": 15, "lr": 0.003, "batch_size": 32},
 }
 
@@ -98,7 +101,9 @@ def mean_std(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="split seeds (default 0-4)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(30)),
+                        help="split seeds (default 0-29: with 26 test images a split, 30 splits put the standard "
+                        "error of the mean near 1 point)")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES), help="modes to compare")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--json", help="also write every run's numbers to this JSON file")
@@ -139,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         line += f"{mean_std([r['accuracy_unseen'] for r in chosen]):>16}"
         print(line)
         best_accuracy = max(best_accuracy, statistics.fmean(r["accuracy"] for r in chosen))
-    print(f"(mean ± standard deviation over {len(args.seeds)} splits, in %; kappa x 100. Timings are seconds per "
+    print(f"(mean ± standard deviation over {len(args.seeds)} splits, in %; kappa x 100; standard error of a mean "
+          f"= std / {math.sqrt(len(args.seeds)):.1f}. Timings are seconds per "
           "split on a CPU shared with other work; the first split's wall time includes computing the cached "
           "backbone features. Target: mean accuracy >= 92.3 %.)")
     if args.json:

@@ -261,7 +261,7 @@ def prepare_data(config: TrainConfig, resolved: ResolvedConfig, device: torch.de
     skipped = 0
     image_size = config.image_size
     if image_size is None and info.family == "folder":  # e.g. transfer models: the backbone's input size
-        image_size = get_model_spec(resolved.model).defaults.get("folder_image_size")
+        image_size = folder_image_size(resolved.model, config.model_args)
     for name in ("train", "val", "test"):
         split = data_registry.load_split(config.dataset, name, image_size=image_size)
         skipped += getattr(split, "skipped", 0) or 0
@@ -288,6 +288,17 @@ def prepare_data(config: TrainConfig, resolved: ResolvedConfig, device: torch.de
         normalization={"mean": list(mean), "std": list(std)},
         skipped=skipped,
     )
+
+
+def folder_image_size(model: str, model_args: dict | None) -> int | None:
+    """The side image-folder pictures are loaded at when the run names none: a transfer model's `input_size`
+    (so `--model-arg input_size=288` reads the files at 288 px instead of enlarging 224-px copies), else the
+    model's own default (None: the data set's usual 128 px)."""
+    default = get_model_spec(model).defaults.get("folder_image_size")
+    asked = (model_args or {}).get("input_size")
+    if default is not None and isinstance(asked, int) and not isinstance(asked, bool) and asked > 0:
+        return asked
+    return default
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float, momentum: float) -> torch.optim.Optimizer:

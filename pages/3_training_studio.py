@@ -304,33 +304,33 @@ def choose_augment(info: data.DatasetInfo, used: frozenset[str] | None = None) -
     locked = "" if used is None else "_cached"
     allowed = runs.augment_options(info.family, info.task)
     st.markdown("**Augmentation** (random changes to training images, so the network learns what matters)")
-    cols = st.columns(6)
+    sliders, switches = st.columns(3), st.columns(3)
     shift_off = used is not None and "shift" not in used
-    shift = cols[0].slider("Random shift (pixels)", 0, 4, default.shift, key=f"studio_shift_{info.name}{locked}",
-                           disabled=shift_off, help=CACHED_FEATURES_HELP if shift_off else None)
-    flip_help = None if allowed["hflip"] else "A mirrored 2 or 7 is not a digit any more, so flips are off for digits."
-    hflip = cols[1].checkbox("Horizontal flips", value=default.hflip and allowed["hflip"], disabled=not allowed["hflip"],
-                             key=f"studio_hflip_{info.name}", help=flip_help)
-    vflip = cols[2].checkbox("Vertical flips", value=default.vflip and allowed["vflip"], disabled=not allowed["vflip"],
-                             key=f"studio_vflip_{info.name}", help=flip_help)
+    shift = sliders[0].slider("Random shift (pixels)", 0, 4, default.shift, key=f"studio_shift_{info.name}{locked}",
+                              disabled=shift_off, help=CACHED_FEATURES_HELP if shift_off else None)
     jitter_off = used is not None and "color_jitter" not in used
-    jitter = cols[3].slider("Colour jitter", 0.0, 0.4, float(default.color_jitter), step=0.05,
-                            key=f"studio_jitter_{info.name}{locked}", disabled=jitter_off,
-                            help=CACHED_FEATURES_HELP if jitter_off else None)
-    rotate_off = used is not None and "rotate90" not in used
-    rotate90 = cols[4].checkbox("90° rotations", value=default.rotate90 and allowed["rotate90"],
-                                disabled=rotate_off or not allowed["rotate90"], key=f"studio_rotate90_{info.name}{locked}",
-                                help=CACHED_FEATURES_HELP if rotate_off else (
-                                    "Turn images by 90°: with both flips, the network sees all 8 orientations. "
-                                    "Test metrics then average the orientations (test-time augmentation)."
-                                    if allowed["rotate90"] else "A turned 6 is a 9, so rotations are off for digits."))
-    gray_off = used is not None and "grayscale" not in used or info.channels == 1
-    grayscale = cols[5].slider("Gray copies", 0.0, 1.0, float(default.grayscale) if info.channels == 3 else 0.0,
-                               step=0.05, key=f"studio_grayscale_{info.name}{locked}", disabled=gray_off,
-                               help=CACHED_FEATURES_HELP if used is not None and "grayscale" not in used else (
-                                   "The images are gray already." if info.channels == 1 else
-                                   "How often a colour image is shown in gray, so the network cannot rely on "
-                                   "stain colour alone (it differs between labs)."))
+    jitter = sliders[1].slider("Colour jitter", 0.0, 0.4, float(default.color_jitter), step=0.05,
+                               key=f"studio_jitter_{info.name}{locked}", disabled=jitter_off,
+                               help=CACHED_FEATURES_HELP if jitter_off else None)
+    gray_locked = used is not None and "grayscale" not in used
+    grayscale = sliders[2].slider(
+        "Gray copies", 0.0, 1.0, float(default.grayscale) if info.channels == 3 else 0.0, step=0.05,
+        key=f"studio_grayscale_{info.name}{locked}", disabled=gray_locked or info.channels == 1,
+        help=CACHED_FEATURES_HELP if gray_locked else "The images are gray already." if info.channels == 1 else
+        "How often a colour image is shown in gray, so the network cannot rely on stain colour alone (it differs "
+        "between labs).")
+    flip_help = None if allowed["hflip"] else "A mirrored 2 or 7 is not a digit any more, so flips are off for digits."
+    hflip = switches[0].checkbox("Horizontal flips", value=default.hflip and allowed["hflip"],
+                                 disabled=not allowed["hflip"], key=f"studio_hflip_{info.name}", help=flip_help)
+    vflip = switches[1].checkbox("Vertical flips", value=default.vflip and allowed["vflip"],
+                                 disabled=not allowed["vflip"], key=f"studio_vflip_{info.name}", help=flip_help)
+    rotate_locked = used is not None and "rotate90" not in used
+    rotate90 = switches[2].checkbox(
+        "90° rotations", value=default.rotate90 and allowed["rotate90"], disabled=rotate_locked or not allowed["rotate90"],
+        key=f"studio_rotate90_{info.name}{locked}",
+        help=CACHED_FEATURES_HELP if rotate_locked else "A turned 6 is a 9, so rotations are off for digits."
+        if not allowed["rotate90"] else "Turn images by 90°: with both flips the network sees all 8 orientations, "
+        "and its test metrics average them (test-time augmentation).")
     if shift_off or jitter_off:
         st.caption("Random shifts, jitter, rotations and gray copies are off: the frozen backbone's features are "
                    "computed once per image and cached, so only flips (as cached flipped copies) apply. Mode *full* "

@@ -426,3 +426,15 @@ def test_cached_features_honour_flips_only(tiny_data_dir):
     assert plain.card["test_time_augmentation"] == []  # cached features are one view: no test-time averaging
     unflipped = run_training(_config(epochs=2, augment=AugmentConfig(shift=0, hflip=False, color_jitter=0.0)))
     assert not torch.equal(plain.test_probs, unflipped.test_probs)  # flips do apply, as cached views
+
+
+def test_a_transfer_runs_input_size_is_the_size_folder_images_are_read_at(tiny_data_dir):
+    """`--model-arg input_size=N` without `--image-size` reads the files at N px (not 224-px copies enlarged)."""
+    from cnn_core.train import folder_image_size
+
+    assert folder_image_size(LITE0, {}) == 224  # the backbone's own input size
+    assert folder_image_size(LITE0, {"input_size": 288}) == 288
+    assert folder_image_size(LITE0, {"input_size": "288"}) == 224  # not a size: the default (the model refuses it)
+    assert folder_image_size("fastnet32", {"input_size": 288}) is None  # plain models: the folder's usual size
+    end = run_training(_config(epochs=1, image_size=None, model_args={"input_size": 48}))
+    assert end.card["image_size"] == 48
