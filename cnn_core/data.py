@@ -910,7 +910,8 @@ def _medmnist_download_size(flag: str, size: int) -> str:
 def _medmnist_how_to_get(flag: str, size: int) -> str:
     filename = _medmnist_filename(flag, size)
     suffix = "" if size == 28 else f"_{size}"
-    url = _medmnist_table()[flag].get(f"url{suffix}", "https://medmnist.com/")
+    mirror = settings.download_mirror()
+    url = f"{mirror}/{filename}" if mirror else _medmnist_table()[flag].get(f"url{suffix}", "https://medmnist.com/")
     return (
         f"Put {filename} in {settings.data_dir() / 'medmnist'} (that is $CNN_DATA_DIR/medmnist/), or run "
         f"`python -m cnn_core download {_medmnist_name(flag, size)}` while online (from {url})."

@@ -345,6 +345,13 @@ def test_servers_without_a_mirror_are_the_registrys(places, monkeypatch):
     assert data.download_server("mnist") == "classroom.example:8443"
 
 
+def test_the_how_to_get_hint_names_the_mirror_when_one_is_set(places, monkeypatch):
+    assert "(from https://zenodo.org/" in data.dataset_status("dermamnist").how_to_get
+    monkeypatch.setenv("CNN_DOWNLOAD_MIRROR", "https://classroom.example:8443/data/")
+    hint = data.dataset_status("dermamnist").how_to_get
+    assert "(from https://classroom.example:8443/data/dermamnist.npz)" in hint and "zenodo" not in hint
+
+
 def test_progress_text():
     assert data.DownloadProgress(12_300_000, 206_000_000, "pathmnist.npz").describe() == "12.3 of 206 MB"
     assert data.DownloadProgress(3_400_000, 11_600_000, "x").describe() == "3.4 of 11.6 MB"
