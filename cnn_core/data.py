@@ -1722,6 +1722,8 @@ def _fetch_first_working(
         raise DataError(
             f"Cannot create {plan.folder} ({_short(exc)}): point CNN_CACHE_DIR at a writable folder."
         ) from exc
+    for name in {name for files in alternatives for f in files for name in (f.filename, f.filename.removesuffix(".gz"))}:
+        _remove_stale_parts(plan.folder, name)  # MNIST unpacks each .gz into a part of its own
     errors: list[DataError] = []
     for files in alternatives:
         try:
@@ -1742,6 +1744,23 @@ def _fetch_first_working(
         meter.finish()
         return parts
     raise errors[-1]
+
+
+def _remove_stale_parts(folder: Path, filename: str) -> None:
+    """Delete the temporary `.<filename>.<pid>.<thread>.part` files of downloads whose process is gone (killed
+    mid-download: nothing ran its cleanup). Parts of a live process, maybe another app's download, stay."""
+    if os.name != "posix":  # os.kill(pid, 0) only asks on POSIX; on Windows it would end the process
+        return
+    for part in folder.glob(f".{glob.escape(filename)}.*.part"):
+        pid = part.name[len(filename) + 2 :].split(".", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            part.unlink(missing_ok=True)
+        except OSError:  # PermissionError: it exists, under another user
+            pass
 
 
 def _install_download(entry: _Entry, plan: _DownloadPlan, parts: dict[str, Path]) -> None:

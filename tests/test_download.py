@@ -345,6 +345,30 @@ def test_servers_without_a_mirror_are_the_registrys(places, monkeypatch):
     assert data.download_server("mnist") == "classroom.example:8443"
 
 
+@pytest.mark.skipif(os.name != "posix", reason="finding dead processes uses os.kill(pid, 0)")
+def test_parts_left_by_a_killed_download_are_removed_by_the_next_one(places, monkeypatch, derma_npz):
+    """A process killed mid-download runs no cleanup; the next download deletes its `.part` file, and keeps
+    the parts of processes that are still running (another download in progress)."""
+    import subprocess
+    import sys
+
+    _, cache_dir = places
+    folder = cache_dir / "medmnist"
+    folder.mkdir(parents=True)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = folder / f".dermamnist.npz.{int(gone.stdout)}.1.part"
+    alive = folder / f".dermamnist.npz.{os.getpid()}.99.part"
+    other = folder / f".pathmnist.npz.{int(gone.stdout)}.1.part"  # another data set's: not this download's business
+    for part in (dead, alive, other):
+        part.write_bytes(b"half a file")
+    files = {"dermamnist.npz": derma_npz, "dermamnist.npz.md5": md5_line(derma_npz, "dermamnist.npz")}
+    with serve_files(files) as server:
+        monkeypatch.setenv("CNN_DOWNLOAD_MIRROR", server.url)
+        data.download_dataset("dermamnist")
+    assert not dead.exists() and alive.exists() and other.exists()
+    assert (folder / "dermamnist.npz").read_bytes() == derma_npz
+
+
 def test_the_how_to_get_hint_names_the_mirror_when_one_is_set(places, monkeypatch):
     assert "(from https://zenodo.org/" in data.dataset_status("dermamnist").how_to_get
     monkeypatch.setenv("CNN_DOWNLOAD_MIRROR", "https://classroom.example:8443/data/")
