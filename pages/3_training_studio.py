@@ -563,6 +563,11 @@ def show_metrics(snap: runs.RunSnapshot) -> None:
                    help="ROC-AUC is undefined when a class is missing from the test set." if key == "auroc" else None)
     st.caption("Macro scores average the classes equally, so a rare class counts as much as a common one."
                if not binary else f"Sensitivity and specificity treat '{positive}' as the positive class.")
+    views = snap.end.card.get("test_time_augmentation") or []
+    if len(views) > 1:
+        st.caption(f"Test-time augmentation: each test image's class probabilities are the average over the "
+                   f"{len(views)} orientations its training taught ({', '.join(views)}); predictions from the "
+                   "checkpoint do the same.")
 
 
 def confusion_figure(matrix: list[list[int]], class_names: list[str]) -> go.Figure:

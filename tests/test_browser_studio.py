@@ -536,6 +536,33 @@ _DATA_FRAME_ROWS_JS = """() => [...document.querySelectorAll('[data-testid="stDa
     .map(r => [...r.querySelectorAll('[role="gridcell"]')].map(c => c.innerText)).filter(cells => cells.length)"""
 
 
+def test_a_run_with_flips_reports_test_metrics_averaged_over_the_taught_orientations(context, studio_server):
+    """Scans train with horizontal flips (not vertical: they have an up), so the test metrics average two views;
+    switching on 90° rotations as well makes it all eight."""
+    expect = _expect()
+    tab = _open(context, studio_server["url"], STUDIO)
+    _choose(tab, "Data set", SCANS_OPTION)
+    _choose(tab, "Model", "Simple CNN (8/16 filters)")
+    expect(tab.get_by_role("checkbox", name="Horizontal flips")).to_be_checked()
+    expect(tab.get_by_role("checkbox", name="Vertical flips")).not_to_be_checked()
+    rotations = tab.get_by_role("checkbox", name="90° rotations")
+    expect(rotations).not_to_be_checked()
+    expect(rotations).to_be_enabled()
+    _configure_run(tab, epochs=1, batch=8, subset=0)
+    _start(tab)
+    expect(tab.get_by_text("Test metrics (2 test images)")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    expect(tab.get_by_text(re.compile(r"^Test-time augmentation: .* average over the 2 orientations its training "
+                                      r"taught \(identity, hflip\)"))).to_be_visible()
+    tab.get_by_test_id("stCheckbox").filter(has_text="90° rotations").locator("label").click()  # the box is drawn over the input
+    expect(rotations).to_be_checked()
+    _start(tab)
+    expect(tab.get_by_text(re.compile(r"average over the 8 orientations"))).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    rows = _data_frame_rows(tab, count=2)
+    assert [row[8] for row in rows] == ["shift 2, h-flip, jitter 0.1", "shift 2, h-flip, rot-90, jitter 0.1"]
+    save_screenshot(tab, "studio-test-time-augmentation")
+    assert_no_exception(tab)
+
+
 def _data_frame_rows(tab, count: int) -> list[list[str]]:
     """The data frame's body rows, once it has drawn `count` of them (its accessible grid fills in after the canvas)."""
     tab.wait_for_function(f"() => ({_DATA_FRAME_ROWS_JS})().length >= {count}", timeout=30_000)
