@@ -604,8 +604,7 @@ def augment_options(family: str, task: str) -> dict[str, bool]:
     """Which augmentation toggles make sense for a data set: no flips or rotations for digits (a flipped 2 is
     no 2, a turned 6 is a 9)."""
     digits = family == "mnist"
-    return {"shift": True, "hflip": not digits, "vflip": not digits, "rotate90": not digits, "color_jitter": True,
-            "grayscale": True}
+    return {"shift": True, "hflip": not digits, "vflip": not digits, "rotate90": not digits, "color_jitter": True}
 
 
 __all__ = [

@@ -537,9 +537,9 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     test_probs = test_metrics = None
     # Test-time augmentation needs images: cached transfer features (a _ViewPicker) are one view already.
     on_images = isinstance(prepared.preprocess, BatchPreprocessor)
-    views = orientations_taught(resolved.augment) if config.tta and on_images else ()
+    views = orientations_taught(resolved.augment) if config.tta and on_images else ("identity",)
     if not cancelled:
-        test_probs = predict_probs(model, prepared.test[0], eval_preprocess, device, views=views or ("identity",))
+        test_probs = predict_probs(model, prepared.test[0], eval_preprocess, device, views=views)
         if test_probs.numel():
             test_metrics = classification_metrics(test_probs, prepared.test[1], len(info.class_names))
 

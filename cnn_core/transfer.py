@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .augment import orient
 from .errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -751,20 +752,21 @@ class View:
 
     name: str
     needs: str  # the AugmentConfig field that must be on for this view ("" for the plain view)
-    flip_dims: tuple[int, ...] = ()
+    orientation: str = "identity"  # augment.ORIENTATIONS: how the images are turned
 
     def applies(self, augment) -> bool:
         return not self.needs or bool(getattr(augment, self.needs, False))
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flip(self.flip_dims) if self.flip_dims else x
+        return orient(x, self.orientation)
 
 
+#: The names are the feature cache's keys (cache_key), so they stay as they are.
 VIEWS: tuple[View, ...] = (
     View("plain", ""),
-    View("hflip", "hflip", (3,)),
-    View("vflip", "vflip", (2,)),
-    View("hvflip", "vflip", (2, 3)),
+    View("hflip", "hflip", "hflip"),
+    View("vflip", "vflip", "vflip"),
+    View("hvflip", "vflip", "rotate180"),
 )
 
 
