@@ -10,7 +10,7 @@ import streamlit as st
 from cnn_core import settings
 from cnn_core.device import describe_device
 from cnn_core.errors import CnnError
-from cnn_explorer_ui import PageSpec, available_pages
+from cnn_explorer_ui import PageSpec, available_pages, browser_id, remember_browser
 
 st.set_page_config(page_title="CNN Explorer", page_icon=":material/neurology:", layout="wide",
                    menu_items={"About": "CNN Explorer: learn and do image classification with CNNs in PyTorch."})
@@ -25,12 +25,13 @@ def _device_label() -> str:
 
 
 @st.cache_data(ttl=30, show_spinner="Looking for data sets…")
-def _dataset_rows() -> list[dict[str, object]] | str:
-    """One row per registry data set: found or not, where, and how to get it; a message when unavailable."""
+def _dataset_rows(owner: str) -> list[dict[str, object]] | str:
+    """One row per registry data set (the shared ones and `owner`'s uploads): found or not, where, and how
+    to get it; a message when unavailable."""
     from cnn_core import data
 
     rows = []
-    for info in data.list_datasets():
+    for info in data.list_datasets(owner=owner):
         try:
             status = data.dataset_status(info.name)
         except CnnError as exc:
@@ -94,7 +95,7 @@ def home() -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         st.subheader(":material/database: Data sets")
-        rows = _dataset_rows()
+        rows = _dataset_rows(browser_id())
         if isinstance(rows, str):
             st.info(rows)
         else:
@@ -143,4 +144,5 @@ HOME = st.Page(home, title="Home", icon=":material/home:", default=True)
 current = st.navigation([HOME, *PAGES.values()])
 with st.sidebar:
     st.caption(f"Device: **{_device_label()}**")
+    remember_browser()  # on every page, so this browser's runs and uploads follow it into new tabs
 current.run()

@@ -1,4 +1,5 @@
-"""Streamlit helpers shared by the app's pages: the page list, error display, and small HTML number grids.
+"""Streamlit helpers shared by the app's pages: the page list, who the browser is, zip uploads, error display,
+and small HTML number grids.
 
 View code only: every number shown comes from `cnn_core`. Lives beside app.py (not in pages/) so it is
 never mistaken for a page.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +18,13 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from cnn_core import data, zipfolder
 from cnn_core.conv import heatmap_data
 from cnn_core.errors import CnnError
 
 ROOT = Path(__file__).resolve().parent
 PAGES_DIR = ROOT / "pages"
+BROWSER_COOKIE = "cnn_explorer_browser"  # one id per browser, shared by its tabs: its runs and its uploads
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,68 @@ def _spec_from_file_name(path: Path) -> PageSpec:
     title = rest.replace("_", " ").strip() or path.stem
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or path.stem
     return PageSpec(f"pages/{path.name}", title, icon or ":material/description:", slug, "")
+
+
+# ----------------------------------------------------------------------------------- who is asking
+def browser_id() -> str:
+    """This browser's id: a cookie shared by its tabs (set on the first visit), else a new one.
+
+    It owns the browser's training runs and uploaded data sets, so on a shared classroom server a student
+    sees their own uploads and runs, and nobody else's.
+    """
+    owner = st.session_state.get("browser_id")
+    if owner is None:
+        cookie = st.context.cookies.get(BROWSER_COOKIE)
+        owner = cookie if isinstance(cookie, str) and re.fullmatch(r"[0-9a-f]{32}", cookie) else uuid.uuid4().hex
+        st.session_state["browser_id"] = owner
+    return owner
+
+
+def remember_browser() -> None:
+    """Store `browser_id()` in a cookie once, so this browser's other tabs and reloads share it.
+
+    Streamlit only reads the cookies a session's first request carried, so the tab that sets it keeps its
+    id in session state.
+    """
+    owner = browser_id()
+    if st.context.cookies.get(BROWSER_COOKIE) != owner and not st.session_state.get("browser_cookie_sent"):
+        st.session_state["browser_cookie_sent"] = True
+        st.html(f"<script>document.cookie = '{BROWSER_COOKIE}={owner}; path=/; max-age=31536000; "
+                "SameSite=Strict';</script>", unsafe_allow_javascript=True)
+
+
+def browser_datasets() -> list[data.DatasetInfo]:
+    """The registry as this browser sees it: every shared data set plus its own uploads."""
+    return data.list_datasets(owner=browser_id())
+
+
+def import_zip_upload(key: str, label: str) -> str | None:
+    """A file uploader whose zip of class folders becomes a data set private to this browser.
+
+    Each upload is imported once (Streamlit keeps the file across reruns) and its outcome shown on every
+    rerun; returns the new data set's name on the rerun that imported it, so the page can select it.
+    """
+    uploaded = st.file_uploader(label, type=["zip"], key=key)
+    if uploaded is None:
+        return None
+    done = st.session_state.setdefault(f"{key}_imports", {})
+    imported = None
+    if uploaded.file_id not in done:
+        owner = browser_id()
+        try:
+            name = zipfolder.available_name(zipfolder.dataset_name_for(uploaded.name), owner)
+            with st.spinner(f"Checking and unpacking {uploaded.name}…"):
+                result = zipfolder.import_zip(uploaded.getvalue(), name, owner=owner)
+            done[uploaded.file_id] = ("ok", name, result.summary())
+            imported = name
+        except CnnError as exc:
+            done[uploaded.file_id] = ("error", None, str(exc))
+    outcome, name, message = done[uploaded.file_id]
+    if outcome == "ok":
+        st.success(f"**{uploaded.name}** is now the data set `{name}`: {message}", icon=":material/check_circle:")
+    else:
+        show_error(f"{uploaded.name} was refused. {message}")
+    return imported
 
 
 def show_error(error: CnnError | str, *, icon: str = ":material/error:") -> None:

@@ -67,6 +67,7 @@ __all__ = [
     "split_sizes",
     "channel_stats",
     "register_image_folder",
+    "folder_owner",
     "download_dataset",
     "download_server",
     "download_server_reachable",
@@ -184,6 +185,7 @@ class DatasetStatus:
 # In-process state
 
 _REGISTERED_FOLDERS: dict[str, tuple[Path, int]] = {}  # name -> (root, split seed)
+_FOLDER_OWNERS: dict[str, str] = {}  # name -> owner, for folders registered privately (one user's uploads)
 _STATE_LOCK = threading.RLock()
 _KEY_LOCKS: dict[tuple, threading.Lock] = {}
 _MEMORY: OrderedDict[tuple, SplitData] = OrderedDict()
@@ -207,17 +209,22 @@ def clear_caches(*, forget_registered: bool = False) -> None:
         _npz_split_counts.cache_clear()
         if forget_registered:
             _REGISTERED_FOLDERS.clear()
+            _FOLDER_OWNERS.clear()
 
 
 # --------------------------------------------------------------------------------------------------
 # Public functions
 
 
-def list_datasets() -> list[DatasetInfo]:
-    """Every registry entry, present on disk or not: MNIST, 48 MedMNIST entries, then folders."""
+def list_datasets(*, owner: str | None = None) -> list[DatasetInfo]:
+    """Every registry entry, present on disk or not: MNIST, 48 MedMNIST entries, then folders.
+
+    Folders registered privately (`register_image_folder(..., owner=...)`, a user's uploads) are listed
+    only for their `owner`, so on a shared server one student's zip never shows up in another's picker.
+    """
     infos = [_mnist_info()]
     infos += [_medmnist_info(flag, size) for flag in MEDMNIST_2D_FLAGS for size in MEDMNIST_SIZES]
-    for name, (root, seed) in _folder_entries().items():
+    for name, (root, seed) in _visible_folders(owner).items():
         try:
             infos.append(_folder_info(name, _scan_folder(root), seed))
         except DataError as exc:  # a folder that vanished or became unreadable since discovery
@@ -347,10 +354,14 @@ def channel_stats(name: str) -> tuple[list[float], list[float]]:
     return stats
 
 
-def register_image_folder(name: str, root: str | os.PathLike, *, seed: int = FOLDER_SPLIT_SEED) -> DatasetInfo:
+def register_image_folder(
+    name: str, root: str | os.PathLike, *, seed: int = FOLDER_SPLIT_SEED, owner: str | None = None
+) -> DatasetInfo:
     """Add a folder with one sub-folder of images per class (e.g. an unzipped upload) for this process.
 
-    `seed` drives its stratified train/val/test split. Registering a name again replaces it.
+    `seed` drives its stratified train/val/test split. With an `owner` (a user's id) the folder is private:
+    `list_datasets` shows it to that owner only. Registering a name again replaces it, but only for the
+    same owner: another owner's name is refused.
     """
     name = name.strip() if isinstance(name, str) else ""
     if not name:
@@ -360,8 +371,18 @@ def register_image_folder(name: str, root: str | os.PathLike, *, seed: int = FOL
     folder = Path(root).expanduser().resolve()
     scan = _scan_folder(folder)  # raises DataError when it is no image folder
     with _STATE_LOCK:
+        if name in _REGISTERED_FOLDERS and _FOLDER_OWNERS.get(name) != owner:
+            raise DataError(f"{name!r} is already the name of another user's image folder; choose another name.")
         _REGISTERED_FOLDERS[name] = (folder, int(seed))
+        if owner is not None:
+            _FOLDER_OWNERS[name] = owner
     return _folder_info(name, scan, int(seed))
+
+
+def folder_owner(name: str) -> str | None:
+    """Who registered the image folder `name` privately, or None for public folders and other names."""
+    with _STATE_LOCK:
+        return _FOLDER_OWNERS.get(name)
 
 
 def download_dataset(
@@ -515,12 +536,19 @@ def _folder_entry(name: str, root: Path, seed: int) -> _Entry:
 
 
 def _known_names_text() -> str:
-    folders = list(_folder_entries())
+    folders = list(_visible_folders(None))
     medmnist = ", ".join(MEDMNIST_2D_FLAGS)
     text = f"mnist, {medmnist} (add _64, _128 or _224 for larger MedMNIST images)"
     if folders:
         text += ", image folders: " + ", ".join(folders)
     return text
+
+
+def _visible_folders(owner: str | None) -> dict[str, tuple[Path, int]]:
+    """`_folder_entries()` without the folders private to other owners (with None: to anyone)."""
+    with _STATE_LOCK:
+        private = dict(_FOLDER_OWNERS)
+    return {name: entry for name, entry in _folder_entries().items() if private.get(name) in (None, owner)}
 
 
 def _folder_entries() -> dict[str, tuple[Path, int]]:

@@ -4,7 +4,9 @@ A zip is untrusted input. Before anything is written, every member name is check
 or drive paths, no symlinks, no encrypted members, and the declared sizes and file count must stay within
 limits. While extracting, the bytes actually read are counted too (a zip can lie about its sizes), and
 every file is decoded as an image before it is kept; anything else is skipped and counted. The result is
-`CNN_CACHE_DIR/uploads/<name>/<class>/<file>`, registered with the data registry for this process.
+`CNN_CACHE_DIR/uploads/<name>/<class>/<file>`, registered with the data registry for this process. An
+upload with an `owner` (one user's id on a shared server) goes to `uploads/<owner>/<name>/` and is private:
+the registry lists it for that owner only, and nobody else's upload can replace it.
 """
 
 from __future__ import annotations
@@ -81,6 +83,15 @@ def uploads_dir() -> Path:
     return path
 
 
+def upload_root(name: str, owner: str | None = None) -> Path:
+    """The folder an upload named `name` unpacks to: `uploads/<name>`, or `uploads/<owner>/<name>`."""
+    if owner is None:
+        return uploads_dir() / name
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", owner):
+        raise DataError(f"{owner!r} is not a valid owner id: use letters, digits, '-' and '_'.")
+    return uploads_dir() / owner / name
+
+
 def dataset_name_for(filename: str) -> str:
     """A registry name from an upload's file name: "My X-rays.zip" -> "my_x_rays"."""
     stem = filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
@@ -101,8 +112,10 @@ def import_zip(
     *,
     limits: ZipLimits | None = None,
     register: bool = True,
+    owner: str | None = None,
 ) -> ZipImport:
-    """Unpack an uploaded zip of class folders into `uploads/<name>/` and register it as a data set.
+    """Unpack an uploaded zip of class folders into `upload_root(name, owner)` and register it as a data set
+    (private to `owner` when one is given).
 
     Accepts `class/*.png` at the top level or inside one wrapper folder (`mydata/class/*.png`); deeper
     sub-folders inside a class are flattened into it. Raises `DataError` for an unsafe or unusable zip.
@@ -110,8 +123,9 @@ def import_zip(
     limits = limits or ZipLimits()
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
         raise DataError(f"{name!r} is not a valid data set name: use lowercase letters, digits and '_'.")
+    target = upload_root(name, owner)
     if register:
-        _refuse_taken_name(name)
+        _refuse_taken_name(name, owner)
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
     try:
         archive = zipfile.ZipFile(stream)
@@ -124,43 +138,49 @@ def import_zip(
         _check_members(members, limits)
         result, plan = _plan(members, name)
         _check_plan(result, plan)
-        root = _extract(archive, plan, result, name, limits)
+        root = _extract(archive, plan, result, target, limits)
     result.root = root
     if register:
         from .data import register_image_folder
 
-        result.info = register_image_folder(name, root)
+        result.info = register_image_folder(name, root, owner=owner)
     return result
 
 
-def available_name(name: str) -> str:
-    """`name`, or `name_upload` (`name_upload_2`, ...) when a built-in set or a data folder already has it."""
+def available_name(name: str, owner: str | None = None) -> str:
+    """`name`, or `name_upload` (`name_upload_2`, ...) when a built-in set, a data folder or another owner's
+    upload already has it (`owner`'s own earlier upload of that name may be replaced)."""
     candidate, counter = name, 1
-    while _taken_by(candidate):
+    while _taken_by(candidate, owner):
         counter += 1
         candidate = f"{name}_upload" if counter == 2 else f"{name}_upload_{counter - 1}"
     return candidate
 
 
-def _taken_by(name: str) -> str | None:
-    """What already owns `name` (a built-in set, or an image folder that is not an earlier upload)."""
-    from .data import list_datasets
+def _taken_by(name: str, owner: str | None) -> str | None:
+    """What already has `name`: a built-in set, another owner's upload, or an image folder that is not
+    `owner`'s earlier upload of that name."""
+    from .data import folder_owner, list_datasets
 
-    for info in list_datasets():
+    holder = folder_owner(name)
+    if holder is not None and holder != owner:
+        return "another user's upload"
+    for info in list_datasets(owner=owner):
         if info.name != name:
             continue
         if info.family != "folder":
             return f"the built-in data set {info.title}"
-        if info.root and Path(info.root).resolve().parent != uploads_dir().resolve():
+        if info.root and Path(info.root).resolve() != upload_root(name, owner).resolve():
             return f"the image folder {info.root}"
     return None
 
 
-def _refuse_taken_name(name: str) -> None:
-    """Built-in sets and folders under CNN_DATA_DIR keep their names; an earlier upload may be replaced."""
-    owner = _taken_by(name)
-    if owner:
-        raise DataError(f"{name!r} is already the name of {owner}; choose another name.")
+def _refuse_taken_name(name: str, owner: str | None) -> None:
+    """Built-in sets, folders under CNN_DATA_DIR and other users' uploads keep their names; the same owner's
+    earlier upload may be replaced."""
+    holder = _taken_by(name, owner)
+    if holder:
+        raise DataError(f"{name!r} is already the name of {holder}; choose another name.")
 
 
 def _member_parts(raw_name: str) -> list[str]:
@@ -264,12 +284,13 @@ def _extract(
     archive: zipfile.ZipFile,
     plan: list[tuple[zipfile.ZipInfo, str, str]],
     result: ZipImport,
-    name: str,
+    target: Path,
     limits: ZipLimits,
 ) -> Path:
-    """Write the planned images into a temporary folder, counting real bytes, then move it into place."""
-    target = uploads_dir() / name
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=uploads_dir()))
+    """Write the planned images into a temporary folder beside `target`, counting real bytes, then move it
+    into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         total = 0
         for info, class_name, file_name in plan:

@@ -1,7 +1,8 @@
 """Dataset Gallery: what is in a data set before a network ever sees it.
 
 A thin view: the registry is `cnn_core.data`, every number and picture comes from `cnn_core.gallery`,
-zip uploads go through `cnn_core.zipfolder`. State lives in `st.session_state` under "gallery_*" keys.
+zip uploads go through `cnn_core.zipfolder` (via `cnn_explorer_ui.import_zip_upload`). State lives in
+`st.session_state` under "gallery_*" keys.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from cnn_core import data, gallery, zipfolder
+from cnn_core import data, gallery
 from cnn_core.errors import CnnError
-from cnn_explorer_ui import grid_html, render_html, show_error
+from cnn_explorer_ui import browser_id, grid_html, import_zip_upload, render_html, show_error
 
 DEFAULT_SEED = 0
 DEFAULT_PER_CLASS = 8
@@ -32,10 +33,15 @@ st.markdown(
 
 
 # ------------------------------------------------------------------------------------------ registry
-@st.cache_data(ttl=30, show_spinner="Looking for data sets…")
 def _catalogue() -> dict[str, gallery.PickerEntry]:
-    """The picker's entries by key, in registry order (uploads and new folders show up within 30 s)."""
-    return {entry.key: entry for entry in gallery.picker_entries(data.list_datasets())}
+    """The picker's entries by key, in registry order: the shared data sets and this browser's uploads."""
+    return _catalogue_for(browser_id())
+
+
+@st.cache_data(ttl=30, show_spinner="Looking for data sets…")
+def _catalogue_for(owner: str) -> dict[str, gallery.PickerEntry]:
+    """Cached per browser (new folders under CNN_DATA_DIR show up within 30 s)."""
+    return {entry.key: entry for entry in gallery.picker_entries(data.list_datasets(owner=owner))}
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -80,33 +86,18 @@ def _online(server: str, _name: str) -> bool:
 
 # ------------------------------------------------------------------------------------------ zip upload
 def import_upload() -> None:
-    """Import a newly uploaded zip once (Streamlit keeps the file across reruns) and select it."""
+    """The zip uploader; a newly imported zip is selected in the picker."""
     st.markdown(
         "Zip a folder with **one sub-folder per class** (`cats/…`, `dogs/…`; a single wrapper folder around "
-        "them is fine). It becomes a data set for this session, also offered by the training studio. "
-        "Files that are not images are skipped and counted."
+        "them is fine). It becomes a data set for you only (other people using this app do not see it), also "
+        "offered by the training studio. Files that are not images are skipped and counted."
     )
-    uploaded = st.file_uploader("Zip of class folders", type=["zip"], key="gallery_zip")
-    if uploaded is None:
-        return
-    done = st.session_state.setdefault("gallery_imports", {})
-    if uploaded.file_id not in done:
-        try:
-            name = zipfolder.available_name(zipfolder.dataset_name_for(uploaded.name))
-            with st.spinner(f"Checking and unpacking {uploaded.name}…"):
-                result = zipfolder.import_zip(uploaded.getvalue(), name)
-            done[uploaded.file_id] = ("ok", name, result.summary())
-            _catalogue.clear()
-            _available.clear()
-            st.session_state["gallery_base"] = name
-        except CnnError as exc:
-            done[uploaded.file_id] = ("error", None, str(exc))
-    outcome, name, message = done[uploaded.file_id]
-    if outcome == "ok":
-        st.success(f"**{uploaded.name}** is now the data set `{name}`: {message}",
-                   icon=":material/check_circle:")
-    else:
-        show_error(f"{uploaded.name} was refused. {message}")
+    imported = import_zip_upload("gallery_zip", "Zip of class folders")
+    if imported:
+        _catalogue_for.clear()
+        _available.clear()
+        st.session_state["gallery_base"] = imported
+        st.session_state.pop("gallery_unknown_link", None)
 
 
 # ------------------------------------------------------------------------------------------ picker
@@ -123,6 +114,12 @@ def choose_dataset() -> str | None:
             st.session_state["gallery_base"] = base
             size = next(side for side, name in catalogue[base].sizes.items() if name == wanted)
             st.session_state[f"gallery_size_{base}"] = size
+        else:
+            st.session_state["gallery_unknown_link"] = wanted
+    if unknown := st.session_state.get("gallery_unknown_link"):
+        st.info(f"The link asked for a data set called `{unknown}`, which this app does not have (an uploaded "
+                "zip is only offered in the browser that uploaded it). Choose one below.",
+                icon=":material/link_off:")
     if st.session_state.get("gallery_base") not in catalogue:
         st.session_state["gallery_base"] = next(iter(catalogue))
     elif st.session_state.pop("gallery_relabel", False):
@@ -139,6 +136,7 @@ def choose_dataset() -> str | None:
     left, right = st.columns([3, 2])
     with left:
         base = st.selectbox("Data set", list(catalogue), format_func=label, key="gallery_base",
+                            on_change=lambda: st.session_state.pop("gallery_unknown_link", None),
                             help="MNIST, the 12 two-dimensional MedMNIST sets, image folders found under "
                                  "CNN_DATA_DIR and zips you uploaded.")
     sizes = catalogue[base].sizes
@@ -199,7 +197,7 @@ def download(info: data.DatasetInfo, server: str) -> None:
         bar.empty()
         show_error(exc)
         return
-    _catalogue.clear()
+    _catalogue_for.clear()
     _available.clear()
     st.session_state["gallery_relabel"] = True
     st.rerun()

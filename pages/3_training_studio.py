@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import re
-import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,16 +19,15 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from cnn_core import data, gallery, models, runs, transfer, zipfolder
+from cnn_core import data, gallery, models, runs, transfer
 from cnn_core.augment import AugmentConfig, default_augment
 from cnn_core.device import describe_device, pick_device
 from cnn_core.errors import CnnError
 from cnn_core.metrics import METRIC_LABELS
 from cnn_core.train import MIN_BATCH_SIZE, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig, default_monitor, steps_per_epoch
-from cnn_explorer_ui import show_error
+from cnn_explorer_ui import browser_datasets, browser_id, import_zip_upload, show_error
 
 REFRESH_SECONDS = 1.0  # how often the live charts poll the run
-BROWSER_COOKIE = "cnn_explorer_browser"  # one id per browser, shared by its tabs: one run per person
 FOLDER_SIZES = (32, 64, 96, 128)
 GALLERY_COLUMNS = 8
 MAX_CHART_POINTS = 1000  # per curve; longer runs are thinned for the browser
@@ -62,28 +59,6 @@ def _manager() -> runs.RunManager:
     return runs.RunManager()
 
 
-def _owner() -> str:
-    """This browser's id: a cookie shared by its tabs (set on the first visit), else a new one."""
-    owner = st.session_state.get("studio_owner")
-    if owner is None:
-        cookie = st.context.cookies.get(BROWSER_COOKIE) or ""
-        owner = cookie if re.fullmatch(r"[0-9a-f]{32}", cookie) else uuid.uuid4().hex
-        st.session_state["studio_owner"] = owner
-    return owner
-
-
-def _remember_browser(owner: str) -> None:
-    """Store the id in a cookie once, so this browser's other tabs show (and cannot duplicate) its run.
-
-    Streamlit only reads the cookies a session's first request carried, so the tab that sets it keeps its
-    id in session state.
-    """
-    if st.context.cookies.get(BROWSER_COOKIE) != owner and not st.session_state.get("studio_cookie_sent"):
-        st.session_state["studio_cookie_sent"] = True
-        st.html(f"<script>document.cookie = '{BROWSER_COOKIE}={owner}; path=/; max-age=31536000; "
-                "SameSite=Strict';</script>", unsafe_allow_javascript=True)
-
-
 @st.cache_data(ttl=60, show_spinner=False)
 def _device_label() -> str:
     return describe_device(pick_device())
@@ -108,7 +83,7 @@ def _trainable_datasets() -> tuple[dict[str, data.DatasetInfo], list[str]]:
     """
     present: dict[str, data.DatasetInfo] = {}
     multi_label: list[str] = []
-    for info in data.list_datasets():
+    for info in browser_datasets():
         try:
             if not data.dataset_status(info.name).available:
                 continue
@@ -122,29 +97,6 @@ def _trainable_datasets() -> tuple[dict[str, data.DatasetInfo], list[str]]:
 
 
 # ------------------------------------------------------------------------------------------ setup
-def import_upload() -> None:
-    """A zip of class folders becomes a data set for this server process (as on the Dataset Gallery)."""
-    uploaded = st.file_uploader("Zip of class folders (one sub-folder of images per class)", type=["zip"],
-                                key="studio_zip")
-    if uploaded is None:
-        return
-    done = st.session_state.setdefault("studio_imports", {})
-    if uploaded.file_id not in done:
-        try:
-            name = zipfolder.dataset_name_for(uploaded.name)
-            with st.spinner(f"Checking and unpacking {uploaded.name}…"):
-                result = zipfolder.import_zip(uploaded.getvalue(), name)
-            done[uploaded.file_id] = ("ok", name, result.summary())
-            st.session_state["studio_dataset"] = name
-        except CnnError as exc:
-            done[uploaded.file_id] = ("error", None, str(exc))
-    outcome, name, message = done[uploaded.file_id]
-    if outcome == "ok":
-        st.success(f"**{uploaded.name}** is now the data set `{name}`: {message}", icon=":material/check_circle:")
-    else:
-        show_error(f"{uploaded.name} was refused. {message}")
-
-
 def choose_dataset() -> data.DatasetInfo | None:
     present, multi_label = _trainable_datasets()
     chosen = st.session_state.get("studio_dataset")
@@ -164,8 +116,8 @@ def choose_dataset() -> data.DatasetInfo | None:
         return f"{info.title} · {family}" + (f" · {count:,} images" if count else "")
 
     name = st.selectbox("Data set", list(present), format_func=label, key="studio_dataset",
-                        help="Data sets found on this computer, image folders under CNN_DATA_DIR and zips uploaded "
-                             "in this app. Multi-label sets (ChestMNIST) cannot be trained here yet.")
+                        help="Data sets found on this computer, image folders under CNN_DATA_DIR and the zips "
+                             "you uploaded (only you see them). Multi-label sets (ChestMNIST) cannot be trained here yet.")
     info = present[name]
     st.caption(f"{info.task} · {len(info.class_names)} classes · {info.channels} channel(s) · "
                f"{info.image_size}×{info.image_size} px" + (f" · left out (multi-label): {', '.join(multi_label)}"
@@ -345,7 +297,9 @@ def setup(owner: str, manager: runs.RunManager, active: runs.RunSnapshot | None)
     st.subheader(":material/tune: Set up a run")
     with st.expander("Add your own image folder (upload a zip)", icon=":material/upload:",
                      expanded=bool(st.session_state.get("studio_zip"))):
-        import_upload()
+        imported = import_zip_upload("studio_zip", "Zip of class folders (one sub-folder of images per class)")
+        if imported:
+            st.session_state["studio_dataset"] = imported
     info = choose_dataset()
     if info is None:
         return
@@ -736,7 +690,7 @@ try:
 except CnnError as exc:  # e.g. CNN_MAX_CONCURRENT_RUNS is not a number
     show_error(exc)
     st.stop()
-browser_owner = _owner()
+browser_owner = browser_id()
 
 # One look at the manager for the whole script run, so the set-up and the run panel agree about it.
 active_run = run_manager.active_run(browser_owner)
@@ -759,4 +713,3 @@ if shown is not None:
         show_results(run_manager.snapshot(shown))
     compare_runs(run_manager, browser_owner)
 
-_remember_browser(browser_owner)

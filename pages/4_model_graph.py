@@ -24,7 +24,7 @@ from cnn_core.augment import BatchPreprocessor
 from cnn_core.checkpoints import list_checkpoints, load_checkpoint
 from cnn_core.errors import CnnError
 from cnn_core.settings import cache_dir
-from cnn_explorer_ui import show_error
+from cnn_explorer_ui import browser_datasets, show_error
 
 MAX_LAYERS_SHOWN = 12  # feature-map grids shown at first; a picker offers the rest
 MAPS_PER_LAYER = 32
@@ -142,7 +142,7 @@ def _model_args(spec: models.ModelSpec) -> dict:
 
 
 def choose_registry_model() -> ModelChoice | None:
-    infos = {info.name: info for info in data.list_datasets()}
+    infos = {info.name: info for info in browser_datasets()}
     names = sorted(infos, key=lambda n: (not _available(n), list(infos).index(n)))
     left, right = st.columns(2)
     with left:

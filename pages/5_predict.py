@@ -16,7 +16,7 @@ import streamlit as st
 from cnn_core import explain, images, settings
 from cnn_core.checkpoints import LoadedCheckpoint, list_checkpoints, load_checkpoint
 from cnn_core.errors import CheckpointError, CnnError
-from cnn_explorer_ui import show_error
+from cnn_explorer_ui import browser_id, show_error
 
 CANVAS_SIDE = 280      # px: ten times MNIST's 28, so a brush of about 20 px gives MNIST's stroke width
 SEEN_SIDE = 196        # px: the 28x28 input enlarged 7x (nearest neighbour, pixels stay visible)
@@ -200,12 +200,13 @@ def upload_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def _present_datasets() -> dict[str, str]:
-    """Registry data sets whose files are here (name -> title), at their own size."""
+def _present_datasets(owner: str) -> dict[str, str]:
+    """Registry data sets whose files are here (name -> title), at their own size: the shared ones and
+    `owner`'s uploads."""
     from cnn_core import data
 
     present = {}
-    for info in data.list_datasets():
+    for info in data.list_datasets(owner=owner):
         try:
             if data.dataset_status(info.name).available:
                 present[info.name] = info.title
@@ -236,7 +237,7 @@ def _ask_for_sample(name: str, cards: list[dict]) -> None:
 
 def sample_buttons(cards: list[dict]) -> None:
     """One button per data set found here; drawn before the model selector so a click can switch models."""
-    present = _present_datasets()
+    present = _present_datasets(browser_id())
     if not present:
         st.info("No data set was found under CNN_DATA_DIR, so there are no test images to pick; the home page "
                 "says where data sets were looked for and how to get them.")

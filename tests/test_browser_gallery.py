@@ -18,6 +18,7 @@ from PIL import Image
 from browser_fixtures import (
     DEFAULT_TIMEOUT_MS,
     assert_no_exception,
+    rerun_after,
     save_screenshot,
     serve_app,
     wait_for_app,
@@ -250,6 +251,73 @@ def test_upload_zip_with_path_traversal_is_refused(page):
     assert page.get_by_role("heading", name="evil (image folder)").count() == 0
     save_screenshot(page, "gallery-upload-refused")
     assert_no_exception(page)
+
+
+def _picker_matches(page, text: str) -> list[str]:
+    """The data set picker's options after typing `text` into it (the list is filtered as one types)."""
+    page.get_by_role("combobox", name="Data set").click()
+    page.keyboard.type(text)
+    page.wait_for_timeout(300)
+    options = [option for option in page.locator('[role="option"]').all_inner_texts() if option != "No results"]
+    page.keyboard.press("Escape")
+    return options
+
+
+def _open_studio(page) -> None:
+    page.goto(f"{page.app_url}/training-studio")
+    page.get_by_role("heading", name="Set up a run").wait_for(timeout=LOAD_TIMEOUT_MS)
+    wait_for_app(page, LOAD_TIMEOUT_MS)
+    assert_no_exception(page)
+
+
+def _pick(page, text: str) -> None:
+    page.get_by_role("combobox", name="Data set").click()
+    page.keyboard.type(text)
+    page.locator('[role="option"]').first.click()
+
+
+def test_an_upload_is_offered_in_its_own_browser_only(page, browser, warm_app):
+    members = {f"{shape}s/{i}.png": _png(150 + 10 * i, shape) for shape in ("square", "circle") for i in range(4)}
+    _open_gallery(page, "retinamnist_224")
+    _upload(page, "private_shapes.zip", _zip(members))
+    page.get_by_role("heading", name="private_shapes (image folder)").wait_for(timeout=LOAD_TIMEOUT_MS)
+    assert any("private_shapes" in option for option in _picker_matches(page, "private"))
+
+    same_browser = page.context.new_page()  # another tab of this browser: shares its cookie, so its uploads
+    same_browser.app_url = warm_app
+    try:
+        _open_gallery(same_browser, "private_shapes")
+        same_browser.get_by_role("heading", name="private_shapes (image folder)").wait_for(timeout=LOAD_TIMEOUT_MS)
+        assert_no_exception(same_browser)
+        _open_studio(same_browser)
+        assert any("private_shapes" in option for option in _picker_matches(same_browser, "private"))
+    finally:
+        same_browser.close()
+
+    other = browser.new_context(viewport={"width": 1400, "height": 1000})  # another student's browser
+    try:
+        stranger = other.new_page()
+        stranger.set_default_timeout(DEFAULT_TIMEOUT_MS)
+        stranger.app_url = warm_app
+        stranger.goto(warm_app)  # its first visit sets its own cookie
+        wait_for_app(stranger, timeout_ms=90_000)
+        _open_gallery(stranger, "private_shapes")
+        stranger.get_by_role("heading", name="MNIST").wait_for(timeout=LOAD_TIMEOUT_MS)  # the first entry instead
+        assert stranger.get_by_role("heading", name="private_shapes (image folder)").count() == 0
+        notice = stranger.locator('[data-testid="stAlert"]').filter(has_text="asked for a data set called")
+        assert "private_shapes" in notice.inner_text()
+        assert _picker_matches(stranger, "private") == [] and _picker_matches(stranger, "retina") != []
+        save_screenshot(stranger, "gallery-upload-other-browser")
+        rerun_after(stranger, lambda: _pick(stranger, "Retina"))
+        assert notice.count() == 0  # gone once a data set is chosen
+        assert_no_exception(stranger)
+        _open_studio(stranger)
+        if stranger.get_by_role("combobox", name="Data set").count():  # CNN_DATA_DIR has data sets to train
+            assert _picker_matches(stranger, "private") == []
+        else:  # none here, and the other browser's upload is not one of them
+            stranger.get_by_text("No trainable data set was found").wait_for()
+    finally:
+        other.close()
 
 
 # ------------------------------------------------------------------------------------------ download

@@ -390,6 +390,55 @@ def test_zip_cannot_take_a_builtin_or_data_folder_name(tiny_data_dir, taken):
     assert available_name("fresh_name") == "fresh_name"
 
 
+def _two_class_zip(value: int = 100) -> bytes:
+    return _zip({f"{cls}/{i}.png": _png(value + i) for cls in ("a", "b") for i in range(3)})
+
+
+def test_an_owners_upload_is_listed_for_that_owner_only(tiny_data_dir):
+    from cnn_core import data
+    from cnn_core.zipfolder import upload_root
+
+    result = import_zip(_two_class_zip(), "pets", owner="alice")
+    assert result.root == upload_root("pets", "alice") == uploads_dir() / "alice" / "pets"
+    assert data.folder_owner("pets") == "alice"
+    assert "pets" in [info.name for info in data.list_datasets(owner="alice")]
+    assert "pets" not in [info.name for info in data.list_datasets(owner="bob")]
+    assert "pets" not in [info.name for info in data.list_datasets()]
+    assert "scans" in [info.name for info in data.list_datasets(owner="bob")]  # shared folders stay shared
+    assert len(data.load_split("pets", "train").labels) > 0  # a run started by its owner finds it by name
+    with pytest.raises(DataError) as unknown:
+        data.get_dataset_info("no_such_set")
+    assert "pets" not in str(unknown.value)  # the list of known names does not give it away
+
+
+def test_another_owners_upload_keeps_its_name_and_its_files(tiny_data_dir):
+    from cnn_core import data
+
+    first = import_zip(_two_class_zip(100), "pets", owner="alice")
+    before = sorted((p.relative_to(first.root).as_posix(), p.read_bytes()) for p in first.root.rglob("*.png"))
+    with pytest.raises(DataError, match="another user's upload"):
+        import_zip(_two_class_zip(200), "pets", owner="bob")
+    with pytest.raises(DataError, match="another user's upload"):
+        import_zip(_two_class_zip(200), "pets")  # nor an upload without an owner
+    assert available_name("pets", "bob") == "pets_upload"
+    assert available_name("pets", "alice") == "pets"  # her own upload may be replaced
+    bobs = import_zip(_two_class_zip(200), available_name("pets", "bob"), owner="bob")
+    assert {info.name for info in data.list_datasets(owner="bob") if info.family == "folder"} == {"scans", "pets_upload"}
+    after = sorted((p.relative_to(first.root).as_posix(), p.read_bytes()) for p in first.root.rglob("*.png"))
+    assert after == before and bobs.root != first.root
+    with pytest.raises(DataError, match="another user's"):
+        data.register_image_folder("pets", bobs.root, owner="bob")
+    again = import_zip(_zip({f"{cls}/1.png": _png() for cls in "xyz"}), "pets", owner="alice")
+    assert again.info.class_names == ("x", "y", "z") and data.folder_owner("pets") == "alice"
+
+
+@pytest.mark.parametrize("owner", ["../alice", "a/b", "", "x" * 65])
+def test_an_owner_id_that_is_no_plain_name_is_refused(tiny_data_dir, owner):
+    with pytest.raises(DataError, match="not a valid owner id"):
+        import_zip(_two_class_zip(), "pets", owner=owner)
+    assert list(uploads_dir().iterdir()) == []
+
+
 # --- the page itself, run headless by Streamlit's AppTest on the tiny data sets --------------------------
 
 GALLERY_PAGE = Path(__file__).resolve().parents[1] / "pages" / "2_dataset_gallery.py"
