@@ -33,14 +33,10 @@ st.markdown(
 
 
 # ------------------------------------------------------------------------------------------ registry
-def _catalogue() -> dict[str, gallery.PickerEntry]:
-    """The picker's entries by key, in registry order: the shared data sets and this browser's uploads."""
-    return _catalogue_for(browser_id())
-
-
 @st.cache_data(ttl=30, show_spinner="Looking for data sets…")
-def _catalogue_for(owner: str) -> dict[str, gallery.PickerEntry]:
-    """Cached per browser (new folders under CNN_DATA_DIR show up within 30 s)."""
+def _catalogue(owner: str) -> dict[str, gallery.PickerEntry]:
+    """The picker's entries by key, in registry order: the shared data sets and `owner`'s uploads (new
+    folders under CNN_DATA_DIR show up within 30 s)."""
     return {entry.key: entry for entry in gallery.picker_entries(data.list_datasets(owner=owner))}
 
 
@@ -94,7 +90,7 @@ def import_upload() -> None:
     )
     imported = import_zip_upload("gallery_zip", "Zip of class folders")
     if imported:
-        _catalogue_for.clear()
+        _catalogue.clear()
         _available.clear()
         st.session_state["gallery_base"] = imported
         st.session_state.pop("gallery_unknown_link", None)
@@ -103,7 +99,7 @@ def import_upload() -> None:
 # ------------------------------------------------------------------------------------------ picker
 def choose_dataset() -> str | None:
     """The registry name to show, from the picker (and `?dataset=` in the address, for shared links)."""
-    catalogue = _catalogue()
+    catalogue = _catalogue(browser_id())
     if not catalogue:
         st.info("The registry lists no data sets.")
         return None
@@ -197,7 +193,7 @@ def download(info: data.DatasetInfo, server: str) -> None:
         bar.empty()
         show_error(exc)
         return
-    _catalogue_for.clear()
+    _catalogue.clear()
     _available.clear()
     st.session_state["gallery_relabel"] = True
     st.rerun()

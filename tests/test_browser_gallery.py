@@ -253,12 +253,17 @@ def test_upload_zip_with_path_traversal_is_refused(page):
     assert_no_exception(page)
 
 
-def _picker_matches(page, text: str) -> list[str]:
-    """The data set picker's options after typing `text` into it (the list is filtered as one types)."""
+def _type_into_picker(page, text: str):
+    """Open the data set picker and type `text` (the list is filtered as one types); its options."""
     page.get_by_role("combobox", name="Data set").click()
     page.keyboard.type(text)
     page.wait_for_timeout(300)
-    options = [option for option in page.locator('[role="option"]').all_inner_texts() if option != "No results"]
+    return page.locator('[role="option"]')
+
+
+def _picker_matches(page, text: str) -> list[str]:
+    """The names of the picker's options that match `text`."""
+    options = [option for option in _type_into_picker(page, text).all_inner_texts() if option != "No results"]
     page.keyboard.press("Escape")
     return options
 
@@ -271,9 +276,7 @@ def _open_studio(page) -> None:
 
 
 def _pick(page, text: str) -> None:
-    page.get_by_role("combobox", name="Data set").click()
-    page.keyboard.type(text)
-    page.locator('[role="option"]').first.click()
+    _type_into_picker(page, text).first.click()
 
 
 def test_an_upload_is_offered_in_its_own_browser_only(page, browser, warm_app):
