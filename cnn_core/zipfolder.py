@@ -5,12 +5,13 @@ or drive paths, no symlinks, no encrypted members, and the declared sizes and fi
 limits. While extracting, the bytes actually read are counted too (a zip can lie about its sizes), and
 every file is decoded as an image before it is kept; anything else is skipped and counted. The result is
 `CNN_CACHE_DIR/uploads/<name>/<class>/<file>`, registered with the data registry for this process. An
-upload with an `owner` (one user's id on a shared server) goes to `uploads/<owner>/<name>/` and is private:
+upload with an `owner` (one user's id on a shared server) goes to `uploads/<owner key>/<name>/` and is private:
 the registry lists it for that owner only, and nobody else's upload can replace it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import shutil
@@ -84,12 +85,14 @@ def uploads_dir() -> Path:
 
 
 def upload_root(name: str, owner: str | None = None) -> Path:
-    """The folder an upload named `name` unpacks to: `uploads/<name>`, or `uploads/<owner>/<name>`."""
+    """The folder an upload named `name` unpacks to: `uploads/<name>`, or `uploads/<owner key>/<name>`.
+
+    The owner's folder is named by a digest of the owner id, so the id (a browser's cookie) never shows on
+    screen in a path, and no id can point outside `uploads/`.
+    """
     if owner is None:
         return uploads_dir() / name
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", owner):
-        raise DataError(f"{owner!r} is not a valid owner id: use letters, digits, '-' and '_'.")
-    return uploads_dir() / owner / name
+    return uploads_dir() / hashlib.sha256(owner.encode()).hexdigest()[:16] / name
 
 
 def dataset_name_for(filename: str) -> str:

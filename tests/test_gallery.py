@@ -399,7 +399,8 @@ def test_an_owners_upload_is_listed_for_that_owner_only(tiny_data_dir):
     from cnn_core.zipfolder import upload_root
 
     result = import_zip(_two_class_zip(), "pets", owner="alice")
-    assert result.root == upload_root("pets", "alice") == uploads_dir() / "alice" / "pets"
+    assert result.root == upload_root("pets", "alice")
+    assert result.root.parent.parent == uploads_dir() and "alice" not in str(result.root)  # a digest names it
     assert data.folder_owner("pets") == "alice"
     assert "pets" in [info.name for info in data.list_datasets(owner="alice")]
     assert "pets" not in [info.name for info in data.list_datasets(owner="bob")]
@@ -432,11 +433,13 @@ def test_another_owners_upload_keeps_its_name_and_its_files(tiny_data_dir):
     assert again.info.class_names == ("x", "y", "z") and data.folder_owner("pets") == "alice"
 
 
-@pytest.mark.parametrize("owner", ["../alice", "a/b", "", "x" * 65])
-def test_an_owner_id_that_is_no_plain_name_is_refused(tiny_data_dir, owner):
-    with pytest.raises(DataError, match="not a valid owner id"):
-        import_zip(_two_class_zip(), "pets", owner=owner)
-    assert list(uploads_dir().iterdir()) == []
+@pytest.mark.parametrize("owner", ["../alice", "a/b", "/etc", "x" * 500])
+def test_any_owner_id_stays_inside_the_uploads_folder(tiny_data_dir, owner):
+    from cnn_core import data
+
+    result = import_zip(_two_class_zip(), "pets", owner=owner)
+    assert result.root.parent.parent == uploads_dir()
+    assert "pets" in [info.name for info in data.list_datasets(owner=owner)]
 
 
 # --- the page itself, run headless by Streamlit's AppTest on the tiny data sets --------------------------
