@@ -38,9 +38,9 @@ import torch
 
 from cnn_core import data
 from cnn_core.device import describe_device, pick_device
-from cnn_core.transfer import image_digests
+from cnn_core.models.transfer import image_digests
 from cnn_core.settings import data_dir
-from cnn_core.train import TrainConfig, run_training
+from cnn_core.training import TrainConfig, run_training
 
 TARGET_ACCURACY = 0.923
 METRICS = ("accuracy", "sensitivity", "specificity", "auroc", "kappa")
@@ -73,7 +73,7 @@ def run_split(folder: Path, seed: int, mode: str, options: dict) -> dict:
     end = run_training(config)
     wall = time.perf_counter() - started
     metrics = end.test_metrics or {}
-    size = end.card["image_size"]
+    size = end.card.image_size
     seen = set(image_digests(data.load_split(name, "train", image_size=size).images))
     test_digests = image_digests(data.load_split(name, "test", image_size=size).images[end.test_indices])
     unseen = torch.tensor([d not in seen for d in test_digests])

@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import plotly.io  # noqa: E402
 
-from cnn_core import conv, images  # noqa: E402
+from cnn_core import conv  # noqa: E402
+from cnn_core.data import images  # noqa: E402
 from cnn_explorer_ui import heatmap_figure  # noqa: E402
 
 TARGET_MS = 200.0

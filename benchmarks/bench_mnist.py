@@ -22,7 +22,7 @@ from torchvision import datasets, transforms
 from cnn_core import data
 from cnn_core.device import pick_device
 from cnn_core.models import build_model
-from cnn_core.train import BatchEvent, EndEvent, StartEvent, TrainConfig, train
+from cnn_core.training import BatchEvent, EndEvent, StartEvent, TrainConfig, train
 
 
 @torch.no_grad()
@@ -72,7 +72,7 @@ def race_seed_pipeline(epochs: int, target: float, device, probes_per_epoch: int
 
 def race_cnn_explorer(target: float, device, probes_per_epoch: int) -> dict:
     """The CLI's default MNIST run, probed on the test set a few times per epoch (probe time excluded)."""
-    from cnn_core.augment import BatchPreprocessor
+    from cnn_core.data.augment import BatchPreprocessor
 
     test = data.load_split("mnist", "test")
     mean, std = data.channel_stats("mnist")

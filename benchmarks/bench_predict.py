@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from cnn_core import explain
-from cnn_core.checkpoints import load_checkpoint
+from cnn_core.inference import explain
+from cnn_core.models.checkpoints import load_checkpoint
 from cnn_core.device import describe_device
 from cnn_core.settings import models_dir
 
@@ -80,7 +80,7 @@ def main(argv: list[str]) -> int:
         return 2
     loaded = load_checkpoint(path, expect_dataset="mnist")
     load = " ".join(f"{value:.1f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    print(f"{path.name} ({loaded.card['model']}) on {describe_device(torch.device('cpu'))}, "
+    print(f"{path.name} ({loaded.card.model}) on {describe_device(torch.device('cpu'))}, "
           f"load average {load}")
     pngs = {digit: canvas_png(digit) for digit in "170"}
     arrays = {digit: np.asarray(Image.open(io.BytesIO(png))) for digit, png in pngs.items()}

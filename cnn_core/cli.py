@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from .errors import CnnError
 
 if TYPE_CHECKING:  # pragma: no cover - the parser and --help import no torch
-    from .augment import AugmentConfig
-    from .train import TrainConfig
+    from .data.augment import AugmentConfig
+    from .training import TrainConfig
 
 
 def _percent(value: float | None) -> str:
@@ -112,7 +112,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 def config_from_args(args: argparse.Namespace) -> "TrainConfig":
     """The TrainConfig of `train`'s arguments: what `cmd_train` runs, and what a recorded command gives back
     (the studio's card commands are tested to round-trip through this)."""
-    from .train import TrainConfig
+    from .training import TrainConfig
 
     return TrainConfig(
         dataset=args.data,
@@ -153,7 +153,7 @@ def _model_name(args: argparse.Namespace) -> str:
 def _default_monitor(args: argparse.Namespace) -> str:
     """Without --monitor: the model's hint (transfer models keep the last epoch), as the studio does; with
     --patience, the best validation accuracy (early stopping watches a validation score)."""
-    from .train import TrainConfig, default_monitor
+    from .training import TrainConfig, default_monitor
 
     return TrainConfig.monitor if args.patience is not None else default_monitor(_model_name(args))
 
@@ -168,14 +168,14 @@ def _augment(args: argparse.Namespace) -> "AugmentConfig | None":
     from dataclasses import replace
 
     from . import data
-    from .augment import default_augment
+    from .data.augment import default_augment
 
     info = data.get_dataset_info(args.data)
     return replace(default_augment(info.family, info.task), **given)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import BatchEvent, EndEvent, EpochEvent, StartEvent, StatusEvent, TrainConfig, train
+    from .training import BatchEvent, EndEvent, EpochEvent, StartEvent, StatusEvent, TrainConfig, train
 
     config = config_from_args(args)
     cancel = threading.Event()
@@ -258,24 +258,24 @@ def _scalars(metrics: dict) -> dict:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import data
-    from .checkpoints import load_checkpoint
-    from .metrics import classification_metrics
-    from .predict import predict_tensor
+    from .inference.metrics import classification_metrics
+    from .inference.predict import predict_tensor
+    from .models.checkpoints import load_checkpoint
 
     loaded = load_checkpoint(args.checkpoint, expect_dataset=args.data)
     card = loaded.card
-    split = data.load_split(card["dataset"], args.split, image_size=int(card["image_size"]))
-    if split.images.shape[1] != int(card["channels"]) or split.images.shape[-1] != int(card["image_size"]):
+    split = data.load_split(card.dataset, args.split, image_size=card.image_size)
+    if split.images.shape[1] != card.channels or split.images.shape[-1] != card.image_size:
         raise CnnError(
             f"The {args.split} images are {tuple(split.images.shape[1:])} but the checkpoint expects "
-            f"{card['channels']}x{card['image_size']}x{card['image_size']}."
+            f"{card.channels}x{card.image_size}x{card.image_size}."
         )
     probs = predict_tensor(loaded, split.images)
-    metrics = classification_metrics(probs, split.labels, len(card["class_names"]))
+    metrics = classification_metrics(probs, split.labels, card.n_classes)
     if args.json:
-        print(json.dumps({"dataset": card["dataset"], "split": args.split, **metrics}))
+        print(json.dumps({"dataset": card.dataset, "split": args.split, **metrics}))
         return 0
-    print(f"{Path(args.checkpoint).name} on {card['dataset']} {args.split} ({metrics['n']} images):")
+    print(f"{Path(args.checkpoint).name} on {card.dataset} {args.split} ({metrics['n']} images):")
     for key in ("accuracy", "precision", "recall", "sensitivity", "specificity", "f1", "auroc", "kappa"):
         if key in metrics:
             value = metrics[key]
@@ -284,7 +284,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import predict_files
+    from .inference.predict import predict_files
 
     predictions = predict_files(args.checkpoint, args.images)
     for path, pred in zip(args.images, predictions):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from cnn_core.augment import ORIENTATIONS, AugmentConfig, BatchPreprocessor, default_augment, orient, orientations_taught
+from cnn_core.data.augment import ORIENTATIONS, AugmentConfig, BatchPreprocessor, default_augment, orient, orientations_taught
 
 CPU = torch.device("cpu")
 

@@ -7,11 +7,12 @@ import pickle
 import pytest
 import torch
 
-from cnn_core.checkpoints import list_checkpoints, load_checkpoint, save_checkpoint
+from cnn_core.models.card import Card
+from cnn_core.models.checkpoints import list_checkpoints, load_checkpoint, save_checkpoint
 from cnn_core.errors import CheckpointError
 from cnn_core.models import build_model
-from cnn_core.predict import predict_images
-from cnn_core.train import TrainConfig, run_training
+from cnn_core.inference.predict import predict_images
+from cnn_core.training import TrainConfig, run_training
 
 
 def _card(**over):
@@ -20,7 +21,7 @@ def _card(**over):
         "channels": 1, "image_size": 28, "normalization": {"mean": [0.13], "std": [0.31]}, "task": "multi-class",
     }
     card.update(over)
-    return card
+    return Card.from_dict(card)
 
 
 def test_round_trip_gives_the_same_outputs(tmp_path):
@@ -30,7 +31,7 @@ def test_round_trip_gives_the_same_outputs(tmp_path):
     loaded = load_checkpoint(path)
     x = torch.randn(2, 1, 28, 28)
     assert torch.allclose(loaded.model(x), model(x))
-    assert loaded.card["dataset"] == "mnist"
+    assert loaded.card.dataset == "mnist"
     assert json.loads(path.with_suffix(".json").read_text())["model"] == "simple_cnn"
 
 
@@ -54,7 +55,7 @@ def test_a_pickle_carrying_code_is_refused_and_never_run(tmp_path):
     if os.path.exists(marker):
         os.remove(marker)
     path = tmp_path / "evil.pt"
-    torch.save({"state_dict": {"w": torch.zeros(1)}, "card": _card(), "payload": _Evil()}, path)
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "card": _card().to_dict(), "payload": _Evil()}, path)
     with pytest.raises(CheckpointError, match="pickled Python objects"):
         load_checkpoint(path)
     assert not os.path.exists(marker)
@@ -92,6 +93,7 @@ def test_not_a_checkpoint_and_wrong_fits_are_refused(tmp_path):
 def test_list_checkpoints_reads_cards(tmp_path):
     save_checkpoint(build_model("simple_cnn", 1, 10, 28), _card(), tmp_path / "a")
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
-    cards = list_checkpoints([tmp_path])
-    assert [c["name"] for c in cards] == ["a"]
-    assert cards[0]["path"].endswith("a.safetensors")
+    entries = list_checkpoints([tmp_path])
+    assert [entry.name for entry in entries] == ["a"]
+    assert entries[0].path.name == "a.safetensors" and entries[0].card.model == "simple_cnn"
+    assert not entries[0].shipped

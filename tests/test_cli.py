@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cnn_core.augment import AugmentConfig
+from cnn_core.data.augment import AugmentConfig
 from cnn_core.cli import build_parser, config_from_args, main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cnn_core import conv, images
+from cnn_core import conv
+from cnn_core.data import images
 from cnn_core.errors import ConfigError, ImageError
 
 RNG = np.random.default_rng(0)

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from cnn_core import data, settings
+from cnn_core.data import cache, folders, mnist, registry
 from cnn_core.errors import DataError
 from data_fixtures import (
     TINY_FOLDER_READABLE_PER_CLASS,
@@ -119,7 +120,7 @@ def test_mnist_from_gz_archives_matches_the_files(tiny_data_dir, no_network):
     assert torch.equal(test.images[:, 0], torch.from_numpy(written["test"][0]))
     assert torch.equal(test.labels, torch.from_numpy(written["test"][1]).long())
     # train + val are exactly the 240 training images, each used once, in their original order
-    val_mask = data._mnist_val_mask(240)
+    val_mask = mnist.val_mask(240)
     assert val_mask.sum() == 20
     assert torch.equal(val.images[:, 0], torch.from_numpy(written["train"][0][val_mask]))
     assert torch.equal(train.images[:, 0], torch.from_numpy(written["train"][0][~val_mask]))
@@ -132,9 +133,9 @@ def test_mnist_from_gz_archives_matches_the_files(tiny_data_dir, no_network):
 
 
 def test_mnist_val_carve_is_5000_of_60000():
-    mask = data._mnist_val_mask(60_000)
+    mask = mnist.val_mask(60_000)
     assert mask.sum() == 5_000
-    assert np.array_equal(mask, data._mnist_val_mask(60_000))  # seeded: the same on every call
+    assert np.array_equal(mask, mnist.val_mask(60_000))  # seeded: the same on every call
 
 
 def test_mnist_uncompressed_files_are_read_in_place(tiny_data_dir, no_network):
@@ -312,7 +313,7 @@ def test_folder_split_sizes_count_only_readable_images_and_are_remembered(tiny_d
     def no_decoding(*args, **kwargs):
         raise AssertionError("an image was decoded again")
 
-    monkeypatch.setattr(data, "_read_folder_image", no_decoding)
+    monkeypatch.setattr(folders, "read_folder_image", no_decoding)
     assert data.split_sizes("scans") == readable  # remembered in this process (a page rerun)
     data.clear_caches()
     assert data.split_sizes("scans") == readable  # and in CNN_CACHE_DIR (a new process)
@@ -325,7 +326,7 @@ def test_folder_split_sizes_count_only_readable_images_and_are_remembered(tiny_d
 def test_loading_a_folder_records_which_files_are_readable(tiny_data_dir, monkeypatch):
     loaded = {split: len(data.load_split("scans", split, image_size=32)) for split in data.SPLITS}
     with monkeypatch.context() as patched:
-        patched.setattr(data, "_read_folder_image", lambda *a, **k: pytest.fail("decoded an image again"))
+        patched.setattr(folders, "read_folder_image", lambda *a, **k: pytest.fail("decoded an image again"))
         assert data.split_sizes("scans") == loaded
     # a changed folder is counted again: one more unreadable file
     (tiny_data_dir / "scans" / "b" / "empty.jpg").write_bytes(b"")
@@ -388,17 +389,17 @@ def test_decompression_bombs_and_oversized_images_are_skipped(tiny_data_dir, mon
     assert sum(len(s) for s in splits) == 2 * TINY_FOLDER_READABLE_PER_CLASS
     # our own, lower limit (checked from the header, before decoding)
     photo = tiny_data_dir / "scans" / "a" / "photo.jpg"  # 48 x 40
-    assert data._read_folder_image(photo, 32, 3).shape == (3, 32, 32)
-    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 48 * 40 - 1)
-    assert data._read_folder_image(photo, 32, 3) is None
-    assert data._read_folder_image(tiny_data_dir / "scans" / "a" / "tiny.bmp", 32, 3) is not None
+    assert folders.read_folder_image(photo, 32, 3).shape == (3, 32, 32)
+    monkeypatch.setattr(folders, "MAX_IMAGE_PIXELS", 48 * 40 - 1)
+    assert folders.read_folder_image(photo, 32, 3) is None
+    assert folders.read_folder_image(tiny_data_dir / "scans" / "a" / "tiny.bmp", 32, 3) is not None
 
 
 def test_stratified_split_quotas_match_the_brain_mri_numbers():
-    quotas = data._split_quotas([98, 155], (0.8, 0.1, 0.1))  # brain_mri: no 98, yes 155
+    quotas = folders.split_quotas([98, 155], (0.8, 0.1, 0.1))  # brain_mri: no 98, yes 155
     assert [sum(q) for q in quotas] == [202, 25, 26]
     assert quotas == [[78, 124], [10, 15], [10, 16]]
-    assert data._split_quotas([10, 10], (0.8, 0.1, 0.1)) == [[8, 8], [1, 1], [1, 1]]
+    assert folders.split_quotas([10, 10], (0.8, 0.1, 0.1)) == [[8, 8], [1, 1], [1, 1]]
 
 
 def test_stratified_split_is_deterministic_and_ignores_file_order(tmp_path, monkeypatch):
@@ -412,8 +413,8 @@ def test_stratified_split_is_deterministic_and_ignores_file_order(tmp_path, monk
                 Image.fromarray(np.full((8, 8), len(name), np.uint8)).save(root / cls / name)
 
     def assignment(root: Path, seed: int) -> dict[str, str]:
-        scan = data._scan_folder(root)
-        return {path: split for (path, _), split in zip(scan.files, data._folder_assignment(scan, seed))}
+        scan = folders.scan_folder(root)
+        return {path: split for (path, _), split in zip(scan.files, folders.folder_assignment(scan, seed))}
 
     a, b = assignment(first, 0), assignment(second, 0)
     assert a == b == assignment(first, 0)
@@ -473,13 +474,13 @@ def test_second_load_reads_no_source(tiny_data_dir, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "MNIST", fail)
     monkeypatch.setattr(np, "load", fail)
     monkeypatch.setattr(Image, "open", fail)
-    monkeypatch.setattr(data, "_read_folder_image", fail)
+    monkeypatch.setattr(folders, "read_folder_image", fail)
     for name, loaded in first.items():
         again = data.load_split(name, "train")
         assert again is not loaded and torch.equal(again.images, loaded.images)
         assert torch.equal(again.labels, loaded.labels) and again.skipped == loaded.skipped
     data.clear_caches()
-    monkeypatch.setattr(data, "_CACHE_MMAP_BYTES", 0)  # big cache files are memory-mapped instead
+    monkeypatch.setattr(cache, "CACHE_MMAP_BYTES", 0)  # big cache files are memory-mapped instead
     assert torch.equal(data.load_split("pathmnist", "train").images, first["pathmnist"].images)
     data.load_split("mnist", "train")
     monkeypatch.setattr(torch, "load", fail)  # and the in-process cache needs not even the disk
@@ -527,7 +528,7 @@ def test_channel_stats_are_right_and_cached(tiny_data_dir, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("statistics recomputed")
 
-    monkeypatch.setattr(data, "load_split", fail)
+    monkeypatch.setattr(registry, "load_split", fail)
     assert data.channel_stats("pathmnist") == (mean, std)  # from CNN_CACHE_DIR/stats
 
 

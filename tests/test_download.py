@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from cnn_core import data, settings
+from cnn_core.data import medmnist
 from cnn_core.errors import DataError
 from data_fixtures import (
     md5_line,
@@ -216,9 +217,9 @@ def test_registry_md5_is_checked_when_the_mirror_publishes_none(places, monkeypa
         assert _files_under(cache_dir / "medmnist") == []
 
         # the same file passes once the registry's checksum is the file's own
-        table = copy.deepcopy(data._medmnist_table())
+        table = copy.deepcopy(medmnist.medmnist_table())
         table["dermamnist"]["MD5"] = hashlib.md5(derma_npz).hexdigest()
-        monkeypatch.setattr(data, "_medmnist_table", lambda: table)
+        monkeypatch.setattr(medmnist, "medmnist_table", lambda: table)
         data.download_dataset("dermamnist")
     assert (cache_dir / "medmnist" / "dermamnist.npz").read_bytes() == derma_npz
 

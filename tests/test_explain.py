@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from cnn_core import explain
-from cnn_core.checkpoints import LoadedCheckpoint, load_checkpoint, save_checkpoint
+from cnn_core.inference import explain
+from cnn_core.models.card import Card
+from cnn_core.models.checkpoints import LoadedCheckpoint, load_checkpoint, save_checkpoint
 from cnn_core.errors import CnnError, ConfigError, ImageError
 from cnn_core.models import build_model
 from cnn_core.settings import models_dir
 
-MNIST_CARD = {
-    "model": "fastnet", "dataset": "mnist", "family": "mnist", "class_names": [str(i) for i in range(10)],
-    "channels": 1, "image_size": 28, "normalization": {"mean": [0.1307], "std": [0.3081]}, "task": "multi-class",
-}
-RGB_CARD = {
-    "model": "resnet_small", "dataset": "pathmnist", "family": "medmnist", "class_names": list("abcdefghi"),
-    "channels": 3, "image_size": 28, "normalization": {"mean": [0.74, 0.53, 0.71], "std": [0.12, 0.18, 0.12]},
-    "task": "multi-class",
-}
+MNIST_CARD = Card(
+    model="fastnet", dataset="mnist", family="mnist", class_names=tuple(str(i) for i in range(10)),
+    channels=1, image_size=28, normalization={"mean": [0.1307], "std": [0.3081]}, task="multi-class",
+)
+RGB_CARD = Card(
+    model="resnet_small", dataset="pathmnist", family="medmnist", class_names=tuple("abcdefghi"),
+    channels=3, image_size=28, normalization={"mean": [0.74, 0.53, 0.71], "std": [0.12, 0.18, 0.12]},
+    task="multi-class",
+)
 
 
 def _canvas(kind: str, side: int = 280, offset: tuple[int, int] = (0, 0), mode: str = "black") -> np.ndarray:
@@ -61,7 +64,7 @@ def _centre_of_mass(array: np.ndarray) -> tuple[float, float]:
             float((values.sum(axis=0) * np.arange(values.shape[1])).sum() / total))
 
 
-def _loaded(model: nn.Module, card: dict) -> LoadedCheckpoint:
+def _loaded(model: nn.Module, card: Card) -> LoadedCheckpoint:
     return LoadedCheckpoint(model=model.eval(), card=card, path=None)  # type: ignore[arg-type]
 
 
@@ -147,14 +150,14 @@ def test_prepare_drawing_normalizes_with_the_card():
 
 
 def test_prepare_drawing_follows_the_cards_size_and_channels():
-    card = {**RGB_CARD, "image_size": 56}
+    card = replace(RGB_CARD, image_size=56)
     model_input = explain.prepare_drawing(_canvas("box"), card)
     assert model_input.pixels.shape == (3, 56, 56)
     np.testing.assert_array_equal(model_input.pixels[0], model_input.pixels[2])
     top, bottom, _, _ = _bbox(model_input.pixels[0])
     assert bottom - top + 1 == 40  # 20/28 of 56
     with pytest.raises(ConfigError, match="4-channel"):
-        explain.prepare_drawing(_canvas("box"), {**MNIST_CARD, "channels": 4})
+        explain.prepare_drawing(_canvas("box"), replace(MNIST_CARD, channels=4))
 
 
 def test_prepare_image_says_what_it_did():
@@ -181,9 +184,9 @@ def test_predict_input_returns_every_class():
     torch.manual_seed(0)
     loaded = _loaded(build_model("fastnet", 1, 10, 28), MNIST_CARD)
     prediction = explain.predict_input(loaded, explain.prepare_drawing(_canvas("7"), MNIST_CARD))
-    assert list(prediction.probabilities) == MNIST_CARD["class_names"]
+    assert tuple(prediction.probabilities) == MNIST_CARD.class_names
     assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
-    assert prediction.label == MNIST_CARD["class_names"][prediction.index]
+    assert prediction.label == MNIST_CARD.class_names[prediction.index]
     assert prediction.probability == max(prediction.probabilities.values())
 
 

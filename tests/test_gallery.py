@@ -15,7 +15,7 @@ from PIL import Image
 
 from cnn_core import gallery
 from cnn_core.errors import DataError
-from cnn_core.zipfolder import ZipLimits, available_name, dataset_name_for, import_zip, uploads_dir
+from cnn_core.data.zipfolder import ZipLimits, available_name, dataset_name_for, import_zip, uploads_dir
 
 
 # --- gallery: counts, sampling, statistics -------------------------------------------------------------
@@ -396,7 +396,7 @@ def _two_class_zip(value: int = 100) -> bytes:
 
 def test_an_owners_upload_is_listed_for_that_owner_only(tiny_data_dir):
     from cnn_core import data
-    from cnn_core.zipfolder import upload_root
+    from cnn_core.data.zipfolder import upload_root
 
     result = import_zip(_two_class_zip(), "pets", owner="alice")
     assert result.root == upload_root("pets", "alice")

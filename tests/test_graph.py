@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from cnn_core.errors import CnnError
-from cnn_core.graph import (
+from cnn_core.inference.graph import (
     GraphvizError,
     activation_maps,
     autograd_graph,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cnn_core.metrics import classification_metrics
+from cnn_core.inference.metrics import classification_metrics
 
 
 def test_binary_metrics_match_hand_computation():

@@ -14,7 +14,7 @@ import torch
 
 from cnn_core import data
 from cnn_core.errors import ConfigError, DataError
-from cnn_core.augment import AugmentConfig
+from cnn_core.data.augment import AugmentConfig
 from cnn_core.cli import build_parser, config_from_args
 from cnn_core.runs import (
     RunBusyError,
@@ -28,7 +28,7 @@ from cnn_core.runs import (
     smooth,
 )
 from cnn_core.settings import runs_dir
-from cnn_core.train import BatchEvent, EndEvent, StartEvent, StatusEvent, TrainConfig, train
+from cnn_core.training import BatchEvent, EndEvent, StartEvent, StatusEvent, TrainConfig, train
 
 QUICK = dict(dataset="mnist", model="fastnet", epochs=1, batch_size=32, lr=0.01)
 # Long enough to still be training when a test acts on it (tiny MNIST: 28 steps per epoch at batch 8).
@@ -305,7 +305,7 @@ def test_a_submitted_run_records_its_command(tiny_data_dir):
     config = replace(STUDIO_CONFIGS["digits"], epochs=1, limit=64)
     snap = manager.wait(manager.submit("kim", config, save=False), timeout=120)
     assert snap.status is RunStatus.FINISHED, snap.error
-    assert "--monitor val_loss" in snap.end.card["command"] and "--shift 1" in snap.end.card["command"]
+    assert "--monitor val_loss" in snap.end.card.command and "--shift 1" in snap.end.card.command
 
 
 # --------------------------------------------------------------------------------------------------

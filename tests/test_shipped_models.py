@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from cnn_core import data
-from cnn_core.checkpoints import list_checkpoints, load_checkpoint
-from cnn_core.metrics import classification_metrics
-from cnn_core.predict import predict_tensor
+from cnn_core.models.checkpoints import list_checkpoints, load_checkpoint
+from cnn_core.inference.metrics import classification_metrics
+from cnn_core.inference.predict import predict_tensor
 from cnn_core.settings import models_dir
 
 SHIPPED = sorted(models_dir().glob("*.safetensors"))
@@ -29,8 +29,8 @@ def test_shipped_checkpoint_loads_offline_and_is_small(path: Path):
     assert card["command"].startswith("python -m cnn_core train")
     assert card["metrics"]["test"]["accuracy"] > 0.5
     assert path.with_suffix(".md").is_file()
-    assert loaded.card["dataset"] == card["dataset"]
-    assert any(c["path"] == str(path) for c in list_checkpoints())
+    assert loaded.card.dataset == card["dataset"]
+    assert any(entry.path == path and entry.shipped for entry in list_checkpoints())
 
 
 @pytest.mark.realdata
@@ -38,9 +38,9 @@ def test_shipped_checkpoint_loads_offline_and_is_small(path: Path):
 def test_shipped_checkpoint_reproduces_its_card(path: Path):
     loaded = load_checkpoint(path)
     card = loaded.card
-    if not data.is_available(card["dataset"]):
-        pytest.skip(f"{card['dataset']} is not under CNN_DATA_DIR")
-    test = data.load_split(card["dataset"], "test", image_size=int(card["image_size"]))
-    metrics = classification_metrics(predict_tensor(loaded, test.images), test.labels, len(card["class_names"]))
-    assert metrics["n"] == card["metrics"]["test"]["n"]
-    assert metrics["accuracy"] == pytest.approx(card["metrics"]["test"]["accuracy"], abs=0.005)
+    if not data.is_available(card.dataset):
+        pytest.skip(f"{card.dataset} is not under CNN_DATA_DIR")
+    test = data.load_split(card.dataset, "test", image_size=card.image_size)
+    metrics = classification_metrics(predict_tensor(loaded, test.images), test.labels, card.n_classes)
+    assert metrics["n"] == card.test_metrics["n"]
+    assert metrics["accuracy"] == pytest.approx(card.test_accuracy, abs=0.005)

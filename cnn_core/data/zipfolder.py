@@ -22,14 +22,13 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
-from .errors import DataError, ImageError
+from ..errors import DataError, ImageError
+from ..settings import cache_dir
 from .images import IMAGE_SUFFIXES, read_image
-from .settings import cache_dir
-
-if TYPE_CHECKING:  # the registry imports torch and friends; only needed when registering
-    from .data import DatasetInfo
+from .registry import folder_owner, list_datasets, register_image_folder
+from .types import DatasetInfo
 
 
 @dataclass(frozen=True)
@@ -144,8 +143,6 @@ def import_zip(
         root = _extract(archive, plan, result, target, limits)
     result.root = root
     if register:
-        from .data import register_image_folder
-
         result.info = register_image_folder(name, root, owner=owner)
     return result
 
@@ -163,8 +160,6 @@ def available_name(name: str, owner: str | None = None) -> str:
 def _taken_by(name: str, owner: str | None) -> str | None:
     """What already has `name`: a built-in set, another owner's upload, or an image folder that is not
     `owner`'s earlier upload of that name."""
-    from .data import folder_owner, list_datasets
-
     holder = folder_owner(name)
     if holder is not None and holder != owner:
         return "another user's upload"

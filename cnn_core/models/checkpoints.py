@@ -1,4 +1,4 @@
-"""Checkpoints: safetensors weights plus a JSON card; loading never unpickles anything.
+"""Checkpoints: safetensors weights plus a JSON card (`card.Card`); loading never unpickles anything.
 
 `NAME.safetensors` holds the weights and, in its metadata, the card; `NAME.json` beside it is the same
 card for people to read. A `.pt`/`.pth` file is only ever opened with `torch.load(weights_only=True)`,
@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
-from torch import nn
 
-from .errors import CheckpointError, CnnError
-from .settings import models_dir, runs_dir
+from ..errors import CheckpointError, CnnError
+from ..settings import models_dir, runs_dir
+from .card import Card, model_card_markdown
+from .registry import build_model
+from .spec import Classifier
 
-CARD_KEYS = ("model", "dataset", "class_names", "channels", "image_size", "normalization")
 MAX_CHECKPOINT_BYTES = 2 * 1024**3
 
 
@@ -28,71 +29,43 @@ MAX_CHECKPOINT_BYTES = 2 * 1024**3
 class LoadedCheckpoint:
     """A model ready for inference (eval mode, on the CPU unless asked otherwise) and its card."""
 
-    model: nn.Module
-    card: dict
+    model: Classifier
+    card: Card
     path: Path
+
+
+@dataclass(frozen=True)
+class CheckpointEntry:
+    """A checkpoint found on disk, for pickers: its card, file, name (the file's stem) and whether it ships
+    with the app (`models/`) or was trained here."""
+
+    card: Card
+    path: Path
+    name: str
+    shipped: bool
 
 
 def card_path_for(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def save_checkpoint(model: nn.Module, card: dict, path: Path) -> Path:
-    """Write `path` (.safetensors) and its card `path.json`; returns the weights' path.
+def save_checkpoint(model: Classifier, card: Card, path: Path) -> Path:
+    """Write `path` (.safetensors), its card `path.json` and a model card `path.md`; returns the weights' path.
 
-    A model may define `checkpoint_state_dict()` to store only part of its weights (a transfer model
-    stores its head and fine-tuned layers; the frozen backbone comes from its pip package).
+    The weights are `model.checkpoint_state_dict()`: a transfer model stores its head and fine-tuned layers
+    only (the frozen backbone comes from its pip package or the torch hub cache).
     """
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = getattr(model, "checkpoint_state_dict", None)
-    state = partial() if callable(partial) else model.state_dict()
-    card = {**card, "weights": "partial" if callable(partial) else "full"}
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-    card_json = json.dumps(card, indent=2, default=_json_default)
+    card = replace(card, weights="partial" if model.stores_partial_weights else "full")
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.checkpoint_state_dict().items()}
+    card_json = card.to_json()
     save_file(tensors, str(path), metadata={"format": "cnn-explorer", "card": card_json})
     card_path_for(path).write_text(card_json + "\n")
     path.with_suffix(".md").write_text(model_card_markdown(card, path.name))
     return path
-
-
-def model_card_markdown(card: dict, filename: str) -> str:
-    """A model card for people: what the checkpoint is, the command that made it, its measured metrics."""
-    training = card.get("training") or {}
-    test = (card.get("metrics") or {}).get("test") or {}
-    lines = [
-        f"# {filename}",
-        "",
-        f"- Model: `{card.get('model')}` {json.dumps(card.get('model_args') or {})}",
-        f"- Data set: `{card.get('dataset')}` ({card.get('dataset_title', '')}), task {card.get('task')}, "
-        f"{len(card.get('class_names', []))} classes, input {card.get('channels')}x{card.get('image_size')}x{card.get('image_size')}",
-        f"- Trained on: {training.get('device', '?')}, {training.get('epochs_run', '?')} epochs "
-        f"(best {training.get('best_epoch', '?')}), {training.get('train_seconds', '?')} s of training, "
-        f"{training.get('n_train', '?')} training images",
-        f"- Made by: `{card.get('command') or 'the training studio'}`",
-        *([f"- Test-time augmentation: predictions average {len(views)} orientations ({', '.join(views)})"]
-          if len(views := card.get("test_time_augmentation") or []) > 1 else []),
-        f"- Versions: {json.dumps(card.get('versions') or {})}",
-        "",
-        f"## Test metrics ({test.get('n', '?')} test images)",
-        "",
-        "| metric | value |",
-        "|---|---|",
-    ]
-    for key in ("accuracy", "precision", "recall", "sensitivity", "specificity", "f1", "auroc", "kappa"):
-        if key in test and test[key] is not None:
-            lines.append(f"| {key} | {test[key]:.4f} |")
-    return "\n".join(lines) + "\n"
-
-
-def _json_default(value):
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 def read_checkpoint_file(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -168,24 +141,10 @@ def _sidecar_card(path: Path) -> dict | None:
     return None
 
 
-def validate_card(card: dict, source: str) -> None:
-    missing = [k for k in CARD_KEYS if k not in card]
-    if missing:
-        raise CheckpointError(f"{source}'s card lacks {', '.join(missing)}; it is not a CNN Explorer checkpoint.")
-
-
-def build_from_card(card: dict) -> nn.Module:
-    """The untrained model a card describes."""
-    from .models import build_model
-
+def build_from_card(card: Card) -> Classifier:
+    """The untrained model a card describes; CheckpointError when it cannot be built."""
     try:
-        return build_model(
-            card["model"],
-            int(card["channels"]),
-            len(card["class_names"]),
-            int(card["image_size"]),
-            **(card.get("model_args") or {}),
-        )
+        return build_model(card.model, card.channels, card.n_classes, card.image_size, **card.model_args)
     except CnnError as exc:
         raise CheckpointError(f"The checkpoint's model cannot be built: {exc}") from None
 
@@ -198,34 +157,33 @@ def load_checkpoint(
 ) -> LoadedCheckpoint:
     """Load a checkpoint for inference; CheckpointError if it is not one or does not fit what is asked."""
     path = Path(path)
-    weights, card = read_checkpoint_file(path)
-    validate_card(card, path.name)
-    if expect_dataset and card["dataset"] != expect_dataset:
+    weights, raw_card = read_checkpoint_file(path)
+    card = Card.from_dict(raw_card, path.name)
+    if expect_dataset and card.dataset != expect_dataset:
         raise CheckpointError(
-            f"{path.name} was trained on {card['dataset']!r}, not {expect_dataset!r}; "
-            f"its classes are {', '.join(map(str, card['class_names'][:10]))}."
+            f"{path.name} was trained on {card.dataset!r}, not {expect_dataset!r}; "
+            f"its classes are {', '.join(card.class_names[:10])}."
         )
-    if expect_model and card["model"] != expect_model:
-        raise CheckpointError(f"{path.name} holds a {card['model']!r} model, not {expect_model!r}.")
+    if expect_model and card.model != expect_model:
+        raise CheckpointError(f"{path.name} holds a {card.model!r} model, not {expect_model!r}.")
     model = build_from_card(card)
-    partial = card.get("weights") == "partial"
+    partial = card.weights == "partial"
     expected = model.state_dict()
-    stored_part = getattr(model, "checkpoint_state_dict", None)
-    if partial and not callable(stored_part):
+    if partial and not model.stores_partial_weights:
         raise CheckpointError(
-            f"{path.name} holds only part of a model's weights, but {card['model']!r} models are stored whole; "
+            f"{path.name} holds only part of a model's weights, but {card.model!r} models are stored whole; "
             "the file is damaged or was not made by CNN Explorer."
         )
     # A partial checkpoint (a transfer model) must hold exactly what its model stores: the head and the trained
     # stages. Only the frozen backbone, which comes from the backbone's own weights, may be absent.
-    stored = set(stored_part()) if partial else set(expected)
+    stored = set(model.checkpoint_state_dict()) if partial else set(expected)
     unexpected = sorted(set(weights) - stored)
     missing = sorted(stored - set(weights))
     mismatched = [k for k in weights if k in expected and tuple(weights[k].shape) != tuple(expected[k].shape)]
     if unexpected or missing or mismatched:
         detail = (unexpected or missing or mismatched)[:3]
         raise CheckpointError(
-            f"The weights in {path.name} do not fit the {card['model']!r} model its card names "
+            f"The weights in {path.name} do not fit the {card.model!r} model its card names "
             f"(first differences: {', '.join(detail)})."
         )
     model.load_state_dict(weights, strict=not partial)
@@ -233,23 +191,22 @@ def load_checkpoint(
     return LoadedCheckpoint(model=model, card=card, path=path)
 
 
-def list_checkpoints(folders: list[Path] | None = None) -> list[dict]:
-    """Cards of every checkpoint in the shipped `models/` folder, then the runs folder, by file name.
-
-    Each card gets `path` and `name` keys; unreadable files are left out.
-    """
+def list_checkpoints(folders: list[Path] | None = None) -> list[CheckpointEntry]:
+    """Every checkpoint in the given folders (default: the shipped `models/`, then the runs folder), by file
+    name; files whose card cannot be read are left out."""
     folders = folders if folders is not None else [models_dir(), runs_dir()]
-    cards = []
+    entries = []
     for folder in folders:
         if not Path(folder).is_dir():
             continue
         for weights in sorted(Path(folder).glob("*.safetensors")):
-            card = _sidecar_card(weights)
-            if card is None:
-                try:
-                    _, card = _read_safetensors(weights)
-                except CheckpointError:
-                    continue
-            card = {**card, "path": str(weights), "name": weights.stem, "shipped": Path(folder) == models_dir()}
-            cards.append(card)
-    return cards
+            raw = _sidecar_card(weights)
+            try:
+                if raw is None:
+                    _, raw = _read_safetensors(weights)
+                card = Card.from_dict(raw, weights.name)
+            except CheckpointError:
+                continue
+            entries.append(CheckpointEntry(card=card, path=weights, name=weights.stem,
+                                           shipped=Path(folder) == models_dir()))  # fmt: skip
+    return entries

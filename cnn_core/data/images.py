@@ -17,7 +17,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from ..errors import DataError, ImageError
 
 #: Largest image (width x height) read by default: a 40-megapixel photo is fine, a 20000x20000 bomb is not.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -263,3 +263,20 @@ def load_sample_photo(name: str) -> Image.Image:
     if array.ndim == 3 and array.shape[-1] == 4:
         array = array[..., :3]
     return Image.fromarray(array, mode="RGB" if array.ndim == 3 else "L")
+
+
+def fit_image(image: Image.Image, image_size: int, channels: int) -> np.ndarray:
+    """A PIL image as uint8 [C, image_size, image_size], the way folder data sets are prepared.
+
+    EXIF rotation, transparency, palettes and 16-bit depth are handled by `to_standard_mode`;
+    the image is then scaled so its *shorter* side is `image_size` and center-cropped to a square
+    (`ImageOps.fit`, bicubic), which keeps the aspect ratio and loses only the margins of the longer
+    side. Prediction uses the same function so that uploads look like the training images.
+    """
+    if channels not in (1, 3):
+        raise DataError(f"channels must be 1 or 3, not {channels}.")
+    standard = to_standard_mode(image).convert("L" if channels == 1 else "RGB")
+    fitted = ImageOps.fit(standard, (image_size, image_size), method=Image.Resampling.BICUBIC)
+    array = np.asarray(fitted, dtype=np.uint8)
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    return np.ascontiguousarray(array)

@@ -20,9 +20,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .checkpoints import LoadedCheckpoint
-from .errors import ConfigError, ImageError
-from .predict import Prediction, image_to_tensor, predict_tensor, preprocessor_for
+from ..data.images import tensor_to_image
+from ..errors import ConfigError, ImageError
+from ..models.card import Card
+from ..models.checkpoints import LoadedCheckpoint
+from .predict import Prediction, image_to_tensor, predict_tensor, predictions_from, preprocessor_for
 
 #: MNIST's recipe (LeCun et al.): the digit's bounding box is scaled to fit 20x20, then placed in a
 #: 28x28 frame so that its centre of mass sits in the middle.
@@ -100,9 +102,9 @@ class ModelInput:
         return torch.from_numpy(np.ascontiguousarray(self.pixels)).unsqueeze(0)
 
 
-def is_digit_model(card: dict) -> bool:
+def is_digit_model(card: Card) -> bool:
     """Whether a checkpoint was trained on MNIST-style digits (white ink on black, centred by mass)."""
-    return card.get("family") == "mnist" or str(card.get("dataset", "")).startswith("mnist")
+    return card.is_digit_model
 
 
 def ink_map(image: Image.Image | np.ndarray) -> np.ndarray:
@@ -183,14 +185,14 @@ def center_digit(ink: np.ndarray, frame: int = MNIST_FRAME, box: int = MNIST_BOX
     return out
 
 
-def normalize(pixels: np.ndarray, card: dict) -> torch.Tensor:
+def normalize(pixels: np.ndarray, card: Card) -> torch.Tensor:
     """uint8 [C, S, S] to the float [1, C, S, S] the checkpoint was trained on (its card's mean/std)."""
     batch = torch.from_numpy(np.ascontiguousarray(pixels)).unsqueeze(0)
     return preprocessor_for(card)(batch, train=False).contiguous()
 
 
-def _card_shape(card: dict) -> tuple[int, int]:
-    channels, size = int(card["channels"]), int(card["image_size"])
+def _card_shape(card: Card) -> tuple[int, int]:
+    channels, size = card.channels, card.image_size
     if channels not in (1, 3):
         raise ConfigError(f"The checkpoint expects {channels}-channel images; only 1 (gray) or 3 (RGB) work here.")
     return channels, size
@@ -200,7 +202,7 @@ def _as_channels(gray: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(gray[None], channels, axis=0)
 
 
-def prepare_drawing(image: Image.Image | np.ndarray, card: dict,
+def prepare_drawing(image: Image.Image | np.ndarray, card: Card,
                     empty_message: str = EMPTY_CANVAS_MESSAGE) -> ModelInput:
     """A drawing (or a photo of a handwritten digit) prepared the way MNIST's digits were.
 
@@ -216,7 +218,7 @@ def prepare_drawing(image: Image.Image | np.ndarray, card: dict,
     return ModelInput(pixels=pixels, tensor=normalize(pixels, card), notes=notes)
 
 
-def prepare_image(image: Image.Image, card: dict) -> ModelInput:
+def prepare_image(image: Image.Image, card: Card) -> ModelInput:
     """An uploaded image prepared as the checkpoint's data set was: channels, size (centre crop), normalization."""
     channels, size = _card_shape(card)
     pixels = image_to_tensor(image, channels, size)[0].numpy()
@@ -232,10 +234,8 @@ def prepare_image(image: Image.Image, card: dict) -> ModelInput:
     return ModelInput(pixels=pixels, tensor=normalize(pixels, card), notes=tuple(notes))
 
 
-def prepare_pixels(pixels: np.ndarray, card: dict) -> ModelInput:
+def prepare_pixels(pixels: np.ndarray, card: Card) -> ModelInput:
     """A data-set sample (uint8 [C, H, W]) for the checkpoint; converted only when its shape differs."""
-    from .images import tensor_to_image
-
     channels, size = _card_shape(card)
     array = np.asarray(pixels)
     if array.shape == (channels, size, size) and array.dtype == np.uint8:
@@ -247,15 +247,7 @@ def prepare_pixels(pixels: np.ndarray, card: dict) -> ModelInput:
 @_one_image_work
 def predict_input(loaded: LoadedCheckpoint, model_input: ModelInput) -> Prediction:
     """The checkpoint's prediction for one prepared input (through `predict.predict_tensor`)."""
-    probabilities = predict_tensor(loaded, model_input.batch)[0]
-    names = [str(name) for name in loaded.card["class_names"]]
-    index = int(probabilities.argmax())
-    return Prediction(
-        label=names[index],
-        index=index,
-        probability=float(probabilities[index]),
-        probabilities={name: float(p) for name, p in zip(names, probabilities)},
-    )
+    return predictions_from(predict_tensor(loaded, model_input.batch), loaded.card.class_names)[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -429,8 +421,6 @@ def overlay(pixels: np.ndarray, heat: np.ndarray, size: int = 224, image_weight:
     The input is enlarged with nearest neighbours (pixels stay visible) and the heat map bilinearly.
     """
     from pytorch_grad_cam.utils.image import show_cam_on_image
-
-    from .images import tensor_to_image
 
     base = tensor_to_image(np.asarray(pixels)).convert("RGB").resize((size, size), Image.Resampling.NEAREST)
     heat_image = Image.fromarray(np.clip(np.asarray(heat, dtype=np.float32), 0.0, 1.0), mode="F")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import CnnError
+from ..errors import CnnError
 
 GRAPHVIZ_INSTALL = (
     "Install Graphviz, which provides the `dot` program: `sudo apt-get install graphviz` (Debian/Ubuntu), "

@@ -1,0 +1,401 @@
+"""Image folders: one sub-folder of images per class (a Kaggle download, an unzipped upload, brain_mri/).
+
+A folder is listed (class names, files, channels) without decoding images; its listing's fingerprint keys
+every cache. Files are split per class (stratified, seeded by a hash of each path, so the split does not
+depend on listing order) into train/val/test 80/10/10. Each image is scaled so its shorter side fits the
+image size and center-cropped (`images.fit_image`); files that cannot be read are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .. import settings
+from ..errors import DataError
+from .cache import CACHE_FORMAT, STATE_LOCK, cache_root, digest, safe_name, short, write_json
+from .images import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_image
+from .source import BuiltSplit, DataSource, Located
+from .types import FOLDER_IMAGE_SIZE, FOLDER_SPLIT_FRACTIONS, FOLDER_SPLIT_SEED, SPLITS, DatasetInfo, DatasetStatus
+
+log = logging.getLogger(__name__)
+
+#: Images in folders larger than this (width x height, read from the header) are skipped and counted,
+#: so a decompression bomb among them costs nothing.
+MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
+#: Top-level folders of CNN_DATA_DIR that hold other families' files, never an image folder data set.
+EXCLUDED_TOP_FOLDERS = {"mnist", "medmnist"}
+
+_FOLDER_SCANS: dict[str, "FolderScan"] = {}
+_ASSIGNMENTS: dict[tuple[str, int], tuple[str, ...]] = {}
+_UNREADABLE: dict[str, frozenset[str]] = {}  # folder listing fingerprint -> files (relative) that cannot be read
+
+
+class FolderSource(DataSource):
+    """A folder data set under a name, with the seed of its split."""
+
+    def __init__(self, name: str, root: Path, seed: int = FOLDER_SPLIT_SEED) -> None:
+        self.root, self.seed = root, seed
+        self.scan = scan_folder(root)
+        self.info = folder_info(name, self.scan, seed)
+
+    def status(self) -> DatasetStatus:
+        return DatasetStatus(info=self.info, available=True, location=self.root, searched=[self.root], missing=[],
+                             how_to_get="", download_size=None)  # fmt: skip
+
+    def locate(self) -> Located:
+        fingerprint = digest([CACHE_FORMAT, "folder", self.scan.fingerprint, self.seed, FOLDER_SPLIT_FRACTIONS])
+        return Located(fingerprint=fingerprint, location=self.root, files=self.scan)
+
+    def read(self, located: Located, split: str) -> dict[str, BuiltSplit]:
+        return self.build(located, split, self.info.image_size)
+
+    def build(self, located: Located, split: str, size: int) -> dict[str, BuiltSplit]:
+        return _build_folder(self.scan, self.seed, size)
+
+    def split_sizes(self) -> dict[str, int]:
+        """`n_samples` counts every image file listed, while loading skips unreadable ones. A folder's unreadable
+        files are found by decoding each once per folder listing (small and in threads; nothing if a load already
+        did it) and remembered in this process and in CNN_CACHE_DIR/folders/."""
+        unreadable = unreadable_files(self.scan)
+        counts = dict.fromkeys(SPLITS, 0)
+        for (relative, _), split in zip(self.scan.files, folder_assignment(self.scan, self.seed)):
+            if relative not in unreadable:
+                counts[split] += 1
+        return counts
+
+    def empty_split_hint(self) -> str:
+        return (
+            f"the folder {self.root} holds too few readable images for an 80/10/10 split. "
+            "Add images (at least 10 per class is a useful minimum)."
+        )
+
+
+def clear_folder_caches() -> None:
+    """Forget folder listings, split assignments and readability checks held in this process."""
+    with STATE_LOCK:
+        _FOLDER_SCANS.clear()
+        _ASSIGNMENTS.clear()
+        _UNREADABLE.clear()
+
+
+def discover_folders() -> dict[str, Path]:
+    """Every top-level folder of CNN_DATA_DIR with images in at least two class sub-folders, by name."""
+    data = settings.data_dir()
+    try:
+        children = sorted(data.iterdir()) if data.is_dir() else []
+    except OSError:
+        children = []
+    found = {}
+    for child in children:
+        if child.name.lower() in EXCLUDED_TOP_FOLDERS or _hidden(child.name) or not child.is_dir():
+            continue
+        if _count_image_classes(child) >= 2:
+            found[child.name] = child.resolve()
+    return found
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    root: Path
+    class_names: tuple[str, ...]
+    files: tuple[tuple[str, int], ...]  # (path relative to root, class index), sorted by path
+    channels: int
+    fingerprint: str
+
+
+@functools.lru_cache(maxsize=1)
+def _open_formats() -> tuple[str, ...]:
+    """The allowed formats Pillow can open. Pillow registers no opener for "MPO" (the JPEG plugin
+    opens MPO files), and naming an unregistered format makes `Image.open` raise KeyError."""
+    Image.init()
+    return tuple(name for name in ALLOWED_FORMATS if name in Image.OPEN)
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name.startswith("__")  # .DS_Store, ._x.jpg, __MACOSX
+
+
+def _image_files(class_dir: Path) -> list[tuple[Path, os.stat_result]]:
+    """Image files (by suffix) under one class folder, recursively, sorted; hidden ones skipped."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(class_dir):
+        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+        for filename in sorted(filenames):
+            if _hidden(filename) or Path(filename).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            path = Path(dirpath) / filename
+            try:
+                found.append((path, path.stat()))
+            except OSError:
+                continue  # a dangling link: not an image we can read
+    return found
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    return sorted(child for child in root.iterdir() if child.is_dir() and not _hidden(child.name))
+
+
+def _count_image_classes(root: Path) -> int:
+    try:
+        return sum(1 for child in _class_dirs(root) if _has_image(child))
+    except OSError:
+        return 0
+
+
+def _has_image(class_dir: Path) -> bool:
+    for _, dirnames, filenames in os.walk(class_dir):
+        dirnames[:] = [d for d in dirnames if not _hidden(d)]
+        if any(not _hidden(f) and Path(f).suffix.lower() in IMAGE_SUFFIXES for f in filenames):
+            return True
+    return False
+
+
+def scan_folder(root: Path) -> FolderScan:
+    """List a folder data set (class names, files, channels); cached by its listing's fingerprint."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"The image folder {root} does not exist (any more).")
+    try:
+        classes = [(child.name, _image_files(child)) for child in _class_dirs(root)]
+    except OSError as exc:
+        raise DataError(f"The image folder {root} cannot be read ({short(exc)}).") from exc
+    classes = [(name, files) for name, files in classes if files]
+    if len(classes) < 2:
+        raise DataError(
+            f"{root} is not an image folder data set: it needs one sub-folder per class with image files "
+            f"({', '.join(IMAGE_SUFFIXES)}) in at least two of them, e.g. {root}/yes/*.jpg and {root}/no/*.jpg."
+        )
+    files, listing = [], []
+    for index, (_, entries) in enumerate(classes):
+        for path, stat in entries:
+            relative = path.relative_to(root).as_posix()
+            files.append((relative, index))
+            listing.append((relative, stat.st_size, stat.st_mtime_ns))
+    files.sort()
+    listing.sort()
+    fingerprint = digest([str(root), listing])
+    with STATE_LOCK:
+        cached = _FOLDER_SCANS.get(fingerprint)
+    if cached is not None:
+        return cached
+    scan = FolderScan(
+        root=root,
+        class_names=tuple(name for name, _ in classes),
+        files=tuple(files),
+        channels=_cached_folder_channels(root, fingerprint, [relative for relative, _ in files]),
+        fingerprint=fingerprint,
+    )
+    with STATE_LOCK:
+        _FOLDER_SCANS[fingerprint] = scan
+    return scan
+
+
+def _cached_folder_channels(root: Path, fingerprint: str, relatives: list[str]) -> int:
+    """`_folder_channels`, remembered in CNN_CACHE_DIR/folders/ so a new process opens no image."""
+    path = cache_root() / "folders" / f"{safe_name(root.name)}-{fingerprint[:16]}.json"
+    try:
+        channels = json.loads(path.read_text())["channels"]
+        if channels in (1, 3):
+            return channels
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    channels = _folder_channels(root, relatives)
+    write_json(path, {"root": str(root), "channels": channels})
+    return channels
+
+
+def _folder_channels(root: Path, relatives: Iterable[str]) -> int:
+    """1 when every readable image is grayscale (judged from the header and palette), else 3."""
+    any_readable = False
+    for relative in relatives:
+        try:
+            with Image.open(root / relative, formats=_open_formats()) as image:
+                if not _grayscale(image):
+                    return 3
+                any_readable = True
+        except Exception:  # noqa: BLE001 - unreadable files are skipped when loading
+            continue
+    return 1 if any_readable else 3
+
+
+def _grayscale(image: Image.Image) -> bool:
+    mode = image.mode
+    if mode in ("1", "L", "LA", "La", "I", "F") or mode.startswith("I;16"):
+        return True
+    if mode in ("P", "PA"):
+        palette = image.getpalette() or []
+        triples = [palette[i : i + 3] for i in range(0, len(palette) - 2, 3)]
+        return all(r == g == b for r, g, b in triples)
+    return False
+
+
+def folder_info(name: str, scan: FolderScan, seed: int) -> DatasetInfo:
+    counts = _folder_split_counts(scan, seed)
+    per_class = [0] * len(scan.class_names)
+    for _, index in scan.files:
+        per_class[index] += 1
+    class_text = ", ".join(f"{cls} {count}" for cls, count in zip(scan.class_names, per_class))
+    return DatasetInfo(
+        name=name,
+        title=f"{name} (image folder)",
+        family="folder",
+        class_names=scan.class_names,
+        channels=scan.channels,
+        image_size=FOLDER_IMAGE_SIZE,
+        task="binary-class" if len(scan.class_names) == 2 else "multi-class",
+        splits=SPLITS,
+        source=str(scan.root),
+        description=(
+            f"A folder of images with one sub-folder per class: {len(scan.files)} image files "
+            f"({class_text}). Split by this app per class (stratified) into train/val/test "
+            f"{'/'.join(f'{f:.0%}' for f in FOLDER_SPLIT_FRACTIONS)} with seed {seed}; each image is "
+            "scaled so its shorter side fits the image size and center-cropped to a square. "
+            + ("All images are grayscale, so 1 channel." if scan.channels == 1 else "Loaded as RGB.")
+            + " Files that cannot be read are skipped and counted."
+        ),
+        license="as given by the folder's owner",
+        n_samples=counts,
+        root=str(scan.root),
+    )
+
+
+def split_quotas(class_sizes: list[int], fractions: Iterable[float]) -> list[list[int]]:
+    """quotas[split][class]: split totals are round(fraction * N) (the last split takes the rest),
+    shared among classes in proportion to what each class has left (largest remainder)."""
+    fractions = list(fractions)
+    total = sum(class_sizes)
+    targets = [math.floor(f * total + 0.5) for f in fractions[:-1]]
+    remaining = list(class_sizes)
+    quotas = []
+    for target in targets:
+        target = min(target, sum(remaining))
+        left = sum(remaining)
+        ideal = [target * r / left if left else 0.0 for r in remaining]
+        quota = [math.floor(x) for x in ideal]
+        by_remainder = sorted(range(len(ideal)), key=lambda i: (quota[i] - ideal[i], i))
+        for i in by_remainder[: target - sum(quota)]:
+            quota[i] += 1
+        quotas.append(quota)
+        remaining = [r - q for r, q in zip(remaining, quota)]
+    quotas.append(remaining)
+    return quotas
+
+
+def folder_assignment(scan: FolderScan, seed: int) -> list[str]:
+    """The split of every file of `scan.files`: a stratified, seeded split that does not depend on the
+    order the files were listed in (each class's files are ranked by a hash of seed and path)."""
+    key = (scan.fingerprint, seed)
+    with STATE_LOCK:
+        cached = _ASSIGNMENTS.get(key)
+    if cached is not None:
+        return list(cached)
+    by_class: dict[int, list[int]] = {}
+    for position, (_, index) in enumerate(scan.files):
+        by_class.setdefault(index, []).append(position)
+    sizes = [len(by_class.get(i, [])) for i in range(len(scan.class_names))]
+    quotas = split_quotas(sizes, FOLDER_SPLIT_FRACTIONS)
+    assignment = [""] * len(scan.files)
+    for index, positions in by_class.items():
+        ranked = sorted(positions, key=lambda p: hashlib.sha256(f"{seed}/{scan.files[p][0]}".encode()).digest())
+        start = 0
+        for split, quota in zip(SPLITS, quotas):
+            for position in ranked[start : start + quota[index]]:
+                assignment[position] = split
+            start += quota[index]
+    with STATE_LOCK:
+        _ASSIGNMENTS[key] = tuple(assignment)
+    return assignment
+
+
+def _folder_split_counts(scan: FolderScan, seed: int) -> dict[str, int]:
+    assignment = folder_assignment(scan, seed)
+    return {split: assignment.count(split) for split in SPLITS}
+
+
+#: Side the readability check decodes folder images to (JPEGs decode at 1/8 scale): small is fast.
+_READABILITY_CHECK_SIZE = 32
+
+
+def _readability_path(scan: FolderScan) -> Path:
+    return cache_root() / "folders" / f"{safe_name(scan.root.name)}-{scan.fingerprint[:16]}-unreadable.json"
+
+
+def unreadable_files(scan: FolderScan) -> frozenset[str]:
+    """The files of `scan` (relative paths) that loading skips: from memory, CNN_CACHE_DIR, or decoded once."""
+    with STATE_LOCK:
+        known = _UNREADABLE.get(scan.fingerprint)
+    if known is not None:
+        return known
+    try:
+        listed = json.loads(_readability_path(scan).read_text())["unreadable"]
+        if isinstance(listed, list) and all(isinstance(item, str) for item in listed):
+            known = frozenset(listed)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    if known is None:
+        paths = [scan.root / relative for relative, _ in scan.files]
+        workers = max(1, min(4, os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes outside the GIL
+            arrays = pool.map(lambda p: read_folder_image(p, _READABILITY_CHECK_SIZE, scan.channels), paths)
+            known = frozenset(relative for (relative, _), array in zip(scan.files, arrays) if array is None)
+        _remember_unreadable(scan, known)
+    with STATE_LOCK:
+        _UNREADABLE[scan.fingerprint] = known
+    return known
+
+
+def _remember_unreadable(scan: FolderScan, unreadable: frozenset[str]) -> None:
+    with STATE_LOCK:
+        _UNREADABLE[scan.fingerprint] = unreadable
+    write_json(_readability_path(scan), {"root": str(scan.root), "unreadable": sorted(unreadable)})
+
+
+def read_folder_image(path: Path, image_size: int, channels: int) -> np.ndarray | None:
+    """One file as uint8 [C, S, S], or None when it is not a readable image or is too large."""
+    try:
+        with Image.open(path, formats=_open_formats()) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS or image.width < 1 or image.height < 1:
+                return None
+            if image.format == "JPEG":
+                image.draft(image.mode, (image_size, image_size))  # decode big JPEGs at 1/2, 1/4, 1/8
+            image.load()
+            return fit_image(image, image_size, channels)
+    except Exception:  # noqa: BLE001 - Pillow raises many types (and DecompressionBombError) for bad files
+        return None
+
+
+def _build_folder(scan: FolderScan, seed: int, size: int) -> dict[str, BuiltSplit]:
+    assignment = folder_assignment(scan, seed)
+    paths = [scan.root / relative for relative, _ in scan.files]
+    workers = max(1, min(4, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes outside the GIL
+        arrays = list(pool.map(lambda p: read_folder_image(p, size, scan.channels), paths))
+    _remember_unreadable(scan, frozenset(relative for (relative, _), array in zip(scan.files, arrays) if array is None))
+    built = {}
+    for split in SPLITS:
+        chosen = [i for i, s in enumerate(assignment) if s == split]
+        good = [i for i in chosen if arrays[i] is not None]
+        if good:
+            images = torch.from_numpy(np.stack([arrays[i] for i in good]))
+        else:
+            images = torch.zeros((0, scan.channels, size, size), dtype=torch.uint8)
+        labels = torch.tensor([scan.files[i][1] for i in good], dtype=torch.int64)
+        built[split] = (images, labels, len(chosen) - len(good))
+    skipped = sum(value[2] for value in built.values())
+    if skipped:
+        log.info("%s: skipped %d unreadable or oversized image files", scan.root, skipped)
+    return built
+

@@ -1,0 +1,174 @@
+"""The checkpoint card: what a checkpoint is (model, data set, classes, input preparation), how it was made
+and what it measured. Stored as JSON in the safetensors metadata and beside the weights; its keys and their
+meaning are the on-disk format, so `Card.to_dict` writes exactly what `Card.from_dict` reads."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..errors import CheckpointError
+
+#: Keys every card has; a file without them is not a CNN Explorer checkpoint.
+REQUIRED_KEYS = ("model", "dataset", "class_names", "channels", "image_size", "normalization")
+#: The orientations a card may list under `test_time_augmentation` (data.augment.ORIENTATIONS' names).
+_METRIC_ROWS = ("accuracy", "precision", "recall", "sensitivity", "specificity", "f1", "auroc", "kappa")
+
+
+@dataclass(frozen=True)
+class Card:
+    """A checkpoint's card. `normalization` is {"mean": [...], "std": [...]} per channel in [0, 1];
+    `metrics` is {"test": {...} or None, "best_val": {...}}; `training` holds the run's resolved options and
+    its outcome (best_epoch, epochs_run, train_seconds, device, n_train, ...)."""
+
+    model: str
+    dataset: str
+    class_names: tuple[str, ...]
+    channels: int
+    image_size: int
+    normalization: dict
+    model_args: dict = field(default_factory=dict)
+    dataset_title: str = ""
+    family: str = ""
+    task: str = ""
+    test_time_augmentation: tuple[str, ...] = ()
+    metrics: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    command: str = ""
+    versions: dict = field(default_factory=dict)
+    created: str = ""
+    weights: str = "full"  # "partial": only what training changed (a transfer model's head and trained stages)
+    backbone: dict | None = None  # transfer models: which ImageNet backbone, mode, stages trained
+    extra: dict = field(default_factory=dict)  # keys this version does not know, kept as they are
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "The checkpoint") -> Card:
+        """A card from its JSON form; CheckpointError when a required key is missing or of the wrong type."""
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{source}'s card is not a JSON object; it is not a CNN Explorer checkpoint.")
+        missing = [key for key in REQUIRED_KEYS if key not in data]
+        if missing:
+            raise CheckpointError(f"{source}'s card lacks {', '.join(missing)}; it is not a CNN Explorer checkpoint.")
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = {key: value for key, value in data.items() if key in known and value is not None}
+        try:
+            values["class_names"] = tuple(str(name) for name in data["class_names"])
+            values["channels"] = int(data["channels"])
+            values["image_size"] = int(data["image_size"])
+            views = data.get("test_time_augmentation")
+            values["test_time_augmentation"] = tuple(v for v in views if isinstance(v, str)) if isinstance(views, list) else ()
+            normalization = data["normalization"]
+            if not isinstance(normalization, dict) or not {"mean", "std"} <= set(normalization):
+                raise TypeError("normalization")
+        except (TypeError, ValueError):
+            raise CheckpointError(f"{source}'s card is damaged (a required entry has the wrong type).") from None
+        values["backbone"] = data.get("backbone")
+        return cls(**values, extra={key: value for key, value in data.items() if key not in known})
+
+    def to_dict(self) -> dict:
+        """The JSON form, in the order the files have always had."""
+        data = {
+            "model": self.model,
+            "model_args": dict(self.model_args),
+            "dataset": self.dataset,
+            "dataset_title": self.dataset_title,
+            "family": self.family,
+            "task": self.task,
+            "class_names": list(self.class_names),
+            "channels": self.channels,
+            "image_size": self.image_size,
+            "normalization": self.normalization,
+            "test_time_augmentation": list(self.test_time_augmentation),
+            "metrics": self.metrics,
+            "training": self.training,
+            "command": self.command,
+            "versions": self.versions,
+            "created": self.created,
+        }
+        if self.backbone is not None:
+            data["backbone"] = self.backbone
+        data["weights"] = self.weights
+        return {**data, **self.extra}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=_json_default)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def test_metrics(self) -> dict | None:
+        """The test split's metrics (accuracy, auroc, ..., confusion_matrix), or None (a stopped run)."""
+        test = (self.metrics or {}).get("test")
+        return test if isinstance(test, dict) else None
+
+    @property
+    def test_accuracy(self) -> float | None:
+        value = (self.test_metrics or {}).get("accuracy")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def is_digit_model(self) -> bool:
+        """Trained on handwritten digits (MNIST): inputs are prepared the MNIST way."""
+        return self.family == "mnist" or self.dataset.startswith("mnist")
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether the run that made it was stopped by hand (its weights are the best epoch before that)."""
+        return bool(self.training.get("cancelled"))
+
+
+def library_versions() -> dict:
+    """Versions recorded in every card, so a checkpoint says what made it."""
+    import torchvision
+
+    return {
+        "cnn_explorer": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": sys.version.split()[0],
+    }
+
+
+def model_card_markdown(card: Card, filename: str) -> str:
+    """A model card for people: what the checkpoint is, the command that made it, its measured metrics."""
+    training = card.training
+    test = card.test_metrics or {}
+    views = card.test_time_augmentation
+    lines = [
+        f"# {filename}",
+        "",
+        f"- Model: `{card.model}` {json.dumps(card.model_args)}",
+        f"- Data set: `{card.dataset}` ({card.dataset_title}), task {card.task}, "
+        f"{card.n_classes} classes, input {card.channels}x{card.image_size}x{card.image_size}",
+        f"- Trained on: {training.get('device', '?')}, {training.get('epochs_run', '?')} epochs "
+        f"(best {training.get('best_epoch', '?')}), {training.get('train_seconds', '?')} s of training, "
+        f"{training.get('n_train', '?')} training images",
+        f"- Made by: `{card.command or 'the training studio'}`",
+        *([f"- Test-time augmentation: predictions average {len(views)} orientations ({', '.join(views)})"]
+          if len(views) > 1 else []),
+        f"- Versions: {json.dumps(card.versions)}",
+        "",
+        f"## Test metrics ({test.get('n', '?')} test images)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    for key in _METRIC_ROWS:
+        if test.get(key) is not None:
+            lines.append(f"| {key} | {test[key]:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _json_default(value):
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

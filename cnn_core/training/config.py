@@ -1,0 +1,153 @@
+"""A run's options: `TrainConfig` as the user gives them, `ResolvedConfig` with the model's defaults filled
+in, and the checks that refuse options out of range before anything loads (`ConfigError`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..data.augment import AugmentConfig, default_augment
+from ..data.types import DatasetInfo
+from ..errors import CnnError, ConfigError
+from ..models import default_model_for, get_model_spec
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("none", "onecycle", "cosine")
+MONITORS = ("val_accuracy", "val_loss", "last")  # "last": keep the final epoch (tiny validation sets)
+
+#: Fewest images per batch: BatchNorm layers cannot learn from a batch of one (its variance is zero).
+MIN_BATCH_SIZE = 2
+#: Largest random shift accepted, in pixels (the studio offers 0-4).
+MAX_AUGMENT_SHIFT = 16
+#: Strongest colour jitter accepted: augment.py scales contrast by 1 ± 2·strength, which must not invert images.
+MAX_COLOR_JITTER = 0.5
+
+
+class TrainingError(CnnError):
+    """Training could not go on (e.g. the loss became NaN)."""
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a run; None means "the model's default for this data set"."""
+
+    dataset: str
+    model: str | None = None
+    model_args: dict = field(default_factory=dict)
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    optimizer: str | None = None
+    schedule: str | None = None
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    label_smoothing: float = 0.0
+    patience: int | None = None  # early stopping: epochs without improvement of `monitor`
+    monitor: str = "val_accuracy"  # which epoch the checkpoint keeps; front ends start from `default_monitor(model)`
+    seed: int = 0
+    device: str | None = None
+    limit: int | None = None  # use at most this many images per split (quick classroom runs)
+    augment: AugmentConfig | None = None  # None: what suits the data set
+    tta: bool = True  # test metrics average the orientations the augmentation taught (augment.orientations_taught)
+    image_size: int | None = None  # image folders only: side the images are resized to
+    out: str | None = None  # checkpoint path (".safetensors"); None: not saved
+    command: str = ""  # how the run was started, recorded in the checkpoint card
+    log_every: int | None = None  # batch events every N steps (None: about 50 per epoch)
+
+
+@dataclass
+class ResolvedConfig:
+    """The run's options with every default filled in, as recorded in the card."""
+
+    model: str
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str
+    schedule: str
+    augment: AugmentConfig
+
+
+def resolve_config(config: TrainConfig, info: DatasetInfo) -> ResolvedConfig:
+    """Fill in the model's defaults for this data set and check every option is in range."""
+    model = config.model or default_model_for(info.family, info.image_size)
+    spec = get_model_spec(model)
+    d = spec.defaults
+    resolved = ResolvedConfig(
+        model=model,
+        epochs=config.epochs if config.epochs is not None else d.get("epochs", 5),
+        batch_size=config.batch_size if config.batch_size is not None else d.get("batch_size", 128),
+        lr=config.lr if config.lr is not None else d.get("lr", 1e-3),
+        optimizer=(config.optimizer or d.get("optimizer", "adamw")).lower(),
+        schedule=(config.schedule or d.get("schedule", "none")).lower(),
+        augment=config.augment if config.augment is not None else default_augment(info.family, info.task),
+    )
+    check_options(resolved, config)
+    return resolved
+
+
+def check_options(r: ResolvedConfig, config: TrainConfig) -> None:
+    """ConfigError with a clear message for any option out of range."""
+    if not 1 <= r.epochs <= 1000:
+        raise ConfigError(f"Epochs must be between 1 and 1000; got {r.epochs}.")
+    if r.batch_size < MIN_BATCH_SIZE:
+        raise ConfigError(
+            f"Batch size must be at least {MIN_BATCH_SIZE} (BatchNorm layers cannot learn from one image at a time); "
+            f"got {r.batch_size}."
+        )
+    if r.batch_size > 65536:
+        raise ConfigError(f"Batch size must be between {MIN_BATCH_SIZE} and 65536; got {r.batch_size}.")
+    if not (0 < r.lr <= 10) or math.isnan(r.lr):
+        raise ConfigError(f"Learning rate must be above 0 and at most 10; got {r.lr}.")
+    if r.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"Unknown optimizer {r.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
+    if r.schedule not in SCHEDULES:
+        raise ConfigError(f"Unknown schedule {r.schedule!r}; choose one of {', '.join(SCHEDULES)}.")
+    if config.monitor not in MONITORS:
+        raise ConfigError(f"Unknown monitor {config.monitor!r}; choose one of {', '.join(MONITORS)}.")
+    if config.patience is not None and config.patience < 1:
+        raise ConfigError(f"Patience must be at least 1 epoch; got {config.patience}.")
+    if config.patience is not None and config.monitor == "last":
+        raise ConfigError(
+            "Patience (early stopping) watches a validation score, but this run keeps the last epoch (monitor "
+            "'last'), so it would never stop early: choose monitor val_accuracy or val_loss, or no patience."
+        )
+    if not 0 <= config.label_smoothing < 1:
+        raise ConfigError(f"Label smoothing must be in [0, 1); got {config.label_smoothing}.")
+    if config.weight_decay < 0:
+        raise ConfigError(f"Weight decay must not be negative; got {config.weight_decay}.")
+    if config.limit is not None and config.limit < 2:
+        raise ConfigError(f"--limit must be at least 2 images; got {config.limit}.")
+    if not 0 <= r.augment.shift <= MAX_AUGMENT_SHIFT:
+        raise ConfigError(f"Random shift must be between 0 and {MAX_AUGMENT_SHIFT} pixels; got {r.augment.shift}.")
+    if not 0 <= r.augment.color_jitter <= MAX_COLOR_JITTER:
+        raise ConfigError(
+            f"Colour jitter must be between 0 and {MAX_COLOR_JITTER:g}; got {r.augment.color_jitter:g}."
+        )
+    if not 0 <= r.augment.grayscale <= 1:
+        raise ConfigError(f"The grayscale probability must be between 0 and 1; got {r.augment.grayscale:g}.")
+
+
+def default_monitor(model: str) -> str:
+    """Which epoch a run of `model` keeps unless told otherwise: the registry entry's hint (transfer models:
+    "last", for validation sets of a few dozen images), else the best validation accuracy."""
+    hint = get_model_spec(model).defaults.get("monitor", TrainConfig.monitor)
+    return hint if hint in MONITORS else TrainConfig.monitor
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Gradient steps in one epoch: a ragged last batch of a single image is skipped (BatchNorm cannot
+    learn from it), so 17 images in batches of 8 make 2 steps. Estimates (the studio's) use this too."""
+    full, rest = divmod(n_train, batch_size)
+    return full + (1 if rest >= MIN_BATCH_SIZE else 0)
+
+
+def folder_image_size(model: str, model_args: dict | None) -> int | None:
+    """The side image-folder pictures are loaded at when the run names none: a transfer model's `input_size`
+    (so `--model-arg input_size=288` reads the files at 288 px instead of enlarging 224-px copies), else the
+    model's own default (None: the data set's usual 128 px)."""
+    default = get_model_spec(model).defaults.get("folder_image_size")
+    asked = (model_args or {}).get("input_size")
+    if default is not None and isinstance(asked, int) and not isinstance(asked, bool) and asked > 0:
+        return asked
+    return default

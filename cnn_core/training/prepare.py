@@ -1,0 +1,77 @@
+"""Data for a run: the splits as uint8 tensors (training images on the training device), the limit for
+quick runs, and the preprocessing that turns a batch into model input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import data as data_registry
+from ..data.augment import BatchPreprocessor
+from ..errors import ConfigError
+from .config import ResolvedConfig, TrainConfig, folder_image_size
+
+
+@dataclass
+class PreparedData:
+    """Splits as uint8 tensors plus the preprocessing that turns a batch into model input."""
+
+    info: data_registry.DatasetInfo
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+    test_indices: torch.Tensor
+    preprocess: BatchPreprocessor
+    normalization: dict
+    skipped: int = 0
+
+
+def _subset(split: data_registry.SplitData, limit: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    n = split.labels.shape[0]
+    if limit is None or limit >= n:
+        index = torch.arange(n)
+    else:
+        index = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+    return split.images[index], split.labels[index], index
+
+
+def prepare_data(config: TrainConfig, resolved: ResolvedConfig, device: torch.device) -> PreparedData:
+    """Load (cached) splits, check they fit the task, and put the training images on the device."""
+    info = data_registry.get_dataset_info(config.dataset)
+    if info.multi_label:
+        raise ConfigError(
+            f"{info.title} is a multi-label data set (each image may have several labels); "
+            "training multi-label tasks is not supported yet. Choose a binary or multi-class data set."
+        )
+    splits = {}
+    skipped = 0
+    image_size = config.image_size
+    if image_size is None and info.family == "folder":  # e.g. transfer models: the backbone's input size
+        image_size = folder_image_size(resolved.model, config.model_args)
+    for name in ("train", "val", "test"):
+        split = data_registry.load_split(config.dataset, name, image_size=image_size)
+        skipped += split.skipped
+        splits[name] = _subset(split, config.limit, config.seed)
+    info = split.info
+    n_train = splits["train"][1].shape[0]
+    if n_train == 0:
+        raise ConfigError(f"{info.title} has no training images.")
+    if resolved.batch_size > n_train:
+        raise ConfigError(
+            f"Batch size {resolved.batch_size} is larger than the training set ({n_train} images); "
+            f"choose at most {n_train}."
+        )
+    mean, std = data_registry.channel_stats(config.dataset)
+    preprocess = BatchPreprocessor(mean, std, device, resolved.augment)
+    train_x, train_y, _ = splits["train"]
+    return PreparedData(
+        info=info,
+        train=(train_x.to(device), train_y.to(device)),
+        val=splits["val"][:2],
+        test=splits["test"][:2],
+        test_indices=splits["test"][2],
+        preprocess=preprocess,
+        normalization={"mean": list(mean), "std": list(std)},
+        skipped=skipped,
+    )
