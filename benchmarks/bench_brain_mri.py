@@ -1,13 +1,13 @@
 """Transfer learning on the brain MRI folder, measured over repeated stratified splits instead of one.
 
-Seed 003 trained ResNet-18 on the 253 images (202 / 25 / 26) and reported, on its 26 test images,
+The reference study trained ResNet-18 on the 253 images (202 / 25 / 26) and reported, on its 26 test images,
 accuracy 92.31 %, sensitivity 90.0 %, specificity 93.75 %, ROC-AUC 1.0 and kappa 0.8375. Twenty-six
 images is noise (one image is 3.8 points), so this script trains EfficientNet-Lite0 on several stratified
 80/10/10 splits of the folder (each seed gives a different split, the seed's proportions; seed 0 is the
 default `brain_mri` split) and prints the mean and standard deviation of the same five metrics per mode,
 with timings. Target: mean accuracy >= 92.3 %.
 
-Every run goes through the project's trainer (`cnn_core.train.train`) exactly as the CLI's
+Every run goes through the project's trainer (`cnn_core.training.train`) exactly as the CLI's
 `train --data brain_mri --model transfer:efficientnet_lite0 --mode ... --monitor last` does. Frozen
 activations are cached per image in CNN_CACHE_DIR, so the first split pays for the backbone's forward
 passes and later splits reuse them: "wall" includes that feature extraction, "train" is the trainer's own
@@ -44,7 +44,7 @@ from cnn_core.training import TrainConfig, run_training
 
 TARGET_ACCURACY = 0.923
 METRICS = ("accuracy", "sensitivity", "specificity", "auroc", "kappa")
-SEED_003 = {"accuracy": 0.9231, "sensitivity": 0.90, "specificity": 0.9375, "auroc": 1.0, "kappa": 0.8375}
+REFERENCE_RESNET18 = {"accuracy": 0.9231, "sensitivity": 0.90, "specificity": 0.9375, "auroc": 1.0, "kappa": 0.8375}
 
 #: The settings compared: model_args and training options per mode (the shipped checkpoint uses the best).
 MODES = {
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     header = f"{'mode':<10}" + "".join(f"{m:>16}" for m in METRICS) + f"{'train s':>10}{'wall s':>10}{'acc. no twin':>16}"
     print(header)
-    print(f"{'seed 003':<10}" + "".join(f"{100 * SEED_003[m]:>16.1f}" for m in METRICS) + "   (one split, 26 test images)")
+    print(f"{'ResNet-18':<10}" + "".join(f"{100 * REFERENCE_RESNET18[m]:>16.1f}" for m in METRICS) + "   (one split, 26 test images)")
     best_accuracy = 0.0
     for mode in args.modes:
         chosen = [r for r in rows if r["mode"] == mode]

@@ -1,12 +1,12 @@
-"""Race seed 004's MNIST pipeline against CNN Explorer's default, in the same run; prints numbers.
+"""Race the classic tutorial MNIST pipeline against CNN Explorer's default, in the same run; prints numbers.
 
-Seed 004: torchvision `MNIST` + `ToTensor()` per sample through a `DataLoader`, batch 60, Adam 1e-3, the
+The tutorial pipeline: torchvision `MNIST` + `ToTensor()` per sample through a `DataLoader`, batch 60, Adam 1e-3, the
 8/16-filter CNN. CNN Explorer: `python -m cnn_core train --data mnist` (FastNet, uint8 tensors on the
 device, on-device augmentation). Both are scored on the 10,000 MNIST test images a few times per epoch
 (`--probes-per-epoch`);
 time-to-target counts training seconds only (probing and evaluation excluded for both).
 
-    CNN_DATA_DIR=../shared/data python benchmarks/bench_mnist.py [--seed-epochs 6] [--target 0.985]
+    CNN_DATA_DIR=../shared/data python benchmarks/bench_mnist.py [--tutorial-epochs 6] [--target 0.985]
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def test_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Te
     return correct / len(labels)
 
 
-def race_seed_pipeline(epochs: int, target: float, device, probes_per_epoch: int) -> dict:
-    """Seed 004 as written: per-sample ToTensor through a DataLoader, batch 60, Adam 1e-3."""
+def race_tutorial_pipeline(epochs: int, target: float, device, probes_per_epoch: int) -> dict:
+    """The tutorial pipeline as usually written: per-sample ToTensor through a DataLoader, batch 60, Adam 1e-3."""
     root = data.mnist_torchvision_root()
     train_set = datasets.MNIST(root=str(root), train=True, download=False, transform=transforms.ToTensor())
     test_set = datasets.MNIST(root=str(root), train=False, download=False, transform=transforms.ToTensor())
@@ -62,7 +62,7 @@ def race_seed_pipeline(epochs: int, target: float, device, probes_per_epoch: int
                 accuracy = test_accuracy(model, test_x, test_y, device)
                 history.append({"epoch": round(epoch - 1 + batch / len(loader), 2), "seconds": round(seconds, 2),
                                 "test_accuracy": accuracy})
-                print(f"  seed 004  epoch {history[-1]['epoch']:5.2f}: {seconds:7.2f} s  test {accuracy:.2%}",
+                print(f"  tutorial  epoch {history[-1]['epoch']:5.2f}: {seconds:7.2f} s  test {accuracy:.2%}",
                       flush=True)
                 if accuracy >= target:
                     return {"time_to_target": seconds, "history": history}
@@ -104,7 +104,7 @@ def race_cnn_explorer(target: float, device, probes_per_epoch: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed-epochs", type=int, default=8, help="most epochs for the seed pipeline")
+    parser.add_argument("--tutorial-epochs", type=int, default=8, help="most epochs for the tutorial pipeline")
     parser.add_argument("--target", type=float, default=0.985)
     parser.add_argument("--device", default=None)
     parser.add_argument("--probes-per-epoch", type=int, default=4, help="test-set probes per epoch (both runs)")
@@ -113,15 +113,15 @@ def main() -> None:
     print(f"device: {device}, torch threads: {torch.get_num_threads()}")
     print("CNN Explorer default (fastnet):")
     ours = race_cnn_explorer(args.target, device, args.probes_per_epoch)
-    print("Seed 004 pipeline:")
-    seed = race_seed_pipeline(args.seed_epochs, args.target, device, args.probes_per_epoch)
+    print("Tutorial pipeline (DataLoader + ToTensor, batch 60, Adam):")
+    seed = race_tutorial_pipeline(args.tutorial_epochs, args.target, device, args.probes_per_epoch)
     ratio = None
     if ours["time_to_target"] and seed["time_to_target"]:
         ratio = seed["time_to_target"] / ours["time_to_target"]
-    print(f"time to {args.target:.1%}: seed 004 {seed['time_to_target']} s, CNN Explorer {ours['time_to_target']} s, "
+    print(f"time to {args.target:.1%}: tutorial {seed['time_to_target']} s, CNN Explorer {ours['time_to_target']} s, "
           f"ratio {ratio and round(ratio, 1)}x")
     print(f"CNN Explorer final: {ours['final_test_accuracy']:.2%} test accuracy after {ours['train_seconds']:.1f} s of training")
-    print(json.dumps({"seed004": seed, "cnn_explorer": ours, "ratio": ratio}))
+    print(json.dumps({"tutorial": seed, "cnn_explorer": ours, "ratio": ratio}))
 
 
 if __name__ == "__main__":

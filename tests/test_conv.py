@@ -1,4 +1,4 @@
-"""Unit tests of the Convolution Lab's arithmetic (cnn_core.conv) and safe image reading (cnn_core.images)."""
+"""Unit tests of the Convolution Lab's arithmetic (cnn_core.conv) and safe image reading (cnn_core.data.images)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""cnn_core.explain: MNIST-style drawing preprocessing, Grad-CAM, saliency, MC dropout and the trust hint."""
+"""cnn_core.inference.explain: MNIST-style drawing preprocessing, Grad-CAM, saliency, MC dropout and the trust hint."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unit tests for the gallery's computations (cnn_core.gallery) and the zip upload (cnn_core.zipfolder)."""
+"""Unit tests for the gallery's computations (cnn_core.gallery) and the zip upload (cnn_core.data.zipfolder)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Classification metrics with torchmetrics, for binary and multi-class (macro-averaged) tasks.
 
-Seed 003 reports sensitivity, specificity, ROC-AUC, accuracy and Cohen's kappa; these are all here,
+Medical-imaging reports give sensitivity, specificity, ROC-AUC, accuracy and Cohen's kappa; these are all here,
 plus precision, F1 and the confusion matrix.
 """
 
@@ -36,7 +36,7 @@ def classification_metrics(probs: torch.Tensor, targets: torch.Tensor, num_class
     """Metrics from class probabilities [N, C] and integer targets [N].
 
     Multi-class scores are macro averages. For two classes, sensitivity and specificity are those of
-    class 1 (the "positive" class, e.g. "yes" = tumour) as in seed 003, and precision/recall/F1 are for
+    class 1 (the "positive" class, e.g. "yes" = tumour) as in the brain-MRI tumour study, and precision/recall/F1 are for
     that class too. The confusion matrix is a list of rows (true class) of columns (predicted class).
     """
     probs = probs.detach().float().cpu()
