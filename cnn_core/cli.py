@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import threading
@@ -175,15 +176,18 @@ def _augment(args: argparse.Namespace) -> "AugmentConfig | None":
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .runs import RunStatus
+    from .runs.worker import recorded
     from .training import BatchEvent, EndEvent, EpochEvent, StartEvent, StatusEvent, TrainConfig, train
 
     config = config_from_args(args)
+    store, run_id = _record_cli_run(config)
     cancel = threading.Event()
     bar = None
     end = None
     quiet = args.json and not sys.stderr.isatty()
     try:
-        for event in train(config, cancel=cancel):
+        for event in recorded(store, run_id, config, train(config, cancel=cancel)):
             if isinstance(event, StartEvent):
                 print(
                     f"Training {event.model} on {event.dataset} ({event.n_train} train / {event.n_val} val / "
@@ -210,10 +214,15 @@ def cmd_train(args: argparse.Namespace) -> int:
                 end = event
     except KeyboardInterrupt:
         cancel.set()
+        store.finish(run_id, RunStatus.INTERRUPTED, note="Interrupted from the keyboard.")
+        raise
+    except CnnError as exc:
+        store.finish(run_id, RunStatus.FAILED, error=str(exc))
         raise
     finally:
         if bar is not None:
             bar.close()
+    store.finish(run_id, RunStatus.CANCELLED if end.cancelled else RunStatus.FINISHED)
     assert end is not None
     metrics = end.test_metrics or {}
     print(
@@ -232,6 +241,48 @@ def cmd_train(args: argparse.Namespace) -> int:
             "checkpoint": end.checkpoint_path,
         }
         print(json.dumps(summary))
+    return 0
+
+
+def _record_cli_run(config: "TrainConfig"):
+    """The run store and a new run in it, owned by "cli", for `train`: `runs list` shows CLI runs too."""
+    import uuid
+
+    from . import data
+    from .runs import CLI_OWNER, RunStatus, RunStore
+    from .training import resolve_config
+
+    info = data.get_dataset_info(config.dataset)
+    resolved = resolve_config(config, info)  # ConfigError before anything is recorded
+    store, run_id = RunStore(), uuid.uuid4().hex
+    store.create_run(run_id, CLI_OWNER, config, resolved, info.title, origin="cli", status=RunStatus.RUNNING)
+    store.update(run_id, worker_pid=os.getpid())
+    return store, run_id
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """`runs list`: every recorded run, the app's and the CLI's."""
+    import hashlib
+    import time
+
+    from .runs import CLI_OWNER, RunStore
+
+    rows = RunStore().summaries()
+    for row in rows:  # a browser's id is its cookie: show a digest, never the id itself
+        if row["owner"] != CLI_OWNER:
+            row["owner"] = "browser " + hashlib.sha256(row["owner"].encode()).hexdigest()[:8]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print("No runs recorded yet: `python -m cnn_core train --data mnist` records one.")
+        return 0
+    print(f"{'id':<10} {'owner':<17} {'data set':<16} {'model':<28} {'status':<12} {'test acc':>8}  checkpoint")
+    for row in rows:
+        accuracy = _percent(row["test_accuracy"]) if row["test_accuracy"] is not None else "—"
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["created"]))
+        print(f"{row['id'][:8]:<10} {row['owner']:<17} {row['dataset'][:16]:<16} {row['model'][:28]:<28} "
+              f"{row['status']:<12} {accuracy:>8}  {row['checkpoint'] or '—'}   ({when})")
     return 0
 
 
@@ -392,6 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="checkpoint path (.safetensors); a .json card is written beside it")
     p.add_argument("--json", action="store_true", help="end with one JSON line of test metrics and timings")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("runs", help="the recorded training runs (the app's and the command line's)")
+    p.add_argument("action", choices=["list"], help="list: one line per run")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("evaluate", help="metrics of a checkpoint on a split")
     p.add_argument("--checkpoint", required=True, help="checkpoint file (.safetensors)")

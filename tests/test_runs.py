@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import threading
 import time
 from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
+import run_trainers
 import torch
 
 from cnn_core import data
@@ -20,6 +23,7 @@ from cnn_core.runs import (
     RunBusyError,
     RunManager,
     RunStatus,
+    RunStore,
     check_run_config,
     cli_command,
     default_max_concurrent,
@@ -28,7 +32,7 @@ from cnn_core.runs import (
     smooth,
 )
 from cnn_core.settings import runs_dir
-from cnn_core.training import BatchEvent, EndEvent, StartEvent, StatusEvent, TrainConfig, train
+from cnn_core.training import TrainConfig
 
 QUICK = dict(dataset="mnist", model="fastnet", epochs=1, batch_size=32, lr=0.01)
 # Long enough to still be training when a test acts on it (tiny MNIST: 28 steps per epoch at batch 8).
@@ -96,11 +100,7 @@ def test_cancel_stops_a_run_within_a_second_and_keeps_the_best_weights(tiny_data
 
 
 def test_a_run_cancelled_before_its_first_batch_keeps_no_checkpoint(tiny_data_dir):
-    def cancelled_at_once(config, cancel):
-        cancel.set()
-        return train(config, cancel=cancel)
-
-    manager = RunManager(max_concurrent=1, trainer=cancelled_at_once)
+    manager = RunManager(max_concurrent=1, trainer=run_trainers.cancelled_at_once)
     run_id = manager.submit("carol", TrainConfig(**QUICK))
     snap = manager.wait(run_id, timeout=60)
     assert snap.status is RunStatus.CANCELLED
@@ -160,11 +160,7 @@ def test_divergence_ends_the_run_with_its_message(tiny_data_dir):
 
 
 def test_an_unexpected_failure_is_reported_not_swallowed(tiny_data_dir):
-    def broken(config, cancel):
-        yield StartEvent("mnist", "fastnet", "CPU", 10, 1, 1, 1, 10, {})
-        raise RuntimeError("disk on fire")
-
-    manager = RunManager(max_concurrent=1, trainer=broken)
+    manager = RunManager(max_concurrent=1, trainer=run_trainers.broken)
     snap = manager.wait(manager.submit("fay", TrainConfig(**QUICK)), timeout=10)
     assert snap.status is RunStatus.FAILED and snap.error == "Training failed unexpectedly: RuntimeError: disk on fire"
 
@@ -212,26 +208,17 @@ def test_smooth_is_a_bias_corrected_moving_average():
 
 
 def test_progress_extrapolates_the_time_per_step(tiny_data_dir):
-    release = threading.Event()
-
-    def halfway(config, cancel):
-        yield StartEvent("mnist", "fastnet", "CPU", 100, 10, 10, 2, 5, {})
-        for step in range(1, 6):
-            yield BatchEvent(step=step, epoch=1 + (step - 1) // 5, loss=1.0, accuracy=0.5, lr=0.01, seconds=step)
-        release.wait(10)
-        yield EndEvent(1, 1, 1.0, None, None, False, True, {})
-
-    manager = RunManager(max_concurrent=1, trainer=halfway)
+    manager = RunManager(max_concurrent=1, trainer=run_trainers.halfway)
     run_id = manager.submit("ivy", TrainConfig(**QUICK), save=False)
     _wait_until(lambda: len(manager.snapshot(run_id).batches) == 5, what="five batches")
     snap = manager.snapshot(run_id)
-    loading = snap.training_monotonic - snap.started_monotonic  # before the start event: not extrapolated
-    now = snap.training_monotonic + 20.0
+    loading = snap.training_at - snap.started_at  # before the start event: not extrapolated
+    now = snap.training_at + 20.0
     progress = snap.progress(now)
     assert (progress.step, progress.total_steps, progress.epoch, progress.epochs) == (5, 10, 1, 2)
     assert progress.fraction == 0.5 and progress.elapsed == pytest.approx(20.0 + loading)
     assert progress.eta == pytest.approx(20.0)  # 5 steps took 20 s, 5 more to go
-    release.set()
+    run_trainers.release_file().touch()
     assert manager.wait(run_id, timeout=10).status is RunStatus.CANCELLED
 
 
@@ -313,30 +300,155 @@ def test_a_submitted_run_records_its_command(tiny_data_dir):
 
 
 def test_status_events_are_shown_and_the_step_clock_starts_after_them(tiny_data_dir):
-    computing = threading.Event()
-    release = threading.Event()
-
-    def preparing(config, cancel):
-        yield StartEvent("scans", "transfer:efficientnet_lite0", "CPU", 16, 2, 2, 1, 2, {})
-        yield StatusEvent("Computing EfficientNet-Lite0 (ImageNet) features for 36 images, cached for later runs…")
-        computing.set()
-        release.wait(10)
-        yield StatusEvent("Ready in 0.2 s.")
-        yield BatchEvent(step=1, epoch=1, loss=1.0, accuracy=0.5, lr=0.01, seconds=0.1)
-        yield EndEvent(1, 1, 1.0, None, None, False, False, {})
-
-    manager = RunManager(max_concurrent=1, trainer=preparing)
+    manager = RunManager(max_concurrent=1, trainer=run_trainers.preparing)
     run_id = manager.submit("lee", TrainConfig(**QUICK), save=False)
-    assert computing.wait(10)
     _wait_until(lambda: manager.snapshot(run_id).status_message is not None, what="the status")
     snap = manager.snapshot(run_id)
     assert snap.status_message.startswith("Computing EfficientNet-Lite0") and snap.progress().eta is None
-    clock = snap.training_monotonic
+    clock = snap.training_at
     time.sleep(0.05)
-    release.set()
+    run_trainers.release_file().touch()
     snap = manager.wait(run_id, timeout=10)
     assert snap.status is RunStatus.FINISHED, snap.error
     assert snap.status_message == "Ready in 0.2 s."
     assert snap.statuses[0].startswith("Computing EfficientNet-Lite0") and len(snap.statuses) == 2
-    assert snap.training_monotonic > clock  # feature extraction is not extrapolated as if it were steps
+    assert snap.training_at > clock  # feature extraction is not extrapolated as if it were steps
     assert len(snap.batches) == 1 and snap.start is not None
+
+
+# --------------------------------------------------------------------------------------------------
+# Worker processes and the run store
+
+
+def _worker_pid(manager: RunManager, run_id: str) -> int | None:
+    return manager.store.worker_pids((RunStatus.RUNNING,)).get(run_id)
+
+
+def test_a_run_trains_in_a_worker_process_and_its_memory_goes_with_it(tiny_data_dir):
+    manager = RunManager(max_concurrent=1)
+    run_id = manager.submit("mia", TrainConfig(**LONG))
+    _wait_until(lambda: len(manager.snapshot(run_id).batches) >= 2, what="the first batches")
+    pid = _worker_pid(manager, run_id)
+    assert pid is not None and pid != os.getpid()
+    assert [t.name for t in threading.enumerate() if t.name.startswith("cnn-run")] == ["cnn-run-monitor"]  # no trainer here
+    manager.cancel(run_id)
+    assert manager.wait(run_id, timeout=10).status is RunStatus.CANCELLED
+    _wait_until(lambda: not _process_exists(pid), timeout=10, what="the worker to exit")
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_a_killed_worker_ends_its_run_as_failed_and_the_next_run_starts(tiny_data_dir):
+    manager = RunManager(max_concurrent=1)
+    first = manager.submit("ned", TrainConfig(**LONG))
+    waiting = manager.submit("ola", TrainConfig(**QUICK))
+    _wait_until(lambda: len(manager.snapshot(first).batches) >= 1, what="the first batch")
+    os.kill(_worker_pid(manager, first), signal.SIGKILL)
+    snap = manager.wait(first, timeout=10)
+    assert snap.status is RunStatus.FAILED and "killed by signal 9" in snap.error
+    assert manager.wait(waiting, timeout=120).status is RunStatus.FINISHED  # the slot was given on
+
+
+def test_runs_outlive_their_manager_and_dead_ones_are_marked_interrupted(tiny_data_dir):
+    """What a server restart sees: finished runs with their curves and metrics; a run left training by a
+    process that is gone is interrupted, never shown as running."""
+    first = RunManager(max_concurrent=1)
+    done = first.wait(first.submit("pia", TrainConfig(**QUICK)), timeout=120)
+    assert done.status is RunStatus.FINISHED, done.error
+    store = first.store
+    orphan = "f" * 32
+    store.create_run(orphan, "pia", TrainConfig(**QUICK), check_run_config(TrainConfig(**QUICK))[0], "MNIST",
+                     status=RunStatus.RUNNING)  # fmt: skip
+    store.update(orphan, worker_pid=_a_dead_pid())
+
+    again = RunManager(max_concurrent=1, store=RunStore(store.path))
+    assert again.interrupted == [orphan]
+    runs = {snap.id: snap for snap in again.runs_for("pia")}
+    assert runs[orphan].status is RunStatus.INTERRUPTED and "server stopped" in runs[orphan].note
+    kept = runs[done.id]
+    assert kept.status is RunStatus.FINISHED and len(kept.epochs) == 1 and kept.batches == done.batches
+    assert kept.test_accuracy == done.test_accuracy and kept.end.card.to_dict() == done.end.card.to_dict()
+    assert [m.index for m in kept.misclassified] == [m.index for m in done.misclassified]
+    assert Path(kept.checkpoint_path).is_file()
+
+
+def _a_dead_pid() -> int:
+    import subprocess
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_cli_runs_are_recorded_and_listed(tiny_data_dir, tmp_path, capsys):
+    from cnn_core.cli import main
+
+    out = tmp_path / "digits.safetensors"
+    assert main(["train", "--data", "mnist", "--epochs", "1", "--batch-size", "32", "--out", str(out)]) == 0
+    assert main(["train", "--data", "mnist", "--batch-size", "1"]) == 2  # refused before anything is recorded
+    capsys.readouterr()
+    assert main(["runs", "list", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["owner"] == "cli" and row["origin"] == "cli" and row["status"] == "finished"
+    assert row["dataset"] == "mnist" and row["model"] == "fastnet" and row["checkpoint"] == str(out)
+    assert 0 <= row["test_accuracy"] <= 1
+    assert main(["runs", "list"]) == 0
+    table = capsys.readouterr().out
+    assert row["id"][:8] in table and "cli" in table and "finished" in table
+
+
+def test_an_app_owner_is_listed_by_a_digest_never_by_its_id(tiny_data_dir, capsys):
+    from cnn_core.cli import main
+
+    owner = "0123456789abcdef0123456789abcdef"
+    manager = RunManager(max_concurrent=1)
+    manager.wait(manager.submit(owner, TrainConfig(**QUICK), save=False), timeout=120)
+    assert main(["runs", "list", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["owner"].startswith("browser ") and owner not in json.dumps(row)
+
+
+def test_each_owner_sees_the_shipped_checkpoints_and_only_their_own(tiny_data_dir):
+    from cnn_core.runs import checkpoint_label, checkpoints_for
+    from cnn_core.settings import models_dir
+
+    manager = RunManager(max_concurrent=1)
+    mine = manager.wait(manager.submit("quinn", TrainConfig(**QUICK)), timeout=120)
+    theirs = manager.wait(manager.submit("rosa", TrainConfig(**QUICK)), timeout=120)
+    stopped_id = manager.submit("quinn", TrainConfig(**LONG))
+    _wait_until(lambda: len(manager.snapshot(stopped_id).epochs) >= 1, timeout=60, what="one epoch")
+    manager.cancel(stopped_id)
+    stopped = manager.wait(stopped_id, timeout=10)
+
+    entries = checkpoints_for("quinn", manager.store)
+    shipped = [e for e in entries if e.shipped]
+    assert {e.path for e in shipped} == set(models_dir().glob("*.safetensors"))
+    own = [e for e in entries if not e.shipped]
+    assert [str(e.path) for e in own] == [mine.checkpoint_path, stopped.checkpoint_path]
+    assert theirs.checkpoint_path not in {str(e.path) for e in entries}
+    labels = [checkpoint_label(e) for e in own]
+    assert "stopped at epoch" not in labels[0] and "stopped at epoch" in labels[1]
+    assert checkpoints_for("nobody", manager.store) == shipped
+
+
+def test_uploads_are_offered_again_to_their_owner_after_a_restart(tiny_data_dir, tmp_path):
+    from cnn_core.runs import record_upload, restore_uploads
+
+    folder = shutil.copytree(tiny_data_dir / "scans", tmp_path / "uploads" / "my_scans")
+    info = data.register_image_folder("my_scans", folder, seed=3, owner="sam")
+    store = RunStore()
+    record_upload("sam", info, 3, store)
+    data.clear_caches(forget_registered=True)  # what a restart does to the in-process registry
+    assert "my_scans" not in {i.name for i in data.list_datasets(owner="sam")}
+    assert restore_uploads("tia", store) == []
+    assert restore_uploads("sam", store) == ["my_scans"]
+    assert "my_scans" in {i.name for i in data.list_datasets(owner="sam")}
+    assert "my_scans" not in {i.name for i in data.list_datasets(owner="tia")}
+    assert data.registered_folder("my_scans") == ("my_scans", str(folder.resolve()), 3, "sam")
+    assert restore_uploads("sam", store) == []  # already registered

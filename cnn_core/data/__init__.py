@@ -22,6 +22,7 @@ from .registry import (
     list_datasets,
     load_split,
     register_image_folder,
+    registered_folder,
     split_sizes,
 )
 from .types import (
@@ -55,6 +56,7 @@ __all__ = [
     "split_sizes",
     "channel_stats",
     "register_image_folder",
+    "registered_folder",
     "folder_owner",
     "download_dataset",
     "download_server",

@@ -272,6 +272,16 @@ def register_image_folder(
     return source.info
 
 
+def registered_folder(name: str) -> tuple[str, str, int, str | None] | None:
+    """(name, folder, split seed, owner) of a folder registered in this process (an upload), else None:
+    what another process needs to register the same data set."""
+    with cache.STATE_LOCK:
+        if name not in _REGISTERED_FOLDERS:
+            return None
+        root, seed = _REGISTERED_FOLDERS[name]
+        return (name, str(root), seed, _FOLDER_OWNERS.get(name))
+
+
 def folder_owner(name: str) -> str | None:
     """Who registered the image folder `name` privately, or None for public folders and other names."""
     with cache.STATE_LOCK:

@@ -191,22 +191,27 @@ def load_checkpoint(
     return LoadedCheckpoint(model=model, card=card, path=path)
 
 
+def checkpoint_entry(weights: Path, shipped: bool = False) -> CheckpointEntry | None:
+    """The entry of one checkpoint file for pickers, or None when its card cannot be read."""
+    raw = _sidecar_card(weights)
+    try:
+        if raw is None:
+            _, raw = _read_safetensors(weights)
+        card = Card.from_dict(raw, weights.name)
+    except CheckpointError:
+        return None
+    return CheckpointEntry(card=card, path=weights, name=weights.stem, shipped=shipped)
+
+
 def list_checkpoints(folders: list[Path] | None = None) -> list[CheckpointEntry]:
     """Every checkpoint in the given folders (default: the shipped `models/`, then the runs folder), by file
     name; files whose card cannot be read are left out."""
     folders = folders if folders is not None else [models_dir(), runs_dir()]
     entries = []
     for folder in folders:
-        if not Path(folder).is_dir():
-            continue
-        for weights in sorted(Path(folder).glob("*.safetensors")):
-            raw = _sidecar_card(weights)
-            try:
-                if raw is None:
-                    _, raw = _read_safetensors(weights)
-                card = Card.from_dict(raw, weights.name)
-            except CheckpointError:
-                continue
-            entries.append(CheckpointEntry(card=card, path=weights, name=weights.stem,
-                                           shipped=Path(folder) == models_dir()))  # fmt: skip
+        if Path(folder).is_dir():
+            for weights in sorted(Path(folder).glob("*.safetensors")):
+                entry = checkpoint_entry(weights, shipped=Path(folder) == models_dir())
+                if entry is not None:
+                    entries.append(entry)
     return entries

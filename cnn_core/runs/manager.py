@@ -1,55 +1,69 @@
-"""`RunManager`: a process-wide registry of training runs, each a worker thread, with a concurrency limit
-and a first-come queue."""
+"""`RunManager`: the app's one interface to training runs. Runs train in worker processes (a back-end), with a
+concurrency limit and a first-come queue; everything about them lives in the run store, so pages read them
+back, after a server restart too.
+
+Each owner (a browser) has at most one active run; at most `max_concurrent` train at once
+(`CNN_MAX_CONCURRENT_RUNS`; 1 on a CPU, 2 on a GPU) and the rest wait, told how many runs are ahead of them.
+Errors a person can act on (`CnnError`) end the run with their message; a worker that dies ends its run as
+failed, saying how it died.
+"""
 
 from __future__ import annotations
 
-import glob
 import logging
+import os
 import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import fields, replace
-from pathlib import Path
-from typing import Callable, Iterator
-
-import torch
+from dataclasses import replace
+from typing import Callable
 
 from .. import data as data_registry
 from ..errors import CnnError, ConfigError
-from ..training import BatchEvent, EndEvent, EpochEvent, Event, StartEvent, StatusEvent, TrainConfig, train
+from ..training import TrainConfig
 from .commands import check_run_config, checkpoint_path_for, cli_command, default_max_concurrent
-from .records import RunSnapshot, RunStatus, _Run, misclassified_examples
+from .records import RunSnapshot, RunStatus
+from .store import RunStore
+from .worker import LocalBackend, WorkerJob, job_environment, process_alive
 
 log = logging.getLogger(__name__)
 
-#: Finished runs kept in memory for the compare table, per owner and in all.
-RUNS_KEPT_PER_OWNER = 10
-RUNS_KEPT_IN_ALL = 200
+#: Runs listed per owner in the studio's compare table (the newest; older ones stay in the store).
+RUNS_SHOWN_PER_OWNER = 10
+#: Seconds between the manager's looks at its workers.
+MONITOR_INTERVAL_S = 0.2
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 class RunBusyError(CnnError):
     """This owner already has a run queued or training."""
 
 
-Trainer = Callable[[TrainConfig, threading.Event], Iterator[Event]]
-
-
 class RunManager:
-    """A process-wide registry of training runs with a concurrency limit and a queue.
+    """Training runs for the app: submit, stop, read. Thread-safe: pages call it from Streamlit's threads.
 
-    Thread-safe: pages call it from Streamlit's script threads while workers append events.
+    `trainer` ("module:function", or such a module-level function) stands in for `training.train` in tests.
     """
 
-    def __init__(self, max_concurrent: int | None = None, trainer: Trainer | None = None):
+    def __init__(
+        self,
+        max_concurrent: int | None = None,
+        trainer: str | Callable | None = None,
+        store: RunStore | None = None,
+        backend: LocalBackend | None = None,
+    ):
         self.max_concurrent = max_concurrent if max_concurrent is not None else default_max_concurrent()
         if self.max_concurrent < 1:
             raise ConfigError(f"At least one run must be allowed at a time; got {self.max_concurrent}.")
-        self._trainer: Trainer = trainer or (lambda config, cancel: train(config, cancel=cancel))
+        self.store = store or RunStore()
+        self.backend = backend or LocalBackend()
+        self._trainer = trainer if isinstance(trainer, str) or trainer is None else f"{trainer.__module__}:{trainer.__qualname__}"
         self._lock = threading.RLock()
-        self._runs: dict[str, _Run] = {}
-        self._queue: deque[str] = deque()
-        self._running: set[str] = set()
+        self._queue: deque[WorkerJob] = deque()
+        self._workers: dict[str, object] = {}
+        self._monitor: threading.Thread | None = None
+        self.interrupted = self._end_runs_of_dead_processes()
 
     # ---------------------------------------------------------------- starting and stopping
     def submit(self, owner: str, config: TrainConfig, *, save: bool = True) -> str:
@@ -65,6 +79,8 @@ class RunManager:
             config = replace(config, out=str(checkpoint_path_for(config, resolved.model, run_id)))
         if not config.command:
             config = replace(config, command=cli_command(config, resolved, info.family, info.task))
+        folder = data_registry.registered_folder(info.name)  # an upload: the worker registers it too
+        job = WorkerJob(run_id, config, str(self.store.path), job_environment(), folder, os.getpid(), self._trainer)
         with self._lock:
             active = self.active_run(owner)
             if active is not None:
@@ -72,10 +88,10 @@ class RunManager:
                     "You already have a run " + ("waiting" if active.status is RunStatus.QUEUED else "training")
                     + ": stop it or let it finish before starting another (one run per person)."
                 )
-            self._runs[run_id] = _Run(run_id, owner, config, resolved, info.title)
-            self._queue.append(run_id)
+            self.store.create_run(run_id, owner, config, resolved, info.title, backend=self.backend.name)
+            self.store.update(run_id, worker_pid=os.getpid())  # queued: held by this server
+            self._queue.append(job)
             self._start_waiting_runs()
-            self._forget_old_runs(owner)
         return run_id
 
     def cancel(self, run_id: str) -> bool:
@@ -84,184 +100,97 @@ class RunManager:
         Returns False when the run is unknown or already over.
         """
         with self._lock:
-            run = self._runs.get(run_id)
-            if run is None or not run.status.active:
+            try:
+                status = self.store.snapshot(run_id).status
+            except KeyError:
                 return False
-            run.cancel.set()
-            if run.status is RunStatus.QUEUED:
-                self._queue.remove(run_id)
-                run.status = RunStatus.CANCELLED
-                run.note = "Stopped before it started."
-                run.finished_monotonic = time.monotonic()
-                run.done.set()
+            if not status.active:
+                return False
+            self.store.request_cancel(run_id)
+            process = self._workers.get(run_id)
+            if process is not None and self.store.stop_signal_ready(run_id):
+                self.backend.request_stop(process)
+            queued = [job for job in self._queue if job.run_id == run_id]
+            if queued:
+                self._queue.remove(queued[0])
+                self.store.finish(run_id, RunStatus.CANCELLED, note="Stopped before it started.")
             return True
 
     def wait(self, run_id: str, timeout: float | None = None) -> RunSnapshot:
         """Block until the run is over (or `timeout` seconds pass) and return its snapshot."""
-        run = self._get(run_id)
-        run.done.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.snapshot(run_id).status.active and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.05)
         return self.snapshot(run_id)
 
     # ---------------------------------------------------------------- reading
     def snapshot(self, run_id: str) -> RunSnapshot:
-        """A consistent copy of the run (KeyError for an unknown id)."""
-        with self._lock:
-            run = self._get(run_id)
-            return RunSnapshot(
-                id=run.id,
-                owner=run.owner,
-                status=run.status,
-                config=run.config,
-                resolved=run.resolved,
-                dataset_title=run.dataset_title,
-                created=run.created,
-                queue_ahead=self._ahead(run),
-                start=run.start,
-                batches=tuple(run.batches),
-                epochs=tuple(run.epochs),
-                end=run.end,
-                error=run.error,
-                note=run.note,
-                statuses=tuple(run.statuses),
-                started_monotonic=run.started_monotonic,
-                training_monotonic=run.training_monotonic,
-                finished_monotonic=run.finished_monotonic,
-                misclassified=run.misclassified,
-                cancel_requested=run.cancel.is_set(),
-            )
+        """The run as it is now (KeyError for an unknown id)."""
+        return self.store.snapshot(run_id, queue_ahead=self._ahead(run_id))
 
     def has_run(self, run_id: str | None) -> bool:
-        with self._lock:
-            return run_id is not None and run_id in self._runs
+        if run_id is None:
+            return False
+        try:
+            self.store.snapshot(run_id)
+        except KeyError:
+            return False
+        return True
 
     def active_run(self, owner: str) -> RunSnapshot | None:
         """The owner's queued or training run, if any."""
-        with self._lock:
-            for run in self._runs.values():
-                if run.owner == owner and run.status.active:
-                    return self.snapshot(run.id)
-        return None
+        active = self.store.run_ids(owner, ACTIVE)
+        return self.snapshot(active[-1]) if active else None
 
     def runs_for(self, owner: str) -> list[RunSnapshot]:
-        """The owner's runs, oldest first (for the compare table)."""
-        with self._lock:
-            return [self.snapshot(r.id) for r in sorted(self._runs.values(), key=lambda r: r.created)
-                    if r.owner == owner]
+        """The owner's newest runs, oldest first (for the compare table)."""
+        return [self.snapshot(run_id) for run_id in self.store.run_ids(owner)[-RUNS_SHOWN_PER_OWNER:]]
 
     def latest_run(self, owner: str) -> RunSnapshot | None:
-        runs = self.runs_for(owner)
-        return runs[-1] if runs else None
+        run_ids = self.store.run_ids(owner)
+        return self.snapshot(run_ids[-1]) if run_ids else None
 
     def load(self) -> tuple[int, int]:
-        """(runs training, runs waiting) across all owners."""
+        """(runs training, runs waiting) in this server."""
         with self._lock:
-            return len(self._running), len(self._queue)
+            return len(self._workers), len(self._queue)
 
     # ---------------------------------------------------------------- internals
-    def _get(self, run_id: str) -> _Run:
+    def _ahead(self, run_id: str) -> int:
         with self._lock:
-            try:
-                return self._runs[run_id]
-            except KeyError:
-                raise KeyError(f"No run {run_id!r}") from None
-
-    def _ahead(self, run: _Run) -> int:
-        if run.status is not RunStatus.QUEUED:
-            return 0
-        return len(self._running) + list(self._queue).index(run.id)
+            waiting = [job.run_id for job in self._queue]
+            return len(self._workers) + waiting.index(run_id) if run_id in waiting else 0
 
     def _start_waiting_runs(self) -> None:
         with self._lock:
-            while self._queue and len(self._running) < self.max_concurrent:
-                run = self._runs[self._queue.popleft()]
-                run.status = RunStatus.RUNNING
-                run.started_monotonic = time.monotonic()
-                self._running.add(run.id)
-                thread = threading.Thread(target=self._work, args=(run,), name=f"cnn-run-{run.id[:8]}", daemon=True)
-                thread.start()
+            while self._queue and len(self._workers) < self.max_concurrent:
+                job = self._queue.popleft()
+                process = self.backend.start(job)
+                self.store.start(job.run_id, process.pid)
+                self._workers[job.run_id] = process
+            if self._workers and (self._monitor is None or not self._monitor.is_alive()):
+                self._monitor = threading.Thread(target=self._watch_workers, name="cnn-run-monitor", daemon=True)
+                self._monitor.start()
 
-    def _work(self, run: _Run) -> None:
-        """The worker thread: consume the trainer's events, then record how the run ended."""
-        try:
-            for event in self._trainer(run.config, run.cancel):
-                self._record(run, event)
-            if run.end is None:
-                raise RuntimeError("the trainer ended without an end event")
-            status, error = (RunStatus.CANCELLED if run.end.cancelled else RunStatus.FINISHED), None
-        except CnnError as exc:
-            status, error = RunStatus.FAILED, str(exc)
-        except Exception as exc:  # noqa: BLE001 - a worker must never die silently; the page shows this
-            log.exception("Training run %s failed", run.id)
-            status, error = RunStatus.FAILED, f"Training failed unexpectedly: {type(exc).__name__}: {exc}"
-        with self._lock:
-            run.status = status
-            run.error = error
-            run.finished_monotonic = time.monotonic()
-            self._running.discard(run.id)
-            run.done.set()
-            self._start_waiting_runs()
+    def _watch_workers(self) -> None:
+        """End the runs of workers that died without ending them; start waiting runs as slots free up."""
+        while True:
+            time.sleep(MONITOR_INTERVAL_S)
+            with self._lock:
+                for run_id, process in list(self._workers.items()):
+                    if self.backend.alive(process):
+                        continue
+                    del self._workers[run_id]
+                    if self.store.snapshot(run_id).status.active:
+                        self.store.finish(run_id, RunStatus.FAILED, error=self.backend.exit_note(process))
+                self._start_waiting_runs()
+                if not self._workers:
+                    self._monitor = None
+                    return
 
-    def _record(self, run: _Run, event: Event) -> None:
-        if isinstance(event, EndEvent):
-            event = self._finish(run, event)
-        event = _without_live_objects(event)
-        with self._lock:
-            if isinstance(event, StartEvent):
-                run.start = event
-                run.training_monotonic = time.monotonic()
-            elif isinstance(event, StatusEvent):
-                run.statuses.append(event.message)
-                if not run.batches:  # preparing before the first step: not step time
-                    run.training_monotonic = time.monotonic()
-            elif isinstance(event, BatchEvent):
-                run.batches.append(event)
-            elif isinstance(event, EpochEvent):
-                run.epochs.append(event)
-            elif isinstance(event, EndEvent):
-                run.end = event
-
-    def _finish(self, run: _Run, end: EndEvent) -> EndEvent:
-        """Keep the misclassified images, drop an untrained checkpoint, and let go of the big tensors."""
-        if end.test_probs is not None and end.test_labels is not None and end.test_indices is not None:
-            try:
-                split = data_registry.load_split(run.config.dataset, "test", image_size=run.config.image_size)
-                images = split.images[end.test_indices]
-                examples = tuple(misclassified_examples(end.test_probs, end.test_labels, images))
-                with self._lock:
-                    run.misclassified = examples
-            except CnnError as exc:  # e.g. the data set was deleted while training
-                run.note = f"The misclassified images cannot be shown: {exc}"
-        if end.best_epoch == 0 and end.checkpoint_path:
-            _remove_checkpoint(Path(end.checkpoint_path))
-            run.note = "Stopped before the first epoch ended, so no checkpoint was kept."
-            end = replace(end, checkpoint_path=None)
-        return replace(end, test_probs=None, test_labels=None, test_indices=None)
-
-    def _forget_old_runs(self, owner: str) -> None:
-        """Bound memory: keep the newest finished runs per owner and in all; active runs always stay."""
-        with self._lock:
-            finished = sorted((r for r in self._runs.values() if not r.status.active), key=lambda r: r.created)
-            mine = [r for r in finished if r.owner == owner]
-            drop = {r.id for r in mine[: max(0, len(mine) - RUNS_KEPT_PER_OWNER)]}
-            rest = [r for r in finished if r.id not in drop]
-            drop |= {r.id for r in rest[: max(0, len(rest) - RUNS_KEPT_IN_ALL)]}
-            for run_id in drop:
-                del self._runs[run_id]
-
-
-def _without_live_objects(event: Event) -> Event:
-    """The event without references to live modules (e.g. the model being trained), which kept runs must not pin."""
-    live = {f.name: None for f in fields(event) if isinstance(getattr(event, f.name), torch.nn.Module)}
-    return replace(event, **live) if live else event
-
-
-def _remove_checkpoint(path: Path) -> None:
-    """Remove the weights and every file written beside them under the same name (card, model card)."""
-    for file in [path, *path.parent.glob(glob.escape(path.stem) + ".*")]:
-        if file.stem != path.stem:
-            continue
-        try:
-            file.unlink(missing_ok=True)
-        except OSError:
-            log.warning("Could not remove %s", file)
-
+    def _end_runs_of_dead_processes(self) -> list[str]:
+        """Runs left queued or training by a process that is gone (a server that was killed, its workers, a CLI
+        run stopped from outside) are marked interrupted, never shown as running."""
+        dead = [run_id for run_id, pid in self.store.worker_pids(ACTIVE).items() if pid is None or not process_alive(pid)]
+        self.store.mark_interrupted(dead, "The server stopped while this run was waiting or training.")
+        return dead

@@ -4,9 +4,8 @@ the misclassified test images, and the numbers pages draw from them."""
 from __future__ import annotations
 
 import math
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 import torch
@@ -24,6 +23,7 @@ class RunStatus(str, Enum):
     FINISHED = "finished"
     CANCELLED = "cancelled"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # the server (and with it the worker) stopped while it was queued or training
 
     @property
     def active(self) -> bool:
@@ -56,7 +56,10 @@ class Progress:
 
 @dataclass(frozen=True)
 class RunSnapshot:
-    """A consistent copy of a run at one moment: what the page draws."""
+    """A consistent copy of a run at one moment, read from the run store: what the page draws.
+
+    Times are wall-clock seconds since the epoch (`time.time()`): the run trains in another process.
+    """
 
     id: str
     owner: str
@@ -64,7 +67,7 @@ class RunSnapshot:
     config: TrainConfig
     resolved: ResolvedConfig
     dataset_title: str
-    created: float  # time.time()
+    created: float
     queue_ahead: int  # runs that start or finish before this one can start (0 once it trains)
     start: StartEvent | None
     batches: tuple[BatchEvent, ...]
@@ -73,11 +76,13 @@ class RunSnapshot:
     error: str | None
     note: str | None  # e.g. why no checkpoint was kept
     statuses: tuple[str, ...]  # the trainer's StatusEvent messages, e.g. "Computing … features for 202 images…"
-    started_monotonic: float | None
-    training_monotonic: float | None
-    finished_monotonic: float | None
+    started_at: float | None  # left the queue
+    training_at: float | None  # the steps could begin: data loaded, model built, features computed
+    finished_at: float | None
     misclassified: tuple[Misclassified, ...]
     cancel_requested: bool
+    origin: str = "app"  # "app" or "cli"
+    backend: str = "local"
 
     @property
     def status_message(self) -> str | None:
@@ -95,41 +100,17 @@ class RunSnapshot:
 
     def wall_seconds(self, now: float | None = None) -> float:
         """Seconds since the run left the queue (until it ended)."""
-        if self.started_monotonic is None:
+        if self.started_at is None:
             return 0.0
-        stop = self.finished_monotonic if self.finished_monotonic is not None else (now or time.monotonic())
-        return max(0.0, stop - self.started_monotonic)
+        stop = self.finished_at if self.finished_at is not None else (now or time.time())
+        return max(0.0, stop - self.started_at)
 
     def progress(self, now: float | None = None) -> Progress:
         return run_progress(self, now)
 
 
-@dataclass
-class _Run:
-    id: str
-    owner: str
-    config: TrainConfig
-    resolved: ResolvedConfig
-    dataset_title: str
-    created: float = field(default_factory=time.time)
-    status: RunStatus = RunStatus.QUEUED
-    cancel: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
-    start: StartEvent | None = None
-    batches: list[BatchEvent] = field(default_factory=list)
-    epochs: list[EpochEvent] = field(default_factory=list)
-    end: EndEvent | None = None
-    error: str | None = None
-    note: str | None = None
-    statuses: list[str] = field(default_factory=list)
-    started_monotonic: float | None = None
-    # when the steps could begin: the start event (data loaded, model built), or a status event after it
-    # and before the first step (e.g. a transfer model's features computed), so that the ETA times steps only
-    training_monotonic: float | None = None
-    finished_monotonic: float | None = None
-    misclassified: tuple[Misclassified, ...] = ()
-
-
+# --------------------------------------------------------------------------------------------------
+# Derived numbers the page draws
 
 
 def smooth(values: list[float] | tuple[float, ...], weight: float = 0.8) -> list[float]:
@@ -168,8 +149,8 @@ def run_progress(snapshot: RunSnapshot, now: float | None = None) -> Progress:
     if not snapshot.status.active:  # stopped or failed part of the way
         return Progress(min(1.0, step / total), step, total, epoch, start.epochs, elapsed, None)
     eta = None
-    if step and snapshot.training_monotonic is not None:  # loading the data is over: time the steps only
-        training = max(0.0, (now or time.monotonic()) - snapshot.training_monotonic)
+    if step and snapshot.training_at is not None:  # loading the data is over: time the steps only
+        training = max(0.0, (now or time.time()) - snapshot.training_at)
         eta = training * (total - step) / step
     return Progress(min(1.0, step / total), step, total, epoch, start.epochs, elapsed, eta)
 

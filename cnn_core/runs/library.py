@@ -1,0 +1,53 @@
+"""What one owner (a browser) may see of what was trained and uploaded: the shipped checkpoints plus their own,
+and their uploaded data sets, registered again after a server restart."""
+
+from __future__ import annotations
+
+from .. import data as data_registry
+from ..errors import DataError
+from ..models.checkpoints import CheckpointEntry, checkpoint_entry, list_checkpoints
+from ..settings import models_dir
+from .store import RunStore
+
+
+def checkpoints_for(owner: str, store: RunStore | None = None) -> list[CheckpointEntry]:
+    """The shipped checkpoints (`models/`), then the owner's own from the app, oldest first. Nobody else's:
+    on a shared server a student never sees, nor can pick, another student's checkpoints."""
+    store = store or RunStore()
+    own = []
+    for _, path, _ in store.checkpoints(owner):
+        entry = checkpoint_entry(path)
+        if entry is not None:
+            own.append(entry)
+    return list_checkpoints([models_dir()]) + own
+
+
+def checkpoint_label(entry: CheckpointEntry) -> str:
+    """How pickers name a checkpoint: its file name, what it was trained on, its test accuracy, and whether
+    its run was stopped before the end."""
+    card = entry.card
+    accuracy = f", test {card.test_accuracy:.1%}" if card.test_accuracy is not None else ""
+    stopped = ""
+    if card.stopped_early:
+        stopped = f" · stopped at epoch {card.training.get('epochs_run', '?')} of {card.training.get('epochs', '?')}"
+    origin = "shipped" if entry.shipped else "yours"
+    return f"{entry.name} ({card.model} on {card.dataset}{accuracy}; {origin}{stopped})"
+
+
+def record_upload(owner: str, info: data_registry.DatasetInfo, seed: int, store: RunStore | None = None) -> None:
+    """Remember an uploaded folder for its owner, so it is offered again after a server restart."""
+    (store or RunStore()).record_upload(owner, info.name, info.root, seed)
+
+
+def restore_uploads(owner: str, store: RunStore | None = None) -> list[str]:
+    """Register the owner's recorded uploads whose folders still exist (after a restart); returns their names."""
+    restored = []
+    for _, name, root, seed in (store or RunStore()).uploads(owner):
+        if data_registry.folder_owner(name) == owner or not root.is_dir():
+            continue
+        try:
+            data_registry.register_image_folder(name, root, seed=seed, owner=owner)
+        except DataError:  # the name was taken meanwhile, or the folder no longer holds images
+            continue
+        restored.append(name)
+    return restored

@@ -1,0 +1,218 @@
+"""A training run in its own process: the worker trains and writes its events into the run store.
+
+The web server never trains: it starts a worker (`LocalBackend`), and pages read the run back from the store.
+So a watched run gets the CPU to itself (no interpreter lock shared with page updates), and its memory is
+freed when the worker ends. The same `record_run` writes the events of CLI runs.
+
+A worker stops (its run marked interrupted) when the process that started it is gone: a server killed
+mid-run leaves no orphan training. A stop (a signal from the server, or the store's flag, which the
+worker also polls) stops it within one batch, keeping the best weights so far, like the CLI's Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .. import data as data_registry
+from ..errors import CnnError
+from ..training import BatchEvent, EndEvent, EpochEvent, Event, StartEvent, StatusEvent, TrainConfig, train
+from .records import Misclassified, RunStatus, misclassified_examples
+from .store import RunStore
+
+log = logging.getLogger(__name__)
+
+#: Environment variables a worker takes from the server that started it (the forkserver's may be older).
+INHERITED_ENV = ("CNN_DATA_DIR", "CNN_CACHE_DIR", "CNN_RUNS_DIR", "CNN_DEVICE", "CNN_DOWNLOAD_MIRROR", "TORCH_HOME")
+#: The signal that asks a worker to stop (POSIX); elsewhere the store's flag does it alone.
+STOP_SIGNAL = getattr(signal, "SIGUSR1", None)
+#: Seconds between the worker's looks at the store (a stop asked for) and at the server (still there).
+WATCH_INTERVAL_S = 0.2
+
+Trainer = Callable[[TrainConfig, threading.Event], Iterator[Event]]
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """Everything a worker process needs, picklable: the run, where to record it, the server's settings."""
+
+    run_id: str
+    config: TrainConfig
+    db_path: str
+    env: dict[str, str] = field(default_factory=dict)
+    folder: tuple[str, str, int, str | None] | None = None  # a registered image folder: name, root, seed, owner
+    server_pid: int | None = None
+    trainer: str | None = None  # "module:function" standing in for training.train (tests)
+
+
+def job_environment() -> dict[str, str]:
+    """The settings of this process that a worker must share."""
+    return {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
+
+
+def run_job(job: WorkerJob) -> None:
+    """The worker process's entry point: train, recording every event; always leaves the run ended."""
+    for name in INHERITED_ENV:
+        os.environ.pop(name, None)
+    os.environ.update(job.env)
+    store = RunStore(job.db_path)
+    cancel = threading.Event()
+    if STOP_SIGNAL is not None:  # the server's stop reaches the loop before its next batch
+        signal.signal(STOP_SIGNAL, lambda number, frame: cancel.set())
+        store.update(job.run_id, stop_signal_ready=1)
+    orphaned = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(store, job, cancel, orphaned), daemon=True)
+    watcher.start()
+    try:
+        if job.folder is not None:
+            name, root, seed, owner = job.folder
+            data_registry.register_image_folder(name, root, seed=seed, owner=owner)
+        trainer = _load_trainer(job.trainer)
+        end = record_run(store, job.run_id, job.config, trainer(job.config, cancel))
+        if orphaned.is_set():
+            store.finish(job.run_id, RunStatus.INTERRUPTED, note="The server stopped while this run was training.")
+        else:
+            store.finish(job.run_id, RunStatus.CANCELLED if end.cancelled else RunStatus.FINISHED)
+    except CnnError as exc:
+        store.finish(job.run_id, RunStatus.FAILED, error=str(exc))
+    except BaseException as exc:  # noqa: BLE001 - a worker must never end silently; the page shows this
+        log.exception("Training run %s failed", job.run_id)
+        store.finish(job.run_id, RunStatus.FAILED, error=f"Training failed unexpectedly: {type(exc).__name__}: {exc}")
+
+
+def record_run(store: RunStore, run_id: str, config: TrainConfig, events: Iterator[Event]) -> EndEvent:
+    """Write a run's events into the store as they come; returns its EndEvent (without the big tensors)."""
+    end = None
+    for event in recorded(store, run_id, config, events):
+        if isinstance(event, EndEvent):
+            end = event
+    if end is None:
+        raise RuntimeError("the trainer ended without an end event")
+    return end
+
+
+def recorded(store: RunStore, run_id: str, config: TrainConfig, events: Iterator[Event]) -> Iterator[Event]:
+    """The events, each written into the store before it is passed on (the EndEvent without its big tensors).
+
+    Keeps the most confidently misclassified test images, and deletes the checkpoint of a run stopped before
+    its first epoch ended (it holds untrained weights)."""
+    stepped = False
+    for event in events:
+        if isinstance(event, StartEvent):
+            store.add_start(run_id, event)
+        elif isinstance(event, StatusEvent):
+            store.add_status(run_id, event.message, before_first_step=not stepped)
+        elif isinstance(event, BatchEvent):
+            stepped = True
+            store.add_batch(run_id, event)
+        elif isinstance(event, EpochEvent):
+            store.add_epoch(run_id, event)
+        elif isinstance(event, EndEvent):
+            event = _finish(store, run_id, config, event)
+        yield event
+
+
+def _finish(store: RunStore, run_id: str, config: TrainConfig, end: EndEvent) -> EndEvent:
+    wrong: list[Misclassified] = []
+    if end.test_probs is not None and end.test_labels is not None and end.test_indices is not None:
+        try:
+            split = data_registry.load_split(config.dataset, "test", image_size=config.image_size)
+            wrong = misclassified_examples(end.test_probs, end.test_labels, split.images[end.test_indices])
+        except CnnError as exc:  # e.g. the data set was deleted while training
+            store.update(run_id, note=f"The misclassified images cannot be shown: {exc}")
+    if end.best_epoch == 0 and end.checkpoint_path:
+        remove_checkpoint(Path(end.checkpoint_path))
+        store.update(run_id, note="Stopped before the first epoch ended, so no checkpoint was kept.")
+        end = replace(end, checkpoint_path=None)
+    end = replace(end, test_probs=None, test_labels=None, test_indices=None)
+    store.add_end(run_id, end, wrong)
+    return end
+
+
+def remove_checkpoint(path: Path) -> None:
+    """Remove the weights and every file written beside them under the same name (card, model card)."""
+    for file in path.parent.glob(f"{path.stem}.*"):
+        if file.stem == path.stem:
+            try:
+                file.unlink(missing_ok=True)
+            except OSError:
+                log.warning("Could not remove %s", file)
+
+
+def _watch(store: RunStore, job: WorkerJob, cancel: threading.Event, orphaned: threading.Event) -> None:
+    """Stop the run when the store says so, or when the server that started the worker is gone."""
+    parent = os.getppid()
+    while not cancel.is_set():
+        time.sleep(WATCH_INTERVAL_S)
+        gone = os.getppid() != parent or (job.server_pid is not None and not process_alive(job.server_pid))
+        if gone:
+            orphaned.set()
+        try:
+            asked = store.cancel_requested(job.run_id)
+        except Exception:  # noqa: BLE001 - a locked or vanished database must not kill the run by itself
+            asked = False
+        if gone or asked:
+            cancel.set()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (os.kill(pid, 0) asks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, under another user
+        return True
+    return True
+
+
+def _load_trainer(spec: str | None) -> Trainer:
+    if spec is None:
+        return lambda config, cancel: train(config, cancel=cancel)
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class LocalBackend:
+    """Worker processes on this machine. They are forked from a fork server that has imported the trainer
+    once (fast to start, and safe: the server's threads are not forked); where there is none, spawned."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        methods = multiprocessing.get_all_start_methods()
+        self._context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if "forkserver" in methods:
+            self._context.set_forkserver_preload(["cnn_core.runs.worker"])
+
+    def start(self, job: WorkerJob) -> multiprocessing.process.BaseProcess:
+        process = self._context.Process(target=run_job, args=(job,), name=f"cnn-run-{job.run_id[:8]}", daemon=True)
+        process.start()
+        return process
+
+    @staticmethod
+    def alive(process: multiprocessing.process.BaseProcess) -> bool:
+        return process.is_alive()
+
+    @staticmethod
+    def exit_note(process: multiprocessing.process.BaseProcess) -> str:
+        code = process.exitcode
+        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with status {code}"
+        return f"The training process {how} before the run ended (out of memory, or stopped from outside)."
+
+    @staticmethod
+    def request_stop(process: multiprocessing.process.BaseProcess) -> None:
+        """Ask the worker to stop within one batch (it keeps its best weights); the store's flag is the fallback."""
+        if STOP_SIGNAL is not None and process.pid is not None:
+            try:
+                os.kill(process.pid, STOP_SIGNAL)
+            except ProcessLookupError:
+                pass
