@@ -181,6 +181,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import BatchEvent, EndEvent, EpochEvent, StartEvent, StatusEvent, TrainConfig, train
 
     config = config_from_args(args)
+    if args.backend == "ray":
+        return _train_on_ray(args, config)
     store, run_id = _record_cli_run(config)
     cancel = threading.Event()
     bar = None
@@ -223,7 +225,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     store.finish(run_id, RunStatus.CANCELLED if end.cancelled else RunStatus.FINISHED)
-    assert end is not None
+    return _report(args, end)
+
+
+def _report(args: argparse.Namespace, end) -> int:
+    """The last lines of `train`: a summary on stderr, and with --json one line of metrics and timings."""
     metrics = end.test_metrics or {}
     print(
         f"Done in {end.seconds:.1f} s of training, {_count(end.epochs_run, 'epoch')} (best {end.best_epoch})"
@@ -242,6 +248,41 @@ def cmd_train(args: argparse.Namespace) -> int:
         }
         print(json.dumps(summary))
     return 0
+
+
+def _train_on_ray(args: argparse.Namespace, config: "TrainConfig") -> int:
+    """`train --backend ray`: the run goes to the cluster in CNN_RAY_ADDRESS as a Ray task, like a studio run
+    there; this process prints its epochs as they arrive and ends like a local `train`."""
+    import time
+
+    from .runs import CLI_OWNER, RunManager, RunStatus
+    from .runs.ray_backend import RayBackend, ray_address
+
+    address = ray_address()
+    if address is None:
+        raise CnnError("--backend ray needs CNN_RAY_ADDRESS (auto, host:port or ray://host:10001).")
+    manager = RunManager(max_concurrent=1, backend=RayBackend(address))
+    run_id = manager.submit(CLI_OWNER, config, save=False, origin="cli")
+    print(f"Training on the Ray cluster at {address} (run {run_id[:8]})", file=sys.stderr)
+    printed = 0
+    try:
+        while True:
+            snap = manager.snapshot(run_id)
+            for event in snap.epochs[printed:]:
+                print(f"epoch {event.epoch}: train loss {event.train_loss:.4f} acc {_percent(event.train_accuracy)} | "
+                      f"val loss {event.val_loss:.4f} acc {_percent(event.val_accuracy)} | {event.seconds:.1f} s",
+                      file=sys.stderr)  # fmt: skip
+            printed = len(snap.epochs)
+            if not snap.status.active:
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        manager.cancel(run_id)
+        raise
+    if snap.status is RunStatus.FAILED:
+        raise CnnError(snap.error or "the run failed")
+    end = snap.end
+    return _report(args, end) if end is not None else 2
 
 
 def _record_cli_run(config: "TrainConfig"):
@@ -442,6 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, help="image folders: side to resize to (default 128; transfer models: the backbone's input size, 224)")
     p.add_argument("--out", help="checkpoint path (.safetensors); a .json card is written beside it")
     p.add_argument("--json", action="store_true", help="end with one JSON line of test metrics and timings")
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local: train in this process (default); ray: send the run to the Ray cluster named by "
+                   "$CNN_RAY_ADDRESS (auto, host:port or ray://host:10001; pip install -e '.[cluster]')")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("runs", help="the recorded training runs (the app's and the command line's)")

@@ -25,6 +25,7 @@ from ..training import TrainConfig
 from .commands import check_run_config, checkpoint_path_for, cli_command, default_max_concurrent
 from .records import RunSnapshot, RunStatus
 from .store import RunStore
+from .ray_backend import RayBackend, backend_from_environment
 from .worker import LocalBackend, WorkerJob, job_environment, process_alive
 
 log = logging.getLogger(__name__)
@@ -51,13 +52,16 @@ class RunManager:
         max_concurrent: int | None = None,
         trainer: str | Callable | None = None,
         store: RunStore | None = None,
-        backend: LocalBackend | None = None,
+        backend: LocalBackend | RayBackend | None = None,
     ):
         self.max_concurrent = max_concurrent if max_concurrent is not None else default_max_concurrent()
         if self.max_concurrent < 1:
             raise ConfigError(f"At least one run must be allowed at a time; got {self.max_concurrent}.")
         self.store = store or RunStore()
-        self.backend = backend or LocalBackend()
+        self.notice = None  # why runs do not go where CNN_RAY_ADDRESS says, for the page to show
+        if backend is None:
+            backend, self.notice = backend_from_environment()
+        self.backend = backend
         self._trainer = trainer if isinstance(trainer, str) or trainer is None else f"{trainer.__module__}:{trainer.__qualname__}"
         self._lock = threading.RLock()
         self._queue: deque[WorkerJob] = deque()
@@ -66,7 +70,7 @@ class RunManager:
         self.interrupted = self._end_runs_of_dead_processes()
 
     # ---------------------------------------------------------------- starting and stopping
-    def submit(self, owner: str, config: TrainConfig, *, save: bool = True) -> str:
+    def submit(self, owner: str, config: TrainConfig, *, save: bool = True, origin: str = "app") -> str:
         """Check `config`, queue it for `owner` and return the run id; it starts as soon as a slot is free.
 
         Raises RunBusyError when the owner already has an active run, and the CnnError of
@@ -88,7 +92,7 @@ class RunManager:
                     "You already have a run " + ("waiting" if active.status is RunStatus.QUEUED else "training")
                     + ": stop it or let it finish before starting another (one run per person)."
                 )
-            self.store.create_run(run_id, owner, config, resolved, info.title, backend=self.backend.name)
+            self.store.create_run(run_id, owner, config, resolved, info.title, origin=origin, backend=self.backend.name)
             self.store.update(run_id, worker_pid=os.getpid())  # queued: held by this server
             self._queue.append(job)
             self._start_waiting_runs()
@@ -108,8 +112,8 @@ class RunManager:
                 return False
             self.store.request_cancel(run_id)
             process = self._workers.get(run_id)
-            if process is not None and self.store.stop_signal_ready(run_id):
-                self.backend.request_stop(process)
+            if process is not None:
+                self.backend.request_stop(process, signal_ready=self.store.stop_signal_ready(run_id))
             queued = [job for job in self._queue if job.run_id == run_id]
             if queued:
                 self._queue.remove(queued[0])
@@ -166,7 +170,7 @@ class RunManager:
             while self._queue and len(self._workers) < self.max_concurrent:
                 job = self._queue.popleft()
                 process = self.backend.start(job)
-                self.store.start(job.run_id, process.pid)
+                self.store.start(job.run_id, process.pid or os.getpid())  # a Ray run: this server holds it
                 self._workers[job.run_id] = process
             if self._workers and (self._monitor is None or not self._monitor.is_alive()):
                 self._monitor = threading.Thread(target=self._watch_workers, name="cnn-run-monitor", daemon=True)

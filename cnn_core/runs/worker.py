@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 from .. import data as data_registry
 from ..errors import CnnError
@@ -51,6 +51,8 @@ class WorkerJob:
     folder: tuple[str, str, int, str | None] | None = None  # a registered image folder: name, root, seed, owner
     server_pid: int | None = None
     trainer: str | None = None  # "module:function" standing in for training.train (tests)
+    deliver_to: str | None = None  # where the checkpoint goes when the worker saves it elsewhere (a Ray node)
+    use_stop_signal: bool = True  # a local worker process: the server's stop arrives as a signal
 
 
 def job_environment() -> dict[str, str]:
@@ -58,15 +60,33 @@ def job_environment() -> dict[str, str]:
     return {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
 
 
+class Recorder(Protocol):
+    """Where a worker writes its run: the `RunStore` itself, or (on a Ray cluster) a queue back to the app."""
+
+    def update(self, run_id: str, **values: object) -> None: ...
+    def cancel_requested(self, run_id: str) -> bool: ...
+    def add_start(self, run_id: str, event: StartEvent) -> None: ...
+    def add_status(self, run_id: str, message: str, before_first_step: bool) -> None: ...
+    def add_batch(self, run_id: str, event: BatchEvent) -> None: ...
+    def add_epoch(self, run_id: str, event: EpochEvent) -> None: ...
+    def add_end(self, run_id: str, event: EndEvent, misclassified: list[Misclassified]) -> None: ...
+    def finish(self, run_id: str, status: RunStatus, error: str | None = None, note: str | None = None) -> None: ...
+
+
 def run_job(job: WorkerJob) -> None:
-    """The worker process's entry point: train, recording every event; always leaves the run ended."""
+    """The local worker process's entry point: train, recording every event into the store."""
+    execute(job, RunStore(job.db_path))
+
+
+def execute(job: WorkerJob, store: Recorder) -> None:
+    """Train the job's run, recording every event; always leaves the run ended (finished, cancelled,
+    failed with its message, or interrupted when the server went away)."""
     for name in INHERITED_ENV:
         os.environ.pop(name, None)
     os.environ.update(job.env)
-    store = RunStore(job.db_path)
     cancel = threading.Event()
-    if STOP_SIGNAL is not None:  # the server's stop reaches the loop before its next batch
-        signal.signal(STOP_SIGNAL, lambda number, frame: cancel.set())
+    if job.use_stop_signal and STOP_SIGNAL is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(STOP_SIGNAL, lambda number, frame: cancel.set())  # the stop reaches the loop before its next batch
         store.update(job.run_id, stop_signal_ready=1)
     orphaned = threading.Event()
     watcher = threading.Thread(target=_watch, args=(store, job, cancel, orphaned), daemon=True)
@@ -88,7 +108,7 @@ def run_job(job: WorkerJob) -> None:
         store.finish(job.run_id, RunStatus.FAILED, error=f"Training failed unexpectedly: {type(exc).__name__}: {exc}")
 
 
-def record_run(store: RunStore, run_id: str, config: TrainConfig, events: Iterator[Event]) -> EndEvent:
+def record_run(store: Recorder, run_id: str, config: TrainConfig, events: Iterator[Event]) -> EndEvent:
     """Write a run's events into the store as they come; returns its EndEvent (without the big tensors)."""
     end = None
     for event in recorded(store, run_id, config, events):
@@ -99,7 +119,7 @@ def record_run(store: RunStore, run_id: str, config: TrainConfig, events: Iterat
     return end
 
 
-def recorded(store: RunStore, run_id: str, config: TrainConfig, events: Iterator[Event]) -> Iterator[Event]:
+def recorded(store: Recorder, run_id: str, config: TrainConfig, events: Iterator[Event]) -> Iterator[Event]:
     """The events, each written into the store before it is passed on (the EndEvent without its big tensors).
 
     Keeps the most confidently misclassified test images, and deletes the checkpoint of a run stopped before
@@ -120,7 +140,7 @@ def recorded(store: RunStore, run_id: str, config: TrainConfig, events: Iterator
         yield event
 
 
-def _finish(store: RunStore, run_id: str, config: TrainConfig, end: EndEvent) -> EndEvent:
+def _finish(store: Recorder, run_id: str, config: TrainConfig, end: EndEvent) -> EndEvent:
     wrong: list[Misclassified] = []
     if end.test_probs is not None and end.test_labels is not None and end.test_indices is not None:
         try:
@@ -147,7 +167,7 @@ def remove_checkpoint(path: Path) -> None:
                 log.warning("Could not remove %s", file)
 
 
-def _watch(store: RunStore, job: WorkerJob, cancel: threading.Event, orphaned: threading.Event) -> None:
+def _watch(store: Recorder, job: WorkerJob, cancel: threading.Event, orphaned: threading.Event) -> None:
     """Stop the run when the store says so, or when the server that started the worker is gone."""
     parent = os.getppid()
     while not cancel.is_set():
@@ -209,9 +229,10 @@ class LocalBackend:
         return f"The training process {how} before the run ended (out of memory, or stopped from outside)."
 
     @staticmethod
-    def request_stop(process: multiprocessing.process.BaseProcess) -> None:
-        """Ask the worker to stop within one batch (it keeps its best weights); the store's flag is the fallback."""
-        if STOP_SIGNAL is not None and process.pid is not None:
+    def request_stop(process: multiprocessing.process.BaseProcess, signal_ready: bool) -> None:
+        """Ask the worker to stop within one batch (it keeps its best weights). The signal only once the worker
+        handles it (before, it would kill the process); the store's flag, which the worker polls, meanwhile."""
+        if signal_ready and STOP_SIGNAL is not None and process.pid is not None:
             try:
                 os.kill(process.pid, STOP_SIGNAL)
             except ProcessLookupError:
