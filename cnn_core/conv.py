@@ -189,8 +189,8 @@ class SizeFormula:
     def latex(self, *, short: bool = False) -> str:
         """The same with LaTeX floor brackets, for st.latex.
 
-        `short` uses seed 002's form ⌊(n − k + 2p)/s⌋ + 1 (the same number when the dilation is 1), or
-        ⌊(n − k)/s⌋ + 1 when there is no padding either, as for pooling.
+        `short` uses the standard form ⌊(n + 2p − k)/s⌋ + 1 (Dumoulin & Visin 2016; the same number when the
+        dilation is 1), or ⌊(n − k)/s⌋ + 1 when there is no padding either, as for pooling.
         """
         result = str(self.size) if self.fits else f"{self.numerator // self.stride + 1} < 1"
         if short and self.dilation == 1:
@@ -573,7 +573,7 @@ def crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------ self-check
 @dataclass(frozen=True)
 class SizeQuestion:
-    """Seed 002's assessment: n×n image, k×k kernel, stride s, padding p: how big is the feature map?"""
+    """A self-check question: n×n image, k×k kernel, stride s, padding p: how big is the feature map?"""
 
     n: int
     k: int
@@ -602,7 +602,7 @@ class SizeQuestion:
 
 
 def size_question(seed: int) -> SizeQuestion:
-    """Question number `seed`; number 0 is the first layer of seed 002's network on a 28×28 MNIST digit."""
+    """Question number `seed`; number 0 is a 5×5 kernel on a 28×28 MNIST digit, like LeNet-5's first layer."""
     if seed == 0:
         return SizeQuestion(28, 5, 1, 0)
     rng = random.Random(seed)

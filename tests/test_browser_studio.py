@@ -97,7 +97,7 @@ def context(browser, studio_server, request):
     """A browser context (one "person": its tabs share the studio's browser cookie); its tabs' last states
     are kept as screenshots."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    first = ctx.new_page()  # the first visit goes home: see browser_fixtures.warm_app
+    first = ctx.new_page()  # a first visit warms the server up: see browser_fixtures.warm_app
     first.goto(studio_server["url"], timeout=120_000)
     wait_for_app(first, 120_000)
     first.close()
@@ -629,7 +629,7 @@ def test_without_the_backbone_package_the_studio_and_model_graph_say_what_to_ins
     url = server_without_efficientnet["url"]
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
-        home = ctx.new_page()  # the first visit goes home: see browser_fixtures.warm_app
+        home = ctx.new_page()  # a first visit warms the server up: see browser_fixtures.warm_app
         home.goto(url, timeout=120_000)
         wait_for_app(home, 120_000)
         home.close()
