@@ -9,7 +9,7 @@ runs (navigation and sidebar); the modules hold what several pages use:
 | `home` | the home page |
 | `session` | `browser_id()`: the cookie that owns a browser's runs and uploads |
 | `data_sets` | the one cached look at which data sets are here (`dataset_statuses`, `present_datasets`), test splits |
-| `cards` | checkpoint cards: the list, picker labels, table rows, classes and input shape |
+| `cards` | checkpoints: the list, picker labels, the home table, what a model takes |
 | `widgets` | error boxes, the zip uploader, the device label |
 | `pickers` | data-set, model (and model-argument) and checkpoint pickers |
 | `grids` | plotly heatmaps and HTML number grids |
@@ -17,7 +17,7 @@ runs (navigation and sidebar); the modules hold what several pages use:
 | `studio_setup`, `studio_views`, `studio_charts` | the Training Studio's set-up, run panel and figures |
 """
 
-from .cards import card_label, checkpoint_cards
+from .cards import checkpoint_entries, entry_label
 from .data_sets import browser_datasets, dataset_statuses, is_present, present_datasets, test_split
 from .grids import grid_html, heatmap_figure, legend_html, render_html
 from .navigation import PLANNED_PAGES, PageSpec, available_pages
@@ -25,7 +25,7 @@ from .session import browser_id, remember_browser
 from .widgets import device_label, import_zip_upload, show_error
 
 __all__ = [
-    "PLANNED_PAGES", "PageSpec", "available_pages", "browser_datasets", "browser_id", "card_label",
-    "checkpoint_cards", "dataset_statuses", "device_label", "grid_html", "heatmap_figure", "import_zip_upload",
+    "PLANNED_PAGES", "PageSpec", "available_pages", "browser_datasets", "browser_id", "entry_label",
+    "checkpoint_entries", "dataset_statuses", "device_label", "grid_html", "heatmap_figure", "import_zip_upload",
     "is_present", "legend_html", "present_datasets", "remember_browser", "render_html", "show_error", "test_split",
 ]

@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 
 from cnn_core import conv
-from cnn_core import images
+from cnn_core.data import images
 from cnn_core.errors import CnnError
 
 from .grids import grid_html, legend_html, render_html

@@ -16,11 +16,11 @@ import streamlit as st
 import torch
 
 from cnn_core import data, gallery, models
-from cnn_core import graph
-from cnn_core.augment import BatchPreprocessor
-from cnn_core.checkpoints import load_checkpoint
+from cnn_core.inference import graph
+from cnn_core.data.augment import BatchPreprocessor
+from cnn_core.models.card import Card
+from cnn_core.models.checkpoints import load_checkpoint
 
-from .cards import card_class_names, card_dataset, card_input_shape, card_model, card_normalization
 
 MAPS_PER_LAYER = 32
 MAP_COLUMNS = 8
@@ -56,15 +56,14 @@ def registry_choice(spec: models.ModelSpec, info: data.DatasetInfo, model_args: 
                        tuple(info.class_names), mean, std, trained=False)
 
 
-def checkpoint_choice(path: Path) -> tuple[ModelChoice, dict]:
+def checkpoint_choice(path: Path) -> tuple[ModelChoice, Card]:
     """A checkpoint file (loaded once per version of the file) and its card; `CnnError` or `OSError` when it
     cannot be read or does not fit its card."""
     key = ("checkpoint", str(path), path.stat().st_mtime_ns)
     card = held_model(key).card
-    channels, size = card_input_shape(card)
-    mean, std = card_normalization(card)
-    choice = ModelChoice(key, f"{card_model(card)} ({path.stem})", card_dataset(card), channels, size,
-                         tuple(card_class_names(card)), mean, std, trained=True)
+    mean, std = tuple(card.normalization["mean"]), tuple(card.normalization["std"])
+    choice = ModelChoice(key, f"{card.model} ({path.stem})", card.dataset, card.channels, card.image_size,
+                         card.class_names, mean, std, trained=True)
     return choice, card
 
 

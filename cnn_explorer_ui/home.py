@@ -6,7 +6,7 @@ import streamlit as st
 
 from cnn_core import settings
 
-from .cards import card_rows, checkpoint_cards
+from .cards import checkpoint_entries, entry_rows
 from .data_sets import dataset_statuses
 from .navigation import available_pages
 from .session import browser_id
@@ -43,7 +43,7 @@ def show_datasets() -> None:
 
 def show_checkpoints() -> None:
     st.subheader(":material/inventory_2: Trained models")
-    rows = card_rows(checkpoint_cards())
+    rows = entry_rows(checkpoint_entries())
     if not rows:
         st.info("No checkpoints yet: train one in the Training Studio or with `python -m cnn_core train`.")
         return

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import streamlit as st
 
 from cnn_core import data, models
+from cnn_core.models.checkpoints import CheckpointEntry
 
-from .cards import card_label, card_path
+from .cards import entry_label
 from .widgets import show_error
 
 FAMILY_WORDS = {"mnist": "digits", "medmnist": "MedMNIST", "folder": "image folder"}
@@ -88,15 +89,15 @@ def model_arg_picker(spec: models.ModelSpec, *, key_prefix: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
-def checkpoint_picker(cards: Sequence[dict], *, key: str, label: str = "Checkpoint",
-                      help: str | None = None) -> dict | None:
-    """A select box over checkpoint cards (by file); a chosen file that is gone is forgotten; None when
-    there are no cards."""
-    by_path = {card_path(card): card for card in cards}
+def checkpoint_picker(entries: Sequence[CheckpointEntry], *, key: str, label: str = "Checkpoint",
+                      help: str | None = None) -> CheckpointEntry | None:
+    """A select box over checkpoints (by file); a chosen file that is gone is forgotten; None when there are
+    none."""
+    by_path = {str(entry.path): entry for entry in entries}
     if not by_path:
         return None
     if key in st.session_state and st.session_state[key] not in by_path:
         del st.session_state[key]  # deleted since, or not offered for this input
-    chosen = st.selectbox(label, list(by_path), format_func=lambda path: card_label(by_path[path]), key=key,
+    chosen = st.selectbox(label, list(by_path), format_func=lambda path: entry_label(by_path[path]), key=key,
                           help=help)
     return by_path[chosen]

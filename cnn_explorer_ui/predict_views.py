@@ -14,12 +14,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from cnn_core import gallery
-from cnn_core import explain
-from cnn_core import graph
-from cnn_core.checkpoints import LoadedCheckpoint
+from cnn_core.inference import explain
+from cnn_core.inference import graph
+from cnn_core.models.checkpoints import LoadedCheckpoint
 from cnn_core.errors import CnnError
 
-from .cards import card_class_names, card_model
 from .widgets import show_error
 
 OVERLAY_SIDE = 224     # px: Grad-CAM and saliency overlays
@@ -93,7 +92,7 @@ def show_prediction(loaded: LoadedCheckpoint, prediction, trust: explain.TrustAs
 
 
 def show_why(loaded: LoadedCheckpoint, model_input: explain.ModelInput, prediction) -> None:
-    model, names = loaded.model, card_class_names(loaded.card)
+    model, names = loaded.model, list(loaded.card.class_names)
     st.markdown(
         "**Grad-CAM** weighs each feature map of a convolution layer by how much it raises the class's score "
         "(the mean gradient) and adds them up: red is where the evidence for the class lies. The **saliency "
@@ -182,7 +181,7 @@ def show_feature_maps(loaded: LoadedCheckpoint, model_input: explain.ModelInput)
 def show_uncertainty(loaded: LoadedCheckpoint, model_input: explain.ModelInput) -> explain.McDropoutResult | None:
     layers = explain.dropout_layers(loaded.model)
     if not layers:
-        st.info(f"This model ({card_model(loaded.card)}) has no dropout layers, so Monte Carlo dropout does not "
+        st.info(f"This model ({loaded.card.model}) has no dropout layers, so Monte Carlo dropout does not "
                 "apply: with dropout off, every pass gives exactly the same answer. Models with dropout, such as "
                 "resnet_small, show error bars here.", icon=":material/info:")
         return None
@@ -194,7 +193,7 @@ def show_uncertainty(loaded: LoadedCheckpoint, model_input: explain.ModelInput) 
     except CnnError as exc:
         show_error(exc)
         return None
-    names = card_class_names(loaded.card)
+    names = list(loaded.card.class_names)
     st.markdown(f"Dropout ({', '.join(result.dropout_layers)}) stays **on** while BatchNorm uses its running "
                 f"statistics; the image goes through the network {result.passes} times with different random "
                 "neurons switched off. The bars are the mean probability, the whiskers ± one standard deviation.")

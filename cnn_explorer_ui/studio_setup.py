@@ -11,10 +11,10 @@ from dataclasses import replace
 import streamlit as st
 
 from cnn_core import data, models, runs
-from cnn_core import transfer
-from cnn_core.augment import AugmentConfig, default_augment
+from cnn_core.models import backbones, transfer
+from cnn_core.data.augment import AugmentConfig, default_augment
 from cnn_core.errors import CnnError
-from cnn_core.train import MIN_BATCH_SIZE, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig, default_monitor
+from cnn_core.training import MIN_BATCH_SIZE, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig, default_monitor
 
 from .data_sets import present_datasets
 from .pickers import dataset_picker, model_arg_picker, model_picker
@@ -68,7 +68,7 @@ def choose_model(info: data.DatasetInfo) -> tuple[models.ModelSpec, dict] | None
     if spec is None:
         return None
     if transfer.is_transfer_model(spec.name):
-        weights_here, where = transfer.weights_status(spec.name)
+        weights_here, where = backbones.weights_status(spec.name)
         if weights_here:
             st.caption(f":material/check_circle: {where}")
         else:  # before the run, so nobody waits for a run that fails offline

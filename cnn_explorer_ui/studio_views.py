@@ -13,9 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from cnn_core import gallery, reports, runs
-from cnn_core.metrics import METRIC_LABELS
+from cnn_core.inference.metrics import METRIC_LABELS
 
-from .cards import card_class_names, card_command, card_json, card_tta_views
 from .studio_charts import batch_figure, compare_figure, confusion_figure, epoch_figure
 from .widgets import device_label, show_error
 
@@ -122,7 +121,7 @@ def show_live(manager: runs.RunManager, run_id: str, was_active: bool) -> None:
 # ------------------------------------------------------------------------------------------ results
 def show_metrics(snap: runs.RunSnapshot) -> None:
     metrics = snap.end.test_metrics
-    class_names = card_class_names(snap.end.card)
+    class_names = list(snap.end.card.class_names)
     binary = len(class_names) == 2
     st.markdown(f"#### Test metrics ({metrics['n']:,} test images)")
     tiles = reports.metric_tiles(metrics, class_names, METRIC_LABELS)
@@ -131,7 +130,7 @@ def show_metrics(snap: runs.RunSnapshot) -> None:
                    help="ROC-AUC is undefined when a class is missing from the test set." if tile.key == "auroc" else None)
     st.caption(f"Sensitivity and specificity treat '{class_names[1]}' as the positive class." if binary else
                "Macro scores average the classes equally, so a rare class counts as much as a common one.")
-    views = card_tta_views(snap.end.card)
+    views = list(snap.end.card.test_time_augmentation)
     if len(views) > 1:
         st.caption(f"Test-time augmentation: each test image's class probabilities are the average over the "
                    f"{len(views)} orientations its training taught ({', '.join(views)}); predictions from the "
@@ -139,7 +138,7 @@ def show_metrics(snap: runs.RunSnapshot) -> None:
 
 
 def show_confusion_and_gallery(snap: runs.RunSnapshot) -> None:
-    class_names = card_class_names(snap.end.card)
+    class_names = list(snap.end.card.class_names)
     left, right = st.columns([2, 3], gap="large")
     with left:
         st.markdown("#### Confusion matrix")
@@ -187,8 +186,8 @@ def show_checkpoint(snap: runs.RunSnapshot) -> None:
                                 mime="application/json", icon=":material/description:", key="studio_download_card",
                                 on_click="ignore")
     with st.expander("The checkpoint's card"):
-        st.code(card_command(snap.end.card), language="bash")
-        st.json(card_json(snap.end.card), expanded=1)
+        st.code(snap.end.card.command, language="bash")
+        st.json(snap.end.card.to_dict(), expanded=1)
 
 
 def show_outcome(snap: runs.RunSnapshot) -> None:

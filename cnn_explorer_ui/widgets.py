@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cnn_core import zipfolder
+from cnn_core.data import zipfolder
 from cnn_core.device import describe_device
 from cnn_core.errors import CnnError
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cnn_core import conv
-from cnn_core import images
+from cnn_core import conv, conv_quiz
+from cnn_core.data import images
 from cnn_core.errors import CnnError, ConfigError
 from cnn_explorer_ui import heatmap_figure, present_datasets, show_error, test_split
 from cnn_explorer_ui.conv_views import (STEP_MAX_SIDE, gray_levels, show_pooling, show_step_through, step_window,
@@ -225,7 +225,7 @@ def show_full_image(image: np.ndarray, result: conv.ConvResult) -> None:
 # ------------------------------------------------------------------------------------------ self-check
 def show_self_check() -> None:
     number = st.session_state.setdefault("conv_question", 0)
-    question = conv.size_question(number)
+    question = conv_quiz.size_question(number)
     st.markdown(question.text())
     with st.form(key=f"conv_check_form_{number}", border=False):
         left, right = st.columns([1, 3])

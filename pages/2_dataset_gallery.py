@@ -2,7 +2,7 @@
 
 A thin view: the registry is `cnn_core.data`, every number and picture comes from `cnn_core.gallery`
 (cached, with the download and the pixel-value dialog, in `cnn_explorer_ui.gallery_views`), zip uploads go
-through `cnn_core.zipfolder` (via `cnn_explorer_ui.import_zip_upload`). State lives in `st.session_state`
+through `cnn_core.data.zipfolder` (via `cnn_explorer_ui.widgets`). State lives in `st.session_state`
 under "gallery_*" keys.
 """
 

@@ -13,7 +13,7 @@ import streamlit as st
 
 from cnn_core import runs
 from cnn_core.errors import CnnError
-from cnn_core.train import steps_per_epoch
+from cnn_core.training import steps_per_epoch
 from cnn_explorer_ui import browser_id, import_zip_upload, show_error
 from cnn_explorer_ui.studio_setup import (choose_dataset, choose_image_size, choose_model, choose_options,
                                           training_images)

@@ -16,11 +16,11 @@ import pandas as pd
 import streamlit as st
 
 from cnn_core import data
-from cnn_core import graph
+from cnn_core.inference import graph
 from cnn_core.errors import CnnError
 from cnn_core.settings import cache_dir
-from cnn_explorer_ui import browser_datasets, checkpoint_cards, is_present, present_datasets, show_error
-from cnn_explorer_ui.cards import card_dataset_title, card_input_shape, card_model, card_path
+from cnn_explorer_ui import browser_datasets, checkpoint_entries, is_present, present_datasets, show_error
+from cnn_explorer_ui.cards import dataset_title
 from cnn_explorer_ui.graph_views import (MAPS_PER_LAYER, ModelChoice, checkpoint_choice, feature_maps, graph_files,
                                          graph_html, held_model, model_summary, registry_choice)
 from cnn_explorer_ui.pickers import checkpoint_picker, dataset_picker, model_arg_picker, model_picker
@@ -80,12 +80,12 @@ def _uploaded_checkpoint() -> Path | None:
 def choose_checkpoint() -> ModelChoice | None:
     left, right = st.columns(2)
     with left:
-        card = checkpoint_picker(checkpoint_cards(), key="graph_checkpoint")
-        if card is None:
+        entry = checkpoint_picker(checkpoint_entries(), key="graph_checkpoint")
+        if entry is None:
             st.info("No checkpoint yet: train one in the Training Studio, or upload one.")
     with right:
         uploaded = _uploaded_checkpoint()
-    path = uploaded or (Path(card_path(card)) if card else None)
+    path = uploaded or (entry.path if entry else None)
     if path is None:
         return None
     try:
@@ -93,9 +93,8 @@ def choose_checkpoint() -> ModelChoice | None:
     except (CnnError, OSError) as exc:
         show_error(exc if isinstance(exc, CnnError) else f"Cannot read {path.name}: {exc}")
         return None
-    channels, size = card_input_shape(card)
-    st.caption(f"`{path.name}`: {card_model(card)} trained on {card_dataset_title(card)}, "
-               f"{channels}×{size}×{size} input.")
+    st.caption(f"`{path.name}`: {card.model} trained on {dataset_title(card)}, "
+               f"{card.channels}×{card.image_size}×{card.image_size} input.")
     return choice
 
 

@@ -12,13 +12,12 @@ import numpy as np
 import streamlit as st
 
 from cnn_core import gallery
-from cnn_core import explain
-from cnn_core import images
-from cnn_core.checkpoints import LoadedCheckpoint, load_checkpoint
+from cnn_core.inference import explain
+from cnn_core.data import images
+from cnn_core.models.checkpoints import CheckpointEntry, LoadedCheckpoint, load_checkpoint
 from cnn_core.errors import CheckpointError, CnnError
-from cnn_explorer_ui import checkpoint_cards, present_datasets, show_error, test_split
-from cnn_explorer_ui.cards import (card_class_names, card_dataset, card_dataset_title, card_input_caption, card_name,
-                                   card_path)
+from cnn_explorer_ui import checkpoint_entries, present_datasets, show_error, test_split
+from cnn_explorer_ui.cards import dataset_title, input_caption
 from cnn_explorer_ui.data_sets import label_of
 from cnn_explorer_ui.pickers import checkpoint_picker
 from cnn_explorer_ui.predict_views import show_feature_maps, show_prediction, show_uncertainty, show_why
@@ -54,26 +53,26 @@ def _load(path: str) -> LoadedCheckpoint:
     return cache[key]
 
 
-def choose_model(cards: list[dict], source: str) -> LoadedCheckpoint | None:
+def choose_model(entries: list[CheckpointEntry], source: str) -> LoadedCheckpoint | None:
     """The model selector; None (with a message) when nothing can be used for this input."""
     if source == "draw":
-        cards = [card for card in cards if explain.is_digit_model(card)]
-        if not cards:
+        entries = [entry for entry in entries if explain.is_digit_model(entry.card)]
+        if not entries:
             st.warning("Drawing needs a model trained on MNIST digits, and none was found. Train one in the "
                        "Training Studio or with `python -m cnn_core train --data mnist`.",
                        icon=":material/draw:")
             return None
-    card = checkpoint_picker(cards, key="predict_model", label="Model",
+    entry = checkpoint_picker(entries, key="predict_model", label="Model",
                              help="Shipped checkpoints (models/) and the ones trained in this session. The "
                                   "checkpoint's card says how to prepare the image and what the classes are.")
     try:
-        loaded = _load(card_path(card))
+        loaded = _load(str(entry.path))
     except CnnError as exc:
         show_error(exc)
         return None
-    names = card_class_names(loaded.card)
+    names = loaded.card.class_names
     shown = ", ".join(names[:10]) + (f" … ({len(names)} in all)" if len(names) > 10 else "")
-    st.caption(f"{card_input_caption(loaded.card)}. Classes: {shown}.")
+    st.caption(f"{input_caption(loaded.card)}. Classes: {shown}.")
     return loaded
 
 
@@ -160,19 +159,19 @@ def upload_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
     return model_input
 
 
-def _ask_for_sample(name: str, cards: list[dict]) -> None:
+def _ask_for_sample(name: str, entries: list[CheckpointEntry]) -> None:
     """Button callback: remember the request and switch to a model trained on that data set if needed."""
     st.session_state["predict_sample_request"] = name
     current = st.session_state.get("predict_model")
-    current_card = next((card for card in cards if card_path(card) == current), None)
-    if current_card is None or card_dataset(current_card) != name:
-        match = next((card for card in cards if card_dataset(card) == name), None)
+    current_entry = next((entry for entry in entries if str(entry.path) == current), None)
+    if current_entry is None or current_entry.card.dataset != name:
+        match = next((entry for entry in entries if entry.card.dataset == name), None)
         if match is not None:
-            st.session_state["predict_model"] = card_path(match)
-            st.session_state["predict_switched"] = card_name(match)
+            st.session_state["predict_model"] = str(match.path)
+            st.session_state["predict_switched"] = match.name
 
 
-def sample_buttons(cards: list[dict]) -> None:
+def sample_buttons(entries: list[CheckpointEntry]) -> None:
     """One button per data set found here; drawn before the model selector so a click can switch models."""
     present = {name: info.title for name, info in present_datasets().items()}
     if not present:
@@ -184,7 +183,7 @@ def sample_buttons(cards: list[dict]) -> None:
     for index, (name, title) in enumerate(present.items()):
         columns[index % len(columns)].button(
             f"Random {title}", key=f"predict_sample_{name}", icon=":material/shuffle:", width="stretch",
-            on_click=_ask_for_sample, args=(name, cards))
+            on_click=_ask_for_sample, args=(name, entries))
 
 
 def sample_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
@@ -216,9 +215,9 @@ def sample_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
         st.image(gallery.square_picture(pictures[index], PREVIEW_SIDE), width=PREVIEW_SIDE,
                  caption=f"{title}, test image #{index}")
         st.markdown(f"True label: **{truth}**")
-        st.session_state["predict_truth"] = truth if card_dataset(loaded.card) == name else None
-    if card_dataset(loaded.card) != name:
-        st.warning(f"This model was trained on {card_dataset_title(loaded.card)}, "
+        st.session_state["predict_truth"] = truth if loaded.card.dataset == name else None
+    if loaded.card.dataset != name:
+        st.warning(f"This model was trained on {dataset_title(loaded.card)}, "
                    f"not on {title}: its classes are different, so its answer cannot be right. Watch how sure "
                    "it sounds anyway.", icon=":material/warning:")
         st.session_state["predict_foreign"] = f"the image comes from {title}, which this model never saw"
@@ -238,8 +237,8 @@ def sample_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
 
 
 # ------------------------------------------------------------------------------------------ page
-cards = checkpoint_cards()
-if not cards:
+entries = checkpoint_entries()
+if not entries:
     st.info("No trained model was found: neither shipped checkpoints in models/ nor models trained in this "
             "session. Train one in the Training Studio, or run `python -m cnn_core train --data mnist`.",
             icon=":material/inventory_2:")
@@ -249,8 +248,8 @@ st.header("1 · Input and model", divider="gray")
 source = st.segmented_control("Input", list(SOURCES), format_func=SOURCES.get, default="draw", required=True,
                               key="predict_source")
 if source == "sample":
-    sample_buttons(cards)
-loaded = choose_model(cards, source)
+    sample_buttons(entries)
+loaded = choose_model(entries, source)
 if loaded is None:
     st.stop()
 
