@@ -8,7 +8,6 @@ grayscale channel at a time; numbers are float32.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -189,8 +188,8 @@ class SizeFormula:
     def latex(self, *, short: bool = False) -> str:
         """The same with LaTeX floor brackets, for st.latex.
 
-        `short` uses seed 002's form ⌊(n − k + 2p)/s⌋ + 1 (the same number when the dilation is 1), or
-        ⌊(n − k)/s⌋ + 1 when there is no padding either, as for pooling.
+        `short` uses the standard form ⌊(n + 2p − k)/s⌋ + 1 (Dumoulin & Visin 2016; the same number when the
+        dilation is 1), or ⌊(n − k)/s⌋ + 1 when there is no padding either, as for pooling.
         """
         result = str(self.size) if self.fits else f"{self.numerator // self.stride + 1} < 1"
         if short and self.dilation == 1:
@@ -568,47 +567,3 @@ def crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
     top = int(min(max(top, 0), max(height - size, 0)))
     left = int(min(max(left, 0), max(width - size, 0)))
     return array[top:top + size, left:left + size]
-
-
-# ------------------------------------------------------------------------------------ self-check
-@dataclass(frozen=True)
-class SizeQuestion:
-    """Seed 002's assessment: n×n image, k×k kernel, stride s, padding p: how big is the feature map?"""
-
-    n: int
-    k: int
-    stride: int
-    padding: int
-
-    @property
-    def answer(self) -> int:
-        return conv_output_size(self.n, self.k, self.stride, self.padding)
-
-    def text(self) -> str:
-        return (f"An image of {self.n}×{self.n} pixels goes through a {self.k}×{self.k} kernel with stride "
-                f"{self.stride} and padding {self.padding}. How many pixels wide is the feature map?")
-
-    def check(self, guess: int) -> tuple[bool, str]:
-        """(right?, an explanation that shows the formula with the numbers)."""
-        formula = size_formula(self.n, self.k, self.stride, self.padding)
-        working = (f"f = ⌊(n − k + 2p) / s⌋ + 1 = ⌊({self.n} − {self.k} + 2·{self.padding}) / {self.stride}⌋ + 1 "
-                   f"= ⌊{formula.numerator} / {self.stride}⌋ + 1 = {self.answer}")
-        if int(guess) == self.answer:
-            return True, f"Right: {working}."
-        hint = ""
-        if formula.numerator % self.stride:
-            hint = " Remember the floor: a last step that would run past the edge is not taken."
-        return False, f"Not quite: you said {int(guess)}. {working}.{hint}"
-
-
-def size_question(seed: int) -> SizeQuestion:
-    """Question number `seed`; number 0 is the first layer of seed 002's network on a 28×28 MNIST digit."""
-    if seed == 0:
-        return SizeQuestion(28, 5, 1, 0)
-    rng = random.Random(seed)
-    while True:
-        k = rng.choice((1, 2, 3, 3, 5, 5, 7))
-        question = SizeQuestion(rng.choice((5, 6, 7, 9, 10, 12, 14, 16, 28, 32, 64, 224)), k,
-                                rng.choice((1, 1, 2, 2, 3)), rng.randint(0, k // 2 + 1))
-        if question.answer >= 1:
-            return question

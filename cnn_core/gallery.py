@@ -218,6 +218,22 @@ def to_display(image: torch.Tensor, scale: int = 1) -> np.ndarray:
     return np.ascontiguousarray(array.transpose(1, 2, 0))
 
 
+def repeat_pixels(picture: np.ndarray, scale: int) -> np.ndarray:
+    """A [H, W] or [H, W, C] picture enlarged `scale` times by repeating pixels (no blur)."""
+    if scale <= 1:
+        return picture
+    return picture.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def square_picture(pixels: np.ndarray | torch.Tensor, side: int) -> np.ndarray:
+    """A uint8 [C, H, W] image as a `side`×`side` picture ([H, W] grey or [H, W, 3]): small images are
+    blown up with visible pixels (nearest neighbour), large ones shrunk smoothly (Lanczos)."""
+    picture = Image.fromarray(to_display(torch.as_tensor(np.asarray(pixels, dtype=np.uint8))))
+    smaller = picture.width > side
+    resample = Image.Resampling.LANCZOS if smaller else Image.Resampling.NEAREST
+    return np.asarray(picture.resize((side, side), resample))
+
+
 def display_scale(image_size: int, target: int = 84) -> int:
     """How many times to enlarge an image so a thumbnail is about `target` pixels wide (never shrinks)."""
     return max(1, round(target / max(1, image_size)))

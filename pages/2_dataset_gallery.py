@@ -1,28 +1,26 @@
 """Dataset Gallery: what is in a data set before a network ever sees it.
 
-A thin view: the registry is `cnn_core.data`, every number and picture comes from `cnn_core.gallery`,
-zip uploads go through `cnn_core.zipfolder` (via `cnn_explorer_ui.import_zip_upload`). State lives in
-`st.session_state` under "gallery_*" keys.
+A thin view: the registry is `cnn_core.data`, every number and picture comes from `cnn_core.gallery`
+(cached, with the download and the pixel-value dialog, in `cnn_explorer_ui.gallery_views`), zip uploads go
+through `cnn_core.data.zipfolder` (via `cnn_explorer_ui.widgets`). State lives in `st.session_state`
+under "gallery_*" keys.
 """
 
 from __future__ import annotations
 
-import os
-
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from cnn_core import data, gallery
 from cnn_core.errors import CnnError
-from cnn_explorer_ui import browser_id, grid_html, import_zip_upload, render_html, show_error
+from cnn_explorer_ui import browser_datasets, browser_id, dataset_statuses, import_zip_upload, is_present, show_error
+from cnn_explorer_ui.gallery_views import (CHANNEL_NAMES, counts_figure, dataset_version, grid_png, samples,
+                                           show_description, show_image, show_missing, summary)
 
 DEFAULT_SEED = 0
 DEFAULT_PER_CLASS = 8
 MAX_PER_CLASS = 12
 THUMBNAIL_PX = 84        # small images are enlarged by whole pixels to about this size
-ENLARGED_PX = 280
-SPLIT_COLOURS = {"train": "#3b6ea5", "val": "#e39b3b", "test": "#5aa469"}
 FAMILY_LABELS = {"mnist": "MNIST", "medmnist": "MedMNIST"}
 
 st.title(":material/photo_library: Dataset Gallery")
@@ -33,51 +31,9 @@ st.markdown(
 
 
 # ------------------------------------------------------------------------------------------ registry
-@st.cache_data(ttl=30, show_spinner="Looking for data sets…")
-def _catalogue(owner: str) -> dict[str, gallery.PickerEntry]:
-    """The picker's entries by key, in registry order: the shared data sets and `owner`'s uploads (new
-    folders under CNN_DATA_DIR show up within 30 s)."""
-    return {entry.key: entry for entry in gallery.picker_entries(data.list_datasets(owner=owner))}
-
-
-@st.cache_data(ttl=30, show_spinner=False)
-def _available(name: str) -> bool:
-    return data.is_available(name)
-
-
-def _version(status: data.DatasetStatus) -> str:
-    """Changes when the data set's files change (a re-uploaded zip, a replaced npz, images added to a
-    folder): part of the cache keys, so the gallery never shows a stale summary."""
-    location = status.location
-    try:
-        stamp = os.stat(location).st_mtime_ns if location else "none"
-    except OSError:
-        stamp = "gone"
-    return f"{location}:{stamp}:{status.info.n_samples}"
-
-
-@st.cache_resource(show_spinner="Loading the data set and computing its statistics…", max_entries=4)
-def _summary(name: str, version: str) -> tuple[dict[str, data.SplitData], gallery.DatasetSummary]:
-    info = data.get_dataset_info(name)
-    splits = {split: data.load_split(name, split) for split in info.splits}
-    return splits, gallery.summarize(splits, mean_std=data.channel_stats(name))
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def _samples(name: str, version: str, split: str, per_class: int, seed: int) -> gallery.SampleGrid:
-    splits, _ = _summary(name, version)
-    return gallery.sample_grid(splits[split], split, per_class, seed)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _grid_png(name: str, version: str, split: str, per_class: int, seed: int, scale: int) -> bytes:
-    return gallery.png_bytes(gallery.grid_picture(_samples(name, version, split, per_class, seed), scale=scale))
-
-
-@st.cache_data(ttl=300, show_spinner="Checking the internet connection…")
-def _online(server: str, _name: str) -> bool:
-    """Whether `server` (where `_name` would come from) answers; cached per server, not per data set."""
-    return data.download_server_reachable(_name)
+def _catalogue() -> dict[str, gallery.PickerEntry]:
+    """The picker's entries by key, in registry order: the shared data sets and this browser's uploads."""
+    return {entry.key: entry for entry in gallery.picker_entries(browser_datasets())}
 
 
 # ------------------------------------------------------------------------------------------ zip upload
@@ -90,8 +46,6 @@ def import_upload() -> None:
     )
     imported = import_zip_upload("gallery_zip", "Zip of class folders")
     if imported:
-        _catalogue.clear()
-        _available.clear()
         st.session_state["gallery_base"] = imported
         st.session_state.pop("gallery_unknown_link", None)
 
@@ -99,7 +53,7 @@ def import_upload() -> None:
 # ------------------------------------------------------------------------------------------ picker
 def choose_dataset() -> str | None:
     """The registry name to show, from the picker (and `?dataset=` in the address, for shared links)."""
-    catalogue = _catalogue(browser_id())
+    catalogue = _catalogue()
     if not catalogue:
         st.info("The registry lists no data sets.")
         return None
@@ -126,7 +80,7 @@ def choose_dataset() -> str | None:
     def label(key: str) -> str:
         entry = catalogue[key]
         family = "" if entry.family == "folder" else f"  ·  {FAMILY_LABELS.get(entry.family, entry.family)}"
-        here = any(_available(name) for name in entry.sizes.values())
+        here = any(is_present(name) for name in entry.sizes.values())
         return entry.title + family + ("" if here else "  (not downloaded)")
 
     left, right = st.columns([3, 2])
@@ -151,59 +105,9 @@ def choose_dataset() -> str | None:
     return name
 
 
-# ------------------------------------------------------------------------------------------ missing
-def show_missing(status: data.DatasetStatus) -> None:
-    info = status.info
-    st.warning(f"**{info.title}** is not on this computer yet.", icon=":material/cloud_off:")
-    looked = "\n".join(f"- `{path}`" for path in status.searched)
-    st.markdown(f"Looked for **{', '.join(status.missing) or 'its files'}** in:\n{looked}")
-    if status.download_size:
-        st.markdown(f"Download size: **{status.download_size}**.")
-    try:
-        server = data.download_server(info.name)
-    except CnnError as exc:  # a malformed CNN_DOWNLOAD_MIRROR
-        show_error(exc)
-        st.caption(status.how_to_get)
-        return
-    if server and _online(server, info.name):
-        if st.button(f"Download {info.title}", icon=":material/download:", key=f"gallery_download_{info.name}",
-                     type="primary"):
-            download(info, server)
-        st.caption(status.how_to_get)
-    else:
-        st.info(f"This computer cannot reach {server or 'the download server'}, so the app cannot download it. "
-                f"{status.how_to_get}", icon=":material/wifi_off:")
-
-
-def download(info: data.DatasetInfo, server: str) -> None:
-    """Download with a progress bar of the bytes received; when done, rerun so the gallery shows the data set."""
-    note = st.empty()
-    bar = st.progress(0.0, text=f"Connecting to {server}…")
-
-    def show_bytes(progress: data.DownloadProgress) -> None:
-        fraction = progress.fraction
-        if fraction is None:
-            bar.progress(0.0, text=f"Downloading {progress.filename}: {progress.describe()}")
-        else:
-            bar.progress(fraction, text=f"Downloading {progress.filename}: {progress.describe()} ({fraction:.0%})")
-
-    try:
-        data.download_dataset(info.name, progress=note.caption, on_bytes=show_bytes)
-    except CnnError as exc:
-        bar.empty()
-        show_error(exc)
-        return
-    _catalogue.clear()
-    _available.clear()
-    st.session_state["gallery_relabel"] = True
-    st.rerun()
-
-
 # ------------------------------------------------------------------------------------------ present
 def show_overview(info: data.DatasetInfo, status: data.DatasetStatus, splits: dict[str, data.SplitData]) -> None:
-    st.subheader(info.title)
-    st.markdown(info.description)
-    st.markdown(f"**Task:** {info.task} · **Modality:** {gallery.modality(info)} · **Licence:** {info.license}")
+    show_description(info)
     n_images = sum(len(split) for split in splits.values())
     metrics = st.columns(4)
     metrics[0].metric("Image size", f"{info.image_size}×{info.image_size}")
@@ -220,15 +124,7 @@ def show_counts(info: data.DatasetInfo, summary: gallery.DatasetSummary) -> None
         st.caption("Multi-label: an image can carry several labels (or none), so it can count in several bars.")
     left, right = st.columns([3, 2])
     with left:
-        figure = go.Figure()
-        for split, counts in summary.counts.items():
-            figure.add_bar(name=split, x=list(info.class_names), y=counts,
-                           marker_color=SPLIT_COLOURS.get(split),
-                           hovertemplate="%{x}<br>%{y:,} images<extra>" + split + "</extra>")
-        figure.update_layout(barmode="group", height=360, margin=dict(l=10, r=10, t=10, b=10),
-                             legend=dict(orientation="h", y=1.08), yaxis_title="images",
-                             xaxis=dict(tickangle=-30 if max(map(len, info.class_names)) > 6 else 0))
-        st.plotly_chart(figure, key="gallery_counts_chart")
+        st.plotly_chart(counts_figure(info, summary.counts), key="gallery_counts_chart")
     with right:
         table = pd.DataFrame({"class": list(info.class_names), **summary.counts})
         table.insert(0, "label", range(len(info.class_names)))
@@ -238,7 +134,7 @@ def show_counts(info: data.DatasetInfo, summary: gallery.DatasetSummary) -> None
 
 def show_channel_stats(info: data.DatasetInfo, summary: gallery.DatasetSummary) -> None:
     st.markdown("#### Channel mean and standard deviation")
-    names = ["gray"] if info.channels == 1 else ["red", "green", "blue"][: info.channels]
+    names = ["gray"] if info.channels == 1 else list(CHANNEL_NAMES[: info.channels])
     columns = st.columns(2 * len(names))
     for index, channel in enumerate(names):
         columns[2 * index].metric(f"Mean ({channel})", f"{summary.mean[index]:.4f}")
@@ -296,14 +192,14 @@ def show_samples(info: data.DatasetInfo, status: data.DatasetStatus,
     """The grid of random samples per class; returns (split, index) of an image whose magnifier was clicked."""
     st.markdown("#### Random samples per class")
     split, per_class, seed = _sample_controls(info, splits)
-    grid = _samples(info.name, _version(status), split, per_class, seed)
+    grid = samples(info.name, dataset_version(status), split, per_class, seed)
     scale = gallery.display_scale(info.image_size, THUMBNAIL_PX)
     with st.container(key="gallery_samples"):
         clicked = _sample_rows(info, grid, split, per_class, scale)
     left, right = st.columns([4, 1], vertical_alignment="center")
     left.caption(f"Seed {seed}: {per_class} random {split} images per class (fewer where a class has fewer). "
                  "Click the magnifier under an image to enlarge it and see its pixel values.")
-    picture = _grid_png(info.name, _version(status), split, per_class, seed, scale)
+    picture = grid_png(info.name, dataset_version(status), split, per_class, seed, scale)
     right.download_button("Save grid as PNG", picture,
                           file_name=f"{info.name}-{split}-seed{seed}.png", mime="image/png",
                           icon=":material/download:", key="gallery_save_grid", width="stretch",
@@ -326,39 +222,6 @@ def show_class_means(info: data.DatasetInfo, summary: gallery.DatasetSummary) ->
                "looks like 'on average', and how much its images differ from the other classes'.")
 
 
-@st.dialog("Image", width="large")
-def show_image(name: str, version: str, split: str, index: int) -> None:
-    """One image enlarged, its label, and for small images every pixel value as a number grid."""
-    splits, _ = _summary(name, version)
-    split_data = splits[split]
-    info = split_data.info
-    image = split_data.images[index]
-    label = gallery.label_text(split_data.labels[index], info.class_names)
-    left, right = st.columns([1, 2], gap="large")
-    with left:
-        st.image(gallery.to_display(image, gallery.display_scale(info.image_size, ENLARGED_PX)),
-                 output_format="PNG")
-        st.markdown(f"**{split} image #{index}**  \nLabel: **{label}**")
-        st.caption(f"uint8 tensor of shape {tuple(image.shape)} (channels, height, width); values "
-                   f"{int(image.min())}–{int(image.max())}.")
-    with right:
-        if info.image_size > gallery.PIXEL_GRID_MAX_SIDE:
-            st.info(f"At {info.image_size}×{info.image_size} this image has "
-                    f"{info.image_size ** 2 * info.channels:,} values, too many to print; pixel grids are shown "
-                    f"for images up to {gallery.PIXEL_GRID_MAX_SIDE}×{gallery.PIXEL_GRID_MAX_SIDE}.")
-            return
-        channel = 0
-        if info.channels > 1:
-            channel = st.radio("Channel", range(info.channels), format_func=["red", "green", "blue"].__getitem__,
-                               horizontal=True, key="gallery_pixel_channel")
-        values = gallery.pixel_grid(image, channel)
-        what = "" if info.channels == 1 else f" ({['red', 'green', 'blue'][channel]} channel)"
-        render_html(grid_html(values, title=f"Pixel values{what}, 0 = black … 255 = full brightness",
-                              fmt=lambda v: str(int(v)), value_range=(0, 255), test_id="gallery-pixel-grid"))
-        st.caption("This is what the network receives: a grid of numbers (scaled to 0–1 and normalized), "
-                   f"labelled **{label}**.")
-
-
 # ------------------------------------------------------------------------------------------ page
 picker_area = st.container()
 with st.expander("Add your own image folder (upload a zip)", icon=":material/upload_file:",
@@ -369,24 +232,17 @@ with picker_area:
     chosen = choose_dataset()
 
 if chosen is not None:
-    try:
-        dataset_status = data.dataset_status(chosen)
-    except CnnError as exc:
-        show_error(exc)
+    found = dataset_statuses(browser_id())[chosen]
+    if found.status is None:
+        show_error(found.problem)
         st.stop()
-    dataset_info = dataset_status.info
+    dataset_status, dataset_info = found.status, found.info
     if not dataset_status.available:
-        st.subheader(dataset_info.title)
-        st.markdown(dataset_info.description)
-        st.markdown(f"**Task:** {dataset_info.task} · **Modality:** {gallery.modality(dataset_info)} · "
-                    f"**Licence:** {dataset_info.license}")
-        st.caption(f"{dataset_info.image_size}×{dataset_info.image_size} pixels · {dataset_info.channels} "
-                   f"channel(s) · classes: {', '.join(dataset_info.class_names)}")
         show_missing(dataset_status)
         st.stop()
-    dataset_version = _version(dataset_status)
+    version = dataset_version(dataset_status)
     try:
-        loaded_splits, dataset_summary = _summary(chosen, dataset_version)
+        loaded_splits, dataset_summary = summary(chosen, version)
     except CnnError as exc:
         show_error(exc)
         st.stop()
@@ -399,4 +255,4 @@ if chosen is not None:
     picked = show_samples(dataset_info, dataset_status, loaded_splits)
     show_class_means(dataset_info, dataset_summary)
     if picked is not None:
-        show_image(chosen, dataset_version, *picked)
+        show_image(chosen, version, *picked)

@@ -144,11 +144,8 @@ def browser_context(browser):
 
 @pytest.fixture(scope="session")
 def warm_app(browser_context, app_server) -> str:
-    """Open the home page once before any test.
-
-    Streamlit runs a session's very first script run in its legacy `pages/`-folder mode (a `pages/`
-    folder exists beside app.py); a deep link such as /convolution-lab then shows a spurious "Page not
-    found" dialog once per server start. After one visit st.navigation is in charge for every session.
+    """Open the home page once before any test, so the server's first run (which imports torch and friends)
+    is not charged to a test's timeouts. Deep links work on a fresh server too: see test_browser_deeplink.py.
     """
     tab = browser_context.new_page()
     try:

@@ -98,13 +98,14 @@ def made_checkpoints():
     def write(model_name: str, card: dict, file_name: str, *, model_card: dict | None = None) -> Path:
         import torch
 
-        from cnn_core.checkpoints import save_checkpoint
         from cnn_core.models import build_model
+        from cnn_core.models.card import Card
+        from cnn_core.models.checkpoints import save_checkpoint
 
         torch.manual_seed(0)
         shape = model_card or card
         model = build_model(model_name, int(shape["channels"]), len(shape["class_names"]), int(shape["image_size"]))
-        path = save_checkpoint(model.eval(), card, runs_dir() / file_name)
+        path = save_checkpoint(model.eval(), Card.from_dict(card), runs_dir() / file_name)
         written.extend([path, path.with_suffix(".json")])
         return path
 
@@ -124,11 +125,11 @@ def _pathmnist_card() -> dict:
             "command": "tests/test_browser_predict.py (untrained, for the page's flow only)"}
 
 
-def _shipped_card(dataset: str) -> dict | None:
-    """The first shipped checkpoint (models/) trained on `dataset`."""
-    from cnn_core.checkpoints import list_checkpoints
+def _shipped_card(dataset: str):
+    """The first shipped checkpoint (models/) trained on `dataset` (a CheckpointEntry), or None."""
+    from cnn_core.models.checkpoints import list_checkpoints
 
-    return next((card for card in list_checkpoints([models_dir()]) if card.get("dataset") == dataset), None)
+    return next((entry for entry in list_checkpoints([models_dir()]) if entry.card.dataset == dataset), None)
 
 
 def _pathmnist_checkpoint(made_checkpoints) -> dict:
@@ -140,16 +141,17 @@ def _pathmnist_checkpoint(made_checkpoints) -> dict:
         pytest.skip("PathMNIST not found under CNN_DATA_DIR")
     shipped = _shipped_card("pathmnist")
     if shipped is not None:
-        return shipped
+        return {**shipped.card.to_dict(), "name": shipped.name}
     path = made_checkpoints("resnet_small", _pathmnist_card(), "test_predict_pathmnist.safetensors")
     return {**_pathmnist_card(), "name": path.stem}
 
 
 def _has_dropout(card: dict) -> bool:
-    from cnn_core.checkpoints import build_from_card
-    from cnn_core.explain import dropout_layers
+    from cnn_core.inference.explain import dropout_layers
+    from cnn_core.models.card import Card
+    from cnn_core.models.checkpoints import build_from_card
 
-    return bool(dropout_layers(build_from_card(card)))
+    return bool(dropout_layers(build_from_card(Card.from_dict(card))))
 
 
 def _pathmnist_test_image(index: int) -> tuple[np.ndarray, str]:

@@ -97,7 +97,7 @@ def context(browser, studio_server, request):
     """A browser context (one "person": its tabs share the studio's browser cookie); its tabs' last states
     are kept as screenshots."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    first = ctx.new_page()  # the first visit goes home: see browser_fixtures.warm_app
+    first = ctx.new_page()  # a first visit warms the server up: see browser_fixtures.warm_app
     first.goto(studio_server["url"], timeout=120_000)
     wait_for_app(first, 120_000)
     first.close()
@@ -243,9 +243,9 @@ def test_a_tiny_mnist_run_shows_live_charts_metrics_confusion_matrix_and_checkpo
     saved = Path(download.path())
     assert download.suggested_filename.endswith(".safetensors")
     assert (studio_server["runs_dir"] / download.suggested_filename).read_bytes() == saved.read_bytes()
-    from cnn_core.checkpoints import load_checkpoint
+    from cnn_core.models.checkpoints import load_checkpoint
 
-    assert load_checkpoint(saved).card["dataset"] == "mnist"
+    assert load_checkpoint(saved).card.dataset == "mnist"
     # Compare runs lists it.
     expect(tab.get_by_role("heading", name="Compare your runs")).to_be_visible()
     assert_no_exception(tab)
@@ -352,7 +352,7 @@ def test_model_graph_shows_summary_svg_graph_and_feature_maps(context, studio_se
     # Feature maps of both conv layers for a test image.
     expect(tab.get_by_text("conv1: 8 maps of 28×28")).to_be_visible()
     expect(tab.get_by_text("conv2: 16 maps of 14×14")).to_be_visible()
-    from cnn_core.graph import graphviz_available
+    from cnn_core.inference.graph import graphviz_available
 
     if not graphviz_available():  # the page says how to install it instead of drawing
         expect(tab.get_by_text(re.compile(r"sudo apt-get install graphviz"))).to_be_visible()
@@ -510,14 +510,14 @@ def test_a_frozen_efficientnet_run_on_an_image_folder_trains_live_and_reports_te
     assert matrix is not None and matrix[0] == ["a", "b"] and sum(map(sum, matrix[1])) == 2
     # The checkpoint holds the head only and says how it was trained.
     expect(tab.get_by_text(re.compile(r"^Saved as scans-transfer_efficientnet_lite0-"))).to_be_visible()
-    from cnn_core.checkpoints import load_checkpoint
+    from cnn_core.models.checkpoints import load_checkpoint
 
     path = _latest_checkpoint(studio_server["runs_dir"], "scans-transfer_efficientnet_lite0-")
     card = load_checkpoint(path).card
-    assert card["model"] == "transfer:efficientnet_lite0" and card["weights"] == "partial"
-    assert card["model_args"]["mode"] == "frozen" and card["backbone"]["trained_stages"] == 0
-    assert card["image_size"] == 224 and card["metrics"]["test"]["n"] == 2
-    assert card["training"]["monitor"] == "last" and card["training"]["augment"]["shift"] == 0
+    assert card.model == "transfer:efficientnet_lite0" and card.weights == "partial"
+    assert card.model_args["mode"] == "frozen" and card.backbone["trained_stages"] == 0
+    assert card.image_size == 224 and card.test_metrics["n"] == 2
+    assert card.training["monitor"] == "last" and card.training["augment"]["shift"] == 0
     assert path.stat().st_size < 100_000  # 1280 x 2 weights and 2 biases, and the card
     tab.get_by_text("The checkpoint's card").click()
     expect(tab.get_by_test_id("stCode")).to_contain_text(
@@ -581,7 +581,7 @@ def test_transfer_backbone_without_weights_warns_before_the_run_and_fails_clearl
     expect(warning).to_contain_text(str(hub))
     expect(warning).to_contain_text("transfer:efficientnet_lite0")
     save_screenshot(tab, "studio-transfer-no-weights")
-    from cnn_core.transfer import _DOWNLOAD_HOST, _can_reach
+    from cnn_core.models.backbones import _DOWNLOAD_HOST, _can_reach
 
     if _can_reach(_DOWNLOAD_HOST):
         pytest.skip(f"{_DOWNLOAD_HOST} answers here: a run would download 45 MB, so only the warning was checked")
@@ -629,7 +629,7 @@ def test_without_the_backbone_package_the_studio_and_model_graph_say_what_to_ins
     url = server_without_efficientnet["url"]
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
-        home = ctx.new_page()  # the first visit goes home: see browser_fixtures.warm_app
+        home = ctx.new_page()  # a first visit warms the server up: see browser_fixtures.warm_app
         home.goto(url, timeout=120_000)
         wait_for_app(home, 120_000)
         home.close()

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cnn_core import conv
+from cnn_core import conv, conv_quiz
 from cnn_core.data import images
 from cnn_core.errors import ConfigError, ImageError
 
@@ -271,7 +271,7 @@ def test_crop_stays_inside_the_image():
 
 # ------------------------------------------------------------------------------------------ self-check
 def test_first_question_is_seed_002s_first_layer_on_mnist():
-    question = conv.size_question(0)
+    question = conv_quiz.size_question(0)
     assert (question.n, question.k, question.stride, question.padding) == (28, 5, 1, 0)
     assert question.answer == 24
     right, explanation = question.check(24)
@@ -282,17 +282,17 @@ def test_first_question_is_seed_002s_first_layer_on_mnist():
 
 def test_random_questions_are_answerable_and_reproducible():
     for seed in range(1, 60):
-        question = conv.size_question(seed)
-        assert question == conv.size_question(seed)
+        question = conv_quiz.size_question(seed)
+        assert question == conv_quiz.size_question(seed)
         assert question.answer >= 1
         assert question.answer == F.conv2d(torch.zeros(1, 1, question.n, question.n),
                                            torch.zeros(1, 1, question.k, question.k), stride=question.stride,
                                            padding=question.padding).shape[-1]
-    assert len({conv.size_question(seed) for seed in range(1, 30)}) > 20
+    assert len({conv_quiz.size_question(seed) for seed in range(1, 30)}) > 20
 
 
 def test_floor_hint_when_the_stride_does_not_divide():
-    question = conv.SizeQuestion(n=8, k=3, stride=2, padding=0)  # (8-3)/2 = 2.5 -> 2 + 1 = 3
+    question = conv_quiz.SizeQuestion(n=8, k=3, stride=2, padding=0)  # (8-3)/2 = 2.5 -> 2 + 1 = 3
     right, explanation = question.check(4)
     assert not right and "floor" in explanation
 

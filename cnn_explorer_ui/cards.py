@@ -1,0 +1,62 @@
+"""Checkpoints as the pages show them: the list (cached until a checkpoint folder changes), picker labels,
+the home page's table and the caption that says what a model takes. Cards are typed (`cnn_core.models.card.Card`):
+pages read their fields directly."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cnn_core import reports, settings
+from cnn_core.models.card import Card
+from cnn_core.models.checkpoints import CheckpointEntry, list_checkpoints
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _entries(stamp: tuple) -> list[CheckpointEntry]:
+    return list_checkpoints()
+
+
+def checkpoint_entries() -> list[CheckpointEntry]:
+    """Every checkpoint (shipped ones first), read again whenever a file is added to or removed from a
+    checkpoint folder."""
+    stamp = tuple((str(folder), folder.stat().st_mtime_ns if folder.is_dir() else 0)
+                  for folder in (settings.models_dir(), settings.runs_dir()))
+    return _entries(stamp)
+
+
+def dataset_title(card: Card) -> str:
+    return card.dataset_title or card.dataset
+
+
+def entry_label(entry: CheckpointEntry) -> str:
+    """How pickers name a checkpoint: "mnist_fastnet · fastnet on MNIST handwritten digits (28×28) · shipped ·
+    test accuracy 99.2 %"; a run stopped by hand says at which epoch."""
+    card = entry.card
+    accuracy = card.test_accuracy
+    stopped = f" · stopped at epoch {card.training.get('epochs_run', '?')}" if card.stopped_early else ""
+    return (f"{entry.name} · {card.model} on {dataset_title(card)} · {'shipped' if entry.shipped else 'trained here'}"
+            + stopped + (f" · test accuracy {accuracy:.1%}" if accuracy is not None else ""))
+
+
+def input_caption(card: Card) -> str:
+    """What the model takes: image size, colour and normalization."""
+    norm = card.normalization
+    return (f"Takes {card.image_size}×{card.image_size} {'gray' if card.channels == 1 else 'RGB'} images, "
+            f"normalized with mean {_numbers(norm['mean'])} and std {_numbers(norm['std'])}")
+
+
+def _numbers(values) -> str:
+    return "(" + ", ".join(f"{float(value):.3f}" for value in values) + ")"
+
+
+def entry_rows(entries: list[CheckpointEntry]) -> list[dict[str, object]]:
+    """The home page's table: one row per checkpoint with its headline test metrics."""
+    rows = []
+    for entry in entries:
+        test = reports.headline_metrics(entry.card.metrics)
+        accuracy = test.pop("accuracy", None)
+        rows.append({"name": entry.name, "model": entry.card.model, "data set": entry.card.dataset,
+                     "test accuracy": accuracy,
+                     "other test metrics": ", ".join(f"{name} {value:.3f}" for name, value in test.items()) or "—",
+                     "kind": "shipped" if entry.shipped else "trained here", "file": str(entry.path)})
+    return rows

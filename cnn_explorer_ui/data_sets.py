@@ -1,0 +1,79 @@
+"""Which data sets this browser can use: one cached look at the registry for every page.
+
+`dataset_statuses` checks files only (no data is loaded) and is cached for `STATUS_TTL_S` seconds per browser:
+new folders under CNN_DATA_DIR show up within that time; an upload or a download clears it at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+from cnn_core import data
+from cnn_core.errors import CnnError
+
+from .session import browser_id
+
+STATUS_TTL_S = 30
+
+
+@dataclass(frozen=True)
+class Availability:
+    """A registry data set and whether its files are here: its status, or why it has none (`problem`)."""
+
+    info: data.DatasetInfo
+    status: data.DatasetStatus | None
+    problem: str = ""
+
+    @property
+    def available(self) -> bool:
+        return self.status is not None and self.status.available
+
+
+@st.cache_data(ttl=STATUS_TTL_S, show_spinner="Looking for data sets…")
+def dataset_statuses(owner: str) -> dict[str, Availability]:
+    """Every registry data set `owner` sees (the shared ones and their uploads), in registry order, and
+    whether its files are here."""
+    statuses: dict[str, Availability] = {}
+    for info in data.list_datasets(owner=owner):
+        try:
+            statuses[info.name] = Availability(info, data.dataset_status(info.name))
+        except CnnError as exc:
+            statuses[info.name] = Availability(info, None, str(exc))
+    return statuses
+
+
+def forget_dataset_statuses() -> None:
+    """After an upload or a download: the next look at the registry sees it."""
+    dataset_statuses.clear()
+
+
+def browser_datasets() -> list[data.DatasetInfo]:
+    """The registry as this browser sees it: every shared data set plus its own uploads."""
+    return [found.info for found in dataset_statuses(browser_id()).values()]
+
+
+def present_datasets() -> dict[str, data.DatasetInfo]:
+    """The data sets whose files are on this computer ({name: info}, registry order), uploads included."""
+    return {name: found.info for name, found in dataset_statuses(browser_id()).items() if found.available}
+
+
+def is_present(name: str) -> bool:
+    return name in present_datasets()
+
+
+@st.cache_resource(show_spinner="Loading test images…", max_entries=4)
+def test_split(name: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
+    """A data set's test split as numpy arrays: (images uint8 [N, C, H, W], labels, class names, title)."""
+    split = data.load_split(name, "test")
+    return split.images.numpy(), split.labels.numpy(), tuple(split.info.class_names), split.info.title
+
+
+def label_of(labels: np.ndarray, index: int, class_names: tuple[str, ...]) -> str | None:
+    """The class name of test image `index`; None for multi-label or unknown labels."""
+    label = labels[index]
+    if np.ndim(label) == 0 and 0 <= int(label) < len(class_names):
+        return class_names[int(label)]
+    return None

@@ -1,0 +1,24 @@
+"""The frame around every page: page config, navigation, sidebar. The Streamlit script `app.py` serves.
+
+It lives here, not beside `pages/`: Streamlit reads a `pages/` folder next to its main script in the legacy
+multipage mode until some session has called `st.navigation`, so on a freshly started server the first visit
+to a page's address (/dataset-gallery) would say "Page not found". With this script as the main one there is
+no such folder beside it, and `st.navigation` alone decides what every address shows.
+"""
+
+import streamlit as st
+
+from cnn_explorer_ui.home import home
+from cnn_explorer_ui.navigation import available_pages
+from cnn_explorer_ui.session import remember_browser
+from cnn_explorer_ui.widgets import device_label
+
+st.set_page_config(page_title="CNN Explorer", page_icon=":material/neurology:", layout="wide",
+                   menu_items={"About": "CNN Explorer: learn and do image classification with CNNs in PyTorch."})
+
+current = st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True),
+                         *(spec.page() for spec in available_pages())])
+with st.sidebar:
+    st.caption(f"Device: **{device_label()}**")
+    remember_browser()  # on every page, so this browser's runs and uploads follow it into new tabs
+current.run()

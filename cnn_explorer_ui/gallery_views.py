@@ -1,0 +1,163 @@
+"""The Dataset Gallery's caches and its larger parts: a data set that is not here (and its download), the
+counts chart, one image enlarged with its pixel values.
+
+View code only: every number and picture comes from `cnn_core.gallery`. State lives under "gallery_*" keys.
+"""
+
+from __future__ import annotations
+
+import os
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from cnn_core import data, gallery
+from cnn_core.errors import CnnError
+
+from .data_sets import forget_dataset_statuses
+from .grids import grid_html, render_html
+from .widgets import show_error
+
+ENLARGED_PX = 280
+SPLIT_COLOURS = {"train": "#3b6ea5", "val": "#e39b3b", "test": "#5aa469"}
+CHANNEL_NAMES = ("red", "green", "blue")
+
+
+# ------------------------------------------------------------------------------------------ caches
+def dataset_version(status: data.DatasetStatus) -> str:
+    """Changes when the data set's files change (a re-uploaded zip, a replaced npz, images added to a
+    folder): part of the cache keys, so the gallery never shows a stale summary."""
+    location = status.location
+    try:
+        stamp = os.stat(location).st_mtime_ns if location else "none"
+    except OSError:
+        stamp = "gone"
+    return f"{location}:{stamp}:{status.info.n_samples}"
+
+
+@st.cache_resource(show_spinner="Loading the data set and computing its statistics…", max_entries=4)
+def summary(name: str, version: str) -> tuple[dict[str, data.SplitData], gallery.DatasetSummary]:
+    info = data.get_dataset_info(name)
+    splits = {split: data.load_split(name, split) for split in info.splits}
+    return splits, gallery.summarize(splits, mean_std=data.channel_stats(name))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def samples(name: str, version: str, split: str, per_class: int, seed: int) -> gallery.SampleGrid:
+    splits, _ = summary(name, version)
+    return gallery.sample_grid(splits[split], split, per_class, seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def grid_png(name: str, version: str, split: str, per_class: int, seed: int, scale: int) -> bytes:
+    return gallery.png_bytes(gallery.grid_picture(samples(name, version, split, per_class, seed), scale=scale))
+
+
+@st.cache_data(ttl=300, show_spinner="Checking the internet connection…")
+def _online(server: str, _name: str) -> bool:
+    """Whether `server` (where `_name` would come from) answers; cached per server, not per data set."""
+    return data.download_server_reachable(_name)
+
+
+# ------------------------------------------------------------------------------------------ missing
+def show_description(info: data.DatasetInfo) -> None:
+    st.subheader(info.title)
+    st.markdown(info.description)
+    st.markdown(f"**Task:** {info.task} · **Modality:** {gallery.modality(info)} · **Licence:** {info.license}")
+
+
+def show_missing(status: data.DatasetStatus) -> None:
+    """What the data set is, where its files were looked for, and a download button when the server answers."""
+    info = status.info
+    show_description(info)
+    st.caption(f"{info.image_size}×{info.image_size} pixels · {info.channels} channel(s) · classes: "
+               f"{', '.join(info.class_names)}")
+    st.warning(f"**{info.title}** is not on this computer yet.", icon=":material/cloud_off:")
+    looked = "\n".join(f"- `{path}`" for path in status.searched)
+    st.markdown(f"Looked for **{', '.join(status.missing) or 'its files'}** in:\n{looked}")
+    if status.download_size:
+        st.markdown(f"Download size: **{status.download_size}**.")
+    try:
+        server = data.download_server(info.name)
+    except CnnError as exc:  # a malformed CNN_DOWNLOAD_MIRROR
+        show_error(exc)
+        st.caption(status.how_to_get)
+        return
+    if server and _online(server, info.name):
+        if st.button(f"Download {info.title}", icon=":material/download:", key=f"gallery_download_{info.name}",
+                     type="primary"):
+            download(info, server)
+        st.caption(status.how_to_get)
+    else:
+        st.info(f"This computer cannot reach {server or 'the download server'}, so the app cannot download it. "
+                f"{status.how_to_get}", icon=":material/wifi_off:")
+
+
+def download(info: data.DatasetInfo, server: str) -> None:
+    """Download with a progress bar of the bytes received; when done, rerun so the gallery shows the data set."""
+    note = st.empty()
+    bar = st.progress(0.0, text=f"Connecting to {server}…")
+
+    def show_bytes(progress: data.DownloadProgress) -> None:
+        fraction = progress.fraction
+        if fraction is None:
+            bar.progress(0.0, text=f"Downloading {progress.filename}: {progress.describe()}")
+        else:
+            bar.progress(fraction, text=f"Downloading {progress.filename}: {progress.describe()} ({fraction:.0%})")
+
+    try:
+        data.download_dataset(info.name, progress=note.caption, on_bytes=show_bytes)
+    except CnnError as exc:
+        bar.empty()
+        show_error(exc)
+        return
+    forget_dataset_statuses()
+    st.session_state["gallery_relabel"] = True
+    st.rerun()
+
+
+# ------------------------------------------------------------------------------------------ present
+def counts_figure(info: data.DatasetInfo, counts: dict[str, list[int]]) -> go.Figure:
+    """Images per class, one bar per split."""
+    figure = go.Figure()
+    for split, split_counts in counts.items():
+        figure.add_bar(name=split, x=list(info.class_names), y=split_counts, marker_color=SPLIT_COLOURS.get(split),
+                       hovertemplate="%{x}<br>%{y:,} images<extra>" + split + "</extra>")
+    figure.update_layout(barmode="group", height=360, margin=dict(l=10, r=10, t=10, b=10),
+                         legend=dict(orientation="h", y=1.08), yaxis_title="images",
+                         xaxis=dict(tickangle=-30 if max(map(len, info.class_names)) > 6 else 0))
+    return figure
+
+
+@st.dialog("Image", width="large")
+def show_image(name: str, version: str, split: str, index: int) -> None:
+    """One image enlarged, its label, and for small images every pixel value as a number grid."""
+    splits, _ = summary(name, version)
+    split_data = splits[split]
+    info = split_data.info
+    image = split_data.images[index]
+    label = gallery.label_text(split_data.labels[index], info.class_names)
+    left, right = st.columns([1, 2], gap="large")
+    with left:
+        st.image(gallery.to_display(image, gallery.display_scale(info.image_size, ENLARGED_PX)),
+                 output_format="PNG")
+        st.markdown(f"**{split} image #{index}**  \nLabel: **{label}**")
+        st.caption(f"uint8 tensor of shape {tuple(image.shape)} (channels, height, width); values "
+                   f"{int(image.min())}–{int(image.max())}.")
+    with right:
+        if info.image_size > gallery.PIXEL_GRID_MAX_SIDE:
+            st.info(f"At {info.image_size}×{info.image_size} this image has "
+                    f"{info.image_size ** 2 * info.channels:,} values, too many to print; pixel grids are shown "
+                    f"for images up to {gallery.PIXEL_GRID_MAX_SIDE}×{gallery.PIXEL_GRID_MAX_SIDE}.")
+            return
+        channel = 0
+        if info.channels > 1:
+            channel = st.radio("Channel", range(info.channels), format_func=CHANNEL_NAMES.__getitem__,
+                               horizontal=True, key="gallery_pixel_channel")
+        values = gallery.pixel_grid(image, channel)
+        what = "" if info.channels == 1 else f" ({CHANNEL_NAMES[channel]} channel)"
+        render_html(grid_html(values, title=f"Pixel values{what}, 0 = black … 255 = full brightness",
+                              fmt=lambda v: str(int(v)), value_range=(0, 255), test_id="gallery-pixel-grid"))
+        st.caption("This is what the network receives: a grid of numbers (scaled to 0–1 and normalized), "
+                   f"labelled **{label}**.")
+

@@ -1,0 +1,156 @@
+"""Pictures of numbers: plotly heatmaps of feature maps and small HTML grids that print every value.
+
+View code only: the values and their colour range come from `cnn_core.conv`.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from cnn_core.conv import heatmap_data
+
+
+def heatmap_figure(values: np.ndarray, title: str, *, gray: bool = False, robust: bool = True,
+                   height: int = 380) -> go.Figure:
+    """A feature map as an interactive heatmap: square pixels, row 0 on top, values on hover.
+
+    Signed maps get a red-white-blue scale centred on 0, others a single ramp (`gray` for images);
+    `robust` lets large maps saturate at the 99.5th percentile (see `cnn_core.conv.heatmap_data`).
+    """
+    data = heatmap_data(values, robust=robust)
+    if gray:
+        colorscale, zmid = "gray", None
+    else:
+        colorscale, zmid = ("RdBu_r", 0.0) if data.diverging else ("Viridis", None)
+    figure = go.Figure(go.Heatmap(z=data.z, zmin=data.zmin, zmax=data.zmax, zmid=zmid, colorscale=colorscale,
+                                  hovertemplate="row %{y}, col %{x}<br>value %{z:.3f}<extra></extra>"))
+    figure.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", showgrid=False)
+    figure.update_xaxes(constrain="domain", showgrid=False)
+    if data.clipped:
+        title += " <span style='font-size:11px;color:#6b7280'>(colours saturate at the 99.5th percentile)</span>"
+    figure.update_layout(title=dict(text=title, font=dict(size=14)), height=height,
+                         margin=dict(l=10, r=10, t=40, b=10))
+    return figure
+
+
+_GRID_CSS = """
+<style>
+.cnn-grid-wrap { overflow-x: auto; padding: 2px 0 6px 0; }
+.cnn-grid-title { font-size: 0.85rem; color: #4b5563; margin: 0 0 4px 0; }
+table.cnn-grid { border-collapse: collapse; font-family: ui-monospace, SFMono-Regular, Menlo, monospace;
+                 margin: 0; }
+table.cnn-grid td { text-align: center; vertical-align: middle; border: 1px solid #d1d5db; padding: 0;
+                    box-sizing: border-box; }
+table.cnn-grid th { font-weight: 400; color: #9ca3af; font-size: 0.65rem; padding: 0 3px; }
+table.cnn-grid td.pad { background: repeating-linear-gradient(45deg, #f3f4f6, #f3f4f6 4px, #e5e7eb 4px,
+                        #e5e7eb 8px) !important; color: #6b7280 !important; font-style: italic;
+                        border: 1px dashed #9ca3af; }
+table.cnn-grid td.hit { outline: 3px solid #f97316; outline-offset: -3px; font-weight: 700; }
+table.cnn-grid td.now { outline: 3px solid #2563eb; outline-offset: -3px; font-weight: 700; }
+table.cnn-grid td.win { box-shadow: inset 0 0 0 6px #facc15; }
+table.cnn-grid td.dim { opacity: 0.35; }
+.cnn-legend { font-size: 0.78rem; color: #4b5563; margin-top: 4px; }
+.cnn-legend span.box { display: inline-block; width: 12px; height: 12px; vertical-align: -2px;
+                       margin: 0 3px 0 8px; border: 1px solid #9ca3af; }
+</style>
+"""
+
+
+def _cell_colours(value: float, vmin: float, vmax: float, diverging: bool) -> tuple[str, str]:
+    """Background and text colour for a value: gray ramp for images, blue-white-red for signed numbers."""
+    if not np.isfinite(value):
+        return "#ffffff", "#111827"
+    if diverging:
+        bound = max(abs(vmin), abs(vmax)) or 1.0
+        t = float(np.clip(value / bound, -1, 1))
+        if t >= 0:
+            rgb = (255, round(255 - 150 * t), round(255 - 170 * t))
+        else:
+            rgb = (round(255 + 170 * t), round(255 + 120 * t), 255)
+        light = abs(t) < 0.65
+    else:
+        span = (vmax - vmin) or 1.0
+        level = round(255 * float(np.clip((value - vmin) / span, 0, 1)))
+        rgb = (level, level, level)
+        light = level > 140
+    return f"rgb({rgb[0]},{rgb[1]},{rgb[2]})", "#111827" if light else "#f9fafb"
+
+
+def grid_html(
+    values: np.ndarray,
+    *,
+    title: str = "",
+    fmt: Callable[[float], str],
+    value_range: tuple[float, float] | None = None,
+    diverging: bool = False,
+    padding_mask: np.ndarray | None = None,
+    hits: Iterable[tuple[int, int]] = (),
+    current: tuple[int, int] | None = None,
+    winner: tuple[int, int] | None = None,
+    dim_outside: Iterable[tuple[int, int]] | None = None,
+    show_indices: bool = True,
+    test_id: str = "",
+) -> str:
+    """A small table of numbers coloured by value, for grids up to a few dozen cells a side.
+
+    `padding_mask` cells are hatched; `hits` get an orange outline (the kernel's window), `current` a blue
+    one (the output cell), `winner` a yellow ring (max pooling). Cells not in `dim_outside` are faded.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    rows, cols = array.shape
+    vmin, vmax = value_range if value_range else (float(np.nanmin(array)), float(np.nanmax(array)))
+    hit_set = set(hits)
+    keep = set(dim_outside) if dim_outside is not None else None
+    side = max(rows, cols)
+    font = 0.8 if side <= 8 else 0.7 if side <= 14 else 0.6 if side <= 22 else 0.52
+    longest = max((len(fmt(v)) for v in array.ravel()), default=1)
+    # wide enough for the longest number at this font size (about 0.62 em per monospace digit)
+    cell = max(40 if side <= 8 else 30 if side <= 14 else 24 if side <= 22 else 20,
+               round(longest * 0.62 * font * 16) + 6)
+    parts = [f'<div class="cnn-grid-wrap" data-testid="{html.escape(test_id)}">']
+    if title:
+        parts.append(f'<div class="cnn-grid-title">{html.escape(title)}</div>')
+    parts.append('<table class="cnn-grid">')
+    if show_indices:
+        parts.append("<tr><th></th>" + "".join(f"<th>{c}</th>" for c in range(cols)) + "</tr>")
+    for r in range(rows):
+        parts.append("<tr>")
+        if show_indices:
+            parts.append(f"<th>{r}</th>")
+        for c in range(cols):
+            value = array[r, c]
+            background, colour = _cell_colours(value, vmin, vmax, diverging)
+            classes = []
+            if padding_mask is not None and padding_mask[r, c]:
+                classes.append("pad")
+            if (r, c) in hit_set:
+                classes.append("hit")
+            if current == (r, c):
+                classes.append("now")
+            if winner == (r, c):
+                classes.append("win")
+            if keep is not None and (r, c) not in keep:
+                classes.append("dim")
+            parts.append(
+                f'<td class="{" ".join(classes)}" style="width:{cell}px;height:{cell}px;min-width:{cell}px;'
+                f'font-size:{font}rem;background:{background};color:{colour}">{html.escape(fmt(value))}</td>'
+            )
+        parts.append("</tr>")
+    parts.append("</table></div>")
+    return "".join(parts)
+
+
+def legend_html(items: Iterable[tuple[str, str]]) -> str:
+    """A one-line legend: (css for the little box, label) pairs."""
+    spans = "".join(f'<span class="box" style="{css}"></span>{html.escape(label)}' for css, label in items)
+    return f'<div class="cnn-legend">{spans}</div>'
+
+
+def render_html(*fragments: str) -> None:
+    """Show grid HTML (with the shared stylesheet) in the current container."""
+    st.html(_GRID_CSS + "".join(fragments))

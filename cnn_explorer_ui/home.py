@@ -1,0 +1,76 @@
+"""The home page: what the app teaches, its pages, the data sets found, the device and the checkpoints."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cnn_core import settings
+
+from .cards import checkpoint_entries, entry_rows
+from .data_sets import dataset_statuses
+from .navigation import available_pages
+from .session import browser_id
+from .widgets import device_label
+
+
+def show_pages() -> None:
+    st.subheader(":material/explore: Pages")
+    columns = st.columns(3)
+    for index, spec in enumerate(available_pages()):
+        with columns[index % 3].container(border=True):
+            st.markdown(f"#### {spec.icon} {spec.title}")
+            if spec.summary:
+                st.caption(spec.summary)
+            st.page_link(spec.page(), label=f"Open {spec.title}", icon=":material/arrow_forward:")
+
+
+def show_datasets() -> None:
+    st.subheader(":material/database: Data sets")
+    statuses = list(dataset_statuses(browser_id()).values())
+    found = [{"data set": a.info.title, "key": a.info.name, "where": str(a.status.location or "")}
+             for a in statuses if a.available]
+    missing = [{"data set": a.info.title, "key": a.info.name,
+                "how to get it": a.status.how_to_get if a.status else a.problem} for a in statuses if not a.available]
+    st.caption(f"{len(found)} of {len(statuses)} found; the list below says how to get the others.")
+    if found:
+        st.dataframe(found, hide_index=True, width="stretch")
+    else:
+        st.warning("No data set was found. Open the list below to see how to get one.")
+    with st.expander(f"{len(missing)} more data sets in the registry, not found here"):
+        st.dataframe(missing, hide_index=True, width="stretch",
+                     column_config={"how to get it": st.column_config.TextColumn(width="large")})
+
+
+def show_checkpoints() -> None:
+    st.subheader(":material/inventory_2: Trained models")
+    rows = entry_rows(checkpoint_entries())
+    if not rows:
+        st.info("No checkpoints yet: train one in the Training Studio or with `python -m cnn_core train`.")
+        return
+    st.caption("Shipped with the app in `models/`, or trained here (kept in the runs folder).")
+    st.dataframe(rows, hide_index=True, width="stretch", column_config={
+        "test accuracy": st.column_config.ProgressColumn("test accuracy", format="%.3f", min_value=0.0, max_value=1.0),
+        "file": st.column_config.TextColumn("file", width="medium"),
+    })
+
+
+def home() -> None:
+    st.title(":material/neurology: CNN Explorer")
+    st.markdown(
+        "Learn how **convolutional neural networks** classify images, then do it yourself with PyTorch: "
+        "slide a kernel over a photo, browse handwritten digits and medical scans, train a network and "
+        "watch it learn, look inside it, and ask it what it sees."
+    )
+    show_pages()
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        show_datasets()
+    with right:
+        st.subheader(":material/memory: Device")
+        st.markdown(f"Training and prediction run on **{device_label()}**.")
+        st.caption("Set `CNN_DEVICE` (cpu, cuda, mps) to choose another one.")
+        st.subheader(":material/folder_open: Folders")
+        st.markdown(f"- Data is read from `{settings.data_dir()}` (`CNN_DATA_DIR`)\n"
+                    f"- Caches and downloads go to `{settings.cache_dir()}` (`CNN_CACHE_DIR`)\n"
+                    f"- Shipped models live in `{settings.models_dir()}`")
+    show_checkpoints()

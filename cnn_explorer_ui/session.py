@@ -1,0 +1,37 @@
+"""Who is asking: one id per browser (a cookie shared by its tabs), owner of its training runs and uploads."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import streamlit as st
+
+BROWSER_COOKIE = "cnn_explorer_browser"
+
+
+def browser_id() -> str:
+    """This browser's id: a cookie shared by its tabs (set on the first visit), else a new one.
+
+    It owns the browser's training runs and uploaded data sets, so on a shared classroom server a student
+    sees their own uploads and runs, and nobody else's.
+    """
+    owner = st.session_state.get("browser_id")
+    if owner is None:
+        cookie = st.context.cookies.get(BROWSER_COOKIE)
+        owner = cookie if isinstance(cookie, str) and re.fullmatch(r"[0-9a-f]{32}", cookie) else uuid.uuid4().hex
+        st.session_state["browser_id"] = owner
+    return owner
+
+
+def remember_browser() -> None:
+    """Store `browser_id()` in a cookie once, so this browser's other tabs and reloads share it.
+
+    Streamlit only reads the cookies a session's first request carried, so the tab that sets it keeps its
+    id in session state.
+    """
+    owner = browser_id()
+    if st.context.cookies.get(BROWSER_COOKIE) != owner and not st.session_state.get("browser_cookie_sent"):
+        st.session_state["browser_cookie_sent"] = True
+        st.html(f"<script>document.cookie = '{BROWSER_COOKIE}={owner}; path=/; max-age=31536000; "
+                "SameSite=Strict';</script>", unsafe_allow_javascript=True)

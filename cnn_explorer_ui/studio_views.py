@@ -1,0 +1,254 @@
+"""The Training Studio's run panel: live progress and charts, how a run ended, its test results and
+checkpoint, and the comparison of this browser's runs.
+
+View code only: the run lives in `cnn_core.runs`; the numbers shown come from `cnn_core.reports`, the
+figures from `studio_charts`. State lives under "studio_*" keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from cnn_core import gallery, reports, runs
+from cnn_core.inference.metrics import METRIC_LABELS
+
+from .studio_charts import batch_figure, compare_figure, confusion_figure, epoch_figure
+from .widgets import device_label, show_error
+
+REFRESH_SECONDS = 1.0  # how often the live charts poll the run
+GALLERY_COLUMNS = 8
+STATUS_LABELS = {
+    runs.RunStatus.QUEUED: "waiting",
+    runs.RunStatus.RUNNING: "training",
+    runs.RunStatus.FINISHED: "finished",
+    runs.RunStatus.CANCELLED: "stopped",
+    runs.RunStatus.FAILED: "failed",
+}
+MONITOR_SENTENCES = {"val_accuracy": "the best validation accuracy", "val_loss": "the lowest validation loss"}
+
+
+# ------------------------------------------------------------------------------------------ live
+def show_progress(snap: runs.RunSnapshot) -> None:
+    progress = snap.progress()
+    elapsed = runs.format_seconds(progress.elapsed)
+    where = f"step {progress.step:,} of {progress.total_steps:,} (epoch {max(progress.epoch, 1)})"
+    if snap.start is None and snap.status.active:
+        text = f"Loading {snap.dataset_title} and building the model… {elapsed}"
+    elif snap.status is runs.RunStatus.RUNNING and not snap.batches and snap.status_message:
+        text = f"{snap.status_message} · {elapsed} elapsed"  # e.g. a transfer model's features, before the first step
+    elif snap.status is runs.RunStatus.FINISHED:
+        text = (f"Done: {snap.end.epochs_run} of {progress.epochs} epoch(s), {progress.step:,} steps in {elapsed}"
+                + (" (stopped early)" if snap.end.stopped_early else ""))
+    elif snap.status is runs.RunStatus.CANCELLED:
+        text = f"Stopped at {where} after {elapsed}"
+    elif snap.status is runs.RunStatus.FAILED:
+        text = f"Failed at {where} after {elapsed}" if snap.start else f"Failed after {elapsed}"
+    else:
+        eta = "estimating…" if progress.eta is None else f"about {runs.format_seconds(progress.eta)} left"
+        text = (f"Epoch {max(progress.epoch, 1)} of {progress.epochs} · step {progress.step:,} of "
+                f"{progress.total_steps:,} · {elapsed} elapsed · {eta}")
+    st.progress(progress.fraction, text=text)
+
+
+def show_statuses(snap: runs.RunSnapshot) -> None:
+    """What the run did before its first step (e.g. computing a backbone's features), once the progress line
+    has moved on to the steps: it explains where the time before them went."""
+    if snap.statuses and (snap.batches or not snap.status.active):
+        st.caption(" ".join(snap.statuses))
+
+
+def show_charts(snap: runs.RunSnapshot) -> None:
+    if not snap.batches:
+        return
+    smoothing = st.session_state.get("studio_smoothing", 0.8)
+    st.plotly_chart(batch_figure(snap, smoothing), key="studio_batch_chart")
+    if snap.epochs:
+        st.plotly_chart(epoch_figure(snap), key="studio_epoch_chart")
+    else:
+        st.caption("Train and validation curves per epoch appear when the first epoch ends.")
+
+
+def show_live(manager: runs.RunManager, run_id: str, was_active: bool) -> None:
+    """The run's status, progress and charts; polls every second while the run is active.
+
+    `was_active` is the run's state when this script run began: the rest of the page was drawn for it,
+    so the page is redrawn as soon as the run is seen to have ended.
+    """
+
+    @st.fragment(run_every=REFRESH_SECONDS if was_active else None)
+    def live() -> None:
+        snap = manager.snapshot(run_id)
+        if was_active and not snap.status.active:
+            st.rerun()  # the whole page: results appear and the polling stops
+        title = f"{snap.resolved.model} on {snap.dataset_title}"
+        if snap.status is runs.RunStatus.QUEUED:
+            st.info(f"**{title}**: the trainer is busy, **{snap.queue_ahead} ahead of you**. Your run starts by "
+                    f"itself when a slot frees up (at most {manager.max_concurrent} run(s) train at once; "
+                    f"`{runs.ENV_MAX_CONCURRENT}` sets it).", icon=":material/hourglass_top:")
+        elif snap.status is runs.RunStatus.RUNNING:
+            st.markdown(f"**Training {title}** on {snap.start.device if snap.start else device_label()}")
+        else:
+            show_outcome(snap)
+        if snap.status.active:
+            left, right = st.columns([1, 5], vertical_alignment="center")
+            stopping = snap.cancel_requested
+            queued = snap.status is runs.RunStatus.QUEUED
+            label = "Stopping…" if stopping else "Leave the queue" if queued else "Stop training"
+            if left.button(label, icon=":material/stop_circle:", key="studio_stop", disabled=stopping,
+                           help="Take the run out of the queue." if queued else
+                           "End the run now and keep the best weights so far."):
+                manager.cancel(run_id)
+                manager.wait(run_id, timeout=2.0)
+                st.rerun()
+            if snap.status is runs.RunStatus.RUNNING:
+                with right:
+                    show_progress(snap)
+                    show_statuses(snap)
+        else:
+            show_progress(snap)
+            show_statuses(snap)
+        if snap.batches:
+            st.slider("Smoothing of the batch curves", 0.0, 0.98, 0.8, step=0.02, key="studio_smoothing",
+                      help="An exponential moving average: 0 shows the raw, noisy batch values.")
+        show_charts(snap)
+
+    live()
+
+
+# ------------------------------------------------------------------------------------------ results
+def show_metrics(snap: runs.RunSnapshot) -> None:
+    metrics = snap.end.test_metrics
+    class_names = list(snap.end.card.class_names)
+    binary = len(class_names) == 2
+    st.markdown(f"#### Test metrics ({metrics['n']:,} test images)")
+    tiles = reports.metric_tiles(metrics, class_names, METRIC_LABELS)
+    for col, tile in zip(st.columns(len(tiles)), tiles):
+        col.metric(tile.label, tile.text,
+                   help="ROC-AUC is undefined when a class is missing from the test set." if tile.key == "auroc" else None)
+    st.caption(f"Sensitivity and specificity treat '{class_names[1]}' as the positive class." if binary else
+               "Macro scores average the classes equally, so a rare class counts as much as a common one.")
+    views = list(snap.end.card.test_time_augmentation)
+    if len(views) > 1:
+        st.caption(f"Test-time augmentation: each test image's class probabilities are the average over the "
+                   f"{len(views)} orientations its training taught ({', '.join(views)}); predictions from the "
+                   "checkpoint do the same.")
+
+
+def show_confusion_and_gallery(snap: runs.RunSnapshot) -> None:
+    class_names = list(snap.end.card.class_names)
+    left, right = st.columns([2, 3], gap="large")
+    with left:
+        st.markdown("#### Confusion matrix")
+        st.plotly_chart(confusion_figure(snap.end.test_metrics["confusion_matrix"], class_names),
+                        key="studio_confusion")
+        st.caption("Rows: the true class; columns: what the model said. The diagonal is right, everything else "
+                   "a mistake. The share of the row (in brackets, or on hover) on the diagonal is the class's recall.")
+    with right:
+        wrong = snap.misclassified
+        st.markdown(f"#### Misclassified test images ({len(wrong)} shown, most confident mistakes first)"
+                    if wrong else "#### Misclassified test images")
+        if not wrong:
+            if snap.note:
+                st.caption(snap.note)
+            else:
+                st.success("No test image was misclassified.")
+            return
+        scale = gallery.display_scale(int(wrong[0].image.shape[-1]), 84)
+        for start in range(0, len(wrong), GALLERY_COLUMNS):
+            cols = st.columns(GALLERY_COLUMNS)
+            for col, example in zip(cols, wrong[start : start + GALLERY_COLUMNS]):
+                col.image(gallery.to_display(example.image, scale), width="stretch", output_format="PNG")
+                col.caption(f"true **{class_names[example.true_label]}** · said "
+                            f"**{class_names[example.predicted_label]}** ({100 * example.confidence:.0f} %)")
+
+
+def show_checkpoint(snap: runs.RunSnapshot) -> None:
+    st.markdown("#### Checkpoint")
+    path = Path(snap.checkpoint_path) if snap.checkpoint_path else None
+    if path is None:
+        st.caption(snap.note or "This run saved no checkpoint.")
+        return
+    if not path.is_file():
+        show_error(f"The checkpoint {path.name} is gone from {path.parent} (deleted?).")
+        return
+    st.markdown(f"Saved as `{path.name}` in `{path.parent}`, with its card beside it. The **Predict** page and the "
+                "home page list it.")
+    buttons = st.container(horizontal=True)
+    buttons.download_button("Download checkpoint", data=path.read_bytes, file_name=path.name,
+                            mime="application/octet-stream", icon=":material/download:", key="studio_download",
+                            on_click="ignore", help="safetensors weights; the card is stored inside too.")
+    card_path = path.with_suffix(".json")
+    if card_path.is_file():
+        buttons.download_button("Download card (JSON)", data=card_path.read_bytes, file_name=card_path.name,
+                                mime="application/json", icon=":material/description:", key="studio_download_card",
+                                on_click="ignore")
+    with st.expander("The checkpoint's card"):
+        st.code(snap.end.card.command, language="bash")
+        st.json(snap.end.card.to_dict(), expanded=1)
+
+
+def show_outcome(snap: runs.RunSnapshot) -> None:
+    """How an ended run ended: finished, stopped (and what was kept) or failed (and why)."""
+    end = snap.end
+    if snap.status is runs.RunStatus.FAILED:
+        show_error(snap.error or "The run failed.")
+        return
+    if end is None:
+        st.warning(snap.note or "The run ended before it started.", icon=":material/stop_circle:")
+        return
+    seconds = runs.format_seconds(end.seconds)
+    if snap.status is runs.RunStatus.CANCELLED:
+        kept = (f" The checkpoint keeps the best weights so far (epoch {end.best_epoch})."
+                if end.checkpoint_path else "")
+        st.warning(f"Stopped after {end.epochs_run} epoch(s) and {seconds} of training.{kept} "
+                   "Test metrics are computed for runs that finish.", icon=":material/stop_circle:")
+        if snap.note:
+            st.caption(snap.note)
+    else:
+        early = " (stopped early: validation stopped improving)" if end.stopped_early else ""
+        kept = (f"the last epoch ({end.best_epoch})" if snap.config.monitor == "last" else
+                f"epoch {end.best_epoch}, the one with {MONITOR_SENTENCES[snap.config.monitor]}")
+        st.success(f"Finished: {end.epochs_run} epoch(s) in {seconds} of training{early}; the checkpoint holds "
+                   f"{kept}.", icon=":material/check_circle:")
+
+
+def show_results(snap: runs.RunSnapshot) -> None:
+    """Test metrics, confusion matrix, misclassified images and the checkpoint of an ended run."""
+    end = snap.end
+    if end is None or snap.status is runs.RunStatus.FAILED:
+        return
+    if end.test_metrics:
+        show_metrics(snap)
+        show_confusion_and_gallery(snap)
+    show_checkpoint(snap)
+
+
+# ------------------------------------------------------------------------------------------ compare
+def _run_label(number: int, snap: runs.RunSnapshot) -> str:
+    return f"#{number} {snap.resolved.model} on {snap.dataset_title}"
+
+
+def compare_runs(manager: runs.RunManager, owner: str) -> None:
+    history = manager.runs_for(owner)
+    if not history:
+        return
+    st.subheader(":material/compare_arrows: Compare your runs")
+    rows = reports.compare_rows(history, describe_status=STATUS_LABELS.get, describe_seconds=runs.format_seconds)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="studio_compare_table",
+                 column_config={"best val acc": st.column_config.NumberColumn(format="percent"),
+                                "test acc": st.column_config.NumberColumn(format="percent")})
+    labels = [_run_label(number, snap) for number, snap in enumerate(history, 1)]
+    figure = compare_figure(history, labels)
+    if figure is not None:
+        st.plotly_chart(figure, key="studio_compare_chart")
+    if len(history) > 1:
+        by_id = {snap.id: label for snap, label in zip(history, labels)}
+        current = st.session_state.get("studio_run")
+        st.session_state["studio_pick_run"] = current if current in by_id else history[-1].id
+        st.selectbox("Show the details of run", list(by_id), format_func=by_id.get, key="studio_pick_run",
+                     on_change=lambda: st.session_state.update(studio_run=st.session_state["studio_pick_run"]))
+    st.caption("Runs are kept while the app runs (the last "
+               f"{runs.RUNS_KEPT_PER_OWNER}); their checkpoints stay in the runs folder.")

@@ -1,0 +1,56 @@
+"""Small widgets every page uses: error boxes, the zip uploader, the device label."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cnn_core.data import zipfolder
+from cnn_core.device import describe_device
+from cnn_core.errors import CnnError
+
+from .data_sets import forget_dataset_statuses
+from .session import browser_id
+
+
+def show_error(error: CnnError | str, *, icon: str = ":material/error:") -> None:
+    """A `CnnError` (or a message) as a red box: what went wrong and what to do, never a traceback."""
+    st.error(str(error), icon=icon)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def device_label() -> str:
+    """The device training and prediction run on, for people ("CPU (2 threads)")."""
+    try:
+        return describe_device()
+    except CnnError as exc:  # e.g. CNN_DEVICE names a GPU that is not there
+        return f"unavailable: {exc}"
+
+
+def import_zip_upload(key: str, label: str) -> str | None:
+    """A file uploader whose zip of class folders becomes a data set private to this browser.
+
+    Each upload is imported once (Streamlit keeps the file across reruns) and its outcome shown on every
+    rerun; returns the new data set's name on the rerun that imported it, so the page can select it.
+    """
+    uploaded = st.file_uploader(label, type=["zip"], key=key)
+    if uploaded is None:
+        return None
+    done = st.session_state.setdefault(f"{key}_imports", {})
+    imported = None
+    if uploaded.file_id not in done:
+        owner = browser_id()
+        try:
+            name = zipfolder.available_name(zipfolder.dataset_name_for(uploaded.name), owner)
+            with st.spinner(f"Checking and unpacking {uploaded.name}…"):
+                result = zipfolder.import_zip(uploaded.getvalue(), name, owner=owner)
+            done[uploaded.file_id] = ("ok", name, result.summary())
+            imported = name
+            forget_dataset_statuses()
+        except CnnError as exc:
+            done[uploaded.file_id] = ("error", None, str(exc))
+    outcome, name, message = done[uploaded.file_id]
+    if outcome == "ok":
+        st.success(f"**{uploaded.name}** is now the data set `{name}`: {message}", icon=":material/check_circle:")
+    else:
+        show_error(f"{uploaded.name} was refused. {message}")
+    return imported
