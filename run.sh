@@ -38,19 +38,21 @@ install_system() {
 }
 
 install_python() {
-  local want_test="$1" extras="" stamp key
-  [ "$want_test" = 1 ] && extras="[test]"
+  # Stamps say what this pyproject.toml was installed with: "test" (test needs too) also serves "app", so
+  # `run.sh app` after `run.sh test` installs nothing and says nothing about installing.
+  local want_test="$1" extras="" kind="app" hash
+  if [ "$want_test" = 1 ]; then extras="[test,cluster]"; kind="test"; fi  # the suite runs Ray on a local head
   [ -x "$VENV/bin/python" ] || { say "creating virtual environment $VENV"; "$PYTHON" -m venv "$VENV"; }
-  key=$(cat pyproject.toml; echo "$extras")
-  stamp="$VENV/.installed-$(printf '%s' "$key" | sha256sum | cut -c1-16)"
-  if [ ! -f "$stamp" ]; then
-    say "installing Python packages into $VENV (first time: several minutes, PyTorch is large)"
-    # pip's notes about unused local package folders are noise here; real errors still stop the script
-    "$VENV/bin/python" -m pip install -q --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
-    "$VENV/bin/python" -m pip install -q -e ".$extras" 2> >(grep -v "is ignored: it is neither" >&2)
-    rm -f "$VENV"/.installed-*
-    touch "$stamp"
+  hash=$(sha256sum pyproject.toml | cut -c1-16)
+  if [ -f "$VENV/.installed-$hash-test" ] || { [ "$kind" = app ] && [ -f "$VENV/.installed-$hash-app" ]; }; then
+    return 0
   fi
+  say "installing Python packages into $VENV (first time: several minutes, PyTorch is large)"
+  # pip's notes about unused local package folders are noise here; real errors still stop the script
+  "$VENV/bin/python" -m pip install -q --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
+  "$VENV/bin/python" -m pip install -q -e ".$extras" 2> >(grep -v "is ignored: it is neither" >&2)
+  rm -f "$VENV"/.installed-*
+  touch "$VENV/.installed-$hash-$kind"
 }
 
 cmd="${1:-app}"

@@ -113,7 +113,7 @@ def augment_summary(augment: Any) -> str:
 def compare_rows(snapshots: Sequence[Any], *, describe_status: Callable[[Any], str],
                  describe_seconds: Callable[[float], str]) -> list[dict[str, object]]:
     """One row per run (snapshots with `.config`, `.resolved`, `.epochs`, `.status`, `.test_accuracy`,
-    `.started_monotonic`, `.wall_seconds()`), numbered from 1 in the given order: what the run was asked to
+    `.started_at`, `.wall_seconds()`), numbered from 1 in the given order: what the run was asked to
     do, how far it got, and its best validation and its test accuracy (fractions, None when unknown)."""
     rows = []
     for number, snap in enumerate(snapshots, 1):
@@ -127,7 +127,7 @@ def compare_rows(snapshots: Sequence[Any], *, describe_status: Callable[[Any], s
             "subset": f"{config.limit:,}" if config.limit else "all", "seed": config.seed,
             "best val acc": max((e.val_accuracy for e in snap.epochs), default=None),
             "test acc": snap.test_accuracy,
-            "time": describe_seconds(snap.wall_seconds()) if snap.started_monotonic else "—",
+            "time": describe_seconds(snap.wall_seconds()) if snap.started_at else "—",
         })
     return rows
 

@@ -1,27 +1,29 @@
-"""Checkpoints as the pages show them: the list (cached until a checkpoint folder changes), picker labels,
-the home page's table and the caption that says what a model takes. Cards are typed (`cnn_core.models.card.Card`):
-pages read their fields directly."""
+"""Checkpoints as the pages show them: this browser's list (the shipped ones and its own, cached until a
+checkpoint folder changes), picker labels, the home page's table and the caption that says what a model takes.
+Cards are typed (`cnn_core.models.card.Card`): pages read their fields directly."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from cnn_core import reports, settings
+from cnn_core import reports, runs, settings
 from cnn_core.models.card import Card
-from cnn_core.models.checkpoints import CheckpointEntry, list_checkpoints
+from cnn_core.models.checkpoints import CheckpointEntry
+
+from .session import browser_id
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-def _entries(stamp: tuple) -> list[CheckpointEntry]:
-    return list_checkpoints()
+@st.cache_data(max_entries=256, show_spinner=False)
+def _entries(owner: str, stamp: tuple) -> list[CheckpointEntry]:
+    return runs.checkpoints_for(owner)
 
 
 def checkpoint_entries() -> list[CheckpointEntry]:
-    """Every checkpoint (shipped ones first), read again whenever a file is added to or removed from a
-    checkpoint folder."""
+    """The shipped checkpoints, then the ones this browser trained (nobody else's: on a shared server a student
+    never sees another's), read again whenever a file is added to or removed from a checkpoint folder."""
     stamp = tuple((str(folder), folder.stat().st_mtime_ns if folder.is_dir() else 0)
                   for folder in (settings.models_dir(), settings.runs_dir()))
-    return _entries(stamp)
+    return _entries(browser_id(), stamp)
 
 
 def dataset_title(card: Card) -> str:
@@ -34,7 +36,7 @@ def entry_label(entry: CheckpointEntry) -> str:
     card = entry.card
     accuracy = card.test_accuracy
     stopped = f" · stopped at epoch {card.training.get('epochs_run', '?')}" if card.stopped_early else ""
-    return (f"{entry.name} · {card.model} on {dataset_title(card)} · {'shipped' if entry.shipped else 'trained here'}"
+    return (f"{entry.name} · {card.model} on {dataset_title(card)} · {'shipped' if entry.shipped else 'yours'}"
             + stopped + (f" · test accuracy {accuracy:.1%}" if accuracy is not None else ""))
 
 
@@ -58,5 +60,6 @@ def entry_rows(entries: list[CheckpointEntry]) -> list[dict[str, object]]:
         rows.append({"name": entry.name, "model": entry.card.model, "data set": entry.card.dataset,
                      "test accuracy": accuracy,
                      "other test metrics": ", ".join(f"{name} {value:.3f}" for name, value in test.items()) or "—",
-                     "kind": "shipped" if entry.shipped else "trained here", "file": str(entry.path)})
+                     "kind": "shipped" if entry.shipped else "yours" + (" (stopped)" if entry.card.stopped_early else ""),
+                     "file": entry.path.name})
     return rows

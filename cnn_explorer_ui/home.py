@@ -47,7 +47,7 @@ def show_checkpoints() -> None:
     if not rows:
         st.info("No checkpoints yet: train one in the Training Studio or with `python -m cnn_core train`.")
         return
-    st.caption("Shipped with the app in `models/`, or trained here (kept in the runs folder).")
+    st.caption("Shipped with the app in `models/`, and the ones you trained in this browser (nobody else sees them).")
     st.dataframe(rows, hide_index=True, width="stretch", column_config={
         "test accuracy": st.column_config.ProgressColumn("test accuracy", format="%.3f", min_value=0.0, max_value=1.0),
         "file": st.column_config.TextColumn("file", width="medium"),

@@ -26,6 +26,7 @@ STATUS_LABELS = {
     runs.RunStatus.FINISHED: "finished",
     runs.RunStatus.CANCELLED: "stopped",
     runs.RunStatus.FAILED: "failed",
+    runs.RunStatus.INTERRUPTED: "interrupted",
 }
 MONITOR_SENTENCES = {"val_accuracy": "the best validation accuracy", "val_loss": "the lowest validation loss"}
 
@@ -46,6 +47,8 @@ def show_progress(snap: runs.RunSnapshot) -> None:
         text = f"Stopped at {where} after {elapsed}"
     elif snap.status is runs.RunStatus.FAILED:
         text = f"Failed at {where} after {elapsed}" if snap.start else f"Failed after {elapsed}"
+    elif snap.status is runs.RunStatus.INTERRUPTED:
+        text = f"Interrupted at {where}: the server stopped" if snap.start else "Interrupted: the server stopped"
     else:
         eta = "estimating…" if progress.eta is None else f"about {runs.format_seconds(progress.eta)} left"
         text = (f"Epoch {max(progress.epoch, 1)} of {progress.epochs} · step {progress.step:,} of "
@@ -196,6 +199,12 @@ def show_outcome(snap: runs.RunSnapshot) -> None:
     if snap.status is runs.RunStatus.FAILED:
         show_error(snap.error or "The run failed.")
         return
+    if snap.status is runs.RunStatus.INTERRUPTED:
+        kept = (f" The checkpoint keeps the best weights so far (epoch {end.best_epoch})." if end and end.checkpoint_path
+                else " It saved no checkpoint; start it again to get one.")
+        st.warning(f"Interrupted: {snap.note or 'The server stopped while this run was training.'}{kept} Its curves "
+                   "up to that moment are kept.", icon=":material/power_off:")
+        return
     if end is None:
         st.warning(snap.note or "The run ended before it started.", icon=":material/stop_circle:")
         return
@@ -250,5 +259,5 @@ def compare_runs(manager: runs.RunManager, owner: str) -> None:
         st.session_state["studio_pick_run"] = current if current in by_id else history[-1].id
         st.selectbox("Show the details of run", list(by_id), format_func=by_id.get, key="studio_pick_run",
                      on_change=lambda: st.session_state.update(studio_run=st.session_state["studio_pick_run"]))
-    st.caption("Runs are kept while the app runs (the last "
-               f"{runs.RUNS_KEPT_PER_OWNER}); their checkpoints stay in the runs folder.")
+    st.caption(f"Your last {runs.RUNS_SHOWN_PER_OWNER} runs. They are recorded, so they are still here after the "
+               "app restarts; their checkpoints are yours alone (Predict and Model Graph offer them to you).")

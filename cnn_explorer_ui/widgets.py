@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cnn_core.data import zipfolder
+from cnn_core import runs
+from cnn_core.data import FOLDER_SPLIT_SEED, zipfolder
 from cnn_core.device import describe_device
 from cnn_core.errors import CnnError
 
@@ -43,6 +44,7 @@ def import_zip_upload(key: str, label: str) -> str | None:
             name = zipfolder.available_name(zipfolder.dataset_name_for(uploaded.name), owner)
             with st.spinner(f"Checking and unpacking {uploaded.name}…"):
                 result = zipfolder.import_zip(uploaded.getvalue(), name, owner=owner)
+            runs.record_upload(owner, result.info, FOLDER_SPLIT_SEED)  # offered again after a server restart
             done[uploaded.file_id] = ("ok", name, result.summary())
             imported = name
             forget_dataset_statuses()

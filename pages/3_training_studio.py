@@ -1,8 +1,9 @@
 """Training Studio: train a CNN on a data set and watch it learn, live.
 
-A thin view. The run lives in `cnn_core.runs` (a background worker outside Streamlit's reruns), so
-changing a widget, switching pages or opening a second tab neither stops nor repeats it; this page keeps
-only the id of the run it shows in `st.session_state` and polls the run manager from a fragment. The set-up
+A thin view. The run trains in a worker process (or on a Ray cluster) started by `cnn_core.runs`, never in
+the web server, and is recorded in the run store, so changing a widget, switching pages, opening a second tab
+or restarting the server neither stops nor repeats nor forgets it; this page keeps only the id of the run it
+shows in `st.session_state` and reads the run from a fragment. The set-up
 widgets are `cnn_explorer_ui.studio_setup`, the run panel `cnn_explorer_ui.studio_views`.
 State lives under "studio_*" keys.
 """
@@ -88,6 +89,8 @@ except CnnError as exc:  # e.g. CNN_MAX_CONCURRENT_RUNS is not a number
     show_error(exc)
     st.stop()
 browser_owner = browser_id()
+if run_manager.notice:  # CNN_RAY_ADDRESS names a cluster that cannot be reached
+    st.warning(run_manager.notice, icon=":material/cloud_off:")
 
 # One look at the manager for the whole script run, so the set-up and the run panel agree about it.
 active_run = run_manager.active_run(browser_owner)

@@ -73,7 +73,7 @@ def _snapshot(*, epochs, limit=None, started=True, test_accuracy=None, status="f
                                schedule="onecycle", augment=_augment(shift=2))
     config = SimpleNamespace(dataset="mnist", limit=limit, seed=7)
     return SimpleNamespace(config=config, resolved=resolved, epochs=epochs, status=status,
-                           test_accuracy=test_accuracy, started_monotonic=1.0 if started else None,
+                           test_accuracy=test_accuracy, started_at=1.0 if started else None,
                            wall_seconds=lambda: 12.5)
 
 

@@ -1,0 +1,205 @@
+"""The Training Studio against the CLI, and a classroom on one server; prints numbers (run by hand).
+
+(a) `race`: the studio's default MNIST run with its page open in Chromium, against `python -m cnn_core train
+    --data mnist` in the same run, one after the other on the same machine. Reports both runs' training seconds
+    (the trainer's own clock, loading excluded) and their ratio (target at most 1.1, the check fails above 1.5).
+(b) `classroom`: 5 browser contexts on one server for a fixed time: 2 train the studio's default MNIST run one
+    after another, 3 open pages and use a widget. Reports runs finished, p50/p95 seconds from a click to the page
+    settling, and the server process's RSS and CPU.
+
+Start it from a checkout set up with the README's command (its `.venv` inside), as users start the app:
+
+    CNN_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_studio.py race
+    CNN_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_studio.py classroom --minutes 4
+
+Only loopback traffic: the server listens on 127.0.0.1; Chromium runs with background networking off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from browser_fixtures import CHROMIUM_ARGS, CHROMIUM_PATH, _free_port, _healthy, _stop  # noqa: E402
+
+SETTLED_JS = "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state') === 'notRunning'"
+
+
+def start_server(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` as the README starts it (its settings from .streamlit/config.toml), on 127.0.0.1."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+               "--server.address", "127.0.0.1"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while not _healthy(url):
+        if time.monotonic() > deadline or process.poll() is not None:
+            _stop(process)
+            raise SystemExit("the app did not start")
+        time.sleep(0.25)
+    return process, url
+
+
+def cli_train_seconds(env: dict[str, str]) -> float:
+    result = subprocess.run([sys.executable, "-m", "cnn_core", "train", "--data", "mnist", "--json"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    return json.loads(result.stdout.strip().splitlines()[-1])["train_seconds"]
+
+
+def studio_run(page, url: str, timeout_s: float = 900) -> None:
+    """Open the studio (MNIST and its default model are preselected), press Start, wait until the run ends."""
+    page.goto(f"{url}/training-studio")
+    page.wait_for_function(SETTLED_JS, timeout=120_000)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Test accuracy").first.wait_for(timeout=timeout_s * 1000)
+
+
+def last_app_run_seconds(cache_dir: Path) -> float:
+    sys.path.insert(0, str(ROOT))
+    from cnn_core.runs import RunStore
+
+    store = RunStore(cache_dir / "cnn-explorer.sqlite3")
+    finished = [row for row in store.summaries() if row["origin"] == "app" and row["status"] == "finished"]
+    return store.snapshot(finished[-1]["id"]).end.seconds
+
+
+def race(args: argparse.Namespace) -> None:
+    from playwright.sync_api import sync_playwright
+
+    cache = Path(tempfile.mkdtemp(prefix="bench-studio-"))
+    env = {**os.environ, "CNN_CACHE_DIR": str(cache), "CNN_RUNS_DIR": str(cache / "runs")}
+    cli = cli_train_seconds(env)  # also fills the tensor cache both then read
+    server, url = start_server(env)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM_PATH), args=CHROMIUM_ARGS)
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            for visit in ("", "convolution-lab", "dataset-gallery", "model-graph", "predict"):
+                page.goto(f"{url}/{visit}")  # "whichever pages were visited before"
+                page.wait_for_function(SETTLED_JS, timeout=120_000)
+            started = time.monotonic()
+            studio_run(page, url)
+            wall = time.monotonic() - started
+            browser.close()
+        app = last_app_run_seconds(cache)
+    finally:
+        _stop(server)
+    cli_again = cli_train_seconds(env)
+    print(f"CLI training seconds: {cli:.2f} and {cli_again:.2f} (before and after the app run)")
+    print(f"Studio run with the page open: {app:.2f} s of training ({wall:.1f} s from Start to the results)")
+    print(f"ratio studio / CLI (mean of both CLI runs): {app / ((cli + cli_again) / 2):.2f}  (target <= 1.1, fails > 1.5)")
+
+
+def _rss_mib(pid: int) -> float:
+    """Resident memory of one process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process, from /proc/<pid>/stat (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def classroom(args: argparse.Namespace) -> None:
+    from playwright.sync_api import sync_playwright
+
+    cache = Path(tempfile.mkdtemp(prefix="bench-class-"))
+    env = {**os.environ, "CNN_CACHE_DIR": str(cache), "CNN_RUNS_DIR": str(cache / "runs")}
+    cli_train_seconds(env)  # the tensor cache, as a class's server would have it
+    server, url = start_server(env)
+    stop_at = time.monotonic() + args.minutes * 60
+    latencies: list[float] = []
+    finished = [0, 0]
+    samples: list[tuple[float, float]] = []
+    lock = threading.Lock()
+
+    def sample() -> None:
+        last_cpu, last_time = _cpu_seconds(server.pid), time.monotonic()
+        while time.monotonic() < stop_at:
+            time.sleep(2)
+            cpu, now = _cpu_seconds(server.pid), time.monotonic()
+            samples.append((_rss_mib(server.pid), 100 * (cpu - last_cpu) / (now - last_time)))
+            last_cpu, last_time = cpu, now
+
+    def trainer(index: int) -> None:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM_PATH), args=CHROMIUM_ARGS)
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            while time.monotonic() < stop_at:
+                try:
+                    studio_run(page, url, timeout_s=max(5.0, stop_at - time.monotonic()))
+                except Exception:  # noqa: BLE001 - the time ran out mid-run
+                    break
+                finished[index] += 1
+            browser.close()
+
+    def student(path: str, widget: str) -> None:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM_PATH), args=CHROMIUM_ARGS)
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.goto(f"{url}/{path}")
+            page.wait_for_function(SETTLED_JS, timeout=120_000)
+            while time.monotonic() < stop_at:
+                clicked = time.monotonic()
+                try:
+                    if widget == "reload":
+                        page.reload()
+                    else:
+                        page.get_by_role("button", name=widget).first.click()
+                    page.wait_for_timeout(50)
+                    page.wait_for_function(SETTLED_JS, timeout=60_000)
+                except Exception:  # noqa: BLE001 - counted as a 60 s wait
+                    pass
+                with lock:
+                    latencies.append(time.monotonic() - clicked)
+                time.sleep(1.0)
+            browser.close()
+
+    threads = [threading.Thread(target=sample)]
+    threads += [threading.Thread(target=trainer, args=(i,)) for i in range(2)]
+    threads += [threading.Thread(target=student, args=spec) for spec in
+                (("dataset-gallery", "Reshuffle"), ("convolution-lab", "reload"), ("predict", "reload"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    _stop(server)
+    latencies.sort()
+    p95 = latencies[max(0, int(round(0.95 * len(latencies))) - 1)] if latencies else float("nan")
+    rss = [s[0] for s in samples]
+    cpu = [s[1] for s in samples]
+    print(f"{args.minutes:g} minutes, 5 browser contexts (2 training, 3 using pages)")
+    print(f"runs finished: {finished[0]} + {finished[1]} = {sum(finished)}")
+    print(f"interactions: {len(latencies)}, p50 {statistics.median(latencies):.2f} s, p95 {p95:.2f} s")
+    print(f"server RSS: median {statistics.median(rss):.0f} MiB, max {max(rss):.0f} MiB; "
+          f"server CPU: median {statistics.median(cpu):.0f} %, max {max(cpu):.0f} %")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    sub.add_parser("race", help="(a) the studio's default MNIST run with its page open against the CLI")
+    load = sub.add_parser("classroom", help="(b) five browsers on one server")
+    load.add_argument("--minutes", type=float, default=4.0)
+    args = parser.parse_args()
+    {"race": race, "classroom": classroom}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
