@@ -51,17 +51,23 @@ def _store(env: dict[str, str]) -> RunStore:
     return RunStore(Path(env["CNN_CACHE_DIR"]) / "cnn-explorer.sqlite3")
 
 
+def _quick_run(person, url: str):
+    """One tiny MNIST run in the studio, to its end; returns the studio's tab."""
+    tab = _open(person, url, STUDIO)
+    _configure_run(tab, epochs=1, batch=16, subset=50)
+    _start(tab)
+    _expect()(tab.get_by_text(re.compile(r"^Finished: 1 epoch"))).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    wait_for_app(tab)
+    return tab
+
+
 def test_a_server_killed_mid_run_forgets_nothing(browser, tmp_path):
     expect = _expect()
     env = _environment(tmp_path)
     server, url = _start_server(env, "streamlit-server-restart-1.log")
     person = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
-        tab = _open(person, url, STUDIO)
-        _configure_run(tab, epochs=1, batch=16, subset=50)
-        _start(tab)
-        expect(tab.get_by_text(re.compile(r"^Finished: 1 epoch"))).to_be_visible(timeout=RUN_TIMEOUT_MS)
-        wait_for_app(tab)
+        tab = _quick_run(person, url)
         finished = _data_frame_rows(tab, 1)[0]
         _configure_run(tab, epochs=1000, batch=8, subset=0)
         _start(tab)
@@ -113,16 +119,12 @@ def _alive(pid: int) -> bool:
 
 
 def test_each_browser_sees_only_its_own_checkpoints(browser, tmp_path):
-    expect = _expect()
     env = _environment(tmp_path)
     server, url = _start_server(env, "streamlit-server-privacy.log")
     alice = browser.new_context(viewport={"width": 1400, "height": 1000})
     bob = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
-        tab = _open(alice, url, STUDIO)
-        _configure_run(tab, epochs=1, batch=16, subset=50)
-        _start(tab)
-        expect(tab.get_by_text(re.compile(r"^Finished: 1 epoch"))).to_be_visible(timeout=RUN_TIMEOUT_MS)
+        _quick_run(alice, url)
         (checkpoint,) = (tmp_path / "runs").glob("mnist-fastnet-*.safetensors")
         name = checkpoint.stem
         alice_id = next(c["value"] for c in alice.cookies() if c["name"] == "cnn_explorer_browser")
