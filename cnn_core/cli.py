@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import sqlite3
 import shlex
 import sys
 import threading
@@ -188,8 +188,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     bar = None
     end = None
     quiet = args.json and not sys.stderr.isatty()
+    events = train(config, cancel=cancel)
+    if store is not None:
+        events = recorded(store, run_id, config, events)
     try:
-        for event in recorded(store, run_id, config, train(config, cancel=cancel)):
+        for event in events:
             if isinstance(event, StartEvent):
                 print(
                     f"Training {event.model} on {event.dataset} ({event.n_train} train / {event.n_val} val / "
@@ -216,15 +219,19 @@ def cmd_train(args: argparse.Namespace) -> int:
                 end = event
     except KeyboardInterrupt:
         cancel.set()
-        store.finish(run_id, RunStatus.INTERRUPTED, note="Interrupted from the keyboard.")
+        if store is not None:
+            store.finish(run_id, RunStatus.INTERRUPTED, note="Interrupted from the keyboard.")
         raise
-    except CnnError as exc:
-        store.finish(run_id, RunStatus.FAILED, error=str(exc))
+    except Exception as exc:
+        if store is not None:
+            message = str(exc) if isinstance(exc, CnnError) else f"Training failed unexpectedly: {type(exc).__name__}: {exc}"
+            store.finish(run_id, RunStatus.FAILED, error=message)
         raise
     finally:
         if bar is not None:
             bar.close()
-    store.finish(run_id, RunStatus.CANCELLED if end.cancelled else RunStatus.FINISHED)
+    if store is not None:
+        store.finish(run_id, RunStatus.CANCELLED if end.cancelled else RunStatus.FINISHED)
     return _report(args, end)
 
 
@@ -277,7 +284,9 @@ def _train_on_ray(args: argparse.Namespace, config: "TrainConfig") -> int:
                 break
             time.sleep(0.2)
     except KeyboardInterrupt:
-        manager.cancel(run_id)
+        manager.cancel(run_id)  # the task keeps its best weights; wait for them to arrive
+        print("Stopping the run on the cluster…", file=sys.stderr)
+        manager.wait(run_id, timeout=60)
         raise
     if snap.status is RunStatus.FAILED:
         raise CnnError(snap.error or "the run failed")
@@ -295,9 +304,16 @@ def _record_cli_run(config: "TrainConfig"):
 
     info = data.get_dataset_info(config.dataset)
     resolved = resolve_config(config, info)  # ConfigError before anything is recorded
-    store, run_id = RunStore(), uuid.uuid4().hex
-    store.create_run(run_id, CLI_OWNER, config, resolved, info.title, origin="cli", status=RunStatus.RUNNING)
-    store.update(run_id, worker_pid=os.getpid())
+    from .runs.worker import process_token
+
+    run_id = uuid.uuid4().hex
+    try:
+        store = RunStore()
+        store.create_run(run_id, CLI_OWNER, config, resolved, info.title, origin="cli", status=RunStatus.RUNNING,
+                         holder=process_token())  # fmt: skip
+    except (OSError, sqlite3.Error, CnnError) as exc:  # e.g. a read-only CNN_CACHE_DIR: train, unrecorded
+        print(f"warning: this run is not recorded for `runs list` ({exc}).", file=sys.stderr)
+        return None, run_id
     return store, run_id
 
 

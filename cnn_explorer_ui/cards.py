@@ -20,10 +20,11 @@ def _entries(owner: str, stamp: tuple) -> list[CheckpointEntry]:
 
 def checkpoint_entries() -> list[CheckpointEntry]:
     """The shipped checkpoints, then the ones this browser trained (nobody else's: on a shared server a student
-    never sees another's), read again whenever a file is added to or removed from a checkpoint folder."""
-    stamp = tuple((str(folder), folder.stat().st_mtime_ns if folder.is_dir() else 0)
-                  for folder in (settings.models_dir(), settings.runs_dir()))
-    return _entries(browser_id(), stamp)
+    never sees another's), read again whenever a shipped file or this browser's recorded checkpoints change."""
+    owner = browser_id()
+    shipped = settings.models_dir()
+    stamp = (shipped.stat().st_mtime_ns if shipped.is_dir() else 0, runs.owned_checkpoint_files(owner))
+    return _entries(owner, stamp)
 
 
 def dataset_title(card: Card) -> str:

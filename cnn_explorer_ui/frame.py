@@ -8,14 +8,23 @@ no such folder beside it, and `st.navigation` alone decides what every address s
 
 import streamlit as st
 
+from cnn_core import runs
 from cnn_explorer_ui.home import home
 from cnn_explorer_ui.navigation import available_pages
 from cnn_explorer_ui.session import remember_browser
 from cnn_explorer_ui.widgets import device_label
 
+
+@st.cache_resource(show_spinner=False)
+def restore_uploads() -> list[str]:
+    """Once per server: every student's recorded uploads are theirs again, names reserved."""
+    return runs.restore_uploads(None)
+
+
 st.set_page_config(page_title="CNN Explorer", page_icon=":material/neurology:", layout="wide",
                    menu_items={"About": "CNN Explorer: learn and do image classification with CNNs in PyTorch."})
 
+restore_uploads()
 current = st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True),
                          *(spec.page() for spec in available_pages())])
 with st.sidebar:

@@ -90,10 +90,21 @@ def _upload(page, name: str, data: bytes, mime: str = "image/png") -> None:
         files=[{"name": name, "mimeType": mime, "buffer": data}])
 
 
+def _browser_owner(context) -> str:
+    """The browser id the app gave this context (its cookie): the owner of what it trains."""
+    return next(cookie["value"] for cookie in context.cookies() if cookie["name"] == "cnn_explorer_browser")
+
+
 @pytest.fixture
-def made_checkpoints():
-    """Checkpoints a test writes into the app's runs folder; removed afterwards so other tests never see them."""
+def made_checkpoints(browser_context, warm_app):
+    """Checkpoints a test writes into the app's runs folder, recorded as trained by the test's browser (the app
+    shows each browser the shipped checkpoints and its own); removed afterwards so other tests never see them."""
+    from cnn_core import data
+    from cnn_core.runs import RunStatus, RunStore
+    from cnn_core.training import TrainConfig, resolve_config
+
     written: list[Path] = []
+    store, owner = RunStore(), _browser_owner(browser_context)
 
     def write(model_name: str, card: dict, file_name: str, *, model_card: dict | None = None) -> Path:
         import torch
@@ -106,10 +117,19 @@ def made_checkpoints():
         shape = model_card or card
         model = build_model(model_name, int(shape["channels"]), len(shape["class_names"]), int(shape["image_size"]))
         path = save_checkpoint(model.eval(), Card.from_dict(card), runs_dir() / file_name)
-        written.extend([path, path.with_suffix(".json")])
+        written.extend([path, path.with_suffix(".json"), path.with_suffix(".md")])
+        config = TrainConfig(dataset="mnist", model=model_name)
+        run_id = path.stem
+        resolved = resolve_config(config, data.get_dataset_info("mnist"))
+        store.create_run(run_id, owner, config, resolved, "(written by a test)",
+                         origin="test", status=RunStatus.FINISHED)  # fmt: skip
+        store.update(run_id, checkpoint=str(path))
+        recorded.append(run_id)
         return path
 
+    recorded: list[str] = []
     yield write
+    store.forget(recorded)
     for path in written:
         path.unlink(missing_ok=True)
 

@@ -31,6 +31,7 @@ from cnn_core.runs import (
     misclassified_examples,
     smooth,
 )
+from cnn_core.runs.worker import process_token
 from cnn_core.settings import runs_dir
 from cnn_core.training import TrainConfig
 
@@ -364,12 +365,11 @@ def test_runs_outlive_their_manager_and_dead_ones_are_marked_interrupted(tiny_da
     store = first.store
     orphan = "f" * 32
     store.create_run(orphan, "pia", TrainConfig(**QUICK), check_run_config(TrainConfig(**QUICK))[0], "MNIST",
-                     status=RunStatus.RUNNING)  # fmt: skip
-    store.update(orphan, worker_pid=_a_dead_pid())
+                     status=RunStatus.RUNNING, holder=process_token(_a_dead_pid()))  # fmt: skip
 
     again = RunManager(max_concurrent=1, store=RunStore(store.path))
     assert again.interrupted == [orphan]
-    runs = {snap.id: snap for snap in again.runs_for("pia")}
+    runs = {snap.id: again.snapshot(snap.id) for snap in again.runs_for("pia")}
     assert runs[orphan].status is RunStatus.INTERRUPTED and "server stopped" in runs[orphan].note
     kept = runs[done.id]
     assert kept.status is RunStatus.FINISHED and len(kept.epochs) == 1 and kept.batches == done.batches
@@ -452,3 +452,56 @@ def test_uploads_are_offered_again_to_their_owner_after_a_restart(tiny_data_dir,
     assert "my_scans" not in {i.name for i in data.list_datasets(owner="tia")}
     assert data.registered_folder("my_scans") == ("my_scans", str(folder.resolve()), 3, "sam")
     assert restore_uploads("sam", store) == []  # already registered
+
+
+def _leftover(store: RunStore, run_id: str, holder: str | None, status: RunStatus = RunStatus.QUEUED) -> None:
+    config = TrainConfig(**QUICK)
+    store.create_run(run_id, "uma", config, check_run_config(config)[0], "MNIST", status=status, holder=holder)
+
+
+def test_leftovers_are_told_apart_by_process_start_time_and_host(tiny_data_dir):
+    """A restarted server may get its old process id back (PID 1 in a container): the process's start time
+    tells it apart. Runs held by another machine's processes are left alone: nothing here can tell."""
+    import socket
+
+    store = RunStore()
+    reused_pid = f"{socket.gethostname()}:{os.getpid()}:1"  # this process id, but not this process
+    _leftover(store, "a" * 32, reused_pid)
+    _leftover(store, "b" * 32, "another-host:1:123", RunStatus.RUNNING)
+    _leftover(store, "c" * 32, process_token())  # this very process holds it
+    manager = RunManager(max_concurrent=1, store=store)
+    assert manager.interrupted == ["a" * 32]
+    assert store.status("b" * 32) is RunStatus.RUNNING and store.status("c" * 32) is RunStatus.QUEUED
+    # A queued run that no manager serves any more ends at once when stopped, and frees its owner.
+    assert manager.cancel("c" * 32) and store.status("c" * 32) is RunStatus.CANCELLED
+
+
+def test_a_run_whose_worker_cannot_start_fails_with_the_reason_and_the_queue_goes_on(tiny_data_dir):
+    from cnn_core.runs.worker import LocalBackend
+
+    class Flaky(LocalBackend):
+        calls = 0
+
+        def start(self, job):
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise OSError("Cannot allocate memory")
+            return super().start(job)
+
+    manager = RunManager(max_concurrent=1, backend=Flaky())
+    failed = manager.wait(manager.submit("val", TrainConfig(**QUICK)), timeout=10)
+    assert failed.status is RunStatus.FAILED and "could not be started: Cannot allocate memory" in failed.error
+    assert manager.active_run("val") is None  # the owner may try again
+    assert manager.wait(manager.submit("val", TrainConfig(**QUICK)), timeout=120).status is RunStatus.FINISHED
+
+
+def test_after_a_restart_an_uploads_name_stays_its_owners(tiny_data_dir):
+    from cnn_core.data import zipfolder
+    from cnn_core.runs import record_upload, restore_uploads
+
+    folder = shutil.copytree(tiny_data_dir / "scans", zipfolder.upload_root("flowers", "wes"))
+    record_upload("wes", data.register_image_folder("flowers", folder, owner="wes"), 0, RunStore())
+    data.clear_caches(forget_registered=True)  # a restart
+    assert restore_uploads(None, RunStore()) == ["flowers"]  # what the app does once when it starts
+    assert zipfolder.available_name("flowers", "xia") == "flowers_upload"
+    assert zipfolder.available_name("flowers", "wes") == "flowers"

@@ -9,7 +9,7 @@ in the same store (`record_run`). `library` says what one owner may see: the shi
 """
 
 from .commands import ENV_MAX_CONCURRENT, augment_options, check_run_config, checkpoint_path_for, cli_command, default_max_concurrent
-from .library import checkpoint_label, checkpoints_for, record_upload, restore_uploads
+from .library import checkpoint_label, checkpoints_for, owned_checkpoint_files, record_upload, restore_uploads
 from .manager import RUNS_SHOWN_PER_OWNER, RunBusyError, RunManager
 from .records import MISCLASSIFIED_KEPT, Misclassified, Progress, RunSnapshot, RunStatus, format_seconds, misclassified_examples, run_progress, smooth
 from .store import CLI_OWNER, RunStore, default_db_path
@@ -37,6 +37,7 @@ __all__ = [
     "default_max_concurrent",
     "format_seconds",
     "misclassified_examples",
+    "owned_checkpoint_files",
     "record_run",
     "record_upload",
     "restore_uploads",

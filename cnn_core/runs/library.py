@@ -10,6 +10,11 @@ from ..settings import models_dir
 from .store import RunStore
 
 
+def owned_checkpoint_files(owner: str, store: RunStore | None = None) -> tuple[str, ...]:
+    """The owner's checkpoint files on disk (cheap: no card is read), e.g. to know when a list is stale."""
+    return tuple(str(path) for _, path, _ in (store or RunStore()).checkpoints(owner))
+
+
 def checkpoints_for(owner: str, store: RunStore | None = None) -> list[CheckpointEntry]:
     """The shipped checkpoints (`models/`), then the owner's own from the app, oldest first. Nobody else's:
     on a shared server a student never sees, nor can pick, another student's checkpoints."""
@@ -39,14 +44,15 @@ def record_upload(owner: str, info: data_registry.DatasetInfo, seed: int, store:
     (store or RunStore()).record_upload(owner, info.name, info.root, seed)
 
 
-def restore_uploads(owner: str, store: RunStore | None = None) -> list[str]:
-    """Register the owner's recorded uploads whose folders still exist (after a restart); returns their names."""
+def restore_uploads(owner: str | None, store: RunStore | None = None) -> list[str]:
+    """Register the recorded uploads of `owner` (None: of everyone, what a server does when it starts, so that
+    no other student can take their names) whose folders still exist; returns their names."""
     restored = []
-    for _, name, root, seed in (store or RunStore()).uploads(owner):
-        if data_registry.folder_owner(name) == owner or not root.is_dir():
+    for upload_owner, name, root, seed in (store or RunStore()).uploads(owner):
+        if data_registry.folder_owner(name) == upload_owner or not root.is_dir():
             continue
         try:
-            data_registry.register_image_folder(name, root, seed=seed, owner=owner)
+            data_registry.register_image_folder(name, root, seed=seed, owner=upload_owner)
         except DataError:  # the name was taken meanwhile, or the folder no longer holds images
             continue
         restored.append(name)

@@ -26,7 +26,7 @@ from .commands import check_run_config, checkpoint_path_for, cli_command, defaul
 from .records import RunSnapshot, RunStatus
 from .store import RunStore
 from .ray_backend import RayBackend, backend_from_environment
-from .worker import LocalBackend, WorkerJob, job_environment, process_alive
+from .worker import LocalBackend, WorkerJob, job_environment, process_token, token_alive
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class RunManager:
         self._queue: deque[WorkerJob] = deque()
         self._workers: dict[str, object] = {}
         self._monitor: threading.Thread | None = None
+        self._token = process_token()
         self.interrupted = self._end_runs_of_dead_processes()
 
     # ---------------------------------------------------------------- starting and stopping
@@ -86,14 +87,14 @@ class RunManager:
         folder = data_registry.registered_folder(info.name)  # an upload: the worker registers it too
         job = WorkerJob(run_id, config, str(self.store.path), job_environment(), folder, os.getpid(), self._trainer)
         with self._lock:
-            active = self.active_run(owner)
+            active = self.active_run(owner) if origin == "app" else None  # command lines may run side by side
             if active is not None:
                 raise RunBusyError(
                     "You already have a run " + ("waiting" if active.status is RunStatus.QUEUED else "training")
                     + ": stop it or let it finish before starting another (one run per person)."
                 )
-            self.store.create_run(run_id, owner, config, resolved, info.title, origin=origin, backend=self.backend.name)
-            self.store.update(run_id, worker_pid=os.getpid())  # queued: held by this server
+            self.store.create_run(run_id, owner, config, resolved, info.title, origin=origin, backend=self.backend.name,
+                                  holder=self._token)  # fmt: skip
             self._queue.append(job)
             self._start_waiting_runs()
         return run_id
@@ -104,26 +105,24 @@ class RunManager:
         Returns False when the run is unknown or already over.
         """
         with self._lock:
-            try:
-                status = self.store.snapshot(run_id).status
-            except KeyError:
+            status = self.store.status(run_id)
+            if status is None or not status.active:
                 return False
-            if not status.active:
-                return False
-            self.store.request_cancel(run_id)
+            self.store.request_cancel(run_id)  # a worker of another process reads this flag too
             process = self._workers.get(run_id)
             if process is not None:
                 self.backend.request_stop(process, signal_ready=self.store.stop_signal_ready(run_id))
             queued = [job for job in self._queue if job.run_id == run_id]
             if queued:
                 self._queue.remove(queued[0])
+            if queued or (status is RunStatus.QUEUED and process is None):  # a queue nobody serves any more
                 self.store.finish(run_id, RunStatus.CANCELLED, note="Stopped before it started.")
             return True
 
     def wait(self, run_id: str, timeout: float | None = None) -> RunSnapshot:
         """Block until the run is over (or `timeout` seconds pass) and return its snapshot."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.snapshot(run_id).status.active and (deadline is None or time.monotonic() < deadline):
+        while self.store.status(run_id).active and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.05)
         return self.snapshot(run_id)
 
@@ -133,13 +132,7 @@ class RunManager:
         return self.store.snapshot(run_id, queue_ahead=self._ahead(run_id))
 
     def has_run(self, run_id: str | None) -> bool:
-        if run_id is None:
-            return False
-        try:
-            self.store.snapshot(run_id)
-        except KeyError:
-            return False
-        return True
+        return run_id is not None and self.store.status(run_id) is not None
 
     def active_run(self, owner: str) -> RunSnapshot | None:
         """The owner's queued or training run, if any."""
@@ -147,8 +140,10 @@ class RunManager:
         return self.snapshot(active[-1]) if active else None
 
     def runs_for(self, owner: str) -> list[RunSnapshot]:
-        """The owner's newest runs, oldest first (for the compare table)."""
-        return [self.snapshot(run_id) for run_id in self.store.run_ids(owner)[-RUNS_SHOWN_PER_OWNER:]]
+        """The owner's newest runs, oldest first, for the compare table: without batch events and misclassified
+        images (`snapshot(run_id)` has them)."""
+        return [self.store.snapshot(run_id, queue_ahead=self._ahead(run_id), detail=False)
+                for run_id in self.store.run_ids(owner)[-RUNS_SHOWN_PER_OWNER:]]
 
     def latest_run(self, owner: str) -> RunSnapshot | None:
         run_ids = self.store.run_ids(owner)
@@ -169,8 +164,15 @@ class RunManager:
         with self._lock:
             while self._queue and len(self._workers) < self.max_concurrent:
                 job = self._queue.popleft()
-                process = self.backend.start(job)
-                self.store.start(job.run_id, process.pid or os.getpid())  # a Ray run: this server holds it
+                try:
+                    process = self.backend.start(job)
+                except Exception as exc:  # noqa: BLE001 - no fork, no Ray: the run ends, the queue goes on
+                    log.exception("Could not start run %s", job.run_id)
+                    self.store.finish(job.run_id, RunStatus.FAILED, error=f"The run could not be started: {exc}")
+                    continue
+                # A local worker holds its run; a Ray run is held by this server, which drains its events.
+                holder = process_token(process.pid) if process.pid else self._token
+                self.store.start(job.run_id, process.pid, holder)
                 self._workers[job.run_id] = process
             if self._workers and (self._monitor is None or not self._monitor.is_alive()):
                 self._monitor = threading.Thread(target=self._watch_workers, name="cnn-run-monitor", daemon=True)
@@ -181,20 +183,23 @@ class RunManager:
         while True:
             time.sleep(MONITOR_INTERVAL_S)
             with self._lock:
-                for run_id, process in list(self._workers.items()):
-                    if self.backend.alive(process):
-                        continue
-                    del self._workers[run_id]
-                    if self.store.snapshot(run_id).status.active:
-                        self.store.finish(run_id, RunStatus.FAILED, error=self.backend.exit_note(process))
-                self._start_waiting_runs()
-                if not self._workers:
+                try:
+                    for run_id, process in list(self._workers.items()):
+                        if self.backend.alive(process):
+                            continue
+                        del self._workers[run_id]
+                        if self.store.status(run_id).active:
+                            self.store.finish(run_id, RunStatus.FAILED, error=self.backend.exit_note(process))
+                    self._start_waiting_runs()
+                except Exception:  # noqa: BLE001 - e.g. a locked database: look again next time
+                    log.exception("Watching the training workers failed")
+                if not self._workers and not self._queue:
                     self._monitor = None
                     return
 
     def _end_runs_of_dead_processes(self) -> list[str]:
         """Runs left queued or training by a process that is gone (a server that was killed, its workers, a CLI
         run stopped from outside) are marked interrupted, never shown as running."""
-        dead = [run_id for run_id, pid in self.store.worker_pids(ACTIVE).items() if pid is None or not process_alive(pid)]
+        dead = [run_id for run_id, holder in self.store.holders(ACTIVE).items() if token_alive(holder) is False]
         self.store.mark_interrupted(dead, "The server stopped while this run was waiting or training.")
         return dead

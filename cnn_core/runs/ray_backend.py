@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -124,6 +125,7 @@ class QueueRecorder:
             path = Path(event.checkpoint_path)
             files = {suffix: path.with_suffix(suffix).read_bytes() for suffix in _CHECKPOINT_SUFFIXES
                      if path.with_suffix(suffix).is_file()}  # fmt: skip
+            shutil.rmtree(path.parent, ignore_errors=True)  # the node keeps nothing of the run
             self.events.put(("deliver", (self.deliver_to, files), {}))
             event = replace(event, checkpoint_path=self.deliver_to)
         self.events.put(("add_end", (run_id, event, misclassified), {}))
@@ -155,7 +157,9 @@ class RayBackend:
         self.address = address or ray_address() or "auto"
         connect(self.address)
         self._ray = _import_ray()
-        self._task = self._ray.remote(_train_on_node)
+        # A fresh worker process per run (max_calls=1): nothing of one run (threads, registered folders,
+        # memory) stays for the next.
+        self._task = self._ray.remote(max_calls=1)(_train_on_node)
 
     def start(self, job: WorkerJob) -> RayRun:
         from ray.util.queue import Queue
@@ -184,10 +188,13 @@ class RayBackend:
                 if done and events.empty():
                     return
                 continue
-            if method == "deliver":
-                _write_checkpoint(*args)
-            else:
-                getattr(store, method)(*args, **kwargs)
+            try:
+                if method == "deliver":
+                    _write_checkpoint(*args)
+                else:
+                    getattr(store, method)(*args, **kwargs)
+            except Exception:  # noqa: BLE001 - one lost record (a full disk, a locked database) must not stop the rest
+                log.exception("Could not record %s of a Ray run", method)
 
     def alive(self, run: RayRun) -> bool:
         return run.pump.is_alive()

@@ -25,12 +25,15 @@ import numpy as np
 import torch
 
 from ..data.augment import AugmentConfig
+from ..errors import CnnError
 from ..models.card import Card
 from ..settings import cache_dir
 from ..training import BatchEvent, EndEvent, EpochEvent, ResolvedConfig, StartEvent, TrainConfig
 from .records import Misclassified, RunSnapshot, RunStatus
 
 DB_FILENAME = "cnn-explorer.sqlite3"
+#: The store's layout; a file of another version is migrated (or refused) on opening.
+SCHEMA_VERSION = 1
 #: Owner of runs started from the command line (browsers are 32-hex ids).
 CLI_OWNER = "cli"
 _SCHEMA = """
@@ -40,7 +43,7 @@ CREATE TABLE IF NOT EXISTS runs (
     config TEXT NOT NULL, resolved TEXT NOT NULL, command TEXT NOT NULL,
     created REAL NOT NULL, started REAL, training_started REAL, finished REAL,
     error TEXT, note TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0, worker_pid INTEGER,
-    stop_signal_ready INTEGER NOT NULL DEFAULT 0,
+    holder TEXT, stop_signal_ready INTEGER NOT NULL DEFAULT 0,
     statuses TEXT NOT NULL DEFAULT '[]', start_event TEXT, end_event TEXT, card TEXT, checkpoint TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, created);
@@ -75,7 +78,13 @@ class RunStore:
         self.path = Path(path) if path is not None else default_db_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._connect().db.executescript(_SCHEMA)  # its own transaction: executescript commits first
+        db = self._connect().db
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise CnnError(f"{self.path} was written by a newer CNN Explorer (run store version {version}); "
+                           "update this one, or point CNN_CACHE_DIR elsewhere.")
+        db.executescript(_SCHEMA)  # its own transaction: executescript commits first
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _connect(self, write: bool = True) -> _Transaction:
         """This thread's connection, in one transaction: IMMEDIATE for writes (no lock upgrade can fail),
@@ -92,17 +101,18 @@ class RunStore:
     # ------------------------------------------------------------------------------------------ writing
     def create_run(
         self, run_id: str, owner: str, config: TrainConfig, resolved: ResolvedConfig, dataset_title: str, *,
-        origin: str = "app", backend: str = "local", status: RunStatus = RunStatus.QUEUED,
+        origin: str = "app", backend: str = "local", status: RunStatus = RunStatus.QUEUED, holder: str | None = None,
     ) -> None:
-        """Record a new run (queued in the app; running from the CLI)."""
+        """Record a new run (queued in the app; running from the CLI), held by the process `holder` names
+        (`process_token`): while that process lives, the run is not left over from a stopped server."""
         now = time.time()
         with self._connect() as db:
             db.execute(
                 "INSERT INTO runs (id, owner, origin, backend, dataset, dataset_title, model, status, config, resolved,"
-                " command, created, started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " command, created, started, holder) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, owner, origin, backend, config.dataset, dataset_title, resolved.model, status.value,
                  _dumps(_config_dict(config)), _dumps(asdict(resolved)), config.command, now,
-                 now if status is RunStatus.RUNNING else None),
+                 now if status is RunStatus.RUNNING else None, holder),
             )  # fmt: skip
 
     def update(self, run_id: str, **values: object) -> None:
@@ -112,8 +122,18 @@ class RunStore:
         with self._connect() as db:
             db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*columns.values(), run_id))
 
-    def start(self, run_id: str, worker_pid: int | None) -> None:
-        self.update(run_id, status=RunStatus.RUNNING, started=time.time(), worker_pid=worker_pid)
+    def start(self, run_id: str, worker_pid: int | None, holder: str) -> None:
+        """A queued run's worker started. Only a queued run becomes running: a worker that already ended it
+        (a fast failure) keeps its outcome."""
+        with self._connect() as db:
+            db.execute("UPDATE runs SET status = ?, started = ?, worker_pid = ?, holder = ? WHERE id = ? AND status = ?",
+                       (RunStatus.RUNNING.value, time.time(), worker_pid, holder, run_id, RunStatus.QUEUED.value))
+
+    def status(self, run_id: str) -> RunStatus | None:
+        """A run's status alone (cheap), or None for an unknown id."""
+        with self._connect(write=False) as db:
+            row = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return RunStatus(row[0]) if row else None
 
     def request_cancel(self, run_id: str) -> None:
         self.update(run_id, cancel_requested=1)
@@ -182,18 +202,21 @@ class RunStore:
             self.finish(run_id, RunStatus.INTERRUPTED, note=note)
 
     # ------------------------------------------------------------------------------------------ reading
-    def snapshot(self, run_id: str, queue_ahead: int = 0) -> RunSnapshot:
-        """The run as pages draw it; KeyError for an unknown id."""
+    def snapshot(self, run_id: str, queue_ahead: int = 0, *, detail: bool = True) -> RunSnapshot:
+        """The run as pages draw it; KeyError for an unknown id. Without `detail`, no batch events and no
+        misclassified images (what a table of runs needs is the rest)."""
         with self._connect(write=False) as db:
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise KeyError(f"No run {run_id!r}")
-            batches = db.execute("SELECT step, epoch, loss, accuracy, lr, seconds FROM batches WHERE run_id = ?"
-                                 " ORDER BY step", (run_id,)).fetchall()  # fmt: skip
+            batches = wrong = []
+            if detail:
+                batches = db.execute("SELECT step, epoch, loss, accuracy, lr, seconds FROM batches WHERE run_id = ?"
+                                     " ORDER BY step", (run_id,)).fetchall()  # fmt: skip
+                wrong = db.execute("SELECT idx, true_label, predicted_label, confidence, shape, pixels FROM misclassified"
+                                   " WHERE run_id = ? ORDER BY rank", (run_id,)).fetchall()  # fmt: skip
             epochs = db.execute("SELECT epoch, train_loss, train_accuracy, val_loss, val_accuracy, lr, seconds, improved"
                                 " FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)).fetchall()  # fmt: skip
-            wrong = db.execute("SELECT idx, true_label, predicted_label, confidence, shape, pixels FROM misclassified"
-                               " WHERE run_id = ? ORDER BY rank", (run_id,)).fetchall()  # fmt: skip
         return _snapshot(row, batches, epochs, wrong, queue_ahead)
 
     def run_ids(self, owner: str | None = None, statuses: tuple[RunStatus, ...] | None = None) -> list[str]:
@@ -242,10 +265,18 @@ class RunStore:
                 db.executemany(f"DELETE FROM {table} WHERE {column} = ?", [(run_id,) for run_id in run_ids])
 
     def worker_pids(self, statuses: tuple[RunStatus, ...]) -> dict[str, int | None]:
+        """{run id: the worker's process id} of the runs in these statuses."""
+        return {run_id: pid for run_id, (pid, _) in self._processes(statuses).items()}
+
+    def holders(self, statuses: tuple[RunStatus, ...]) -> dict[str, str | None]:
+        """{run id: the `process_token` of the process holding it} of the runs in these statuses."""
+        return {run_id: holder for run_id, (_, holder) in self._processes(statuses).items()}
+
+    def _processes(self, statuses: tuple[RunStatus, ...]) -> dict[str, tuple[int | None, str | None]]:
         with self._connect(write=False) as db:
-            rows = db.execute(f"SELECT id, worker_pid FROM runs WHERE status IN ({', '.join('?' for _ in statuses)})",
+            rows = db.execute(f"SELECT id, worker_pid, holder FROM runs WHERE status IN ({', '.join('?' for _ in statuses)})",
                               [s.value for s in statuses]).fetchall()  # fmt: skip
-        return {row[0]: row[1] for row in rows}
+        return {row[0]: (row[1], row[2]) for row in rows}
 
     # ------------------------------------------------------------------------------------------ uploads
     def record_upload(self, owner: str, name: str, root: Path, seed: int) -> None:
@@ -305,9 +336,9 @@ def _config_dict(config: TrainConfig) -> dict:
 
 def config_from_dict(values: dict) -> TrainConfig:
     """A TrainConfig back from its JSON form."""
-    values = dict(values)
+    values = _known(TrainConfig, values)
     if values.get("augment") is not None:
-        values["augment"] = AugmentConfig(**values["augment"])
+        values["augment"] = AugmentConfig(**_known(AugmentConfig, values["augment"]))
     return TrainConfig(**values)
 
 
@@ -316,14 +347,21 @@ def _number(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
+def _known(cls, values: dict) -> dict:
+    """The entries of `values` that `cls` (a dataclass) has fields for: a row written by another version of a
+    dataclass with fields added or gone still reads."""
+    names = {f.name for f in fields(cls)}
+    return {key: value for key, value in values.items() if key in names}
+
+
 def _snapshot(row: sqlite3.Row, batches: list, epochs: list, wrong: list, queue_ahead: int) -> RunSnapshot:
     config = config_from_dict(json.loads(row["config"]))
-    resolved_values = json.loads(row["resolved"])
-    resolved_values["augment"] = AugmentConfig(**resolved_values["augment"])
-    start = StartEvent(**json.loads(row["start_event"])) if row["start_event"] else None
+    resolved_values = _known(ResolvedConfig, json.loads(row["resolved"]))
+    resolved_values["augment"] = AugmentConfig(**_known(AugmentConfig, resolved_values["augment"]))
+    start = StartEvent(**_known(StartEvent, json.loads(row["start_event"]))) if row["start_event"] else None
     end = None
     if row["end_event"]:
-        end = EndEvent(**json.loads(row["end_event"]), card=Card.from_dict(json.loads(row["card"])))
+        end = EndEvent(**_known(EndEvent, json.loads(row["end_event"])), card=Card.from_dict(json.loads(row["card"])))
     return RunSnapshot(
         id=row["id"],
         owner=row["owner"],

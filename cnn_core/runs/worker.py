@@ -16,8 +16,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import threading
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
@@ -84,12 +84,11 @@ def execute(job: WorkerJob, store: Recorder) -> None:
     for name in INHERITED_ENV:
         os.environ.pop(name, None)
     os.environ.update(job.env)
-    cancel = threading.Event()
+    cancel, orphaned, done = threading.Event(), threading.Event(), threading.Event()
     if job.use_stop_signal and STOP_SIGNAL is not None and threading.current_thread() is threading.main_thread():
-        signal.signal(STOP_SIGNAL, lambda number, frame: cancel.set())  # the stop reaches the loop before its next batch
+        _stop_on_signals(cancel, orphaned)
         store.update(job.run_id, stop_signal_ready=1)
-    orphaned = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(store, job, cancel, orphaned), daemon=True)
+    watcher = threading.Thread(target=_watch, args=(store, job, cancel, orphaned, done), daemon=True)
     watcher.start()
     try:
         if job.folder is not None:
@@ -103,9 +102,27 @@ def execute(job: WorkerJob, store: Recorder) -> None:
             store.finish(job.run_id, RunStatus.CANCELLED if end.cancelled else RunStatus.FINISHED)
     except CnnError as exc:
         store.finish(job.run_id, RunStatus.FAILED, error=str(exc))
+    except KeyboardInterrupt:
+        store.finish(job.run_id, RunStatus.INTERRUPTED, note="Interrupted from the keyboard.")
     except BaseException as exc:  # noqa: BLE001 - a worker must never end silently; the page shows this
         log.exception("Training run %s failed", job.run_id)
         store.finish(job.run_id, RunStatus.FAILED, error=f"Training failed unexpectedly: {type(exc).__name__}: {exc}")
+    finally:
+        done.set()
+
+
+def _stop_on_signals(cancel: threading.Event, orphaned: threading.Event) -> None:
+    """The server's stop (STOP_SIGNAL) ends the run before its next batch, keeping its best weights. Ctrl-C in
+    the server's terminal is the server's to handle (it reaches the whole process group); the server's own end
+    (SIGTERM, as multiprocessing ends daemon workers) interrupts the run the same gentle way."""
+    signal.signal(STOP_SIGNAL, lambda number, frame: cancel.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def server_stopping(number, frame) -> None:
+        orphaned.set()
+        cancel.set()
+
+    signal.signal(signal.SIGTERM, server_stopping)
 
 
 def record_run(store: Recorder, run_id: str, config: TrainConfig, events: Iterator[Event]) -> EndEvent:
@@ -167,11 +184,13 @@ def remove_checkpoint(path: Path) -> None:
                 log.warning("Could not remove %s", file)
 
 
-def _watch(store: Recorder, job: WorkerJob, cancel: threading.Event, orphaned: threading.Event) -> None:
-    """Stop the run when the store says so, or when the server that started the worker is gone."""
+def _watch(
+    store: Recorder, job: WorkerJob, cancel: threading.Event, orphaned: threading.Event, done: threading.Event
+) -> None:
+    """Stop the run when the store says so, or when the server that started the worker is gone; ends with
+    the run."""
     parent = os.getppid()
-    while not cancel.is_set():
-        time.sleep(WATCH_INTERVAL_S)
+    while not cancel.is_set() and not done.wait(WATCH_INTERVAL_S):
         gone = os.getppid() != parent or (job.server_pid is not None and not process_alive(job.server_pid))
         if gone:
             orphaned.set()
@@ -181,6 +200,34 @@ def _watch(store: Recorder, job: WorkerJob, cancel: threading.Event, orphaned: t
             asked = False
         if gone or asked:
             cancel.set()
+
+
+def process_token(pid: int | None = None) -> str:
+    """"host:pid:start" naming one process (this one by default): with its start time (clock ticks since boot,
+    Linux), a process id reused later, or PID 1 of a restarted container, is not the same process."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid)}"
+
+
+def token_alive(token: str | None) -> bool | None:
+    """Whether the process a token names still runs: True, False, or None for a process of another host
+    (that cannot be known here)."""
+    if not token:
+        return False
+    host, _, rest = token.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname():
+        return None
+    if not pid.isdigit() or not process_alive(int(pid)):
+        return False
+    return start in ("", "?") or _start_ticks(int(pid)) == start
+
+
+def _start_ticks(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"  # no /proc (macOS, Windows): the process id alone
 
 
 def process_alive(pid: int) -> bool:
