@@ -64,6 +64,8 @@ case "$cmd" in
   app)
     install_system 0; install_python 0
     say "starting the app (CNN_DATA_DIR=${CNN_DATA_DIR:-./data}); open the URL below"
+    # This computer only, unless told otherwise (--server.address 0.0.0.0 serves a class on the network).
+    case " $* " in *" --server.address"*) ;; *) set -- --server.address 127.0.0.1 "$@" ;; esac
     exec "$VENV/bin/python" -m streamlit run app.py "$@" ;;
   test)
     install_system 1; install_python 1
