@@ -194,7 +194,7 @@ def test_preset_switch_changes_the_kernel_and_the_sums(page):
     # Pooling: average instead of max changes the function PyTorch ran.
     _click(page, page.get_by_text("average", exact=True))
     _see(page, "PyTorch's avg_pool2d returned shape (1, 1, 3, 3)")
-    # The self-check: seed 002's first layer on MNIST is 24 wide.
+    # The self-check: LeNet-5's first layer on an MNIST digit is 24 wide.
     _set_number(page, "Your answer", 24)
     _click(page, page.get_by_role("button", name="Check"))
     _see(page, re.compile(r"^Right: "))
