@@ -31,14 +31,7 @@ def dataset_title(card: Card) -> str:
     return card.dataset_title or card.dataset
 
 
-def entry_label(entry: CheckpointEntry) -> str:
-    """How pickers name a checkpoint: "mnist_fastnet · fastnet on MNIST handwritten digits (28×28) · shipped ·
-    test accuracy 99.2 %"; a run stopped by hand says at which epoch."""
-    card = entry.card
-    accuracy = card.test_accuracy
-    stopped = f" · stopped at epoch {card.training.get('epochs_run', '?')}" if card.stopped_early else ""
-    return (f"{entry.name} · {card.model} on {dataset_title(card)} · {'shipped' if entry.shipped else 'yours'}"
-            + stopped + (f" · test accuracy {accuracy:.1%}" if accuracy is not None else ""))
+entry_label = runs.checkpoint_label  # the engine's one way of naming a checkpoint
 
 
 def input_caption(card: Card) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from cnn_core import data, runs
+from cnn_core import data
 from cnn_core.errors import CnnError
 
 from .session import browser_id
@@ -34,9 +34,8 @@ class Availability:
 
 @st.cache_data(ttl=STATUS_TTL_S, show_spinner="Looking for data sets…")
 def dataset_statuses(owner: str) -> dict[str, Availability]:
-    """Every registry data set `owner` sees (the shared ones and their uploads, registered again after a server
-    restart), in registry order, and whether its files are here."""
-    runs.restore_uploads(owner)
+    """Every registry data set `owner` sees (the shared ones and their uploads; the app registers recorded
+    uploads again once when the server starts), in registry order, and whether its files are here."""
     statuses: dict[str, Availability] = {}
     for info in data.list_datasets(owner=owner):
         try:
