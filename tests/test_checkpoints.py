@@ -3,15 +3,20 @@
 import json
 import os
 import pickle
+import re
 
 import pytest
 import torch
 
-from cnn_core.models.card import Card
-from cnn_core.models.checkpoints import list_checkpoints, load_checkpoint, save_checkpoint
 from cnn_core.errors import CheckpointError
-from cnn_core.models import build_model
 from cnn_core.inference.predict import predict_images
+from cnn_core.models import build_model
+from cnn_core.models.card import Card
+from cnn_core.models.checkpoints import (
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from cnn_core.training import TrainConfig, run_training
 
 
@@ -97,3 +102,49 @@ def test_list_checkpoints_reads_cards(tmp_path):
     assert [entry.name for entry in entries] == ["a"]
     assert entries[0].path.name == "a.safetensors" and entries[0].card.model == "simple_cnn"
     assert not entries[0].shipped
+
+
+def _saved(tmp_path):
+    return save_checkpoint(build_model("simple_cnn", 1, 10, 28), _card(), tmp_path / "digits")
+
+
+@pytest.mark.parametrize("name, content, says", [
+    # what people pass instead of a checkpoint (from public reports: failed downloads saved as .pt,
+    # clones without `git lfs pull`, the card passed for the weights)
+    ("model.pt", b"\n<!DOCTYPE html>\n<html><head><title>Sign in</title>", "is a web page, not a checkpoint"),
+    ("model.pth", b"<html><body>404 Not Found</body></html>", "download probably failed"),
+    ("model.safetensors", b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 133\n",
+     "run `git lfs pull`"),
+    ("notes.safetensors", b"hello, I am not a checkpoint at all", "is a text file, not a checkpoint"),
+    ("other.json", b'{"epochs": 3}', "is a JSON file, not a checkpoint"),
+    ("empty.pt", b"", "is empty (0 bytes)"),
+])
+def test_files_that_are_not_checkpoints_are_named_for_what_they_are(tmp_path, name, content, says):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=re.escape(says)) as refused:
+        load_checkpoint(path)
+    assert "pickled" not in str(refused.value)  # not the security refusal: nothing here holds code
+
+
+def test_the_card_passed_for_the_weights_points_at_the_weights(tmp_path):
+    weights = _saved(tmp_path)
+    with pytest.raises(CheckpointError, match=r"is a checkpoint's card .* pass the \.safetensors file beside it "
+                                              r"\(digits\.safetensors\)"):
+        load_checkpoint(weights.with_suffix(".json"))
+
+
+def test_cut_off_checkpoints_say_the_copy_did_not_finish(tmp_path):
+    weights = _saved(tmp_path)
+    whole = weights.read_bytes()
+    for keep in (40, len(whole) - 100):  # inside the header; inside the tensors
+        cut = tmp_path / f"cut{keep}.safetensors"
+        cut.write_bytes(whole[:keep])
+        with pytest.raises(CheckpointError, match="cut off"):
+            load_checkpoint(cut)
+    torch_file = tmp_path / "weights.pt"
+    torch.save({"w": torch.zeros(1000)}, torch_file)
+    data = torch_file.read_bytes()
+    torch_file.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cut off or damaged"):
+        load_checkpoint(torch_file)

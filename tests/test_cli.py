@@ -130,3 +130,12 @@ def test_one_epoch_reads_in_the_singular(tiny_data_dir, capsys):
     err = capsys.readouterr().err
     assert " for 1 epoch\n" in err and " 1 epoch (best 1)" in err
     assert "1 epochs" not in err
+
+
+def test_a_web_page_saved_as_a_checkpoint_is_named_in_one_line(tiny_data_dir, tmp_path):
+    page = tmp_path / "model.pt"
+    page.write_text("<!DOCTYPE html><html><body>Too many requests</body></html>")
+    result = run_cli("predict", "--checkpoint", str(page), str(tmp_path / "x.png"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "model.pt is a web page, not a checkpoint" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -76,16 +76,69 @@ def read_checkpoint_file(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     if path.stat().st_size > MAX_CHECKPOINT_BYTES:
         raise CheckpointError(f"{path.name} is larger than 2 GB; that is not a CNN Explorer checkpoint.")
     with path.open("rb") as handle:
-        head = handle.read(8)
+        head = handle.read(HEAD_BYTES)
+    not_weights = what_else_it_is(path, head)
+    if not_weights:
+        raise CheckpointError(not_weights)
     if _looks_like_safetensors(path, head):
         return _read_safetensors(path)
     return _read_torch_file(path)
 
 
+HEAD_BYTES = 1024
+GIT_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
+
+
+def what_else_it_is(path: Path, head: bytes) -> str | None:
+    """Why a file is not a checkpoint, told by its first bytes (`head`), or None when it may be one.
+
+    The usual wrong files: an empty or cut-off download, a web page saved under the checkpoint's name (a
+    failed download), a Git LFS pointer (a clone without `git lfs pull`), the JSON card passed instead of
+    the weights beside it, any other text file.
+    """
+    name = path.name
+    if not head:
+        return f"{name} is empty (0 bytes): the download or copy did not finish. Fetch the checkpoint again."
+    if head.startswith(GIT_LFS_POINTER):
+        return (f"{name} is a Git LFS pointer (a small text file standing for the real weights), not a checkpoint: "
+                "run `git lfs pull` in the repository it came from, then use the file again.")
+    if b"\x00" in head or head.startswith(ZIP_MAGIC) or head[:1] == b"\x80":  # binary: safetensors, zip, pickle
+        return None
+    try:
+        text = head.decode("utf-8").lstrip("\ufeff \t\r\n").lower()
+    except UnicodeDecodeError:
+        return None  # binary after all (e.g. a safetensors header longer than the bytes read)
+    if text.startswith(("<!doctype html", "<html", "<head", "<?xml")) or "<html" in text:
+        return (f"{name} is a web page, not a checkpoint: the download probably failed (a login or error page was "
+                "saved instead). Download the checkpoint again, from the file's direct link.")
+    if text.startswith("{"):
+        card = _card_in(path)
+        if card is not None:
+            beside = path.with_suffix(".safetensors")
+            return (f"{name} is a checkpoint's card (its description), not its weights: pass the .safetensors file "
+                    f"beside it{f' ({beside.name})' if beside.is_file() else ''}.")
+        return f"{name} is a JSON file, not a checkpoint: pass the .safetensors file that CNN Explorer saved."
+    return f"{name} is a text file, not a checkpoint: pass the .safetensors file that CNN Explorer saved."
+
+
+def _card_in(path: Path) -> dict | None:
+    """The file's JSON content when it reads as a CNN Explorer card (it names a model and class names)."""
+    try:
+        content = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return None
+    return content if isinstance(content, dict) and {"model", "class_names"} <= content.keys() else None
+
+
 def _looks_like_safetensors(path: Path, head: bytes) -> bool:
-    if len(head) < 8:
+    """A safetensors file starts with its JSON header's length (8 bytes, little-endian), then the header."""
+    if len(head) < 9:
         return False
-    header_len = int.from_bytes(head, "little")
+    header_len = int.from_bytes(head[:8], "little")
+    if head[8:9] == b"{" and header_len >= path.stat().st_size - 8:
+        raise CheckpointError(f"{path.name} is cut off ({path.stat().st_size:,} bytes, shorter than its own header "
+                              "says): the download or copy did not finish. Fetch the checkpoint again.")
     return 2 <= header_len < min(path.stat().st_size, 100 * 1024**2)
 
 
@@ -95,6 +148,9 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             metadata = handle.metadata() or {}
         weights = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        if "incomplete" in str(exc).lower() or "not fully covered" in str(exc).lower():
+            raise CheckpointError(f"{path.name} is cut off or damaged ({exc}): the download or copy did not finish. "
+                                  "Fetch the checkpoint again.") from None
         raise CheckpointError(f"{path.name} is not a readable checkpoint ({exc}).") from None
     if metadata.get("format") != "cnn-explorer" or "card" not in metadata:
         card = _sidecar_card(path)
@@ -119,6 +175,9 @@ def _read_torch_file(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             "CNN Explorer only loads plain weights (safetensors, or torch files of tensors)."
         ) from None
     except Exception as exc:  # zip/pickle garbage of every kind ends here
+        if _truncated_zip(path, exc):
+            raise CheckpointError(f"{path.name} is a torch file that is cut off or damaged (its zip directory is "
+                                  "missing): the download or copy did not finish. Fetch it again.") from None
         raise CheckpointError(f"{path.name} is not a checkpoint: {type(exc).__name__}: {str(exc)[:200]}") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and isinstance(obj.get("card"), dict):
         return obj["state_dict"], obj["card"]
@@ -128,6 +187,11 @@ def _read_torch_file(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     raise CheckpointError(
         f"{path.name} is a torch file but not a CNN Explorer checkpoint (it has no card naming its model and data set)."
     )
+
+
+def _truncated_zip(path: Path, exc: Exception) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(4) == ZIP_MAGIC and "central directory" in str(exc)
 
 
 def _sidecar_card(path: Path) -> dict | None:
