@@ -12,11 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from cnn_core import data, settings
-from cnn_core.data import cache, folders, mnist, registry
-from cnn_core.errors import DataError
 from data_fixtures import (
     TINY_FOLDER_READABLE_PER_CLASS,
     TINY_FOLDER_UNREADABLE,
@@ -25,8 +20,14 @@ from data_fixtures import (
     tiny_mnist_arrays,
     tiny_pathmnist_arrays,
     write_class_folder,
+    write_mnist,
     write_npz,
 )
+from PIL import Image
+
+from cnn_core import data, settings
+from cnn_core.data import cache, folders, mnist, registry
+from cnn_core.errors import DataError
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -179,6 +180,54 @@ def test_missing_mnist_names_files_places_and_remedy(tmp_path, monkeypatch, no_n
     assert "train-images-idx3-ubyte.gz" in message and "t10k-labels-idx1-ubyte.gz" in message
     assert str(tmp_path / "nothing" / "MNIST" / "raw") in message and str(tmp_path / "cache" / "MNIST" / "raw") in message
     assert "python -m cnn_core download mnist" in message
+
+
+@pytest.mark.parametrize("rename", [
+    lambda base: base.replace("-idx", ".idx"),  # train-images.idx3-ubyte: 7-Zip's and many mirrors' name
+    lambda base: base.upper(),  # T10K-IMAGES-IDX3-UBYTE
+    lambda base: base.replace("-", "_") + ".gz",  # underscores, gzipped
+])
+def test_mnist_files_under_their_other_names_are_found(tmp_path, monkeypatch, rename):
+    data_dir = tmp_path / "data"
+    write_mnist(data_dir / "MNIST" / "raw", compressed=False)
+    for path in (data_dir / "MNIST" / "raw").iterdir():
+        target = path.with_name(rename(path.name))
+        payload = gzip.compress(path.read_bytes(), mtime=0) if target.name.endswith(".gz") else path.read_bytes()
+        path.unlink()
+        target.write_bytes(payload)
+    monkeypatch.setenv("CNN_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    data.clear_caches(forget_registered=True)
+    assert data.dataset_status("mnist").available
+    test = data.load_split("mnist", "test")
+    assert test.images.shape == (60, 1, 28, 28) and torch.equal(test.labels, torch.from_numpy(
+        tiny_mnist_arrays()["test"][1]).to(torch.int64))
+    assert sorted(p.name for p in (data_dir / "MNIST" / "raw").iterdir()) == sorted(
+        rename(base) for base in MNIST_FILES)  # the data folder is only read
+
+
+def test_mnist_files_directly_in_a_lower_case_folder_are_found(tmp_path, monkeypatch):
+    write_mnist(tmp_path / "data" / "mnist")
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    data.clear_caches(forget_registered=True)
+    assert data.load_split("mnist", "train").images.shape[0] == 220
+
+
+def test_really_missing_mnist_files_say_what_was_found(tmp_path, monkeypatch, no_network):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    write_mnist(raw)
+    (raw / "t10k-labels-idx1-ubyte.gz").unlink()
+    (raw / "README.txt").write_text("from a mirror")
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    data.clear_caches(forget_registered=True)
+    status = data.dataset_status("mnist")
+    assert not status.available and status.missing == ["t10k-labels-idx1-ubyte.gz"]
+    with pytest.raises(DataError) as caught:
+        data.load_split("mnist", "test")
+    assert ("Found only: README.txt, t10k-images-idx3-ubyte.gz, train-images-idx3-ubyte.gz, "
+            "train-labels-idx1-ubyte.gz.") in str(caught.value)
 
 
 def test_damaged_mnist_archive_is_a_data_error(tiny_data_dir):

@@ -99,46 +99,96 @@ class _MnistFiles:
     location: Path | None
     searched: list[Path]
     root_ready: Path | None  # a root torchvision can read as is (all four uncompressed files there)
+    seen: tuple[str, ...] = ()  # files found in the searched folders when some are missing
+
+
+def idx_basename(filename: str) -> str | None:
+    """The official MNIST name a file stands for, under the names people have: `.gz` or not, dots, dashes or
+    underscores (`t10k-images.idx3-ubyte` as 7-Zip and many mirrors write it), any case; None for others.
+
+    >>> idx_basename("T10K-Images.IDX3-UBYTE.gz")
+    't10k-images-idx3-ubyte'
+    """
+    name = filename.lower().removesuffix(".gz").replace(".", "-").replace("_", "-")
+    return name if name in BASENAMES else None
+
+
+def _data_folders() -> list[Path]:
+    """Where MNIST may sit in CNN_DATA_DIR: MNIST/raw (torchvision's layout) first, then MNIST/, any case."""
+    root = settings.data_dir()
+    tops = [root / "MNIST"] + sorted(p for p in _children(root) if p.name.lower() == "mnist" and p.name != "MNIST")
+    folders = []
+    for top in tops:
+        folders += [top / "raw"] + sorted(p for p in _children(top) if p.name.lower() == "raw" and p.name != "raw")
+        folders.append(top)
+    return folders
+
+
+def _children(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir()]
+    except OSError:
+        return []
+
+
+def _idx_files_in(folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """(official name -> file, every file name seen) in one folder; an exact official name wins over others,
+    plain over gzipped."""
+    try:
+        files = sorted((p for p in folder.iterdir() if p.is_file()), key=lambda p: (p.name.endswith(".gz"), p.name))
+    except OSError:
+        return {}, []
+    found: dict[str, Path] = {}
+    for path in sorted(files, key=lambda p: idx_basename(p.name) != p.name.removesuffix(".gz")):
+        base = idx_basename(path.name)
+        if base and base not in found:
+            found[base] = path
+    return found, [p.name for p in files if not p.name.startswith(".")]
 
 
 def _locate_mnist() -> _MnistFiles:
-    """Find the four MNIST files: uncompressed or .gz in CNN_DATA_DIR/MNIST/raw, else the cache's copy."""
-    data_raw = settings.data_dir() / "MNIST" / "raw"
+    """Find the four MNIST files (see `idx_basename` for the names accepted) in CNN_DATA_DIR, else the cache's
+    copy."""
     cache_raw = cache_root() / "MNIST" / "raw"
-    searched = [data_raw, cache_raw]
-    in_data: dict[str, Path] = {}
-    for base in BASENAMES:
-        for candidate in (data_raw / base, data_raw / f"{base}.gz"):
-            if candidate.is_file():
-                in_data[base] = candidate
-                break
-    if len(in_data) == len(BASENAMES):
-        all_plain = all(path.suffix != ".gz" for path in in_data.values())
-        return _MnistFiles(in_data, [], data_raw, searched, settings.data_dir() if all_plain else None)
+    folders = [f for f in _data_folders() if f.is_dir()] or [settings.data_dir() / "MNIST" / "raw"]
+    best: dict[str, Path] = {}
+    seen: list[str] = []
+    for folder in folders:
+        in_data, names = _idx_files_in(folder)
+        if len(in_data) == len(BASENAMES):
+            exact = all(path.name == base for base, path in in_data.items())
+            ready = folder.parent.parent if exact and folder.name == "raw" and folder.parent.name == "MNIST" else None
+            return _MnistFiles(in_data, [], folder, folders + [cache_raw], ready)
+        if len(in_data) > len(best) or not best:
+            best, seen = in_data, names
     in_cache = {base: cache_raw / base for base in BASENAMES if (cache_raw / base).is_file()}
     if len(in_cache) == len(BASENAMES):
-        return _MnistFiles(in_cache, [], cache_raw, searched, cache_root())
-    missing = [f"{base}.gz" for base in BASENAMES if base not in in_data]
-    return _MnistFiles({}, missing, None, searched, None)
+        return _MnistFiles(in_cache, [], cache_raw, folders + [cache_raw], cache_root())
+    missing = [f"{base}.gz" for base in BASENAMES if base not in best]
+    return _MnistFiles({}, missing, None, folders + [cache_raw], None, tuple(seen))
 
 
 def _mnist_how_to_get() -> str:
     files = ", ".join(f"{base}.gz" for base in BASENAMES)
     return (
-        f"Put the four MNIST files ({files}; gzipped or not) in {settings.data_dir() / 'MNIST' / 'raw'} "
+        f"Put the four MNIST files ({files}; gzipped or not, `.idx3-ubyte` names work too) in {settings.data_dir() / 'MNIST' / 'raw'} "
         "(that is $CNN_DATA_DIR/MNIST/raw/), or run `python -m cnn_core download mnist` while online "
         f"({DOWNLOAD_SIZE}, saved under $CNN_CACHE_DIR/MNIST/raw/)."
     )
 
 
 def _mnist_status(info: DatasetInfo, found: _MnistFiles) -> DatasetStatus:
+    how_to_get = _mnist_how_to_get()
+    if found.missing and found.seen:
+        shown = ", ".join(found.seen[:8]) + (f" and {len(found.seen) - 8} more" if len(found.seen) > 8 else "")
+        how_to_get = f"Found only: {shown}. {how_to_get}"
     return DatasetStatus(
         info=info,
         available=not found.missing,
         location=found.location,
         searched=list(found.searched),
         missing=list(found.missing),
-        how_to_get=_mnist_how_to_get(),
+        how_to_get=how_to_get,
         download_size=DOWNLOAD_SIZE,
     )
 
