@@ -29,6 +29,7 @@ from ..settings import cache_dir
 from .images import IMAGE_SUFFIXES, read_image
 from .registry import folder_owner, list_datasets, register_image_folder
 from .types import DatasetInfo
+from .zipnames import CODE_PAGE_LANGUAGES, decode_names
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class ZipImport:
     skipped_system: int = 0           # __MACOSX/, .DS_Store and other hidden files
     skipped_examples: list[str] = field(default_factory=list)
     info: DatasetInfo | None = None
+    name_encoding: str | None = None  # the legacy code page the member names were written in, if any
 
     @property
     def images(self) -> int:
@@ -73,6 +75,9 @@ class ZipImport:
             parts.append(f"{self.skipped_system} hidden/system file(s)")
         if parts:
             text += "; skipped " + ", ".join(parts)
+        if self.name_encoding:
+            language = CODE_PAGE_LANGUAGES.get(self.name_encoding, self.name_encoding)
+            text += f"; the file names were written in {language}, not UTF-8, and were read as such"
         return text + "."
 
 
@@ -115,12 +120,15 @@ def import_zip(
     limits: ZipLimits | None = None,
     register: bool = True,
     owner: str | None = None,
+    name_encoding: str | None = None,
 ) -> ZipImport:
     """Unpack an uploaded zip of class folders into `upload_root(name, owner)` and register it as a data set
     (private to `owner` when one is given).
 
     Accepts `class/*.png` at the top level or inside one wrapper folder (`mydata/class/*.png`); deeper
-    sub-folders inside a class are flattened into it. Raises `DataError` for an unsafe or unusable zip.
+    sub-folders inside a class are flattened into it. Member names without the zip's UTF-8 flag are decoded
+    as the tool that wrote them meant (`zipnames.decode_names`; `name_encoding` names the code page instead
+    of guessing). Raises `DataError` for an unsafe or unusable zip.
     """
     limits = limits or ZipLimits()
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
@@ -137,8 +145,14 @@ def import_zip(
         ) from exc
     with archive:
         members = archive.infolist()
+        try:
+            legacy_encoding = decode_names(members, name_encoding)
+        except LookupError:
+            raise DataError(f"Unknown file-name encoding {name_encoding!r}; use one of "
+                            f"{', '.join(CODE_PAGE_LANGUAGES)}.") from None
         _check_members(members, limits)
         result, plan = _plan(members, name)
+        result.name_encoding = legacy_encoding
         _check_plan(result, plan)
         root = _extract(archive, plan, result, target, limits)
     result.root = root

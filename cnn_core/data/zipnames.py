@@ -1,0 +1,114 @@
+"""Zip member names decoded as the archive tools that wrote them meant them.
+
+A zip entry's name is UTF-8 only when its "language encoding" flag (bit 11) is set. Windows Explorer and
+older 7-Zip write names in the Windows OEM code page of the machine (cp866 on a Russian Windows, cp936 on a
+Chinese one, cp850 in Western Europe); macOS's Archive Utility writes UTF-8 without setting the flag.
+Python's `zipfile` decodes every unflagged name as CP437 (APPNOTE.TXT, appendix D), which turns
+`кошка` into `¬«Φ¬á` and `café` (UTF-8) into `caf├⌐`. The server cannot know the uploader's code page, so
+`decode_names` guesses it the way a reader would: the code page under which every name reads as words of
+one script, with no box-drawing or symbol characters in it. charset-normalizer was tried first and picks
+wrong on names this short (cp949 for Chinese, cp737 for Russian), hence this small scorer.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+import zipfile
+from collections.abc import Iterable
+
+UTF8_FLAG = 0x800
+#: Windows OEM code pages, in the order ties are broken (CP437, the zip format's default, first).
+OEM_CODE_PAGES = ("cp437", "cp850", "cp866", "gbk", "cp932", "cp949", "big5", "cp852", "cp857", "cp862", "cp737",
+                  "cp874")  # fmt: skip
+CODE_PAGE_LANGUAGES = {"cp437": "English (CP437)", "cp850": "Western European (CP850)", "cp866": "Cyrillic (CP866)",
+                       "gbk": "Chinese, simplified (GBK)", "cp932": "Japanese (Shift JIS)", "cp949": "Korean (CP949)",
+                       "big5": "Chinese, traditional (Big5)", "cp852": "Central European (CP852)",
+                       "cp857": "Turkish (CP857)", "cp862": "Hebrew (CP862)", "cp737": "Greek (CP737)",
+                       "cp874": "Thai (CP874)"}  # fmt: skip
+_SCRIPT_GROUPS = {"CJK": "han", "HIRAGANA": "japanese", "KATAKANA": "japanese", "HANGUL": "hangul",
+                  "CYRILLIC": "cyrillic", "GREEK": "greek", "HEBREW": "hebrew", "THAI": "thai", "LATIN": "latin"}  # fmt: skip
+
+
+def raw_name(info: zipfile.ZipInfo) -> bytes:
+    """The name's bytes as stored in the zip (zipfile decoded unflagged names as CP437, which is lossless)."""
+    return info.orig_filename.encode("utf-8" if info.flag_bits & UTF8_FLAG else "cp437")
+
+
+def decode_names(members: Iterable[zipfile.ZipInfo], code_page: str | None = None) -> str | None:
+    """Rename the members in place (`ZipInfo.filename`; reading them still works) to their intended names.
+
+    Names flagged UTF-8 are kept. Unflagged names are UTF-8 when all their bytes are valid UTF-8 (macOS),
+    otherwise decoded with `code_page` when given, else with the one OEM code page that reads best for all
+    of them together (Korean names may read as Chinese: pass "cp949" then). Returns the legacy code page
+    used, or None when none was needed. LookupError for an unknown `code_page`.
+    """
+    if code_page is not None:
+        "".encode(code_page)  # LookupError now, not after half the names
+    legacy = []
+    for info in members:
+        if info.flag_bits & UTF8_FLAG:
+            continue
+        raw = raw_name(info)
+        if raw.isascii():
+            continue
+        try:
+            info.filename = _normalised(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            legacy.append((info, raw))
+    if not legacy:
+        return None
+    code_page = code_page or best_code_page([raw for _, raw in legacy])
+    for info, raw in legacy:
+        info.filename = _normalised(raw.decode(code_page, errors="replace"))
+    return code_page
+
+
+def best_code_page(names: list[bytes]) -> str:
+    """The OEM code page under which `names` read most like words (lowest `oddity`); CP437 when in doubt."""
+    scores = []
+    for rank, code_page in enumerate(OEM_CODE_PAGES):
+        try:
+            decoded = [name.decode(code_page) for name in names]
+        except UnicodeDecodeError:
+            continue
+        scores.append((sum(oddity(text, code_page) for text in decoded), rank, code_page))
+    return min(scores)[2] if scores else "cp437"
+
+
+def oddity(name: str, code_page: str = "") -> int:
+    """How unlike a real file name a decoded name looks: 3 per symbol, box-drawing, half-width, lone jamo or
+    control character, plus 2 per extra script mixed into one path component (Hangul and Han in one word is
+    what a wrong East Asian code page gives; Han with kana is ordinary Japanese), plus 2 per character that
+    GBK has but GB2312's common set lacks when `code_page` is GBK (Japanese and Big5 bytes read as GBK give
+    rare characters)."""
+    score = 0
+    for part in name.replace("\\", "/").split("/"):
+        scripts = set()
+        for char in part:
+            if char.isascii():
+                continue
+            category = unicodedata.category(char)
+            if (category[0] in "SCZ" or category in ("No", "Pd", "Po", "Pi", "Pf") or "\uff61" <= char <= "\uff9f"
+                    or "\u3130" <= char <= "\u318f"):
+                score += 3
+            elif code_page == "gbk" and not _in_gb2312(char):
+                score += 2
+            elif category[0] == "L":
+                scripts.add(_SCRIPT_GROUPS.get(unicodedata.name(char, "?").split(" ")[0], "other"))
+        if {"han", "japanese"} <= scripts:
+            scripts.discard("han")
+        score += 2 * max(0, len(scripts) - 1)
+    return score
+
+
+def _in_gb2312(char: str) -> bool:
+    try:
+        char.encode("gb2312")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _normalised(name: str) -> str:
+    """NFC: macOS writes decomposed accents (e + U+0301); the same class must not appear twice."""
+    return unicodedata.normalize("NFC", name)
