@@ -18,7 +18,8 @@ from cnn_core.inference.metrics import METRIC_LABELS
 from .studio_charts import batch_figure, compare_figure, confusion_figure, epoch_figure
 from .widgets import device_label, show_error
 
-REFRESH_SECONDS = 1.0  # how often the live charts poll the run
+REFRESH_SECONDS = 1.0  # how often the live status and progress poll the run
+CHART_REFRESH_SECONDS = 3.0  # how often the live charts are redrawn (each redraw costs the browser)
 GALLERY_COLUMNS = 8
 STATUS_LABELS = {
     runs.RunStatus.QUEUED: "waiting",
@@ -75,50 +76,63 @@ def show_charts(snap: runs.RunSnapshot) -> None:
 
 
 def show_live(manager: runs.RunManager, run_id: str, was_active: bool) -> None:
-    """The run's status, progress and charts; polls every second while the run is active.
+    """The run's status and progress (polled every `REFRESH_SECONDS` while the run is active) and its charts
+    (redrawn every `CHART_REFRESH_SECONDS`).
 
+    Two fragments, because the charts are what costs: each redraw of the plotly figures makes the browser
+    re-render them, and on a student's laptop the browser shares the cores with the training worker.
     `was_active` is the run's state when this script run began: the rest of the page was drawn for it,
     so the page is redrawn as soon as the run is seen to have ended.
     """
 
     @st.fragment(run_every=REFRESH_SECONDS if was_active else None)
-    def live() -> None:
+    def status() -> None:
         snap = manager.snapshot(run_id)
         if was_active and not snap.status.active:
             st.rerun()  # the whole page: results appear and the polling stops
-        title = f"{snap.resolved.model} on {snap.dataset_title}"
-        if snap.status is runs.RunStatus.QUEUED:
-            st.info(f"**{title}**: the trainer is busy, **{snap.queue_ahead} ahead of you**. Your run starts by "
-                    f"itself when a slot frees up (at most {manager.max_concurrent} run(s) train at once; "
-                    f"`{runs.ENV_MAX_CONCURRENT}` sets it).", icon=":material/hourglass_top:")
-        elif snap.status is runs.RunStatus.RUNNING:
-            st.markdown(f"**Training {title}** on {snap.start.device if snap.start else device_label()}")
-        else:
-            show_outcome(snap)
-        if snap.status.active:
-            left, right = st.columns([1, 5], vertical_alignment="center")
-            stopping = snap.cancel_requested
-            queued = snap.status is runs.RunStatus.QUEUED
-            label = "Stopping…" if stopping else "Leave the queue" if queued else "Stop training"
-            if left.button(label, icon=":material/stop_circle:", key="studio_stop", disabled=stopping,
-                           help="Take the run out of the queue." if queued else
-                           "End the run now and keep the best weights so far."):
-                manager.cancel(run_id)
-                manager.wait(run_id, timeout=2.0)
-                st.rerun()
-            if snap.status is runs.RunStatus.RUNNING:
-                with right:
-                    show_progress(snap)
-                    show_statuses(snap)
-        else:
-            show_progress(snap)
-            show_statuses(snap)
+        show_status(manager, snap)
+
+    @st.fragment(run_every=CHART_REFRESH_SECONDS if was_active else None)
+    def charts() -> None:
+        snap = manager.snapshot(run_id)
         if snap.batches:
             st.slider("Smoothing of the batch curves", 0.0, 0.98, 0.8, step=0.02, key="studio_smoothing",
                       help="An exponential moving average: 0 shows the raw, noisy batch values.")
         show_charts(snap)
 
-    live()
+    status()
+    charts()
+
+
+def show_status(manager: runs.RunManager, snap: runs.RunSnapshot) -> None:
+    """Where the run stands: waiting (and how many are ahead), training (with a stop button) or how it ended."""
+    title = f"{snap.resolved.model} on {snap.dataset_title}"
+    if snap.status is runs.RunStatus.QUEUED:
+        st.info(f"**{title}**: the trainer is busy, **{snap.queue_ahead} ahead of you**. Your run starts by "
+                f"itself when a slot frees up (at most {manager.max_concurrent} run(s) train at once; "
+                f"`{runs.ENV_MAX_CONCURRENT}` sets it).", icon=":material/hourglass_top:")
+    elif snap.status is runs.RunStatus.RUNNING:
+        st.markdown(f"**Training {title}** on {snap.start.device if snap.start else device_label()}")
+    else:
+        show_outcome(snap)
+    if not snap.status.active:
+        show_progress(snap)
+        show_statuses(snap)
+        return
+    left, right = st.columns([1, 5], vertical_alignment="center")
+    stopping = snap.cancel_requested
+    queued = snap.status is runs.RunStatus.QUEUED
+    label = "Stopping…" if stopping else "Leave the queue" if queued else "Stop training"
+    if left.button(label, icon=":material/stop_circle:", key="studio_stop", disabled=stopping,
+                   help="Take the run out of the queue." if queued else
+                   "End the run now and keep the best weights so far."):
+        manager.cancel(snap.id)
+        manager.wait(snap.id, timeout=2.0)
+        st.rerun()
+    if snap.status is runs.RunStatus.RUNNING:
+        with right:
+            show_progress(snap)
+            show_statuses(snap)
 
 
 # ------------------------------------------------------------------------------------------ results

@@ -154,7 +154,14 @@ def _choose(tab, label: str, option: str) -> None:
         return
     box.click()
     # Widgets that appear or vanish with the choice leave stale copies until the rerun ends: wait for its end.
-    rerun_after(tab, tab.get_by_role("option", name=option, exact=True).click)
+    try:
+        rerun_after(tab, tab.get_by_role("option", name=option, exact=True).click, timeout_ms=20_000)
+    except AssertionError:
+        # On a loaded machine the click can land on a menu that a rerun was redrawing and change nothing,
+        # as a person's click would; a person clicks again. Choosing is idempotent, so the test does too.
+        if combobox.input_value() != option:
+            box.click()
+            rerun_after(tab, tab.get_by_role("option", name=option, exact=True).click)
     _expect()(combobox).to_have_count(1)
     _expect()(combobox).to_have_value(option)
 
