@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import shutil
 import socket
@@ -27,7 +28,7 @@ from PIL import Image
 
 from cnn_core import data, settings
 from cnn_core.data import cache, folders, mnist, registry
-from cnn_core.errors import DataError
+from cnn_core.errors import DataError, ImageError
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -386,6 +387,47 @@ def test_loading_a_folder_records_which_files_are_readable(tiny_data_dir, monkey
 def test_image_folder_for_transfer_learning_size(tiny_data_dir):
     big = data.load_split("scans", "train", image_size=224)
     assert big.images.shape[1:] == (3, 224, 224) and big.info.image_size == 224
+
+
+def _save_as(image: Image.Image, path: Path, fmt: str) -> None:
+    """Save in `fmt` whatever `path`'s ending says (how phones and Windows name files)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=fmt)
+
+
+def test_every_image_format_is_read_whatever_its_name(tmp_path, monkeypatch):
+    # From public reports: Windows saves JPEGs as .jfif; iPhones export HEIC under .jpg; camera tools and
+    # scrapers write files without an ending. Each class must stay, with all its images.
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    data.clear_caches(forget_registered=True)
+    root = tmp_path / "data" / "pets"
+    colours = {"cat": (200, 30, 30), "dog": (30, 200, 30), "bird": (30, 30, 200), "fish": (200, 200, 30)}
+    for i in range(6):
+        pictures = {name: Image.new("RGB", (24, 24), colour) for name, colour in colours.items()}
+        _save_as(pictures["cat"], root / "cat" / f"{i}.jfif", "JPEG")
+        _save_as(pictures["dog"], root / "dog" / f"IMG_{i}.jpg", "HEIF")  # HEIC data named .jpg
+        _save_as(pictures["bird"], root / "bird" / f"img{i}", "PNG")  # no ending at all
+        _save_as(pictures["fish"], root / "fish" / f"photo{i}.heic", "HEIF")
+    (root / "fish" / "notes.txt").write_text("not an image")
+    info = data.get_dataset_info("pets")
+    assert info.class_names == ("bird", "cat", "dog", "fish")
+    loaded = [data.load_split("pets", split, image_size=16) for split in ("train", "val", "test")]
+    assert sum(len(split) for split in loaded) == 24 and all(split.skipped == 0 for split in loaded)
+    train = loaded[0]
+    for label, name in enumerate(info.class_names):  # each class holds its own colour: read, not guessed
+        mean = train.images[train.labels == label].float().mean(dim=(0, 2, 3))
+        assert torch.allclose(mean, torch.tensor(colours[name], dtype=torch.float32), atol=12), (name, mean)
+
+
+def test_heic_without_its_plugin_is_named_with_the_remedy(monkeypatch):
+    from cnn_core.data import images
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="HEIF")
+    monkeypatch.setattr(images, "_openable_formats", lambda: ["PNG", "JPEG"])  # as without pillow-heif
+    with pytest.raises(ImageError, match=r"'IMG_0001.jpg' is an HEIC photo .* install pillow-heif"):
+        images.read_image(buffer.getvalue(), name="IMG_0001.jpg")
 
 
 def test_grayscale_only_folder_has_one_channel(tmp_path, monkeypatch):

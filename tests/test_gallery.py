@@ -250,6 +250,21 @@ def test_flagged_utf8_names_and_a_chosen_code_page():
         import_zip(_zip_with_raw_names(korean), "korean2", register=False, name_encoding="klingon")
 
 
+def _encoded(fmt: str, colour=(200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (12, 12), colour).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_zip_images_count_by_content_not_by_name():
+    data = _zip({"cat/a.jfif": _encoded("JPEG"), "cat/b.JPE": _encoded("JPEG"), "dog/IMG_1.jpg": _encoded("HEIF"),
+                 "dog/IMG_2": _encoded("PNG"), "dog/IMG_3.heic": _encoded("HEIF"), "dog/fake.jpg": b"<html>",
+                 "dog/list.csv": b"a,b"})
+    result = import_zip(data, "by_content", register=False)
+    assert result.class_counts == {"cat": 2, "dog": 3}
+    assert result.skipped_non_image == 2  # fake.jpg by content, list.csv by name
+
+
 def test_zip_with_one_wrapper_folder_and_nested_files():
     data = _zip({"mydata/yes/x.png": _png(), "mydata/yes/sub/x.png": _png(1), "mydata/no/y.jpg": _jpeg()})
     result = import_zip(data, "wrapped", register=False)

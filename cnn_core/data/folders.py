@@ -26,7 +26,7 @@ from PIL import Image
 from .. import settings
 from ..errors import DataError
 from .cache import CACHE_FORMAT, STATE_LOCK, cache_root, digest, safe_name, short, write_json
-from .images import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_image
+from .images import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_image, maybe_image_name
 from .source import BuiltSplit, DataSource, Located
 from .types import FOLDER_IMAGE_SIZE, FOLDER_SPLIT_FRACTIONS, FOLDER_SPLIT_SEED, SPLITS, DatasetInfo, DatasetStatus
 
@@ -129,19 +129,33 @@ def _hidden(name: str) -> bool:
 
 
 def _image_files(class_dir: Path) -> list[tuple[Path, os.stat_result]]:
-    """Image files (by suffix) under one class folder, recursively, sorted; hidden ones skipped."""
+    """Image files under one class folder, recursively, sorted; hidden ones skipped. A file counts by its
+    name's ending (`IMAGE_SUFFIXES`) or, when the name says nothing (`img001`, `scan.dat`), by its content."""
     found = []
     for dirpath, dirnames, filenames in os.walk(class_dir):
         dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
         for filename in sorted(filenames):
-            if _hidden(filename) or Path(filename).suffix.lower() not in IMAGE_SUFFIXES:
+            if _hidden(filename) or not maybe_image_name(filename):
                 continue
             path = Path(dirpath) / filename
             try:
-                found.append((path, path.stat()))
+                stat = path.stat()
             except OSError:
                 continue  # a dangling link: not an image we can read
+            if path.suffix.lower() in IMAGE_SUFFIXES or _content_is_image(path, stat.st_size, stat.st_mtime_ns):
+                found.append((path, stat))
     return found
+
+
+@functools.lru_cache(maxsize=65536)
+def _content_is_image(path: Path, size: int, mtime_ns: int) -> bool:
+    """Whether Pillow recognises the file's header as an allowed format (nothing is decoded); cached per
+    version of the file (`size`, `mtime_ns`). TGA has no signature to recognise, so only its name tells."""
+    try:
+        with Image.open(path, formats=[name for name in _open_formats() if name != "TGA"]):
+            return True
+    except Exception:  # noqa: BLE001 - not an image, or unreadable: either way not one
+        return False
 
 
 def _class_dirs(root: Path) -> list[Path]:
@@ -156,11 +170,12 @@ def _count_image_classes(root: Path) -> int:
 
 
 def _has_image(class_dir: Path) -> bool:
+    """Whether a folder holds an image, looking at names first (cheap) and at contents only if needed."""
     for _, dirnames, filenames in os.walk(class_dir):
         dirnames[:] = [d for d in dirnames if not _hidden(d)]
         if any(not _hidden(f) and Path(f).suffix.lower() in IMAGE_SUFFIXES for f in filenames):
             return True
-    return False
+    return bool(_image_files(class_dir))
 
 
 def scan_folder(root: Path) -> FolderScan:
@@ -176,7 +191,7 @@ def scan_folder(root: Path) -> FolderScan:
     if len(classes) < 2:
         raise DataError(
             f"{root} is not an image folder data set: it needs one sub-folder per class with image files "
-            f"({', '.join(IMAGE_SUFFIXES)}) in at least two of them, e.g. {root}/yes/*.jpg and {root}/no/*.jpg."
+            "(PNG, JPEG, HEIC, ...) in at least two of them, e.g. {root}/yes/*.jpg and {root}/no/*.jpg."
         )
     files, listing = [], []
     for index, (_, entries) in enumerate(classes):

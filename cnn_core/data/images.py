@@ -22,12 +22,48 @@ from ..errors import DataError, ImageError
 #: Largest image (width x height) read by default: a 40-megapixel photo is fine, a 20000x20000 bomb is not.
 DEFAULT_MAX_PIXELS = 40_000_000
 
-#: Formats we let Pillow decode (multi-picture JPEGs come through "JPEG"). Others (EPS runs Ghostscript,
-#: for one) are refused on purpose.
-ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM")
+try:  # iPhone photos (HEIC) through pillow-heif, a maintained Pillow plugin; without it they get a clear message
+    from pillow_heif import register_heif_opener
+except ImportError:  # pragma: no cover - pillow-heif is a dependency; a trimmed install may lack it
+    HEIF_SUPPORTED = False
+else:
+    register_heif_opener()
+    HEIF_SUPPORTED = True
 
-#: File name endings for upload widgets and folder scans.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+#: Formats we let Pillow decode (multi-picture JPEGs come through "JPEG", HEIC photos through "HEIF"). Others
+#: (EPS runs Ghostscript, for one) are refused on purpose.
+ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM", "HEIF", "AVIF", "TGA")
+
+
+def _image_suffixes() -> tuple[str, ...]:
+    """Every file name ending this Pillow build maps to an allowed format (.jfif, .jpe, .heic, .pnm, ...)."""
+    Image.init()
+    return tuple(sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in ALLOWED_FORMATS))
+
+
+#: File name endings for upload widgets and folder scans; files with other names are still read when their
+#: content is an image (see `maybe_image_name`), whatever they are called.
+IMAGE_SUFFIXES = _image_suffixes()
+
+#: Endings of files that are surely not images: not even opened when a folder or zip is scanned.
+NOT_IMAGE_SUFFIXES = frozenset((
+    ".txt", ".md", ".csv", ".tsv", ".json", ".xml", ".html", ".htm", ".pdf", ".py", ".ipynb", ".doc", ".docx",
+    ".xls", ".xlsx", ".zip", ".rar", ".7z", ".gz", ".tar", ".mp4", ".mov", ".avi", ".db", ".ini", ".log", ".yaml",
+    ".yml", ".npz", ".npy", ".pt", ".pth", ".safetensors", ".dcm", ".nii",
+))  # fmt: skip
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1")
+
+
+def maybe_image_name(name: str) -> bool:
+    """Whether a file with this name may hold an image: an image ending, or one that is not surely something
+    else (no ending, `.dat`, a camera's own): those are told by their content."""
+    suffix = os.path.splitext(name)[1].lower()
+    return suffix in IMAGE_SUFFIXES or suffix not in NOT_IMAGE_SUFFIXES
+
+
+def is_heif(head: bytes) -> bool:
+    """An HEIC/HEIF file by its first 12 bytes (an ISO box `ftyp` with a HEIF brand), whatever its name."""
+    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
 
 ImageSource = bytes | bytearray | memoryview | str | os.PathLike | BinaryIO
 
@@ -51,6 +87,9 @@ def read_image(
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=_openable_formats())
     except UnidentifiedImageError as exc:
+        if is_heif(data[:12]):
+            raise ImageError(f"{label} is an HEIC photo (an iPhone's format) and this installation cannot read HEIC: "
+                             "install pillow-heif (`pip install pillow-heif`) or export the photo as JPEG.") from exc
         raise ImageError(
             f"{label} is not an image this app can read. Use one of: {', '.join(_format_names())}."
         ) from exc
@@ -161,7 +200,7 @@ def _label(name: str) -> str:
 
 
 def _format_names() -> list[str]:
-    return ["PNG", "JPEG", "BMP", "GIF", "TIFF", "WebP", "PPM/PGM"]
+    return ["PNG", "JPEG", "BMP", "GIF", "TIFF", "WebP", "PPM/PGM", "TGA"] + (["HEIC", "AVIF"] if HEIF_SUPPORTED else ["AVIF"])
 
 
 def to_grayscale_float(image: Image.Image | np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from ..errors import DataError, ImageError
 from ..settings import cache_dir
-from .images import IMAGE_SUFFIXES, read_image
+from .images import maybe_image_name, read_image
 from .registry import folder_owner, list_datasets, register_image_folder
 from .types import DatasetInfo
 from .zipnames import CODE_PAGE_LANGUAGES, decode_names
@@ -262,7 +262,7 @@ def _plan(members: list[zipfile.ZipInfo], name: str) -> tuple[ZipImport, list[tu
         parts = _member_parts(info.filename)
         if _is_system_file(parts):
             result.skipped_system += 1
-        elif PurePosixPath(parts[-1]).suffix.lower() not in IMAGE_SUFFIXES:
+        elif not maybe_image_name(parts[-1]):  # the others are told by their content when extracted
             result.skipped_non_image += 1
             _note(result, "/".join(parts), "not an image")
         else:
