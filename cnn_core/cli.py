@@ -241,7 +241,8 @@ def _report(args: argparse.Namespace, end) -> int:
     print(
         f"Done in {end.seconds:.1f} s of training, {_count(end.epochs_run, 'epoch')} (best {end.best_epoch})"
         + (", stopped early" if end.stopped_early else "")
-        + f". Test accuracy {_percent(metrics.get('accuracy'))}, ROC-AUC {_percent(metrics.get('auroc'))}."
+        + f". Test accuracy {_percent(metrics.get('accuracy'))}, ROC-AUC {_percent(metrics.get('auroc'))}"
+        + (f" ({metrics['undefined']['auroc']})" if (metrics.get("undefined") or {}).get("auroc") else "") + "."
         + (f" Checkpoint: {end.checkpoint_path}" if end.checkpoint_path else ""),
         file=sys.stderr,
     )
@@ -361,7 +362,8 @@ def _model_args(args: argparse.Namespace) -> dict:
 
 
 def _scalars(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None}
+    """The numbers (None: undefined) and, under "undefined", why each undefined one is."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None or k == "undefined"}
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -379,7 +381,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"{card.channels}x{card.image_size}x{card.image_size}."
         )
     probs = predict_tensor(loaded, split.images)
-    metrics = classification_metrics(probs, split.labels, card.n_classes)
+    metrics = classification_metrics(probs, split.labels, card.n_classes, card.class_names)
     if args.json:
         print(json.dumps({"dataset": card.dataset, "split": args.split, **metrics}))
         return 0
@@ -387,7 +389,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for key in ("accuracy", "precision", "recall", "sensitivity", "specificity", "f1", "auroc", "kappa"):
         if key in metrics:
             value = metrics[key]
-            print(f"  {key:<12} {value:.4f}" if value is not None else f"  {key:<12} n/a")
+            why = metrics.get("undefined", {}).get(key)
+            print(f"  {key:<12} {value:.4f}" if value is not None else f"  {key:<12} n/a" + (f" ({why})" if why else ""))
     return 0
 
 

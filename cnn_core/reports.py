@@ -190,6 +190,7 @@ class MetricTile:
     key: str
     label: str
     text: str
+    why: str | None = None  # why an "n/a" metric is undefined (e.g. no positive image in the test split)
 
 
 def metric_tiles(metrics: Mapping[str, object], class_names: Sequence[str],
@@ -205,5 +206,7 @@ def metric_tiles(metrics: Mapping[str, object], class_names: Sequence[str],
             label += f" ({class_names[1]})" if binary else " (macro)"
         value = _number(metrics.get(key))
         text = "n/a" if value is None else f"{value:.3f}" if key == "kappa" else f"{100 * value:.1f} %"
-        tiles.append(MetricTile(key, label, text))
+        undefined = metrics.get("undefined")
+        why = undefined.get(key) if value is None and isinstance(undefined, Mapping) else None
+        tiles.append(MetricTile(key, label, text, why))
     return tiles

@@ -143,10 +143,14 @@ def show_metrics(snap: runs.RunSnapshot) -> None:
     st.markdown(f"#### Test metrics ({metrics['n']:,} test images)")
     tiles = reports.metric_tiles(metrics, class_names, METRIC_LABELS)
     for col, tile in zip(st.columns(len(tiles)), tiles):
-        col.metric(tile.label, tile.text,
-                   help="ROC-AUC is undefined when a class is missing from the test set." if tile.key == "auroc" else None)
+        col.metric(tile.label, tile.text, help=f"Undefined here: {tile.why}." if tile.why else None)
     st.caption(f"Sensitivity and specificity treat '{class_names[1]}' as the positive class." if binary else
                "Macro scores average the classes equally, so a rare class counts as much as a common one.")
+    undefined = {tile.label: tile.why for tile in tiles if tile.why}
+    if undefined:
+        st.warning("Some metrics are undefined for this test split, so they show n/a rather than a misleading 0 % or "
+                   "100 %: " + "; ".join(f"{label}: {why}" for label, why in undefined.items()) + ". A larger or "
+                   "better balanced data set gives every class images in the test split.", icon=":material/info:")
     views = list(snap.end.card.test_time_augmentation)
     if len(views) > 1:
         st.caption(f"Test-time augmentation: each test image's class probabilities are the average over the "

@@ -32,45 +32,101 @@ METRIC_LABELS = {
 }
 
 
-def classification_metrics(probs: torch.Tensor, targets: torch.Tensor, num_classes: int) -> dict:
-    """Metrics from class probabilities [N, C] and integer targets [N].
+def classification_metrics(probs: torch.Tensor, targets: torch.Tensor, num_classes: int,
+                           class_names: list[str] | tuple[str, ...] | None = None) -> dict:
+    """Metrics from class probabilities [N, C] (float) and integer targets [N] (int64).
 
-    Multi-class scores are macro averages. For two classes, sensitivity and specificity are those of
-    class 1 (the "positive" class, e.g. "yes" = tumour) as in the brain-MRI tumour study, and precision/recall/F1 are for
-    that class too. The confusion matrix is a list of rows (true class) of columns (predicted class).
+    Multi-class scores are macro averages over the classes present in `targets`. For two classes,
+    sensitivity and specificity are those of class 1 (the "positive" class, e.g. "yes" = tumour) as in the
+    brain-MRI tumour study, and precision/recall/F1 are for that class too. The confusion matrix is a list of
+    rows (true class) of columns (predicted class).
+
+    A metric the data cannot define is None, never 0 or 1, and `result["undefined"]` says why (e.g. no
+    positive image in the test split makes sensitivity 0/0; one class only makes ROC-AUC and kappa
+    undefined); `class_names` name the classes in those reasons. Definitions: Sokolova & Lapalme (2009),
+    "A systematic analysis of performance measures for classification tasks".
     """
     probs = probs.detach().float().cpu()
     targets = targets.detach().long().cpu()
     preds = probs.argmax(dim=1)
     c = num_classes
+    names = [str(n) for n in class_names] if class_names else [f"class {i}" for i in range(c)]
+    confusion = multiclass_confusion_matrix(preds, targets, c)
+    support = confusion.sum(dim=1)
+    undefined: dict[str, str] = {}
     result: dict = {
-        "accuracy": _item(multiclass_accuracy(preds, targets, c, average="micro")),
-        "kappa": _item(multiclass_cohen_kappa(preds, targets, c)),
-        "auroc": _auroc(probs, targets, c),
+        "accuracy": _item(multiclass_accuracy(preds, targets, c, average="micro")) if targets.numel() else None,
+        "kappa": _kappa(preds, targets, c, support, undefined, names),
+        "auroc": _auroc(probs, targets, c, support, undefined, names),
         "n": int(targets.numel()),
-        "confusion_matrix": multiclass_confusion_matrix(preds, targets, c).tolist(),
+        "confusion_matrix": confusion.tolist(),
     }
+    if not targets.numel():
+        undefined["accuracy"] = "the split holds no images"
     if c == 2:
-        cm = torch.tensor(result["confusion_matrix"], dtype=torch.float64)
-        tn, fp, fn, tp = cm[0, 0], cm[0, 1], cm[1, 0], cm[1, 1]
-        result["sensitivity"] = _ratio(tp, tp + fn)
-        result["specificity"] = _ratio(tn, tn + fp)
-        result["precision"] = _ratio(tp, tp + fp)
-        result["recall"] = result["sensitivity"]
-        p, r = result["precision"], result["recall"]
-        result["f1"] = 0.0 if (p + r) == 0 else 2 * p * r / (p + r)
+        _binary_rates(result, confusion.to(torch.float64), undefined, names)
     else:
-        result["precision"] = _item(multiclass_precision(preds, targets, c, average="macro"))
-        result["recall"] = _item(multiclass_recall(preds, targets, c, average="macro"))
-        result["specificity"] = _item(multiclass_specificity(preds, targets, c, average="macro"))
-        result["f1"] = _item(multiclass_f1_score(preds, targets, c, average="macro"))
+        _macro_rates(result, preds, targets, c, support, undefined, names)
+    result["undefined"] = undefined
     return result
 
 
-def _auroc(probs: torch.Tensor, targets: torch.Tensor, c: int) -> float | None:
+def _binary_rates(result: dict, cm: torch.Tensor, undefined: dict[str, str], names: list[str]) -> None:
+    tn, fp, fn, tp = cm[0, 0], cm[0, 1], cm[1, 0], cm[1, 1]
+    negative, positive = names[0], names[1]
+    result["sensitivity"] = _ratio(tp, tp + fn, "sensitivity", f"no '{positive}' image in the split", undefined)
+    result["specificity"] = _ratio(tn, tn + fp, "specificity", f"no '{negative}' image in the split", undefined)
+    result["precision"] = _ratio(tp, tp + fp, "precision", f"the model predicted '{positive}' for no image",
+                                 undefined)
+    result["recall"] = result["sensitivity"]
+    if "sensitivity" in undefined:
+        undefined["recall"] = undefined["sensitivity"]
+    p, r = result["precision"], result["recall"]
+    if r is None:
+        result["f1"] = None
+        undefined["f1"] = undefined["recall"]
+    elif p is None or p + r == 0:  # positives exist and none was found: F1 is truly 0
+        result["f1"] = 0.0
+    else:
+        result["f1"] = 2 * p * r / (p + r)
+
+
+def _macro_rates(result: dict, preds: torch.Tensor, targets: torch.Tensor, c: int, support: torch.Tensor,
+                 undefined: dict[str, str], names: list[str]) -> None:
+    """Macro averages over the classes present in `targets`: an absent class's recall is 0/0, and counting it
+    as 0 (torchmetrics' default) would lower every score for a reason that is not the model's."""
+    present = support > 0
+    if not present.any():
+        for key in ("precision", "recall", "specificity", "f1"):
+            result[key] = None
+            undefined[key] = "the split holds no images"
+        return
+    for key, metric in (("precision", multiclass_precision), ("recall", multiclass_recall),
+                        ("specificity", multiclass_specificity), ("f1", multiclass_f1_score)):
+        per_class = metric(preds, targets, c, average="none")
+        result[key] = _item(per_class[present].mean())
+    absent = [names[i] for i in range(c) if not present[i]]
+    if absent:
+        result["macro_over"] = f"the {int(present.sum())} classes in the split (absent: {', '.join(absent)})"
+
+
+def _kappa(preds: torch.Tensor, targets: torch.Tensor, c: int, support: torch.Tensor, undefined: dict[str, str],
+           names: list[str]) -> float | None:
+    """Cohen's kappa; None when chance agreement is total (one class in the split and predicted): 0/0."""
+    value = float(multiclass_cohen_kappa(preds, targets, c)) if targets.numel() else math.nan
+    if math.isnan(value):
+        only = [names[i] for i in range(c) if support[i] > 0]
+        undefined["kappa"] = (f"the split holds only '{only[0]}' images" if len(only) == 1 else "the split holds no images")
+        return None
+    return value
+
+
+def _auroc(probs: torch.Tensor, targets: torch.Tensor, c: int, support: torch.Tensor, undefined: dict[str, str],
+           names: list[str]) -> float | None:
     """ROC-AUC (one-vs-rest macro); None when a class is absent from the targets (it is undefined)."""
-    present = torch.bincount(targets, minlength=c)
-    if (present == 0).any():
+    if (support == 0).any():
+        missing = [names[i] for i in range(c) if support[i] == 0]
+        undefined["auroc"] = f"no {', '.join(repr(m) for m in missing)} image in the split"
         return None
     if c == 2:
         from torchmetrics.functional.classification import binary_auroc
@@ -84,5 +140,8 @@ def _item(value: torch.Tensor) -> float:
     return 0.0 if math.isnan(v) else v
 
 
-def _ratio(num: torch.Tensor, den: torch.Tensor) -> float:
-    return float(num / den) if float(den) > 0 else 0.0
+def _ratio(num: torch.Tensor, den: torch.Tensor, key: str, why: str, undefined: dict[str, str]) -> float | None:
+    if float(den) > 0:
+        return float(num / den)
+    undefined[key] = why
+    return None

@@ -153,6 +153,7 @@ def model_card_markdown(card: Card, filename: str) -> str:
         f"- Made by: `{card.command or 'the training studio'}`",
         *([f"- Test-time augmentation: predictions average {len(views)} orientations ({', '.join(views)})"]
           if len(views) > 1 else []),
+        *[f"- Data note: {note}" for note in training.get("data_notes", [])],
         f"- Versions: {json.dumps(card.versions)}",
         "",
         f"## Test metrics ({test.get('n', '?')} test images)",
@@ -160,9 +161,12 @@ def model_card_markdown(card: Card, filename: str) -> str:
         "| metric | value |",
         "|---|---|",
     ]
+    undefined = test.get("undefined") or {}
     for key in _METRIC_ROWS:
         if test.get(key) is not None:
             lines.append(f"| {key} | {test[key]:.4f} |")
+        elif key in undefined:
+            lines.append(f"| {key} | n/a ({undefined[key]}) |")
     return "\n".join(lines) + "\n"
 
 
