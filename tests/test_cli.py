@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from cnn_core.data.augment import AugmentConfig
 from cnn_core.cli import build_parser, config_from_args, main
+from cnn_core.data.augment import AugmentConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,3 +141,55 @@ def test_a_web_page_saved_as_a_checkpoint_is_named_in_one_line(tiny_data_dir, tm
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "model.pt is a web page, not a checkpoint" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _class_of_pictures(folder, count: int, value: int) -> None:
+    folder.mkdir(parents=True)
+    for i in range(count):
+        Image.fromarray(np.full((16, 16), (value + 7 * i) % 256, np.uint8)).save(folder / f"{i}.png")
+
+
+def test_a_too_small_class_is_warned_about_and_its_undefined_metrics_are_na(tiny_data_dir):
+    # 30 normal and 2 tumour images (from a public report): both tumour images must not silently yield
+    # "Test accuracy 100 %, sensitivity 0.0"; the run warns and reports what cannot be measured as n/a.
+    root = tiny_data_dir / "scans_small"
+    _class_of_pictures(root / "normal", 30, 20)
+    _class_of_pictures(root / "tumour", 2, 220)
+    result = run_cli("train", "--data", "scans_small", "--model", "simple_cnn", "--epochs", "1", "--batch-size", "8",
+                     "--out", str(tiny_data_dir.parent / "ckpt" / "small.safetensors"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert "Note: class 'tumour' has only 2 image(s)" in result.stderr
+    assert "ROC-AUC n/a (no 'tumour' image in the split)" in result.stderr
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])["test_metrics"]
+    assert metrics["sensitivity"] is None and metrics["auroc"] is None and metrics["f1"] is None
+    assert metrics["undefined"]["sensitivity"] == "no 'tumour' image in the split"
+    model_card = (tiny_data_dir.parent / "ckpt" / "small.md").read_text()
+    assert "| sensitivity | n/a (no 'tumour' image in the split) |" in model_card
+    assert "- Data note: class 'tumour' has only 2 image(s)" in model_card
+
+
+def test_a_class_without_a_readable_image_is_refused_before_training(tiny_data_dir):
+    root = tiny_data_dir / "pets_broken"
+    _class_of_pictures(root / "cat", 12, 40)
+    (root / "dog").mkdir()
+    for i in range(4):
+        (root / "dog" / f"IMG_{i}.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut off after the header")
+    result = run_cli("train", "--data", "pets_broken", "--model", "simple_cnn", "--epochs", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Class 'dog' (4 unreadable file(s), e.g. dog/IMG_0.jpg, dog/IMG_1.jpg, dog/IMG_2.jpg) of pets_broken " \
+           "has no readable image" in result.stderr
+
+
+def test_training_on_a_kaggle_split_folder_uses_its_test_folder(tiny_data_dir):
+    root = tiny_data_dir / "pets_split"
+    for split, count in (("train", 24), ("test", 5)):
+        _class_of_pictures(root / split / "cat", count, 30)
+        _class_of_pictures(root / split / "dog", count, 180)
+    result = run_cli("train", "--data", "pets_split", "--model", "simple_cnn", "--epochs", "1", "--batch-size", "8",
+                     "--out", str(tiny_data_dir.parent / "pets.safetensors"), "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])["test_metrics"]
+    assert metrics["n"] == 10  # the test/ folder's images, not a split carved from everything
+    card = json.loads((tiny_data_dir.parent / "pets.json").read_text())
+    assert card["class_names"] == ["cat", "dog"]

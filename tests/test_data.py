@@ -430,6 +430,69 @@ def test_heic_without_its_plugin_is_named_with_the_remedy(monkeypatch):
         images.read_image(buffer.getvalue(), name="IMG_0001.jpg")
 
 
+def _kaggle_pets(root: Path, splits: dict[str, int]) -> None:
+    """pets/<split>/{cat,dog}/<n> images; cats dark, dogs bright, each file's value unique (it tells the file)."""
+    for split, count in splits.items():
+        for name, base in (("cat", 30), ("dog", 180)):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(np.full((12, 12), base + i, np.uint8)).save(folder / f"{i}.png")
+
+
+@pytest.mark.parametrize("split_names", [("train", "test"), ("Train", "Validation", "Test"), ("training", "valid")])
+def test_split_folders_are_splits_not_classes(tmp_path, monkeypatch, split_names):
+    # The usual Kaggle layout: pets/train/{cat,dog}, pets/test/{cat,dog}. Read as class folders it gave two
+    # classes, "test" and "train", each mixing both animals.
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    data.clear_caches(forget_registered=True)
+    sizes = dict(zip(split_names, (40, 6, 8)))
+    _kaggle_pets(tmp_path / "data" / "pets", sizes)
+    info = data.get_dataset_info("pets")
+    assert info.class_names == ("cat", "dog")
+    assert "split folders found" in info.description
+    loaded = {split: data.load_split("pets", split, image_size=12) for split in ("train", "val", "test")}
+    for split in loaded.values():  # dark images are cats, bright ones dogs, in every split
+        assert ((split.images.float().mean(dim=(1, 2, 3)) > 100).long() == split.labels).all()
+    given = {folders_layout_split(name): size * 2 for name, size in sizes.items()}
+    if "test" in given:
+        assert len(loaded["test"]) == given["test"]
+    if "val" in given:
+        assert len(loaded["val"]) == given["val"]
+        carved_total = given["train"]
+    else:  # val carved from train/ (stratified): 10 of 90 parts of the train folder's 80 images
+        carved_total = given["train"]
+        assert len(loaded["val"]) == round(given["train"] * 0.1 / 0.9) and set(loaded["val"].labels.tolist()) == {0, 1}
+    if "test" not in given:
+        assert set(loaded["test"].labels.tolist()) == {0, 1}
+    assert sum(len(loaded[s]) for s in ("train", "val", "test")) == sum(given.values())
+    assert len(loaded["train"]) + (0 if "val" in given else len(loaded["val"])) + (
+        0 if "test" in given else len(loaded["test"])) == carved_total
+
+
+def folders_layout_split(name: str) -> str:
+    from cnn_core.data.layout import split_of_folder
+
+    return split_of_folder(name)
+
+
+def test_split_folders_mixed_with_class_folders_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    data.clear_caches(forget_registered=True)
+    _kaggle_pets(tmp_path / "data" / "pets", {"train": 4})
+    _kaggle_pets(tmp_path / "data" / "pets" / "extra", {"": 2})  # pets/extra/{cat,dog}
+    (tmp_path / "data" / "pets" / "bird").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "data" / "pets" / "bird" / "b.png")
+    with pytest.raises(DataError, match=r"mixes split folders \(train\) with other folders \(bird, extra\)"):
+        data.load_split(str(tmp_path / "data" / "pets"), "train")
+    both = tmp_path / "two_vals"
+    _kaggle_pets(both, {"train": 4, "val": 2, "valid": 2})
+    with pytest.raises(DataError, match=r"two folders for the val split \(val and valid\)"):
+        data.load_split(str(both), "train")
+
+
 def test_grayscale_only_folder_has_one_channel(tmp_path, monkeypatch):
     monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
     root = tmp_path / "data" / "xray"
@@ -445,7 +508,7 @@ def test_grayscale_only_folder_has_one_channel(tmp_path, monkeypatch):
     assert info.channels == 1
     train = data.load_split("xray", "train", image_size=16)
     assert train.images.shape[1:] == (1, 16, 16)
-    assert len(train) == 11 and train.skipped == 0  # 14 files: 11 / 1 / 2
+    assert len(train) == 10 and train.skipped == 0  # 14 files, 7 per class: 5 / 1 / 1 each (every split has both)
     for label, value in ((0, 40), (1, 200)):  # the 8-bit and palette files keep their gray value
         assert int(train.images[train.labels == label].median()) == value
 
@@ -484,6 +547,19 @@ def test_decompression_bombs_and_oversized_images_are_skipped(tiny_data_dir, mon
     monkeypatch.setattr(folders, "MAX_IMAGE_PIXELS", 48 * 40 - 1)
     assert folders.read_folder_image(photo, 32, 3) is None
     assert folders.read_folder_image(tiny_data_dir / "scans" / "a" / "tiny.bmp", 32, 3) is not None
+
+
+def test_every_class_of_three_or_more_images_reaches_every_split():
+    # 30 normal and 2 tumour images: a proportional split gives tumour no test image (sensitivity 0/0)
+    assert folders.split_quotas([30, 3], (0.8, 0.1, 0.1)) == [[24, 1], [3, 1], [3, 1]]
+    assert folders.split_quotas([30, 2], (0.8, 0.1, 0.1)) == [[24, 2], [3, 0], [3, 0]]  # cannot: a warning says so
+    assert folders.small_classes({"normal": 30, "tumour": 2}) == [
+        "class 'tumour' has only 2 image(s): some of the train/val/test splits get none of it, so its scores there "
+        "are n/a; add images"]
+    for sizes in ([500, 3], [3, 3, 3], [1000, 7, 4]):
+        quotas = folders.split_quotas(sizes, (0.8, 0.1, 0.1))
+        assert [sum(split[i] for split in quotas) for i in range(len(sizes))] == sizes
+        assert all(split[i] >= 1 for split in quotas for i in range(len(sizes)))
 
 
 def test_stratified_split_quotas_match_the_brain_mri_numbers():

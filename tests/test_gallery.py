@@ -265,6 +265,25 @@ def test_zip_images_count_by_content_not_by_name():
     assert result.skipped_non_image == 2  # fake.jpg by content, list.csv by name
 
 
+def test_zip_with_split_folders_keeps_them_as_splits(tiny_data_dir):
+    members = {}
+    for split, count in (("Train", 10), ("test", 3)):
+        for name, value in (("кошка", 20), ("dog", 200)):
+            for i in range(count):
+                members[f"pets/{split}/{name}/{i}.png"] = _png(value + i)
+    members["pets/README.txt"] = b"from Kaggle"
+    result = import_zip(_zip(members), "kaggle_pets")
+    assert result.class_counts == {"dog": 13, "кошка": 13}
+    assert sorted(p.relative_to(result.root).as_posix() for p in result.root.iterdir()) == ["Train", "test"]
+    assert result.info.class_names == ("dog", "кошка") and "split folders found (train, test)" in result.info.description
+    from cnn_core import data
+
+    assert len(data.load_split("kaggle_pets", "test")) == 6  # the test folder, not a carved split
+    mixed = _zip({"train/cat/1.png": _png(1), "train/dog/2.png": _png(2), "cat/3.png": _png(3), "dog/4.png": _png(4)})
+    with pytest.raises(DataError, match="mixes split folders"):
+        import_zip(mixed, "mixed_layout", register=False)
+
+
 def test_zip_with_one_wrapper_folder_and_nested_files():
     data = _zip({"mydata/yes/x.png": _png(), "mydata/yes/sub/x.png": _png(1), "mydata/no/y.jpg": _jpeg()})
     result = import_zip(data, "wrapped", register=False)

@@ -26,6 +26,7 @@ from PIL import Image
 from .. import settings
 from ..errors import DataError
 from .cache import CACHE_FORMAT, STATE_LOCK, cache_root, digest, safe_name, short, write_json
+from .layout import describe_layout, split_folders, split_of_folder
 from .images import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_image, maybe_image_name
 from .source import BuiltSplit, DataSource, Located
 from .types import FOLDER_IMAGE_SIZE, FOLDER_SPLIT_FRACTIONS, FOLDER_SPLIT_SEED, SPLITS, DatasetInfo, DatasetStatus
@@ -76,6 +77,23 @@ class FolderSource(DataSource):
                 counts[split] += 1
         return counts
 
+    def notes(self) -> list[str]:
+        """Unreadable files (count and the first names) and classes too small for every split."""
+        unreadable = sorted(unreadable_files(self.scan))
+        readable = [index for relative, index in self.scan.files if relative not in set(unreadable)]
+        sizes = {name: readable.count(i) for i, name in enumerate(self.scan.class_names)}
+        notes = []
+        if unreadable:
+            notes.append(f"{len(unreadable)} file(s) could not be read as images and are left out"
+                         f" (e.g. {', '.join(unreadable[:3])})")
+        return notes + small_classes(sizes)
+
+    def unreadable_in_class(self, class_name: str) -> list[str]:
+        """The unreadable files of one class (relative paths), e.g. to say why the class is empty."""
+        index = self.scan.class_names.index(class_name)
+        unreadable = unreadable_files(self.scan)
+        return [relative for relative, i in self.scan.files if i == index and relative in unreadable]
+
     def empty_split_hint(self) -> str:
         return (
             f"the folder {self.root} holds too few readable images for an 80/10/10 split. "
@@ -114,6 +132,7 @@ class FolderScan:
     files: tuple[tuple[str, int], ...]  # (path relative to root, class index), sorted by path
     channels: int
     fingerprint: str
+    given_splits: tuple[str, ...] = ()  # per file: its split folder's split; empty for class folders at the top
 
 
 @functools.lru_cache(maxsize=1)
@@ -163,8 +182,12 @@ def _class_dirs(root: Path) -> list[Path]:
 
 
 def _count_image_classes(root: Path) -> int:
+    """Class folders with images: at the top, or inside split folders (`train/cat`) when those are there."""
     try:
-        return sum(1 for child in _class_dirs(root) if _has_image(child))
+        top = [child for child in _class_dirs(root) if _has_image(child)]
+        if any(split_of_folder(child.name) for child in top):
+            return len({cls.name for child in top for cls in _class_dirs(child) if _has_image(cls)})
+        return len(top)
     except OSError:
         return 0
 
@@ -179,25 +202,32 @@ def _has_image(class_dir: Path) -> bool:
 
 
 def scan_folder(root: Path) -> FolderScan:
-    """List a folder data set (class names, files, channels); cached by its listing's fingerprint."""
+    """List a folder data set (class names, files, channels); cached by its listing's fingerprint.
+
+    Class folders at the top (`pets/cat`, `pets/dog`) or inside split folders (`pets/train/cat`,
+    `pets/test/cat`: see `layout.split_folders`). DataError for a folder that is neither, or mixes both."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"The image folder {root} does not exist (any more).")
     try:
-        classes = [(child.name, _image_files(child)) for child in _class_dirs(root)]
+        top = [child for child in _class_dirs(root) if _has_image(child)]
+        layout = split_folders(str(root), [child.name for child in top])
+        groups = [(child, layout[child.name]) for child in top] if layout else [(root, "")]
+        listed = [(split, child.name, _image_files(child)) for folder, split in groups for child in _class_dirs(folder)]
     except OSError as exc:
         raise DataError(f"The image folder {root} cannot be read ({short(exc)}).") from exc
-    classes = [(name, files) for name, files in classes if files]
-    if len(classes) < 2:
+    class_names = sorted({name for _, name, entries in listed if entries})
+    if len(class_names) < 2:
         raise DataError(
             f"{root} is not an image folder data set: it needs one sub-folder per class with image files "
-            "(PNG, JPEG, HEIC, ...) in at least two of them, e.g. {root}/yes/*.jpg and {root}/no/*.jpg."
+            f"(PNG, JPEG, HEIC, ...) in at least two of them, e.g. {root}/yes/*.jpg and {root}/no/*.jpg "
+            f"(or inside split folders: {root}/train/yes/*.jpg)."
         )
     files, listing = [], []
-    for index, (_, entries) in enumerate(classes):
+    for split, name, entries in listed:
         for path, stat in entries:
             relative = path.relative_to(root).as_posix()
-            files.append((relative, index))
+            files.append((relative, class_names.index(name), split))
             listing.append((relative, stat.st_size, stat.st_mtime_ns))
     files.sort()
     listing.sort()
@@ -208,10 +238,11 @@ def scan_folder(root: Path) -> FolderScan:
         return cached
     scan = FolderScan(
         root=root,
-        class_names=tuple(name for name, _ in classes),
-        files=tuple(files),
-        channels=_cached_folder_channels(root, fingerprint, [relative for relative, _ in files]),
+        class_names=tuple(class_names),
+        files=tuple((relative, index) for relative, index, _ in files),
+        channels=_cached_folder_channels(root, fingerprint, [relative for relative, _, _ in files]),
         fingerprint=fingerprint,
+        given_splits=tuple(split for _, _, split in files) if layout else (),
     )
     with STATE_LOCK:
         _FOLDER_SCANS[fingerprint] = scan
@@ -275,8 +306,11 @@ def folder_info(name: str, scan: FolderScan, seed: int) -> DatasetInfo:
         source=str(scan.root),
         description=(
             f"A folder of images with one sub-folder per class: {len(scan.files)} image files "
-            f"({class_text}). Split by this app per class (stratified) into train/val/test "
-            f"{'/'.join(f'{f:.0%}' for f in FOLDER_SPLIT_FRACTIONS)} with seed {seed}; each image is "
+            f"({class_text}). "
+            + (f"Layout: {describe_layout(scan.given_splits)} (seed {seed}); " if scan.given_splits else
+               f"Split by this app per class (stratified) into train/val/test "
+               f"{'/'.join(f'{f:.0%}' for f in FOLDER_SPLIT_FRACTIONS)} with seed {seed}; ")
+            + "each image is "
             "scaled so its shorter side fits the image size and center-cropped to a square. "
             + ("All images are grayscale, so 1 channel." if scan.channels == 1 else "Loaded as RGB.")
             + " Files that cannot be read are skipped and counted."
@@ -289,7 +323,10 @@ def folder_info(name: str, scan: FolderScan, seed: int) -> DatasetInfo:
 
 def split_quotas(class_sizes: list[int], fractions: Iterable[float]) -> list[list[int]]:
     """quotas[split][class]: split totals are round(fraction * N) (the last split takes the rest),
-    shared among classes in proportion to what each class has left (largest remainder)."""
+    shared among classes in proportion to what each class has left (largest remainder). Then every class
+    with at least one image per split gets at least one in each split, taken from its largest split: a
+    class of 2 images among 30 would otherwise have no test image, and its sensitivity could not be measured.
+    """
     fractions = list(fractions)
     total = sum(class_sizes)
     targets = [math.floor(f * total + 0.5) for f in fractions[:-1]]
@@ -306,33 +343,68 @@ def split_quotas(class_sizes: list[int], fractions: Iterable[float]) -> list[lis
         quotas.append(quota)
         remaining = [r - q for r, q in zip(remaining, quota)]
     quotas.append(remaining)
+    for index, size in enumerate(class_sizes):
+        if size < len(quotas):
+            continue
+        for split in range(len(quotas)):
+            if quotas[split][index] == 0:
+                donor = max(range(len(quotas)), key=lambda s: quotas[s][index])
+                quotas[donor][index] -= 1
+                quotas[split][index] += 1
     return quotas
 
 
+def small_classes(class_sizes: dict[str, int], n_splits: int = len(SPLITS)) -> list[str]:
+    """Classes too small to appear in every split (fewer images than splits), as warnings for people."""
+    return [f"class '{name}' has only {size} image(s): some of the train/val/test splits get none of it, so "
+            "its scores there are n/a; add images" for name, size in class_sizes.items() if 0 < size < n_splits]
+
+
 def folder_assignment(scan: FolderScan, seed: int) -> list[str]:
-    """The split of every file of `scan.files`: a stratified, seeded split that does not depend on the
-    order the files were listed in (each class's files are ranked by a hash of seed and path)."""
+    """The split of every file of `scan.files`: its split folder's, or a stratified, seeded split that does
+    not depend on the order the files were listed in (each class's files are ranked by a hash of seed and
+    path). Split folders without val/ or test/ have them carved from train/ the same way."""
     key = (scan.fingerprint, seed)
     with STATE_LOCK:
         cached = _ASSIGNMENTS.get(key)
     if cached is not None:
         return list(cached)
-    by_class: dict[int, list[int]] = {}
-    for position, (_, index) in enumerate(scan.files):
-        by_class.setdefault(index, []).append(position)
-    sizes = [len(by_class.get(i, [])) for i in range(len(scan.class_names))]
-    quotas = split_quotas(sizes, FOLDER_SPLIT_FRACTIONS)
-    assignment = [""] * len(scan.files)
-    for index, positions in by_class.items():
-        ranked = sorted(positions, key=lambda p: hashlib.sha256(f"{seed}/{scan.files[p][0]}".encode()).digest())
-        start = 0
-        for split, quota in zip(SPLITS, quotas):
-            for position in ranked[start : start + quota[index]]:
+    if scan.given_splits:
+        assignment = list(scan.given_splits)
+        carved = [split for split in SPLITS[1:] if split not in assignment]
+        if carved:  # e.g. train/ and test/: val is 10 % of train/, as in an 80/10/10 split
+            splits = ("train", *carved)
+            fractions = [FOLDER_SPLIT_FRACTIONS[0]] + [FOLDER_SPLIT_FRACTIONS[SPLITS.index(c)] for c in carved]
+            fractions = [f / sum(fractions) for f in fractions]
+            train = [p for p, split in enumerate(assignment) if split == "train"]
+            for position, split in _stratified(scan, train, splits, fractions, seed).items():
                 assignment[position] = split
-            start += quota[index]
+    else:
+        assignment = [""] * len(scan.files)
+        for position, split in _stratified(scan, range(len(scan.files)), SPLITS, FOLDER_SPLIT_FRACTIONS, seed).items():
+            assignment[position] = split
     with STATE_LOCK:
         _ASSIGNMENTS[key] = tuple(assignment)
     return assignment
+
+
+def _stratified(scan: FolderScan, positions: Iterable[int], splits: tuple[str, ...], fractions, seed: int
+                ) -> dict[int, str]:
+    """{position in scan.files: split} for these files, per class in proportion to `fractions`."""
+    by_class: dict[int, list[int]] = {}
+    for position in positions:
+        by_class.setdefault(scan.files[position][1], []).append(position)
+    sizes = [len(by_class.get(i, [])) for i in range(len(scan.class_names))]
+    quotas = split_quotas(sizes, fractions)
+    chosen = {}
+    for index, members in by_class.items():
+        ranked = sorted(members, key=lambda p: hashlib.sha256(f"{seed}/{scan.files[p][0]}".encode()).digest())
+        start = 0
+        for split, quota in zip(splits, quotas):
+            for position in ranked[start : start + quota[index]]:
+                chosen[position] = split
+            start += quota[index]
+    return chosen
 
 
 def _folder_split_counts(scan: FolderScan, seed: int) -> dict[str, int]:

@@ -216,6 +216,26 @@ def _load_or_build(source: DataSource, located, split: str, size: int) -> SplitD
     return result
 
 
+def data_notes(name: str) -> list[str]:
+    """Warnings for people about a data set's files: unreadable files left out, classes too small to reach
+    every split (empty for the built-in sets)."""
+    return resolve(name).notes()
+
+
+def empty_class_error(name: str, class_names: list[str]) -> DataError:
+    """The error for classes left without a readable image, naming them and their unreadable files."""
+    source = resolve(name)
+    parts = []
+    for class_name in class_names:
+        files = source.unreadable_in_class(class_name) if isinstance(source, FolderSource) else []
+        shown = f" ({len(files)} unreadable file(s), e.g. {', '.join(files[:3])})" if files else ""
+        parts.append(f"'{class_name}'{shown}")
+    return DataError(
+        f"Class {' and '.join(parts)} of {name} has no readable image, so nothing can be learned about it. Convert "
+        "its images to PNG or JPEG (HEIC needs pillow-heif) or remove the class folder, then train again."
+    )
+
+
 def split_sizes(name: str) -> dict[str, int]:
     """Images per split that `load_split` will return, without loading them: estimates (steps of a run,
     "batch larger than the training set") need these, not the files listed (folders skip unreadable files)."""

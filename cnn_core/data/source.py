@@ -63,6 +63,10 @@ class DataSource(ABC):
     def empty_split_hint(self) -> str:
         return "the source file holds no images for it."
 
+    def notes(self) -> list[str]:
+        """Warnings for people about this data set's files (unreadable files, classes too small to split)."""
+        return []
+
     def missing_error(self) -> DataError:
         status = self.status()
         searched = ", ".join(str(p) for p in status.searched)

@@ -27,6 +27,7 @@ from typing import BinaryIO
 from ..errors import DataError, ImageError
 from ..settings import cache_dir
 from .images import maybe_image_name, read_image
+from .layout import split_folders
 from .registry import folder_owner, list_datasets, register_image_folder
 from .types import DatasetInfo
 from .zipnames import CODE_PAGE_LANGUAGES, decode_names
@@ -271,14 +272,20 @@ def _plan(members: list[zipfile.ZipInfo], name: str) -> tuple[ZipImport, list[tu
     tops = {parts[0] for _, parts in candidates}
     if len(tops) == 1 and all(len(parts) >= 3 for _, parts in candidates):
         candidates = [(info, parts[1:]) for info, parts in candidates]
+    # Split folders above the class folders (train/cat/1.png): kept, so the data set uses those splits.
+    layout = split_folders("The zip", {parts[0] for _, parts in candidates if len(parts) >= 2})
     plan: list[tuple[zipfile.ZipInfo, str, str]] = []
     used: dict[str, set[str]] = {}
     for info, parts in candidates:
+        if layout and len(parts) >= 3 and parts[0] in layout:
+            split_folder, parts = _clean_component(parts[0]), parts[1:]
+        else:
+            split_folder = ""
         if len(parts) < 2:
             result.skipped_outside_classes += 1
             _note(result, "/".join(parts), "not inside a class folder")
             continue
-        class_name = _clean_component(parts[0])
+        class_name = f"{split_folder}/{_clean_component(parts[0])}" if split_folder else _clean_component(parts[0])
         file_name = _unique(_clean_component("__".join(parts[1:])), used.setdefault(class_name, set()))
         plan.append((info, class_name, file_name))
     return result, plan
@@ -314,10 +321,11 @@ def _extract(
                 result.skipped_non_image += 1
                 _note(result, info.filename, "not a readable image")
                 continue
-            folder = staging / class_name
-            folder.mkdir(exist_ok=True)
+            folder = staging / class_name  # "cat", or "train/cat" in a zip with split folders
+            folder.mkdir(parents=True, exist_ok=True)
             (folder / file_name).write_bytes(data)
-            result.class_counts[class_name] = result.class_counts.get(class_name, 0) + 1
+            label = class_name.rsplit("/", 1)[-1]
+            result.class_counts[label] = result.class_counts.get(label, 0) + 1
         result.class_counts = dict(sorted(result.class_counts.items()))
         _check_classes(result)  # before anything replaces an earlier upload of the same name
         if target.exists():

@@ -94,6 +94,8 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
         steps_per_epoch=epoch_steps, config=run_config, network=network,
     )  # fmt: skip
 
+    for note in prepared.notes:
+        yield StatusEvent(f"Note: {note}.")
     status = preparation_status(network, prepared)
     if status:
         yield StatusEvent(status)
@@ -230,7 +232,8 @@ def _test(loop: _Loop) -> tuple[tuple[str, ...], torch.Tensor | None, dict | Non
     if loop.cancelled:
         return views, None, None
     probs = predict_probs(loop.model, prepared.test[0], _eval_preprocess(prepared), loop.device, views=views)
-    metrics = classification_metrics(probs, prepared.test[1], len(prepared.info.class_names)) if probs.numel() else None
+    metrics = (classification_metrics(probs, prepared.test[1], len(prepared.info.class_names), prepared.info.class_names)
+               if probs.numel() else None)
     return views, probs, metrics
 
 
@@ -272,6 +275,7 @@ def build_card(
             "cancelled": loop.cancelled,
             "device": describe_device(loop.device),
             "n_train": int(loop.prepared.train[1].shape[0]),
+            **({"data_notes": list(loop.prepared.notes)} if loop.prepared.notes else {}),
         },
         command=config.command,
         versions=library_versions(),

@@ -25,6 +25,7 @@ class PreparedData:
     preprocess: BatchPreprocessor
     normalization: dict
     skipped: int = 0
+    notes: tuple[str, ...] = ()  # warnings about the data for people: unreadable files, too-small classes
 
 
 def _subset(split: data_registry.SplitData, limit: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -49,11 +50,14 @@ def prepare_data(config: TrainConfig, resolved: ResolvedConfig, device: torch.de
     image_size = config.image_size
     if image_size is None and info.family == "folder":  # e.g. transfer models: the backbone's input size
         image_size = folder_image_size(resolved.model, config.model_args)
+    loaded = []
     for name in ("train", "val", "test"):
         split = data_registry.load_split(config.dataset, name, image_size=image_size)
         skipped += split.skipped
         splits[name] = _subset(split, config.limit, config.seed)
+        loaded.append(split)
     info = split.info
+    _refuse_empty_classes(config.dataset, info, loaded)
     n_train = splits["train"][1].shape[0]
     if n_train == 0:
         raise ConfigError(f"{info.title} has no training images.")
@@ -74,4 +78,15 @@ def prepare_data(config: TrainConfig, resolved: ResolvedConfig, device: torch.de
         preprocess=preprocess,
         normalization={"mean": list(mean), "std": list(std)},
         skipped=skipped,
+        notes=tuple(data_registry.data_notes(config.dataset)),
     )
+
+
+def _refuse_empty_classes(name: str, info: data_registry.DatasetInfo, splits: list) -> None:
+    """A class without one readable image (e.g. all HEIC without the plugin) cannot be learned: refuse it."""
+    if info.multi_label or info.family != "folder":
+        return
+    counts = sum(torch.bincount(split.labels, minlength=info.n_classes) for split in splits)
+    empty = [info.class_names[i] for i in range(info.n_classes) if int(counts[i]) == 0]
+    if empty:
+        raise data_registry.empty_class_error(name, empty)
