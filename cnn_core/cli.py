@@ -406,6 +406,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """`export --format onnx`: the checkpoint's network with its input preparation, and a JSON card beside it."""
+    from .inference.export import export_checkpoint
+
+    out, card = export_checkpoint(args.checkpoint, args.out, args.format, args.input_dtype)
+    print(f"Wrote {out} ({out.stat().st_size / 1024**2:.1f} MB) and its input card {card.name}.", file=sys.stderr)
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that ends with one clear line (and status 2) instead of a usage dump."""
 
@@ -521,6 +530,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, TIFF, ...)")
     p.add_argument("--json", action="store_true", help="one JSON line per image")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX (for onnxruntime, Netron, ...)",
+        description="Export a checkpoint as an ONNX graph that includes its input preparation (scaling, "
+        "normalisation, test-time augmentation) and outputs class probabilities; a batch of any size. A JSON card "
+        "beside it (FILE.onnx.json) names the input, its shape, type and value range, and the class names.",
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint file (.safetensors)")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default onnx)")
+    p.add_argument("--out", required=True, help="output file (.onnx)")
+    p.add_argument("--input-dtype", default="uint8", choices=["uint8", "float32"],
+                   help="the graph's input: uint8 pixels 0-255 (default) or float32 0-1")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
