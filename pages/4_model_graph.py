@@ -23,6 +23,7 @@ from cnn_explorer_ui import browser_datasets, checkpoint_entries, is_present, pr
 from cnn_explorer_ui.cards import dataset_title
 from cnn_explorer_ui.graph_views import (MAPS_PER_LAYER, ModelChoice, checkpoint_choice, feature_maps, graph_files,
                                          graph_html, held_model, model_summary, registry_choice)
+from cnn_explorer_ui.exports import onnx_download
 from cnn_explorer_ui.pickers import checkpoint_picker, dataset_picker, model_arg_picker, model_picker
 
 MAX_LAYERS_SHOWN = 12  # feature-map grids shown at first; a picker offers the rest
@@ -95,6 +96,7 @@ def choose_checkpoint() -> ModelChoice | None:
         return None
     st.caption(f"`{path.name}`: {card.model} trained on {dataset_title(card)}, "
                f"{card.channels}×{card.image_size}×{card.image_size} input.")
+    onnx_download(path, key="graph_download_onnx")
     return choice
 
 

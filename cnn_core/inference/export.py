@@ -122,7 +122,19 @@ def export_onnx_bytes(loaded: LoadedCheckpoint, input_dtype: str = "uint8") -> O
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types; the user gets one line
         raise ExportError(f"{loaded.path.name} could not be exported to ONNX: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:200]}") from None  # fmt: skip
-    return OnnxExport(buffer.getvalue(), input_card(card, input_dtype, loaded.path.name))
+    described = input_card(card, input_dtype, loaded.path.name)
+    return OnnxExport(_with_card(buffer.getvalue(), described), described)
+
+
+def _with_card(model_bytes: bytes, card: dict) -> bytes:
+    """The ONNX file with its input card in the model's metadata (Netron shows it under "metadata")."""
+    import onnx
+
+    proto = onnx.load_model_from_string(model_bytes)
+    proto.producer_name = "cnn-explorer"
+    onnx.helper.set_model_props(proto, {"cnn_explorer_card": json.dumps(card),
+                                        "class_names": json.dumps(card["class_names"])})
+    return proto.SerializeToString()
 
 
 def card_path_for_onnx(out: Path) -> Path:
