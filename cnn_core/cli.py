@@ -182,13 +182,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     if args.backend == "ray":
+        if args.tensorboard:
+            raise CnnError("--tensorboard writes the log on this machine: use it with --backend local.")
         return _train_on_ray(args, config)
-    store, run_id = _record_cli_run(config)
     cancel = threading.Event()
+    events = train(config, cancel=cancel)
+    if args.tensorboard:  # before the run is recorded: a folder that cannot be written ends here, with one line
+        from .training.tensorboard import tensorboard_logged
+
+        events = tensorboard_logged(events, args.tensorboard)
+    store, run_id = _record_cli_run(config)
     bar = None
     end = None
     quiet = args.json and not sys.stderr.isatty()
-    events = train(config, cancel=cancel)
     if store is not None:
         events = recorded(store, run_id, config, events)
     try:
@@ -508,6 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, help="image folders: side to resize to (default 128; transfer models: the backbone's input size, 224)")
     p.add_argument("--out", help="checkpoint path (.safetensors); a .json card is written beside it")
     p.add_argument("--json", action="store_true", help="end with one JSON line of test metrics and timings")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="write a TensorBoard log into DIR (loss, accuracy and learning rate per step and epoch, the "
+                   "model graph, the confusion matrix, misclassified images, options and final metrics); "
+                   "watch it with `tensorboard --logdir DIR`")
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local: train in this process (default); ray: send the run to the Ray cluster named by "
                    "$CNN_RAY_ADDRESS (auto, host:port or ray://host:10001; pip install -e '.[cluster]')")
