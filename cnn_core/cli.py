@@ -421,6 +421,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    """`summary`: torchinfo's table of a registry model (--model with --data) or of a checkpoint's model."""
+    from .inference import graph
+
+    if bool(args.checkpoint) == bool(args.model or args.data) or bool(args.model) != bool(args.data):
+        raise CnnError("summary takes --checkpoint PATH, or --model NAME with --data NAME (the input's shape).")
+    summary = (graph.summarize_checkpoint(args.checkpoint) if args.checkpoint
+               else graph.summarize_registry_model(args.model, args.data, _model_args(args)))  # fmt: skip
+    print(json.dumps(graph.summary_dict(summary)) if args.json else graph.summary_text(summary))
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that ends with one clear line (and status 2) instead of a usage dump."""
 
@@ -542,9 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
-        "export",
-        help="export a checkpoint to ONNX (for onnxruntime, Netron, ...)",
-        description="Export a checkpoint as an ONNX graph that includes its input preparation (scaling, "
+        "export", help="export a checkpoint to ONNX (for onnxruntime, Netron, ...)", description="Export a checkpoint as an ONNX graph that includes its input preparation (scaling, "
         "normalisation, test-time augmentation) and outputs class probabilities; a batch of any size. A JSON card "
         "beside it (FILE.onnx.json) names the input, its shape, type and value range, and the class names.",
     )
@@ -554,6 +564,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-dtype", default="uint8", choices=["uint8", "float32"],
                    help="the graph's input: uint8 pixels 0-255 (default) or float32 0-1")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("summary", help="layer table of a model (torchinfo): output shapes, parameters, mult-adds")
+    p.add_argument("--model", help="registry model name (with --data)")
+    p.add_argument("--data", help="data set that gives the input shape and the classes (with --model)")
+    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="extra model option, repeatable")
+    p.add_argument("--checkpoint", help="a checkpoint file instead of --model and --data")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_summary)
     return parser
 
 

@@ -39,6 +39,11 @@ def test_summary_of_simple_cnn_has_shapes_parameters_and_totals():
     assert summary.frozen_parameters == 0
     assert summary.input_shape == (1, 1, 28, 28) and summary.output_shape == (1, 10)
     assert summary.size_mb == pytest.approx(total * 4 / 1024**2)
+    # Mult-adds (torchinfo's count): each weight and bias once per output position; pooling has none.
+    assert rows["conv1"].mult_adds == (8 * 9 + 8) * 28 * 28
+    assert rows["conv2"].mult_adds == (16 * 8 * 9 + 16) * 14 * 14
+    assert rows["fc1"].mult_adds == 16 * 7 * 7 * 10 + 10 and rows["pool"].mult_adds == 0
+    assert summary.mult_adds == sum(row.mult_adds for row in summary.rows)
 
 
 def test_summary_counts_buffers_and_frozen_layers():
