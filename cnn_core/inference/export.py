@@ -14,6 +14,7 @@ works offline and handles every model of the registry.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import warnings
@@ -89,8 +90,9 @@ def input_card(card: Card, input_dtype: str, source: str) -> dict:
             "value_range": value_range,
             "layout": "NCHW: batch, channels, height, width",
             "channels": "gray" if channels == 1 else "RGB",
-            "preparation_outside": f"resize the shorter side to {size} px and centre-crop to {size}x{size} "
-            f"({'gray' if channels == 1 else 'RGB'}), as CNN Explorer's predict does",
+            "preparation_outside": f"resize the shorter side to {size} px (bicubic) and centre-crop to "
+            f"{size}x{size} ({'gray' if channels == 1 else 'RGB'}), as CNN Explorer's predict does"
+            + ("; digits are white on black, centred, as in MNIST" if card.is_digit_model else ""),
             "preparation_inside": {
                 "scale": f"divided by {255 if input_dtype == 'uint8' else 1}",
                 "normalization": card.normalization,
@@ -104,11 +106,15 @@ def input_card(card: Card, input_dtype: str, source: str) -> dict:
 
 
 def export_onnx_bytes(loaded: LoadedCheckpoint, input_dtype: str = "uint8") -> OnnxExport:
-    """The ONNX file of a loaded checkpoint (on the CPU, eval mode) and its input card.
+    """The ONNX file of a loaded checkpoint (exported from the CPU; a model on a GPU is copied, not moved) and
+    its input card.
 
     Raises ExportError for an unknown `input_dtype`, and when the exporter fails on the model."""
     card = loaded.card
-    wrapped = PreparedClassifier(loaded.model.to("cpu").eval(), card, input_dtype).eval()
+    model = loaded.model
+    if any(p.device.type != "cpu" for p in model.parameters()):  # a copy: the caller's model stays where it is
+        model = copy.deepcopy(model).to("cpu")
+    wrapped = PreparedClassifier(model, card, input_dtype).eval()
     dtype = torch.uint8 if input_dtype == "uint8" else torch.float32
     example = torch.zeros(2, card.channels, card.image_size, card.image_size, dtype=dtype)
     buffer = io.BytesIO()
