@@ -180,3 +180,17 @@ def test_cli_bad_log_folder_is_one_line_and_status_2(tiny_data_dir, args, messag
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_failing_log_never_stops_the_run(tmp_path, monkeypatch):
+    """Writing the log fails (a full disk, say): the events still all arrive, with a status line saying so."""
+    from cnn_core.training import StatusEvent
+
+    def full_disk(self, tag, value, step):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("torch.utils.tensorboard.SummaryWriter.add_scalar", full_disk)
+    events = [BatchEvent(step=s, epoch=1, loss=0.5, accuracy=0.5, lr=0.01, seconds=0.1) for s in (1, 2)]
+    passed = list(tensorboard_logged(iter(events), tmp_path / "log"))
+    assert passed[1:] == events and isinstance(passed[0], StatusEvent)
+    assert "stopped" in passed[0].message and "No space left" in passed[0].message

@@ -30,7 +30,7 @@ from torch import nn
 from .. import data as data_registry
 from ..errors import CnnError
 from ..models.card import Card
-from .events import BatchEvent, EndEvent, EpochEvent, Event, StartEvent
+from .events import BatchEvent, EndEvent, EpochEvent, Event, StartEvent, StatusEvent
 
 log = logging.getLogger(__name__)
 
@@ -131,14 +131,22 @@ class TensorBoardLogger:
 def tensorboard_logged(events: Iterator[Event], log_dir: str | Path) -> Iterator[Event]:
     """The events, unchanged, each written into a TensorBoard log in `log_dir` first; the log is closed when
     the stream ends (or fails). Raises CnnError at once (not on the first event) when `log_dir` cannot be
-    created."""
+    created. Should writing the log fail later (a full disk), training goes on: a StatusEvent says the log
+    stopped, and no more is written."""
     return _logged(events, TensorBoardLogger(log_dir))
 
 
 def _logged(events: Iterator[Event], logger: TensorBoardLogger) -> Iterator[Event]:
+    logging_on = True
     try:
         for event in events:
-            logger(event)
+            if logging_on:
+                try:
+                    logger(event)
+                except Exception as exc:  # noqa: BLE001 - the log is a by-product: never lose the run to it
+                    log.warning("TensorBoard log in %s failed", logger.log_dir, exc_info=True)
+                    logging_on = False
+                    yield StatusEvent(f"The TensorBoard log in {logger.log_dir} stopped: {type(exc).__name__}: {exc}")
             yield event
     finally:
         logger.close()
