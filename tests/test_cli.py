@@ -136,16 +136,3 @@ def test_one_epoch_reads_in_the_singular(tiny_data_dir, capsys):
     assert " for 1 epoch\n" in err and " 1 epoch (best 1)" in err
     assert "1 epochs" not in err
 
-
-def test_summary_of_a_registry_model_and_of_a_checkpoint(tiny_data_dir, capsys):
-    """torchinfo's table: a line per layer call with parameters and mult-adds, then the totals."""
-    assert main(["summary", "--model", "simple_cnn", "--data", "mnist"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["layer", "type", "output", "shape", "parameters", "mult-adds", "weights"]
-    assert lines[1].split()[:2] == ["conv1", "Conv2d"] and "62,720" in lines[1]
-    assert "parameters 9,098 (trainable 9,098, frozen 0); mult-adds 299,498" in lines[-1]
-    assert main(["summary", "--checkpoint", str(ROOT / "models" / "mnist_fastnet.safetensors"), "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["input_shape"] == [1, 1, 28, 28] and summary["output_shape"] == [1, 10]
-    assert summary["mult_adds"] == sum(row["mult_adds"] for row in summary["rows"]) > 0
-    assert summary["total_parameters"] == sum(row["parameters"] for row in summary["rows"])

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
+from cnn_core.cli import main
 from cnn_core.errors import CnnError
 from cnn_core.inference.graph import (
     GraphvizError,
@@ -165,3 +169,18 @@ def test_svg_for_page_drops_the_prolog_and_scales():
         svg_for_page(b"<html></html>")
     with pytest.raises(CnnError):
         svg_for_page(svg, 0)
+
+
+def test_cli_summary_of_a_registry_model_and_of_a_checkpoint(tiny_data_dir, capsys):
+    """`python -m cnn_core summary`, torchinfo's table: a line per layer call with parameters and mult-adds, then the totals."""
+    assert main(["summary", "--model", "simple_cnn", "--data", "mnist"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["layer", "type", "output", "shape", "parameters", "mult-adds", "weights"]
+    assert lines[1].split()[:2] == ["conv1", "Conv2d"] and "62,720" in lines[1]
+    assert "parameters 9,098 (trainable 9,098, frozen 0); mult-adds 299,498" in lines[-1]
+    shipped = Path(__file__).resolve().parents[1] / "models" / "mnist_fastnet.safetensors"
+    assert main(["summary", "--checkpoint", str(shipped), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["input_shape"] == [1, 1, 28, 28] and summary["output_shape"] == [1, 10]
+    assert summary["mult_adds"] == sum(row["mult_adds"] for row in summary["rows"]) > 0
+    assert summary["total_parameters"] == sum(row["parameters"] for row in summary["rows"])
