@@ -135,4 +135,3 @@ def test_one_epoch_reads_in_the_singular(tiny_data_dir, capsys):
     err = capsys.readouterr().err
     assert " for 1 epoch\n" in err and " 1 epoch (best 1)" in err
     assert "1 epochs" not in err
-
