@@ -182,13 +182,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     if args.backend == "ray":
+        if args.tensorboard:
+            raise CnnError("--tensorboard writes the log on this machine: use it with --backend local.")
         return _train_on_ray(args, config)
-    store, run_id = _record_cli_run(config)
     cancel = threading.Event()
+    events = train(config, cancel=cancel)
+    if args.tensorboard:  # before the run is recorded: a folder that cannot be written ends here, with one line
+        from .training.tensorboard import tensorboard_logged
+
+        events = tensorboard_logged(events, args.tensorboard)
+    store, run_id = _record_cli_run(config)
     bar = None
     end = None
     quiet = args.json and not sys.stderr.isatty()
-    events = train(config, cancel=cancel)
     if store is not None:
         events = recorded(store, run_id, config, events)
     try:
@@ -409,6 +415,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """`export --format onnx`: the checkpoint's network with its input preparation, and a JSON card beside it."""
+    from .inference.export import export_checkpoint
+
+    out, card = export_checkpoint(args.checkpoint, args.out, args.format, args.input_dtype)
+    print(f"Wrote {out} ({out.stat().st_size / 1024**2:.1f} MB) and its input card {card.name}.", file=sys.stderr)
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """`summary`: torchinfo's table of a registry model (--model with --data) or of a checkpoint's model."""
+    from .inference import graph
+
+    if bool(args.checkpoint) == bool(args.model or args.data) or bool(args.model) != bool(args.data):
+        raise CnnError("summary takes --checkpoint PATH, or --model NAME with --data NAME (the input's shape).")
+    summary = (graph.summarize_checkpoint(args.checkpoint) if args.checkpoint
+               else graph.summarize_registry_model(args.model, args.data, _model_args(args)))  # fmt: skip
+    print(json.dumps(graph.summary_dict(summary)) if args.json else graph.summary_text(summary))
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that ends with one clear line (and status 2) instead of a usage dump."""
 
@@ -502,6 +529,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, help="image folders: side to resize to (default 128; transfer models: the backbone's input size, 224)")
     p.add_argument("--out", help="checkpoint path (.safetensors); a .json card is written beside it")
     p.add_argument("--json", action="store_true", help="end with one JSON line of test metrics and timings")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="write a TensorBoard log into DIR (loss, accuracy and learning rate per step and epoch, the "
+                   "model graph, the confusion matrix, misclassified images, options and final metrics); "
+                   "watch it with `tensorboard --logdir DIR`")
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local: train in this process (default); ray: send the run to the Ray cluster named by "
                    "$CNN_RAY_ADDRESS (auto, host:port or ray://host:10001; pip install -e '.[cluster]')")
@@ -524,6 +555,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, TIFF, ...)")
     p.add_argument("--json", action="store_true", help="one JSON line per image")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "export", help="export a checkpoint to ONNX (for onnxruntime, Netron, ...)", description="Export a checkpoint as an ONNX graph that includes its input preparation (scaling, "
+        "normalisation, test-time augmentation) and outputs class probabilities; a batch of any size. A JSON card "
+        "beside it (FILE.onnx.json) names the input, its shape, type and value range, and the class names.",
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint file (.safetensors)")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default onnx)")
+    p.add_argument("--out", required=True, help="output file (.onnx)")
+    p.add_argument("--input-dtype", default="uint8", choices=["uint8", "float32"],
+                   help="the graph's input: uint8 pixels 0-255 (default) or float32 0-1")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("summary", help="layer table of a model (torchinfo): output shapes, parameters, mult-adds")
+    p.add_argument("--model", help="registry model name (with --data)")
+    p.add_argument("--data", help="data set that gives the input shape and the classes (with --model)")
+    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="extra model option, repeatable")
+    p.add_argument("--checkpoint", help="a checkpoint file instead of --model and --data")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_summary)
     return parser
 
 

@@ -19,6 +19,7 @@ from cnn_core.inference import graph
 from cnn_core.models.checkpoints import LoadedCheckpoint
 from cnn_core.errors import CnnError
 
+from .exports import onnx_download
 from .widgets import show_error
 
 OVERLAY_SIDE = 224     # px: Grad-CAM and saliency overlays
@@ -38,6 +39,11 @@ def _remembered(key: tuple, compute):
             memo.clear()
         memo[key] = compute()
     return memo[key]
+
+
+def show_model_downloads(loaded: LoadedCheckpoint) -> None:
+    """The model's file for other tools: the checkpoint as ONNX (input preparation included)."""
+    onnx_download(loaded.path, key="predict_download_onnx")
 
 
 def probability_chart(names: list[str], probabilities: np.ndarray, errors: np.ndarray | None = None,

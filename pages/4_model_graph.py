@@ -23,6 +23,7 @@ from cnn_explorer_ui import browser_datasets, checkpoint_entries, is_present, pr
 from cnn_explorer_ui.cards import dataset_title
 from cnn_explorer_ui.graph_views import (MAPS_PER_LAYER, ModelChoice, checkpoint_choice, feature_maps, graph_files,
                                          graph_html, held_model, model_summary, registry_choice)
+from cnn_explorer_ui.exports import onnx_download
 from cnn_explorer_ui.pickers import checkpoint_picker, dataset_picker, model_arg_picker, model_picker
 
 MAX_LAYERS_SHOWN = 12  # feature-map grids shown at first; a picker offers the rest
@@ -95,6 +96,7 @@ def choose_checkpoint() -> ModelChoice | None:
         return None
     st.caption(f"`{path.name}`: {card.model} trained on {dataset_title(card)}, "
                f"{card.channels}×{card.image_size}×{card.image_size} input.")
+    onnx_download(path, key="graph_download_onnx")
     return choice
 
 
@@ -102,21 +104,26 @@ def choose_checkpoint() -> ModelChoice | None:
 def show_summary(choice: ModelChoice) -> None:
     st.subheader(":material/table: Layers")
     summary = model_summary(choice.key, choice.input_shape)
-    cols = st.columns(4)
+    cols = st.columns(5)
     cols[0].metric("Parameters", f"{summary.total_parameters:,}")
     cols[1].metric("Trainable", f"{summary.trainable_parameters:,}")
     cols[2].metric("Frozen", f"{summary.frozen_parameters:,}")
     cols[3].metric("Model size", f"{summary.size_mb:.2f} MB",
                    help="Weights plus buffers (e.g. BatchNorm's running statistics), as 32-bit floats.")
+    cols[4].metric("Mult-adds", f"{summary.mult_adds / 1e6:,.2f} M",
+                   help="Multiply-accumulate operations for one image: the work of one forward pass.")
     st.markdown(f"In: one image of **{' × '.join(map(str, summary.input_shape[1:]))}** (channels × height × "
                 f"width); out: **{summary.output_shape[-1] if summary.output_shape else '?'}** class scores.")
     table = pd.DataFrame([{"layer": row.name, "type": row.kind, "output shape": row.output_shape,
-                           "parameters": row.parameters, "weights": row.trainable} for row in summary.rows])
+                           "parameters": row.parameters, "mult-adds": row.mult_adds, "weights": row.trainable}
+                          for row in summary.rows])
     st.dataframe(table, hide_index=True, width="stretch", height=min(36 * (len(table) + 1) + 4, 520),
                  key="graph_summary_table",
                  column_config={"parameters": st.column_config.NumberColumn(format="localized"),
+                                "mult-adds": st.column_config.NumberColumn(
+                                    format="localized", help="multiply-accumulate operations of this call"),
                                 "output shape": st.column_config.TextColumn(help="batch × channels × height × width")})
-    st.caption("Output shapes are batch × channels × height × width, measured on one image by forward hooks. "
+    st.caption("Output shapes are batch × channels × height × width, measured on one image by torchinfo. "
                "A layer used twice (such as one pooling layer) has a row per call; its weights count once.")
 
 

@@ -20,7 +20,8 @@ from cnn_explorer_ui import checkpoint_entries, present_datasets, show_error, te
 from cnn_explorer_ui.cards import dataset_title, input_caption
 from cnn_explorer_ui.data_sets import label_of
 from cnn_explorer_ui.pickers import checkpoint_picker
-from cnn_explorer_ui.predict_views import show_feature_maps, show_prediction, show_uncertainty, show_why
+from cnn_explorer_ui.predict_views import (show_feature_maps, show_model_downloads, show_prediction,
+                                           show_uncertainty, show_why)
 
 CANVAS_SIDE = 280      # px: ten times MNIST's 28, so a brush of about 20 px gives MNIST's stroke width
 SEEN_SIDE = 196        # px: the 28x28 input enlarged 7x (nearest neighbour, pixels stay visible)
@@ -73,6 +74,7 @@ def choose_model(entries: list[CheckpointEntry], source: str) -> LoadedCheckpoin
     names = loaded.card.class_names
     shown = ", ".join(names[:10]) + (f" … ({len(names)} in all)" if len(names) > 10 else "")
     st.caption(f"{input_caption(loaded.card)}. Classes: {shown}.")
+    show_model_downloads(loaded)
     return loaded
 
 

@@ -261,3 +261,20 @@ def finish_page(page, name: str) -> None:
     wait_for_app(page)
     assert_no_exception(page)
     save_screenshot(page, name)
+
+
+def download_onnx(page, channels: int, size: int, n_classes: int) -> Path:
+    """Click the page's "Download ONNX" button and check the file runs in onnxruntime: uint8 images of any
+    batch size in, one row of probabilities per image out. Returns the downloaded file."""
+    import numpy as np
+    import onnxruntime
+
+    with page.expect_download(timeout=DEFAULT_TIMEOUT_MS) as download_info:
+        page.get_by_role("button", name="Download ONNX").click()
+    download = download_info.value
+    assert download.suggested_filename.endswith(".onnx")
+    path = Path(download.path())
+    session = onnxruntime.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"])
+    probs = session.run(None, {"images": np.zeros((3, channels, size, size), np.uint8)})[0]
+    assert probs.shape == (3, n_classes) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    return path

@@ -19,3 +19,18 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     if not os.environ.get("CNN_CACHE_DIR"):
         monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.setenv("CNN_RUNS_DIR", str(tmp_path_factory.getbasetemp() / "runs"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` run the device path on CUDA (benchmarks/gpu_check.sh runs them); without a CUDA
+    device they skip, so the CPU suite never needs a GPU."""
+    marked = [item for item in items if "gpu" in item.keywords]
+    if not marked:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (benchmarks/gpu_check.sh runs these on one)")
+    for item in marked:
+        item.add_marker(skip)

@@ -13,7 +13,8 @@ from image_samples import png_bomb
 from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from browser_fixtures import assert_no_exception, finish_page, open_app_page, save_screenshot, wait_for_app
+from browser_fixtures import (assert_no_exception, download_onnx, finish_page, open_app_page, save_screenshot,
+                              wait_for_app)
 from cnn_core.settings import models_dir, runs_dir
 
 pytestmark = pytest.mark.browser
@@ -206,6 +207,10 @@ def test_drawing_digits_with_the_mouse(page):
         expect(page.get_by_text("draw a digit first")).to_be_visible()
         expect(page.get_by_test_id("stMetric")).to_have_count(0)
         wait_for_app(page)
+    # The model as ONNX, for onnxruntime and Netron: the shipped digits model, its input preparation included.
+    onnx_file = download_onnx(page, channels=1, size=28, n_classes=10)
+    assert onnx_file.stat().st_size > 10_000
+    assert_no_exception(page)
 
 
 @pytest.mark.realdata

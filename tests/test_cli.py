@@ -24,7 +24,8 @@ def run_cli(*args, env=None):
 
 
 def test_help_on_every_command():
-    for command in ([], ["datasets"], ["models"], ["train"], ["evaluate"], ["predict"], ["download"]):
+    for command in ([], ["datasets"], ["models"], ["train"], ["evaluate"], ["predict"], ["download"], ["export"],
+                    ["summary"]):
         result = run_cli(*command, "--help")
         assert result.returncode == 0, result.stderr
         assert "usage:" in result.stdout
@@ -81,6 +82,10 @@ def test_binary_evaluate_has_sensitivity_and_specificity(tiny_data_dir, tmp_path
         (["evaluate", "--checkpoint", "/nonexistent/ckpt.safetensors"], "No checkpoint"),
         (["predict", "--checkpoint", "/nonexistent/ckpt.safetensors", "x.png"], "No checkpoint"),
         (["train", "--data"], "expected one argument"),
+        (["summary", "--model", "fastnet"], "--model NAME with --data NAME"),
+        (["summary", "--checkpoint", "x.safetensors", "--model", "fastnet", "--data", "mnist"], "--checkpoint PATH"),
+        (["summary", "--model", "nosuchmodel", "--data", "mnist"], "Unknown model"),
+        (["summary", "--checkpoint", "/nonexistent/ckpt.safetensors"], "No checkpoint"),
         (["frobnicate"], "invalid choice"),
     ],
 )

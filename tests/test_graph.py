@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
+from cnn_core.cli import main
 from cnn_core.errors import CnnError
 from cnn_core.inference.graph import (
     GraphvizError,
@@ -39,6 +43,11 @@ def test_summary_of_simple_cnn_has_shapes_parameters_and_totals():
     assert summary.frozen_parameters == 0
     assert summary.input_shape == (1, 1, 28, 28) and summary.output_shape == (1, 10)
     assert summary.size_mb == pytest.approx(total * 4 / 1024**2)
+    # Mult-adds (torchinfo's count): each weight and bias once per output position; pooling has none.
+    assert rows["conv1"].mult_adds == (8 * 9 + 8) * 28 * 28
+    assert rows["conv2"].mult_adds == (16 * 8 * 9 + 16) * 14 * 14
+    assert rows["fc1"].mult_adds == 16 * 7 * 7 * 10 + 10 and rows["pool"].mult_adds == 0
+    assert summary.mult_adds == sum(row.mult_adds for row in summary.rows)
 
 
 def test_summary_counts_buffers_and_frozen_layers():
@@ -160,3 +169,18 @@ def test_svg_for_page_drops_the_prolog_and_scales():
         svg_for_page(b"<html></html>")
     with pytest.raises(CnnError):
         svg_for_page(svg, 0)
+
+
+def test_cli_summary_of_a_registry_model_and_of_a_checkpoint(tiny_data_dir, capsys):
+    """`python -m cnn_core summary`, torchinfo's table: a line per layer call with parameters and mult-adds, then the totals."""
+    assert main(["summary", "--model", "simple_cnn", "--data", "mnist"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["layer", "type", "output", "shape", "parameters", "mult-adds", "weights"]
+    assert lines[1].split()[:2] == ["conv1", "Conv2d"] and "62,720" in lines[1]
+    assert "parameters 9,098 (trainable 9,098, frozen 0); mult-adds 299,498" in lines[-1]
+    shipped = Path(__file__).resolve().parents[1] / "models" / "mnist_fastnet.safetensors"
+    assert main(["summary", "--checkpoint", str(shipped), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["input_shape"] == [1, 1, 28, 28] and summary["output_shape"] == [1, 10]
+    assert summary["mult_adds"] == sum(row["mult_adds"] for row in summary["rows"]) > 0
+    assert summary["total_parameters"] == sum(row["parameters"] for row in summary["rows"])

@@ -1,8 +1,8 @@
 """Looking inside a network: a layer-by-layer summary, its autograd graph, and its feature maps.
 
-The summary and the feature maps come from forward hooks on one real forward pass, so the shapes are
-the ones PyTorch computed, not a formula's. The graph is torchviz's `make_dot` of that pass, laid out by
-Graphviz's `dot` program into SVG and PNG.
+The summary is torchinfo's (output shapes, parameters and mult-adds per layer, measured on one real forward
+pass, so the shapes are the ones PyTorch computed, not a formula's); the feature maps come from forward
+hooks. The graph is torchviz's `make_dot` of a forward pass, laid out by Graphviz's `dot` into SVG and PNG.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class LayerRow:
     output_shape: str  # e.g. "1 × 16 × 14 × 14"
     parameters: int  # the layer's own parameters (0 on repeated calls: they are the same weights)
     trainable: str  # "trainable", "frozen", "partly frozen" or "" (no parameters)
+    mult_adds: int = 0  # multiply-accumulate operations of this call (torchinfo's count)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class ModelSummary:
     trainable_parameters: int
     parameter_bytes: int
     buffer_bytes: int  # e.g. BatchNorm running statistics: saved with the weights, not trained
+    mult_adds: int = 0  # multiply-accumulate operations of the whole forward pass (torchinfo's total)
 
     @property
     def frozen_parameters(self) -> int:
@@ -60,16 +62,6 @@ class ModelSummary:
     def size_mb(self) -> float:
         """Size of the weights and buffers in memory (and, roughly, in a full checkpoint), in MB."""
         return (self.parameter_bytes + self.buffer_bytes) / 1024**2
-
-
-def _shape_text(output) -> str:
-    if isinstance(output, torch.Tensor):
-        return " × ".join(str(n) for n in output.shape)
-    if isinstance(output, (tuple, list)):
-        return ", ".join(_shape_text(item) for item in output)
-    if isinstance(output, dict):
-        return ", ".join(f"{key}: {_shape_text(value)}" for key, value in output.items())
-    return type(output).__name__
 
 
 def _trainable_text(params: list[nn.Parameter]) -> str:
@@ -101,60 +93,75 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def summarize_model(model: nn.Module, x: torch.Tensor) -> ModelSummary:
-    """Run `x` ([C,H,W] or [N,C,H,W], already normalized) through `model` in eval mode and tabulate its layers.
+    """Run `x` ([C,H,W] or [N,C,H,W], already normalized) through `model` in eval mode with torchinfo and
+    tabulate its layers: output shape, parameters and mult-adds per call. CnnError for a bad `x` shape.
 
-    Leaf modules (those without children) get a row per call, in call order. Parameters held directly by
+    Leaf modules (those without children) get a row per call, in call order; a layer called again is
+    "name (call 2)" with no parameters of its own (they are the same weights). Parameters held directly by
     container modules, which no leaf row shows, get one extra row so the column adds up to the total.
     """
+    from torchinfo import summary as torchinfo_summary
+
     x = _as_batch(x).to(_model_device(model))
-    rows: list[LayerRow] = []
-    calls: dict[str, int] = {}
-    handles = []
-    shown: set[int] = set()
-
-    def hook_for(name: str, module: nn.Module):
-        def hook(_module, _inputs, output):
-            calls[name] = calls.get(name, 0) + 1
-            own = list(module.parameters(recurse=False))
-            first = calls[name] == 1
-            if first:
-                shown.update(id(p) for p in own)
-            rows.append(LayerRow(
-                name=name if first else f"{name} (call {calls[name]})",
-                kind=type(module).__name__,
-                output_shape=_shape_text(output),
-                parameters=sum(p.numel() for p in own) if first else 0,
-                trainable=_trainable_text(own),
-            ))
-        return hook
-
-    for name, module in model.named_modules():
-        if name and not any(True for _ in module.children()):
-            handles.append(module.register_forward_hook(hook_for(name, module)))
     was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            output = model(x)
+        stats = torchinfo_summary(model, input_data=[x], depth=1000, verbose=0, mode="eval",
+                                  col_names=("output_size", "num_params", "mult_adds"))  # fmt: skip
     finally:
-        for handle in handles:
-            handle.remove()
         model.train(was_training)
-
+    rows, shown = _leaf_rows(model, stats.summary_list)
     params = list(model.parameters())
     unshown = [p for p in params if id(p) not in shown]
     if unshown:
         rows.append(LayerRow("(held by container modules)", "Parameter", "", sum(p.numel() for p in unshown),
                              _trainable_text(unshown)))
+    top = stats.summary_list[0].output_size if stats.summary_list else []
     return ModelSummary(
         input_shape=tuple(x.shape),
-        output_shape=tuple(output.shape) if isinstance(output, torch.Tensor) else (),
+        output_shape=tuple(top) if top and all(isinstance(n, int) for n in top) else (),
         rows=tuple(rows),
         total_parameters=sum(p.numel() for p in params),
         trainable_parameters=sum(p.numel() for p in params if p.requires_grad),
         parameter_bytes=sum(p.numel() * p.element_size() for p in params),
         buffer_bytes=sum(b.numel() * b.element_size() for b in model.buffers()),
+        mult_adds=int(stats.total_mult_adds),
     )
+
+
+def _leaf_rows(model: nn.Module, layers: list) -> tuple[list[LayerRow], set[int]]:
+    """One row per call of a leaf module in torchinfo's layer list, and the ids of the parameters shown."""
+    names = {id(module): name for name, module in model.named_modules()}
+    rows: list[LayerRow] = []
+    calls: dict[str, int] = {}
+    shown: set[int] = set()
+    for layer in layers:
+        module = layer.module
+        name = names.get(id(module), "")
+        if not name or any(True for _ in module.children()):
+            continue
+        calls[name] = calls.get(name, 0) + 1
+        own = list(module.parameters(recurse=False))
+        first = calls[name] == 1
+        if first:
+            shown.update(id(p) for p in own)
+        rows.append(LayerRow(
+            name=name if first else f"{name} (call {calls[name]})",
+            kind=type(module).__name__,
+            output_shape=_size_text(layer.output_size),
+            parameters=sum(p.numel() for p in own) if first else 0,
+            trainable=_trainable_text(own),
+            mult_adds=int(layer.macs),
+        ))  # fmt: skip
+    return rows, shown
+
+
+def _size_text(size) -> str:
+    """torchinfo's output size ([1, 16, 14, 14], or a list of them) as "1 × 16 × 14 × 14"."""
+    if isinstance(size, (list, tuple)) and size and all(isinstance(n, int) for n in size):
+        return " × ".join(str(n) for n in size)
+    if isinstance(size, (list, tuple)):
+        return ", ".join(_size_text(item) for item in size)
+    return str(size)
 
 
 def autograd_graph(model: nn.Module, x: torch.Tensor):
@@ -295,3 +302,45 @@ def feature_map_grid(maps: torch.Tensor, columns: int = 8, max_maps: int = 32, p
         top, left = r * (height + pad), c * (width + pad)
         grid[top : top + height, left : left + width] = tiles[index]
     return grid
+
+
+def summarize_registry_model(name: str, dataset: str, model_args: dict | None = None) -> ModelSummary:
+    """The summary of an untrained registry model shaped for a data set (channels, classes, image size) on one
+    blank image. CnnError for an unknown model or data set, or options the model refuses."""
+    from ..data import get_dataset_info
+    from ..models import build_model
+
+    info = get_dataset_info(dataset)
+    model = build_model(name, info.channels, len(info.class_names), info.image_size, **(model_args or {}))
+    return summarize_model(model, torch.zeros(info.channels, info.image_size, info.image_size))
+
+
+def summarize_checkpoint(path: str) -> ModelSummary:
+    """The summary of a checkpoint's model at its card's input size. CheckpointError when it is not one."""
+    from ..models.checkpoints import load_checkpoint
+
+    loaded = load_checkpoint(path)
+    card = loaded.card
+    return summarize_model(loaded.model, torch.zeros(card.channels, card.image_size, card.image_size))
+
+
+def summary_text(summary: ModelSummary) -> str:
+    """The summary as a plain-text table: one line per layer call, then the totals."""
+    width = max([len(row.name) for row in summary.rows] + [5])
+    kinds = max([len(row.kind) for row in summary.rows] + [4])
+    lines = [f"{'layer':<{width}}  {'type':<{kinds}}  {'output shape':<22} {'parameters':>12} {'mult-adds':>14}  weights"]
+    for row in summary.rows:
+        lines.append(f"{row.name:<{width}}  {row.kind:<{kinds}}  {row.output_shape:<22} {row.parameters:>12,} "
+                     f"{row.mult_adds:>14,}  {row.trainable}")  # fmt: skip
+    shape = " × ".join(map(str, summary.input_shape))
+    lines += ["", f"input {shape}; parameters {summary.total_parameters:,} (trainable "
+                  f"{summary.trainable_parameters:,}, frozen {summary.frozen_parameters:,}); mult-adds "
+                  f"{summary.mult_adds:,}; weights and buffers {summary.size_mb:.2f} MB"]  # fmt: skip
+    return "\n".join(lines)
+
+
+def summary_dict(summary: ModelSummary) -> dict:
+    """The summary as JSON-ready data: rows and totals."""
+    from dataclasses import asdict
+
+    return {**asdict(summary), "frozen_parameters": summary.frozen_parameters, "size_mb": summary.size_mb}

@@ -5,11 +5,12 @@ page that started it, and must not share the server's interpreter: `RunManager` 
 process (`worker.LocalBackend`) that writes its events into the run store (`store.RunStore`, a SQLite file in
 CNN_CACHE_DIR). Pages keep only the run id and read `RunManager.snapshot()`; after a server restart the runs
 are still there, and a run whose worker died with the server is marked interrupted. The CLI records its runs
-in the same store (`record_run`). `library` says what one owner may see: the shipped checkpoints and their own.
+in the same store (`record_run`). Each local run writes a TensorBoard log into its own folder (`logs`). `library` says what one owner may see: the shipped checkpoints and their own.
 """
 
 from .commands import ENV_MAX_CONCURRENT, augment_options, check_run_config, checkpoint_path_for, cli_command, default_max_concurrent
 from .library import checkpoint_label, checkpoints_for, owned_checkpoint_files, record_upload, restore_uploads
+from .logs import has_tensorboard_log, run_log_dir, tensorboard_zip
 from .manager import RUNS_SHOWN_PER_OWNER, RunBusyError, RunManager
 from .records import MISCLASSIFIED_KEPT, Misclassified, Progress, RunSnapshot, RunStatus, format_seconds, misclassified_examples, run_progress, smooth
 from .store import CLI_OWNER, RunStore, default_db_path
@@ -36,11 +37,14 @@ __all__ = [
     "default_db_path",
     "default_max_concurrent",
     "format_seconds",
+    "has_tensorboard_log",
     "misclassified_examples",
     "owned_checkpoint_files",
     "record_run",
     "record_upload",
     "restore_uploads",
+    "run_log_dir",
     "run_progress",
     "smooth",
+    "tensorboard_zip",
 ]

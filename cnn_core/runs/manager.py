@@ -22,6 +22,7 @@ from typing import Callable
 from .. import data as data_registry
 from ..errors import CnnError, ConfigError
 from ..training import TrainConfig
+from .logs import run_log_dir
 from .commands import check_run_config, checkpoint_path_for, cli_command, default_max_concurrent
 from .records import RunSnapshot, RunStatus
 from .store import RunStore
@@ -85,7 +86,9 @@ class RunManager:
         if not config.command:
             config = replace(config, command=cli_command(config, resolved, info.family, info.task))
         folder = data_registry.registered_folder(info.name)  # an upload: the worker registers it too
-        job = WorkerJob(run_id, config, str(self.store.path), job_environment(), folder, os.getpid(), self._trainer)
+        log_dir = str(run_log_dir(run_id)) if self.backend.name == "local" else None  # a cluster node's disk is not ours
+        job = WorkerJob(run_id, config, str(self.store.path), job_environment(), folder, os.getpid(), self._trainer,
+                        log_dir=log_dir)
         with self._lock:
             active = self.active_run(owner) if origin == "app" else None  # command lines may run side by side
             if active is not None:

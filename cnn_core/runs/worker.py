@@ -25,6 +25,7 @@ from typing import Callable, Iterator, Protocol
 from .. import data as data_registry
 from ..errors import CnnError
 from ..training import BatchEvent, EndEvent, EpochEvent, Event, StartEvent, StatusEvent, TrainConfig, train
+from ..training.tensorboard import tensorboard_logged
 from .records import Misclassified, RunStatus, misclassified_examples
 from .store import RunStore
 
@@ -53,6 +54,7 @@ class WorkerJob:
     trainer: str | None = None  # "module:function" standing in for training.train (tests)
     deliver_to: str | None = None  # where the checkpoint goes when the worker saves it elsewhere (a Ray node)
     use_stop_signal: bool = True  # a local worker process: the server's stop arrives as a signal
+    log_dir: str | None = None  # where the run writes its TensorBoard log (None: no log)
 
 
 def job_environment() -> dict[str, str]:
@@ -95,7 +97,7 @@ def execute(job: WorkerJob, store: Recorder) -> None:
             name, root, seed, owner = job.folder
             data_registry.register_image_folder(name, root, seed=seed, owner=owner)
         trainer = _load_trainer(job.trainer)
-        end = record_run(store, job.run_id, job.config, trainer(job.config, cancel))
+        end = record_run(store, job.run_id, job.config, _with_log(store, job, trainer(job.config, cancel)))
         if orphaned.is_set():
             store.finish(job.run_id, RunStatus.INTERRUPTED, note="The server stopped while this run was training.")
         else:
@@ -109,6 +111,18 @@ def execute(job: WorkerJob, store: Recorder) -> None:
         store.finish(job.run_id, RunStatus.FAILED, error=f"Training failed unexpectedly: {type(exc).__name__}: {exc}")
     finally:
         done.set()
+
+
+def _with_log(store: Recorder, job: WorkerJob, events: Iterator[Event]) -> Iterator[Event]:
+    """The events, written into the job's TensorBoard log folder on the way; unchanged (with a note on the
+    run) when the job has none or the folder cannot be created."""
+    if job.log_dir is None:
+        return events
+    try:
+        return tensorboard_logged(events, job.log_dir)
+    except CnnError as exc:
+        store.update(job.run_id, note=f"No TensorBoard log for this run: {exc}")
+        return events
 
 
 def _stop_on_signals(cancel: threading.Event, orphaned: threading.Event) -> None:

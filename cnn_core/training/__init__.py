@@ -1,6 +1,7 @@
 """The training layer: `config` (options and their checks), `events` (typed progress), `prepare` (the
 splits on the device), `features` (the frozen-feature cache of transfer models), `optim` (optimizers and
-schedules) and `loop` (`train()`, the one training loop). Imports only from the layers below it.
+schedules), `loop` (`train()`, the one training loop) and `tensorboard` (a TensorBoard log written from the
+events). Imports only from the layers below it.
 """
 
 from .config import (

@@ -1,0 +1,51 @@
+"""The studio's TensorBoard download (`cnn_explorer_ui.exports.tensorboard_download`), run headless by
+Streamlit's AppTest: a button for a run with a log, a caption for one without."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+pytest.importorskip("tensorboard")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from cnn_core.models.card import Card  # noqa: E402
+from cnn_core.runs import run_log_dir  # noqa: E402
+from cnn_core.training import BatchEvent, EndEvent, StartEvent  # noqa: E402
+from cnn_core.training.tensorboard import tensorboard_logged  # noqa: E402
+
+RUN_WITH_LOG = "aaaabbbbccccdddd0000111122223333"
+RUN_WITHOUT_LOG = "ffffeeeeddddcccc0000111122223333"
+
+
+def _page():
+    from cnn_explorer_ui.exports import tensorboard_download, tensorboard_file, _log_stamp
+
+    tensorboard_download("aaaabbbbccccdddd0000111122223333")
+    tensorboard_download("ffffeeeeddddcccc0000111122223333")
+    import streamlit as st
+
+    st.session_state["zip"] = tensorboard_file("aaaabbbbccccdddd0000111122223333",
+                                               _log_stamp("aaaabbbbccccdddd0000111122223333"))
+
+
+def _write_log(run_id: str) -> None:
+    card = Card(model="fastnet", dataset="mnist", class_names=("0", "1"), channels=1, image_size=28,
+                normalization={"mean": [0.13], "std": [0.31]})  # fmt: skip
+    events = [StartEvent("mnist", "fastnet", "CPU", 10, 2, 2, 1, 1, {}),
+              BatchEvent(step=1, epoch=1, loss=0.5, accuracy=1.0, lr=0.01, seconds=0.1),
+              EndEvent(1, 1, 0.1, None, None, False, False, card)]  # fmt: skip
+    list(tensorboard_logged(iter(events), run_log_dir(run_id)))
+
+
+def test_a_run_with_a_log_gets_a_zip_button_and_one_without_a_caption():
+    _write_log(RUN_WITH_LOG)
+    app = AppTest.from_function(_page, default_timeout=120).run()
+    assert not app.exception
+    buttons = app.get("download_button")
+    assert len(buttons) == 1 and "TensorBoard log" in buttons[0].proto.label
+    assert [caption.value for caption in app.caption] == ["No TensorBoard log for this run."]
+    names = zipfile.ZipFile(io.BytesIO(app.session_state["zip"])).namelist()
+    assert any(name.startswith(RUN_WITH_LOG[:8] + "/events.out.tfevents") for name in names)
