@@ -15,6 +15,7 @@ import streamlit as st
 from cnn_core import gallery, reports, runs
 from cnn_core.inference.metrics import METRIC_LABELS
 
+from .exports import tensorboard_download
 from .studio_charts import batch_figure, compare_figure, confusion_figure, epoch_figure
 from .widgets import device_label, show_error
 
@@ -206,6 +207,8 @@ def show_checkpoint(snap: runs.RunSnapshot) -> None:
         buttons.download_button("Download card (JSON)", data=card_path.read_bytes, file_name=card_path.name,
                                 mime="application/json", icon=":material/description:", key="studio_download_card",
                                 on_click="ignore")
+    with buttons:
+        tensorboard_download(snap, key="studio_tensorboard")
     with st.expander("The checkpoint's card"):
         st.code(snap.end.card.command, language="bash")
         st.json(snap.end.card.to_dict(), expanded=1)

@@ -254,6 +254,19 @@ def test_a_tiny_mnist_run_shows_live_charts_metrics_confusion_matrix_and_checkpo
     from cnn_core.models.checkpoints import load_checkpoint
 
     assert load_checkpoint(saved).card.dataset == "mnist"
+    # Its TensorBoard log, as a zip of event files that TensorBoard's own reader reads.
+    with tab.expect_download() as download_info:
+        tab.get_by_role("button", name="TensorBoard log").click()
+    import zipfile
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    unpacked = Path(download_info.value.path()).parent / "tb"
+    with zipfile.ZipFile(download_info.value.path()) as archive:
+        archive.extractall(unpacked)
+    events = EventAccumulator(str(next(unpacked.rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    assert "step/loss" in events.Tags()["scalars"]
     # Compare runs lists it.
     expect(tab.get_by_role("heading", name="Compare your runs")).to_be_visible()
     assert_no_exception(tab)
