@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 from cnn_core import reports, runs
 
 TRAIN_COLOUR, VAL_COLOUR, RAW_COLOUR, LR_COLOUR = "#3b6ea5", "#e39b3b", "#b8c7da", "#5aa469"
-ROW_SHARE_MAX_CLASSES = 5  # confusion matrices up to this size print each cell's share of its row
+ROW_SHARE_MAX_CLASSES = 10  # confusion matrices up to this size print each cell's share of its row
 RUN_COLOURS = ("#3b6ea5", "#e39b3b", "#5aa469", "#c0504d", "#8064a2", "#4bacc6", "#f79646", "#7f7f7f")
 
 
@@ -110,9 +110,10 @@ def confusion_figure(matrix: list[list[int]], class_names: list[str]) -> go.Figu
              for row, shares in zip(table.counts.tolist(), table.row_percent.tolist())]
     figure = go.Figure(go.Heatmap(
         z=table.counts.tolist(), x=names, y=names, text=cells, customdata=table.row_percent.tolist(),
-        colorscale="Blues", texttemplate="%{text}", colorbar=dict(title="images"),
+        colorscale="Blues", texttemplate="%{text}", textfont=dict(size=15 if len(names) <= 6 else 12),
+        colorbar=dict(title="images"),
         hovertemplate="true %{y}, predicted %{x}: %{z} images (%{customdata:.1f} % of true %{y})<extra></extra>"))
-    side = min(620, 200 + 40 * len(names))
+    side = min(760, 220 + 52 * len(names))
     long_names = max(map(len, names)) > 3
     figure.update_layout(height=side, margin=dict(l=10, r=10, t=10, b=10),
                          xaxis=dict(title="predicted class", type="category", tickangle=-35 if long_names else 0),

@@ -21,7 +21,7 @@ from .widgets import device_label, show_error
 
 REFRESH_SECONDS = 1.0  # how often the live status and progress poll the run
 CHART_REFRESH_SECONDS = 3.0  # how often the live charts are redrawn (each redraw costs the browser)
-GALLERY_COLUMNS = 8
+GALLERY_COLUMNS = 10
 STATUS_LABELS = {
     runs.RunStatus.QUEUED: "waiting",
     runs.RunStatus.RUNNING: "training",
@@ -30,6 +30,8 @@ STATUS_LABELS = {
     runs.RunStatus.FAILED: "failed",
     runs.RunStatus.INTERRUPTED: "interrupted",
 }
+COMPARE_COLUMNS = ("run", "status", "model", "data set", "best val acc", "test acc", "time", "epochs", "batch", "lr",
+                   "optimizer", "augmentation", "subset", "seed")
 MONITOR_SENTENCES = {"val_accuracy": "the best validation accuracy", "val_loss": "the lowest validation loss"}
 
 
@@ -160,31 +162,31 @@ def show_metrics(snap: runs.RunSnapshot) -> None:
 
 
 def show_confusion_and_gallery(snap: runs.RunSnapshot) -> None:
+    """The confusion matrix across the page (its counts and row shares must be readable when projected),
+    then the misclassified test images."""
     class_names = list(snap.end.card.class_names)
-    left, right = st.columns([2, 3], gap="large")
-    with left:
-        st.markdown("#### Confusion matrix")
-        st.plotly_chart(confusion_figure(snap.end.test_metrics["confusion_matrix"], class_names),
-                        key="studio_confusion")
-        st.caption("Rows: the true class; columns: what the model said. The diagonal is right, everything else "
-                   "a mistake. The share of the row (in brackets, or on hover) on the diagonal is the class's recall.")
-    with right:
-        wrong = snap.misclassified
-        st.markdown(f"#### Misclassified test images ({len(wrong)} shown, most confident mistakes first)"
-                    if wrong else "#### Misclassified test images")
-        if not wrong:
-            if snap.note:
-                st.caption(snap.note)
-            else:
-                st.success("No test image was misclassified.")
-            return
-        scale = gallery.display_scale(int(wrong[0].image.shape[-1]), 84)
-        for start in range(0, len(wrong), GALLERY_COLUMNS):
-            cols = st.columns(GALLERY_COLUMNS)
-            for col, example in zip(cols, wrong[start : start + GALLERY_COLUMNS]):
-                col.image(gallery.to_display(example.image, scale), width="stretch", output_format="PNG")
-                col.caption(f"true **{class_names[example.true_label]}** · said "
-                            f"**{class_names[example.predicted_label]}** ({100 * example.confidence:.0f} %)")
+    st.markdown("#### Confusion matrix")
+    left, _ = st.columns([min(6, 2 + len(class_names) // 3), 1])
+    left.plotly_chart(confusion_figure(snap.end.test_metrics["confusion_matrix"], class_names), key="studio_confusion")
+    st.caption("Rows: the true class; columns: what the model said. Each cell gives the number of test images and "
+               "their share of the row; the diagonal is right (its share is the class's recall), everything else a "
+               "mistake.")
+    wrong = snap.misclassified
+    st.markdown(f"#### Misclassified test images ({len(wrong)} shown, most confident mistakes first)"
+                if wrong else "#### Misclassified test images")
+    if not wrong:
+        if snap.note:
+            st.caption(snap.note)
+        else:
+            st.success("No test image was misclassified.")
+        return
+    scale = gallery.display_scale(int(wrong[0].image.shape[-1]), 84)
+    for start in range(0, len(wrong), GALLERY_COLUMNS):
+        cols = st.columns(GALLERY_COLUMNS)
+        for col, example in zip(cols, wrong[start : start + GALLERY_COLUMNS]):
+            col.image(gallery.to_display(example.image, scale), width="stretch", output_format="PNG")
+            col.caption(f"true **{class_names[example.true_label]}** · said "
+                        f"**{class_names[example.predicted_label]}** ({100 * example.confidence:.0f} %)")
 
 
 def show_checkpoint(snap: runs.RunSnapshot) -> None:
@@ -267,9 +269,13 @@ def compare_runs(manager: runs.RunManager, owner: str) -> None:
         return
     st.subheader(":material/compare_arrows: Compare your runs")
     rows = reports.compare_rows(history, describe_status=STATUS_LABELS.get, describe_seconds=runs.format_seconds)
+    # What each run achieved first (visible at any width: the options scroll to the right), then its options.
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="studio_compare_table",
-                 column_config={"best val acc": st.column_config.NumberColumn(format="percent"),
-                                "test acc": st.column_config.NumberColumn(format="percent")})
+                 column_order=COMPARE_COLUMNS,
+                 column_config={"run": st.column_config.TextColumn(pinned=True, width="small"),
+                                "best val acc": st.column_config.NumberColumn(format="percent", width="small"),
+                                "test acc": st.column_config.NumberColumn(format="percent", width="small"),
+                                "augmentation": st.column_config.TextColumn(width="medium")})
     labels = [_run_label(number, snap) for number, snap in enumerate(history, 1)]
     figure = compare_figure(history, labels)
     if figure is not None:
