@@ -40,7 +40,7 @@ def heatmap_figure(values: np.ndarray, title: str, *, gray: bool = False, robust
 
 _GRID_CSS = """
 <style>
-.cnn-grid-wrap { overflow-x: auto; padding: 2px 0 6px 0; }
+.cnn-grid-wrap { overflow-x: auto; padding: 2px 0 6px 0; container-type: inline-size; }
 .cnn-grid-title { font-size: 0.85rem; color: #4b5563; margin: 0 0 4px 0; }
 table.cnn-grid { border-collapse: collapse; font-family: ui-monospace, SFMono-Regular, Menlo, monospace;
                  margin: 0; }
@@ -112,6 +112,11 @@ def grid_html(
     # wide enough for the longest number at this font size (about 0.62 em per monospace digit)
     cell = max(40 if side <= 8 else 30 if side <= 14 else 24 if side <= 22 else 20,
                round(longest * 0.62 * font * 16) + 6)
+    # Cells shrink (font with them) when the column is narrower than the table wants: every column stays in
+    # view, on a phone too. 100cqw is the wrapper's width; the row numbers take about 24 px.
+    fitted = f"calc((100cqw - {24 if show_indices else 2}px) / {cols})"
+    size_css = f"min({cell}px, {fitted})"
+    font_css = f"min({font}rem, calc({fitted} * {font * 16 / cell:.3f}))"
     parts = [f'<div class="cnn-grid-wrap" data-testid="{html.escape(test_id)}">']
     if title:
         parts.append(f'<div class="cnn-grid-title">{html.escape(title)}</div>')
@@ -137,8 +142,8 @@ def grid_html(
             if keep is not None and (r, c) not in keep:
                 classes.append("dim")
             parts.append(
-                f'<td class="{" ".join(classes)}" style="width:{cell}px;height:{cell}px;min-width:{cell}px;'
-                f'font-size:{font}rem;background:{background};color:{colour}">{html.escape(fmt(value))}</td>'
+                f'<td class="{" ".join(classes)}" style="width:{size_css};height:{size_css};min-width:{size_css};'
+                f'font-size:{font_css};background:{background};color:{colour}">{html.escape(fmt(value))}</td>'
             )
         parts.append("</tr>")
     parts.append("</table></div>")

@@ -188,7 +188,13 @@ def test_preset_switch_changes_the_kernel_and_the_sums(page):
     # Window [[0,0,0],[0,9,9],[0,0,0]] averaged: 18/9 = 2.
     _see(page, "Output (0, 0) = 2, exactly the sum")
     _choose(page, "Kernel preset", "Laplacian")
-    _see(page, "The four neighbours minus 4 times the centre")
+    _see(page, "The neighbours minus a multiple of the centre")
+    # The Laplacian comes in two sizes: a slider that moves, not one that collapses to a dot.
+    _expect()(_slider(page, "Kernel size k")).to_have_attribute("aria-valuetext", "3")
+    _choose(page, "Kernel preset", "Sharpen")  # one size only: the page says so instead of a slider
+    _see(page, "Sharpen is defined as 3×3 only")
+    _expect()(_slider(page, "Kernel size k")).to_have_count(0)
+    _choose(page, "Kernel preset", "Laplacian")
     laplacian = conv.convolve(conv.DIGIT_GRID_7X7, conv.preset_kernel("laplacian")).output
     _see(page, f"Output (0, 0) = {conv.format_number(laplacian[0, 0])}, exactly")
     # Pooling: average instead of max changes the function PyTorch ran.
@@ -240,6 +246,23 @@ def test_uploads_bad_and_good(page):
     _see(page, "edge.png: 40×30 colour.")
     _expect_metric(page, "Input (H × W)", "30 × 40")
     _expect_metric(page, "conv2d returns", "28 × 38")
+    # A 10x10 window from the middle with "same" padding: its border is the photo's own pixels (image
+    # columns 14-25: black up to 19, white from 20), no hatched padding, and all 12 columns on screen.
+    _click(page, page.get_by_role("button", name="same", exact=True))
+    _see(page, re.compile(r"^Padded window 12×12: image rows 9–20, columns 14–25"))
+    grid = page.get_by_test_id("conv-padded-input")
+    expect(grid.locator("td.pad")).to_have_count(0)
+    first_row = grid.locator("tr").nth(1).locator("td")
+    assert first_row.all_inner_texts() == ["0"] * 6 + ["255"] * 6
+    sizes = grid.evaluate("g => ({shown: g.clientWidth, needed: g.scrollWidth, right: "
+                          "g.querySelector('tr th:last-child').getBoundingClientRect().right, "
+                          "edge: g.getBoundingClientRect().right})")
+    assert sizes["needed"] <= sizes["shown"] and sizes["right"] <= sizes["edge"], sizes  # column 11 is in view
+    # Moved to the top-left corner: padding only above row 0 and left of column 0.
+    _press(page, "Window top row", "Home")
+    _press(page, "Window left column", "Home")
+    _see(page, re.compile(r"^Padded window 12×12: image rows -1–10, columns -1–10"))
+    expect(grid.locator("td.pad")).to_have_count(12 + 11)
     finish_page(page, "lab-upload-good")
 
 
@@ -251,7 +274,7 @@ def test_sample_photo_full_image_and_sobel_magnitude(page):
     _expect_metric(page, "conv2d returns", "510 × 510")
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(2)
     _see(page, "Window top row")
-    _see(page, "Padded input 10×10")
+    _see(page, re.compile(r"^Window 10×10: image rows 251–260, columns 251–260"))
     _click(page, page.get_by_text("Sobel edge magnitude √(gx² + gy²)"))
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3)
     _see(page, "Their magnitude lights up every edge")
