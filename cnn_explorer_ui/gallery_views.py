@@ -7,6 +7,7 @@ View code only: every number and picture comes from `cnn_core.gallery`. State li
 from __future__ import annotations
 
 import os
+import time
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -35,7 +36,37 @@ def dataset_version(status: data.DatasetStatus) -> str:
     return f"{location}:{stamp}:{status.info.n_samples}"
 
 
-@st.cache_resource(show_spinner="Loading the data set and computing its statistics…", max_entries=4)
+PROGRESS_AFTER_S = 1.0  # loads that take longer show a progress bar
+_LOADED: set[tuple[str, str]] = set()  # (name, version) whose splits and statistics this process has read
+
+
+def load_with_progress(info: data.DatasetInfo, version: str) -> None:
+    """Read every split and the channel statistics before `summary` needs them, with a progress bar (step
+    and fraction) once it takes over a second: a MedMNIST file is decompressed once into CNN_CACHE_DIR
+    (about ten seconds for PathMNIST), two splits at a time; later loads read the cached tensors."""
+    if (info.name, version) in _LOADED:
+        return
+    weights = {split: max(1, (info.n_samples or {}).get(split, 1)) for split in info.splits}
+    place, started = st.empty(), time.monotonic()
+
+    def show(fraction: float, text: str) -> None:
+        if time.monotonic() - started > PROGRESS_AFTER_S:
+            place.progress(min(1.0, fraction), text=text)
+
+    def show_splits(heard: dict[str, float]) -> None:
+        total = sum(heard[split] * weights[split] for split in heard) / sum(weights.values())
+        splits = ", ".join(f"{split} {fraction:.0%}" for split, fraction in heard.items())
+        show(total, f"Step 1 of 2 · Reading {info.title} ({splits}). The first time its file is decompressed "
+                    f"into the cache; later visits read it from there. {total:.0%}")
+
+    data.load_splits(info.name, progress=show_splits)
+    show(1.0, "Step 2 of 2 · Channel statistics and per-class averages…")
+    data.channel_stats(info.name)
+    place.empty()
+    _LOADED.add((info.name, version))
+
+
+@st.cache_resource(show_spinner="Computing the statistics…", max_entries=4)
 def summary(name: str, version: str) -> tuple[dict[str, data.SplitData], gallery.DatasetSummary]:
     info = data.get_dataset_info(name)
     splits = {split: data.load_split(name, split) for split in info.splits}
