@@ -94,12 +94,14 @@ def grid_html(
     winner: tuple[int, int] | None = None,
     dim_outside: Iterable[tuple[int, int]] | None = None,
     show_indices: bool = True,
+    first_index: tuple[int, int] = (0, 0),
     test_id: str = "",
 ) -> str:
     """A small table of numbers coloured by value, for grids up to a few dozen cells a side.
 
     `padding_mask` cells are hatched; `hits` get an orange outline (the kernel's window), `current` a blue
     one (the output cell), `winner` a yellow ring (max pooling). Cells not in `dim_outside` are faded.
+    Row and column numbers start at `first_index` (a crop of a larger image keeps the image's numbers).
     """
     array = np.asarray(values, dtype=np.float64)
     rows, cols = array.shape
@@ -114,7 +116,8 @@ def grid_html(
                round(longest * 0.62 * font * 16) + 6)
     # Cells shrink (font with them) when the column is narrower than the table wants: every column stays in
     # view, on a phone too. 100cqw is the wrapper's width; the row numbers take about 24 px.
-    fitted = f"calc((100cqw - {24 if show_indices else 2}px) / {cols})"
+    numbers_px = (30 if max(first_index) + max(rows, cols) > 100 else 24) if show_indices else 2
+    fitted = f"calc((100cqw - {numbers_px}px) / {cols})"
     size_css = f"min({cell}px, {fitted})"
     font_css = f"min({font}rem, calc({fitted} * {font * 16 / cell:.3f}))"
     parts = [f'<div class="cnn-grid-wrap" data-testid="{html.escape(test_id)}">']
@@ -122,11 +125,11 @@ def grid_html(
         parts.append(f'<div class="cnn-grid-title">{html.escape(title)}</div>')
     parts.append('<table class="cnn-grid">')
     if show_indices:
-        parts.append("<tr><th></th>" + "".join(f"<th>{c}</th>" for c in range(cols)) + "</tr>")
+        parts.append("<tr><th></th>" + "".join(f"<th>{first_index[1] + c}</th>" for c in range(cols)) + "</tr>")
     for r in range(rows):
         parts.append("<tr>")
         if show_indices:
-            parts.append(f"<th>{r}</th>")
+            parts.append(f"<th>{first_index[0] + r}</th>")
         for c in range(cols):
             value = array[r, c]
             background, colour = _cell_colours(value, vmin, vmax, diverging)

@@ -264,6 +264,28 @@ def test_upload_zip_of_class_folders_becomes_a_dataset(page):
     assert [row[-1] for row in table] == ["10", "10"]
     save_screenshot(page, "gallery-upload")
 
+    # A folder's images are 128x128: too large to print every value, so a crop's pixel grid is printed,
+    # the crop outlined on the image, its row and column numbers the image's own.
+    page.locator(".st-key-gallery_pick_0_0 button:visible").click()
+    dialog = page.locator('[role="dialog"]')
+    dialog.locator('[data-testid="gallery-pixel-grid"]').wait_for(timeout=LOAD_TIMEOUT_MS)
+    assert "Pick a square of it" in dialog.inner_text()
+    grid = dialog.locator('[data-testid="gallery-pixel-grid"]')
+    assert "16×16 crop outlined on the image (rows 56–71, columns 56–71)" in grid.inner_text()
+    assert _pixel_grid(page).shape == (16, 16)
+    assert grid.locator("tr").first.locator("th").all_inner_texts()[1:3] == ["56", "57"]
+    slider = dialog.get_by_test_id("stSlider").filter(has_text="Crop's top row").get_by_role("slider")
+    slider.press("Home")
+    dialog.get_by_text("rows 0–15, columns 56–71").wait_for(timeout=LOAD_TIMEOUT_MS)
+    dialog.get_by_text("24×24", exact=True).click()
+    dialog.get_by_text("24×24 crop outlined on the image (rows 52–75").wait_for(timeout=LOAD_TIMEOUT_MS)
+    wait_for_app(page)
+    assert _pixel_grid(page).shape == (24, 24)
+    sizes = grid.evaluate("g => ({shown: g.clientWidth, needed: g.scrollWidth})")
+    assert sizes["needed"] <= sizes["shown"], sizes  # every column in view
+    save_screenshot(page, "gallery-upload-crop-pixel-grid")
+    assert_no_exception(page)
+
 
 def test_upload_zip_with_path_traversal_is_refused(page):
     _open_gallery(page, "retinamnist_224")  # a small entry: quick to show whether present or not
