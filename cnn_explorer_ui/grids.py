@@ -14,6 +14,8 @@ import streamlit as st
 
 from cnn_core.conv import heatmap_data
 
+from .widgets import classroom_scale
+
 
 def heatmap_figure(values: np.ndarray, title: str, *, gray: bool = False, robust: bool = True,
                    height: int = 380) -> go.Figure:
@@ -33,8 +35,9 @@ def heatmap_figure(values: np.ndarray, title: str, *, gray: bool = False, robust
     figure.update_xaxes(constrain="domain", showgrid=False)
     if data.clipped:
         title += " <span style='font-size:11px;color:#6b7280'>(colours saturate at the 99.5th percentile)</span>"
-    figure.update_layout(title=dict(text=title, font=dict(size=14)), height=height,
-                         margin=dict(l=10, r=10, t=40, b=10))
+    zoom = classroom_scale()  # taller, with bigger text, on a projector
+    figure.update_layout(title=dict(text=title, font=dict(size=round(14 * zoom))), height=round(height * zoom),
+                         font=dict(size=round(12 * zoom)), margin=dict(l=10, r=10, t=round(40 * zoom), b=10))
     return figure
 
 

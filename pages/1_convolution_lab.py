@@ -213,7 +213,7 @@ def show_full_image(image: np.ndarray, result: conv.ConvResult) -> None:
                       key="conv_full_input")
     right.plotly_chart(heatmap_figure(result.output, f"Feature map {result.output.shape[0]}×{result.output.shape[1]}"),
                        key="conv_full_output")
-    st.caption("Hover to read any value. Red is positive, blue negative, white zero; "
+    st.caption("Tap or hover to read any value. Red is positive, blue negative, white zero; "
                "a map with no negative values uses one colour ramp.")
     if st.toggle("Sobel edge magnitude √(gx² + gy²) — one click", key="conv_sobel",
                  help="A Sobel edge-strength example: combine the x and y Sobel responses into one edge strength."):

@@ -293,3 +293,49 @@ def test_mnist_digit_as_input(page):
     _expect_metric(page, "Input (H × W)", "28 × 28")
     _expect_metric(page, "conv2d returns", "26 × 26")
     finish_page(page, "lab-mnist")
+
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+
+
+def _main_overflow(page) -> list[str]:
+    """Elements of the main area (tables, charts, grids) whose right edge passes the viewport's."""
+    return page.evaluate("""() => [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stDataFrame"],'
+        + '[data-testid="stMain"] [data-testid="stTable"], [data-testid="stMain"] [data-testid="stPageLink"]')]
+        .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+        .map(e => e.getAttribute('data-testid') + ' ' + Math.round(e.getBoundingClientRect().right))""")
+
+
+def test_home_on_a_phone_keeps_the_sidebar_order_and_fits_its_tables(browser, warm_app):
+    from cnn_explorer_ui.navigation import available_pages
+
+    context = browser.new_context(**PHONE)
+    tab = context.new_page()
+    try:
+        tab.goto(warm_app)
+        wait_for_app(tab)
+        links = tab.get_by_test_id("stMain").get_by_test_id("stPageLink")
+        _expect()(links.first).to_be_visible()
+        cards = [re.sub(r"^Open ", "", text.strip().splitlines()[-1].strip()) for text in links.all_inner_texts()]
+        assert cards == [spec.title for spec in available_pages()]  # stacked in the sidebar's order
+        tab.get_by_role("heading", name="Trained models").scroll_into_view_if_needed()
+        assert _main_overflow(tab) == []  # every table within the phone's width (wide ones scroll inside)
+        assert_no_exception(tab)
+        save_screenshot(tab, "home-phone")
+    finally:
+        context.close()
+
+
+def test_the_lab_on_a_phone_says_tap_or_hover(browser, warm_app):
+    context = browser.new_context(**PHONE)
+    tab = context.new_page()
+    tab.app_url = warm_app
+    try:
+        open_app_page(tab, LAB)
+        _see(tab, "Tap or hover to read any value")
+        grid = tab.get_by_test_id("conv-padded-input")
+        sizes = grid.evaluate("g => ({shown: g.clientWidth, needed: g.scrollWidth})")
+        assert sizes["needed"] <= sizes["shown"], sizes  # the step-through grid fits a phone too
+        save_screenshot(tab, "lab-phone")
+    finally:
+        context.close()
