@@ -10,7 +10,8 @@ import pytest
 from image_samples import png_bomb
 from PIL import Image
 
-from browser_fixtures import assert_no_exception, finish_page, open_app_page, rerun_after, save_screenshot, wait_for_app
+from browser_fixtures import (ARTIFACTS_DIR, assert_no_exception, finish_page, open_app_page, rerun_after, save_screenshot,
+                              wait_for_app)
 from cnn_core import conv
 
 pytestmark = pytest.mark.browser
@@ -168,7 +169,7 @@ def test_step_through_steps_and_plays(page):
     _see(page, "Output cell (1, 1) — step 7 of 25")
     _see(page, f"Output (1, 1) = {conv.format_number(expected[1, 1])}, exactly")
 
-    play = page.get_by_test_id("stCheckbox").filter(has_text="Play")
+    play = page.get_by_test_id("stMain").get_by_test_id("stCheckbox").filter(has_text="Play")
     play.click()                                                   # the timer keeps it running
     _see(page, re.compile(r"— step (9|1[0-4]) of 25"), timeout=30_000)   # it moved on by itself
     _click(page, play)                                                   # pause
@@ -250,6 +251,9 @@ def test_uploads_bad_and_good(page):
     # columns 14-25: black up to 19, white from 20), no hatched padding, and all 12 columns on screen.
     _click(page, page.get_by_role("button", name="same", exact=True))
     _see(page, re.compile(r"^Padded window 12×12: image rows 9–20, columns 14–25"))
+    # "same" sets the padding through session state: the server logs no widget-state warning for it
+    log = (ARTIFACTS_DIR / "streamlit-server.log").read_text(errors="replace")
+    assert "conv_padding" not in log and "created with a default value" not in log
     grid = page.get_by_test_id("conv-padded-input")
     expect(grid.locator("td.pad")).to_have_count(0)
     first_row = grid.locator("tr").nth(1).locator("td")
