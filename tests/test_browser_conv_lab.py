@@ -195,6 +195,7 @@ def test_preset_switch_changes_the_kernel_and_the_sums(page):
     _choose(page, "Kernel preset", "Sharpen")  # one size only: the page says so instead of a slider
     _see(page, "Sharpen is defined as 3×3 only")
     _expect()(_slider(page, "Kernel size k")).to_have_count(0)
+    save_screenshot(page, "lab-preset-fixed-size", whole_page=False)
     _choose(page, "Kernel preset", "Laplacian")
     laplacian = conv.convolve(conv.DIGIT_GRID_7X7, conv.preset_kernel("laplacian")).output
     _see(page, f"Output (0, 0) = {conv.format_number(laplacian[0, 0])}, exactly")
