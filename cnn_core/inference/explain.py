@@ -43,7 +43,8 @@ MIN_TOP_PROBABILITY = 0.6
 MAX_NORMALIZED_ENTROPY = 0.5
 MAX_MC_STD = 0.15
 
-EMPTY_CANVAS_MESSAGE = "The canvas is empty: draw a digit first (hold the mouse button down and drag)."
+EMPTY_CANVAS_MESSAGE = ("The canvas is empty: draw a digit first (hold the mouse button down and drag, or draw with "
+                        "a finger).")
 
 
 class EmptyDrawingError(ImageError):
