@@ -36,6 +36,8 @@ def heatmap_figure(values: np.ndarray, title: str, *, gray: bool = False, robust
     if data.clipped:
         title += " <span style='font-size:11px;color:#6b7280'>(colours saturate at the 99.5th percentile)</span>"
     zoom = classroom_scale()  # taller, with bigger text, on a projector
+    figure.update_xaxes(tickfont=dict(size=round(11 * zoom)))
+    figure.update_yaxes(tickfont=dict(size=round(11 * zoom)))
     figure.update_layout(title=dict(text=title, font=dict(size=round(14 * zoom))), height=round(height * zoom),
                          font=dict(size=round(12 * zoom)), margin=dict(l=10, r=10, t=round(40 * zoom), b=10))
     return figure
@@ -117,6 +119,8 @@ def grid_html(
     # wide enough for the longest number at this font size (about 0.62 em per monospace digit)
     cell = max(40 if side <= 8 else 30 if side <= 14 else 24 if side <= 22 else 20,
                round(longest * 0.62 * font * 16) + 6)
+    zoom = classroom_scale()  # larger numbers on a projector (still no wider than the column)
+    cell, font = round(cell * zoom), round(font * zoom, 2)
     # Cells shrink (font with them) when the column is narrower than the table wants: every column stays in
     # view, on a phone too. 100cqw is the wrapper's width; the row numbers take about 24 px.
     numbers_px = (30 if max(first_index) + max(rows, cols) > 100 else 24) if show_indices else 2
