@@ -401,6 +401,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .inference.explain import percent
     from .inference.predict import predict_files
 
     predictions = predict_files(args.checkpoint, args.images)
@@ -410,8 +411,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                               "probabilities": pred.probabilities}))
         else:
             top = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[:3]
-            others = ", ".join(f"{name} {p:.1%}" for name, p in top)
-            print(f"{path}: {pred.label} ({pred.probability:.1%})   [{others}]")
+            others = ", ".join(f"{name} {percent(p)}" for name, p in top)
+            print(f"{path}: {pred.label} ({percent(pred.probability)})   [{others}]")
     return 0
 
 

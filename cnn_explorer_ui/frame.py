@@ -14,7 +14,7 @@ from cnn_core import runs
 from cnn_explorer_ui.home import home
 from cnn_explorer_ui.navigation import available_pages
 from cnn_explorer_ui.session import remember_browser
-from cnn_explorer_ui.widgets import device_label
+from cnn_explorer_ui.widgets import classroom_toggle, device_label
 
 
 @st.cache_resource(show_spinner=False)
@@ -41,6 +41,7 @@ restore_uploads()
 current = st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True),
                          *(spec.page() for spec in available_pages())])
 with st.sidebar:
+    classroom_toggle()
     st.caption(f"Device: **{device_label()}**")
     remember_browser()  # on every page, so this browser's runs and uploads follow it into new tabs
 current.run()

@@ -360,6 +360,16 @@ def test_bad_options_and_a_diverging_run_get_clear_messages(context, studio_serv
     save_screenshot(tab, "studio-diverged")
 
 
+def _assert_graph_fits(frame) -> None:
+    """The autograd graph's SVG lies wholly inside its scrolling frame (nothing cut at the right or bottom)."""
+    box = frame.locator("#frame").evaluate(
+        "f => { const s = f.querySelector('svg').getBoundingClientRect(), b = f.getBoundingClientRect();"
+        " return {right: s.right - b.left, bottom: s.bottom - b.top, width: f.clientWidth,"
+        " height: f.clientHeight, scrollH: f.scrollHeight, clientH: f.clientHeight}; }")
+    assert box["right"] <= box["width"] + 1 and box["bottom"] <= box["height"] + 1, box
+    assert box["scrollH"] <= box["clientH"] + 1, box
+
+
 def test_model_graph_shows_summary_svg_graph_and_feature_maps(context, studio_server):
     expect = _expect()
     tab = _open(context, studio_server["url"], GRAPH)
@@ -383,10 +393,14 @@ def test_model_graph_shows_summary_svg_graph_and_feature_maps(context, studio_se
     svg = frame.locator("#frame svg")
     expect(svg).to_be_visible()
     expect(svg.locator("text", has_text="conv1.weight")).to_have_count(1)
+    _assert_graph_fits(frame)  # on first draw: the whole graph, output box at the bottom included
     width = svg.get_attribute("width")
     frame.get_by_role("button", name="+").click()  # zooming happens in the page, without a rerun
     expect(svg).not_to_have_attribute("width", width)
     expect(frame.locator("#level")).not_to_have_text("")
+    frame.get_by_role("button", name="+").click()
+    frame.get_by_role("button", name="Fit").click()
+    _assert_graph_fits(frame)
     with tab.expect_download() as download_info:
         tab.get_by_role("button", name="SVG").click()
     assert Path(download_info.value.path()).read_bytes().lstrip().startswith(b"<?xml")
