@@ -69,22 +69,26 @@ def studio_run(page, url: str, timeout_s: float = 900) -> None:
     page.get_by_text("Finished:").first.wait_for(timeout=60_000)
 
 
-def first_app_run_seconds(cache_dir: Path) -> float:
+def app_run_seconds(cache_dir: Path) -> list[float]:
+    """Training seconds of the app's finished runs, oldest first (the trainer's own clock)."""
     sys.path.insert(0, str(ROOT))
     from cnn_core.runs import RunStore
 
     store = RunStore(cache_dir / "cnn-explorer.sqlite3")
     finished = [row for row in store.summaries() if row["origin"] == "app" and row["status"] == "finished"]
-    return store.snapshot(finished[0]["id"]).end.seconds
+    return [store.snapshot(row["id"]).end.seconds for row in finished]
 
 
 def race(args: argparse.Namespace) -> None:
+    """CLI and studio runs alternate (`--repeats` of each, a CLI run first and last), so a slow moment of the
+    machine hits both; the ratio is of the medians."""
     from playwright.sync_api import sync_playwright
 
     cache = Path(tempfile.mkdtemp(prefix="bench-studio-"))
     env = {**os.environ, "CNN_CACHE_DIR": str(cache), "CNN_RUNS_DIR": str(cache / "runs")}
-    cli = cli_train_seconds(env)  # also fills the tensor cache both then read
+    cli = [cli_train_seconds(env)]  # also fills the tensor cache both then read
     server, url = start_server(env)
+    walls = []
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM_PATH), args=CHROMIUM_ARGS)
@@ -92,26 +96,28 @@ def race(args: argparse.Namespace) -> None:
             for visit in ("", "convolution-lab", "dataset-gallery", "model-graph", "predict"):
                 page.goto(f"{url}/{visit}")  # "whichever pages were visited before"
                 page.wait_for_function(SETTLED_JS, timeout=120_000)
-            started = time.monotonic()
-            studio_run(page, url)
-            wall = time.monotonic() - started
-            rss_after_one = _rss_mib(server.pid)
-            studio_run(page, url)  # a second finished run, then a third one training
-            page.get_by_role("button", name="Start training").click()
+            for _ in range(args.repeats):
+                started = time.monotonic()
+                studio_run(page, url)
+                walls.append(time.monotonic() - started)
+                cli.append(cli_train_seconds(env))  # the server and the page stay up, idle
+            rss_finished = _rss_mib(server.pid)
+            page.get_by_role("button", name="Start training").click()  # finished runs, and one training
             page.get_by_role("button", name="Stop training").wait_for(timeout=120_000)
             time.sleep(5)
             rss_training = _rss_mib(server.pid)
             page.get_by_role("button", name="Stop training").click()
             browser.close()
-        app = first_app_run_seconds(cache)
+        app = app_run_seconds(cache)
     finally:
         _stop(server)
-    cli_again = cli_train_seconds(env)
-    print(f"CLI training seconds: {cli:.2f} and {cli_again:.2f} (before and after the app run)")
-    print(f"Studio run with the page open: {app:.2f} s of training ({wall:.1f} s from Start to the results)")
-    print(f"ratio studio / CLI (mean of both CLI runs): {app / ((cli + cli_again) / 2):.2f}  (target <= 1.1, fails > 1.5)")
-    print(f"server RSS: {rss_after_one:.0f} MiB after one run; {rss_training:.0f} MiB with two finished runs and "
-          "one training (target < 1 GB)")
+    print(f"CLI training seconds: {', '.join(f'{s:.2f}' for s in cli)} (median {statistics.median(cli):.2f})")
+    print(f"Studio runs with the page open: {', '.join(f'{s:.2f}' for s in app)} s of training (median "
+          f"{statistics.median(app):.2f}; {statistics.median(walls):.1f} s from Start to the results)")
+    print(f"ratio studio / CLI (medians): {statistics.median(app) / statistics.median(cli):.2f}  "
+          "(target <= 1.1, fails > 1.5)")
+    print(f"server RSS: {rss_finished:.0f} MiB after {len(app)} finished runs; {rss_training:.0f} MiB with those and one "
+          "training (target < 1 GB)")
 
 
 def _rss_mib(pid: int) -> float:
@@ -156,7 +162,10 @@ def classroom(args: argparse.Namespace) -> None:
             while time.monotonic() < stop_at:
                 try:
                     studio_run(page, url, timeout_s=max(5.0, stop_at - time.monotonic()))
-                except Exception:  # noqa: BLE001 - the time ran out mid-run
+                except Exception as exc:  # noqa: BLE001 - the time ran out mid-run, or a run went wrong
+                    if time.monotonic() < stop_at - 5:
+                        print(f"trainer {index}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}", flush=True)
+                        page.screenshot(path=str(cache / f"trainer-{index}-failed.png"), full_page=True)
                     break
                 finished[index] += 1
             browser.close()
@@ -206,7 +215,8 @@ def classroom(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
-    sub.add_parser("race", help="(a) the studio's default MNIST run with its page open against the CLI")
+    duel = sub.add_parser("race", help="(a) the studio's default MNIST run with its page open against the CLI")
+    duel.add_argument("--repeats", type=int, default=3, help="studio runs (and CLI runs after each)")
     load = sub.add_parser("classroom", help="(b) five browsers on one server")
     load.add_argument("--minutes", type=float, default=4.0)
     args = parser.parse_args()

@@ -392,7 +392,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps({"dataset": card.dataset, "split": args.split, **metrics}))
         return 0
     print(f"{Path(args.checkpoint).name} on {card.dataset} {args.split} ({metrics['n']} images):")
-    for key in ("accuracy", "precision", "recall", "sensitivity", "specificity", "f1", "auroc", "kappa"):
+    for key in ("accuracy", "balanced_accuracy", "precision", "recall", "sensitivity", "specificity", "f1", "auroc",
+                "kappa"):
         if key in metrics:
             value = metrics[key]
             why = metrics.get("undefined", {}).get(key)

@@ -193,14 +193,30 @@ class MetricTile:
     why: str | None = None  # why an "n/a" metric is undefined (e.g. no positive image in the test split)
 
 
+#: Largest / smallest class support from which a split counts as imbalanced.
+IMBALANCE_RATIO = 1.5
+
+
+def imbalanced(confusion_matrix: object) -> bool:
+    """Whether the true classes of a confusion matrix (rows) differ in size by `IMBALANCE_RATIO` or more
+    (classes without images left aside)."""
+    if not isinstance(confusion_matrix, (list, tuple, np.ndarray)) or not len(confusion_matrix):
+        return False
+    support = [int(sum(row)) for row in confusion_matrix if sum(row)]
+    return len(support) >= 2 and max(support) >= IMBALANCE_RATIO * min(support)
+
+
 def metric_tiles(metrics: Mapping[str, object], class_names: Sequence[str],
                  labels: Mapping[str, str]) -> list[MetricTile]:
     """The test metrics of a run as tiles. Two classes: recall is the positive class's (the second class)
     sensitivity; precision and F1 are the positive class's too. More classes: macro averages. Kappa is a
     number, the others percentages; `labels` names the metrics."""
     binary = len(class_names) == 2
+    keys = list(BINARY_METRICS if binary else MULTICLASS_METRICS)
+    if imbalanced(metrics.get("confusion_matrix")):  # accuracy flatters the big classes: show the balanced one too
+        keys.insert(1, "balanced_accuracy")
     tiles = []
-    for key in BINARY_METRICS if binary else MULTICLASS_METRICS:
+    for key in keys:
         label = "Recall" if key == "recall" else labels.get(key, key)
         if key in ("precision", "recall", "f1"):
             label += f" ({class_names[1]})" if binary else " (macro)"

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from cnn_core import data, models, runs
+from cnn_core import data, models, reports, runs
 from cnn_core.models import backbones, transfer
 from cnn_core.data.augment import AugmentConfig, default_augment
 from cnn_core.errors import CnnError
@@ -18,9 +18,11 @@ from cnn_core.training import MIN_BATCH_SIZE, MONITORS, OPTIMIZERS, SCHEDULES, T
 
 from .data_sets import present_datasets
 from .pickers import dataset_picker, model_arg_picker, model_picker
+from .studio_charts import class_count_figure
 from .widgets import device_label
 
 FOLDER_SIZES = (32, 64, 96, 128)
+FEW_IMAGES = 20  # training images per class below which the studio warns
 MONITOR_LABELS = {"val_accuracy": "best val. accuracy", "val_loss": "lowest val. loss", "last": "last epoch"}
 CACHED_FEATURES_HELP = ("The frozen backbone's features are computed once per image, so they cannot change "
                         "from batch to batch; flips are kept as cached flipped copies.")
@@ -60,7 +62,36 @@ def choose_dataset() -> data.DatasetInfo | None:
                                                            if multi_label else ""))
     if info.family == "folder":
         show_folder_notes(info)
+    show_class_counts(info)
     return info
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _class_counts(name: str) -> dict[str, list[int]] | None:
+    try:
+        return data.class_counts(name)
+    except CnnError:
+        return None
+
+
+def show_class_counts(info: data.DatasetInfo) -> None:
+    """Training images per class, and a word when the classes are imbalanced or a class has few images."""
+    counts = _class_counts(info.name)
+    if not counts or not sum(counts.get("train", [])):
+        return
+    train = counts["train"]
+    st.plotly_chart(class_count_figure(list(info.class_names), train), key="studio_class_counts",
+                    config={"displayModeBar": False})
+    present = [c for c in train if c]
+    ratio = max(present) / min(present) if present else 1.0
+    if ratio >= reports.IMBALANCE_RATIO:
+        st.caption(f":material/balance: Imbalanced: the largest class has {ratio:.1f}× the training images of the "
+                   "smallest. Accuracy then flatters a model that favours the big classes; the test results add "
+                   "balanced accuracy (the mean of the per-class recalls).")
+    few = [f"{name} ({count})" for name, count in zip(info.class_names, train) if count < FEW_IMAGES]
+    if few:
+        st.warning(f"Few training images in {', '.join(few)}: a CNN learns little from under {FEW_IMAGES} examples "
+                   "of a class. Add images if you can.", icon=":material/warning:")
 
 
 def show_folder_notes(info: data.DatasetInfo) -> None:

@@ -761,3 +761,12 @@ def test_real_brain_mri():
     labels = torch.cat([s.labels for s in splits])
     assert labels.bincount().tolist() == [98, 155]
     assert all(s.images.shape[1:] == (3, 128, 128) for s in splits)
+
+
+@pytest.mark.parametrize("name", ["mnist", "pathmnist", "breastmnist", "scans"])
+def test_class_counts_from_labels_alone_match_the_loaded_splits(tiny_data_dir, name):
+    counts = data.class_counts(name)
+    n = data.get_dataset_info(name).n_classes
+    for split in ("train", "val", "test"):
+        loaded = data.load_split(name, split)
+        assert counts[split] == torch.bincount(loaded.labels, minlength=n).tolist(), split

@@ -44,3 +44,23 @@ def test_auroc_is_none_when_a_class_is_absent():
     m = classification_metrics(probs, targets, 2)
     assert m["auroc"] is None
     assert m["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_balanced_accuracy_is_the_mean_recall_and_undefined_metrics_say_why():
+    # 8 negatives (7 right), 2 positives (1 right): accuracy 0.8 flatters; balanced (7/8 + 1/2) / 2
+    targets = torch.tensor([0] * 8 + [1] * 2)
+    preds = torch.tensor([0] * 7 + [1] + [1, 0])
+    m = classification_metrics(torch.nn.functional.one_hot(preds, 2).float(), targets, 2, ["normal", "tumour"])
+    assert m["accuracy"] == pytest.approx(0.8) and m["balanced_accuracy"] == pytest.approx((7 / 8 + 1 / 2) / 2)
+    only_normal = classification_metrics(torch.tensor([[0.9, 0.1]] * 4), torch.zeros(4, dtype=torch.long), 2,
+                                         ["normal", "tumour"])
+    assert only_normal["accuracy"] == 1.0  # defined, but says nothing about tumours:
+    for key in ("sensitivity", "recall", "f1", "auroc", "balanced_accuracy", "kappa"):
+        assert only_normal[key] is None, key
+    assert only_normal["undefined"]["sensitivity"] == "no 'tumour' image in the split"
+    assert only_normal["undefined"]["kappa"] == "the split holds only 'normal' images"
+    assert only_normal["undefined"]["precision"] == "the model predicted 'tumour' for no image"
+    # multi-class: an absent class does not drag the macro scores down
+    multi = classification_metrics(torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 0]), 3).float(),
+                                   torch.tensor([0, 1, 1, 0]), 3, ["a", "b", "c"])
+    assert multi["recall"] == 1.0 and multi["balanced_accuracy"] == 1.0 and "absent: c" in multi["macro_over"]

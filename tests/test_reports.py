@@ -139,3 +139,14 @@ def test_reports_depends_on_numpy_and_errors_only():
             imported.add("." * node.level + (node.module or ""))
     assert imported <= {"__future__", "numbers", "collections.abc", "dataclasses", "typing", "numpy", "torch",
                         ".errors"}, imported
+
+
+def test_balanced_accuracy_tile_appears_for_an_imbalanced_test_split():
+    labels = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy"}
+    even = reports.metric_tiles({"accuracy": 0.9, "confusion_matrix": [[9, 1], [1, 9]]}, ["a", "b"], labels)
+    skewed = reports.metric_tiles({"accuracy": 0.9, "balanced_accuracy": 0.6, "confusion_matrix": [[17, 1], [1, 1]],
+                                   "undefined": {}}, ["a", "b"], labels)
+    assert "balanced_accuracy" not in [t.key for t in even]
+    assert [t.key for t in skewed][:2] == ["accuracy", "balanced_accuracy"] and skewed[1].text == "60.0 %"
+    na = reports.metric_tiles({"auroc": None, "undefined": {"auroc": "no 'b' image in the split"}}, ["a", "b"], labels)
+    assert [t.why for t in na if t.key == "auroc"] == ["no 'b' image in the split"]

@@ -11,6 +11,7 @@ from .images import fit_image
 from .mnist import mnist_torchvision_root
 from .registry import (
     channel_stats,
+    class_counts,
     clear_caches,
     data_notes,
     dataset_status,
@@ -59,6 +60,7 @@ __all__ = [
     "load_splits",
     "split_sizes",
     "channel_stats",
+    "class_counts",
     "data_notes",
     "empty_class_error",
     "register_image_folder",

@@ -78,6 +78,15 @@ class FolderSource(DataSource):
                 counts[split] += 1
         return counts
 
+    def class_counts(self) -> dict[str, list[int]]:
+        """From the listing and the split assignment, readable files only (nothing is decoded twice)."""
+        unreadable = unreadable_files(self.scan)
+        counts = {split: [0] * len(self.scan.class_names) for split in SPLITS}
+        for (relative, index), split in zip(self.scan.files, folder_assignment(self.scan, self.seed)):
+            if relative not in unreadable:
+                counts[split][index] += 1
+        return counts
+
     def notes(self) -> list[str]:
         """Unreadable files (count and the first names) and classes too small for every split."""
         unreadable = sorted(unreadable_files(self.scan))

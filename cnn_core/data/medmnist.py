@@ -47,6 +47,23 @@ class MedmnistSource(DataSource):
     def read(self, located: Located, split: str, progress: Progress | None = None) -> dict[str, BuiltSplit]:
         return {split: _build_medmnist(self, located.files, split, progress)}
 
+    def class_counts(self) -> dict[str, list[int]]:
+        """From the npz's `*_labels` members only (a few kB), not its images; multi-label sets count the
+        images carrying each label."""
+        path, _ = _find_npz(self.flag, self.size)
+        if path is None:
+            raise self.missing_error()
+        n = len(self.info.class_names)
+        try:
+            with np.load(path) as archive:
+                labels = {split: np.asarray(archive[f"{split}_labels"]) for split in SPLITS}
+        except (OSError, KeyError, ValueError) as exc:
+            raise DataError(f"{path} could not be read ({short(exc)}).") from exc
+        if self.info.multi_label:
+            return {split: [int(v) for v in values.sum(axis=0)] for split, values in labels.items()}
+        return {split: np.bincount(values.reshape(-1).astype(np.int64), minlength=n).tolist()
+                for split, values in labels.items()}
+
     def download_plan(self) -> DownloadPlan:
         """The npz from zenodo.org (medmnist's INFO: address and MD5) or from CNN_DOWNLOAD_MIRROR."""
         medinfo = medmnist_table()[self.flag]

@@ -58,6 +58,20 @@ class MnistSource(DataSource):
     def read(self, located: Located, split: str, progress: Progress | None = None) -> dict[str, BuiltSplit]:
         return _build_mnist(located.files, split)  # a second or two: no progress to tell
 
+    def class_counts(self) -> dict[str, list[int]]:
+        """From the two label files only (70 kB), split as loading splits them."""
+        found = _locate_mnist()
+        if found.missing:
+            raise self.missing_error()
+        try:
+            train = _idx_labels(found.sources["train-labels-idx1-ubyte"])
+            test = _idx_labels(found.sources["t10k-labels-idx1-ubyte"])
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"The MNIST label files could not be read ({short(exc)}). {_mnist_how_to_get()}") from exc
+        val = val_mask(len(train))
+        return {split: np.bincount(labels, minlength=10).tolist()
+                for split, labels in (("train", train[~val]), ("val", train[val]), ("test", test))}
+
     def download_plan(self) -> DownloadPlan:
         """torchvision's four files from its mirrors (or CNN_DOWNLOAD_MIRROR), checked by its MD5 list."""
         from torchvision.datasets import MNIST
@@ -238,6 +252,16 @@ def _idx_count(path: Path) -> int:
     if len(header) < 8 or header[:2] != b"\x00\x00":
         raise ValueError(f"{path} has no idx header")
     return int.from_bytes(header[4:8], "big")
+
+
+def _idx_labels(path: Path) -> np.ndarray:
+    """The labels of an idx1 file (plain or gzipped) as int64."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        raw = handle.read()
+    if len(raw) < 8 or raw[:4] != b"\x00\x00\x08\x01":
+        raise ValueError(f"{path.name} is not an idx label file")
+    return np.frombuffer(raw, dtype=np.uint8, offset=8).astype(np.int64)
 
 
 def _mnist_val_count(n_train_total: int) -> int:

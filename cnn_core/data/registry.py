@@ -247,6 +247,12 @@ def _load_or_build(source: DataSource, located, split: str, size: int, progress:
     return result
 
 
+def class_counts(name: str) -> dict[str, list[int]]:
+    """Images per class in each split, {split: [count per class in class_names order]}; DataError when the
+    data set is missing. Reads labels only for MNIST and MedMNIST, the listing for image folders."""
+    return resolve(name).class_counts()
+
+
 def data_notes(name: str) -> list[str]:
     """Warnings for people about a data set's files: unreadable files left out, classes too small to reach
     every split (empty for the built-in sets)."""

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 import torch
 
 from ..errors import DataError
@@ -63,6 +65,15 @@ class DataSource(ABC):
     def split_sizes(self) -> dict[str, int]:
         """Images per split that loading returns, without loading them."""
         return dict(self.info.n_samples or {})
+
+    def class_counts(self) -> dict[str, list[int]]:
+        """Images per class in each split, {split: [count per class]}: from the labels alone where the family
+        can read them without the images (this default loads each split)."""
+        from .registry import load_split  # the registry imports the sources; this runs after both loaded
+
+        n = len(self.info.class_names)
+        return {split: np.bincount(load_split(self.info.name, split).labels.numpy(), minlength=n).tolist()
+                for split in self.info.splits}
 
     def empty_split_hint(self) -> str:
         return "the source file holds no images for it."

@@ -29,6 +29,7 @@ METRIC_LABELS = {
     "f1": "F1",
     "auroc": "ROC-AUC",
     "kappa": "Cohen's kappa",
+    "balanced_accuracy": "Balanced accuracy",
 }
 
 
@@ -67,8 +68,23 @@ def classification_metrics(probs: torch.Tensor, targets: torch.Tensor, num_class
         _binary_rates(result, confusion.to(torch.float64), undefined, names)
     else:
         _macro_rates(result, preds, targets, c, support, undefined, names)
+    result["balanced_accuracy"] = _balanced_accuracy(result, c, undefined)
     result["undefined"] = undefined
     return result
+
+
+def _balanced_accuracy(result: dict, c: int, undefined: dict[str, str]) -> float | None:
+    """The mean of the per-class recalls (Brodersen et al. 2010, "The balanced accuracy and its posterior
+    distribution"): for two classes (sensitivity + specificity) / 2; over the classes present otherwise."""
+    if c == 2:
+        sens, spec = result["sensitivity"], result["specificity"]
+        if sens is None or spec is None:
+            undefined["balanced_accuracy"] = undefined.get("sensitivity") or undefined.get("specificity", "")
+            return None
+        return (sens + spec) / 2
+    if result["recall"] is None:
+        undefined["balanced_accuracy"] = undefined["recall"]
+    return result["recall"]
 
 
 def _binary_rates(result: dict, cm: torch.Tensor, undefined: dict[str, str], names: list[str]) -> None:

@@ -17,7 +17,8 @@ from ..errors import CheckpointError
 #: Keys every card has; a file without them is not a CNN Explorer checkpoint.
 REQUIRED_KEYS = ("model", "dataset", "class_names", "channels", "image_size", "normalization")
 #: The orientations a card may list under `test_time_augmentation` (data.augment.ORIENTATIONS' names).
-_METRIC_ROWS = ("accuracy", "precision", "recall", "sensitivity", "specificity", "f1", "auroc", "kappa")
+_METRIC_ROWS = ("accuracy", "balanced_accuracy", "precision", "recall", "sensitivity", "specificity", "f1", "auroc",
+                "kappa")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from .. import data as data_registry
 from ..data.augment import BatchPreprocessor, orientations_taught
 from ..data.types import DatasetInfo
-from ..device import autocast, describe_device, pick_device
+from ..device import CpuThreads, autocast, describe_device, pick_device
 from ..inference.evaluate import loss_and_accuracy, predict_probs
 from ..inference.metrics import classification_metrics
 from ..models import Classifier, build_model
@@ -49,6 +49,7 @@ class _Loop:
     generator: torch.Generator
     cancel: threading.Event | None
     log_every: int
+    threads: CpuThreads | None = None  # CPU runs: the thread pool follows the cores other processes leave
     step: int = 0
     seconds: float = 0.0
     cancelled: bool = False
@@ -80,6 +81,7 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     stops within one batch, keeping the best weights so far.
     """
     device = pick_device(config.device)
+    threads = CpuThreads() if device.type == "cpu" else None  # watches the machine while the data loads
     resolved = resolve_config(config, data_registry.get_dataset_info(config.dataset))
     torch.manual_seed(config.seed)
     prepared = prepare_data(config, resolved, device)
@@ -109,6 +111,7 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
         config, resolved, model, prepared, optimizer,
         make_scheduler(resolved.schedule, optimizer, resolved.lr, epoch_steps * resolved.epochs),
         device, torch.Generator().manual_seed(config.seed), cancel, config.log_every or max(1, epoch_steps // 50),
+        threads,
     )  # fmt: skip
 
     best, epoch, stopped_early = _Best(state=copy.deepcopy(model.state_dict())), 0, False
@@ -159,6 +162,8 @@ def train_one_epoch(loop: _Loop, epoch: int) -> Iterator[Event]:
         if loop.cancel_requested():
             loop.cancelled = True
             break
+        if loop.threads is not None:
+            loop.threads.adjust()
         index = order[start : start + batch_size]
         x = prepared.preprocess(train_x[index], train=True, generator=loop.generator)
         y = train_y[index]
