@@ -189,3 +189,29 @@ def test_card_views_ignore_what_they_do_not_know():
     assert card_views(Card.from_dict({**base, "test_time_augmentation": "hflip"})) == ("identity",)
     views = ["identity", "spin", 3, "hflip"]
     assert card_views(Card.from_dict({**base, "test_time_augmentation": views})) == ("identity", "hflip")
+
+
+def test_cpu_threads_follow_the_cores_other_processes_leave(monkeypatch):
+    import torch
+
+    from cnn_core.device import CpuThreads
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    torch.set_num_threads(4)
+    try:
+        samples = iter([(0.0, 0.0, 0.0),  # start: (seconds, busy CPU-seconds of the machine, of this process)
+                        (2.0, 2 * 3.0, 2 * 1.0),  # 3 busy cores, 1 of them ours: others use 2 -> 2 threads
+                        (4.0, 6.0 + 2 * 1.0, 2.0 + 2 * 1.0),  # only ours busy -> back to 4
+                        ])
+        monkeypatch.setattr(CpuThreads, "_sample", staticmethod(lambda: next(samples)))
+        monkeypatch.setattr("time.monotonic", lambda: 10.0)  # always "a second has passed"
+        threads = CpuThreads()
+        threads.enabled = True
+        assert threads.max_threads == 4
+        assert threads.adjust() == 2 and torch.get_num_threads() == 2
+        assert threads.adjust() == 4 and torch.get_num_threads() == 4
+        monkeypatch.setenv("CNN_ADAPT_THREADS", "0")
+        assert not CpuThreads().enabled
+    finally:
+        torch.set_num_threads(before)
