@@ -125,8 +125,7 @@ def config_from_args(args: argparse.Namespace) -> "TrainConfig":
         schedule=args.schedule,
         weight_decay=args.weight_decay,
         momentum=args.momentum,
-        label_smoothing=args.label_smoothing,
-        patience=args.patience,
+        label_smoothing=args.label_smoothing, class_weights=args.class_weights, patience=args.patience,
         monitor=args.monitor or _default_monitor(args),
         seed=args.seed,
         device=args.device,
@@ -501,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default 5e-4)")
     p.add_argument("--momentum", type=float, default=0.9, help="momentum of sgd and rmsprop (default 0.9)")
     p.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default 0)")
+    p.add_argument("--class-weights", choices=["auto", "balanced", "none"], default="auto", help="loss weights per "
+                   "class; auto (default): balanced when the largest class has 2x the smallest's images or more")
     p.add_argument("--patience", type=int, help="stop after this many epochs without validation improvement")
     p.add_argument(
         "--monitor",

@@ -90,6 +90,8 @@ def cli_command(config: TrainConfig, resolved: ResolvedConfig, family: str, task
         parts += ["--momentum", _number(config.momentum)]
     if config.label_smoothing:
         parts += ["--label-smoothing", _number(config.label_smoothing)]
+    if config.class_weights != TrainConfig.class_weights:
+        parts += ["--class-weights", config.class_weights]
     if config.patience is not None:
         parts += ["--patience", str(config.patience)]
     if config.limit is not None:

@@ -14,6 +14,13 @@ from ..models import default_model_for, get_model_spec
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("none", "onecycle", "cosine")
 MONITORS = ("val_accuracy", "val_loss", "last")  # "last": keep the final epoch (tiny validation sets)
+CLASS_WEIGHTS = ("auto", "balanced", "none")
+#: "auto" class weights turn on from this largest/smallest training-class ratio (PathMNIST's 1.6 stays unweighted).
+WEIGHTED_FROM_RATIO = 2.0
+#: The default recipe's budget: a small set gets at least this many optimizer steps (its epochs grow as it
+#: shrinks, up to MAX_AUTO_EPOCHS); 24 epochs of 546 images in batches of 128 were 100 steps, too few to learn.
+MIN_DEFAULT_STEPS = 1200
+MAX_AUTO_EPOCHS = 300
 
 #: Fewest images per batch: BatchNorm layers cannot learn from a batch of one (its variance is zero).
 MIN_BATCH_SIZE = 2
@@ -48,6 +55,7 @@ class TrainConfig:
     device: str | None = None
     limit: int | None = None  # use at most this many images per split (quick classroom runs)
     augment: AugmentConfig | None = None  # None: what suits the data set
+    class_weights: str = "auto"  # loss weights per class: "balanced" (n / (C * n_c)), "none", "auto" (imbalanced: balanced)
     tta: bool = True  # test metrics average the orientations the augmentation taught (augment.orientations_taught)
     image_size: int | None = None  # image folders only: side the images are resized to
     out: str | None = None  # checkpoint path (".safetensors"); None: not saved
@@ -66,6 +74,7 @@ class ResolvedConfig:
     optimizer: str
     schedule: str
     augment: AugmentConfig
+    class_weights: str = "none"  # "balanced" or "none" ("auto" decided from the training classes)
 
 
 def resolve_config(config: TrainConfig, info: DatasetInfo) -> ResolvedConfig:
@@ -73,17 +82,45 @@ def resolve_config(config: TrainConfig, info: DatasetInfo) -> ResolvedConfig:
     model = config.model or default_model_for(info.family, info.image_size)
     spec = get_model_spec(model)
     d = spec.defaults
+    batch_size = config.batch_size if config.batch_size is not None else d.get("batch_size", 128)
     resolved = ResolvedConfig(
         model=model,
-        epochs=config.epochs if config.epochs is not None else d.get("epochs", 5),
-        batch_size=config.batch_size if config.batch_size is not None else d.get("batch_size", 128),
+        epochs=config.epochs if config.epochs is not None else default_epochs(d.get("epochs", 5), info, config,
+                                                                               batch_size),
+        batch_size=batch_size,
         lr=config.lr if config.lr is not None else d.get("lr", 1e-3),
         optimizer=(config.optimizer or d.get("optimizer", "adamw")).lower(),
         schedule=(config.schedule or d.get("schedule", "none")).lower(),
         augment=config.augment if config.augment is not None else default_augment(info.family, info.task),
+        class_weights=_class_weights(config.class_weights, info),
     )
     check_options(resolved, config)
     return resolved
+
+
+def default_epochs(model_epochs: int, info: DatasetInfo, config: TrainConfig, batch_size: int) -> int:
+    """The model's epochs, or more for a small training set: enough to make `MIN_DEFAULT_STEPS` optimizer
+    steps (at most `MAX_AUTO_EPOCHS`). Large sets (MNIST, PathMNIST) keep the model's number."""
+    n_train = (info.n_samples or {}).get("train") or 0
+    if config.limit:
+        n_train = min(n_train, config.limit)
+    if n_train < MIN_BATCH_SIZE or batch_size < 1:
+        return model_epochs
+    steps = steps_per_epoch(n_train, min(batch_size, n_train))
+    return max(model_epochs, min(MAX_AUTO_EPOCHS, math.ceil(MIN_DEFAULT_STEPS / max(1, steps))))
+
+
+def _class_weights(asked: str, info: DatasetInfo) -> str:
+    """"auto": balanced weights when the training classes differ by `WEIGHTED_FROM_RATIO` or more."""
+    if asked != "auto" or info.multi_label:
+        return "none" if asked == "auto" else asked
+    from ..data.registry import class_counts
+
+    try:
+        train = [c for c in class_counts(info.name)["train"] if c]
+    except (CnnError, KeyError):
+        return "none"
+    return "balanced" if len(train) >= 2 and max(train) >= WEIGHTED_FROM_RATIO * min(train) else "none"
 
 
 def check_options(r: ResolvedConfig, config: TrainConfig) -> None:
@@ -103,6 +140,8 @@ def check_options(r: ResolvedConfig, config: TrainConfig) -> None:
         raise ConfigError(f"Unknown optimizer {r.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
     if r.schedule not in SCHEDULES:
         raise ConfigError(f"Unknown schedule {r.schedule!r}; choose one of {', '.join(SCHEDULES)}.")
+    if r.class_weights not in CLASS_WEIGHTS:
+        raise ConfigError(f"Unknown class weights {r.class_weights!r}; choose one of {', '.join(CLASS_WEIGHTS)}.")
     if config.monitor not in MONITORS:
         raise ConfigError(f"Unknown monitor {config.monitor!r}; choose one of {', '.join(MONITORS)}.")
     if config.patience is not None and config.patience < 1:

@@ -50,6 +50,7 @@ class _Loop:
     cancel: threading.Event | None
     log_every: int
     threads: CpuThreads | None = None  # CPU runs: the thread pool follows the cores other processes leave
+    class_weights: torch.Tensor | None = None  # per-class loss weights [C] (float32, on the device), or None
     step: int = 0
     seconds: float = 0.0
     cancelled: bool = False
@@ -111,7 +112,7 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
         config, resolved, model, prepared, optimizer,
         make_scheduler(resolved.schedule, optimizer, resolved.lr, epoch_steps * resolved.epochs),
         device, torch.Generator().manual_seed(config.seed), cancel, config.log_every or max(1, epoch_steps // 50),
-        threads,
+        threads, loss_weights(resolved.class_weights, prepared.train[1], len(info.class_names)),
     )  # fmt: skip
 
     best, epoch, stopped_early = _Best(state=copy.deepcopy(model.state_dict())), 0, False
@@ -169,7 +170,8 @@ def train_one_epoch(loop: _Loop, epoch: int) -> Iterator[Event]:
         y = train_y[index]
         with autocast(loop.device):
             logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=loop.config.label_smoothing)
+            loss = F.cross_entropy(logits.float(), y, weight=loop.class_weights,
+                                   label_smoothing=loop.config.label_smoothing)
         loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         loop.optimizer.step()
@@ -199,6 +201,16 @@ def evaluate(loop: _Loop) -> tuple[float, float]:
     prepared = loop.prepared
     probs = predict_probs(loop.model, prepared.val[0], _eval_preprocess(prepared), loop.device)
     return loss_and_accuracy(probs, prepared.val[1])
+
+
+def loss_weights(kind: str, labels: torch.Tensor, n_classes: int) -> torch.Tensor | None:
+    """"balanced": n / (C * n_c) per class (King & Zeng 2001; scikit-learn's "balanced"), so each class weighs
+    as much in the loss as if the classes were equal in size; classes absent from `labels` get 0. "none": None."""
+    if kind != "balanced":
+        return None
+    counts = torch.bincount(labels, minlength=n_classes).float()
+    weights = torch.where(counts > 0, labels.numel() / (n_classes * counts.clamp_min(1)), torch.zeros_like(counts))
+    return weights.to(labels.device)
 
 
 def _eval_preprocess(prepared: PreparedData) -> Callable[[torch.Tensor], torch.Tensor]:
