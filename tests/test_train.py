@@ -215,3 +215,35 @@ def test_cpu_threads_follow_the_cores_other_processes_leave(monkeypatch):
         assert not CpuThreads().enabled
     finally:
         torch.set_num_threads(before)
+
+
+def test_small_sets_get_a_step_budget_and_big_ones_keep_the_models_epochs():
+    from cnn_core.data.types import DatasetInfo
+    from cnn_core.training import TrainConfig
+    from cnn_core.training.config import MAX_AUTO_EPOCHS, MIN_DEFAULT_STEPS, default_epochs
+
+    def info(n_train: int) -> DatasetInfo:
+        return DatasetInfo(name="x", title="x", family="medmnist", class_names=("a", "b"), channels=1, image_size=28,
+                           task="binary-class", splits=("train", "val", "test"), source="", description="",
+                           license="", n_samples={"train": n_train, "val": 10, "test": 10}, root=None)
+
+    config = TrainConfig(dataset="x")
+    assert default_epochs(24, info(546), config, 128) == 240  # 5 steps per epoch (a ragged last batch counts)
+    assert default_epochs(24, info(546), config, 128) * 5 >= MIN_DEFAULT_STEPS
+    assert default_epochs(24, info(89_996), config, 128) == 24  # PathMNIST: 703 steps per epoch already
+    assert default_epochs(3, info(55_000), config, 256) == 3  # MNIST keeps its 3 epochs (5-6 s on a laptop CPU)
+    assert default_epochs(24, info(4_708), config, 128) == 33  # just under 5,000 images: 37 steps per epoch
+    assert default_epochs(24, info(40), config, 128) == MAX_AUTO_EPOCHS
+    assert default_epochs(24, info(546), TrainConfig(dataset="x", limit=100), 128) == MAX_AUTO_EPOCHS
+
+
+def test_balanced_class_weights_make_each_class_weigh_the_same():
+    import torch
+
+    from cnn_core.training.loop import loss_weights
+
+    labels = torch.tensor([0] * 30 + [1] * 10)
+    weights = loss_weights("balanced", labels, 3)  # class 2 absent
+    assert torch.allclose(weights, torch.tensor([40 / (3 * 30), 40 / (3 * 10), 0.0]))
+    assert torch.allclose(weights[labels].sum() / len(labels), torch.tensor(2 / 3))  # 30 * w0 == 10 * w1
+    assert loss_weights("none", labels, 3) is None

@@ -21,6 +21,7 @@ WEIGHTED_FROM_RATIO = 2.0
 #: shrinks, up to MAX_AUTO_EPOCHS); 24 epochs of 546 images in batches of 128 were 100 steps, too few to learn.
 MIN_DEFAULT_STEPS = 1200
 MAX_AUTO_EPOCHS = 300
+SMALL_SET_IMAGES = 5000  # training sets under this many images get the step budget; larger ones the model's epochs
 
 #: Fewest images per batch: BatchNorm layers cannot learn from a batch of one (its variance is zero).
 MIN_BATCH_SIZE = 2
@@ -99,12 +100,13 @@ def resolve_config(config: TrainConfig, info: DatasetInfo) -> ResolvedConfig:
 
 
 def default_epochs(model_epochs: int, info: DatasetInfo, config: TrainConfig, batch_size: int) -> int:
-    """The model's epochs, or more for a small training set: enough to make `MIN_DEFAULT_STEPS` optimizer
-    steps (at most `MAX_AUTO_EPOCHS`). Large sets (MNIST, PathMNIST) keep the model's number."""
+    """The model's epochs, or more for a training set under `SMALL_SET_IMAGES` images: enough to make
+    `MIN_DEFAULT_STEPS` optimizer steps (at most `MAX_AUTO_EPOCHS`). Larger sets (MNIST, PathMNIST) keep the
+    model's number, so their runs take as long as before."""
     n_train = (info.n_samples or {}).get("train") or 0
     if config.limit:
         n_train = min(n_train, config.limit)
-    if n_train < MIN_BATCH_SIZE or batch_size < 1:
+    if not MIN_BATCH_SIZE <= n_train < SMALL_SET_IMAGES or batch_size < 1:
         return model_epochs
     steps = steps_per_epoch(n_train, min(batch_size, n_train))
     return max(model_epochs, min(MAX_AUTO_EPOCHS, math.ceil(MIN_DEFAULT_STEPS / max(1, steps))))
