@@ -401,18 +401,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .inference.predict import predict_files
+    from .inference.answers import answer_files, answer_line
+    from .models.checkpoints import load_checkpoint
 
-    predictions = predict_files(args.checkpoint, args.images)
-    for path, pred in zip(args.images, predictions):
-        if args.json:
-            print(json.dumps({"image": str(path), "label": pred.label, "probability": pred.probability,
-                              "probabilities": pred.probabilities}))
-        else:
-            top = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[:3]
-            others = ", ".join(f"{name} {p:.1%}" for name, p in top)
-            print(f"{path}: {pred.label} ({pred.probability:.1%})   [{others}]")
-    return 0
+    answers = answer_files(load_checkpoint(args.checkpoint), args.images, raw=args.raw)
+    for answer in answers:
+        print(json.dumps(answer) if args.json else answer_line(answer),
+              file=sys.stderr if "error" in answer and not args.json else sys.stdout)
+    return 2 if any("error" in answer for answer in answers) else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -553,7 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="class and probabilities for image files")
     p.add_argument("--checkpoint", required=True, help="checkpoint file (.safetensors)")
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, TIFF, ...)")
-    p.add_argument("--json", action="store_true", help="one JSON line per image")
+    p.add_argument("--json", action="store_true", help="one JSON line per image (with a trust field)")
+    p.add_argument("--raw", action="store_true", help="digit models: only resize, do not find, crop and centre "
+                   "the digit the MNIST way")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
