@@ -129,14 +129,22 @@ def contrast_map(gray: np.ndarray) -> tuple[np.ndarray, float]:
     local paper's brightness, clipped to [0, 1]; the paper's noise level in the same units)."""
     from scipy import ndimage
 
-    thumb = _reduced(gray, THUMB_SIDE)
-    side = max(thumb.shape)
-    # The side the ink lies on: which way the most extreme pixels depart from a rough (median) background.
-    rough = ndimage.median_filter(thumb, size=max(3, round(side * 0.5)) | 1, mode="reflect")
-    deviation = gray - _resize(rough, gray.shape)
+    # The side the ink lies on: the background is most of the border (even when a large digit touches it),
+    # and the ink is the side whose strongest pixels depart furthest from it.
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    deviation = gray - float(np.median(border))
     dark, light = _extreme(-deviation), _extreme(deviation)
-    window = max(3, round(side * BACKGROUND_WINDOW)) | 1
-    if light > dark:  # light strokes on a dark background
+    ink_is_light = light > dark  # light strokes on a dark background
+    # The thumbnail keeps the paper's level: thin lines and strokes narrower than its pixels are filtered out
+    # (a maximum filter for dark ink, a minimum for light) before the pixels are averaged.
+    step = max(gray.shape) / THUMB_SIDE
+    if step > 1:
+        spread = ndimage.minimum_filter if ink_is_light else ndimage.maximum_filter
+        thumb = _reduced(spread(gray, size=int(np.ceil(step)) + 1), THUMB_SIDE)
+    else:
+        thumb = gray
+    window = max(3, round(max(thumb.shape) * BACKGROUND_WINDOW)) | 1
+    if ink_is_light:
         background = _resize(ndimage.percentile_filter(thumb, 100 - BACKGROUND_PERCENTILE, size=window,
                                                        mode="reflect"), gray.shape)
         signed = (gray - background) / np.maximum(1.0 - background, 0.05)
@@ -148,14 +156,15 @@ def contrast_map(gray: np.ndarray) -> tuple[np.ndarray, float]:
     # paper's own local level (the median, where ink is the minority) back out, by at most a small amount.
     local = ndimage.median_filter(_reduced(signed, THUMB_SIDE), size=window, mode="reflect")
     signed = signed - _resize(np.clip(local, -MIN_CONTRAST, MIN_CONTRAST), gray.shape)
-    noise = 1.4826 * float(np.median(np.abs(signed - np.median(signed))))
+    below = signed[signed < 0]  # the paper's side of zero holds no ink: its spread is the noise
+    noise = 1.4826 * float(np.median(-below)) if below.size >= 0.05 * signed.size else 0.0
     return np.clip(signed, 0.0, 1.0).astype(np.float32), noise
 
 
 def _extreme(values: np.ndarray) -> float:
-    """The mean of the 0.5 % largest values: how far the strongest marks reach on that side."""
+    """The mean of the 0.2 % largest values: how far the strongest marks reach on that side."""
     flat = values.ravel()
-    count = max(1, flat.size // 200)
+    count = max(1, flat.size // 500)
     return float(np.partition(flat, flat.size - count)[flat.size - count :].mean())
 
 
@@ -180,8 +189,8 @@ def remove_lines(residual: np.ndarray, floor: float) -> np.ndarray:
     """Ruled and squared paper: long straight lines across the image have their level subtracted.
 
     A line is where a grey-level opening with a straight element of 60 % of the image's side stays above
-    `floor`, and it must cross `LINE_SPAN` of the image. Each line's own level (its median) is subtracted
-    from it, so a stroke that crosses or follows it keeps what is darker than the line. A single "line"
+    `floor`; it must cross `LINE_SPAN` of the image and be thin (a digit's long stroke is thicker). What on it is no darker than the line's own level
+    (its median) is removed, so a stroke that crosses or follows it stays. A single "line"
     that holds most of the ink is the digit itself (a tightly cropped 1) and stays.
     """
     from scipy import ndimage
@@ -198,17 +207,20 @@ def remove_lines(residual: np.ndarray, floor: float) -> np.ndarray:
         if not count:
             continue
         slices = ndimage.find_objects(labels)
+        areas = ndimage.sum_labels(np.ones_like(out), labels, index=np.arange(1, count + 1))
+        thin = max(3.0, 0.02 * out.shape[1 - axis]) + 2  # a ruled line is thin (+2: the widening above)
         lines = [index + 1 for index, where in enumerate(slices)
-                 if (where[axis].stop - where[axis].start) >= LINE_SPAN * length]
+                 if (span := where[axis].stop - where[axis].start) >= LINE_SPAN * length and areas[index] / span <= thin]
         if not lines:
             continue
         candidate = out.copy()
         for label in lines:
             band = ndimage.binary_dilation(labels == label, iterations=1) & (out > 0)
             level = float(np.median(out[band])) if band.any() else 0.0
-            candidate[band] = np.maximum(out[band] - level * 1.15, 0.0)
+            # what is no darker than the line is the line; a stroke across it is darker and stays as it is
+            candidate[band] = np.where(out[band] > 1.5 * level, out[band], 0.0)
         before, after = float((out > floor).sum()), float((candidate > floor).sum())
-        if len(lines) >= 2 or after >= 0.3 * before:
+        if len(lines) >= 2 or after >= 0.5 * before:
             out = candidate
     return out
 
@@ -217,8 +229,8 @@ def _clean(residual: np.ndarray, noise: float) -> np.ndarray:
     """From a contrast map to an ink map: lines out, thresholded, specks dropped, thin strokes thickened."""
     from scipy import ndimage
 
+    residual = remove_lines(residual, MIN_CONTRAST / 2)
     floor = max(MIN_CONTRAST / 2, NOISE_SIGMAS * noise / 2)
-    residual = remove_lines(residual, floor)
     candidates = residual[residual > floor]
     if candidates.size == 0:
         return np.zeros_like(residual)
