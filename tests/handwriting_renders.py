@@ -100,7 +100,7 @@ TINTS = (((250, 240, 200), (20, 40, 140)), ((220, 232, 250), (10, 10, 10)), ((25
 
 def tinted_paper(ink, strength, rng):
     paper, pen = TINTS[strength % len(TINTS)]
-    return encode(on_paper(place(ink), paper, pen), "tint")
+    return encode(on_paper(place(ink), paper, pen), f"tint{strength % len(TINTS)}")
 
 
 SHADOW_LOW = (220, 190, 165, 140)
@@ -146,7 +146,7 @@ def _ruled(ink, strength, rows: bool, cols: bool, name: str, rng):
             paper[start : start + thickness] = colour
         if cols:
             paper[:, start : start + thickness] = colour
-    return encode(on_paper(place(ink), paper, (25, 25, 60)), name)
+    return encode(on_paper(place(ink), paper, (25, 25, 60)), f"{name}{strength % len(RULINGS)}")
 
 
 def squared_paper(ink, strength, rng):
@@ -167,7 +167,7 @@ def pencil(ink, strength, rng):
     erode, darkness = PENCIL[strength % len(PENCIL)]
     thin = ndimage.grey_erosion(place(ink), size=(2 * erode + 1, 2 * erode + 1))
     grain = 1 - 0.25 * rng.random(thin.shape)
-    return encode(on_paper(np.clip(thin * darkness * grain, 0, 1), 250, 0), "pencil")
+    return encode(on_paper(np.clip(thin * darkness * grain, 0, 1), 250, 0), f"pencil{strength % len(PENCIL)}")
 
 
 SPECKS = (4, 8, 14, 20)
@@ -182,7 +182,7 @@ def specks(ink, strength, rng):
         x, y = rng.uniform(4, CANVAS - 4, 2)
         r = rng.uniform(0.8, 3.0)
         draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(int(v) for v in rng.integers(20, 110, 3)))
-    return encode(np.asarray(image), "specks")
+    return encode(np.asarray(image), f"specks{count}")
 
 
 SMALL_SCALES = (2.0, 1.6, 1.3)
@@ -190,7 +190,7 @@ SMALL_SCALES = (2.0, 1.6, 1.3)
 
 def small(digit_ink_source, strength, rng):
     return encode(on_paper(place(digit_ink_source("small", SMALL_SCALES[strength % 3]),
-                                 at=tuple(rng.uniform(0.25, 0.75, 2))), 255, 15), "small")
+                                 at=tuple(rng.uniform(0.25, 0.75, 2))), 255, 15), f"small{strength % 3}")
 
 
 def large(digit_ink_source, strength, rng):
@@ -201,12 +201,12 @@ def large(digit_ink_source, strength, rng):
     image = Image.fromarray(np.rint(shape * 255).astype(np.uint8))
     size = (max(1, round(shape.shape[1] * scale)), max(1, round(shape.shape[0] * scale)))
     big = np.asarray(image.resize(size, Image.Resampling.BICUBIC), np.float32) / 255
-    return encode(on_paper(place(big), 255, 15), "large")
+    return encode(on_paper(place(big), 255, 15), f"large{strength % 3}")
 
 
 def off_centre(digit_ink_source, strength, rng):
     corner = [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)][strength % 4]
-    return encode(on_paper(place(digit_ink_source("small", 2.5), at=corner), 255, 15), "offcentre")
+    return encode(on_paper(place(digit_ink_source("small", 2.5), at=corner), 255, 15), f"offcentre{strength % 4}")
 
 
 PHOTO = ((0.8, 3, 85), (1.2, 5, 60), (1.8, 7, 40), (2.4, 9, 30))  # (blur radius, noise sigma, JPEG quality)
@@ -217,7 +217,7 @@ def photo(ink, strength, rng):
     blur, noise, quality = PHOTO[strength % len(PHOTO)]
     rgb = Image.fromarray(on_paper(place(ink), (205, 200, 190), (35, 35, 45))).filter(ImageFilter.GaussianBlur(blur))
     noisy = np.asarray(rgb, np.float32) + rng.normal(0, noise, (CANVAS, CANVAS, 1))
-    return encode(np.clip(np.rint(noisy), 0, 255).astype(np.uint8), "photo", quality=quality)
+    return encode(np.clip(np.rint(noisy), 0, 255).astype(np.uint8), f"photo{strength % len(PHOTO)}", quality=quality)
 
 
 BOARDS = (((0, 0, 0), (255, 255, 255)), ((40, 50, 45), (230, 230, 220)), ((20, 30, 70), (250, 220, 90)),
@@ -227,7 +227,7 @@ BOARDS = (((0, 0, 0), (255, 255, 255)), ((40, 50, 45), (230, 230, 220)), ((20, 3
 def inverted(ink, strength, rng):
     """Light strokes on a dark background (chalk on a board, a white pen on black, a dark-mode app)."""
     board, chalk = BOARDS[strength % len(BOARDS)]
-    return encode(on_paper(place(ink), board, chalk), "inverted")
+    return encode(on_paper(place(ink), board, chalk), f"inverted{strength % len(BOARDS)}")
 
 
 #: Kinds that render the digit's ink at the normal size.

@@ -131,7 +131,9 @@ def contrast_map(gray: np.ndarray) -> tuple[np.ndarray, float]:
 
     # The side the ink lies on: the background is most of the border (even when a large digit touches it),
     # and the ink is the side whose strongest pixels depart furthest from it.
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    band = max(1, round(0.03 * max(gray.shape)))  # a few rows: a ruled line along an edge is not the paper
+    border = np.concatenate([gray[:band].ravel(), gray[-band:].ravel(), gray[:, :band].ravel(),
+                             gray[:, -band:].ravel()])
     deviation = gray - float(np.median(border))
     dark, light = _extreme(-deviation), _extreme(deviation)
     ink_is_light = light > dark  # light strokes on a dark background
@@ -156,8 +158,8 @@ def contrast_map(gray: np.ndarray) -> tuple[np.ndarray, float]:
     # paper's own local level (the median, where ink is the minority) back out, by at most a small amount.
     local = ndimage.median_filter(_reduced(signed, THUMB_SIDE), size=window, mode="reflect")
     signed = signed - _resize(np.clip(local, -MIN_CONTRAST, MIN_CONTRAST), gray.shape)
-    below = signed[signed < 0]  # the paper's side of zero holds no ink: its spread is the noise
-    noise = 1.4826 * float(np.median(-below)) if below.size >= 0.05 * signed.size else 0.0
+    paper = signed[np.abs(signed) < MIN_CONTRAST]  # the paper (and the ink's faintest edges): its spread
+    noise = 1.4826 * float(np.median(np.abs(paper))) if paper.size else 0.0
     return np.clip(signed, 0.0, 1.0).astype(np.float32), noise
 
 
@@ -186,43 +188,42 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
 
 
 def remove_lines(residual: np.ndarray, floor: float) -> np.ndarray:
-    """Ruled and squared paper: long straight lines across the image have their level subtracted.
+    """Ruled and squared paper: long straight lines across the image are removed.
 
     A line is where a grey-level opening with a straight element of 60 % of the image's side stays above
-    `floor`; it must cross `LINE_SPAN` of the image and be thin (a digit's long stroke is thicker). What on it is no darker than the line's own level
-    (its median) is removed, so a stroke that crosses or follows it stays. A single "line"
-    that holds most of the ink is the digit itself (a tightly cropped 1) and stays.
+    `floor`; it must cross `LINE_SPAN` of the image and be thin (a digit's long stroke is thicker). What on
+    it is no darker than 1.5 × the line's own level (its median) is removed, so a stroke that crosses or
+    follows it stays. Rows and columns are found on the same input (squared paper's crossings would
+    otherwise break the columns). A single "line" that holds half the ink is the digit itself (a tightly
+    cropped 1) and stays.
     """
     from scipy import ndimage
 
-    out = residual.copy()
-    for axis in (1, 0):  # rows (ruled paper) first, then columns
-        length = out.shape[axis]
+    remove = np.zeros(residual.shape, bool)
+    inked = float((residual > floor).sum())
+    for axis in (1, 0):  # rows (ruled paper), then columns
+        length = residual.shape[axis]
         if length < 16:
             continue
         size = (1, max(3, round(length * 0.6))) if axis == 1 else (max(3, round(length * 0.6)), 1)
-        widened = ndimage.maximum_filter(out, size=(3, 1) if axis == 1 else (1, 3))  # tolerates a slight tilt
-        opened = ndimage.grey_opening(widened, size=size)
-        labels, count = ndimage.label(opened > floor)
+        widened = ndimage.maximum_filter(residual, size=(3, 1) if axis == 1 else (1, 3))  # a slight tilt
+        labels, count = ndimage.label(ndimage.grey_opening(widened, size=size) > floor)
         if not count:
             continue
         slices = ndimage.find_objects(labels)
-        areas = ndimage.sum_labels(np.ones_like(out), labels, index=np.arange(1, count + 1))
-        thin = max(3.0, 0.02 * out.shape[1 - axis]) + 2  # a ruled line is thin (+2: the widening above)
+        areas = ndimage.sum_labels(np.ones_like(residual), labels, index=np.arange(1, count + 1))
+        thin = max(3.0, 0.02 * residual.shape[1 - axis]) + 2  # a ruled line is thin (+2: the widening)
         lines = [index + 1 for index, where in enumerate(slices)
-                 if (span := where[axis].stop - where[axis].start) >= LINE_SPAN * length and areas[index] / span <= thin]
-        if not lines:
-            continue
-        candidate = out.copy()
+                 if (span := where[axis].stop - where[axis].start) >= LINE_SPAN * length
+                 and areas[index] / span <= thin]
+        found = np.zeros(residual.shape, bool)
         for label in lines:
-            band = ndimage.binary_dilation(labels == label, iterations=1) & (out > 0)
-            level = float(np.median(out[band])) if band.any() else 0.0
-            # what is no darker than the line is the line; a stroke across it is darker and stays as it is
-            candidate[band] = np.where(out[band] > 1.5 * level, out[band], 0.0)
-        before, after = float((out > floor).sum()), float((candidate > floor).sum())
-        if len(lines) >= 2 or after >= 0.5 * before:
-            out = candidate
-    return out
+            band = ndimage.binary_dilation(labels == label, iterations=1) & (residual > 0)
+            if band.any():
+                found |= band & (residual <= 1.5 * float(np.median(residual[band])))
+        if len(lines) >= 2 or float((found & (residual > floor)).sum()) <= 0.5 * inked:
+            remove |= found
+    return np.where(remove, 0.0, residual).astype(np.float32)
 
 
 def _clean(residual: np.ndarray, noise: float) -> np.ndarray:
