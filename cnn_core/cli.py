@@ -380,23 +380,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     loaded = load_checkpoint(args.checkpoint, expect_dataset=args.data)
     card = loaded.card
-    split = data.load_split(card.dataset, args.split, image_size=card.image_size)
-    if split.images.shape[1] != card.channels or split.images.shape[-1] != card.image_size:
-        raise CnnError(
-            f"The {args.split} images are {tuple(split.images.shape[1:])} but the checkpoint expects "
-            f"{card.channels}x{card.image_size}x{card.image_size}."
-        )
-    probs = predict_tensor(loaded, split.images)
-    metrics = classification_metrics(probs, split.labels, card.n_classes, card.class_names)
+    if args.images:  # image files in class folders, prepared as `predict` prepares them
+        from .inference.answers import evaluate_files
+        metrics, where = evaluate_files(loaded, args.images, raw=args.raw), {"images": args.images}
+    else:
+        split, where = data.load_split(card.dataset, args.split, image_size=card.image_size), {"split": args.split}
+        if split.images.shape[1] != card.channels or split.images.shape[-1] != card.image_size:
+            raise CnnError(f"The {args.split} images are {tuple(split.images.shape[1:])} but the checkpoint "
+                           f"expects {card.channels}x{card.image_size}x{card.image_size}.")
+        metrics = classification_metrics(predict_tensor(loaded, split.images), split.labels, card.n_classes,
+                                         card.class_names)
     if args.json:
-        print(json.dumps({"dataset": card.dataset, "split": args.split, **metrics}))
+        print(json.dumps({"dataset": card.dataset, **where, **metrics}))
         return 0
-    print(f"{Path(args.checkpoint).name} on {card.dataset} {args.split} ({metrics['n']} images):")
-    for key in ("accuracy", "precision", "recall", "sensitivity", "specificity", "f1", "auroc", "kappa"):
-        if key in metrics:
-            value = metrics[key]
-            why = metrics.get("undefined", {}).get(key)
-            print(f"  {key:<12} {value:.4f}" if value is not None else f"  {key:<12} n/a" + (f" ({why})" if why else ""))
+    refused = f"; {len(metrics['refused'])} refused, accuracy with them {metrics['accuracy_all']:.4f}" if args.images else ""
+    print(f"{Path(args.checkpoint).name} on {args.images or f'{card.dataset} {args.split}'} ({metrics['n']} images{refused}):")
+    for key in [k for k in ("accuracy", "precision", "recall", "sensitivity", "specificity", "f1", "auroc", "kappa")
+                if k in metrics]:
+        why, value = metrics.get("undefined", {}).get(key), metrics[key]
+        print(f"  {key:<12} {value:.4f}" if value is not None else f"  {key:<12} n/a" + (f" ({why})" if why else ""))
     return 0
 
 
@@ -543,6 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint file (.safetensors)")
     p.add_argument("--data", help="data set it must have been trained on (default: the card's)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split (default test)")
+    p.add_argument("--images", metavar="FOLDER", help="image files in class folders (FOLDER/7/*.png), prepared as "
+                   "`predict` prepares them, instead of a split")
+    p.add_argument("--raw", action="store_true", help="with --images: digit models only resize, as `predict --raw`")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_evaluate)
 

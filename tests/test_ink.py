@@ -245,3 +245,36 @@ def test_cli_predict_reads_a_shadowed_photo_and_says_how_sure(shipped, tmp_path,
     assert main(["predict", "--checkpoint", checkpoint, str(path), "--raw"]) == 0
     text = capsys.readouterr().out
     assert "(unsure)" in text and "Not trustworthy" in text.splitlines()[1]
+
+
+def test_evaluate_reads_image_files_in_class_folders_like_predict(shipped, tmp_path, capsys):
+    from cnn_core.cli import main
+
+    for digit in ("1", "7", "0"):
+        (tmp_path / digit).mkdir()
+        for strength, kind in enumerate(("shadow 250->140", "squared paper", "light on dark (inverted)")):
+            payload, name = _render(kind, _synthetic(digit), strength, seed=1)
+            (tmp_path / digit / name).write_bytes(payload)
+    (tmp_path / "0" / "blank.png").write_bytes(_encode(np.full((50, 50), 200, np.uint8)))
+    assert main(["evaluate", "--checkpoint", str(shipped.path), "--images", str(tmp_path), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["files"] == 10 and metrics["n"] == 9 and metrics["accuracy"] == 1.0
+    assert metrics["refused"] == [str(tmp_path / "0" / "blank.png")] and metrics["accuracy_all"] == 0.9
+    assert main(["evaluate", "--checkpoint", str(shipped.path), "--images", str(tmp_path)]) == 0
+    assert "(9 images; 1 refused, accuracy with them 0.9000):" in capsys.readouterr().out
+    (tmp_path / "eight").mkdir()
+    assert main(["evaluate", "--checkpoint", str(shipped.path), "--images", str(tmp_path)]) == 2
+    assert "named like the checkpoint's classes" in capsys.readouterr().err
+
+
+def test_a_forms_box_around_the_digit_is_not_the_digit(shipped, tmp_path):
+    """A scanned form: the digit written in a printed box that does not reach the picture's edges."""
+    from PIL import ImageDraw
+
+    picture = Image.fromarray(renders.on_paper(renders.place(renders.synthetic_ink("7", side=90, width=8)), 245, 20))
+    ImageDraw.Draw(picture).rectangle([22, 18, 138, 142], outline=(60, 60, 60), width=2)
+    found = ink.ink_map(picture)
+    assert found[18:20, 30:130].max() < 0.05 and found[30:130, 136:139].max() < 0.05
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    assert _answer(shipped, buffer.getvalue(), "form.png", tmp_path) == "7"

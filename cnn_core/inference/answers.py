@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..models.checkpoints import LoadedCheckpoint
 from .explain import assess_trust
-from .predict import predict_inputs, prepare_files
+from .predict import predict_inputs, predict_tensor, prepare_files
 
 
 def answer_files(loaded: LoadedCheckpoint, paths: list[str | Path], raw: bool = False) -> list[dict]:
@@ -40,3 +40,34 @@ def answer_line(answer: dict) -> str:
     line = (f"{answer['image']}: {answer['label']} ({answer['probability']:.1%}){unsure}   ["
             + ", ".join(f"{name} {p:.1%}" for name, p in top) + "]")
     return line if answer["trustworthy"] else f"{line}\n  {answer['trust']}"
+
+
+def evaluate_files(loaded: LoadedCheckpoint, folder: str | Path, raw: bool = False) -> dict:
+    """A checkpoint's metrics on image files sorted into class folders named like its classes (`digits/7/*.png`),
+    each file prepared as `predict` prepares it. Files that cannot be read or hold no digit are named under
+    "refused" and count as wrong in "accuracy_all"; the other metrics are over the files answered."""
+    import torch
+
+    from ..data.images import maybe_image_name
+    from ..errors import DataError
+    from .metrics import classification_metrics
+
+    root = Path(folder)
+    names = {name.lower(): index for index, name in enumerate(loaded.card.class_names)}
+    folders = sorted(path for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
+    unknown = [path.name for path in folders if path.name.lower() not in names]
+    if not folders or unknown:
+        raise DataError(f"{root} must hold one folder per class, named like the checkpoint's classes "
+                        f"({', '.join(loaded.card.class_names)})" + (f"; not {', '.join(unknown)}." if unknown else "."))
+    files = [(path, names[sub.name.lower()]) for sub in folders for path in sorted(sub.rglob("*"))
+             if path.is_file() and maybe_image_name(path.name)]
+    results = prepare_files(loaded, [path for path, _ in files], raw=raw)
+    ready = [(result.model_input, label) for result, (_, label) in zip(results, files) if result.error is None]
+    if not ready:
+        raise DataError(f"No image in {root} could be prepared for this checkpoint.")
+    probs = predict_tensor(loaded, torch.cat([model_input.batch for model_input, _ in ready]))
+    labels = torch.tensor([label for _, label in ready])
+    metrics = classification_metrics(probs, labels, loaded.card.n_classes, loaded.card.class_names)
+    right = int((probs.argmax(1) == labels).sum())
+    refused = [str(result.path) for result in results if result.error is not None]
+    return {**metrics, "files": len(files), "refused": refused, "accuracy_all": right / len(files)}

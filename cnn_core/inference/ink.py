@@ -40,7 +40,7 @@ BACKGROUND_PERCENTILE = 85
 MIN_CONTRAST = 0.08
 #: ... and below this many times the paper's noise (a robust standard deviation).
 NOISE_SIGMAS = 5.0
-#: A line of ruled or squared paper crosses at least this share of the image.
+#: A straight line alone in its direction counts as ruled paper only when it crosses this share of the image.
 LINE_SPAN = 0.85
 #: Pieces smaller than this share of the largest piece are dropped when away from the digit, and always
 #: when smaller than `SPECK_SHARE`.
@@ -191,11 +191,11 @@ def remove_lines(residual: np.ndarray, floor: float) -> np.ndarray:
     """Ruled and squared paper: long straight lines across the image are removed.
 
     A line is where a grey-level opening with a straight element of 60 % of the image's side stays above
-    `floor`; it must cross `LINE_SPAN` of the image and be thin (a digit's long stroke is thicker). What on
-    it is no darker than 1.5 × the line's own level (its median) is removed, so a stroke that crosses or
-    follows it stays. Rows and columns are found on the same input (squared paper's crossings would
-    otherwise break the columns). A single "line" that holds half the ink is the digit itself (a tightly
-    cropped 1) and stays.
+    `floor`, and it is thin (a digit's long stroke is thicker). Two or more parallel lines are ruled paper
+    or a form's box; a single one must cross `LINE_SPAN` of the image and hold less than half the ink (else it
+    is the digit: a tightly cropped 1). What on a line is no darker than 1.5 × its own level (its median) is
+    removed, so a stroke that crosses or follows it stays. Rows and columns are found on the same input
+    (squared paper's crossings would otherwise break the columns).
     """
     from scipy import ndimage
 
@@ -213,9 +213,10 @@ def remove_lines(residual: np.ndarray, floor: float) -> np.ndarray:
         slices = ndimage.find_objects(labels)
         areas = ndimage.sum_labels(np.ones_like(residual), labels, index=np.arange(1, count + 1))
         thin = max(3.0, 0.02 * residual.shape[1 - axis]) + 2  # a ruled line is thin (+2: the widening)
-        lines = [index + 1 for index, where in enumerate(slices)
-                 if (span := where[axis].stop - where[axis].start) >= LINE_SPAN * length
-                 and areas[index] / span <= thin]
+        spans = {index + 1: where[axis].stop - where[axis].start for index, where in enumerate(slices)}
+        lines = [label for label, span in spans.items() if areas[label - 1] / span <= thin]
+        if len(lines) == 1 and spans[lines[0]] < LINE_SPAN * length:
+            continue  # one straight stroke that does not cross the image: the digit's (a 1, a 7's bar)
         found = np.zeros(residual.shape, bool)
         for label in lines:
             band = ndimage.binary_dilation(labels == label, iterations=1) & (residual > 0)
@@ -245,7 +246,6 @@ def _clean(residual: np.ndarray, noise: float) -> np.ndarray:
     areas = ndimage.sum_labels(np.ones_like(residual), labels, index=np.arange(1, count + 1))
     keep = np.zeros(count + 1, bool)
     keep[firm[firm > 0]] = True  # hysteresis: a piece counts when part of it is firmly inked
-    keep[1:] &= areas > 0
     if not keep.any():
         return np.zeros_like(residual)
     keep = _drop_specks(labels, keep, areas)
