@@ -57,6 +57,11 @@ def _fixed(values: list[list[float]]) -> Callable[[int], np.ndarray]:
     return lambda size: array.copy()
 
 
+#: The 3x3 Laplacian and a common 5x5 one (an approximation of the Laplacian of a Gaussian).
+_LAPLACIANS = {3: np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64), 5: np.array(
+    [[0, 0, 1, 0, 0], [0, 1, 2, 1, 0], [1, 2, -16, 2, 1], [0, 1, 2, 1, 0], [0, 0, 1, 0, 0]], dtype=np.float64)}
+
+
 @dataclass(frozen=True)
 class KernelPreset:
     """A named kernel with the sizes it comes in and one sentence on what it does."""
@@ -100,9 +105,10 @@ KERNEL_PRESETS: dict[str, KernelPreset] = {
         KernelPreset("sobel_y", "Sobel y", (3, 5, 7),
                      "Bottom row minus top row: large where brightness changes from top to bottom "
                      "(horizontal edges).", lambda size: _sobel_x(size).T.copy()),
-        KernelPreset("laplacian", "Laplacian", (3,),
-                     "The four neighbours minus 4 times the centre: zero on flat areas and on even slopes, "
-                     "large on spots and thin lines.", _fixed([[0, 1, 0], [1, -4, 1], [0, 1, 0]])),
+        KernelPreset("laplacian", "Laplacian", (3, 5),
+                     "The neighbours minus a multiple of the centre (weights add up to 0): zero on flat areas "
+                     "and on even slopes, large on spots and thin lines; the 5×5 one reacts to wider ones.",
+                     lambda size: _LAPLACIANS[size].copy()),
         KernelPreset("emboss", "Emboss", (3,),
                      "Bottom-right minus top-left plus the centre: the picture looks lit from one side.",
                      _fixed([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])),
@@ -307,6 +313,7 @@ class ConvResult:
     formula_h: SizeFormula
     formula_w: SizeFormula
     torch_shape: tuple[int, ...]
+    pad_mask: np.ndarray  # like `padded`: True on padding cells, False on the image's own pixels
 
     @property
     def input_shape(self) -> tuple[int, int]:
@@ -351,7 +358,8 @@ def convolve(image: np.ndarray, kernel: np.ndarray, settings: ConvSettings = Con
             out = F.conv2d(torch.from_numpy(np.ascontiguousarray(padded))[None, None], weight,
                            stride=settings.stride, dilation=settings.dilation)
     return ConvResult(output=out[0, 0].numpy(), padded=padded, kernel=weights, settings=settings,
-                      formula_h=formula_h, formula_w=formula_w, torch_shape=tuple(out.shape))
+                      formula_h=formula_h, formula_w=formula_w, torch_shape=tuple(out.shape),
+                      pad_mask=padding_mask(*array.shape, settings.padding))
 
 
 @dataclass(frozen=True)
@@ -560,10 +568,33 @@ DIGIT_GRID_7X7 = np.array(
 )
 
 
+def crop_origin(shape: tuple[int, ...], top: int, left: int, size: int) -> tuple[int, int]:
+    """The top-left corner of a `size`×`size` window at (top, left), moved inside an image of `shape`."""
+    return int(min(max(top, 0), max(shape[0] - size, 0))), int(min(max(left, 0), max(shape[1] - size, 0)))
+
+
 def crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
     """A `size`×`size` window (smaller at the border of a small image), clamped inside the image."""
     array = np.asarray(image)
-    height, width = array.shape[:2]
-    top = int(min(max(top, 0), max(height - size, 0)))
-    left = int(min(max(left, 0), max(width - size, 0)))
+    top, left = crop_origin(array.shape, top, left, size)
     return array[top:top + size, left:left + size]
+
+
+def convolve_window(image: np.ndarray, kernel: np.ndarray, settings: ConvSettings, top: int, left: int,
+                    size: int) -> ConvResult:
+    """A `size`×`size` window of a larger image convolved as in the whole image: the p cells around it are the
+    image's own pixels where it goes on, padding only beyond its edge (`pad_mask`); the output is that part of
+    the full output."""
+    array, weights = _as_2d_float(image), validate_kernel(kernel)
+    top, left = crop_origin(array.shape, top, left, size)
+    rows, cols, p = min(size, array.shape[0]), min(size, array.shape[1]), settings.padding
+    formula_h, formula_w = plan_conv(rows, cols, weights.shape[0], settings)
+    if reason := no_output_reason(formula_h, formula_w):
+        raise ConfigError(reason)
+    block = np.ascontiguousarray(pad(array, p, settings.padding_mode)[top:top + rows + 2 * p, left:left + cols + 2 * p])
+    mask = padding_mask(*array.shape, p)[top:top + rows + 2 * p, left:left + cols + 2 * p]
+    with torch.no_grad():
+        out = F.conv2d(torch.from_numpy(block)[None, None], torch.from_numpy(weights.astype(np.float32))[None, None],
+                       stride=settings.stride, dilation=settings.dilation)
+    return ConvResult(output=out[0, 0].numpy(), padded=block, kernel=weights, settings=settings, formula_h=formula_h,
+                      formula_w=formula_w, torch_shape=tuple(out.shape), pad_mask=mask)

@@ -270,6 +270,18 @@ def pixel_grid(image: torch.Tensor, channel: int = 0) -> np.ndarray:
     return image[channel].to(torch.int64).numpy()
 
 
+def outline_square(picture: np.ndarray, top: int, left: int, size: int, *, width: int = 2,
+                   colour: tuple[int, int, int] = (249, 115, 22)) -> np.ndarray:
+    """A copy of a [H, W] or [H, W, 3] uint8 picture, in colour, with a `size`×`size` square outlined
+    `width` pixels thick inside it (where a crop of its pixels is taken)."""
+    rgb = np.repeat(picture[..., None], 3, axis=2) if picture.ndim == 2 else picture[..., :3].copy()
+    bottom, right = min(top + size, rgb.shape[0]), min(left + size, rgb.shape[1])
+    for rows, cols in (((top, top + width), (left, right)), ((bottom - width, bottom), (left, right)),
+                       ((top, bottom), (left, left + width)), ((top, bottom), (right - width, right))):
+        rgb[max(rows[0], 0):rows[1], max(cols[0], 0):cols[1]] = colour
+    return rgb
+
+
 @dataclass(frozen=True)
 class DatasetSummary:
     """What does not change on reshuffle: class balance, channel statistics and average images."""

@@ -10,7 +10,7 @@ runs (navigation and sidebar); the modules hold what several pages use:
 | `session` | `browser_id()`: the cookie that owns a browser's runs and uploads |
 | `data_sets` | the one cached look at which data sets are here (`dataset_statuses`, `present_datasets`), test splits |
 | `cards` | checkpoints: the list, picker labels, the home table, what a model takes |
-| `widgets` | error boxes, the zip uploader, the device label |
+| `widgets` | error boxes, the zip uploader, the device label, the classroom-display setting |
 | `pickers` | data-set, model (and model-argument) and checkpoint pickers |
 | `grids` | plotly heatmaps and HTML number grids |
 | `conv_views`, `gallery_views`, `graph_views`, `predict_views` | the larger parts of one page each |
@@ -22,10 +22,11 @@ from .data_sets import browser_datasets, dataset_statuses, is_present, present_d
 from .grids import grid_html, heatmap_figure, legend_html, render_html
 from .navigation import PLANNED_PAGES, PageSpec, available_pages
 from .session import browser_id, remember_browser
-from .widgets import device_label, import_zip_upload, show_error
+from .widgets import classroom_scale, classroom_toggle, device_label, import_zip_upload, scaled, show_error
 
 __all__ = [
-    "PLANNED_PAGES", "PageSpec", "available_pages", "browser_datasets", "browser_id", "entry_label",
+    "PLANNED_PAGES", "PageSpec", "available_pages", "browser_datasets", "browser_id", "classroom_scale",
+    "classroom_toggle", "entry_label", "scaled",
     "checkpoint_entries", "dataset_statuses", "device_label", "grid_html", "heatmap_figure", "import_zip_upload",
     "is_present", "legend_html", "present_datasets", "remember_browser", "render_html", "show_error", "test_split",
 ]

@@ -56,11 +56,12 @@ def _move_step(delta: int | None, total: int) -> None:
     st.session_state["conv_step"] = 0 if delta is None else int(np.clip(current + delta, 0, total - 1))
 
 
-def step_window(image: np.ndarray) -> np.ndarray:
-    """The part of the image small enough to show every number: all of it, or a movable 10x10 window."""
+def step_window(image: np.ndarray) -> tuple[int, int]:
+    """Where the part of the image small enough to show every number starts: (0, 0) for all of it, else
+    the top-left corner of a movable 10x10 window."""
     height, width = image.shape
     if max(height, width) <= STEP_MAX_SIDE:
-        return image
+        return 0, 0
     st.caption(f"Every number has to stay readable, so the sweep and the pooling below run on a "
                f"{STEP_MAX_SIDE}×{STEP_MAX_SIDE} window of the image. Move the window:")
     left, right = st.columns(2)
@@ -68,27 +69,30 @@ def step_window(image: np.ndarray) -> np.ndarray:
                       max(height - STEP_MAX_SIDE, 0) // 2, key="conv_crop_top")
     start = right.slider("Window left column", 0, max(width - STEP_MAX_SIDE, 0),
                          max(width - STEP_MAX_SIDE, 0) // 2, key="conv_crop_left")
-    return conv.crop(image, top, start, STEP_MAX_SIDE)
+    return conv.crop_origin(image.shape, top, start, STEP_MAX_SIDE)
 
 
-def show_step_through(window: np.ndarray, kernel: np.ndarray, settings: conv.ConvSettings,
+def show_step_through(image: np.ndarray, origin: tuple[int, int], kernel: np.ndarray, settings: conv.ConvSettings,
                       value_range: tuple[float, float]) -> conv.ConvResult | None:
-    """The sweep over `window`; its result (None when the kernel has no place in this window)."""
-    formula_h, formula_w = conv.plan_conv(*window.shape, kernel.shape[0], settings)
+    """The sweep over the window of `image` at `origin`, whose surrounding cells are the image's own pixels
+    (padding only beyond the image's edge); its result (None when the kernel has no place in the window)."""
+    rows, cols = min(STEP_MAX_SIDE, image.shape[0]), min(STEP_MAX_SIDE, image.shape[1])
+    formula_h, formula_w = conv.plan_conv(rows, cols, kernel.shape[0], settings)
     reason = conv.no_output_reason(formula_h, formula_w)
     if reason:
         st.warning(f"No output for this small window. {reason}", icon=":material/block:")
         return None
     try:
-        result = conv.convolve(window, kernel, settings)
+        result = conv.convolve_window(image, kernel, settings, *origin, STEP_MAX_SIDE)
     except CnnError as exc:
         show_error(exc)
         return None
-    _sweep(result, value_range)
+    whole = (rows, cols) == image.shape
+    _sweep(result, value_range, None if whole else origin)
     return result
 
 
-def _sweep(result: conv.ConvResult, value_range: tuple[float, float]) -> None:
+def _sweep(result: conv.ConvResult, value_range: tuple[float, float], origin: tuple[int, int] | None) -> None:
     out_h, out_w = result.output.shape
     total = out_h * out_w
     if st.session_state.pop("conv_stop_playing", False):  # the sweep reached its end in the last run
@@ -128,24 +132,31 @@ def _sweep(result: conv.ConvResult, value_range: tuple[float, float]) -> None:
                     format_func=lambda i: "({}, {})".format(*conv.sweep_position(i, out_w)),
                     label_visibility="collapsed",
                     help="The kernel visits the output cells row by row, left to right.")
-        _show_step(result, index, value_range)
+        _show_step(result, index, value_range, origin)
 
     sweep_view()
 
 
-def _show_step(result: conv.ConvResult, index: int, value_range: tuple[float, float]) -> None:
-    """Step `index` of the sweep: the window on the padded input, the products, the sum, the output so far."""
+def _show_step(result: conv.ConvResult, index: int, value_range: tuple[float, float],
+               origin: tuple[int, int] | None) -> None:
+    """Step `index` of the sweep: the window on the padded input, the products, the sum, the output so far.
+    `origin` is the window's top-left pixel in the image (None when the window is the whole image)."""
     out_h, out_w = result.output.shape
     out_row, out_col = conv.sweep_position(index, out_w)
     step = conv.conv_step(result, out_row, out_col)
-    mask = conv.padding_mask(*result.input_shape, result.settings.padding)
     hits = [(r, c) for r in step.rows for c in step.cols]
     done = [conv.sweep_position(i, out_w) for i in range(index + 1)]
     fmt = conv.format_number
-    padded_title = (f"Padded input {result.padded.shape[0]}×{result.padded.shape[1]}: the orange cells are "
-                    f"what output ({out_row}, {out_col}) reads")
+    rows, cols = result.padded.shape
+    if origin is None:
+        padded_title = f"Padded input {rows}×{cols}"
+    else:  # the cells around the window are the image's own pixels, padding only beyond its edge
+        p = result.settings.padding
+        padded_title = (f"{'Padded window' if p else 'Window'} {rows}×{cols}: image rows {origin[0] - p}–"
+                        f"{origin[0] - p + rows - 1}, columns {origin[1] - p}–{origin[1] - p + cols - 1}")
+    padded_title += f"; the orange cells are what output ({out_row}, {out_col}) reads"
     input_grid = grid_html(result.padded, title=padded_title, fmt=fmt, value_range=value_range,
-                           padding_mask=mask, hits=hits, test_id="conv-padded-input")
+                           padding_mask=result.pad_mask, hits=hits, test_id="conv-padded-input")
     legend = legend_html([("outline: 2px solid #f97316", "receptive field"),
                           (PADDING_LEGEND, f"padding ({result.settings.padding_mode})")])
     kernel_grid = grid_html(result.kernel, title="Kernel weights", fmt=fmt, diverging=True,

@@ -7,6 +7,7 @@ View code only: every number and picture comes from `cnn_core.gallery`. State li
 from __future__ import annotations
 
 import os
+import time
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -19,6 +20,7 @@ from .grids import grid_html, render_html
 from .widgets import show_error
 
 ENLARGED_PX = 280
+CROP_SIDES = (16, 24)  # squares of a large image whose pixel values are printed
 SPLIT_COLOURS = {"train": "#3b6ea5", "val": "#e39b3b", "test": "#5aa469"}
 CHANNEL_NAMES = ("red", "green", "blue")
 
@@ -35,7 +37,37 @@ def dataset_version(status: data.DatasetStatus) -> str:
     return f"{location}:{stamp}:{status.info.n_samples}"
 
 
-@st.cache_resource(show_spinner="Loading the data set and computing its statistics…", max_entries=4)
+PROGRESS_AFTER_S = 1.0  # loads that take longer show a progress bar
+_LOADED: set[tuple[str, str]] = set()  # (name, version) whose splits and statistics this process has read
+
+
+def load_with_progress(info: data.DatasetInfo, version: str) -> None:
+    """Read every split and the channel statistics before `summary` needs them, with a progress bar (step
+    and fraction) once it takes over a second: a MedMNIST file is decompressed once into CNN_CACHE_DIR
+    (about ten seconds for PathMNIST), two splits at a time; later loads read the cached tensors."""
+    if (info.name, version) in _LOADED:
+        return
+    weights = {split: max(1, (info.n_samples or {}).get(split, 1)) for split in info.splits}
+    place, started = st.empty(), time.monotonic()
+
+    def show(fraction: float, text: str) -> None:
+        if time.monotonic() - started > PROGRESS_AFTER_S:
+            place.progress(min(1.0, fraction), text=text)
+
+    def show_splits(heard: dict[str, float]) -> None:
+        total = sum(heard[split] * weights[split] for split in heard) / sum(weights.values())
+        splits = ", ".join(f"{split} {fraction:.0%}" for split, fraction in heard.items())
+        show(total, f"Step 1 of 2 · Reading {info.title} ({splits}). The first time its file is decompressed "
+                    f"into the cache; later visits read it from there. {total:.0%}")
+
+    data.load_splits(info.name, progress=show_splits)
+    show(1.0, "Step 2 of 2 · Channel statistics and per-class averages…")
+    data.channel_stats(info.name)
+    place.empty()
+    _LOADED.add((info.name, version))
+
+
+@st.cache_resource(show_spinner="Computing the statistics…", max_entries=4)
 def summary(name: str, version: str) -> tuple[dict[str, data.SplitData], gallery.DatasetSummary]:
     info = data.get_dataset_info(name)
     splits = {split: data.load_split(name, split) for split in info.splits}
@@ -131,33 +163,59 @@ def counts_figure(info: data.DatasetInfo, counts: dict[str, list[int]]) -> go.Fi
 
 @st.dialog("Image", width="large")
 def show_image(name: str, version: str, split: str, index: int) -> None:
-    """One image enlarged, its label, and for small images every pixel value as a number grid."""
+    """One image enlarged, its label, and every pixel value as a number grid: all of a small image, a crop
+    the student moves over a large one (outlined on the image)."""
     splits, _ = summary(name, version)
     split_data = splits[split]
     info = split_data.info
     image = split_data.images[index]
     label = gallery.label_text(split_data.labels[index], info.class_names)
+    height, width = image.shape[-2:]
+    crop = None
+    if max(height, width) > gallery.PIXEL_GRID_MAX_SIDE:
+        crop = _choose_crop(height, width)
     left, right = st.columns([1, 2], gap="large")
     with left:
-        st.image(gallery.to_display(image, gallery.display_scale(info.image_size, ENLARGED_PX)),
-                 output_format="PNG")
+        scale = gallery.display_scale(max(height, width), ENLARGED_PX)
+        picture = gallery.to_display(image, scale)
+        if crop is not None:
+            picture = gallery.outline_square(picture, crop[0] * scale, crop[1] * scale, crop[2] * scale,
+                                             width=max(2, scale))
+        st.image(picture, output_format="PNG")
         st.markdown(f"**{split} image #{index}**  \nLabel: **{label}**")
         st.caption(f"uint8 tensor of shape {tuple(image.shape)} (channels, height, width); values "
                    f"{int(image.min())}–{int(image.max())}.")
     with right:
-        if info.image_size > gallery.PIXEL_GRID_MAX_SIDE:
-            st.info(f"At {info.image_size}×{info.image_size} this image has "
-                    f"{info.image_size ** 2 * info.channels:,} values, too many to print; pixel grids are shown "
-                    f"for images up to {gallery.PIXEL_GRID_MAX_SIDE}×{gallery.PIXEL_GRID_MAX_SIDE}.")
-            return
         channel = 0
         if info.channels > 1:
             channel = st.radio("Channel", range(info.channels), format_func=CHANNEL_NAMES.__getitem__,
                                horizontal=True, key="gallery_pixel_channel")
         values = gallery.pixel_grid(image, channel)
         what = "" if info.channels == 1 else f" ({CHANNEL_NAMES[channel]} channel)"
+        first = (0, 0)
+        if crop is not None:
+            top, start, side = crop
+            values, first = values[top:top + side, start:start + side], (top, start)
+            what += (f" of the {side}×{side} crop outlined on the image (rows {top}–{top + side - 1}, columns "
+                     f"{start}–{start + side - 1})")
         render_html(grid_html(values, title=f"Pixel values{what}, 0 = black … 255 = full brightness",
-                              fmt=lambda v: str(int(v)), value_range=(0, 255), test_id="gallery-pixel-grid"))
+                              fmt=lambda v: str(int(v)), value_range=(0, 255), first_index=first,
+                              test_id="gallery-pixel-grid"))
         st.caption("This is what the network receives: a grid of numbers (scaled to 0–1 and normalized), "
                    f"labelled **{label}**.")
 
+
+def _choose_crop(height: int, width: int) -> tuple[int, int, int]:
+    """(top, left, side) of the square whose pixel values are printed: the image has too many to print them
+    all, so the student picks the size and moves the square (it starts in the middle)."""
+    st.caption(f"At {height}×{width} this image has {height * width:,} pixels: too many numbers to print. "
+               "Pick a square of it (outlined in orange on the image) and move it to see its pixel values.")
+    sizes = [side for side in CROP_SIDES if side <= min(height, width)] or [min(height, width)]
+    columns = st.columns([1, 2, 2])
+    side = columns[0].segmented_control("Crop", sizes, default=sizes[0], required=True, key="gallery_crop_side",
+                                        format_func=lambda s: f"{s}×{s}")
+    shape = f"{height}_{width}_{side}"  # a slider's range changes with these: a fresh slider then
+    top = columns[1].slider("Crop's top row", 0, height - side, (height - side) // 2, key=f"gallery_crop_top_{shape}")
+    left = columns[2].slider("Crop's left column", 0, width - side, (width - side) // 2,
+                             key=f"gallery_crop_left_{shape}")
+    return top, left, side

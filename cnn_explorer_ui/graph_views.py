@@ -138,7 +138,7 @@ body { margin: 0; font-family: "Source Sans Pro", sans-serif; background: #fff; 
 #level { min-width: 44px; text-align: right; }
 </style></head><body>
 <div class="bar"><button id="zoom-out" title="Zoom out">−</button><button id="zoom-in" title="Zoom in">+</button>
-<button id="zoom-fit" title="Fit the width">Fit</button><button id="zoom-one" title="Actual size">100 %</button>
+<button id="zoom-fit" title="Show the whole graph">Fit</button><button id="zoom-one" title="Actual size">100 %</button>
 <span id="level"></span><span>· Ctrl + wheel zooms, scroll to move</span></div>
 <div class="frame" id="frame">%SVG%</div>
 <script>
@@ -151,12 +151,27 @@ function apply(z) {
   svg.setAttribute("height", box.height * zoom * 4 / 3);
   level.textContent = Math.round(zoom * 100) + " %";
 }
-function fit() { apply(Math.min(1.5, (frame.clientWidth - 16) / (box.width * 4 / 3))); }
+// Fit the whole graph, width and height, into the frame (the output box at the bottom included).
+function fit() {
+  const width = frame.clientWidth - 16, height = frame.clientHeight - 16;
+  if (width <= 0 || height <= 0) return false;   // not laid out yet: try again when it is
+  apply(Math.min(1.5, width / (box.width * 4 / 3), height / (box.height * 4 / 3)));
+  frame.scrollTo(0, 0);
+  return true;
+}
 document.getElementById("zoom-in").onclick = () => apply(zoom * 1.25);
 document.getElementById("zoom-out").onclick = () => apply(zoom / 1.25);
 document.getElementById("zoom-fit").onclick = fit;
 document.getElementById("zoom-one").onclick = () => apply(1);
 frame.addEventListener("wheel", (e) => { if (e.ctrlKey) { e.preventDefault(); apply(zoom * (e.deltaY < 0 ? 1.1 : 1 / 1.1)); } },
                        { passive: false });
-fit();
+// On first draw the iframe may still have no size: fit once it has one, and again on resize until the
+// student zooms by hand.
+let fitted = false, touched = false;
+for (const id of ["zoom-in", "zoom-out", "zoom-one"]) document.getElementById(id).addEventListener("click", () => { touched = true; });
+frame.addEventListener("wheel", (e) => { if (e.ctrlKey) touched = true; });
+document.getElementById("zoom-fit").addEventListener("click", () => { touched = false; });
+new ResizeObserver(() => { if (!touched) fitted = fit() || fitted; }).observe(frame);
+fitted = fit();
+window.addEventListener("load", () => { if (!touched) fit(); });
 </script></body></html>"""

@@ -14,6 +14,8 @@ import streamlit as st
 
 from cnn_core.conv import heatmap_data
 
+from .widgets import classroom_scale
+
 
 def heatmap_figure(values: np.ndarray, title: str, *, gray: bool = False, robust: bool = True,
                    height: int = 380) -> go.Figure:
@@ -33,14 +35,17 @@ def heatmap_figure(values: np.ndarray, title: str, *, gray: bool = False, robust
     figure.update_xaxes(constrain="domain", showgrid=False)
     if data.clipped:
         title += " <span style='font-size:11px;color:#6b7280'>(colours saturate at the 99.5th percentile)</span>"
-    figure.update_layout(title=dict(text=title, font=dict(size=14)), height=height,
-                         margin=dict(l=10, r=10, t=40, b=10))
+    zoom = classroom_scale()  # taller, with bigger text, on a projector
+    figure.update_xaxes(tickfont=dict(size=round(11 * zoom)))
+    figure.update_yaxes(tickfont=dict(size=round(11 * zoom)))
+    figure.update_layout(title=dict(text=title, font=dict(size=round(14 * zoom))), height=round(height * zoom),
+                         font=dict(size=round(12 * zoom)), margin=dict(l=10, r=10, t=round(40 * zoom), b=10))
     return figure
 
 
 _GRID_CSS = """
 <style>
-.cnn-grid-wrap { overflow-x: auto; padding: 2px 0 6px 0; }
+.cnn-grid-wrap { overflow-x: auto; padding: 2px 0 6px 0; container-type: inline-size; }
 .cnn-grid-title { font-size: 0.85rem; color: #4b5563; margin: 0 0 4px 0; }
 table.cnn-grid { border-collapse: collapse; font-family: ui-monospace, SFMono-Regular, Menlo, monospace;
                  margin: 0; }
@@ -94,12 +99,14 @@ def grid_html(
     winner: tuple[int, int] | None = None,
     dim_outside: Iterable[tuple[int, int]] | None = None,
     show_indices: bool = True,
+    first_index: tuple[int, int] = (0, 0),
     test_id: str = "",
 ) -> str:
     """A small table of numbers coloured by value, for grids up to a few dozen cells a side.
 
     `padding_mask` cells are hatched; `hits` get an orange outline (the kernel's window), `current` a blue
     one (the output cell), `winner` a yellow ring (max pooling). Cells not in `dim_outside` are faded.
+    Row and column numbers start at `first_index` (a crop of a larger image keeps the image's numbers).
     """
     array = np.asarray(values, dtype=np.float64)
     rows, cols = array.shape
@@ -112,16 +119,24 @@ def grid_html(
     # wide enough for the longest number at this font size (about 0.62 em per monospace digit)
     cell = max(40 if side <= 8 else 30 if side <= 14 else 24 if side <= 22 else 20,
                round(longest * 0.62 * font * 16) + 6)
+    zoom = classroom_scale()  # larger numbers on a projector (still no wider than the column)
+    cell, font = round(cell * zoom), round(font * zoom, 2)
+    # Cells shrink (font with them) when the column is narrower than the table wants: every column stays in
+    # view, on a phone too. 100cqw is the wrapper's width; the row numbers take about 24 px.
+    numbers_px = (30 if max(first_index) + max(rows, cols) > 100 else 24) if show_indices else 2
+    fitted = f"calc((100cqw - {numbers_px}px) / {cols})"
+    size_css = f"min({cell}px, {fitted})"
+    font_css = f"min({font}rem, calc({fitted} * {font * 16 / cell:.3f}))"
     parts = [f'<div class="cnn-grid-wrap" data-testid="{html.escape(test_id)}">']
     if title:
         parts.append(f'<div class="cnn-grid-title">{html.escape(title)}</div>')
     parts.append('<table class="cnn-grid">')
     if show_indices:
-        parts.append("<tr><th></th>" + "".join(f"<th>{c}</th>" for c in range(cols)) + "</tr>")
+        parts.append("<tr><th></th>" + "".join(f"<th>{first_index[1] + c}</th>" for c in range(cols)) + "</tr>")
     for r in range(rows):
         parts.append("<tr>")
         if show_indices:
-            parts.append(f"<th>{r}</th>")
+            parts.append(f"<th>{first_index[0] + r}</th>")
         for c in range(cols):
             value = array[r, c]
             background, colour = _cell_colours(value, vmin, vmax, diverging)
@@ -137,8 +152,8 @@ def grid_html(
             if keep is not None and (r, c) not in keep:
                 classes.append("dim")
             parts.append(
-                f'<td class="{" ".join(classes)}" style="width:{cell}px;height:{cell}px;min-width:{cell}px;'
-                f'font-size:{font}rem;background:{background};color:{colour}">{html.escape(fmt(value))}</td>'
+                f'<td class="{" ".join(classes)}" style="width:{size_css};height:{size_css};min-width:{size_css};'
+                f'font-size:{font_css};background:{background};color:{colour}">{html.escape(fmt(value))}</td>'
             )
         parts.append("</tr>")
     parts.append("</table></div>")

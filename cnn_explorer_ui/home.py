@@ -15,25 +15,34 @@ from .widgets import device_label
 
 def show_pages() -> None:
     st.subheader(":material/explore: Pages")
-    columns = st.columns(3)
-    for index, spec in enumerate(available_pages()):
-        with columns[index % 3].container(border=True):
-            st.markdown(f"#### {spec.icon} {spec.title}")
-            if spec.summary:
-                st.caption(spec.summary)
-            st.page_link(spec.page(), label=f"Open {spec.title}", icon=":material/arrow_forward:")
+    specs = available_pages()
+    for start in range(0, len(specs), 3):  # a row of columns at a time: on a phone they stack in sidebar order
+        columns = st.columns(3)
+        for column, spec in zip(columns, specs[start : start + 3]):
+            _page_card(column, spec)
+
+
+def _page_card(column, spec) -> None:
+    with column.container(border=True):
+        st.markdown(f"#### {spec.icon} {spec.title}")
+        if spec.summary:
+            st.caption(spec.summary)
+        st.page_link(spec.page(), label=f"Open {spec.title}", icon=":material/arrow_forward:")
 
 
 def show_datasets() -> None:
     st.subheader(":material/database: Data sets")
     statuses = list(dataset_statuses(browser_id()).values())
-    found = [{"data set": a.info.title, "key": a.info.name, "where": str(a.status.location or "")}
+    data_dir = settings.data_dir()
+    found = [{"data set": a.info.title, "key": a.info.name, "where": _short_path(a.status.location, data_dir)}
              for a in statuses if a.available]
     missing = [{"data set": a.info.title, "key": a.info.name,
                 "how to get it": a.status.how_to_get if a.status else a.problem} for a in statuses if not a.available]
     st.caption(f"{len(found)} of {len(statuses)} found; the list below says how to get the others.")
     if found:
-        st.dataframe(found, hide_index=True, width="stretch")
+        st.dataframe(found, hide_index=True, width="stretch", column_config={
+            "data set": st.column_config.TextColumn(width="medium"), "key": st.column_config.TextColumn(width="small"),
+            "where": st.column_config.TextColumn(width="medium", help=f"Paths under CNN_DATA_DIR ({data_dir})")})
     else:
         st.warning("No data set was found. Open the list below to see how to get one.")
     with st.expander(f"{len(missing)} more data sets in the registry, not found here"):
@@ -48,10 +57,25 @@ def show_checkpoints() -> None:
         st.info("No checkpoints yet: train one in the Training Studio or with `python -m cnn_core train`.")
         return
     st.caption("Shipped with the app in `models/`, and the ones you trained in this browser (nobody else sees them).")
-    st.dataframe(rows, hide_index=True, width="stretch", column_config={
-        "test accuracy": st.column_config.ProgressColumn("test accuracy", format="%.3f", min_value=0.0, max_value=1.0),
+    # The columns a student reads first come first; the rest scroll sideways within the page's width.
+    st.dataframe(rows, hide_index=True, width="stretch", column_order=("name", "test accuracy", "data set", "model",
+                                                                       "kind", "other test metrics", "file"),
+                 column_config={
+        "name": st.column_config.TextColumn("name", width="medium", pinned=True),
+        "test accuracy": st.column_config.ProgressColumn("test accuracy", format="%.3f", min_value=0.0, max_value=1.0,
+                                                         width="small"),
         "file": st.column_config.TextColumn("file", width="medium"),
     })
+
+
+def _short_path(location, data_dir) -> str:
+    """A data set's place, relative to CNN_DATA_DIR when it is inside it (short enough for a phone)."""
+    if not location:
+        return ""
+    try:
+        return str(location.relative_to(data_dir))
+    except ValueError:
+        return str(location)
 
 
 def home() -> None:

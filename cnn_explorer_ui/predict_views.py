@@ -20,11 +20,12 @@ from cnn_core.models.checkpoints import LoadedCheckpoint
 from cnn_core.errors import CnnError
 
 from .exports import onnx_download
-from .widgets import show_error
+from .widgets import classroom_scale, scaled, show_error
 
 OVERLAY_SIDE = 224     # px: Grad-CAM and saliency overlays
 MAP_GRID_PX = 640      # px: the feature-map grid is enlarged by whole pixels to about this width
 AUTO = "auto"          # the automatic choice in the Grad-CAM selectors
+MAX_LAYER_RADIOS = 6   # more feature-map layers than this are offered in a select box
 
 
 def _fingerprint(model_input: explain.ModelInput) -> str:
@@ -55,7 +56,7 @@ def probability_chart(names: list[str], probabilities: np.ndarray, errors: np.nd
                  hovertemplate="%{y}: %{x:.2%}<extra></extra>")
     right_edge = 1.15
     if errors is None:
-        bar.text = [f"{p:.1%}" for p in probabilities]
+        bar.text = [explain.percent(p) for p in probabilities]
         bar.textposition = "outside"
         bar.cliponaxis = False
         figure = go.Figure(bar)
@@ -64,14 +65,20 @@ def probability_chart(names: list[str], probabilities: np.ndarray, errors: np.nd
         bar.hovertemplate = "%{y}: %{x:.2%} ± %{error_x.array:.2%}<extra></extra>"
         right_edge = 1.35
         numbers = go.Scatter(x=[1.04] * len(names), y=names, mode="text", textposition="middle right",
-                             text=[f"{p:.1%} ± {e:.1%}" for p, e in zip(probabilities, errors)],
+                             text=[f"{explain.percent(p)} ± {explain.percent(e)}" for p, e in zip(probabilities, errors)],
                              hoverinfo="skip", cliponaxis=False)
         figure = go.Figure([bar, numbers])
+    # The axis title sits below the tick labels with room of its own (it overlapped the 50% tick).
     figure.update_xaxes(range=[0, right_edge], tickvals=[0, 0.25, 0.5, 0.75, 1], tickformat=".0%",
-                        title="probability")
+                        title=dict(text="probability", standoff=12), automargin=True)
     figure.update_yaxes(autorange="reversed", type="category")
-    figure.update_layout(height=60 + 26 * len(names), margin=dict(l=10, r=10, t=30 if title else 10, b=10),
-                         title=dict(text=title, font=dict(size=14)) if title else None, showlegend=False)
+    zoom = classroom_scale()  # taller bars and bigger text on a projector
+    figure.update_xaxes(tickfont=dict(size=round(12 * zoom)), title_font=dict(size=round(13 * zoom)))
+    figure.update_yaxes(tickfont=dict(size=round(12 * zoom)))
+    figure.update_layout(height=round((90 + 26 * len(names)) * zoom),
+                         margin=dict(l=10, r=10, t=round(30 * zoom) if title else 10, b=round(50 * zoom)),
+                         font=dict(size=round(12 * zoom)),
+                         title=dict(text=title, font=dict(size=round(14 * zoom))) if title else None, showlegend=False)
     return figure
 
 
@@ -81,7 +88,7 @@ def show_prediction(loaded: LoadedCheckpoint, prediction, trust: explain.TrustAs
     left, right = st.columns([1, 2], gap="large")
     with left:
         st.metric("Predicted class", prediction.label, help="The class with the highest probability.")
-        st.markdown(f"with probability **{prediction.probability:.1%}**")
+        st.markdown(f"with probability **{explain.percent(prediction.probability)}**")
         truth = st.session_state.get("predict_truth") if st.session_state.get("predict_source") == "sample" else None
         if truth is not None:
             if truth == prediction.label:
@@ -128,8 +135,9 @@ def show_why(loaded: LoadedCheckpoint, model_input: explain.ModelInput, predicti
                  "nothing there speaks for the class, the automatic choice goes one layer earlier. Earlier "
                  "layers are sharper but less specific.")
         layer = None if layer == AUTO else layer
-    columns = st.columns(4)
-    columns[0].image(gallery.square_picture(model_input.pixels, OVERLAY_SIDE), caption="Input", width=OVERLAY_SIDE)
+    side = scaled(OVERLAY_SIDE)  # larger with the classroom display on: then two pictures a row, not four
+    columns = st.columns(4) if side == OVERLAY_SIDE else [*st.columns(2), *st.columns(2)]
+    columns[0].image(gallery.square_picture(model_input.pixels, side), caption="Input", width=side)
     for column, index in ((columns[1], prediction.index), (columns[2], other)):
         with column:
             if not layers:
@@ -140,8 +148,8 @@ def show_why(loaded: LoadedCheckpoint, model_input: explain.ModelInput, predicti
             except CnnError as exc:
                 show_error(exc)
                 continue
-            kind = "predicted" if index == prediction.index else f"{prediction.probabilities[names[index]]:.1%}"
-            st.image(explain.overlay(model_input.pixels, heat.values, OVERLAY_SIDE), width=OVERLAY_SIDE,
+            kind = "predicted" if index == prediction.index else explain.percent(prediction.probabilities[names[index]])
+            st.image(explain.overlay(model_input.pixels, heat.values, side), width=side,
                      caption=f"Grad-CAM for {names[index]} ({kind}) at {heat.layer}")
             if heat.empty:
                 st.caption(f"Nothing at {heat.layer} raises the score of {names[index]}: every weighted sum of "
@@ -155,7 +163,7 @@ def show_why(loaded: LoadedCheckpoint, model_input: explain.ModelInput, predicti
         except CnnError as exc:
             show_error(exc)
         else:
-            st.image(explain.overlay(model_input.pixels, saliency.values, OVERLAY_SIDE), width=OVERLAY_SIDE,
+            st.image(explain.overlay(model_input.pixels, saliency.values, side), width=side,
                      caption=f"Saliency for {prediction.label}")
 
 
@@ -172,16 +180,28 @@ def show_feature_maps(loaded: LoadedCheckpoint, model_input: explain.ModelInput)
     st.markdown("Each convolution layer turns the image into a stack of **feature maps**, one per filter: "
                 "bright where the filter found its pattern. Early layers find edges and strokes; later ones, "
                 "smaller and more numerous, respond to larger parts of the image.")
-    labels = {index: f"{name} — {tensor.shape[0]} maps of {tensor.shape[1]}×{tensor.shape[2]}"
+    labels = {index: f"{_block_name(name)} — {tensor.shape[0]} maps of {tensor.shape[1]}×{tensor.shape[2]}"
               for index, (name, tensor) in enumerate(maps)}
-    chosen = st.radio("Layer", list(labels), format_func=labels.get, horizontal=True,
-                      key=f"predict_map_layer_{Path(loaded.path).stem}")
+    key = f"predict_map_layer_{Path(loaded.path).stem}"
+    if len(labels) <= MAX_LAYER_RADIOS:
+        chosen = st.radio("Layer", list(labels), format_func=labels.get, horizontal=True, key=key)
+    else:  # EfficientNet has about 50 conv layers: a list to pick from, not a wall of radio buttons
+        chosen = st.selectbox(f"Layer ({len(labels)} conv layers, input side first)", list(labels),
+                              format_func=labels.get, key=key)
     name, tensor = maps[chosen]
     grid = graph.feature_map_grid(tensor, columns=8, max_maps=32)
-    picture = gallery.repeat_pixels(grid, max(1, MAP_GRID_PX // max(grid.shape)))
+    picture = gallery.repeat_pixels(grid, max(1, scaled(MAP_GRID_PX) // max(grid.shape)))
     shown = min(32, tensor.shape[0])
     st.image(picture, caption=f"{name}: {shown} of {tensor.shape[0]} maps, each scaled to its own range "
                               "(black = its lowest value, white = its highest)")
+
+
+def _block_name(name: str) -> str:
+    """A conv layer's name as a block and its part: "stages.3._expand_conv" -> "stages.3 · expand conv"."""
+    block, _, part = name.rpartition(".")
+    if not block or part.isdigit():
+        return name
+    return f"{block} · {part.strip('_').replace('_', ' ')}"
 
 
 def show_uncertainty(loaded: LoadedCheckpoint, model_input: explain.ModelInput) -> explain.McDropoutResult | None:

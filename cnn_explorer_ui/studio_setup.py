@@ -58,7 +58,21 @@ def choose_dataset() -> data.DatasetInfo | None:
     st.caption(f"{info.task} · {len(info.class_names)} classes · {info.channels} channel(s) · "
                f"{info.image_size}×{info.image_size} px" + (f" · left out (multi-label): {', '.join(multi_label)}"
                                                            if multi_label else ""))
+    if info.family == "folder":
+        show_folder_notes(info)
     return info
+
+
+def show_folder_notes(info: data.DatasetInfo) -> None:
+    """An image folder's layout, and what its files will cost the run (unreadable files, too-small classes)."""
+    st.caption(f":material/folder_open: Layout: {info.layout}.")
+    try:
+        with st.spinner(f"Checking which images of {info.title} can be read…"):
+            notes = data.data_notes(info.name)
+    except CnnError as exc:
+        notes = [str(exc)]
+    for note in notes:
+        st.warning(note[0].upper() + note[1:] + ".", icon=":material/warning:")
 
 
 def choose_model(info: data.DatasetInfo) -> tuple[models.ModelSpec, dict] | None:

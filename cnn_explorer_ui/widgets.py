@@ -13,6 +13,28 @@ from .data_sets import forget_dataset_statuses
 from .session import browser_id
 
 
+CLASSROOM_KEY = "classroom_display"
+CLASSROOM_SCALE = 1.7  # canvas, pictures and figures grow by this on a projector
+
+
+def classroom_toggle() -> None:
+    """The sidebar's "Classroom display" switch (kept in `st.session_state`, so every page of this tab sees
+    it): larger canvas, pictures and figures for a projector, so a room can read them."""
+    st.toggle(":material/co_present: Classroom display", key=CLASSROOM_KEY,
+              help="For a projector: a larger drawing canvas, larger Grad-CAM and feature-map pictures and "
+                   "taller charts with bigger text. Switch off on a laptop or phone.")
+
+
+def classroom_scale() -> float:
+    """How much larger pictures and figures are drawn: CLASSROOM_SCALE with the classroom display on, else 1."""
+    return CLASSROOM_SCALE if st.session_state.get(CLASSROOM_KEY) else 1.0
+
+
+def scaled(pixels: int) -> int:
+    """A size in pixels for the current display (see `classroom_scale`)."""
+    return round(pixels * classroom_scale())
+
+
 def show_error(error: CnnError | str, *, icon: str = ":material/error:") -> None:
     """A `CnnError` (or a message) as a red box: what went wrong and what to do, never a traceback."""
     st.error(str(error), icon=icon)

@@ -108,8 +108,15 @@ def choose_kernel_and_settings() -> tuple[np.ndarray | None, conv.ConvSettings]:
         sizes = conv.KERNEL_PRESETS[preset_key].sizes if preset_key != "custom" else tuple(range(1, 8))
         default = conv.KERNEL_PRESETS[preset_key].default_size if preset_key != "custom" else 3
         with right:
-            size = st.select_slider("Kernel size k", sizes, value=default, key=f"conv_size_{preset_key}",
-                                    help="The kernel is k×k. Bigger kernels see more at once.")
+            if len(sizes) > 1:
+                size = st.select_slider("Kernel size k", sizes, value=default, key=f"conv_size_{preset_key}",
+                                        help="The kernel is k×k. Bigger kernels see more at once. This preset "
+                                             f"comes in {', '.join(map(str, sizes))}.")
+            else:  # no slider that cannot move: say that the preset fixes the size
+                size = sizes[0]
+                st.markdown(f"Kernel size k = **{size}**")
+                st.caption(f"{presets[preset_key]} is defined as {size}×{size} only. Pick another preset or "
+                           "Custom for other sizes.")
         left, right = st.columns(2)
         with left:
             stride = st.slider("Stride s", 1, 5, 1, key="conv_stride",
@@ -121,7 +128,9 @@ def choose_kernel_and_settings() -> tuple[np.ndarray | None, conv.ConvSettings]:
             st.caption("Dilation lets a small kernel see a wider area without more weights.")
         left, right = st.columns(2)
         with left:
-            padding = st.number_input("Padding p", 0, 10, 0, key="conv_padding",
+            # No default value here: "same" and "valid" set it through session state, and a widget given
+            # both logs Streamlit's widget-state warning. It starts at its minimum, 0.
+            padding = st.number_input("Padding p", 0, 10, key="conv_padding",
                                       help="Cells added around the border before the kernel slides.")
             same = conv.same_padding(size, dilation)
             buttons = st.columns(2)
@@ -204,7 +213,7 @@ def show_full_image(image: np.ndarray, result: conv.ConvResult) -> None:
                       key="conv_full_input")
     right.plotly_chart(heatmap_figure(result.output, f"Feature map {result.output.shape[0]}×{result.output.shape[1]}"),
                        key="conv_full_output")
-    st.caption("Hover to read any value. Red is positive, blue negative, white zero; "
+    st.caption("Tap or hover to read any value. Red is positive, blue negative, white zero; "
                "a map with no negative values uses one colour ramp.")
     if st.toggle("Sobel edge magnitude √(gx² + gy²) — one click", key="conv_sobel",
                  help="A Sobel edge-strength example: combine the x and y Sobel responses into one edge strength."):
@@ -267,8 +276,9 @@ if chosen is not None and kernel is not None:
         st.caption("The kernel is not flipped first. Convolution as mathematicians define it mirrors the "
                    "kernel; CNN layers, PyTorch's conv2d included, skip the mirror (a cross-correlation). "
                    "For a learned kernel it makes no difference: training would simply learn the mirror image.")
-        window = step_window(image)
-        window_result = show_step_through(window, kernel, settings, value_range)
+        origin = step_window(image)
+        window = conv.crop(image, *origin, STEP_MAX_SIDE)
+        window_result = show_step_through(image, origin, kernel, settings, value_range)
         st.header("5 · The whole image", divider="gray")
         show_full_image(image, result)
     else:

@@ -14,8 +14,9 @@ import streamlit as st
 from cnn_core import data, gallery
 from cnn_core.errors import CnnError
 from cnn_explorer_ui import browser_datasets, browser_id, dataset_statuses, import_zip_upload, is_present, show_error
-from cnn_explorer_ui.gallery_views import (CHANNEL_NAMES, counts_figure, dataset_version, grid_png, samples,
-                                           show_description, show_image, show_missing, summary)
+from cnn_explorer_ui.gallery_views import (CHANNEL_NAMES, counts_figure, dataset_version, grid_png,
+                                           load_with_progress, samples, show_description, show_image, show_missing,
+                                           summary)
 
 DEFAULT_SEED = 0
 DEFAULT_PER_CLASS = 8
@@ -242,6 +243,7 @@ if chosen is not None:
         st.stop()
     version = dataset_version(dataset_status)
     try:
+        load_with_progress(dataset_info, version)
         loaded_splits, dataset_summary = summary(chosen, version)
     except CnnError as exc:
         show_error(exc)

@@ -16,7 +16,7 @@ from cnn_core.inference import explain
 from cnn_core.data import images
 from cnn_core.models.checkpoints import CheckpointEntry, LoadedCheckpoint, load_checkpoint
 from cnn_core.errors import CheckpointError, CnnError
-from cnn_explorer_ui import checkpoint_entries, present_datasets, show_error, test_split
+from cnn_explorer_ui import checkpoint_entries, present_datasets, scaled, show_error, test_split
 from cnn_explorer_ui.cards import dataset_title, input_caption
 from cnn_explorer_ui.data_sets import label_of
 from cnn_explorer_ui.pickers import checkpoint_picker
@@ -83,18 +83,21 @@ def draw_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
     from streamlit_drawable_canvas import st_canvas
 
     version = st.session_state.setdefault("predict_canvas_version", 0)
+    side = scaled(CANVAS_SIDE)  # larger with the classroom display on; the brush grows with it
     canvas_column, seen_column = st.columns([3, 2], gap="medium")
     with canvas_column:
         controls = st.columns([3, 1], vertical_alignment="bottom")
         brush = controls[0].slider("Brush size", 6, 40, 20, key="predict_brush",
-                                   help="About 20 px on this 280 px canvas gives MNIST's stroke width.")
+                                   help=f"About 20 gives MNIST's stroke width on this {side} px canvas.")
         if controls[1].button("Clear", icon=":material/ink_eraser:", key="predict_clear", width="stretch"):
             st.session_state["predict_canvas_version"] = version = version + 1
-        result = st_canvas(stroke_width=brush, stroke_color="#FFFFFF", background_color="#000000",
-                           width=CANVAS_SIDE, height=CANVAS_SIDE, drawing_mode="freedraw",
-                           return_image_data=True, update_streamlit=True, key=f"predict_canvas_{version}")
-        st.caption("Draw one digit, white on black like MNIST. The prediction updates when you lift the mouse. "
-                   "Hover over the canvas for its toolbar: undo, redo and reset.")
+        # The canvas's own toolbar pops up above its top edge: room for it, so it never covers "Clear".
+        st.space(44)
+        result = st_canvas(stroke_width=round(brush * side / CANVAS_SIDE), stroke_color="#FFFFFF",
+                           background_color="#000000", width=side, height=side, drawing_mode="freedraw",
+                           return_image_data=True, update_streamlit=True, key=f"predict_canvas_{version}_{side}")
+        st.caption("Draw one digit, white on black like MNIST, with the mouse or a finger. The prediction "
+                   "updates when you lift it. Tap or hover over the canvas for its toolbar: undo, redo and reset.")
     drawing = result.image_data if result is not None else None
     with seen_column:
         if drawing is None:
@@ -115,7 +118,7 @@ def draw_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
 def _show_seen(model_input: explain.ModelInput) -> None:
     channels, size = model_input.pixels.shape[0], model_input.pixels.shape[-1]
     st.markdown(f"**What the model sees** ({size}×{size}{', gray' if channels == 1 else ', RGB'})")
-    st.image(gallery.square_picture(model_input.pixels, SEEN_SIDE), width=SEEN_SIDE)
+    st.image(gallery.square_picture(model_input.pixels, scaled(SEEN_SIDE)), width=scaled(SEEN_SIDE))
     if model_input.notes:
         st.caption("Your image was " + "; ".join(model_input.notes) + ".")
 
@@ -143,7 +146,7 @@ def upload_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
                  "scan of a digit on paper, or a drawing on a transparent background, needs this.")
     left, right = st.columns([3, 2], gap="medium")
     with left:
-        st.image(images.fit_within(picture, PREVIEW_SIDE),
+        st.image(images.fit_within(picture, scaled(PREVIEW_SIDE)),
                  caption=f"{uploaded.name}: {picture.size[0]}×{picture.size[1]}, "
                          f"{ {'RGB': 'colour', 'RGBA': 'with transparency'}.get(picture.mode, 'grayscale')}")
     with right:
@@ -209,7 +212,7 @@ def sample_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
     truth = label_of(labels, index, class_names) or str(labels[index])
     left, right = st.columns([3, 2], gap="medium")
     with left:
-        st.image(gallery.square_picture(pictures[index], PREVIEW_SIDE), width=PREVIEW_SIDE,
+        st.image(gallery.square_picture(pictures[index], scaled(PREVIEW_SIDE)), width=scaled(PREVIEW_SIDE),
                  caption=f"{title}, test image #{index}")
         st.markdown(f"True label: **{truth}**")
         st.session_state["predict_truth"] = truth if loaded.card.dataset == name else None

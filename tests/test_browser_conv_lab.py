@@ -10,7 +10,8 @@ import pytest
 from image_samples import png_bomb
 from PIL import Image
 
-from browser_fixtures import assert_no_exception, finish_page, open_app_page, rerun_after, save_screenshot, wait_for_app
+from browser_fixtures import (ARTIFACTS_DIR, assert_no_exception, finish_page, open_app_page, rerun_after, save_screenshot,
+                              wait_for_app)
 from cnn_core import conv
 
 pytestmark = pytest.mark.browser
@@ -168,7 +169,7 @@ def test_step_through_steps_and_plays(page):
     _see(page, "Output cell (1, 1) — step 7 of 25")
     _see(page, f"Output (1, 1) = {conv.format_number(expected[1, 1])}, exactly")
 
-    play = page.get_by_test_id("stCheckbox").filter(has_text="Play")
+    play = page.get_by_test_id("stMain").get_by_test_id("stCheckbox").filter(has_text="Play")
     play.click()                                                   # the timer keeps it running
     _see(page, re.compile(r"— step (9|1[0-4]) of 25"), timeout=30_000)   # it moved on by itself
     _click(page, play)                                                   # pause
@@ -188,7 +189,14 @@ def test_preset_switch_changes_the_kernel_and_the_sums(page):
     # Window [[0,0,0],[0,9,9],[0,0,0]] averaged: 18/9 = 2.
     _see(page, "Output (0, 0) = 2, exactly the sum")
     _choose(page, "Kernel preset", "Laplacian")
-    _see(page, "The four neighbours minus 4 times the centre")
+    _see(page, "The neighbours minus a multiple of the centre")
+    # The Laplacian comes in two sizes: a slider that moves, not one that collapses to a dot.
+    _expect()(_slider(page, "Kernel size k")).to_have_attribute("aria-valuetext", "3")
+    _choose(page, "Kernel preset", "Sharpen")  # one size only: the page says so instead of a slider
+    _see(page, "Sharpen is defined as 3×3 only")
+    _expect()(_slider(page, "Kernel size k")).to_have_count(0)
+    save_screenshot(page, "lab-preset-fixed-size", whole_page=False)
+    _choose(page, "Kernel preset", "Laplacian")
     laplacian = conv.convolve(conv.DIGIT_GRID_7X7, conv.preset_kernel("laplacian")).output
     _see(page, f"Output (0, 0) = {conv.format_number(laplacian[0, 0])}, exactly")
     # Pooling: average instead of max changes the function PyTorch ran.
@@ -240,6 +248,26 @@ def test_uploads_bad_and_good(page):
     _see(page, "edge.png: 40×30 colour.")
     _expect_metric(page, "Input (H × W)", "30 × 40")
     _expect_metric(page, "conv2d returns", "28 × 38")
+    # A 10x10 window from the middle with "same" padding: its border is the photo's own pixels (image
+    # columns 14-25: black up to 19, white from 20), no hatched padding, and all 12 columns on screen.
+    _click(page, page.get_by_role("button", name="same", exact=True))
+    _see(page, re.compile(r"^Padded window 12×12: image rows 9–20, columns 14–25"))
+    # "same" sets the padding through session state: the server logs no widget-state warning for it
+    log = (ARTIFACTS_DIR / "streamlit-server.log").read_text(errors="replace")
+    assert "conv_padding" not in log and "created with a default value" not in log
+    grid = page.get_by_test_id("conv-padded-input")
+    expect(grid.locator("td.pad")).to_have_count(0)
+    first_row = grid.locator("tr").nth(1).locator("td")
+    assert first_row.all_inner_texts() == ["0"] * 6 + ["255"] * 6
+    sizes = grid.evaluate("g => ({shown: g.clientWidth, needed: g.scrollWidth, right: "
+                          "g.querySelector('tr th:last-child').getBoundingClientRect().right, "
+                          "edge: g.getBoundingClientRect().right})")
+    assert sizes["needed"] <= sizes["shown"] and sizes["right"] <= sizes["edge"], sizes  # column 11 is in view
+    # Moved to the top-left corner: padding only above row 0 and left of column 0.
+    _press(page, "Window top row", "Home")
+    _press(page, "Window left column", "Home")
+    _see(page, re.compile(r"^Padded window 12×12: image rows -1–10, columns -1–10"))
+    expect(grid.locator("td.pad")).to_have_count(12 + 11)
     finish_page(page, "lab-upload-good")
 
 
@@ -251,7 +279,7 @@ def test_sample_photo_full_image_and_sobel_magnitude(page):
     _expect_metric(page, "conv2d returns", "510 × 510")
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(2)
     _see(page, "Window top row")
-    _see(page, "Padded input 10×10")
+    _see(page, re.compile(r"^Window 10×10: image rows 251–260, columns 251–260"))
     _click(page, page.get_by_text("Sobel edge magnitude √(gx² + gy²)"))
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3)
     _see(page, "Their magnitude lights up every edge")
@@ -270,3 +298,49 @@ def test_mnist_digit_as_input(page):
     _expect_metric(page, "Input (H × W)", "28 × 28")
     _expect_metric(page, "conv2d returns", "26 × 26")
     finish_page(page, "lab-mnist")
+
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+
+
+def _main_overflow(page) -> list[str]:
+    """Elements of the main area (tables, charts, grids) whose right edge passes the viewport's."""
+    return page.evaluate("""() => [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stDataFrame"],'
+        + '[data-testid="stMain"] [data-testid="stTable"], [data-testid="stMain"] [data-testid="stPageLink"]')]
+        .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+        .map(e => e.getAttribute('data-testid') + ' ' + Math.round(e.getBoundingClientRect().right))""")
+
+
+def test_home_on_a_phone_keeps_the_sidebar_order_and_fits_its_tables(browser, warm_app):
+    from cnn_explorer_ui.navigation import available_pages
+
+    context = browser.new_context(**PHONE)
+    tab = context.new_page()
+    try:
+        tab.goto(warm_app)
+        wait_for_app(tab)
+        links = tab.get_by_test_id("stMain").get_by_test_id("stPageLink")
+        _expect()(links.first).to_be_visible()
+        cards = [re.sub(r"^Open ", "", text.strip().splitlines()[-1].strip()) for text in links.all_inner_texts()]
+        assert cards == [spec.title for spec in available_pages()]  # stacked in the sidebar's order
+        tab.get_by_role("heading", name="Trained models").scroll_into_view_if_needed()
+        assert _main_overflow(tab) == []  # every table within the phone's width (wide ones scroll inside)
+        assert_no_exception(tab)
+        save_screenshot(tab, "home-phone")
+    finally:
+        context.close()
+
+
+def test_the_lab_on_a_phone_says_tap_or_hover(browser, warm_app):
+    context = browser.new_context(**PHONE)
+    tab = context.new_page()
+    tab.app_url = warm_app
+    try:
+        open_app_page(tab, LAB)
+        _see(tab, "Tap or hover to read any value")
+        grid = tab.get_by_test_id("conv-padded-input")
+        sizes = grid.evaluate("g => ({shown: g.clientWidth, needed: g.scrollWidth})")
+        assert sizes["needed"] <= sizes["shown"], sizes  # the step-through grid fits a phone too
+        save_screenshot(tab, "lab-phone")
+    finally:
+        context.close()

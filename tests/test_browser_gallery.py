@@ -69,6 +69,23 @@ def _wait_for_gallery(page) -> None:
     assert_no_exception(page)
 
 
+def _progress_while_loading(page) -> list[tuple[str, int]]:
+    """(text, value 0-100) of the loading progress bar, read every 100 ms until the gallery's last section
+    shows; empty when the data set loaded without one (from the cache, in under a second)."""
+    seen = []
+    deadline = time.monotonic() + LOAD_TIMEOUT_MS / 1000
+    while time.monotonic() < deadline and not page.get_by_text("Every pixel averaged over all").count():
+        bar = page.evaluate("""() => { const bar = document.querySelector('[data-testid="stProgress"]');
+            const value = bar && bar.querySelector('[role="progressbar"]');
+            return bar && value ? [bar.innerText.trim(), Number(value.getAttribute('aria-valuenow'))] : null; }""")
+        if bar and (not seen or tuple(bar) != seen[-1]):
+            seen.append(tuple(bar))
+            if len(seen) == 3:
+                save_screenshot(page, "gallery-loading-progress", whole_page=False)
+        page.wait_for_timeout(100)
+    return seen
+
+
 def _counts_table(page) -> list[list[str]]:
     rows = page.locator('[data-testid="stTable"] tbody tr')
     return [[cell.strip() for cell in row.split("\t")] for row in rows.all_inner_texts()]
@@ -152,8 +169,15 @@ def test_pathmnist_gallery_and_colour_pixel_grid(page):
     from cnn_core import data
 
     info = data.get_dataset_info("pathmnist")
-    _open_gallery(page, "pathmnist")
+    started = time.monotonic()
+    page.goto(f"{page.app_url}/{PAGE}?dataset=pathmnist")
+    seen = _progress_while_loading(page)
     _wait_for_gallery(page)
+    print(f"first PathMNIST view of this server: {time.monotonic() - started:.1f} s, progress seen: {seen[-3:]}")
+    if seen:  # an empty cache: the npz is decompressed, with a bar that says the step and how far it got
+        assert all(re.match(r"Step [12] of 2 · ", text) for text, _ in seen), seen
+        values = [value for text, value in seen if text.startswith("Step 1")]
+        assert values == sorted(values) and any(0 < value < 100 for value in values), seen
     _check_overview(page, info)
     for name in ("adipose", "lymphocytes", "colorectal adenocarcinoma epithelium"):
         assert page.get_by_text(name).count() >= 1
@@ -239,6 +263,28 @@ def test_upload_zip_of_class_folders_becomes_a_dataset(page):
     assert [row[1] for row in table] == ["circles", "squares"]
     assert [row[-1] for row in table] == ["10", "10"]
     save_screenshot(page, "gallery-upload")
+
+    # A folder's images are 128x128: too large to print every value, so a crop's pixel grid is printed,
+    # the crop outlined on the image, its row and column numbers the image's own.
+    page.locator(".st-key-gallery_pick_0_0 button:visible").click()
+    dialog = page.locator('[role="dialog"]')
+    dialog.locator('[data-testid="gallery-pixel-grid"]').wait_for(timeout=LOAD_TIMEOUT_MS)
+    assert "Pick a square of it" in dialog.inner_text()
+    grid = dialog.locator('[data-testid="gallery-pixel-grid"]')
+    assert "16×16 crop outlined on the image (rows 56–71, columns 56–71)" in grid.inner_text()
+    assert _pixel_grid(page).shape == (16, 16)
+    assert grid.locator("tr").first.locator("th").all_inner_texts()[1:3] == ["56", "57"]
+    slider = dialog.get_by_test_id("stSlider").filter(has_text="Crop's top row").get_by_role("slider")
+    slider.press("Home")
+    dialog.get_by_text("rows 0–15, columns 56–71").wait_for(timeout=LOAD_TIMEOUT_MS)
+    dialog.get_by_text("24×24", exact=True).click()
+    dialog.get_by_text("24×24 crop outlined on the image (rows 52–75").wait_for(timeout=LOAD_TIMEOUT_MS)
+    wait_for_app(page)
+    assert _pixel_grid(page).shape == (24, 24)
+    sizes = grid.evaluate("g => ({shown: g.clientWidth, needed: g.scrollWidth})")
+    assert sizes["needed"] <= sizes["shown"], sizes  # every column in view
+    save_screenshot(page, "gallery-upload-crop-pixel-grid")
+    assert_no_exception(page)
 
 
 def test_upload_zip_with_path_traversal_is_refused(page):

@@ -375,3 +375,103 @@ def test_bad_uploads_and_checkpoints_get_clear_messages(page, made_checkpoints):
     _choose_model(page, "test_predict_mismatch")
     expect(page.get_by_text("do not fit the 'fastnet' model its card names")).to_be_visible(timeout=30_000)
     finish_page(page, "predict-card-mismatch")
+
+
+SHIPPED_EFFICIENTNET = models_dir() / "brain_mri_efficientnet_lite0.safetensors"
+
+
+def _axis_title_clear_of_ticks(page, chart) -> dict:
+    """Where the x-axis title of a plotly chart sits against its tick labels (it must be below them)."""
+    return chart.evaluate("""c => { const title = c.querySelector('.xtitle').getBoundingClientRect();
+        const ticks = [...c.querySelectorAll('.xtick text')].map(t => t.getBoundingClientRect());
+        return {title_middle: (title.top + title.bottom) / 2, ticks_bottom: Math.max(...ticks.map(t => t.bottom))}; }""")
+
+
+def test_drawing_on_a_phone_and_on_a_projector(browser, warm_app):
+    if not SHIPPED_MNIST.is_file():
+        pytest.skip(f"needs the shipped MNIST checkpoint {SHIPPED_MNIST}")
+    expect = _expect()
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        tab = phone.new_page()
+        tab.app_url = warm_app
+        open_app_page(tab, PAGE)
+        expect(tab.get_by_text("Tap or hover over the canvas for its toolbar")).to_be_visible()
+        clear = tab.get_by_role("button", name="Clear").bounding_box()
+        canvas = tab.locator("canvas.upper-canvas").bounding_box()
+        # the canvas's toolbar pops up about 34 px above its top edge: that room is free, "Clear" is above it
+        assert canvas["y"] - (clear["y"] + clear["height"]) >= 36, (clear, canvas)
+        save_screenshot(tab, "predict-phone")
+    finally:
+        phone.close()
+
+    projector = browser.new_context(viewport={"width": 1920, "height": 1080})
+    try:
+        tab = projector.new_page()
+        tab.set_default_timeout(60_000)
+        tab.app_url = warm_app
+        open_app_page(tab, PAGE)
+        _choose_model(tab, "mnist_fastnet")
+        assert round(tab.locator("canvas.upper-canvas").bounding_box()["width"]) == 280
+        tab.get_by_test_id("stSidebar").get_by_text("Classroom display").click()
+        wait_for_app(tab)
+        expect(tab.locator("canvas.upper-canvas")).to_have_attribute("width", re.compile(r"^476$"))
+        _draw(tab, "7")
+        expect(_prediction(tab)).to_be_visible(timeout=FIRST_RUN_TIMEOUT_MS)
+        wait_for_app(tab)
+        cam = tab.get_by_test_id("stImage").filter(has=tab.get_by_test_id("stImageCaption").filter(
+            has_text="(predicted) at")).locator("img")
+        assert cam.bounding_box()["width"] >= 360  # 224 px on a laptop, 381 px for the room
+        chart = tab.locator(".st-key-predict_probabilities")
+        box = _axis_title_clear_of_ticks(tab, chart)
+        assert box["title_middle"] > box["ticks_bottom"], box  # the title's text lies below the tick labels
+        # one rounding rule: the sentence and the top bar's label say the same number
+        sentence = re.search(r"with probability (.+%)", tab.get_by_text("with probability").inner_text()).group(1)
+        assert sentence in chart.locator(".bartext").evaluate_all("texts => texts.map(t => t.textContent)")
+        assert_no_exception(tab)
+        save_screenshot(tab, "predict-projector-classroom")
+    finally:
+        projector.close()
+
+
+@pytest.mark.realdata
+def test_efficientnet_feature_maps_are_picked_from_a_select_box(page):
+    if not SHIPPED_EFFICIENTNET.is_file():
+        pytest.skip(f"needs the shipped checkpoint {SHIPPED_EFFICIENTNET}")
+    pytest.importorskip("efficientnet_lite_pytorch")
+    expect = _expect()
+    open_app_page(page, PAGE)
+    _choose_source(page, "Upload an image")
+    _choose_model(page, "brain_mri_efficientnet_lite0")
+    yy, xx = np.mgrid[0:200, 0:200]
+    scan = (120 + 100 * np.exp(-((yy - 90) ** 2 + (xx - 110) ** 2) / 900)).astype(np.uint8)
+    _upload(page, "scan.png", _png_bytes(scan))
+    expect(_prediction(page)).to_be_visible(timeout=FIRST_RUN_TIMEOUT_MS * 2)
+    wait_for_app(page)
+    layer_box = page.get_by_test_id("stSelectbox").filter(has_text=re.compile(r"Layer \(\d+ conv layers"))
+    expect(layer_box).to_be_visible(timeout=FIRST_RUN_TIMEOUT_MS)
+    assert page.get_by_test_id("stRadio").filter(has_text="stages.").count() == 0  # no wall of radio buttons
+    wait_for_app(page)
+    layer_box.scroll_into_view_if_needed()
+    options = page.get_by_role("option")
+    for attempt in range(3):  # a click that lands while the box is redrawn does not open it
+        layer_box.get_by_role("combobox").click()
+        try:
+            expect(options.first).to_be_visible(timeout=10_000)
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
+    assert options.count() > 8 and "stages.2 · expand conv" in options.all_inner_texts()[3]  # a scrolling list
+    options.nth(3).click()
+    wait_for_app(page)
+    expect(page.get_by_test_id("stImageCaption").filter(has_text="stages.2._expand_conv:")).to_be_visible()
+    assert_no_exception(page)
+    save_screenshot(page, "predict-efficientnet-layers")
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -360,6 +360,16 @@ def test_bad_options_and_a_diverging_run_get_clear_messages(context, studio_serv
     save_screenshot(tab, "studio-diverged")
 
 
+def _assert_graph_fits(frame) -> None:
+    """The autograd graph's SVG lies wholly inside its scrolling frame (nothing cut at the right or bottom)."""
+    box = frame.locator("#frame").evaluate(
+        "f => { const s = f.querySelector('svg').getBoundingClientRect(), b = f.getBoundingClientRect();"
+        " return {right: s.right - b.left, bottom: s.bottom - b.top, width: f.clientWidth,"
+        " height: f.clientHeight, scrollH: f.scrollHeight, clientH: f.clientHeight}; }")
+    assert box["right"] <= box["width"] + 1 and box["bottom"] <= box["height"] + 1, box
+    assert box["scrollH"] <= box["clientH"] + 1, box
+
+
 def test_model_graph_shows_summary_svg_graph_and_feature_maps(context, studio_server):
     expect = _expect()
     tab = _open(context, studio_server["url"], GRAPH)
@@ -383,10 +393,14 @@ def test_model_graph_shows_summary_svg_graph_and_feature_maps(context, studio_se
     svg = frame.locator("#frame svg")
     expect(svg).to_be_visible()
     expect(svg.locator("text", has_text="conv1.weight")).to_have_count(1)
+    _assert_graph_fits(frame)  # on first draw: the whole graph, output box at the bottom included
     width = svg.get_attribute("width")
     frame.get_by_role("button", name="+").click()  # zooming happens in the page, without a rerun
     expect(svg).not_to_have_attribute("width", width)
     expect(frame.locator("#level")).not_to_have_text("")
+    frame.get_by_role("button", name="+").click()
+    frame.get_by_role("button", name="Fit").click()
+    _assert_graph_fits(frame)
     with tab.expect_download() as download_info:
         tab.get_by_role("button", name="SVG").click()
     assert Path(download_info.value.path()).read_bytes().lstrip().startswith(b"<?xml")
@@ -684,3 +698,36 @@ def test_without_the_backbone_package_the_studio_and_model_graph_say_what_to_ins
         save_screenshot(graph, "graph-transfer-package-missing")
     finally:
         _leave(ctx, request.node.name)
+
+
+def test_a_kaggle_style_zip_with_split_folders_and_cyrillic_classes_trains_on_its_splits(context, studio_server):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    expect = _expect()
+    tab = _open(context, studio_server["url"], STUDIO)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for split, count in (("train", 12), ("test", 3)):
+            for name, value in (("кошка", 40), ("собака", 200)):
+                for number in range(count):
+                    image = io.BytesIO()
+                    Image.new("L", (24, 24), value + number).save(image, format="PNG")
+                    archive.writestr(f"pets/{split}/{name}/{number}.png", image.getvalue())
+    tab.get_by_text("Add your own image folder (upload a zip)").click()
+    tab.locator('.st-key-studio_zip input[type="file"]').set_input_files(
+        {"name": "kaggle pets.zip", "mimeType": "application/zip", "buffer": buffer.getvalue()})
+    expect(tab.get_by_text(re.compile(r"is now the data set kaggle_pets: 30 images in 2 classes"))).to_be_visible()
+    expect(tab.get_by_role("combobox", name="Data set")).to_have_value(re.compile("kaggle_pets"))
+    expect(tab.get_by_text("Layout: split folders found (train, test); val carved from train, stratified.")
+           ).to_be_visible()
+    _configure_run(tab, epochs=1, batch=4, subset=0)
+    _start(tab)
+    expect(tab.get_by_text("Finished:")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    expect(tab.get_by_text(re.compile(r"^Test metrics \(6 test images\)$"))).to_be_visible()  # the test/ folder
+    confusion = tab.get_by_test_id("stPlotlyChart").filter(has_text="кошка")
+    expect(confusion.first).to_be_visible()
+    assert_no_exception(tab)
+    save_screenshot(tab, "studio-kaggle-zip")

@@ -157,6 +157,10 @@ def test_presets_come_in_their_sizes():
         gaussian = conv.preset_kernel("gaussian_blur", size)
         assert gaussian.sum() == pytest.approx(1) and gaussian.argmax() == (size * size) // 2
         assert conv.preset_kernel("sobel_x", size).sum() == 0
+    for size in (3, 5):  # the Laplacian comes in two sizes; both ignore flat areas and even slopes
+        laplacian = conv.preset_kernel("laplacian", size)
+        slope = np.add.outer(np.arange(9.0), 2 * np.arange(9.0))
+        assert laplacian.sum() == 0 and np.allclose(conv.convolve(slope, laplacian).output, 0)
     with pytest.raises(ConfigError, match="comes in sizes 3"):
         conv.preset_kernel("sharpen", 5)
     with pytest.raises(ConfigError, match="Unknown kernel preset"):
@@ -493,3 +497,36 @@ def test_lab_page_with_a_photo_and_the_sobel_magnitude(lab_app):
     assert metrics["Input (H × W)"] == "512 × 512" and metrics["conv2d returns"] == "510 × 510"
     lab_app.radio(key="conv_pool_source").set_value("conv").run()
     assert not _messages(lab_app)
+
+
+def test_a_window_from_the_middle_reads_the_image_around_it_not_padding():
+    """A 10x10 window in the middle of a 20x20 image with p = 1: its 12x12 grid is image rows 4-15 and columns
+    6-17 (no padding cell), and its output is exactly that part of the whole image's output."""
+    image = np.arange(400, dtype=np.float32).reshape(20, 20)  # pixel (r, c) holds 20 r + c
+    settings = conv.ConvSettings(padding=1)
+    kernel = conv.preset_kernel("sobel_x")
+    window = conv.convolve_window(image, kernel, settings, 5, 7, 10)
+    assert window.padded.shape == (12, 12) and window.input_shape == (10, 10)
+    np.testing.assert_array_equal(window.padded, image[4:16, 6:18])
+    assert window.padded[0, 0] == 86 and window.padded[11, 11] == 317  # (4, 6) and (15, 17)
+    assert not window.pad_mask.any()
+    whole = conv.convolve(image, kernel, settings)
+    np.testing.assert_array_equal(window.output, whole.output[5:15, 7:17])
+    assert np.all(window.output == 8)  # Sobel x on a ramp rising by 1 per column: 4 * (1 + 1) = 8
+
+
+def test_a_window_at_the_corner_has_padding_only_beyond_the_image_edge():
+    image = np.arange(400, dtype=np.float32).reshape(20, 20)
+    window = conv.convolve_window(image, np.ones((3, 3)), conv.ConvSettings(padding=1), 0, 0, 10)
+    expected_mask = np.zeros((12, 12), dtype=bool)
+    expected_mask[0, :] = expected_mask[:, 0] = True  # above row 0 and left of column 0 only
+    np.testing.assert_array_equal(window.pad_mask, expected_mask)
+    assert window.padded[0, 5] == 0 and window.padded[1, 1] == 0 and window.padded[11, 11] == 210  # pixel (10, 10)
+    assert window.output[0, 0] == 0 + 1 + 20 + 21  # the zeros of the padding add nothing
+    # replicate padding repeats the edge pixel; the window past the last row/column is moved back inside
+    edge = conv.convolve_window(image, np.ones((3, 3)), conv.ConvSettings(padding=2, padding_mode="replicate"),
+                                15, 15, 10)
+    assert edge.padded.shape == (14, 14) and edge.padded[0, 0] == 8 * 20 + 8  # origin (10, 10), border from (8, 8)
+    assert edge.pad_mask[-2:, :].all() and not edge.pad_mask[:-2, :-2].any()
+    assert edge.padded[-1, -1] == 399
+    np.testing.assert_array_equal(edge.output, conv.convolve(image, np.ones((3, 3)), edge.settings).output[10:22, 10:22])

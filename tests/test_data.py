@@ -699,6 +699,22 @@ def test_channel_stats_are_right_and_cached(tiny_data_dir, monkeypatch):
     assert data.channel_stats("pathmnist") == (mean, std)  # from CNN_CACHE_DIR/stats
 
 
+def test_a_medmnist_split_tells_its_progress_while_it_is_decompressed_once(tiny_data_dir, monkeypatch):
+    from cnn_core.data import medmnist
+
+    monkeypatch.setattr(medmnist, "NPY_CHUNK_BYTES", 28 * 28 * 3 * 16)  # 16 images a chunk: several reports
+    heard: list[float] = []
+    train = data.load_split("pathmnist", "train", progress=heard.append)
+    assert len(train) == 180 and heard == sorted(heard) and heard[-1] == 1.0 and len(heard) == -(-180 // 16)
+    expected = tiny_pathmnist_arrays()
+    assert torch.equal(train.images, torch.from_numpy(expected["train_images"]).permute(0, 3, 1, 2))
+    assert torch.equal(train.labels, torch.from_numpy(expected["train_labels"][:, 0].astype(np.int64)))
+    data.clear_caches()  # the next load reads the tensor cache: nothing decompressed, nothing to tell
+    heard.clear()
+    assert torch.equal(data.load_split("pathmnist", "train", progress=heard.append).images, train.images)
+    assert heard == []
+
+
 # --------------------------------------------------------------------------------------------------
 # Real data (CNN_DATA_DIR=/work/shared/data)
 

@@ -388,7 +388,7 @@ def test_trust_hint():
     assert sure.trustworthy and sure.reasons == () and "confident" in sure.message
     unsure = explain.assess_trust({"a": 0.4, "b": 0.35, "c": 0.25})
     assert not unsure.trustworthy and unsure.message.startswith("Not trustworthy")
-    assert any("top probability is only 40%" in reason for reason in unsure.reasons)
+    assert any("top probability is only 40.0%" in reason for reason in unsure.reasons)
     assert any("spread out" in reason for reason in unsure.reasons)
     coin = explain.assess_trust(np.array([0.62, 0.38]))  # above 60 % but nearly a coin toss
     assert not coin.trustworthy and coin.normalized_entropy > 0.9
@@ -449,3 +449,14 @@ def test_one_image_work_runs_on_one_thread_and_puts_the_setting_back():
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("probability, text", [(0.9991, "99.9%"), (0.99951, "> 99.9%"), (1.0, "100%"), (0.0, "0%"),
+                                               (0.0004, "< 0.1%"), (0.4, "40.0%"), (0.12345, "12.3%")])
+def test_one_rounding_rule_for_probabilities(probability, text):
+    assert explain.percent(probability) == text
+
+
+def test_the_trust_message_and_the_prediction_round_the_same_way():
+    sure = explain.assess_trust(np.array([0.9996, 0.0004]))
+    assert "top probability > 99.9%" in sure.message and "100%" not in sure.message

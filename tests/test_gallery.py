@@ -597,3 +597,14 @@ def test_grid_picture_pads_short_classes_and_encodes_png():
     assert picture[2 + 2 * 6 : 6 + 2 * 6, 2:6].min() == 255  # class "c" has no images: a white row
     decoded = np.asarray(Image.open(io.BytesIO(gallery.png_bytes(picture))))
     np.testing.assert_array_equal(decoded, picture)
+
+
+def test_outline_square_marks_the_crop_in_colour_and_leaves_the_rest():
+    picture = np.full((8, 8), 100, dtype=np.uint8)
+    outlined = gallery.outline_square(picture, 2, 3, 4, width=1, colour=(255, 0, 0))
+    assert outlined.shape == (8, 8, 3) and picture.max() == 100  # a colour copy; the original is untouched
+    red = (outlined == (255, 0, 0)).all(axis=2)
+    expected = np.zeros((8, 8), dtype=bool)
+    expected[2, 3:7] = expected[5, 3:7] = expected[2:6, 3] = expected[2:6, 6] = True
+    np.testing.assert_array_equal(red, expected)
+    assert (outlined[~expected] == 100).all()

@@ -96,22 +96,23 @@ def resize_uint8(images: torch.Tensor, size: int, chunk: int = 2048) -> torch.Te
     return out
 
 
-def mean_std(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
-    """Per-channel mean and standard deviation in [0, 1] of uint8 images [N, C, H, W] (float64 sums)."""
-    channels = images.shape[1]
-    total = torch.zeros(channels, dtype=torch.float64)
-    squares = torch.zeros(channels, dtype=torch.float64)
-    count = 0
-    for start in range(0, images.shape[0], chunk):
-        block = images[start : start + chunk].to(torch.float64) / 255.0
-        total += block.sum(dim=(0, 2, 3))
-        squares += (block * block).sum(dim=(0, 2, 3))
-        count += block.shape[0] * block.shape[2] * block.shape[3]
-    if count == 0:
+def mean_std(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation in [0, 1] of uint8 images [N, C, H, W].
+
+    Exact and fast: a histogram of the 256 levels per channel, then the sums from it in float64 (a tenth
+    of a second for PathMNIST's 90,000 training images, where float sums over every pixel took seconds)."""
+    if images.shape[0] == 0:
         raise DataError("The train split has no images to compute channel statistics from.")
-    mean = total / count
-    std = (squares / count - mean * mean).clamp_min(0).sqrt()
-    return [float(v) for v in mean], [float(v) for v in std]
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    means, stds = [], []
+    for channel in range(images.shape[1]):
+        counts = torch.bincount(images[:, channel].reshape(-1), minlength=256).to(torch.float64)
+        total = counts.sum()
+        mean = float((counts * levels).sum() / total)
+        variance = float((counts * (levels - mean) ** 2).sum() / total)
+        means.append(mean)
+        stds.append(max(variance, 0.0) ** 0.5)
+    return means, stds
 
 
 def read_stats(path: Path, channels: int) -> tuple[list[float], list[float]] | None:

@@ -28,7 +28,7 @@ from ..errors import DataError
 from .cache import CACHE_FORMAT, STATE_LOCK, cache_root, digest, safe_name, short, write_json
 from .layout import describe_layout, split_folders, split_of_folder
 from .images import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_image, maybe_image_name
-from .source import BuiltSplit, DataSource, Located
+from .source import BuiltSplit, DataSource, Located, Progress
 from .types import FOLDER_IMAGE_SIZE, FOLDER_SPLIT_FRACTIONS, FOLDER_SPLIT_SEED, SPLITS, DatasetInfo, DatasetStatus
 
 log = logging.getLogger(__name__)
@@ -60,10 +60,11 @@ class FolderSource(DataSource):
         fingerprint = digest([CACHE_FORMAT, "folder", self.scan.fingerprint, self.seed, FOLDER_SPLIT_FRACTIONS])
         return Located(fingerprint=fingerprint, location=self.root, files=self.scan)
 
-    def read(self, located: Located, split: str) -> dict[str, BuiltSplit]:
+    def read(self, located: Located, split: str, progress: Progress | None = None) -> dict[str, BuiltSplit]:
         return self.build(located, split, self.info.image_size)
 
-    def build(self, located: Located, split: str, size: int) -> dict[str, BuiltSplit]:
+    def build(self, located: Located, split: str, size: int,
+              progress: Progress | None = None) -> dict[str, BuiltSplit]:
         return _build_folder(self.scan, self.seed, size)
 
     def split_sizes(self) -> dict[str, int]:
@@ -318,6 +319,9 @@ def folder_info(name: str, scan: FolderScan, seed: int) -> DatasetInfo:
         license="as given by the folder's owner",
         n_samples=counts,
         root=str(scan.root),
+        layout=(describe_layout(scan.given_splits) if scan.given_splits else
+                "class folders; split by this app per class (stratified) "
+                + "/".join(f"{f:.0%}" for f in FOLDER_SPLIT_FRACTIONS)),
     )
 
 

@@ -1,8 +1,8 @@
 """MedMNIST: the 12 two-dimensional sets at 28, 64, 128 and 224 px, read from medmnist's .npz files.
 
 A file is looked for in CNN_DATA_DIR/medmnist/, CNN_DATA_DIR/ and CNN_CACHE_DIR/medmnist/; one split is read
-straight from the npz with numpy (allow_pickle=False), so only its members are decompressed and medmnist never
-gets a chance to re-download over the file. Descriptions, class names and download addresses come from
+straight from the npz (its .npy members, in chunks, plain arrays only, never pickles), so only its members are
+decompressed and medmnist never gets a chance to re-download over the file. Descriptions, class names and download addresses come from
 medmnist's INFO table (Yang et al., "MedMNIST v2", Scientific Data 2023).
 """
 
@@ -20,8 +20,11 @@ from .. import settings
 from ..errors import DataError
 from .cache import CACHE_FORMAT, cache_root, digest, file_stamp, human_bytes, short
 from .download import DownloadPlan, RemoteFile, mirror_address
-from .source import BuiltSplit, DataSource, Located
+from .source import BuiltSplit, DataSource, Located, Progress
 from .types import SPLITS, DatasetInfo, DatasetStatus
+
+
+NPY_CHUNK_BYTES = 4 * 1024**2  # decompressed per progress report
 
 
 class MedmnistSource(DataSource):
@@ -41,8 +44,8 @@ class MedmnistSource(DataSource):
         fingerprint = digest([CACHE_FORMAT, "medmnist", file_stamp(path)])
         return Located(fingerprint=fingerprint, location=path.parent, files=path)
 
-    def read(self, located: Located, split: str) -> dict[str, BuiltSplit]:
-        return {split: _build_medmnist(self, located.files, split)}
+    def read(self, located: Located, split: str, progress: Progress | None = None) -> dict[str, BuiltSplit]:
+        return {split: _build_medmnist(self, located.files, split, progress)}
 
     def download_plan(self) -> DownloadPlan:
         """The npz from zenodo.org (medmnist's INFO: address and MD5) or from CNN_DOWNLOAD_MIRROR."""
@@ -182,14 +185,37 @@ def _medmnist_status(info: DatasetInfo, flag: str, size: int) -> DatasetStatus:
     )
 
 
-def _build_medmnist(entry: MedmnistSource, path: Path, split: str) -> BuiltSplit:
-    """Read one split straight from the npz with numpy (allow_pickle=False): only that split's members
-    are decompressed, and medmnist never gets a chance to re-download over the file."""
+def _read_npy_member(archive: zipfile.ZipFile, member: str, progress: Progress | None = None) -> np.ndarray:
+    """One .npy member of an npz, decompressed in chunks so `progress` hears how far it got; plain arrays
+    only (as np.load with allow_pickle=False)."""
+    with archive.open(member) as stream:
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(stream)
+        if dtype.hasobject:
+            raise ValueError(f"{member} holds Python objects")
+        array = np.empty(shape, dtype=dtype, order="F" if fortran_order else "C")
+        target = memoryview(array.reshape(-1, order="A")).cast("B")
+        done = 0
+        while done < len(target):
+            chunk = stream.read(min(NPY_CHUNK_BYTES, len(target) - done))
+            if not chunk:
+                raise EOFError(f"{member} ends after {done:,} of {len(target):,} bytes")
+            target[done : done + len(chunk)] = chunk
+            done += len(chunk)
+            if progress is not None:
+                progress(done / len(target))
+    return array
+
+
+def _build_medmnist(entry: MedmnistSource, path: Path, split: str, progress: Progress | None = None) -> BuiltSplit:
+    """Read one split straight from the npz (plain arrays, never pickles): only that split's members are
+    decompressed, and medmnist never gets a chance to re-download over the file."""
     info = entry.info
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            images = archive[f"{split}_images"]
-            labels = archive[f"{split}_labels"]
+        with zipfile.ZipFile(path) as archive:
+            labels = _read_npy_member(archive, f"{split}_labels.npy")
+            images = _read_npy_member(archive, f"{split}_images.npy", progress)
     except KeyError as exc:
         raise DataError(
             f"{path} has no {split}_images/{split}_labels arrays: it is not a MedMNIST file. "

@@ -23,7 +23,7 @@ from .. import settings
 from ..errors import DataError
 from .cache import CACHE_FORMAT, cache_root, digest, file_stamp, short, write_json
 from .download import DownloadPlan, RemoteFile, mirror_address
-from .source import BuiltSplit, DataSource, Located
+from .source import BuiltSplit, DataSource, Located, Progress
 from .types import SPLITS, DatasetInfo, DatasetStatus
 
 _MNIST_FILES = {
@@ -55,8 +55,8 @@ class MnistSource(DataSource):
         fingerprint = digest([CACHE_FORMAT, "mnist", stats, VAL_FRACTION, VAL_SEED])
         return Located(fingerprint=fingerprint, location=found.location, files=found)
 
-    def read(self, located: Located, split: str) -> dict[str, BuiltSplit]:
-        return _build_mnist(located.files, split)
+    def read(self, located: Located, split: str, progress: Progress | None = None) -> dict[str, BuiltSplit]:
+        return _build_mnist(located.files, split)  # a second or two: no progress to tell
 
     def download_plan(self) -> DownloadPlan:
         """torchvision's four files from its mirrors (or CNN_DOWNLOAD_MIRROR), checked by its MD5 list."""

@@ -19,6 +19,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from . import cache, download
 from .folders import FolderSource, clear_folder_caches, discover_folders, scan_folder
 from .medmnist import MedmnistSource, clear_counts
 from .mnist import MnistSource
-from .source import DataSource
+from .source import DataSource, Progress
 from .types import FOLDER_SPLIT_SEED, MEDMNIST_2D_FLAGS, MEDMNIST_SIZES, DatasetInfo, DatasetStatus, SplitData
 
 log = logging.getLogger(__name__)
@@ -165,14 +166,17 @@ def is_available(name: str) -> bool:
         return False
 
 
-def load_split(name: str, split: str, *, download: bool = False, image_size: int | None = None) -> SplitData:
+def load_split(name: str, split: str, *, download: bool = False, image_size: int | None = None,
+               progress: Progress | None = None) -> SplitData:
     """One split of a data set as uint8 tensors, from the caches when it was loaded before.
 
     `image_size` defaults to the data set's own size (28 for MNIST, the MedMNIST entry's size, 128
     for folders). MNIST and MedMNIST images are resized (bilinear, antialiased) when another size is
     asked for; folder images are fitted by `images.fit_image`. With `download=True` a missing MNIST or
     MedMNIST set is downloaded into CNN_CACHE_DIR first; without it, nothing touches the network.
-    Raises DataError for unknown names and splits, missing or damaged files, and empty splits.
+    `progress` hears the fraction read while the sources are read (not called when a cache has the split;
+    MedMNIST tells it as it decompresses). Raises DataError for unknown names and splits, missing or damaged
+    files, and empty splits.
     """
     source = resolve(name)
     info = source.info
@@ -189,13 +193,40 @@ def load_split(name: str, split: str, *, download: bool = False, image_size: int
     result = cache.memory_get(key)
     if result is None:
         with cache.key_lock(key[:3]):
-            result = cache.memory_get(key) or _load_or_build(source, located, split, size)
+            result = cache.memory_get(key) or _load_or_build(source, located, split, size, progress)
     if len(result) == 0:
         raise DataError(f"The {split} split of {info.title} is empty: {source.empty_split_hint()}")
     return result
 
 
-def _load_or_build(source: DataSource, located, split: str, size: int) -> SplitData:
+def load_splits(name: str, *, progress: Callable[[dict[str, float]], None] | None = None,
+                every_s: float = 0.25) -> dict[str, SplitData]:
+    """Every split of `name` (as `load_split`), two at a time: decompression and file reading release the
+    GIL, so a first load of a large MedMNIST file takes about as long as its largest split. `progress` is
+    called in the caller's thread every `every_s` seconds and at the end with {split: fraction read}."""
+    info = get_dataset_info(name)
+    weights = {split: (info.n_samples or {}).get(split, 1) for split in info.splits}
+    heard = dict.fromkeys(info.splits, 0.0)  # written by the loading threads, read in this one
+
+    def hear(split: str) -> Progress:
+        return lambda fraction: heard.__setitem__(split, fraction)
+
+    loaded: dict[str, SplitData] = {}
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="load-splits") as pool:
+        pending = {pool.submit(load_split, name, split, progress=hear(split)): split
+                   for split in sorted(info.splits, key=lambda split: -weights[split])}  # the largest first
+        while pending:
+            done, _ = wait(pending, timeout=every_s, return_when=FIRST_COMPLETED)
+            for future in done:
+                split = pending.pop(future)
+                loaded[split] = future.result()  # the first DataError stops here
+                heard[split] = 1.0
+            if progress is not None:
+                progress(dict(heard))
+    return {split: loaded[split] for split in info.splits}
+
+
+def _load_or_build(source: DataSource, located, split: str, size: int, progress: Progress | None = None) -> SplitData:
     """The disk cache when it matches the sources, else read the sources and write the cache."""
     info = replace(source.info, image_size=size)
     path = cache.tensor_cache_path(info.name, size, split, located.fingerprint)
@@ -206,7 +237,7 @@ def _load_or_build(source: DataSource, located, split: str, size: int) -> SplitD
         cache.memory_put((info.name, split, size, located.fingerprint), result)
         return result
     result = None
-    for built_split, (images, labels, skipped) in source.build(located, split, size).items():
+    for built_split, (images, labels, skipped) in source.build(located, split, size, progress).items():
         path = cache.tensor_cache_path(info.name, size, built_split, located.fingerprint)
         cache.write_tensor_cache(path, images, labels, skipped)
         data = SplitData(images=images, labels=labels, info=info, skipped=skipped)

@@ -8,6 +8,7 @@ families that can be downloaded, what to fetch (`download_plan`) and how to put 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from .types import DatasetInfo, DatasetStatus
 
 #: What `build` returns per split: images uint8 [N, C, S, S], labels int64, files skipped as unreadable.
 BuiltSplit = tuple[torch.Tensor, torch.Tensor, int]
+#: Told the fraction (0-1) of a split read so far, while a source is read (sources that can tell).
+Progress = Callable[[float], None]
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,14 @@ class DataSource(ABC):
         """The files to read and their fingerprint, or None when some are missing."""
 
     @abstractmethod
-    def read(self, located: Located, split: str) -> dict[str, BuiltSplit]:
+    def read(self, located: Located, split: str, progress: Progress | None = None) -> dict[str, BuiltSplit]:
         """Read `split` (maybe more splits at once) at the data set's own image size."""
 
-    def build(self, located: Located, split: str, size: int) -> dict[str, BuiltSplit]:
+    def build(self, located: Located, split: str, size: int,
+              progress: Progress | None = None) -> dict[str, BuiltSplit]:
         """Read the sources: {split: (images, labels, skipped)} with images `size` px square (bilinear,
         antialiased when resized)."""
-        built = self.read(located, split)
+        built = self.read(located, split, progress)
         if size == self.info.image_size:
             return built
         return {key: (resize_uint8(images, size), labels, skipped) for key, (images, labels, skipped) in built.items()}

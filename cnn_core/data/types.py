@@ -42,6 +42,7 @@ class DatasetInfo:
     license: str
     n_samples: dict[str, int] | None
     root: str | None
+    layout: str = ""  # image folders: how the splits were found ("split folders found (train, test); ...")
 
     @property
     def n_classes(self) -> int:

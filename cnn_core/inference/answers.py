@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..models.checkpoints import LoadedCheckpoint
-from .explain import assess_trust
+from .explain import assess_trust, percent
 from .predict import predict_inputs, predict_tensor, prepare_files
 
 
@@ -37,8 +37,8 @@ def answer_line(answer: dict) -> str:
         return f"{answer['image']}: error: {answer['error']}"
     top = sorted(answer["probabilities"].items(), key=lambda kv: -kv[1])[:3]
     unsure = "" if answer["trustworthy"] else "  (unsure)"
-    line = (f"{answer['image']}: {answer['label']} ({answer['probability']:.1%}){unsure}   ["
-            + ", ".join(f"{name} {p:.1%}" for name, p in top) + "]")
+    line = (f"{answer['image']}: {answer['label']} ({percent(answer['probability'])}){unsure}   ["
+            + ", ".join(f"{name} {percent(p)}" for name, p in top) + "]")
     return line if answer["trustworthy"] else f"{line}\n  {answer['trust']}"
 
 

@@ -318,6 +318,16 @@ def mc_dropout(model: nn.Module, x: torch.Tensor, passes: int = 30, seed: int = 
 # Trust hint
 
 
+def percent(probability: float) -> str:
+    """A probability as the app writes it everywhere: one decimal ("97.3%"), and never "100%" or "0%" unless
+    it is exactly that ("> 99.9%", "< 0.1%"), so two places never round the same number differently."""
+    value = float(probability)
+    if value >= 1.0 or value <= 0.0:
+        return f"{max(0.0, min(1.0, value)):.0%}"
+    text = f"{100 * value:.1f}"
+    return "> 99.9%" if text == "100.0" else "< 0.1%" if text == "0.0" else f"{text}%"
+
+
 @dataclass(frozen=True)
 class TrustAssessment:
     """Whether a prediction looks trustworthy, by simple signals of the class probabilities."""
@@ -331,12 +341,12 @@ class TrustAssessment:
     @property
     def message(self) -> str:
         if self.trustworthy:
-            return (f"The model is confident (top probability {self.top_probability:.0%}, normalized entropy "
+            return (f"The model is confident (top probability {percent(self.top_probability)}, normalized entropy "
                     f"{self.normalized_entropy:.2f}). Confidence is not proof: an input unlike the training "
                     "images can still fool it.")
         text = "Not trustworthy: " + "; ".join(self.reasons) + "."
         if self.confident:
-            return text + (f" Yet the model sounds sure (top probability {self.top_probability:.0%}): softmax "
+            return text + (f" Yet the model sounds sure (top probability {percent(self.top_probability)}): softmax "
                            "confidence cannot tell that an input is unlike anything the model was trained on.")
         return text + (" The input may be unlike the images the model was trained on, or simply hard for it: "
                        "do not rely on this answer.")
@@ -368,7 +378,7 @@ def assess_trust(probabilities: np.ndarray | dict[str, float], mc: McDropoutResu
     reasons = [foreign_input] if foreign_input else []
     confident = True
     if top < min_top_probability:
-        reasons.append(f"the top probability is only {top:.0%} (below {min_top_probability:.0%})")
+        reasons.append(f"the top probability is only {percent(top)} (below {min_top_probability:.0%})")
         confident = False
     if entropy > max_entropy:
         reasons.append(f"the probabilities are spread out (normalized entropy {entropy:.2f}, above {max_entropy:.2f})")

@@ -34,7 +34,8 @@ INK_THRESHOLD = 0.2
 #: Fewer ink pixels than this is a stray click, not a digit.
 MIN_INK_PIXELS = 4
 
-EMPTY_CANVAS_MESSAGE = "The canvas is empty: draw a digit first (hold the mouse button down and drag)."
+EMPTY_CANVAS_MESSAGE = ("The canvas is empty: draw a digit first (hold the mouse button down and drag, or draw with "
+                        "a finger).")
 
 
 class EmptyDrawingError(ImageError):

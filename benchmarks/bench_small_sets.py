@@ -1,0 +1,122 @@
+"""The CLI's default recipe on small and imbalanced sets; prints a table (run by hand).
+
+Builds MedMNIST-format subsets of PathMNIST (the only MedMNIST set on the development machine) under a
+temporary CNN_DATA_DIR, saved under the names of MedMNIST sets whose class count and channels they match, so
+the CLI reads them exactly as it reads those sets; the test split is every test image of the chosen classes.
+Then runs `python -m cnn_core train --data <set> --json` with no other option (what a student runs), and
+optionally with extra options to compare recipes side by side in the same run.
+
+    CNN_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_small_sets.py
+    CNN_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_small_sets.py --variant "--class-weights none"
+
+PathMNIST classes: 0 adipose, 1 background, 2 debris, 3 lymphocytes, 4 mucus, 5 smooth muscle, 6 normal colon
+mucosa, 7 cancer-associated stroma, 8 colorectal adenocarcinoma epithelium (Kather et al. 2019).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Subset:
+    """`counts[i]` training images of PathMNIST class `classes[i]` (validation: one seventh as many)."""
+
+    saved_as: str  # a MedMNIST flag with the same task, class count and channels
+    label: str
+    classes: tuple[int, ...]
+    counts: tuple[int, ...]
+    gray: bool
+
+
+SUBSETS = (
+    Subset("breastmnist", "binary 3:1, 546 train (mucosa vs tumour, gray)", (6, 8), (410, 136), True),
+    Subset("pneumoniamnist", "binary 10:1, 546 train (debris vs lymphocytes, gray)", (2, 3), (496, 50), True),
+    Subset("dermamnist", "7 classes 10:1, 500 train", (0, 2, 3, 4, 5, 6, 7), (150, 15, 100, 40, 80, 60, 55), False),
+    Subset("bloodmnist", "8 classes 3:1, 2,000 train", (0, 1, 2, 3, 4, 5, 6, 7), (375, 125, 375, 125, 375, 125, 375, 125),
+           False),
+)
+
+
+def build(subset: Subset, source: dict, folder: Path, test_source: str = "test", seed: int = 0) -> dict[str, int]:
+    """Write `folder/<saved_as>.npz` and return its split sizes. `test_source` "val": the test split is the
+    PathMNIST validation images of those classes not drawn for validation (the same source as the training
+    images: PathMNIST's own test split comes from another clinic, CRC-VAL-HE-7K, a domain shift)."""
+    rng = np.random.default_rng(seed)
+    arrays, sizes = {}, {}
+    drawn: dict[int, np.ndarray] = {}
+    for split, share in (("train", 1.0), ("val", 1 / 7), ("test", None)):
+        origin = "val" if split == "test" and test_source == "val" else split
+        images, labels = source[f"{origin}_images"], source[f"{origin}_labels"][:, 0]
+        chosen_images, chosen_labels = [], []
+        for new_label, (old_label, count) in enumerate(zip(subset.classes, subset.counts)):
+            where = np.flatnonzero(labels == old_label)
+            if share is not None:
+                where = rng.choice(where, size=max(2, round(count * share)), replace=False)
+                if split == "val":
+                    drawn[old_label] = where
+            elif origin == "val":
+                where = np.setdiff1d(where, drawn[old_label])
+            chosen_images.append(images[where])
+            chosen_labels.append(np.full(len(where), new_label))
+        x = np.concatenate(chosen_images)
+        if subset.gray:
+            x = (x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).round().astype(np.uint8)
+        arrays[f"{split}_images"] = x
+        arrays[f"{split}_labels"] = np.concatenate(chosen_labels)[:, None].astype(np.uint8)
+        sizes[split] = len(x)
+    np.savez_compressed(folder / f"{subset.saved_as}.npz", **arrays)
+    return sizes
+
+
+def train(flag: str, data_dir: Path, cache: Path, extra: list[str]) -> dict:
+    env = {**os.environ, "CNN_DATA_DIR": str(data_dir), "CNN_CACHE_DIR": str(cache)}
+    command = [sys.executable, "-m", "cnn_core", "train", "--data", flag, "--json", *extra]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", action="append", default=[], help="extra CLI options to compare (repeatable)")
+    parser.add_argument("--only", help="run only the subsets whose MedMNIST name contains this")
+    parser.add_argument("--test-source", choices=("test", "val"), default="test",
+                        help="test on PathMNIST's test split (another clinic) or on its unused validation images")
+    args = parser.parse_args()
+    source_path = Path(os.environ.get("CNN_DATA_DIR", "data")) / "medmnist" / "pathmnist.npz"
+    source = dict(np.load(source_path))
+    work = Path(tempfile.mkdtemp(prefix="bench-small-"))
+    data_dir, cache = work / "data", work / "cache"
+    data_dir.mkdir()
+    variants = [""] + args.variant
+    print(f"{'set':<52} {'variant':<28} {'acc':>6} {'bal.acc':>7} {'AUC':>6} {'epochs':>6} {'train s':>7}")
+    for subset in SUBSETS:
+        if args.only and args.only not in subset.saved_as:
+            continue
+        sizes = build(subset, source, data_dir, args.test_source)
+        for variant in variants:
+            report = train(subset.saved_as, data_dir, cache, shlex.split(variant))
+            m = report["test_metrics"]
+            bal = "" if m.get("balanced_accuracy") is None else f"{100 * m['balanced_accuracy']:.1f}"
+            auc = "n/a" if m["auroc"] is None else f"{m['auroc']:.3f}"
+            print(f"{subset.label + ' ' + str(sizes['test']) + ' test':<52} {variant or 'default':<28} "
+                  f"{100 * m['accuracy']:6.1f} {bal:>7} {auc:>6} {report['epochs_run']:>6} "
+                  f"{report['train_seconds']:7.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
