@@ -42,6 +42,8 @@ MIN_CONTRAST = 0.08
 NOISE_SIGMAS = 5.0
 #: A straight line alone in its direction counts as ruled paper only when it crosses this share of the image.
 LINE_SPAN = 0.85
+#: Pictures smaller than this (px, either side) are crops of a digit: no ruled lines are looked for.
+MIN_RULED_SIDE = 64
 #: Pieces smaller than this share of the largest piece are dropped when away from the digit, and always
 #: when smaller than `SPECK_SHARE`.
 PART_SHARE = 0.15
@@ -191,7 +193,7 @@ def remove_lines(residual: np.ndarray, floor: float) -> np.ndarray:
     """Ruled and squared paper: long straight lines across the image are removed.
 
     A line is where a grey-level opening with a straight element of 60 % of the image's side stays above
-    `floor`, and it is thin (a digit's long stroke is thicker). Two or more parallel lines are ruled paper
+    `floor`, and it is thin: thinner than the pen's strokes elsewhere. Two or more parallel lines are ruled paper
     or a form's box; a single one must cross `LINE_SPAN` of the image and hold less than half the ink (else it
     is the digit: a tightly cropped 1). What on a line is no darker than 1.5 × its own level (its median) is
     removed, so a stroke that crosses or follows it stays. Rows and columns are found on the same input
@@ -199,12 +201,11 @@ def remove_lines(residual: np.ndarray, floor: float) -> np.ndarray:
     """
     from scipy import ndimage
 
-    remove = np.zeros(residual.shape, bool)
-    inked = float((residual > floor).sum())
+    if min(residual.shape) < MIN_RULED_SIDE:
+        return residual  # a picture this small is a crop of the digit (like MNIST's own), not a ruled page
+    found_by_axis = []
     for axis in (1, 0):  # rows (ruled paper), then columns
         length = residual.shape[axis]
-        if length < 16:
-            continue
         size = (1, max(3, round(length * 0.6))) if axis == 1 else (max(3, round(length * 0.6)), 1)
         widened = ndimage.maximum_filter(residual, size=(3, 1) if axis == 1 else (1, 3))  # a slight tilt
         labels, count = ndimage.label(ndimage.grey_opening(widened, size=size) > floor)
@@ -214,8 +215,23 @@ def remove_lines(residual: np.ndarray, floor: float) -> np.ndarray:
         areas = ndimage.sum_labels(np.ones_like(residual), labels, index=np.arange(1, count + 1))
         thin = max(3.0, 0.02 * residual.shape[1 - axis]) + 2  # a ruled line is thin (+2: the widening)
         spans = {index + 1: where[axis].stop - where[axis].start for index, where in enumerate(slices)}
-        lines = [label for label, span in spans.items() if areas[label - 1] / span <= thin]
-        if len(lines) == 1 and spans[lines[0]] < LINE_SPAN * length:
+        found_by_axis.append((axis, labels, {label: areas[label - 1] / span - 2 for label, span in spans.items()
+                                             if areas[label - 1] / span <= thin}, spans))
+    if not found_by_axis:
+        return residual
+    # A ruled line is thinner than the pen's strokes (measured on what is not a line candidate); a digit's own
+    # straight strokes, in a small picture above all, are as thick as its others.
+    candidates = np.zeros(residual.shape, bool)
+    for _, labels, thickness, _ in found_by_axis:
+        candidates |= np.isin(labels, list(thickness))
+    rest = (residual > 2 * floor) & ~ndimage.binary_dilation(candidates, iterations=1)
+    pen = stroke_width(rest) if rest.sum() >= 16 else np.inf
+    remove = np.zeros(residual.shape, bool)
+    inked = float((residual > floor).sum())
+    for axis, labels, thickness, spans in found_by_axis:
+        length = residual.shape[axis]
+        lines = [label for label, width in thickness.items() if width <= 0.75 * pen]
+        if not lines or (len(lines) == 1 and spans[lines[0]] < LINE_SPAN * length):
             continue  # one straight stroke that does not cross the image: the digit's (a 1, a 7's bar)
         found = np.zeros(residual.shape, bool)
         for label in lines:
