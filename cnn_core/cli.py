@@ -375,45 +375,41 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import data
     from .inference.metrics import classification_metrics
     from .inference.predict import predict_tensor
+    from .models import card as card_module
     from .models.checkpoints import load_checkpoint
 
     loaded = load_checkpoint(args.checkpoint, expect_dataset=args.data)
     card = loaded.card
-    split = data.load_split(card.dataset, args.split, image_size=card.image_size)
-    if split.images.shape[1] != card.channels or split.images.shape[-1] != card.image_size:
-        raise CnnError(
-            f"The {args.split} images are {tuple(split.images.shape[1:])} but the checkpoint expects "
-            f"{card.channels}x{card.image_size}x{card.image_size}."
-        )
-    probs = predict_tensor(loaded, split.images)
-    metrics = classification_metrics(probs, split.labels, card.n_classes, card.class_names)
+    if args.images:  # image files in class folders, prepared as `predict` prepares them
+        from .inference.answers import evaluate_files
+        metrics, where = evaluate_files(loaded, args.images, raw=args.raw), {"images": args.images}
+    else:
+        split, where = data.load_split(card.dataset, args.split, image_size=card.image_size), {"split": args.split}
+        if split.images.shape[1] != card.channels or split.images.shape[-1] != card.image_size:
+            raise CnnError(f"The {args.split} images are {tuple(split.images.shape[1:])} but the checkpoint "
+                           f"expects {card.channels}x{card.image_size}x{card.image_size}.")
+        metrics = classification_metrics(predict_tensor(loaded, split.images), split.labels, card.n_classes,
+                                         card.class_names)
     if args.json:
-        print(json.dumps({"dataset": card.dataset, "split": args.split, **metrics}))
+        print(json.dumps({"dataset": card.dataset, **where, **metrics}))
         return 0
-    print(f"{Path(args.checkpoint).name} on {card.dataset} {args.split} ({metrics['n']} images):")
-    for key in ("accuracy", "balanced_accuracy", "precision", "recall", "sensitivity", "specificity", "f1", "auroc",
-                "kappa"):
-        if key in metrics:
-            value = metrics[key]
-            why = metrics.get("undefined", {}).get(key)
-            print(f"  {key:<12} {value:.4f}" if value is not None else f"  {key:<12} n/a" + (f" ({why})" if why else ""))
+    refused = f"; {len(metrics['refused'])} refused, accuracy with them {metrics['accuracy_all']:.4f}" if args.images else ""
+    print(f"{Path(args.checkpoint).name} on {args.images or f'{card.dataset} {args.split}'} ({metrics['n']} images{refused}):")
+    for key in [k for k in card_module.METRIC_ROWS if k in metrics]:
+        why, value = metrics.get("undefined", {}).get(key), metrics[key]
+        print(f"  {key:<17} {value:.4f}" if value is not None else f"  {key:<17} n/a" + (f" ({why})" if why else ""))
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .inference.explain import percent
-    from .inference.predict import predict_files
+    from .inference.answers import answer_files, answer_line
+    from .models.checkpoints import load_checkpoint
 
-    predictions = predict_files(args.checkpoint, args.images)
-    for path, pred in zip(args.images, predictions):
-        if args.json:
-            print(json.dumps({"image": str(path), "label": pred.label, "probability": pred.probability,
-                              "probabilities": pred.probabilities}))
-        else:
-            top = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[:3]
-            others = ", ".join(f"{name} {percent(p)}" for name, p in top)
-            print(f"{path}: {pred.label} ({percent(pred.probability)})   [{others}]")
-    return 0
+    answers = answer_files(load_checkpoint(args.checkpoint), args.images, raw=args.raw)
+    for answer in answers:
+        print(json.dumps(answer) if args.json else answer_line(answer),
+              file=sys.stderr if "error" in answer and not args.json else sys.stdout)
+    return 2 if any("error" in answer for answer in answers) else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -550,13 +546,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint file (.safetensors)")
     p.add_argument("--data", help="data set it must have been trained on (default: the card's)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split (default test)")
+    p.add_argument("--images", metavar="FOLDER", help="image files in class folders (FOLDER/7/*.png), prepared as "
+                   "`predict` prepares them, instead of a split")
+    p.add_argument("--raw", action="store_true", help="with --images: digit models only resize, as `predict --raw`")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="class and probabilities for image files")
     p.add_argument("--checkpoint", required=True, help="checkpoint file (.safetensors)")
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, TIFF, ...)")
-    p.add_argument("--json", action="store_true", help="one JSON line per image")
+    p.add_argument("--json", action="store_true", help="one JSON line per image (with a trust field)")
+    p.add_argument("--raw", action="store_true", help="digit models: only resize, do not find, crop and centre "
+                   "the digit the MNIST way")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(

@@ -19,7 +19,7 @@ from cnn_core.training import MIN_BATCH_SIZE, MONITORS, OPTIMIZERS, SCHEDULES, T
 from .data_sets import present_datasets
 from .pickers import dataset_picker, model_arg_picker, model_picker
 from .studio_charts import class_count_figure
-from .widgets import device_label
+from .widgets import device_label, show_folder_notes
 
 FOLDER_SIZES = (32, 64, 96, 128)
 FEW_IMAGES = 20  # training images per class below which the studio warns
@@ -92,18 +92,6 @@ def show_class_counts(info: data.DatasetInfo) -> None:
     if few:
         st.warning(f"Few training images in {', '.join(few)}: a CNN learns little from under {FEW_IMAGES} examples "
                    "of a class. Add images if you can.", icon=":material/warning:")
-
-
-def show_folder_notes(info: data.DatasetInfo) -> None:
-    """An image folder's layout, and what its files will cost the run (unreadable files, too-small classes)."""
-    st.caption(f":material/folder_open: Layout: {info.layout}.")
-    try:
-        with st.spinner(f"Checking which images of {info.title} can be read…"):
-            notes = data.data_notes(info.name)
-    except CnnError as exc:
-        notes = [str(exc)]
-    for note in notes:
-        st.warning(note[0].upper() + note[1:] + ".", icon=":material/warning:")
 
 
 def choose_model(info: data.DatasetInfo) -> tuple[models.ModelSpec, dict] | None:

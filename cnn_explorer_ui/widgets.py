@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from cnn_core import runs
+from cnn_core import data
 from cnn_core.data import FOLDER_SPLIT_SEED, zipfolder
 from cnn_core.device import describe_device
 from cnn_core.errors import CnnError
@@ -78,3 +79,15 @@ def import_zip_upload(key: str, label: str) -> str | None:
     else:
         show_error(f"{uploaded.name} was refused. {message}")
     return imported
+
+
+def show_folder_notes(info: data.DatasetInfo) -> None:
+    """An image folder's layout, and what its files will cost the run (unreadable files, too-small classes)."""
+    st.caption(f":material/folder_open: Layout: {info.layout}.")
+    try:
+        with st.spinner(f"Checking which images of {info.title} can be read…"):
+            notes = data.data_notes(info.name)
+    except CnnError as exc:
+        notes = [str(exc)]
+    for note in notes:
+        st.warning(note[0].upper() + note[1:] + ".", icon=":material/warning:")

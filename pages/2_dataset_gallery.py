@@ -14,6 +14,7 @@ import streamlit as st
 from cnn_core import data, gallery
 from cnn_core.errors import CnnError
 from cnn_explorer_ui import browser_datasets, browser_id, dataset_statuses, import_zip_upload, is_present, show_error
+from cnn_explorer_ui.widgets import show_folder_notes
 from cnn_explorer_ui.gallery_views import (CHANNEL_NAMES, counts_figure, dataset_version, grid_png,
                                            load_with_progress, samples, show_description, show_image, show_missing,
                                            summary)
@@ -249,9 +250,8 @@ if chosen is not None:
         show_error(exc)
         st.stop()
     show_overview(dataset_info, dataset_status, loaded_splits)
-    skipped = sum(split.skipped for split in loaded_splits.values())
-    if skipped:
-        st.caption(f":material/warning: {skipped} file(s) could not be read as images and were skipped.")
+    if dataset_info.family == "folder":  # its layout, unreadable files (named) and too-small classes
+        show_folder_notes(dataset_info)
     show_counts(dataset_info, dataset_summary)
     show_channel_stats(dataset_info, dataset_summary)
     picked = show_samples(dataset_info, dataset_status, loaded_splits)

@@ -104,7 +104,7 @@ def draw_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
             st.info(explain.EMPTY_CANVAS_MESSAGE, icon=":material/draw:")
             return None
         try:
-            model_input = explain.prepare_drawing(drawing, loaded.card)
+            model_input = explain.prepare_input(drawing, loaded.card, empty_message=explain.EMPTY_CANVAS_MESSAGE)
         except explain.EmptyDrawingError as exc:
             st.info(str(exc), icon=":material/draw:")
             return None
@@ -133,7 +133,7 @@ def upload_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
                 icon=":material/upload:")
         return None
     try:
-        picture = images.read_image(uploaded.getvalue(), name=uploaded.name)
+        picture = explain.read_input(uploaded.getvalue(), name=uploaded.name)  # as the CLI reads files
     except CnnError as exc:
         show_error(exc)
         return None
@@ -142,21 +142,16 @@ def upload_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
         digit_style = st.toggle(
             "Treat it as a handwritten digit (crop to the ink, centre it, white on black: MNIST's recipe)",
             value=True, key="predict_upload_digit",
-            help="Off: the image is only resized, as for any data set. A photo of a digit on paper needs this.")
+            help="Off: the image is only resized, as for any data set (the CLI's `predict --raw`). A photo or "
+                 "scan of a digit on paper, or a drawing on a transparent background, needs this.")
     left, right = st.columns([3, 2], gap="medium")
     with left:
         st.image(images.fit_within(picture, scaled(PREVIEW_SIDE)),
                  caption=f"{uploaded.name}: {picture.size[0]}×{picture.size[1]}, "
-                         f"{'colour' if picture.mode == 'RGB' else 'grayscale'}")
+                         f"{ {'RGB': 'colour', 'RGBA': 'with transparency'}.get(picture.mode, 'grayscale')}")
     with right:
-        try:
-            if digit_style:
-                model_input = explain.prepare_drawing(
-                    picture, loaded.card,
-                    empty_message=f"No digit found in '{uploaded.name}': it is one flat colour. Upload a picture "
-                                  "of a digit, or turn off the handwritten-digit option.")
-            else:
-                model_input = explain.prepare_image(picture, loaded.card)
+        try:  # the one preparation the CLI's `predict` uses too
+            model_input = explain.prepare_input(picture, loaded.card, raw=not digit_style, name=uploaded.name)
         except CnnError as exc:
             show_error(exc)
             return None
@@ -280,7 +275,7 @@ show_why(loaded, model_input, prediction)
 st.header("4 · How sure is it? (Monte Carlo dropout)", divider="gray")
 mc_result = show_uncertainty(loaded, model_input)
 with prediction_area:
-    foreign = st.session_state.get("predict_foreign") if source == "sample" else None
+    foreign = st.session_state.get("predict_foreign") if source == "sample" else model_input.unlike_training
     show_prediction(loaded, prediction, explain.assess_trust(prediction.probabilities, mc=mc_result,
                                                              foreign_input=foreign))
 st.header("5 · Inside the network: feature maps", divider="gray")

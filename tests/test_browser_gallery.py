@@ -262,6 +262,7 @@ def test_upload_zip_of_class_folders_becomes_a_dataset(page):
     table = _counts_table(page)
     assert [row[1] for row in table] == ["circles", "squares"]
     assert [row[-1] for row in table] == ["10", "10"]
+    page.get_by_text("Layout: class folders; split by this app per class (stratified) 80%/10%/10%.").wait_for()
     save_screenshot(page, "gallery-upload")
 
     # A folder's images are 128x128: too large to print every value, so a crop's pixel grid is printed,

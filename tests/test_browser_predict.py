@@ -213,6 +213,52 @@ def test_drawing_digits_with_the_mouse(page):
     assert_no_exception(page)
 
 
+def _photo_of(digit: str, side: int = 600) -> bytes:
+    """The mouse strokes of `digit` written with a dark pen on gray paper and photographed in a shadow
+    (brightness falling from 250 to 140 across the paper), saved as a JPEG like a phone's."""
+    from PIL import ImageDraw, ImageFilter
+
+    paper = Image.new("L", (side, side), 255)
+    pen = ImageDraw.Draw(paper)
+    margin = side * 0.2  # the digit is written in the middle 60 % of the sheet
+    for stroke in STROKES[digit]:
+        points = [(margin + x * side * 0.6, margin + y * side * 0.6) for x, y in stroke]
+        pen.line(points, fill=0, width=side // 30, joint="curve")
+    ink = 1 - np.asarray(paper.filter(ImageFilter.GaussianBlur(1.5)), dtype=np.float32) / 255
+    light = np.linspace(250, 140, side, dtype=np.float32)[None, :] * np.linspace(1.0, 0.9, side)[:, None]
+    gray = light * 0.8 * (1 - ink) + 25 * ink  # gray paper (80 %), a dark pen
+    noisy = gray + np.random.default_rng(0).normal(0, 4, gray.shape)
+    rgb = np.repeat(np.clip(np.rint(noisy), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=70)
+    return buffer.getvalue()
+
+
+def test_a_photo_of_a_digit_on_gray_paper_in_a_shadow(page):
+    """What a phone delivers: the page finds the ink, reads the digit, and with the digit option off says the
+    image is unlike the model's training digits."""
+    if not SHIPPED_MNIST.is_file():
+        pytest.skip(f"needs the shipped MNIST checkpoint {SHIPPED_MNIST}; it is not there yet")
+    expect = _expect()
+    open_app_page(page, PAGE)
+    _choose_source(page, "Upload an image")
+    _choose_model(page, "mnist_fastnet")
+    for digit in ("7", "0"):
+        _upload(page, f"photo of a {digit}.jpg", _photo_of(digit), "image/jpeg")
+        expect(page.get_by_test_id("stImageCaption").filter(has_text=f"photo of a {digit}.jpg")).to_be_visible(
+            timeout=FIRST_RUN_TIMEOUT_MS)
+        expect(_prediction(page)).to_have_text(digit, timeout=FIRST_RUN_TIMEOUT_MS)
+        wait_for_app(page)
+        expect(page.get_by_text("cropped to the ink")).to_be_visible()
+        assert_no_exception(page)
+        save_screenshot(page, f"predict-photo-{digit}")
+    # Off: only resized, as `predict --raw`: a dark digit on light paper is not what MNIST's digits look like.
+    page.get_by_test_id("stCheckbox").filter(has_text="Treat it as a handwritten digit").locator("label").click()
+    wait_for_app(page)
+    expect(page.get_by_text("the image is dark on a light background")).to_be_visible(timeout=30_000)
+    finish_page(page, "predict-photo-raw")
+
+
 @pytest.mark.realdata
 def test_upload_a_pathmnist_scan_and_see_why(page, made_checkpoints, tmp_path):
     card = _pathmnist_checkpoint(made_checkpoints)

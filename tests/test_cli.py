@@ -53,13 +53,23 @@ def test_train_evaluate_predict(tiny_data_dir, tmp_path, capsys):
     assert metrics["accuracy"] == pytest.approx(summary["test_metrics"]["accuracy"], abs=1e-6)
     for key in ("auroc", "kappa"):
         assert key in metrics
-    from PIL import Image
+    from PIL import Image, ImageDraw
 
     image = tmp_path / "digit seven.png"
-    Image.new("L", (40, 40), 0).save(image)
+    seven = Image.new("L", (40, 40), 255)
+    ImageDraw.Draw(seven).line([(10, 8), (30, 8), (18, 34)], fill=0, width=3)
+    seven.save(image)
     assert main(["predict", "--checkpoint", str(out), str(image), "--json"]) == 0
     line = json.loads(capsys.readouterr().out)
     assert line["label"] in card["class_names"]
+    assert isinstance(line["trustworthy"], bool) and line["trust"] and "centre of mass" in line["prepared"][0]
+    blank = tmp_path / "blank.png"
+    Image.new("L", (40, 40), 0).save(blank)
+    assert main(["predict", "--checkpoint", str(out), str(blank), str(image), "--json"]) == 2  # one refused
+    first, second = (json.loads(text) for text in capsys.readouterr().out.splitlines())
+    assert "No digit found in 'blank.png'" in first["error"] and second["label"] in card["class_names"]
+    assert main(["predict", "--checkpoint", str(out), str(blank), "--raw", "--json"]) == 0  # only resized
+    assert "scaled from 40×40" in json.loads(capsys.readouterr().out)["prepared"][0]
 
 
 def test_binary_evaluate_has_sensitivity_and_specificity(tiny_data_dir, tmp_path, capsys):

@@ -114,7 +114,8 @@ def test_center_digit_puts_the_centre_of_mass_in_the_middle(kind):
 def test_where_and_how_big_you_draw_does_not_matter():
     centred = explain.center_digit(explain.ink_map(_canvas("7")))
     moved = explain.center_digit(explain.ink_map(_canvas("7", offset=(-60, 30))))
-    np.testing.assert_array_equal(centred, moved)
+    # the same pixels, give or take one gray level (the local background is estimated on a thumbnail)
+    assert np.abs(centred.astype(int) - moved.astype(int)).max() <= 2
     small = np.asarray(Image.fromarray(_canvas("7")).resize((140, 140), Image.Resampling.LANCZOS))
     shrunk = explain.center_digit(explain.ink_map(small))
     assert np.abs(shrunk.astype(int) - centred.astype(int)).mean() < 12  # the same digit, give or take antialiasing

@@ -73,8 +73,12 @@ def read_image(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     name: str | None = None,
+    keep_alpha: bool = False,
 ) -> Image.Image:
     """Decode `source` (bytes, a path or a binary file object) into an 8-bit "L" or "RGB" image.
+
+    With `keep_alpha`, an image with transparent pixels comes back as "RGBA" instead of composited over
+    white (a white digit on a transparent background must not vanish before its ink is looked for).
 
     The pixel count is checked from the file header before any pixel is decoded, so a small file that
     claims to be 20000x20000 costs nothing. Raises `ImageError` with a message that names the file.
@@ -122,7 +126,7 @@ def read_image(
                 "The upload or download was probably cut short; get a complete copy."
             ) from exc
         raise ImageError(f"{label} is damaged and could not be decoded ({detail}).") from exc
-    return to_standard_mode(image)
+    return to_standard_mode(image, keep_alpha=keep_alpha)
 
 
 def _openable_formats() -> list[str]:
@@ -131,10 +135,11 @@ def _openable_formats() -> list[str]:
     return [name for name in ALLOWED_FORMATS if name in Image.OPEN]
 
 
-def to_standard_mode(image: Image.Image) -> Image.Image:
+def to_standard_mode(image: Image.Image, keep_alpha: bool = False) -> Image.Image:
     """Bring any Pillow image to 8-bit "L" (grayscale) or "RGB", the two modes the rest of the app uses.
 
-    EXIF rotation is applied; transparency is composited over white (what a viewer shows); 16-bit and
+    EXIF rotation is applied; transparency is composited over white (what a viewer shows), or with
+    `keep_alpha` kept as "RGBA" when some pixel is not fully opaque; 16-bit and
     floating-point images are stretched from their darkest to their brightest value, so a 12-bit scan
     stored in 16 bits does not come out black.
     """
@@ -155,6 +160,8 @@ def to_standard_mode(image: Image.Image) -> Image.Image:
     if mode in ("RGBA", "LA", "RGBa", "La"):
         has_colour = mode.startswith("RGB")
         rgba = image.convert("RGBA")
+        if keep_alpha and rgba.getextrema()[3][0] < 255:
+            return rgba
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         flat = Image.alpha_composite(background, rgba).convert("RGB")
         return flat if has_colour else flat.convert("L")

@@ -1,4 +1,4 @@
-"""Why did the model decide? Preparing a drawing the MNIST way, Grad-CAM, saliency, MC dropout, trust hints.
+"""Why did the model decide? Grad-CAM, saliency, MC dropout, trust hints.
 
 Everything here works on one input image at a time and on a model in evaluation mode. Functions that
 need hooks or dropout switched on change the model only for the duration of the call and put it back
@@ -21,34 +21,19 @@ from PIL import Image
 from torch import nn
 
 from ..data.images import tensor_to_image
-from ..errors import ConfigError, ImageError
-from ..models.card import Card
+from ..errors import ConfigError
 from ..models.checkpoints import LoadedCheckpoint
-from .predict import Prediction, image_to_tensor, predict_tensor, predictions_from, preprocessor_for
-
-#: MNIST's recipe (LeCun et al.): the digit's bounding box is scaled to fit 20x20, then placed in a
-#: 28x28 frame so that its centre of mass sits in the middle.
-MNIST_FRAME = 28
-MNIST_BOX = 20
-
-#: Ink at or above this strength (0-1) counts for the bounding box and the "is anything drawn" check;
-#: fainter pixels (antialiasing, paper texture, JPEG noise) are dropped.
-INK_THRESHOLD = 0.2
-#: Fewer ink pixels than this is a stray click, not a digit.
-MIN_INK_PIXELS = 4
+from .ink import ink_map  # noqa: F401  (re-exported: the page and the tests know it here)
+from .predict import Prediction, predict_tensor, predictions_from
+from .prepare import (EMPTY_CANVAS_MESSAGE, INK_THRESHOLD, MIN_INK_PIXELS, MNIST_BOX,  # noqa: F401
+                      MNIST_FRAME, EmptyDrawingError, ModelInput, center_digit, has_ink, is_digit_model, normalize,
+                      prepare_drawing, prepare_file, prepare_image, prepare_input, prepare_pixels, read_input)
 
 #: The trust hint's thresholds. Softmax confidence is a weak signal (a CNN can be confidently wrong on
 #: an input unlike its training data), so these only flag the obvious cases.
 MIN_TOP_PROBABILITY = 0.6
 MAX_NORMALIZED_ENTROPY = 0.5
 MAX_MC_STD = 0.15
-
-EMPTY_CANVAS_MESSAGE = ("The canvas is empty: draw a digit first (hold the mouse button down and drag, or draw with "
-                        "a finger).")
-
-
-class EmptyDrawingError(ImageError):
-    """The drawing (or image) holds no ink to classify."""
 
 
 @contextlib.contextmanager
@@ -86,163 +71,7 @@ def _one_image_work(function: _Function) -> _Function:
 
 
 # --------------------------------------------------------------------------------------------------
-# Preparing inputs
-
-
-@dataclass(frozen=True)
-class ModelInput:
-    """One image ready for a checkpoint: what the model sees, and how it got there."""
-
-    pixels: np.ndarray  # uint8 [C, S, S] at the card's size and channels, before normalization
-    tensor: torch.Tensor  # float [1, C, S, S], normalized with the card's mean and std
-    notes: tuple[str, ...] = ()  # what was done to the image on the way, for people
-
-    @property
-    def batch(self) -> torch.Tensor:
-        """The pixels as a uint8 batch of one, [1, C, S, S]."""
-        return torch.from_numpy(np.ascontiguousarray(self.pixels)).unsqueeze(0)
-
-
-def is_digit_model(card: Card) -> bool:
-    """Whether a checkpoint was trained on MNIST-style digits (white ink on black, centred by mass)."""
-    return card.is_digit_model
-
-
-def ink_map(image: Image.Image | np.ndarray) -> np.ndarray:
-    """How much ink each pixel holds, float32 [H, W] in [0, 1], whatever the colours.
-
-    A transparent background (a canvas without background colour) makes ink = opacity. Otherwise the
-    background is the median of the border pixels, and ink is how far a pixel is from it towards the
-    other end of the gray scale: white-on-black and black-on-white both give bright ink on black.
-    """
-    if isinstance(image, Image.Image):
-        has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-        array = np.asarray(image.convert("RGBA" if has_alpha else "L"))
-    else:
-        array = np.asarray(image)
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim == 3 and array.shape[-1] not in (3, 4):
-        raise ImageError(f"Expected a grayscale, RGB or RGBA image, got an array of shape {array.shape}.")
-    if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
-        raise ImageError(f"Expected a grayscale, RGB or RGBA image, got an array of shape {array.shape}.")
-    scale = 255.0 if np.issubdtype(array.dtype, np.integer) else 1.0
-    values = array.astype(np.float32) / scale
-    if values.ndim == 3:
-        if values.shape[-1] == 4:
-            alpha = values[..., 3]
-            if float(alpha.min()) < 0.99:
-                return np.clip(alpha, 0.0, 1.0)
-        gray = values[..., 0] * 0.299 + values[..., 1] * 0.587 + values[..., 2] * 0.114
-    else:
-        gray = values
-    gray = np.clip(gray, 0.0, 1.0)
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = float(np.median(border))
-    if background > 0.5:
-        ink = (background - gray) / background
-    else:
-        ink = (gray - background) / max(1.0 - background, 1e-6)
-    return np.clip(ink, 0.0, 1.0).astype(np.float32)
-
-
-def has_ink(ink: np.ndarray) -> bool:
-    """Whether an ink map holds at least a few clearly inked pixels."""
-    return int(np.count_nonzero(ink >= INK_THRESHOLD)) >= MIN_INK_PIXELS
-
-
-def center_digit(ink: np.ndarray, frame: int = MNIST_FRAME, box: int = MNIST_BOX,
-                 empty_message: str = EMPTY_CANVAS_MESSAGE) -> np.ndarray:
-    """MNIST's preprocessing of an ink map: uint8 [frame, frame], white digit on black.
-
-    Crop to the ink's bounding box, scale so the longer side is `box` pixels (keeping the aspect
-    ratio, antialiased), then place it so that its centre of mass is the centre of the frame.
-    """
-    if box < 1 or box > frame:
-        raise ConfigError(f"The digit box ({box} px) must fit in the frame ({frame} px).")
-    if not has_ink(ink):
-        raise EmptyDrawingError(empty_message)
-    ink = np.where(ink >= INK_THRESHOLD / 2, ink, 0.0)
-    rows = np.flatnonzero((ink >= INK_THRESHOLD).any(axis=1))
-    cols = np.flatnonzero((ink >= INK_THRESHOLD).any(axis=0))
-    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    height, width = crop.shape
-    scale = box / max(height, width)
-    new_width, new_height = max(1, round(width * scale)), max(1, round(height * scale))
-    small_image = Image.fromarray(np.rint(crop * 255).astype(np.uint8), mode="L")
-    small_image = small_image.resize((new_width, new_height), Image.Resampling.LANCZOS)
-    small = np.asarray(small_image, dtype=np.float32)
-    total = float(small.sum())
-    if total <= 0:  # a hairline that antialiasing erased: fall back to the geometric centre
-        centre_y, centre_x = (new_height - 1) / 2, (new_width - 1) / 2
-    else:
-        centre_y = float((small.sum(axis=1) * np.arange(new_height)).sum() / total)
-        centre_x = float((small.sum(axis=0) * np.arange(new_width)).sum() / total)
-    middle = frame / 2  # MNIST: the centre of mass sits at (14, 14) in 0-based pixel indices
-    top = int(np.clip(round(middle - centre_y), 0, frame - new_height))
-    left = int(np.clip(round(middle - centre_x), 0, frame - new_width))
-    out = np.zeros((frame, frame), dtype=np.uint8)
-    out[top : top + new_height, left : left + new_width] = np.clip(np.rint(small), 0, 255).astype(np.uint8)
-    return out
-
-
-def normalize(pixels: np.ndarray, card: Card) -> torch.Tensor:
-    """uint8 [C, S, S] to the float [1, C, S, S] the checkpoint was trained on (its card's mean/std)."""
-    batch = torch.from_numpy(np.ascontiguousarray(pixels)).unsqueeze(0)
-    return preprocessor_for(card)(batch, train=False).contiguous()
-
-
-def _card_shape(card: Card) -> tuple[int, int]:
-    channels, size = card.channels, card.image_size
-    if channels not in (1, 3):
-        raise ConfigError(f"The checkpoint expects {channels}-channel images; only 1 (gray) or 3 (RGB) work here.")
-    return channels, size
-
-
-def _as_channels(gray: np.ndarray, channels: int) -> np.ndarray:
-    return np.repeat(gray[None], channels, axis=0)
-
-
-def prepare_drawing(image: Image.Image | np.ndarray, card: Card,
-                    empty_message: str = EMPTY_CANVAS_MESSAGE) -> ModelInput:
-    """A drawing (or a photo of a handwritten digit) prepared the way MNIST's digits were.
-
-    The frame is the card's image size and the digit box keeps MNIST's 20/28 proportion; the result is
-    normalized with the card's statistics. Raises `EmptyDrawingError` when there is no ink.
-    """
-    channels, size = _card_shape(card)
-    box = max(1, round(size * MNIST_BOX / MNIST_FRAME))
-    digit = center_digit(ink_map(image), frame=size, box=box, empty_message=empty_message)
-    pixels = _as_channels(digit, channels)
-    notes = (f"cropped to the ink, scaled to fit {box}×{box} and centred by its centre of mass in "
-             f"{size}×{size}, white on black like MNIST",)
-    return ModelInput(pixels=pixels, tensor=normalize(pixels, card), notes=notes)
-
-
-def prepare_image(image: Image.Image, card: Card) -> ModelInput:
-    """An uploaded image prepared as the checkpoint's data set was: channels, size (centre crop), normalization."""
-    channels, size = _card_shape(card)
-    pixels = image_to_tensor(image, channels, size)[0].numpy()
-    notes = []
-    if image.mode == "RGB" and channels == 1:
-        notes.append("colour turned into gray (the model takes 1 channel)")
-    elif image.mode == "L" and channels == 3:
-        notes.append("gray copied into 3 channels (the model takes RGB)")
-    width, height = image.size
-    if (width, height) != (size, size):
-        crop = " and centre-cropped to a square" if width != height else ""
-        notes.append(f"scaled from {width}×{height}{crop} to {size}×{size}")
-    return ModelInput(pixels=pixels, tensor=normalize(pixels, card), notes=tuple(notes))
-
-
-def prepare_pixels(pixels: np.ndarray, card: Card) -> ModelInput:
-    """A data-set sample (uint8 [C, H, W]) for the checkpoint; converted only when its shape differs."""
-    channels, size = _card_shape(card)
-    array = np.asarray(pixels)
-    if array.shape == (channels, size, size) and array.dtype == np.uint8:
-        return ModelInput(pixels=array.copy(), tensor=normalize(array, card))
-    converted = prepare_image(tensor_to_image(array), card)
-    return ModelInput(pixels=converted.pixels, tensor=converted.tensor, notes=converted.notes)
+# Predicting one prepared input (the preparation itself is `prepare`, re-exported here)
 
 
 @_one_image_work

@@ -17,7 +17,7 @@ from ..errors import CheckpointError
 #: Keys every card has; a file without them is not a CNN Explorer checkpoint.
 REQUIRED_KEYS = ("model", "dataset", "class_names", "channels", "image_size", "normalization")
 #: The orientations a card may list under `test_time_augmentation` (data.augment.ORIENTATIONS' names).
-_METRIC_ROWS = ("accuracy", "balanced_accuracy", "precision", "recall", "sensitivity", "specificity", "f1", "auroc",
+METRIC_ROWS = ("accuracy", "balanced_accuracy", "precision", "recall", "sensitivity", "specificity", "f1", "auroc",
                 "kappa")
 
 
@@ -163,7 +163,7 @@ def model_card_markdown(card: Card, filename: str) -> str:
         "|---|---|",
     ]
     undefined = test.get("undefined") or {}
-    for key in _METRIC_ROWS:
+    for key in METRIC_ROWS:
         if test.get(key) is not None:
             lines.append(f"| {key} | {test[key]:.4f} |")
         elif key in undefined:

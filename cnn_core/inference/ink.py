@@ -1,0 +1,323 @@
+"""Finding the ink of a handwritten digit in whatever people deliver: scans, phone photos, drawings.
+
+`ink_map` turns an image into how much ink each pixel holds (float32 in [0, 1], bright ink on black), so
+that `prepare.center_digit` can crop, scale and centre it the way MNIST's digits were. It copes with:
+
+- strokes on a transparent background, of either colour: when the opacity varies, ink is the opacity,
+  decided *before* anything is composited;
+- dark ink on white, gray or tinted paper and light strokes on a dark background: the side the ink lies
+  on is the one whose pixels stand out most from the local background;
+- uneven lighting and shadows: the background is estimated locally (a large-window percentile filter on a
+  thumbnail, a robust cousin of the median background), and ink is the difference from it *relative to the
+  local paper brightness*, so a stroke in the shadow counts as much as one in the light;
+- squared or lined paper: long straight lines across the image (found by grey-level opening with a long
+  line) have their own level subtracted, so strokes that cross them survive;
+- thin pencil strokes: the threshold comes from the image (Otsu's method on the background-subtracted image,
+  with hysteresis so faint parts connected to firm ones are kept), and strokes much thinner than MNIST's
+  are thickened to MNIST's share of the digit's size;
+- specks of dirt: small connected pieces far from the digit are dropped;
+- the digit small, large or off-centre: nothing here depends on where the digit is or how big.
+
+Only scipy.ndimage and numpy are used (the arrays are reduced to at most `WORK_SIDE` pixels first, so a
+12-megapixel photo costs about as much as a scan).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ImageError
+
+#: Images are analysed at most this many pixels on their longer side (area-averaged); MNIST's digit is 20 px.
+WORK_SIDE = 512
+#: The background is estimated on a thumbnail of at most this many pixels on its longer side ...
+THUMB_SIDE = 64
+#: ... with a window of this share of the thumbnail's longer side, as this percentile (paper side).
+BACKGROUND_WINDOW = 0.25
+BACKGROUND_PERCENTILE = 85
+#: Below this contrast (a share of the local paper's brightness) nothing counts as ink: JPEG noise, paper grain.
+MIN_CONTRAST = 0.08
+#: ... and below this many times the paper's noise (a robust standard deviation).
+NOISE_SIGMAS = 5.0
+#: A straight line alone in its direction counts as ruled paper only when it crosses this share of the image.
+LINE_SPAN = 0.85
+#: Pictures smaller than this (px, either side) are crops of a digit: no ruled lines are looked for.
+MIN_RULED_SIDE = 64
+#: Pieces smaller than this share of the largest piece are dropped when away from the digit, and always
+#: when smaller than `SPECK_SHARE`.
+PART_SHARE = 0.15
+SPECK_SHARE = 0.02
+#: MNIST's stroke width as a share of the digit box's longer side (the median over MNIST training digits,
+#: measured with `stroke_width` on them enlarged 10x); strokes thinner than `THIN_SHARE` of it are thickened to it.
+MNIST_STROKE_SHARE = 0.12
+THIN_SHARE = 0.6
+
+
+def to_arrays(image: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(gray float32 [H, W] in [0, 1], opacity float32 [H, W] or None) of a PIL image or an array."""
+    if isinstance(image, Image.Image):
+        has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+        if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+            image = Image.fromarray(_stretch(np.asarray(image, dtype=np.float64)), mode="L")
+        array = np.asarray(image.convert("RGBA" if has_alpha else "L"))
+    else:
+        array = np.asarray(image)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)) or min(array.shape[:2]) < 1:
+        raise ImageError(f"Expected a grayscale, RGB or RGBA image, got an array of shape {array.shape}.")
+    scale = 255.0 if np.issubdtype(array.dtype, np.integer) else 1.0
+    values = np.clip(array.astype(np.float32) / scale, 0.0, 1.0)
+    alpha = None
+    if values.ndim == 3:
+        if values.shape[-1] == 4:
+            alpha = values[..., 3]
+        gray = values[..., 0] * 0.299 + values[..., 1] * 0.587 + values[..., 2] * 0.114
+    else:
+        gray = values
+    return gray.astype(np.float32), alpha
+
+
+def _stretch(values: np.ndarray) -> np.ndarray:
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    scaled = np.zeros_like(values) if high <= low else (values - low) / (high - low) * 255
+    return np.clip(np.rint(np.nan_to_num(scaled)), 0, 255).astype(np.uint8)
+
+
+def _resize(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A float array resized to (height, width): area-averaged when reduced, bilinear when enlarged."""
+    height, width = size
+    if values.shape == (height, width):
+        return values.astype(np.float32, copy=True)
+    image = Image.fromarray(values.astype(np.float32), mode="F")
+    method = Image.Resampling.BOX if height <= values.shape[0] else Image.Resampling.BILINEAR
+    return np.asarray(image.resize((width, height), method), dtype=np.float32)
+
+
+def _reduced(values: np.ndarray, longest: int) -> np.ndarray:
+    height, width = values.shape
+    scale = longest / max(height, width)
+    if scale >= 1:
+        return values.astype(np.float32, copy=False)
+    return _resize(values, (max(1, round(height * scale)), max(1, round(width * scale))))
+
+
+def ink_map(image: Image.Image | np.ndarray) -> np.ndarray:
+    """How much ink each pixel holds, float32 [H, W] in [0, 1], bright ink on black, whatever the colours.
+
+    The map has the image's size, or at most `WORK_SIDE` pixels on its longer side for larger images.
+    A blank image (one flat colour, paper without a mark) gives an all-zero map.
+    """
+    gray, alpha = to_arrays(image)
+    gray = _reduced(gray, WORK_SIDE)
+    if alpha is not None:
+        alpha = _reduced(alpha, WORK_SIDE)
+        if float(alpha.max() - alpha.min()) > 0.25:
+            opaque = alpha > 0.5
+            if opaque.mean() < 0.6:  # strokes on a transparent background: ink is what is painted
+                return _clean(alpha, noise=0.0)
+            # a picture with transparent margins: fill them with its own paper, then read it as a picture
+            paper = float(np.median(gray[opaque]))
+            gray = gray * alpha + paper * (1 - alpha)
+        else:
+            gray = gray * alpha + (1 - alpha)  # (nearly) opaque: as a viewer shows it, over white
+    residual, noise = contrast_map(gray)
+    return _clean(residual, noise)
+
+
+def contrast_map(gray: np.ndarray) -> tuple[np.ndarray, float]:
+    """(how far each pixel stands out from the local background towards the ink's side, as a share of the
+    local paper's brightness, clipped to [0, 1]; the paper's noise level in the same units)."""
+    from scipy import ndimage
+
+    # The side the ink lies on: the background is most of the border (even when a large digit touches it),
+    # and the ink is the side whose strongest pixels depart furthest from it.
+    band = max(1, round(0.03 * max(gray.shape)))  # a few rows: a ruled line along an edge is not the paper
+    border = np.concatenate([gray[:band].ravel(), gray[-band:].ravel(), gray[:, :band].ravel(),
+                             gray[:, -band:].ravel()])
+    deviation = gray - float(np.median(border))
+    dark, light = _extreme(-deviation), _extreme(deviation)
+    ink_is_light = light > dark  # light strokes on a dark background
+    # The thumbnail keeps the paper's level: thin lines and strokes narrower than its pixels are filtered out
+    # (a maximum filter for dark ink, a minimum for light) before the pixels are averaged.
+    step = max(gray.shape) / THUMB_SIDE
+    if step > 1:
+        spread = ndimage.minimum_filter if ink_is_light else ndimage.maximum_filter
+        thumb = _reduced(spread(gray, size=int(np.ceil(step)) + 1), THUMB_SIDE)
+    else:
+        thumb = gray
+    window = max(3, round(max(thumb.shape) * BACKGROUND_WINDOW)) | 1
+    if ink_is_light:
+        background = _resize(ndimage.percentile_filter(thumb, 100 - BACKGROUND_PERCENTILE, size=window,
+                                                       mode="reflect"), gray.shape)
+        signed = (gray - background) / np.maximum(1.0 - background, 0.05)
+    else:
+        background = _resize(ndimage.percentile_filter(thumb, BACKGROUND_PERCENTILE, size=window,
+                                                       mode="reflect"), gray.shape)
+        signed = (background - gray) / np.maximum(background, 0.05)
+    # The percentile sits a little above the paper where the light changes (a shadow's slope): take the
+    # paper's own local level (the median, where ink is the minority) back out, by at most a small amount.
+    local = ndimage.median_filter(_reduced(signed, THUMB_SIDE), size=window, mode="reflect")
+    signed = signed - _resize(np.clip(local, -MIN_CONTRAST, MIN_CONTRAST), gray.shape)
+    paper = signed[np.abs(signed) < MIN_CONTRAST]  # the paper (and the ink's faintest edges): its spread
+    noise = 1.4826 * float(np.median(np.abs(paper))) if paper.size else 0.0
+    return np.clip(signed, 0.0, 1.0).astype(np.float32), noise
+
+
+def _extreme(values: np.ndarray) -> float:
+    """The mean of the 0.2 % largest values: how far the strongest marks reach on that side."""
+    flat = values.ravel()
+    count = max(1, flat.size // 500)
+    return float(np.partition(flat, flat.size - count)[flat.size - count :].mean())
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of values in [0, 1]: the split that maximizes the between-class variance."""
+    if values.size == 0:
+        return 1.0
+    counts, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(counts).astype(np.float64)
+    total = weight[-1]
+    mass = np.cumsum(counts * centres)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_low = mass / weight
+        mean_high = (mass[-1] - mass) / (total - weight)
+        between = weight * (total - weight) * (mean_low - mean_high) ** 2
+    between = np.nan_to_num(between[:-1])
+    return float(edges[int(np.argmax(between)) + 1]) if between.size else 1.0
+
+
+def remove_lines(residual: np.ndarray, floor: float) -> np.ndarray:
+    """Ruled and squared paper: long straight lines across the image are removed.
+
+    A line is where a grey-level opening with a straight element of 60 % of the image's side stays above
+    `floor`, and it is thin: thinner than the pen's strokes elsewhere. Two or more parallel lines are ruled paper
+    or a form's box; a single one must cross `LINE_SPAN` of the image and hold less than half the ink (else it
+    is the digit: a tightly cropped 1). What on a line is no darker than 1.5 × its own level (its median) is
+    removed, so a stroke that crosses or follows it stays. Rows and columns are found on the same input
+    (squared paper's crossings would otherwise break the columns).
+    """
+    from scipy import ndimage
+
+    if min(residual.shape) < MIN_RULED_SIDE:
+        return residual  # a picture this small is a crop of the digit (like MNIST's own), not a ruled page
+    found_by_axis = []
+    for axis in (1, 0):  # rows (ruled paper), then columns
+        length = residual.shape[axis]
+        size = (1, max(3, round(length * 0.6))) if axis == 1 else (max(3, round(length * 0.6)), 1)
+        widened = ndimage.maximum_filter(residual, size=(3, 1) if axis == 1 else (1, 3))  # a slight tilt
+        labels, count = ndimage.label(ndimage.grey_opening(widened, size=size) > floor)
+        if not count:
+            continue
+        slices = ndimage.find_objects(labels)
+        areas = ndimage.sum_labels(np.ones_like(residual), labels, index=np.arange(1, count + 1))
+        thin = max(3.0, 0.02 * residual.shape[1 - axis]) + 2  # a ruled line is thin (+2: the widening)
+        spans = {index + 1: where[axis].stop - where[axis].start for index, where in enumerate(slices)}
+        found_by_axis.append((axis, labels, {label: areas[label - 1] / span - 2 for label, span in spans.items()
+                                             if areas[label - 1] / span <= thin}, spans))
+    if not found_by_axis:
+        return residual
+    # A ruled line is thinner than the pen's strokes (measured on what is not a line candidate); a digit's own
+    # straight strokes, in a small picture above all, are as thick as its others.
+    candidates = np.zeros(residual.shape, bool)
+    for _, labels, thickness, _ in found_by_axis:
+        candidates |= np.isin(labels, list(thickness))
+    rest = (residual > 2 * floor) & ~ndimage.binary_dilation(candidates, iterations=1)
+    pen = stroke_width(rest) if rest.sum() >= 16 else np.inf
+    remove = np.zeros(residual.shape, bool)
+    inked = float((residual > floor).sum())
+    for axis, labels, thickness, spans in found_by_axis:
+        length = residual.shape[axis]
+        lines = [label for label, width in thickness.items() if width <= 0.75 * pen]
+        if not lines or (len(lines) == 1 and spans[lines[0]] < LINE_SPAN * length):
+            continue  # one straight stroke that does not cross the image: the digit's (a 1, a 7's bar)
+        found = np.zeros(residual.shape, bool)
+        for label in lines:
+            band = ndimage.binary_dilation(labels == label, iterations=1) & (residual > 0)
+            if band.any():
+                found |= band & (residual <= 1.5 * float(np.median(residual[band])))
+        if len(lines) >= 2 or float((found & (residual > floor)).sum()) <= 0.5 * inked:
+            remove |= found
+    return np.where(remove, 0.0, residual).astype(np.float32)
+
+
+def _clean(residual: np.ndarray, noise: float) -> np.ndarray:
+    """From a contrast map to an ink map: lines out, thresholded, specks dropped, thin strokes thickened."""
+    from scipy import ndimage
+
+    residual = remove_lines(residual, MIN_CONTRAST / 2)
+    floor = max(MIN_CONTRAST / 2, NOISE_SIGMAS * noise / 2)
+    candidates = residual[residual > floor]
+    if candidates.size == 0:
+        return np.zeros_like(residual)
+    high = max(otsu_threshold(candidates), MIN_CONTRAST, NOISE_SIGMAS * noise)
+    low = max(high / 2, floor)
+    structure = np.ones((3, 3), bool)
+    labels, count = ndimage.label(residual > low, structure=structure)
+    if not count:
+        return np.zeros_like(residual)
+    firm = np.unique(labels[residual >= high])
+    areas = ndimage.sum_labels(np.ones_like(residual), labels, index=np.arange(1, count + 1))
+    keep = np.zeros(count + 1, bool)
+    keep[firm[firm > 0]] = True  # hysteresis: a piece counts when part of it is firmly inked
+    if not keep.any():
+        return np.zeros_like(residual)
+    keep = _drop_specks(labels, keep, areas)
+    mask = keep[labels]
+    level = float(np.median(residual[mask]))
+    ink = np.where(mask, np.clip(residual / max(level, 1e-6), 0.0, 1.0), 0.0).astype(np.float32)
+    return _thicken(ink, mask)
+
+
+def _drop_specks(labels: np.ndarray, keep: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """Keep the big pieces, and the smaller ones that lie near them; drop dirt."""
+    from scipy import ndimage
+
+    kept_areas = np.where(keep[1:], areas, 0.0)
+    largest = float(kept_areas.max())
+    big = keep.copy()
+    big[1:] &= kept_areas >= PART_SHARE * largest
+    slices = ndimage.find_objects(labels)
+    big_boxes = [slices[i - 1] for i in np.flatnonzero(big) if slices[i - 1] is not None]
+    top = min(s[0].start for s in big_boxes)
+    bottom = max(s[0].stop for s in big_boxes)
+    left = min(s[1].start for s in big_boxes)
+    right = max(s[1].stop for s in big_boxes)
+    margin = 0.15 * max(bottom - top, right - left)
+    result = big.copy()
+    for index in np.flatnonzero(keep & ~big):
+        where = slices[index - 1]
+        if where is None or kept_areas[index - 1] < SPECK_SHARE * largest:
+            continue
+        near = (where[0].stop >= top - margin and where[0].start <= bottom + margin
+                and where[1].stop >= left - margin and where[1].start <= right + margin)
+        result[index] = near
+    return result
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """The typical stroke width of a binary mask in pixels, from the distance transform (about 4 × its mean
+    inside the strokes, less 3 for the discrete profile: 1 px for a hairline, 5 for a 5-px stroke)."""
+    from scipy import ndimage
+
+    if not mask.any():
+        return 0.0
+    distance = ndimage.distance_transform_edt(mask)
+    return max(1.0, 4.0 * float(distance[mask].mean()) - 3.0)
+
+
+def _thicken(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Strokes much thinner than MNIST's (a fine pen on a large digit) grow to MNIST's share of the digit."""
+    from scipy import ndimage
+
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    box = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
+    width, target = stroke_width(mask), MNIST_STROKE_SHARE * box
+    if width >= THIN_SHARE * target:
+        return ink
+    radius = (target - width) / 2
+    outside = ndimage.distance_transform_edt(~mask)
+    grown = np.clip(radius + 1.0 - outside, 0.0, 1.0)
+    return np.maximum(ink, grown).astype(np.float32)
