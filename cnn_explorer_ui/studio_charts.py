@@ -120,14 +120,3 @@ def confusion_figure(matrix: list[list[int]], class_names: list[str]) -> go.Figu
                          yaxis=dict(title="true class", type="category", autorange="reversed"))
     return figure
 
-
-def class_count_figure(class_names: list[str], counts: list[int]) -> go.Figure:
-    """Training images per class as bars, so an imbalance shows before the run (and the metrics' reason)."""
-    names = [str(n) for n in class_names]
-    figure = go.Figure(go.Bar(x=names, y=counts, marker_color=TRAIN_COLOUR, text=[f"{c:,}" for c in counts],
-                              textposition="outside", cliponaxis=False,
-                              hovertemplate="%{x}: %{y:,} training images<extra></extra>"))
-    figure.update_layout(height=210, margin=dict(l=10, r=10, t=30, b=10), title=dict(text="Training images per class",
-                         font=dict(size=14)), yaxis=dict(title="images", rangemode="tozero"),
-                         xaxis=dict(type="category", tickangle=-30 if max(map(len, names)) > 4 else 0))
-    return figure

@@ -15,14 +15,15 @@ from cnn_core.models import backbones, transfer
 from cnn_core.data.augment import AugmentConfig, default_augment
 from cnn_core.errors import CnnError
 from cnn_core.training import MIN_BATCH_SIZE, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig, default_monitor
+from cnn_core.training.config import default_epochs
 
 from .data_sets import present_datasets
 from .pickers import dataset_picker, model_arg_picker, model_picker
-from .studio_charts import class_count_figure
 from .widgets import device_label, show_folder_notes
 
 FOLDER_SIZES = (32, 64, 96, 128)
 FEW_IMAGES = 20  # training images per class below which the studio warns
+MAX_CLASSES_LISTED = 12
 MONITOR_LABELS = {"val_accuracy": "best val. accuracy", "val_loss": "lowest val. loss", "last": "last epoch"}
 CACHED_FEATURES_HELP = ("The frozen backbone's features are computed once per image, so they cannot change "
                         "from batch to batch; flips are kept as cached flipped copies.")
@@ -80,8 +81,10 @@ def show_class_counts(info: data.DatasetInfo) -> None:
     if not counts or not sum(counts.get("train", [])):
         return
     train = counts["train"]
-    st.plotly_chart(class_count_figure(list(info.class_names), train), key="studio_class_counts",
-                    config={"displayModeBar": False})
+    # Words, not a chart: the set-up stays short and costs the browser nothing to draw.
+    shown = ", ".join(f"{name} {count:,}" for name, count in list(zip(info.class_names, train))[:MAX_CLASSES_LISTED])
+    more = f" and {len(train) - MAX_CLASSES_LISTED} more classes" if len(train) > MAX_CLASSES_LISTED else ""
+    st.caption(f":material/bar_chart: Training images per class: {shown}{more}.")
     present = [c for c in train if c]
     ratio = max(present) / min(present) if present else 1.0
     if ratio >= reports.IMBALANCE_RATIO:
@@ -126,8 +129,12 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
     d = spec.defaults
     key = f"{info.name}_{spec.name}"
     cols = st.columns(5)
-    epochs = cols[0].number_input("Epochs", value=int(d.get("epochs", 5)), step=1, key=f"studio_epochs_{key}",
-                                  help="Passes over the training set (1–1000).")
+    suggested = default_epochs(int(d.get("epochs", 5)), info, TrainConfig(dataset=info.name, model=spec.name),
+                               int(d.get("batch_size", 128)))  # the command line's default recipe
+    epochs = cols[0].number_input("Epochs", value=suggested, step=1, key=f"studio_epochs_{key}",
+                                  help="Passes over the training set (1–1000). The default gives a training set under "
+                                       "5,000 images more epochs, at least 1,200 gradient steps in all, as the "
+                                       "command line does.")
     batch_size = cols[1].number_input("Batch size", value=int(d.get("batch_size", 128)), min_value=MIN_BATCH_SIZE,
                                       step=8, key=f"studio_batch_{key}",
                                       help=f"Images per gradient step ({MIN_BATCH_SIZE}–65536, at most the training "

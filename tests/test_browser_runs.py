@@ -93,7 +93,8 @@ def test_a_server_killed_mid_run_forgets_nothing(browser, tmp_path):
         expect(tab.get_by_text("Your run is training")).to_have_count(0)  # nothing holds this person's slot
         rows = _data_frame_rows(tab, 2)
         assert [row[1] for row in rows] == ["finished", "interrupted"], rows
-        assert rows[0] == finished  # its test accuracy, time and settings, as before the restart
+        # its results and settings as before the restart (the columns the grid draws without scrolling)
+        assert rows[0][:9] == finished[:9]
         # No checkpoint is lost: the finished run's, and the best weights the interrupted run had when its worker
         # saw the server go (a worker killed too would have left none, and its run would still say interrupted).
         from cnn_core.models.checkpoints import load_checkpoint

@@ -4,12 +4,13 @@ in, and the checks that refuse options out of range before anything loads (`Conf
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..data.augment import AugmentConfig, default_augment
 from ..data.types import DatasetInfo
 from ..errors import CnnError, ConfigError
 from ..models import default_model_for, get_model_spec
+from ..models.transfer import is_transfer_model
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("none", "onecycle", "cosine")
@@ -86,8 +87,8 @@ def resolve_config(config: TrainConfig, info: DatasetInfo) -> ResolvedConfig:
     batch_size = config.batch_size if config.batch_size is not None else d.get("batch_size", 128)
     resolved = ResolvedConfig(
         model=model,
-        epochs=config.epochs if config.epochs is not None else default_epochs(d.get("epochs", 5), info, config,
-                                                                               batch_size),
+        epochs=config.epochs if config.epochs is not None else default_epochs(
+            d.get("epochs", 5), info, replace(config, model=model), batch_size),
         batch_size=batch_size,
         lr=config.lr if config.lr is not None else d.get("lr", 1e-3),
         optimizer=(config.optimizer or d.get("optimizer", "adamw")).lower(),
@@ -104,6 +105,8 @@ def default_epochs(model_epochs: int, info: DatasetInfo, config: TrainConfig, ba
     `MIN_DEFAULT_STEPS` optimizer steps (at most `MAX_AUTO_EPOCHS`). Larger sets (MNIST, PathMNIST) keep the
     model's number, so their runs take as long as before."""
     n_train = (info.n_samples or {}).get("train") or 0
+    if is_transfer_model(config.model or ""):  # ImageNet features learn from few steps; a full pass costs much more
+        return model_epochs
     if config.limit:
         n_train = min(n_train, config.limit)
     if not MIN_BATCH_SIZE <= n_train < SMALL_SET_IMAGES or batch_size < 1:
