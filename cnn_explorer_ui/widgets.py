@@ -81,13 +81,19 @@ def import_zip_upload(key: str, label: str) -> str | None:
     return imported
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def _data_notes(name: str) -> list[str]:
+    """Cached: each call lists the folder again, and the studio and gallery rerun on every widget change."""
+    try:
+        return data.data_notes(name)
+    except CnnError as exc:
+        return [str(exc)]
+
+
 def show_folder_notes(info: data.DatasetInfo) -> None:
     """An image folder's layout, and what its files will cost the run (unreadable files, too-small classes)."""
     st.caption(f":material/folder_open: Layout: {info.layout}.")
-    try:
-        with st.spinner(f"Checking which images of {info.title} can be read…"):
-            notes = data.data_notes(info.name)
-    except CnnError as exc:
-        notes = [str(exc)]
+    with st.spinner(f"Checking which images of {info.title} can be read…"):
+        notes = _data_notes(info.name)
     for note in notes:
         st.warning(note[0].upper() + note[1:] + ".", icon=":material/warning:")

@@ -90,8 +90,7 @@ class FolderSource(DataSource):
     def notes(self) -> list[str]:
         """Unreadable files (count and the first names) and classes too small for every split."""
         unreadable = sorted(unreadable_files(self.scan))
-        readable = [index for relative, index in self.scan.files if relative not in set(unreadable)]
-        sizes = {name: readable.count(i) for i, name in enumerate(self.scan.class_names)}
+        sizes = dict(zip(self.scan.class_names, map(sum, zip(*self.class_counts().values()))))
         notes = []
         if unreadable:
             notes.append(f"{len(unreadable)} file(s) could not be read as images and are left out"
