@@ -126,7 +126,7 @@ def config_from_args(args: argparse.Namespace) -> "TrainConfig":
         weight_decay=args.weight_decay,
         momentum=args.momentum,
         label_smoothing=args.label_smoothing, class_weights=args.class_weights, patience=args.patience,
-        monitor=args.monitor or _default_monitor(args),
+        monitor=args.monitor or "auto",
         seed=args.seed,
         device=args.device,
         limit=args.limit,
@@ -137,25 +137,6 @@ def config_from_args(args: argparse.Namespace) -> "TrainConfig":
         command=getattr(args, "command_line", ""),
         model_args=_model_args(args),
     )
-
-
-def _model_name(args: argparse.Namespace) -> str:
-    """The model the run will use: --model, else the data set's default."""
-    if args.model:
-        return args.model
-    from . import data
-    from .models import default_model_for
-
-    info = data.get_dataset_info(args.data)
-    return default_model_for(info.family, info.image_size)
-
-
-def _default_monitor(args: argparse.Namespace) -> str:
-    """Without --monitor: the model's hint (transfer models keep the last epoch), as the studio does; with
-    --patience, the best validation accuracy (early stopping watches a validation score)."""
-    from .training import TrainConfig, default_monitor
-
-    return TrainConfig.monitor if args.patience is not None else default_monitor(_model_name(args))
 
 
 def _augment(args: argparse.Namespace) -> "AugmentConfig | None":
@@ -177,7 +158,7 @@ def _augment(args: argparse.Namespace) -> "AugmentConfig | None":
 def cmd_train(args: argparse.Namespace) -> int:
     from .runs import RunStatus
     from .runs.worker import recorded
-    from .training import BatchEvent, EndEvent, EpochEvent, StartEvent, StatusEvent, TrainConfig, train
+    from .training import BatchEvent, EndEvent, EpochEvent, StartEvent, StatusEvent, checkpoint_keeps, train
 
     config = config_from_args(args)
     if args.backend == "ray":
@@ -204,10 +185,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                     f"{event.n_test} test images) on {event.device} for {_count(event.epochs, 'epoch')}",
                     file=sys.stderr,
                 )
-                if args.monitor is None and config.monitor != TrainConfig.monitor:
-                    kept = "the last epoch" if config.monitor == "last" else f"the epoch by {config.monitor}"
-                    print(f"The checkpoint keeps {kept}, {event.model}'s default (--monitor val_accuracy keeps the "
-                          "epoch with the best validation accuracy).", file=sys.stderr)
+                if args.monitor is None and event.config["monitor"] != "val_accuracy":
+                    print(f"The checkpoint keeps {checkpoint_keeps(event.config['monitor'])} (--monitor "
+                          "val_accuracy keeps the epoch with the best validation accuracy).", file=sys.stderr)
                 bar = _progress_bar(event.epochs * event.steps_per_epoch, "step", disable=quiet)
             elif isinstance(event, StatusEvent):
                 (bar.write if bar is not None else print)(event.message, file=sys.stderr)
@@ -501,10 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, help="stop after this many epochs without validation improvement")
     p.add_argument(
         "--monitor",
-        choices=["val_accuracy", "val_loss", "last"],
-        help="which epoch's weights to keep: best validation accuracy, lowest validation loss, or the last (for "
-        "validation sets of a few dozen images, whose accuracy is mostly noise). Default: the model's choice, "
-        "val_accuracy except for transfer models, which keep the last epoch (val_accuracy with --patience)",
+        choices=["auto", "val_accuracy", "val_balanced_accuracy", "val_auroc", "val_loss", "last"],
+        help="which epoch's weights to keep: the best by a validation figure, or the last (for validation sets of "
+        "a few dozen images, whose scores are mostly noise). auto (default): the last for transfer models (without "
+        "--patience), balanced accuracy for two-class and imbalanced sets, accuracy otherwise",
     )
     augment = p.add_argument_group(
         "augmentation", "random changes to the training images; each flag replaces that part of the data set's default "

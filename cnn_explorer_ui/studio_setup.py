@@ -14,8 +14,8 @@ from cnn_core import data, models, reports, runs
 from cnn_core.models import backbones, transfer
 from cnn_core.data.augment import AugmentConfig, default_augment
 from cnn_core.errors import CnnError
-from cnn_core.training import MIN_BATCH_SIZE, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig, default_monitor
-from cnn_core.training.config import default_epochs
+from cnn_core.training import MIN_BATCH_SIZE, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig
+from cnn_core.training.config import default_recipe
 
 from .data_sets import present_datasets
 from .pickers import dataset_picker, model_arg_picker, model_picker
@@ -24,7 +24,9 @@ from .widgets import device_label, show_folder_notes
 FOLDER_SIZES = (32, 64, 96, 128)
 FEW_IMAGES = 20  # training images per class below which the studio warns
 MAX_CLASSES_LISTED = 12
-MONITOR_LABELS = {"val_accuracy": "best val. accuracy", "val_loss": "lowest val. loss", "last": "last epoch"}
+MONITOR_LABELS = {"auto": "auto (suits the data)", "val_accuracy": "best val. accuracy",
+                  "val_balanced_accuracy": "best val. balanced accuracy", "val_auroc": "best val. ROC-AUC",
+                  "val_loss": "lowest val. loss", "last": "last epoch"}
 CACHED_FEATURES_HELP = ("The frozen backbone's features are computed once per image, so they cannot change "
                         "from batch to batch; flips are kept as cached flipped copies.")
 
@@ -129,14 +131,14 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
     d = spec.defaults
     key = f"{info.name}_{spec.name}"
     cols = st.columns(5)
-    suggested = default_epochs(int(d.get("epochs", 5)), info, TrainConfig(dataset=info.name, model=spec.name),
-                               int(d.get("batch_size", 128)))  # the command line's default recipe
-    epochs = cols[0].number_input("Epochs", value=suggested, step=1, key=f"studio_epochs_{key}",
-                                  help="Passes over the training set (1–1000). The default gives a training set under "
-                                       "5,000 images more epochs, at least 1,200 gradient steps in all, as the "
-                                       "command line does.")
-    batch_size = cols[1].number_input("Batch size", value=int(d.get("batch_size", 128)), min_value=MIN_BATCH_SIZE,
-                                      step=8, key=f"studio_batch_{key}",
+    suggested, suggested_batch = default_recipe(d, info, TrainConfig(dataset=info.name, model=spec.name,
+                                                                     image_size=image_size))  # the CLI's recipe
+    epochs = cols[0].number_input("Epochs", value=suggested, step=1, key=f"studio_epochs_{key}_{image_size}",
+                                  help="Passes over the training set (1–1000). As on the command line, a training "
+                                       "set under 5,000 images gets more epochs (1,200 gradient steps) within a "
+                                       "budget of image passes that keeps it under a minute on a laptop CPU.")
+    batch_size = cols[1].number_input("Batch size", value=suggested_batch, min_value=MIN_BATCH_SIZE,
+                                      step=8, key=f"studio_batch_{key}_{image_size}",
                                       help=f"Images per gradient step ({MIN_BATCH_SIZE}–65536, at most the training "
                                            "set; BatchNorm layers cannot learn from one image at a time).")
     lr = cols[2].number_input("Learning rate", value=float(d.get("lr", 1e-3)), step=0.0005, format="%g",
@@ -148,11 +150,12 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
                                  key=f"studio_schedule_{key}",
                                  help="onecycle: warm up, then anneal; cosine: anneal from the start.")
     cols = st.columns([1.3, 0.9, 1, 1.1, 0.9, 1.1])
-    wanted_monitor = default_monitor(spec.name)  # transfer models: "last" (tiny validation sets); so does the CLI
-    monitor = cols[0].selectbox("Checkpoint keeps", MONITORS, index=MONITORS.index(wanted_monitor),
-                                format_func=MONITOR_LABELS.get, key=f"studio_monitor_{key}",
-                                help="Which epoch's weights the checkpoint keeps. With a validation set of a few "
-                                     "dozen images its accuracy is mostly noise: keep the last epoch.")
+    monitor = cols[0].selectbox("Checkpoint keeps", MONITORS, index=0, format_func=MONITOR_LABELS.get,
+                                key=f"studio_monitor_{key}",
+                                help="Which epoch's weights the checkpoint keeps. auto: the last epoch for transfer "
+                                     "models (validation sets of a few dozen images score mostly noise), the best "
+                                     "balanced accuracy for two-class and imbalanced sets (plain accuracy rewards "
+                                     "guessing the larger class), else the best accuracy.")
     patience = cols[1].number_input("Patience", value=0, min_value=0, step=1,
                                     key=f"studio_patience_{key}", disabled=monitor == "last",
                                     help="Early stopping: stop after this many epochs without a better validation "

@@ -14,6 +14,7 @@ import streamlit as st
 
 from cnn_core import gallery, reports, runs
 from cnn_core.inference.metrics import METRIC_LABELS
+from cnn_core.training import checkpoint_keeps
 
 from .exports import tensorboard_download
 from .studio_charts import batch_figure, compare_figure, confusion_figure, epoch_figure
@@ -32,7 +33,6 @@ STATUS_LABELS = {
 }
 COMPARE_COLUMNS = ("run", "status", "model", "data set", "best val acc", "test acc", "time", "epochs", "batch", "lr",
                    "optimizer", "augmentation", "subset", "seed")
-MONITOR_SENTENCES = {"val_accuracy": "the best validation accuracy", "val_loss": "the lowest validation loss"}
 
 
 # ------------------------------------------------------------------------------------------ live
@@ -244,8 +244,8 @@ def show_outcome(snap: runs.RunSnapshot) -> None:
             st.caption(snap.note)
     else:
         early = " (stopped early: validation stopped improving)" if end.stopped_early else ""
-        kept = (f"the last epoch ({end.best_epoch})" if snap.config.monitor == "last" else
-                f"epoch {end.best_epoch}, the one with {MONITOR_SENTENCES[snap.config.monitor]}")
+        monitor = end.card.training.get("monitor", snap.config.monitor) if end.card else snap.config.monitor
+        kept = checkpoint_keeps(monitor, end.best_epoch)
         st.success(f"Finished: {end.epochs_run} epoch(s) in {seconds} of training{early}; the checkpoint holds "
                    f"{kept}.", icon=":material/check_circle:")
 

@@ -119,15 +119,28 @@ def _train_config(*args):
     return config_from_args(build_parser().parse_args(["train", *args]))
 
 
-def test_monitor_follows_the_models_hint_unless_given(tiny_data_dir):
+def _monitor(*args):
+    """The monitor the run of these arguments keeps its checkpoint by, "auto" resolved (nothing trains)."""
+    from cnn_core import data
+    from cnn_core.training import resolve_config
+
+    config = _train_config(*args)
+    return resolve_config(config, data.get_dataset_info(config.dataset)).monitor
+
+
+def test_monitor_follows_the_models_hint_and_the_data_unless_given(tiny_data_dir):
     lite0 = "transfer:efficientnet_lite0"
-    assert _train_config("--data", "scans", "--model", lite0).monitor == "last"  # tiny validation sets
-    assert _train_config("--data", "scans", "--model", lite0, "--monitor", "val_accuracy").monitor == "val_accuracy"
-    assert _train_config("--data", "scans", "--model", lite0, "--monitor", "val_loss").monitor == "val_loss"
-    # early stopping watches a validation score: --patience alone means the best validation accuracy
-    assert _train_config("--data", "scans", "--model", lite0, "--patience", "3").monitor == "val_accuracy"
-    assert _train_config("--data", "mnist").monitor == "val_accuracy"  # the default model has no hint
-    assert _train_config("--data", "mnist", "--model", "lenet").monitor == "val_accuracy"
+    assert _train_config("--data", "scans", "--model", lite0).monitor == "auto"
+    assert _monitor("--data", "scans", "--model", lite0) == "last"  # tiny validation sets
+    assert _monitor("--data", "scans", "--model", lite0, "--monitor", "val_accuracy") == "val_accuracy"
+    assert _monitor("--data", "scans", "--model", lite0, "--monitor", "val_loss") == "val_loss"
+    # early stopping watches a validation score: --patience alone means the best validation balanced accuracy
+    # for this two-class set (plain accuracy would reward guessing the larger class)
+    assert _monitor("--data", "scans", "--model", lite0, "--patience", "3") == "val_balanced_accuracy"
+    assert _monitor("--data", "scans", "--model", "fastnet") == "val_balanced_accuracy"
+    assert _monitor("--data", "mnist") == "val_accuracy"  # ten balanced classes, no hint from the model
+    assert _monitor("--data", "mnist", "--class-weights", "balanced") == "val_balanced_accuracy"
+    assert _monitor("--data", "mnist", "--model", "lenet", "--monitor", "val_auroc") == "val_auroc"
 
 
 def test_augmentation_flags_start_from_the_data_sets_default(tiny_data_dir):

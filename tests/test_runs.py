@@ -271,6 +271,8 @@ STUDIO_CONFIGS = {
                               seed=123, limit=40, augment=AugmentConfig(shift=4, hflip=False, vflip=True,
                                                                        color_jitter=0.35, rotate90=True,
                                                                        grayscale=0.3), tta=False),
+    "auto monitor": TrainConfig(dataset="mnist", model="fastnet", epochs=2, batch_size=32, lr=0.01,
+                                optimizer="adamw", schedule="onecycle", monitor="auto"),
 }
 
 
@@ -285,7 +287,8 @@ def test_the_recorded_command_gives_back_the_runs_config(tiny_data_dir, name):
     words = shlex.split(command)
     assert words[:4] == ["python", "-m", "cnn_core", "train"] and "#" not in command
     again = config_from_args(build_parser().parse_args(words[3:]))
-    assert replace(again, command="", out=None) == replace(config, command="", out=None)
+    # the command names the monitor "auto" resolved to, so it repeats the run if the rule changes later
+    assert replace(again, command="", out=None) == replace(config, command="", out=None, monitor=resolved.monitor)
 
 
 def test_a_submitted_run_records_its_command(tiny_data_dir):

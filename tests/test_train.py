@@ -48,6 +48,36 @@ def test_binary_medmnist_reports_sensitivity_and_specificity(tiny_data_dir):
         assert key in end.test_metrics
 
 
+def test_a_binary_set_keeps_the_epoch_with_the_best_balanced_accuracy_and_the_card_says_so(tiny_data_dir):
+    events = _events(TrainConfig(dataset="breastmnist", model="simple_cnn", epochs=3, batch_size=8, lr=0.01))
+    end, epochs = events[-1], [e for e in events if isinstance(e, EpochEvent)]
+    assert end.card.training["monitor"] == "val_balanced_accuracy"
+    assert "val_balanced_accuracy" in end.card.metrics["best_val"]
+    scores = [e.val_score for e in epochs]
+    assert all(0 <= score <= 1 for score in scores)
+    assert epochs[end.best_epoch - 1].val_score == max(scores)  # the first best epoch is kept
+    assert scores.index(max(scores)) == end.best_epoch - 1
+    auroc = run_training(TrainConfig(dataset="breastmnist", model="simple_cnn", epochs=2, batch_size=8, lr=0.01,
+                                     monitor="val_auroc"))
+    assert auroc.card.training["monitor"] == "val_auroc" and "val_auroc" in auroc.card.metrics["best_val"]
+
+
+def test_ranking_figures_match_hand_counts():
+    from cnn_core.inference.evaluate import ranking_figure
+
+    probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4], [0.4, 0.6], [0.2, 0.8]])
+    labels = torch.tensor([0, 0, 0, 0, 1, 0])  # class 0: 4 of 5 right; class 1: 1 of 1 right
+    assert ranking_figure("val_balanced_accuracy", probs, labels, 2) == pytest.approx((4 / 5 + 1) / 2)
+    # the one positive outranks 4 of the 5 negatives: AUC = 4/5 (Mann-Whitney)
+    assert ranking_figure("val_auroc", probs, labels, 2) == pytest.approx(0.8)
+    assert math.isnan(ranking_figure("val_auroc", probs, torch.zeros(6, dtype=torch.long), 2))  # one class only
+    three = torch.tensor([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.1, 0.8, 0.1]])
+    # predicted 0, 1, 2, 1 for labels 0, 1, 1, 0: class 0 1/2 right, class 1 1/2; class 2 has no image, so it
+    # does not count (a third recall of 0/0 would not be the model's fault)
+    assert ranking_figure("val_balanced_accuracy", three, torch.tensor([0, 1, 1, 0]), 3) == pytest.approx(0.5)
+    assert math.isnan(ranking_figure("val_balanced_accuracy", torch.empty(0, 0), torch.empty(0, dtype=torch.long), 2))
+
+
 def test_same_seed_gives_the_same_run(tiny_data_dir):
     config = dict(dataset="pathmnist", model="simple_cnn", epochs=1, batch_size=16, lr=0.005, seed=3)
     a = run_training(TrainConfig(**config))
@@ -217,24 +247,33 @@ def test_cpu_threads_follow_the_cores_other_processes_leave(monkeypatch):
         torch.set_num_threads(before)
 
 
-def test_small_sets_get_a_step_budget_and_big_ones_keep_the_models_epochs():
+def test_small_sets_get_a_step_budget_within_a_pixel_budget_and_big_ones_keep_the_models_recipe():
     from cnn_core.data.types import DatasetInfo
     from cnn_core.training import TrainConfig
-    from cnn_core.training.config import MAX_AUTO_EPOCHS, MIN_DEFAULT_STEPS, default_epochs
+    from cnn_core.training.config import MAX_AUTO_EPOCHS, MIN_DEFAULT_STEPS, default_recipe
 
-    def info(n_train: int) -> DatasetInfo:
-        return DatasetInfo(name="x", title="x", family="medmnist", class_names=("a", "b"), channels=1, image_size=28,
+    def info(n_train: int, side: int = 28) -> DatasetInfo:
+        return DatasetInfo(name="x", title="x", family="medmnist", class_names=("a", "b"), channels=1, image_size=side,
                            task="binary-class", splits=("train", "val", "test"), source="", description="",
                            license="", n_samples={"train": n_train, "val": 10, "test": 10}, root=None)
 
+    model = {"epochs": 24, "batch_size": 128}
     config = TrainConfig(dataset="x")
-    assert default_epochs(24, info(546), config, 128) == 240  # 5 steps per epoch (a ragged last batch counts)
-    assert default_epochs(24, info(546), config, 128) * 5 >= MIN_DEFAULT_STEPS
-    assert default_epochs(24, info(89_996), config, 128) == 24  # PathMNIST: 703 steps per epoch already
-    assert default_epochs(3, info(55_000), config, 256) == 3  # MNIST keeps its 3 epochs (5-6 s on a laptop CPU)
-    assert default_epochs(24, info(4_708), config, 128) == 33  # just under 5,000 images: 37 steps per epoch
-    assert default_epochs(24, info(40), config, 128) == MAX_AUTO_EPOCHS
-    assert default_epochs(24, info(546), TrainConfig(dataset="x", limit=100), 128) == MAX_AUTO_EPOCHS
+    assert default_recipe(model, info(546), config) == (240, 128)  # 5 steps per epoch (a ragged last batch counts)
+    assert 240 * 5 >= MIN_DEFAULT_STEPS
+    assert default_recipe(model, info(89_996), config) == (24, 128)  # PathMNIST: 703 steps per epoch already
+    # MNIST keeps its 3 epochs of 256 (5-6 s on a laptop CPU)
+    assert default_recipe({"epochs": 3, "batch_size": 256}, info(55_000), config) == (3, 256)
+    assert default_recipe(model, info(4_708), config) == (32, 128)  # 37 steps per epoch; 153,600 passes at most
+    assert default_recipe(model, info(40), config) == (MAX_AUTO_EPOCHS, 128)
+    assert default_recipe(model, info(546), TrainConfig(dataset="x", limit=100)) == (MAX_AUTO_EPOCHS, 128)
+    # 128-px images cost ~21x the pixels: 7,350 passes, in batches of 16 (the brain-MRI folder: 18 s, not 124 s)
+    assert default_recipe(model, info(202, side=128), config) == (36, 16)
+    assert default_recipe(model, info(4_999, side=128), config) == (1, 16)  # the budget holds for the largest
+    assert default_recipe(model, info(1_000, side=64), config) == (29, 24)
+    assert default_recipe(model, info(202), TrainConfig(dataset="x", image_size=128)) == (36, 16)  # the asked side
+    assert default_recipe(model, info(202, side=128), TrainConfig(dataset="x", batch_size=64)) == (36, 64)
+    assert default_recipe(model, info(202), TrainConfig(dataset="x", model="transfer:efficientnet_lite0")) == (24, 128)
 
 
 def test_balanced_class_weights_make_each_class_weigh_the_same():

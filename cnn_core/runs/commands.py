@@ -81,7 +81,7 @@ def cli_command(config: TrainConfig, resolved: ResolvedConfig, family: str, task
     parts = ["python", "-m", "cnn_core", "train", "--data", config.dataset, "--model", resolved.model,
              "--epochs", str(resolved.epochs), "--batch-size", str(resolved.batch_size),
              "--lr", _number(resolved.lr), "--optimizer", resolved.optimizer, "--schedule", resolved.schedule,
-             "--monitor", config.monitor, "--seed", str(config.seed)]
+             "--monitor", resolved.monitor, "--seed", str(config.seed)]
     for key, value in (config.model_args or {}).items():
         parts += ["--model-arg", f"{key}={_model_arg_text(value)}"]
     if config.weight_decay != TrainConfig.weight_decay:

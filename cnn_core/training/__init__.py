@@ -6,13 +6,15 @@ events). Imports only from the layers below it.
 
 from .config import (
     MIN_BATCH_SIZE,
+    MONITOR_FIGURES,
     MONITORS,
     OPTIMIZERS,
     SCHEDULES,
     ResolvedConfig,
     TrainConfig,
     TrainingError,
-    default_monitor,
+    checkpoint_keeps,
+    resolve_monitor,
     folder_image_size,
     resolve_config,
     steps_per_epoch,
@@ -22,6 +24,7 @@ from .loop import run_training, train
 
 __all__ = [
     "MIN_BATCH_SIZE",
+    "MONITOR_FIGURES",
     "MONITORS",
     "OPTIMIZERS",
     "SCHEDULES",
@@ -34,9 +37,10 @@ __all__ = [
     "StatusEvent",
     "TrainConfig",
     "TrainingError",
-    "default_monitor",
+    "checkpoint_keeps",
     "folder_image_size",
     "resolve_config",
+    "resolve_monitor",
     "run_training",
     "steps_per_epoch",
     "train",

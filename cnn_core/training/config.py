@@ -14,15 +14,31 @@ from ..models.transfer import is_transfer_model
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("none", "onecycle", "cosine")
-MONITORS = ("val_accuracy", "val_loss", "last")  # "last": keep the final epoch (tiny validation sets)
+#: Which epoch the checkpoint keeps. "auto" picks per data set (`resolve_monitor`); "last" keeps the final epoch
+#: (validation sets of a few dozen images); the others keep the best epoch by that validation figure.
+MONITORS = ("auto", "val_accuracy", "val_balanced_accuracy", "val_auroc", "val_loss", "last")
+#: The validation figure each best-epoch monitor maximises (minimises for the loss), in words.
+MONITOR_FIGURES = {
+    "val_accuracy": "the best validation accuracy",
+    "val_balanced_accuracy": "the best validation balanced accuracy",
+    "val_auroc": "the best validation ROC-AUC",
+    "val_loss": "the lowest validation loss",
+}
 CLASS_WEIGHTS = ("auto", "balanced", "none")
 #: "auto" class weights turn on from this largest/smallest training-class ratio (PathMNIST's 1.6 stays unweighted).
 WEIGHTED_FROM_RATIO = 2.0
-#: The default recipe's budget: a small set gets at least this many optimizer steps (its epochs grow as it
-#: shrinks, up to MAX_AUTO_EPOCHS); 24 epochs of 546 images in batches of 128 were 100 steps, too few to learn.
+#: The default recipe of a training set under SMALL_SET_IMAGES images (larger sets, MNIST and PathMNIST, keep the
+#: model's epochs and batch): at least MIN_DEFAULT_STEPS optimizer steps (24 epochs of 546 images in batches of 128
+#: were 100 steps, too few to learn), within PASS_BUDGET_28PX image passes at 28 x 28 pixels, scaled by pixel count
+#: for larger images, so any such set trains in well under a minute on a 2-core laptop CPU (measured: brain MRI,
+#: 202 images at 128 px, 36 epochs in batches of 16: 18 s; 300 epochs of batches of 128 had taken 124 s).
 MIN_DEFAULT_STEPS = 1200
+PASS_BUDGET_28PX = MIN_DEFAULT_STEPS * 128
 MAX_AUTO_EPOCHS = 300
-SMALL_SET_IMAGES = 5000  # training sets under this many images get the step budget; larger ones the model's epochs
+SMALL_SET_IMAGES = 5000
+#: Smallest batch the default recipe picks to fit its steps into the pass budget (BatchNorm statistics of
+#: fewer images are noisy).
+MIN_AUTO_BATCH = 16
 
 #: Fewest images per batch: BatchNorm layers cannot learn from a batch of one (its variance is zero).
 MIN_BATCH_SIZE = 2
@@ -52,7 +68,7 @@ class TrainConfig:
     momentum: float = 0.9
     label_smoothing: float = 0.0
     patience: int | None = None  # early stopping: epochs without improvement of `monitor`
-    monitor: str = "val_accuracy"  # which epoch the checkpoint keeps; front ends start from `default_monitor(model)`
+    monitor: str = "auto"  # which epoch the checkpoint keeps (MONITORS); "auto": `resolve_monitor`
     seed: int = 0
     device: str | None = None
     limit: int | None = None  # use at most this many images per split (quick classroom runs)
@@ -77,6 +93,7 @@ class ResolvedConfig:
     schedule: str
     augment: AugmentConfig
     class_weights: str = "none"  # "balanced" or "none" ("auto" decided from the training classes)
+    monitor: str = "val_accuracy"  # never "auto": decided from the model, the task and the class weights
 
 
 def resolve_config(config: TrainConfig, info: DatasetInfo) -> ResolvedConfig:
@@ -84,35 +101,55 @@ def resolve_config(config: TrainConfig, info: DatasetInfo) -> ResolvedConfig:
     model = config.model or default_model_for(info.family, info.image_size)
     spec = get_model_spec(model)
     d = spec.defaults
-    batch_size = config.batch_size if config.batch_size is not None else d.get("batch_size", 128)
+    epochs, batch_size = default_recipe(d, info, replace(config, model=model))
     resolved = ResolvedConfig(
         model=model,
-        epochs=config.epochs if config.epochs is not None else default_epochs(
-            d.get("epochs", 5), info, replace(config, model=model), batch_size),
-        batch_size=batch_size,
+        epochs=config.epochs if config.epochs is not None else epochs,
+        batch_size=config.batch_size if config.batch_size is not None else batch_size,
         lr=config.lr if config.lr is not None else d.get("lr", 1e-3),
         optimizer=(config.optimizer or d.get("optimizer", "adamw")).lower(),
         schedule=(config.schedule or d.get("schedule", "none")).lower(),
         augment=config.augment if config.augment is not None else default_augment(info.family, info.task),
         class_weights=_class_weights(config.class_weights, info),
     )
+    resolved.monitor = resolve_monitor(config.monitor, model, config.patience, resolved.class_weights, info)
     check_options(resolved, config)
     return resolved
 
 
-def default_epochs(model_epochs: int, info: DatasetInfo, config: TrainConfig, batch_size: int) -> int:
-    """The model's epochs, or more for a training set under `SMALL_SET_IMAGES` images: enough to make
-    `MIN_DEFAULT_STEPS` optimizer steps (at most `MAX_AUTO_EPOCHS`). Larger sets (MNIST, PathMNIST) keep the
-    model's number, so their runs take as long as before."""
+def resolve_monitor(asked: str, model: str, patience: int | None, class_weights: str, info: DatasetInfo) -> str:
+    """The validation figure that picks the checkpoint's epoch. "auto": the model's hint (transfer models keep
+    the last epoch, their validation sets being a few dozen images) unless early stopping needs a score; balanced
+    accuracy (the mean of per-class recalls) for binary and imbalanced sets, where plain accuracy rewards
+    predicting the larger class; accuracy otherwise."""
+    if asked != "auto":
+        return asked
+    hint = get_model_spec(model).defaults.get("monitor")
+    if hint == "last" and patience is None:
+        return "last"
+    if not info.multi_label and (class_weights == "balanced" or len(info.class_names) == 2):
+        return "val_balanced_accuracy"
+    return "val_accuracy"
+
+
+def default_recipe(model_defaults: dict, info: DatasetInfo, config: TrainConfig) -> tuple[int, int]:
+    """(epochs, batch size) of a run that names neither: the model's, except for a training set under
+    `SMALL_SET_IMAGES` images. Such a set gets enough epochs for `MIN_DEFAULT_STEPS` optimizer steps, at most
+    `MAX_AUTO_EPOCHS` and at most `PASS_BUDGET_28PX` x (28 / side)² image passes (`side`: the training images' side
+    in pixels); its batch shrinks (not below `MIN_AUTO_BATCH`) until those passes make the steps. A batch size
+    given in `config` is kept. Transfer models keep theirs: ImageNet features learn from few steps."""
+    epochs, batch = int(model_defaults.get("epochs", 5)), int(model_defaults.get("batch_size", 128))
     n_train = (info.n_samples or {}).get("train") or 0
-    if is_transfer_model(config.model or ""):  # ImageNet features learn from few steps; a full pass costs much more
-        return model_epochs
     if config.limit:
         n_train = min(n_train, config.limit)
-    if not MIN_BATCH_SIZE <= n_train < SMALL_SET_IMAGES or batch_size < 1:
-        return model_epochs
-    steps = steps_per_epoch(n_train, min(batch_size, n_train))
-    return max(model_epochs, min(MAX_AUTO_EPOCHS, math.ceil(MIN_DEFAULT_STEPS / max(1, steps))))
+    if is_transfer_model(config.model or "") or not MIN_BATCH_SIZE <= n_train < SMALL_SET_IMAGES:
+        return epochs, config.batch_size or batch
+    side = config.image_size or info.image_size or 28
+    passes = PASS_BUDGET_28PX * (28 / side) ** 2
+    batch = config.batch_size or max(MIN_AUTO_BATCH, min(batch, int(passes // MIN_DEFAULT_STEPS)))
+    steps = steps_per_epoch(n_train, max(MIN_BATCH_SIZE, min(batch, n_train)))
+    wanted = max(epochs, math.ceil(MIN_DEFAULT_STEPS / max(1, steps)))
+    return max(1, min(wanted, MAX_AUTO_EPOCHS, int(passes // n_train))), batch
 
 
 def _class_weights(asked: str, info: DatasetInfo) -> str:
@@ -151,7 +188,7 @@ def check_options(r: ResolvedConfig, config: TrainConfig) -> None:
         raise ConfigError(f"Unknown monitor {config.monitor!r}; choose one of {', '.join(MONITORS)}.")
     if config.patience is not None and config.patience < 1:
         raise ConfigError(f"Patience must be at least 1 epoch; got {config.patience}.")
-    if config.patience is not None and config.monitor == "last":
+    if config.patience is not None and r.monitor == "last":
         raise ConfigError(
             "Patience (early stopping) watches a validation score, but this run keeps the last epoch (monitor "
             "'last'), so it would never stop early: choose monitor val_accuracy or val_loss, or no patience."
@@ -172,11 +209,13 @@ def check_options(r: ResolvedConfig, config: TrainConfig) -> None:
         raise ConfigError(f"The grayscale probability must be between 0 and 1; got {r.augment.grayscale:g}.")
 
 
-def default_monitor(model: str) -> str:
-    """Which epoch a run of `model` keeps unless told otherwise: the registry entry's hint (transfer models:
-    "last", for validation sets of a few dozen images), else the best validation accuracy."""
-    hint = get_model_spec(model).defaults.get("monitor", TrainConfig.monitor)
-    return hint if hint in MONITORS else TrainConfig.monitor
+def checkpoint_keeps(monitor: str, epoch: int | None = None) -> str:
+    """Which epoch a checkpoint holds, in words, for a resolved monitor: "the last epoch (5)", "epoch 3, the one
+    with the best validation accuracy", or without `epoch` "the epoch with the best validation accuracy"."""
+    if monitor == "last":
+        return "the last epoch" + (f" ({epoch})" if epoch else "")
+    figure = MONITOR_FIGURES.get(monitor, monitor)
+    return f"epoch {epoch}, the one with {figure}" if epoch else f"the epoch with {figure}"
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:

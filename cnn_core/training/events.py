@@ -57,6 +57,7 @@ class EpochEvent:
     lr: float
     seconds: float  # training seconds so far (evaluation excluded)
     improved: bool
+    val_score: float | None = None  # the run's monitored validation figure when not loss or accuracy (e.g. balanced accuracy)
 
 
 @dataclass

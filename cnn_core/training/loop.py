@@ -23,7 +23,7 @@ from .. import data as data_registry
 from ..data.augment import BatchPreprocessor, orientations_taught
 from ..data.types import DatasetInfo
 from ..device import CpuThreads, autocast, describe_device, pick_device
-from ..inference.evaluate import loss_and_accuracy, predict_probs
+from ..inference.evaluate import loss_and_accuracy, predict_probs, ranking_figure
 from ..inference.metrics import classification_metrics
 from ..models import Classifier, build_model
 from ..models.card import Card, library_versions
@@ -121,11 +121,11 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
         if summary is None:  # cancelled before the epoch's first step
             epoch -= 1
             break
-        val_loss, val_accuracy = evaluate(loop)
-        improved = _keep_if_better(best, loop, epoch, val_loss, val_accuracy)
-        yield EpochEvent(epoch=epoch, train_loss=summary[0], train_accuracy=summary[1], val_loss=val_loss,
-                         val_accuracy=val_accuracy, lr=optimizer.param_groups[-1]["lr"], seconds=loop.seconds,
-                         improved=improved)  # fmt: skip
+        val = evaluate(loop)
+        improved = _keep_if_better(best, loop, epoch, val)
+        yield EpochEvent(epoch=epoch, train_loss=summary[0], train_accuracy=summary[1], val_loss=val["val_loss"],
+                         val_accuracy=val["val_accuracy"], lr=optimizer.param_groups[-1]["lr"], seconds=loop.seconds,
+                         improved=improved, val_score=val.get(resolved.monitor))  # fmt: skip
         if loop.cancelled:
             break
         if config.patience and best.stale_epochs >= config.patience:
@@ -196,11 +196,18 @@ def train_one_epoch(loop: _Loop, epoch: int) -> Iterator[Event]:
     return train_loss, (correct_sum / seen).item()
 
 
-def evaluate(loop: _Loop) -> tuple[float, float]:
-    """(loss, accuracy) on the validation split, one view; (nan, nan) without validation images."""
+def evaluate(loop: _Loop) -> dict[str, float]:
+    """The validation split's figures, one view: "val_loss" (mean negative log-likelihood), "val_accuracy" in
+    [0, 1], and the run's monitor when it is "val_balanced_accuracy" or "val_auroc" (nan where undefined: no
+    validation images, or a class missing from them)."""
     prepared = loop.prepared
     probs = predict_probs(loop.model, prepared.val[0], _eval_preprocess(prepared), loop.device)
-    return loss_and_accuracy(probs, prepared.val[1])
+    val_loss, val_accuracy = loss_and_accuracy(probs, prepared.val[1])
+    figures = {"val_loss": val_loss, "val_accuracy": val_accuracy}
+    monitor = loop.resolved.monitor
+    if monitor in ("val_balanced_accuracy", "val_auroc"):
+        figures[monitor] = ranking_figure(monitor, probs, prepared.val[1], len(prepared.info.class_names))
+    return figures
 
 
 def loss_weights(kind: str, labels: torch.Tensor, n_classes: int) -> torch.Tensor | None:
@@ -225,10 +232,12 @@ def _check_finite(loss: float, loop: _Loop, where: str) -> None:
         )
 
 
-def _keep_if_better(best: _Best, loop: _Loop, epoch: int, val_loss: float, val_accuracy: float) -> bool:
+def _keep_if_better(best: _Best, loop: _Loop, epoch: int, val: dict[str, float]) -> bool:
     """Remember this epoch's weights when its monitored score is the best so far; count stale epochs."""
-    monitor = loop.config.monitor
-    score = -val_loss if monitor == "val_loss" else val_accuracy
+    monitor = loop.resolved.monitor
+    score = -val["val_loss"] if monitor == "val_loss" else val.get(monitor, val["val_accuracy"])
+    if math.isnan(score) and monitor in ("val_balanced_accuracy", "val_auroc"):  # a class missing: fall back
+        score = val["val_accuracy"]
     if monitor == "last" or math.isnan(score):  # no validation images: the last epoch counts as best
         score = epoch
     if score <= best.score:
@@ -236,7 +245,7 @@ def _keep_if_better(best: _Best, loop: _Loop, epoch: int, val_loss: float, val_a
         return False
     best.score, best.epoch, best.stale_epochs = score, epoch, 0
     best.state = copy.deepcopy(loop.model.state_dict())
-    best.val = {"val_loss": val_loss, "val_accuracy": val_accuracy}
+    best.val = dict(val)
     return True
 
 
