@@ -69,14 +69,34 @@ def studio_run(page, url: str, timeout_s: float = 900) -> None:
     page.get_by_text("Finished:").first.wait_for(timeout=60_000)
 
 
-def app_run_seconds(cache_dir: Path) -> list[float]:
-    """Training seconds of the app's finished runs, oldest first (the trainer's own clock)."""
+def _finished_runs(cache_dir: Path, origin: str) -> list:
+    """Snapshots of the finished runs of `origin` ("app" or "cli") in the run store, oldest first."""
     sys.path.insert(0, str(ROOT))
     from cnn_core.runs import RunStore
 
     store = RunStore(cache_dir / "cnn-explorer.sqlite3")
-    finished = [row for row in store.summaries() if row["origin"] == "app" and row["status"] == "finished"]
-    return [store.snapshot(row["id"]).end.seconds for row in finished]
+    return [store.snapshot(row["id"]) for row in store.summaries()
+            if row["origin"] == origin and row["status"] == "finished"]  # fmt: skip
+
+
+def app_run_seconds(cache_dir: Path) -> list[float]:
+    """Training seconds of the app's finished runs, oldest first (the trainer's own clock)."""
+    return [snap.end.seconds for snap in _finished_runs(cache_dir, "app")]
+
+
+def epoch_seconds(cache_dir: Path, origin: str) -> list[list[float]]:
+    """Per finished run of `origin`, oldest first: the training seconds each of its epochs took."""
+    runs = []
+    for snap in _finished_runs(cache_dir, origin):
+        ends = [epoch.seconds for epoch in snap.epochs]
+        runs.append([b - a for a, b in zip([0.0, *ends], ends)])
+    return runs
+
+
+def _per_epoch(runs: list[list[float]]) -> str:
+    """Median seconds of each epoch across runs, e.g. "2.10 / 1.85 / 1.86"."""
+    depth = min(len(run) for run in runs)
+    return " / ".join(f"{statistics.median(run[i] for run in runs):.2f}" for i in range(depth))
 
 
 def race(args: argparse.Namespace) -> None:
@@ -109,11 +129,13 @@ def race(args: argparse.Namespace) -> None:
             page.get_by_role("button", name="Stop training").click()
             browser.close()
         app = app_run_seconds(cache)
+        epochs_app, epochs_cli = epoch_seconds(cache, "app"), epoch_seconds(cache, "cli")
     finally:
         _stop(server)
     print(f"CLI training seconds: {', '.join(f'{s:.2f}' for s in cli)} (median {statistics.median(cli):.2f})")
     print(f"Studio runs with the page open: {', '.join(f'{s:.2f}' for s in app)} s of training (median "
           f"{statistics.median(app):.2f}; {statistics.median(walls):.1f} s from Start to the results)")
+    print(f"seconds per epoch (medians): CLI {_per_epoch(epochs_cli)}; studio {_per_epoch(epochs_app)}")
     print(f"ratio studio / CLI (medians): {statistics.median(app) / statistics.median(cli):.2f}  "
           "(target <= 1.1, fails > 1.5)")
     print(f"server RSS: {rss_finished:.0f} MiB after {len(app)} finished runs; {rss_training:.0f} MiB with those and one "

@@ -484,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "val_accuracy", "val_balanced_accuracy", "val_auroc", "val_loss", "last"],
         help="which epoch's weights to keep: the best by a validation figure, or the last (for validation sets of "
         "a few dozen images, whose scores are mostly noise). auto (default): the last for transfer models (without "
-        "--patience), balanced accuracy for two-class and imbalanced sets, accuracy otherwise",
+        "--patience), balanced accuracy for two classes, accuracy for more",
     )
     augment = p.add_argument_group(
         "augmentation", "random changes to the training images; each flag replaces that part of the data set's default "

@@ -154,8 +154,8 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
                                 key=f"studio_monitor_{key}",
                                 help="Which epoch's weights the checkpoint keeps. auto: the last epoch for transfer "
                                      "models (validation sets of a few dozen images score mostly noise), the best "
-                                     "balanced accuracy for two-class and imbalanced sets (plain accuracy rewards "
-                                     "guessing the larger class), else the best accuracy.")
+                                     "balanced accuracy for two classes (plain accuracy rewards guessing the larger "
+                                     "class), else the best accuracy.")
     patience = cols[1].number_input("Patience", value=0, min_value=0, step=1,
                                     key=f"studio_patience_{key}", disabled=monitor == "last",
                                     help="Early stopping: stop after this many epochs without a better validation "

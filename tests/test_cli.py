@@ -139,7 +139,9 @@ def test_monitor_follows_the_models_hint_and_the_data_unless_given(tiny_data_dir
     assert _monitor("--data", "scans", "--model", lite0, "--patience", "3") == "val_balanced_accuracy"
     assert _monitor("--data", "scans", "--model", "fastnet") == "val_balanced_accuracy"
     assert _monitor("--data", "mnist") == "val_accuracy"  # ten balanced classes, no hint from the model
-    assert _monitor("--data", "mnist", "--class-weights", "balanced") == "val_balanced_accuracy"
+    # more classes: accuracy even when imbalanced (a recall averaged over classes with a few validation images each
+    # picked worse epochs on PathMNIST subsets)
+    assert _monitor("--data", "mnist", "--class-weights", "balanced") == "val_accuracy"
     assert _monitor("--data", "mnist", "--model", "lenet", "--monitor", "val_auroc") == "val_auroc"
 
 
