@@ -116,11 +116,17 @@ def race(args: argparse.Namespace) -> None:
             for visit in ("", "convolution-lab", "dataset-gallery", "model-graph", "predict"):
                 page.goto(f"{url}/{visit}")  # "whichever pages were visited before"
                 page.wait_for_function(SETTLED_JS, timeout=120_000)
+            browser_cpu, server_cpu, idle_cpu, idle_server = [], [], [], []
             for _ in range(args.repeats):
-                started = time.monotonic()
+                started, cpu_before, server_before = time.monotonic(), browser_cpu_seconds({server.pid}), _cpu_seconds(server.pid)
                 studio_run(page, url)
                 walls.append(time.monotonic() - started)
+                browser_cpu.append(browser_cpu_seconds({server.pid}) - cpu_before)
+                server_cpu.append(_cpu_seconds(server.pid) - server_before)
+                idle_before, server_before = browser_cpu_seconds({server.pid}), _cpu_seconds(server.pid)
                 cli.append(cli_train_seconds(env))  # the server and the page stay up, idle
+                idle_cpu.append(browser_cpu_seconds({server.pid}) - idle_before)  # the CLI has ended: not counted
+                idle_server.append(_cpu_seconds(server.pid) - server_before)
             rss_finished = _rss_mib(server.pid)
             page.get_by_role("button", name="Start training").click()  # finished runs, and one training
             page.get_by_role("button", name="Stop training").wait_for(timeout=120_000)
@@ -135,6 +141,10 @@ def race(args: argparse.Namespace) -> None:
     print(f"CLI training seconds: {', '.join(f'{s:.2f}' for s in cli)} (median {statistics.median(cli):.2f})")
     print(f"Studio runs with the page open: {', '.join(f'{s:.2f}' for s in app)} s of training (median "
           f"{statistics.median(app):.2f}; {statistics.median(walls):.1f} s from Start to the results)")
+    print(f"CPU seconds per studio run, Start to results (medians): browser {statistics.median(browser_cpu):.2f}, "
+          f"app server {statistics.median(server_cpu):.2f}")
+    print(f"CPU seconds while the page sits idle during a CLI run (medians): browser {statistics.median(idle_cpu):.2f}, "
+          f"app server {statistics.median(idle_server):.2f}")
     print(f"seconds per epoch (medians): CLI {_per_epoch(epochs_cli)}; studio {_per_epoch(epochs_app)}")
     print(f"ratio studio / CLI (medians): {statistics.median(app) / statistics.median(cli):.2f}  "
           "(target <= 1.1, fails > 1.5)")
@@ -154,6 +164,30 @@ def _cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of one process, from /proc/<pid>/stat (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def browser_cpu_seconds(skip: set[int]) -> float:
+    """CPU seconds of this process's living descendants (Chromium and Playwright's driver), leaving out the
+    `skip` pids and their descendants (the app server)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    def under_us(pid: int) -> bool:
+        while pid in parents and pid not in skip:
+            pid = parents[pid]
+            if pid == os.getpid():
+                return True
+        return False
+    total = 0.0
+    for pid in parents:
+        try:
+            total += _cpu_seconds(pid) if under_us(pid) else 0.0
+        except OSError:
+            continue
+    return total
 
 
 def classroom(args: argparse.Namespace) -> None:

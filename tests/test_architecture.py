@@ -59,3 +59,17 @@ def test_no_file_is_too_long_to_read(folder, limit):
 
 def test_app_py_is_a_thin_view_too():
     assert len((ROOT / "app.py").read_text().splitlines()) <= MAX_PAGE_LINES
+
+
+def test_the_web_servers_imports_leave_out_torchvision_and_torchmetrics():
+    """The pages' modules import neither at load time: torchmetrics loads torchvision and matplotlib, together
+    about 300 MiB of the server's memory (a budget of 1 GB with runs finished and one training). They load where
+    a metric is computed or a backbone built, which the training workers do."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cnn_core.runs, cnn_core.gallery, cnn_core.conv, cnn_core.inference.predict, "
+            "cnn_core.inference.explain, cnn_explorer_ui; "
+            "print(sorted(m for m in ('torchvision', 'torchmetrics', 'matplotlib') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip().splitlines()[-1] == "[]"

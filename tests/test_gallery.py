@@ -122,6 +122,15 @@ def test_montage_tiles_images_with_white_gaps():
     assert gallery.montage(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), columns=2).shape[-1] == 3
 
 
+@pytest.mark.parametrize("shape, columns", [((7, 1, 5, 4), 3), ((4, 3, 6, 6), 4), ((5, 3, 3, 3), 10), ((6, 1, 2, 3), 6)])
+def test_montage_lays_images_out_as_torchvision_make_grid(shape, columns):
+    from torchvision.utils import make_grid
+
+    images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    reference = make_grid(images, nrow=columns, padding=2, pad_value=255)[: shape[1]]
+    assert np.array_equal(gallery.montage(images, columns), gallery.to_display(reference, 1))
+
+
 def test_label_text():
     names = ("cat", "dog", "bird")
     assert gallery.label_text(torch.tensor(1), names) == "1: dog"

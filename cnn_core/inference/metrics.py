@@ -9,16 +9,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torchmetrics.functional.classification import (
-    multiclass_accuracy,
-    multiclass_auroc,
-    multiclass_cohen_kappa,
-    multiclass_confusion_matrix,
-    multiclass_f1_score,
-    multiclass_precision,
-    multiclass_recall,
-    multiclass_specificity,
-)
+
+# torchmetrics is imported where a metric is computed, not with this module: importing it loads torchvision and
+# matplotlib too (about 300 MiB), which a web server that only shows stored metrics should not hold.
 
 METRIC_LABELS = {
     "accuracy": "Accuracy",
@@ -47,6 +40,8 @@ def classification_metrics(probs: torch.Tensor, targets: torch.Tensor, num_class
     undefined); `class_names` name the classes in those reasons. Definitions: Sokolova & Lapalme (2009),
     "A systematic analysis of performance measures for classification tasks".
     """
+    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_confusion_matrix
+
     probs = probs.detach().float().cpu()
     targets = targets.detach().long().cpu()
     preds = probs.argmax(dim=1)
@@ -111,6 +106,9 @@ def _macro_rates(result: dict, preds: torch.Tensor, targets: torch.Tensor, c: in
                  undefined: dict[str, str], names: list[str]) -> None:
     """Macro averages over the classes present in `targets`: an absent class's recall is 0/0, and counting it
     as 0 (torchmetrics' default) would lower every score for a reason that is not the model's."""
+    from torchmetrics.functional.classification import (multiclass_f1_score, multiclass_precision, multiclass_recall,
+                                                        multiclass_specificity)
+
     present = support > 0
     if not present.any():
         for key in ("precision", "recall", "specificity", "f1"):
@@ -129,6 +127,8 @@ def _macro_rates(result: dict, preds: torch.Tensor, targets: torch.Tensor, c: in
 def _kappa(preds: torch.Tensor, targets: torch.Tensor, c: int, support: torch.Tensor, undefined: dict[str, str],
            names: list[str]) -> float | None:
     """Cohen's kappa; None when chance agreement is total (one class in the split and predicted): 0/0."""
+    from torchmetrics.functional.classification import multiclass_cohen_kappa
+
     value = float(multiclass_cohen_kappa(preds, targets, c)) if targets.numel() else math.nan
     if math.isnan(value):
         only = [names[i] for i in range(c) if support[i] > 0]
@@ -144,9 +144,9 @@ def _auroc(probs: torch.Tensor, targets: torch.Tensor, c: int, support: torch.Te
         missing = [names[i] for i in range(c) if support[i] == 0]
         undefined["auroc"] = f"no {', '.join(repr(m) for m in missing)} image in the split"
         return None
-    if c == 2:
-        from torchmetrics.functional.classification import binary_auroc
+    from torchmetrics.functional.classification import binary_auroc, multiclass_auroc
 
+    if c == 2:
         return _item(binary_auroc(probs[:, 1], targets))
     return _item(multiclass_auroc(probs, targets, c, average="macro"))
 

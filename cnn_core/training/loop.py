@@ -82,7 +82,6 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     stops within one batch, keeping the best weights so far.
     """
     device = pick_device(config.device)
-    threads = CpuThreads() if device.type == "cpu" else None  # watches the machine while the data loads
     resolved = resolve_config(config, data_registry.get_dataset_info(config.dataset))
     torch.manual_seed(config.seed)
     prepared = prepare_data(config, resolved, device)
@@ -108,6 +107,9 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
         yield StatusEvent(f"Ready in {time.perf_counter() - preparing:.1f} s.")
     optimizer = make_optimizer(resolved.optimizer, model.param_groups(resolved.lr), resolved.lr,
                                config.weight_decay, config.momentum)  # fmt: skip
+    # watches the cores from the first step: a burst of other work while the data loaded (the page drawing the new
+    # run) must not shrink the pool for the first epoch
+    threads = CpuThreads() if device.type == "cpu" else None
     loop = _Loop(
         config, resolved, model, prepared, optimizer,
         make_scheduler(resolved.schedule, optimizer, resolved.lr, epoch_steps * resolved.epochs),
