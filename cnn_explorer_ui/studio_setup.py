@@ -14,7 +14,8 @@ from cnn_core import data, models, reports, runs
 from cnn_core.models import backbones, transfer
 from cnn_core.data.augment import AugmentConfig, default_augment
 from cnn_core.errors import CnnError
-from cnn_core.training import MIN_BATCH_SIZE, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig
+from cnn_core.training import (MIN_BATCH_SIZE, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig, checkpoint_keeps,
+                               resolve_monitor)
 from cnn_core.training.config import default_recipe
 
 from .data_sets import present_datasets
@@ -156,6 +157,9 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
                                      "models (validation sets of a few dozen images score mostly noise), the best "
                                      "balanced accuracy for two classes (plain accuracy rewards guessing the larger "
                                      "class), else the best accuracy.")
+    if monitor == "auto":  # what auto means for this model and data, before the run resolves it the same way
+        patience_now = st.session_state.get(f"studio_patience_{key}") or None
+        cols[0].caption(f"auto: {checkpoint_keeps(resolve_monitor('auto', spec.name, patience_now, 'none', info))}")
     patience = cols[1].number_input("Patience", value=0, min_value=0, step=1,
                                     key=f"studio_patience_{key}", disabled=monitor == "last",
                                     help="Early stopping: stop after this many epochs without a better validation "

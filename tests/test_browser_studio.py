@@ -210,7 +210,8 @@ def test_a_tiny_mnist_run_shows_live_charts_metrics_confusion_matrix_and_checkpo
     tab = _open(context, studio_server["url"], STUDIO)
     expect(tab.get_by_role("combobox", name="Data set")).to_have_value(re.compile(r"^MNIST handwritten digits"))
     expect(tab.get_by_role("combobox", name="Model")).to_have_value("FastNet (CNN Explorer)")
-    expect(tab.get_by_role("combobox", name="Checkpoint keeps")).to_have_value("best val. accuracy")
+    expect(tab.get_by_role("combobox", name="Checkpoint keeps")).to_have_value("auto (suits the data)")
+    expect(tab.get_by_text("auto: the epoch with the best validation accuracy", exact=True)).to_be_visible()
     expect(tab.get_by_text(re.compile(r"CPU \(\d+ threads?\)")).first).to_be_visible()
     # Digits: flips and rotations are locked off; gray copies make no sense for gray images.
     expect(tab.get_by_role("checkbox", name="Horizontal flips")).to_be_disabled()
@@ -454,7 +455,8 @@ def _choose_transfer_model(tab, mode: str) -> None:
     expect(tab.get_by_text(re.compile(r"ImageNet weights from the pip package \(.*efficientnet"))).to_be_visible()
     expect(tab.get_by_role("combobox", name="Mode", exact=True)).to_have_value("frozen")  # the registry's default
     # A few dozen validation images say little: transfer runs keep the last epoch.
-    expect(tab.get_by_role("combobox", name="Checkpoint keeps")).to_have_value("last epoch")
+    expect(tab.get_by_role("combobox", name="Checkpoint keeps")).to_have_value("auto (suits the data)")
+    expect(tab.get_by_text("auto: the last epoch", exact=True)).to_be_visible()
     shift = tab.get_by_role("slider", name="Random shift (pixels)")
     jitter = tab.get_by_role("slider", name="Colour jitter")
     flips = tab.get_by_role("checkbox", name="Horizontal flips")
