@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -64,7 +65,10 @@ def studio_run(page, url: str, timeout_s: float = 900) -> None:
         page.goto(f"{url}/training-studio")
     page.wait_for_function(SETTLED_JS, timeout=120_000)
     page.get_by_role("button", name="Start training").click()
-    page.get_by_role("button", name="Stop training").wait_for(timeout=120_000)
+    # "Leave the queue" while another person's run holds the trainer (CNN_MAX_CONCURRENT_RUNS), then "Stop training"
+    active = page.get_by_role("button", name=re.compile(r"^(Stop training|Leave the queue)$"))
+    active.first.wait_for(timeout=120_000)
+    active.first.wait_for(state="detached", timeout=timeout_s * 1000)
     page.get_by_role("button", name="Stop training").wait_for(state="detached", timeout=timeout_s * 1000)
     page.get_by_text("Finished:").first.wait_for(timeout=60_000)
 
