@@ -243,8 +243,8 @@ def montage(
     images: torch.Tensor, columns: int, *, padding: int = 2, scale: int = 1, pad_value: int = 255
 ) -> np.ndarray:
     """Images [N, C, H, W] tiled into one picture `columns` wide, with white gaps between them: the layout of
-    torchvision's `make_grid` (`padding` pixels around every image, a single image too), drawn here because importing torchvision
-    would cost the web server about 190 MiB for this one function."""
+    torchvision's `make_grid` (`padding` pixels around every image, a single image too), drawn here because
+    importing torchvision would cost the web server about 190 MiB for this one function."""
     if images.ndim != 4 or images.shape[0] == 0:
         raise DataError("A montage needs at least one image shaped [N, C, H, W].")
     n, channels, height, width = images.shape

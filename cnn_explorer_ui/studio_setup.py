@@ -159,7 +159,7 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
                                      "class), else the best accuracy.")
     if monitor == "auto":  # what auto means for this model and data, before the run resolves it the same way
         patience_now = st.session_state.get(f"studio_patience_{key}") or None
-        cols[0].caption(f"auto: {checkpoint_keeps(resolve_monitor('auto', spec.name, patience_now, 'none', info))}")
+        cols[0].caption(f"auto: {checkpoint_keeps(resolve_monitor('auto', spec.name, patience_now, info))}")
     patience = cols[1].number_input("Patience", value=0, min_value=0, step=1,
                                     key=f"studio_patience_{key}", disabled=monitor == "last",
                                     help="Early stopping: stop after this many epochs without a better validation "

@@ -72,20 +72,14 @@ def setup(owner: str, manager: runs.RunManager, active: runs.RunSnapshot | None)
     elif running >= manager.max_concurrent:
         st.caption(f":material/group: The trainer is busy ({running} run(s) training, {waiting} waiting); a new run "
                    f"waits its turn: {running + waiting} ahead of you.")
-    st.button("Start training", type="primary", icon=":material/play_arrow:", key="studio_start",
-              disabled=bool(problem) or active is not None, on_click=start_run, args=(owner, manager, config))
-    if "studio_start_error" in st.session_state:
-        show_error(st.session_state.pop("studio_start_error"))
-
-
-def start_run(owner: str, manager: runs.RunManager, config) -> None:
-    """The Start button's callback: it runs before the page's next script run, so that one run draws the page
-    with the new run (a rerun after submitting would make the browser draw the whole page twice while the
-    worker starts training on the same cores)."""
-    try:
-        st.session_state["studio_run"] = manager.submit(owner, config)
-    except CnnError as exc:
-        st.session_state["studio_start_error"] = str(exc)
+    if st.button("Start training", type="primary", icon=":material/play_arrow:", key="studio_start",
+                 disabled=bool(problem) or active is not None):
+        try:
+            st.session_state["studio_run"] = manager.submit(owner, config)
+        except CnnError as exc:
+            show_error(exc)
+            return
+        st.rerun()
 
 
 # ------------------------------------------------------------------------------------------ page

@@ -62,22 +62,6 @@ def test_a_binary_set_keeps_the_epoch_with_the_best_balanced_accuracy_and_the_ca
     assert auroc.card.training["monitor"] == "val_auroc" and "val_auroc" in auroc.card.metrics["best_val"]
 
 
-def test_ranking_figures_match_hand_counts():
-    from cnn_core.inference.evaluate import ranking_figure
-
-    probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4], [0.4, 0.6], [0.2, 0.8]])
-    labels = torch.tensor([0, 0, 0, 0, 1, 0])  # class 0: 4 of 5 right; class 1: 1 of 1 right
-    assert ranking_figure("val_balanced_accuracy", probs, labels, 2) == pytest.approx((4 / 5 + 1) / 2)
-    # the one positive outranks 4 of the 5 negatives: AUC = 4/5 (Mann-Whitney)
-    assert ranking_figure("val_auroc", probs, labels, 2) == pytest.approx(0.8)
-    assert math.isnan(ranking_figure("val_auroc", probs, torch.zeros(6, dtype=torch.long), 2))  # one class only
-    three = torch.tensor([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.1, 0.8, 0.1]])
-    # predicted 0, 1, 2, 1 for labels 0, 1, 1, 0: class 0 1/2 right, class 1 1/2; class 2 has no image, so it
-    # does not count (a third recall of 0/0 would not be the model's fault)
-    assert ranking_figure("val_balanced_accuracy", three, torch.tensor([0, 1, 1, 0]), 3) == pytest.approx(0.5)
-    assert math.isnan(ranking_figure("val_balanced_accuracy", torch.empty(0, 0), torch.empty(0, dtype=torch.long), 2))
-
-
 def test_same_seed_gives_the_same_run(tiny_data_dir):
     config = dict(dataset="pathmnist", model="simple_cnn", epochs=1, batch_size=16, lr=0.005, seed=3)
     a = run_training(TrainConfig(**config))

@@ -53,25 +53,3 @@ def loss_and_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> tuple[float,
     accuracy = (probs.argmax(1) == labels).float().mean().item()
     return loss, accuracy
 
-
-def ranking_figure(name: str, probs: torch.Tensor, labels: torch.Tensor, n_classes: int) -> float:
-    """"val_balanced_accuracy": the mean of the per-class recalls over the classes present in `labels`
-    (Brodersen et al. 2010); "val_auroc": ROC-AUC (binary), or its one-vs-rest macro average (torchmetrics), nan
-    when a class has no image. `probs` [N, C] float, `labels` [N] int64; nan for no images."""
-    labels = labels.cpu()
-    if probs.numel() == 0:
-        return float("nan")
-    if name == "val_balanced_accuracy":
-        hits = torch.bincount(labels[probs.argmax(1) == labels], minlength=n_classes).float()
-        support = torch.bincount(labels, minlength=n_classes).float()
-        present = support > 0
-        return (hits[present] / support[present]).mean().item()
-    if name != "val_auroc":
-        raise ValueError(f"unknown validation figure {name!r}")
-    if torch.bincount(labels, minlength=n_classes).min() == 0:
-        return float("nan")
-    from torchmetrics.functional.classification import binary_auroc, multiclass_auroc
-
-    if n_classes == 2:
-        return binary_auroc(probs[:, 1], labels).item()
-    return multiclass_auroc(probs, labels, num_classes=n_classes, average="macro").item()

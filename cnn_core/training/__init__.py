@@ -6,7 +6,6 @@ events). Imports only from the layers below it.
 
 from .config import (
     MIN_BATCH_SIZE,
-    MONITOR_FIGURES,
     MONITORS,
     OPTIMIZERS,
     SCHEDULES,
@@ -24,7 +23,6 @@ from .loop import run_training, train
 
 __all__ = [
     "MIN_BATCH_SIZE",
-    "MONITOR_FIGURES",
     "MONITORS",
     "OPTIMIZERS",
     "SCHEDULES",

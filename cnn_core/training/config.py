@@ -112,19 +112,19 @@ def resolve_config(config: TrainConfig, info: DatasetInfo) -> ResolvedConfig:
         augment=config.augment if config.augment is not None else default_augment(info.family, info.task),
         class_weights=_class_weights(config.class_weights, info),
     )
-    resolved.monitor = resolve_monitor(config.monitor, model, config.patience, resolved.class_weights, info)
+    resolved.monitor = resolve_monitor(config.monitor, model, config.patience, info)
     check_options(resolved, config)
     return resolved
 
 
-def resolve_monitor(asked: str, model: str, patience: int | None, class_weights: str, info: DatasetInfo) -> str:
+def resolve_monitor(asked: str, model: str, patience: int | None, info: DatasetInfo) -> str:
     """The validation figure that picks the checkpoint's epoch. "auto": the model's hint (transfer models keep
     the last epoch, their validation sets being a few dozen images) unless early stopping needs a score; balanced
     accuracy (the mean of the two classes' recalls) for two-class sets, where plain accuracy rewards predicting the
     larger class; accuracy for more classes. Measured on PathMNIST subsets (benchmarks/bench_small_sets.py):
     two classes at 3:1, 88.0 % test accuracy against 82.2 % by validation accuracy; seven and eight imbalanced
     classes, 61.7 % and 71.0 % by balanced accuracy against 64.8 % and 74.9 % by accuracy (a recall averaged over
-    classes with a handful of validation images each is mostly noise). `class_weights` is kept for callers."""
+    classes with a handful of validation images each is mostly noise)."""
     if asked != "auto":
         return asked
     hint = get_model_spec(model).defaults.get("monitor")

@@ -23,7 +23,7 @@ from .. import data as data_registry
 from ..data.augment import BatchPreprocessor, orientations_taught
 from ..data.types import DatasetInfo
 from ..device import CpuThreads, autocast, describe_device, pick_device
-from ..inference.evaluate import loss_and_accuracy, predict_probs, ranking_figure
+from ..inference.evaluate import loss_and_accuracy, predict_probs
 from ..inference.metrics import classification_metrics
 from ..models import Classifier, build_model
 from ..models.card import Card, library_versions
@@ -33,6 +33,10 @@ from .events import BatchEvent, EndEvent, EpochEvent, Event, StartEvent, StatusE
 from .features import adapt_for_training, preparation_status
 from .optim import make_optimizer, make_scheduler
 from .prepare import PreparedData, prepare_data
+
+
+#: Monitors scored by a test metric of `inference.metrics` on the validation split: monitor -> metric key.
+VALIDATION_METRICS = {"val_balanced_accuracy": "balanced_accuracy", "val_auroc": "auroc"}
 
 
 @dataclass
@@ -200,15 +204,17 @@ def train_one_epoch(loop: _Loop, epoch: int) -> Iterator[Event]:
 
 def evaluate(loop: _Loop) -> dict[str, float]:
     """The validation split's figures, one view: "val_loss" (mean negative log-likelihood), "val_accuracy" in
-    [0, 1], and the run's monitor when it is "val_balanced_accuracy" or "val_auroc" (nan where undefined: no
-    validation images, or a class missing from them)."""
+    [0, 1], and the run's monitor when it is "val_balanced_accuracy" or "val_auroc", computed as the test metrics
+    are (nan where undefined: a class missing from the split; absent without validation images)."""
     prepared = loop.prepared
     probs = predict_probs(loop.model, prepared.val[0], _eval_preprocess(prepared), loop.device)
     val_loss, val_accuracy = loss_and_accuracy(probs, prepared.val[1])
     figures = {"val_loss": val_loss, "val_accuracy": val_accuracy}
     monitor = loop.resolved.monitor
-    if monitor in ("val_balanced_accuracy", "val_auroc"):
-        figures[monitor] = ranking_figure(monitor, probs, prepared.val[1], len(prepared.info.class_names))
+    if monitor in VALIDATION_METRICS and probs.numel():  # the test report's definitions (inference.metrics)
+        metrics = classification_metrics(probs, prepared.val[1], len(prepared.info.class_names))
+        value = metrics[VALIDATION_METRICS[monitor]]
+        figures[monitor] = math.nan if value is None else value
     return figures
 
 
@@ -238,7 +244,7 @@ def _keep_if_better(best: _Best, loop: _Loop, epoch: int, val: dict[str, float])
     """Remember this epoch's weights when its monitored score is the best so far; count stale epochs."""
     monitor = loop.resolved.monitor
     score = -val["val_loss"] if monitor == "val_loss" else val.get(monitor, val["val_accuracy"])
-    if math.isnan(score) and monitor in ("val_balanced_accuracy", "val_auroc"):  # a class missing: fall back
+    if math.isnan(score) and monitor in VALIDATION_METRICS:  # a class missing from the split: fall back
         score = val["val_accuracy"]
     if monitor == "last" or math.isnan(score):  # no validation images: the last epoch counts as best
         score = epoch
