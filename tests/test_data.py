@@ -127,11 +127,29 @@ def test_mnist_from_gz_archives_matches_the_files(tiny_data_dir, no_network):
     assert torch.equal(val.images[:, 0], torch.from_numpy(written["train"][0][val_mask]))
     assert torch.equal(train.images[:, 0], torch.from_numpy(written["train"][0][~val_mask]))
     assert torch.equal(train.labels, torch.from_numpy(written["train"][1][~val_mask]).long())
-    # decompressed into the cache, never into the data folder
+    # read from the archives as they are: nothing written into the data folder, nothing decompressed into the cache
     assert _snapshot(tiny_data_dir) == before
-    assert all((settings.cache_dir() / "MNIST" / "raw" / name).is_file() for name in MNIST_FILES)
+    assert not any((settings.cache_dir() / "MNIST" / "raw" / name).exists() for name in MNIST_FILES)
     # the tiny set is learnable: a nearest-centroid classifier already gets it right
     assert _nearest_centroid_accuracy(train, test) > 0.9
+
+
+def test_mnist_idx_files_read_here_match_torchvisions_reader(tiny_data_dir):
+    """The split builder parses idx files itself (torchvision's MNIST class would cost the web server ~190 MiB);
+    it must give exactly what torchvision gives, and refuse a file whose pixel count does not match its header."""
+    from torchvision.datasets import MNIST
+
+    reference = MNIST(str(mnist.mnist_torchvision_root()), train=False, download=False)
+    test = data.load_split("mnist", "test")
+    assert torch.equal(test.images[:, 0], reference.data) and torch.equal(test.labels, reference.targets)
+    raw = tiny_data_dir / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz"
+    with gzip.open(raw, "rb") as handle:
+        whole = handle.read()
+    with gzip.open(raw, "wb") as handle:
+        handle.write(whole[:-28])  # one row short
+    data.clear_caches()
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz"):
+        data.load_split("mnist", "test")
 
 
 def test_mnist_val_carve_is_5000_of_60000():

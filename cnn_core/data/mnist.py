@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -264,6 +265,20 @@ def _idx_labels(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=8).astype(np.int64)
 
 
+def _idx_images(path: Path) -> np.ndarray:
+    """The images of an idx3 file (plain or gzipped) as uint8 [N, H, W] (LeCun et al.'s format: magic 0x00000803,
+    then N, H, W as big-endian int32, then the pixels)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        raw = handle.read()
+    if len(raw) < 16 or raw[:4] != b"\x00\x00\x08\x03":
+        raise ValueError(f"{path.name} is not an idx image file")
+    n, height, width = (int.from_bytes(raw[k : k + 4], "big") for k in (4, 8, 12))
+    if len(raw) != 16 + n * height * width:
+        raise ValueError(f"{path.name} holds {len(raw) - 16} pixel bytes, not {n}×{height}×{width}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, height, width).copy()
+
+
 def _mnist_val_count(n_train_total: int) -> int:
     return math.floor(n_train_total * VAL_FRACTION + 0.5)
 
@@ -327,27 +342,27 @@ def mnist_torchvision_root() -> Path:
 
 
 def _build_mnist(found: _MnistFiles, split: str) -> dict[str, BuiltSplit]:
-    root = _mnist_readable_root(found.sources, found.root_ready)
+    """The split's images and labels from the idx files (plain or gzipped), read here rather than through
+    torchvision's MNIST class: that import costs the web server about 190 MiB for a few lines of parsing."""
+    image_name, label_name = _MNIST_FILES["test" if split == "test" else "train"]
+    image_path, label_path = found.sources[image_name], found.sources[label_name]
     try:
-        from torchvision.datasets import MNIST
-
-        dataset = MNIST(root=str(root), train=(split != "test"), download=False)
-        images = dataset.data
-        labels = dataset.targets
-    except Exception as exc:  # noqa: BLE001 - torchvision raises RuntimeError/AssertionError/ValueError
+        images = torch.from_numpy(_idx_images(image_path))
+        labels = torch.from_numpy(_idx_labels(label_path))
+    except (OSError, ValueError, EOFError, zlib.error) as exc:
         raise DataError(
-            f"The MNIST files in {root / 'MNIST' / 'raw'} could not be read ({short(exc)}). "
+            f"The MNIST files {image_path} and {label_path.name} could not be read ({short(exc)}). "
             f"They may be damaged. {_mnist_how_to_get()}"
         ) from exc
-    if images.dtype != torch.uint8 or images.ndim != 3 or tuple(images.shape[1:]) != (28, 28) or len(labels) != len(images):
+    if images.ndim != 3 or tuple(images.shape[1:]) != (28, 28) or len(labels) != len(images):
         raise DataError(
-            f"The MNIST files in {root / 'MNIST' / 'raw'} do not hold 28×28 images with one label each "
+            f"The MNIST files {image_path} and {label_path.name} do not hold 28×28 images with one label each "
             f"(images {tuple(images.shape)}, labels {tuple(labels.shape)}). {_mnist_how_to_get()}"
         )
     images = images.unsqueeze(1).contiguous()
     labels = labels.to(torch.int64)
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > 9):
-        raise DataError(f"The MNIST label file in {root / 'MNIST' / 'raw'} holds labels outside 0-9.")
+        raise DataError(f"The MNIST label file {label_path} holds labels outside 0-9.")
     if split == "test":
         return {"test": (images, labels, 0)}
     val = torch.from_numpy(val_mask(len(images)))
