@@ -219,7 +219,7 @@ def mnist_info() -> DatasetInfo:
         image_size=28,
         task="multi-class",
         splits=SPLITS,
-        source="http://yann.lecun.com/exdb/mnist/ (read through torchvision.datasets.MNIST)",
+        source="http://yann.lecun.com/exdb/mnist/ (the idx files, as torchvision.datasets.MNIST downloads them)",
         description=(
             "70,000 grayscale 28×28 images of handwritten digits 0-9 written by American Census Bureau "
             "employees and high-school students, centered by their center of mass. The official split "
