@@ -17,11 +17,11 @@ from cnn_core.inference.metrics import METRIC_LABELS
 from cnn_core.training import checkpoint_keeps
 
 from .exports import tensorboard_download
+from .live import CHART_REFRESH_SECONDS, live_progress, progress_text
 from .studio_charts import batch_figure, compare_figure, confusion_figure, epoch_figure
 from .widgets import device_label, show_error
 
-REFRESH_SECONDS = 2.0  # how often the live status and progress poll the run (each poll costs the browser ~0.1 s of CPU)
-CHART_REFRESH_SECONDS = 5.0  # how often the live charts are redrawn (each redraw costs the browser ~0.25 s of CPU)
+SAFETY_RERUN_SECONDS = 30.0  # an active run's panel reruns at least this often (the live bar asks sooner)
 GALLERY_COLUMNS = 10
 STATUS_LABELS = {
     runs.RunStatus.QUEUED: "waiting",
@@ -37,27 +37,8 @@ COMPARE_COLUMNS = ("run", "status", "model", "data set", "best val acc", "test a
 
 # ------------------------------------------------------------------------------------------ live
 def show_progress(snap: runs.RunSnapshot) -> None:
-    progress = snap.progress()
-    elapsed = runs.format_seconds(progress.elapsed)
-    where = f"step {progress.step:,} of {progress.total_steps:,} (epoch {max(progress.epoch, 1)})"
-    if snap.start is None and snap.status.active:
-        text = f"Loading {snap.dataset_title} and building the model… {elapsed}"
-    elif snap.status is runs.RunStatus.RUNNING and not snap.batches and snap.status_message:
-        text = f"{snap.status_message} · {elapsed} elapsed"  # e.g. a transfer model's features, before the first step
-    elif snap.status is runs.RunStatus.FINISHED:
-        text = (f"Done: {snap.end.epochs_run} of {progress.epochs} epoch(s), {progress.step:,} steps in {elapsed}"
-                + (" (stopped early)" if snap.end.stopped_early else ""))
-    elif snap.status is runs.RunStatus.CANCELLED:
-        text = f"Stopped at {where} after {elapsed}"
-    elif snap.status is runs.RunStatus.FAILED:
-        text = f"Failed at {where} after {elapsed}" if snap.start else f"Failed after {elapsed}"
-    elif snap.status is runs.RunStatus.INTERRUPTED:
-        text = f"Interrupted at {where}: the server stopped" if snap.start else "Interrupted: the server stopped"
-    else:
-        eta = "estimating…" if progress.eta is None else f"about {runs.format_seconds(progress.eta)} left"
-        text = (f"Epoch {max(progress.epoch, 1)} of {progress.epochs} · step {progress.step:,} of "
-                f"{progress.total_steps:,} · {elapsed} elapsed · {eta}")
-    st.progress(progress.fraction, text=text)
+    """How far the run got, as a still bar (the live one is `live.live_progress`)."""
+    st.progress(snap.progress().fraction, text=progress_text(snap))
 
 
 def show_statuses(snap: runs.RunSnapshot) -> None:
@@ -76,47 +57,45 @@ def show_charts(snap: runs.RunSnapshot) -> None:
     smoothing = st.session_state.get("studio_smoothing", 0.8)
     st.plotly_chart(batch_figure(snap, smoothing), key="studio_batch_chart")
     st.plotly_chart(epoch_figure(snap), key="studio_epoch_chart")
-    if not snap.epochs:
-        st.caption("The batch curves start with the first steps; train and validation curves per epoch appear when "
-                   "the first epoch ends.")
+    if snap.status.active:
+        st.caption(f"While the run trains, the charts are redrawn every {CHART_REFRESH_SECONDS:.0f} s (the bar above "
+                   "moves every second): the batch curves start with the first steps, the train and validation "
+                   "curves per epoch when the first epoch ends.")
 
 
 def show_live(manager: runs.RunManager, run_id: str, was_active: bool) -> None:
-    """The run's status and progress (polled every `REFRESH_SECONDS` while the run is active) and its charts
-    (redrawn every `CHART_REFRESH_SECONDS`).
+    """The run's status, live progress and charts, in one fragment that Streamlit reruns only when there is
+    something new to draw: the live bar (`live.live_progress`) polls the run by itself and asks for a rerun
+    when the run leaves the queue or ends, or when the charts are `live.CHART_REFRESH_SECONDS` old and have new
+    points. Reruns are what costs: each redraw makes the browser re-render the page's figures, and on a
+    student's laptop the browser shares the cores with the training worker.
 
-    Two fragments, because the charts are what costs: each redraw of the plotly figures makes the browser
-    re-render them, and on a student's laptop the browser shares the cores with the training worker.
-    `was_active` is the run's state when this script run began: the rest of the page was drawn for it,
-    so the page is redrawn as soon as the run is seen to have ended.
+    `was_active` is the run's state when this script run began: the rest of the page was drawn for it, so the
+    whole page is redrawn as soon as the run is seen to have ended. `SAFETY_RERUN_SECONDS` keeps the panel
+    moving even where the bar's script cannot run.
     """
 
-    @st.fragment(run_every=REFRESH_SECONDS if was_active else None)
-    def status() -> None:
+    @st.fragment(run_every=SAFETY_RERUN_SECONDS if was_active else None)
+    def panel() -> None:
         snap = manager.snapshot(run_id)
         if was_active and not snap.status.active:
             st.rerun()  # the whole page: results appear and the polling stops
         show_status(manager, snap)
-
-    @st.fragment(run_every=CHART_REFRESH_SECONDS if was_active else None)
-    def charts() -> None:
-        snap = manager.snapshot(run_id)
         if snap.batches or snap.status.active:
             st.slider("Smoothing of the batch curves", 0.0, 0.98, 0.8, step=0.02, key="studio_smoothing",
                       help="An exponential moving average: 0 shows the raw, noisy batch values.")
         show_charts(snap)
 
-    status()
-    charts()
+    panel()
 
 
 def show_status(manager: runs.RunManager, snap: runs.RunSnapshot) -> None:
     """Where the run stands: waiting (and how many are ahead), training (with a stop button) or how it ended."""
     title = f"{snap.resolved.model} on {snap.dataset_title}"
     if snap.status is runs.RunStatus.QUEUED:
-        st.info(f"**{title}**: the trainer is busy, **{snap.queue_ahead} ahead of you**. Your run starts by "
-                f"itself when a slot frees up (at most {manager.max_concurrent} run(s) train at once; "
-                f"`{runs.ENV_MAX_CONCURRENT}` sets it).", icon=":material/hourglass_top:")
+        st.info(f"**{title}**: the trainer is busy. Your run starts by itself when a slot frees up (at most "
+                f"{manager.max_concurrent} run(s) train at once; `{runs.ENV_MAX_CONCURRENT}` sets it).",
+                icon=":material/hourglass_top:")
     elif snap.status is runs.RunStatus.RUNNING:
         st.markdown(f"**Training {title}** on {snap.start.device if snap.start else device_label()}")
     else:
@@ -135,10 +114,9 @@ def show_status(manager: runs.RunManager, snap: runs.RunSnapshot) -> None:
         manager.cancel(snap.id)
         manager.wait(snap.id, timeout=2.0)
         st.rerun()
-    if snap.status is runs.RunStatus.RUNNING:
-        with right:
-            show_progress(snap)
-            show_statuses(snap)
+    with right:
+        live_progress(snap)
+        show_statuses(snap)
 
 
 # ------------------------------------------------------------------------------------------ results

@@ -15,7 +15,7 @@ import streamlit as st
 from cnn_core import runs
 from cnn_core.errors import CnnError
 from cnn_core.training import steps_per_epoch
-from cnn_explorer_ui import browser_id, import_zip_upload, show_error
+from cnn_explorer_ui import browser_id, import_zip_upload, live, show_error
 from cnn_explorer_ui.studio_setup import (choose_dataset, choose_image_size, choose_model, choose_options,
                                           training_images)
 from cnn_explorer_ui.studio_views import compare_runs, show_live, show_results
@@ -26,12 +26,6 @@ st.markdown(
     "are drawn while the network learns. The run goes on in the background, so you can change the options, "
     "visit other pages or open a second tab meanwhile."
 )
-
-
-@st.cache_resource(show_spinner=False)
-def _manager() -> runs.RunManager:
-    """One run manager for the whole server: every session and tab sees the same runs and queue."""
-    return runs.RunManager()
 
 
 def setup(owner: str, manager: runs.RunManager, active: runs.RunSnapshot | None) -> None:
@@ -84,7 +78,7 @@ def setup(owner: str, manager: runs.RunManager, active: runs.RunSnapshot | None)
 
 # ------------------------------------------------------------------------------------------ page
 try:
-    run_manager = _manager()
+    run_manager = live.run_manager()  # one for the whole server: every session and tab sees the same runs
 except CnnError as exc:  # e.g. CNN_MAX_CONCURRENT_RUNS is not a number
     show_error(exc)
     st.stop()

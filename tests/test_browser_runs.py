@@ -71,7 +71,7 @@ def test_a_server_killed_mid_run_forgets_nothing(browser, tmp_path):
         finished = _data_frame_rows(tab, 1)[0]
         _configure_run(tab, epochs=1000, batch=8, subset=0)
         _start(tab)
-        expect(tab.get_by_test_id("stProgress")).to_contain_text(re.compile(r"step [\d,]+ of 28,000"),
+        expect(tab.get_by_test_id("liveProgress")).to_contain_text(re.compile(r"step [\d,]+ of 28,000"),
                                                                  timeout=RUN_TIMEOUT_MS)  # fmt: skip
         store = _store(env)
         (worker,) = store.worker_pids((RunStatus.RUNNING,)).values()

@@ -1,0 +1,61 @@
+"""The Training Studio's live progress endpoint (`cnn_explorer_ui.live`): the JSON its bar polls, and who may
+read it. The browser side is in test_browser_studio (the bar moves without a rerun; a wrong token gets 404)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnn_core.runs import RunManager, RunStatus
+from cnn_core.training import TrainConfig
+from cnn_explorer_ui import live
+
+QUICK = dict(dataset="mnist", model="fastnet", epochs=1, batch_size=32, lr=0.01)
+LONG = dict(QUICK, epochs=1000, batch_size=8)  # still training when the test reads it
+
+
+@pytest.fixture
+def manager(tiny_data_dir, monkeypatch):
+    manager = RunManager(max_concurrent=1)
+    monkeypatch.setattr(live, "run_manager", lambda: manager)
+    return manager
+
+
+def test_tokens_are_per_run_and_hold_no_id():
+    assert live.run_token("a") == live.run_token("a")
+    assert live.run_token("a") != live.run_token("b")
+    token = live.run_token("3f2a9c")
+    assert len(token) == 32 and int(token, 16) >= 0
+
+
+def test_the_endpoint_answers_the_owner_page_only_and_the_same_for_unknown_runs(manager):
+    run_id = manager.submit("alice", TrainConfig(**QUICK))
+    manager.wait(run_id, timeout=120)
+    status, body = live.progress_json(run_id, live.run_token(run_id))
+    assert status == 200
+    assert body["status"] == "finished" and body["active"] is False and body["fraction"] == 1.0
+    assert body["text"].startswith("Done: 1 of 1 epoch(s)") and body["epochs"] == 1 and body["steps"] > 0
+    # A guessed token, no token, or a real token for an unknown run: one answer, which says nothing.
+    for args in ((run_id, "0" * 32), (run_id, ""), ("nosuchrun", live.run_token("nosuchrun"))):
+        assert live.progress_json(*args) == (404, {"error": "no such run"})
+
+
+def test_a_queued_run_says_how_many_are_ahead_and_a_training_one_where_it_is(manager):
+    first = manager.submit("a", TrainConfig(**LONG))
+    second = manager.submit("b", TrainConfig(**LONG))
+    try:
+        body = live.progress_json(second, live.run_token(second))[1]
+        assert body == {**body, "status": "queued", "active": True, "fraction": 0.0, "epochs": 0, "steps": 0}
+        assert body["text"] == "Waiting for the trainer: 1 ahead of you"
+        body = None
+        for _ in range(600):  # the first run's steps, as the bar shows them
+            body = live.progress_json(first, live.run_token(first))[1]
+            if body["steps"]:
+                break
+            manager.wait(first, timeout=0.1)
+        assert body["status"] == "running" and body["steps"] > 0
+        assert body["text"].startswith("Epoch 1 of 1000 · step ")
+        assert 0 < body["fraction"] < 1
+    finally:
+        manager.cancel(second)
+        manager.cancel(first)
+        assert manager.wait(first, timeout=30).status is RunStatus.CANCELLED
