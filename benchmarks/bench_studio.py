@@ -203,6 +203,7 @@ def classroom(args: argparse.Namespace) -> None:
     server, url = start_server(env)
     stop_at = time.monotonic() + args.minutes * 60
     latencies: list[float] = []
+    by_page: dict[str, list[float]] = {}
     finished = [0, 0]
     samples: list[tuple[float, float]] = []
     lock = threading.Lock()
@@ -249,6 +250,7 @@ def classroom(args: argparse.Namespace) -> None:
                     pass
                 with lock:
                     latencies.append(time.monotonic() - clicked)
+                    by_page.setdefault(f"{path} ({widget})", []).append(latencies[-1])
                 time.sleep(1.0)
             browser.close()
 
@@ -268,6 +270,10 @@ def classroom(args: argparse.Namespace) -> None:
     print(f"{args.minutes:g} minutes, 5 browser contexts (2 training, 3 using pages)")
     print(f"runs finished: {finished[0]} + {finished[1]} = {sum(finished)}")
     print(f"interactions: {len(latencies)}, p50 {statistics.median(latencies):.2f} s, p95 {p95:.2f} s")
+    for page_widget, values in by_page.items():
+        values.sort()
+        print(f"  {page_widget}: {len(values)}, p50 {statistics.median(values):.2f} s, "
+              f"p95 {values[max(0, int(round(0.95 * len(values))) - 1)]:.2f} s")
     print(f"server RSS: median {statistics.median(rss):.0f} MiB, max {max(rss):.0f} MiB; "
           f"server CPU: median {statistics.median(cpu):.0f} %, max {max(cpu):.0f} %")
 
