@@ -287,7 +287,8 @@ def test_stop_a_long_run_from_a_second_tab_and_the_queue_for_another_person(cont
     first_text = live.inner_text()
     expect(live).not_to_have_text(first_text, timeout=5_000)
     # ... and the endpoint answers only with the token the owner's page holds.
-    assert tab.evaluate("() => fetch('/_cnn/runs/x/progress?token=0').then(r => r.status)") == 404
+    assert tab.evaluate("() => fetch('/_cnn/runs/x/progress?token=0').then(async r => [r.status, await r.json()])"
+                        ) == [404, {"error": "no such run"}]
     # The chart gains points while the run goes on.
     tab.wait_for_function(f"() => ({_POINTS_JS})([0, 0]) > 0", timeout=RUN_TIMEOUT_MS)  # charts start empty
     first = _plot_points(tab)
