@@ -94,6 +94,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", action="append", default=[], help="extra CLI options to compare (repeatable)")
     parser.add_argument("--only", help="run only the subsets whose MedMNIST name contains this")
+    parser.add_argument("--seeds", type=int, default=1, help="train each variant with seeds 0..N-1 and print the "
+                        "mean too (runs of 500 images differ by several points from seed to seed)")
     parser.add_argument("--test-source", choices=("test", "val"), default="test",
                         help="test on PathMNIST's test split (another clinic) or on its unused validation images")
     args = parser.parse_args()
@@ -103,19 +105,34 @@ def main() -> None:
     data_dir, cache = work / "data", work / "cache"
     data_dir.mkdir()
     variants = [""] + args.variant
-    print(f"{'set':<52} {'variant':<28} {'acc':>6} {'bal.acc':>7} {'AUC':>6} {'epochs':>6} {'train s':>7}")
+    print(f"{'set':<52} {'variant':<36} {'acc':>6} {'bal.acc':>7} {'AUC':>6} {'epochs':>6} {'train s':>7}")
     for subset in SUBSETS:
         if args.only and args.only not in subset.saved_as:
             continue
         sizes = build(subset, source, data_dir, args.test_source)
         for variant in variants:
-            report = train(subset.saved_as, data_dir, cache, shlex.split(variant))
-            m = report["test_metrics"]
-            bal = "" if m.get("balanced_accuracy") is None else f"{100 * m['balanced_accuracy']:.1f}"
-            auc = "n/a" if m["auroc"] is None else f"{m['auroc']:.3f}"
-            print(f"{subset.label + ' ' + str(sizes['test']) + ' test':<52} {variant or 'default':<28} "
-                  f"{100 * m['accuracy']:6.1f} {bal:>7} {auc:>6} {report['epochs_run']:>6} "
-                  f"{report['train_seconds']:7.1f}", flush=True)
+            rows = []
+            for seed in range(args.seeds):
+                seeded = shlex.split(variant) + (["--seed", str(seed)] if args.seeds > 1 else [])
+                report = train(subset.saved_as, data_dir, cache, seeded)
+                m = report["test_metrics"]
+                rows.append((100 * m["accuracy"], None if m.get("balanced_accuracy") is None else
+                             100 * m["balanced_accuracy"], m["auroc"]))
+                label = (variant or "default") + (f" seed {seed}" if args.seeds > 1 else "")
+                print(_row(f"{subset.label} {sizes['test']} test", label, *rows[-1], report["epochs_run"],
+                           report["train_seconds"]), flush=True)
+            if args.seeds > 1:
+                means = [None if any(r[i] is None for r in rows) else sum(r[i] for r in rows) / len(rows)
+                         for i in range(3)]
+                print(_row(f"{subset.label} {sizes['test']} test", f"{variant or 'default'} MEAN of {args.seeds}",
+                           *means, "", ""), flush=True)
+
+
+def _row(name: str, variant: str, acc: float, bal: float | None, auc: float | None, epochs, seconds) -> str:
+    bal_text = "" if bal is None else f"{bal:.1f}"
+    auc_text = "n/a" if auc is None else f"{auc:.3f}"
+    seconds_text = f"{seconds:7.1f}" if isinstance(seconds, float) else f"{seconds:>7}"
+    return f"{name:<52} {variant:<36} {acc:6.1f} {bal_text:>7} {auc_text:>6} {epochs:>6} {seconds_text}"
 
 
 if __name__ == "__main__":
