@@ -152,7 +152,7 @@ def _augment(args: argparse.Namespace) -> "AugmentConfig | None":
     from .data.augment import default_augment
 
     info = data.get_dataset_info(args.data)
-    return replace(default_augment(info.family, info.task), **given)
+    return replace(default_augment(info.family, info.task, info.name), **given)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -475,7 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     # defaults as in TrainConfig (the parser imports no torch; the card-command round-trip test checks them)
     p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default 5e-4)")
     p.add_argument("--momentum", type=float, default=0.9, help="momentum of sgd and rmsprop (default 0.9)")
-    p.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default 0)")
+    p.add_argument("--label-smoothing", type=float, help="label smoothing (default: 0.1 for MedMNIST sets trained "
+                   "from scratch, else 0)")
     p.add_argument("--class-weights", choices=["auto", "balanced", "none"], default="auto", help="loss weights per "
                    "class; auto (default): balanced when the largest class has 2x the smallest's images or more")
     p.add_argument("--patience", type=int, help="stop after this many epochs without validation improvement")

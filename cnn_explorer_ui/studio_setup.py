@@ -188,7 +188,7 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
 def choose_augment(info: data.DatasetInfo, used: frozenset[str] | None = None) -> AugmentConfig:
     """Augmentation toggles that make sense for the data: flips are off and locked for digits; options the
     model cannot honour (`used` leaves them out: cached transfer features) are off and locked too."""
-    default = default_augment(info.family, info.task)
+    default = default_augment(info.family, info.task, info.name)
     if used is not None:  # locked widgets get their own keys, so they show 0 without losing the other's value
         default = replace(default, shift=default.shift if "shift" in used else 0,
                           color_jitter=default.color_jitter if "color_jitter" in used else 0.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from cnn_core.data.augment import ORIENTATIONS, AugmentConfig, BatchPreprocessor, default_augment, orient, orientations_taught
@@ -99,6 +100,22 @@ def test_defaults_suit_the_data():
     scans = default_augment("folder", "binary")
     assert not scans.vflip and not scans.rotate90  # scans have an up and a down
     assert not scans.grayscale  # cached transfer features could not honour it
+
+
+@pytest.mark.parametrize("name, views", [
+    ("pathmnist", 8), ("pathmnist_128", 8), ("dermamnist", 8), ("bloodmnist", 8), ("tissuemnist", 8), ("retinamnist", 8),
+    ("breastmnist", 2), ("pneumoniamnist_64", 2), ("octmnist", 2), ("chestmnist", 2),  # an up and down: mirrors only
+    ("organamnist", 1), ("organcmnist_224", 1), ("organsmnist", 1),  # kidney-left is no kidney-right mirrored
+])
+def test_medmnist_sets_are_flipped_and_turned_only_where_that_keeps_the_class(name, views):
+    from cnn_core.data.augment import orientations_taught
+
+    augment = default_augment("medmnist", "multi-class", name)
+    assert len(orientations_taught(augment)) == views  # and test-time augmentation averages exactly those
+    if views == 1:
+        assert not (augment.hflip or augment.vflip or augment.rotate90) and augment.shift == 2
+    if views == 2:
+        assert augment.hflip and not augment.vflip and not augment.rotate90
 
 
 def test_rotate90_transposes_some_images_and_leaves_the_others():

@@ -260,6 +260,40 @@ def test_small_sets_get_a_step_budget_within_a_pixel_budget_and_big_ones_keep_th
     assert default_recipe(model, info(202), TrainConfig(dataset="x", model="transfer:efficientnet_lite0")) == (24, 128)
 
 
+def test_label_smoothing_defaults_to_a_tenth_for_medmnist_from_scratch_and_is_recorded(tiny_data_dir):
+    from cnn_core.data.registry import get_dataset_info
+    from cnn_core.runs.commands import cli_command
+    from cnn_core.training import TrainConfig, resolve_config
+    from cnn_core.training.config import default_label_smoothing
+
+    from dataclasses import replace
+
+    from cnn_core.data.types import DatasetInfo
+
+    def medmnist(classes: int, n_train: int, family: str = "medmnist") -> DatasetInfo:
+        return DatasetInfo(name="x", title="x", family=family, class_names=tuple("abcdefghi"[:classes]), channels=1,
+                           image_size=28, task="multi-class", splits=("train", "val", "test"), source="",
+                           description="", license="", n_samples={"train": n_train, "val": 10, "test": 10}, root=None)
+
+    assert default_label_smoothing(medmnist(9, 89_996), "fastnet32") == 0.1  # PathMNIST
+    assert default_label_smoothing(medmnist(2, 546), "fastnet32") == 0.1  # a small binary set
+    assert default_label_smoothing(medmnist(7, 500), "fastnet32") == 0.0  # small multi-class sets: hard targets
+    assert default_label_smoothing(medmnist(2, 546), "transfer:efficientnet_lite0") == 0.0
+    assert default_label_smoothing(medmnist(2, 546, family="folder"), "fastnet32") == 0.0
+    assert default_label_smoothing(replace(medmnist(10, 60_000), family="mnist"), "fastnet") == 0.0  # stays 99 %+
+    info = get_dataset_info("mnist")
+    assert resolve_config(TrainConfig(dataset="mnist"), info).label_smoothing == 0.0
+    asked = resolve_config(TrainConfig(dataset="mnist", label_smoothing=0.2), info)
+    assert asked.label_smoothing == 0.2
+    # The recorded command says the value whenever it is not 0 or was asked for, so a rerun trains the same.
+    assert "--label-smoothing 0.2" in cli_command(TrainConfig(dataset="mnist", label_smoothing=0.2), asked, "mnist",
+                                                  info.task)
+    plain = TrainConfig(dataset="mnist")
+    assert "--label-smoothing" not in cli_command(plain, resolve_config(plain, info), "mnist", info.task)
+    with pytest.raises(ConfigError, match="Label smoothing must be in"):
+        resolve_config(TrainConfig(dataset="mnist", label_smoothing=1.0), info)
+
+
 def test_balanced_class_weights_make_each_class_weigh_the_same():
     import torch
 

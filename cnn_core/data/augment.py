@@ -29,13 +29,29 @@ class AugmentConfig:
         return bool(self.shift or self.hflip or self.vflip or self.color_jitter or self.rotate90 or self.grayscale)
 
 
-def default_augment(family: str, task: str) -> AugmentConfig:
-    """Augmentations that make sense for the data: shifts for digits; flips and shifts for scans; for MedMNIST
-    (tissue, cells and skin seen from above) every orientation, plus gray copies so that stain colour, which
-    differs between labs, is not all the network looks at."""
+#: MedMNIST sets whose pictures have a fixed up and down (chest X-rays, breast ultrasound, retinal OCT scans):
+#: mirrored left to right they are still plausible pictures of their class; upside down or turned they are not.
+MIRROR_ONLY_MEDMNIST: tuple[str, ...] = ("chestmnist", "pneumoniamnist", "breastmnist", "octmnist")
+#: MedMNIST sets whose labels depend on orientation: CT slices of organs labelled left and right (kidney-left,
+#: lung-right, femur-left): a mirrored left kidney is a right one. No flips or turns at all.
+FIXED_ORIENTATION_MEDMNIST: tuple[str, ...] = ("organamnist", "organcmnist", "organsmnist")
+
+
+def default_augment(family: str, task: str, name: str = "") -> AugmentConfig:
+    """Augmentations that make sense for the data: shifts for digits (a mirrored 2 is no 2); flips and shifts
+    for image folders; for MedMNIST (`name`: its flag, with or without a size suffix such as "_64") every
+    orientation for what is seen from above (tissue, cells, skin, the retina's fundus), plus gray copies so that
+    stain colour, which differs between labs, is not all the network looks at; left-right mirrors only for
+    scans with an up and down (`MIRROR_ONLY_MEDMNIST`); none for sets whose classes are left and right
+    (`FIXED_ORIENTATION_MEDMNIST`). Test-time augmentation follows (`orientations_taught`)."""
     if family == "mnist":
         return AugmentConfig(shift=2)
     if family == "medmnist":
+        flag = name.split("_")[0]
+        if flag in FIXED_ORIENTATION_MEDMNIST:
+            return AugmentConfig(shift=2, color_jitter=0.1)
+        if flag in MIRROR_ONLY_MEDMNIST:
+            return AugmentConfig(shift=2, hflip=True, color_jitter=0.1)
         return AugmentConfig(shift=2, hflip=True, vflip=True, color_jitter=0.1, rotate90=True, grayscale=0.25)
     return AugmentConfig(shift=2, hflip=True, color_jitter=0.1)
 

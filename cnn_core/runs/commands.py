@@ -88,8 +88,8 @@ def cli_command(config: TrainConfig, resolved: ResolvedConfig, family: str, task
         parts += ["--weight-decay", _number(config.weight_decay)]
     if config.momentum != TrainConfig.momentum:
         parts += ["--momentum", _number(config.momentum)]
-    if config.label_smoothing:
-        parts += ["--label-smoothing", _number(config.label_smoothing)]
+    if resolved.label_smoothing or config.label_smoothing is not None:
+        parts += ["--label-smoothing", _number(resolved.label_smoothing)]
     if config.class_weights != TrainConfig.class_weights:
         parts += ["--class-weights", config.class_weights]
     if config.patience is not None:

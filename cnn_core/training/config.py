@@ -36,6 +36,8 @@ MIN_DEFAULT_STEPS = 1200
 PASS_BUDGET_28PX = MIN_DEFAULT_STEPS * 128
 MAX_AUTO_EPOCHS = 300
 SMALL_SET_IMAGES = 5000
+#: Label smoothing of MedMNIST runs trained from scratch (`default_label_smoothing`).
+MEDMNIST_LABEL_SMOOTHING = 0.1
 #: Smallest batch the default recipe picks to fit its steps into the pass budget (BatchNorm statistics of
 #: fewer images are noisy).
 MIN_AUTO_BATCH = 16
@@ -66,7 +68,7 @@ class TrainConfig:
     schedule: str | None = None
     weight_decay: float = 5e-4
     momentum: float = 0.9
-    label_smoothing: float = 0.0
+    label_smoothing: float | None = None  # None: what suits the data (`default_label_smoothing`)
     patience: int | None = None  # early stopping: epochs without improvement of `monitor`
     monitor: str = "auto"  # which epoch the checkpoint keeps (MONITORS); "auto": `resolve_monitor`
     seed: int = 0
@@ -94,6 +96,7 @@ class ResolvedConfig:
     augment: AugmentConfig
     class_weights: str = "none"  # "balanced" or "none" ("auto" decided from the training classes)
     monitor: str = "val_accuracy"  # never "auto": decided from the model, the task and the class weights
+    label_smoothing: float = 0.0
 
 
 def resolve_config(config: TrainConfig, info: DatasetInfo) -> ResolvedConfig:
@@ -109,8 +112,10 @@ def resolve_config(config: TrainConfig, info: DatasetInfo) -> ResolvedConfig:
         lr=config.lr if config.lr is not None else d.get("lr", 1e-3),
         optimizer=(config.optimizer or d.get("optimizer", "adamw")).lower(),
         schedule=(config.schedule or d.get("schedule", "none")).lower(),
-        augment=config.augment if config.augment is not None else default_augment(info.family, info.task),
+        augment=config.augment if config.augment is not None else default_augment(info.family, info.task, info.name),
         class_weights=_class_weights(config.class_weights, info),
+        label_smoothing=(config.label_smoothing if config.label_smoothing is not None
+                         else default_label_smoothing(info, model)),
     )
     resolved.monitor = resolve_monitor(config.monitor, model, config.patience, info)
     check_options(resolved, config)
@@ -133,6 +138,21 @@ def resolve_monitor(asked: str, model: str, patience: int | None, info: DatasetI
     if not info.multi_label and len(info.class_names) == 2:
         return "val_balanced_accuracy"
     return "val_accuracy"
+
+
+def default_label_smoothing(info: DatasetInfo, model: str) -> float:
+    """Label smoothing (Szegedy et al., 2016: the target puts 1 - ε on the true class and spreads ε over all
+    classes) of a run that does not say: `MEDMNIST_LABEL_SMOOTHING` for MedMNIST sets trained from scratch that
+    have two classes or `SMALL_SET_IMAGES` training images or more; none for digits, image folders, transfer
+    models and small multi-class sets. Measured with the CLI default (one seed each): PathMNIST 90.99 % →
+    91.24 % test accuracy; PathMNIST subsets of 546 images (benchmarks/bench_small_sets.py), two classes at 3:1
+    88.0 → 90.2 % (ROC-AUC 0.945 → 0.967) and at 10:1 79.1 → 81.1 %; but 7 classes in 500 images 64.8 → 64.1 %
+    and 8 classes in 2,000 images 74.9 → 71.7 %, so those keep hard targets."""
+    if info.family != "medmnist" or is_transfer_model(model):
+        return 0.0
+    binary = not info.multi_label and len(info.class_names) == 2
+    n_train = (info.n_samples or {}).get("train") or 0
+    return MEDMNIST_LABEL_SMOOTHING if binary or n_train >= SMALL_SET_IMAGES else 0.0
 
 
 def default_recipe(model_defaults: dict, info: DatasetInfo, config: TrainConfig) -> tuple[int, int]:
@@ -196,8 +216,8 @@ def check_options(r: ResolvedConfig, config: TrainConfig) -> None:
             "Patience (early stopping) watches a validation score, but this run keeps the last epoch (monitor "
             "'last'), so it would never stop early: choose monitor val_accuracy or val_loss, or no patience."
         )
-    if not 0 <= config.label_smoothing < 1:
-        raise ConfigError(f"Label smoothing must be in [0, 1); got {config.label_smoothing}.")
+    if not 0 <= r.label_smoothing < 1:
+        raise ConfigError(f"Label smoothing must be in [0, 1); got {r.label_smoothing}.")
     if config.weight_decay < 0:
         raise ConfigError(f"Weight decay must not be negative; got {config.weight_decay}.")
     if config.limit is not None and config.limit < 2:

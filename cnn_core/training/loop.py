@@ -177,7 +177,7 @@ def train_one_epoch(loop: _Loop, epoch: int) -> Iterator[Event]:
         with autocast(loop.device):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y, weight=loop.class_weights,
-                                   label_smoothing=loop.config.label_smoothing)
+                                   label_smoothing=loop.resolved.label_smoothing)
         loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         loop.optimizer.step()
