@@ -105,7 +105,7 @@ def main() -> None:
     data_dir, cache = work / "data", work / "cache"
     data_dir.mkdir()
     variants = [""] + args.variant
-    print(f"{'set':<52} {'variant':<36} {'acc':>6} {'bal.acc':>7} {'AUC':>6} {'epochs':>6} {'train s':>7}")
+    print(f"{'set':<52} {'variant':<36} {'acc':>6} {'bal.acc':>7} {'AUC':>6} {'kept':>7} {'train s':>7}")
     for subset in SUBSETS:
         if args.only and args.only not in subset.saved_as:
             continue
@@ -119,8 +119,8 @@ def main() -> None:
                 rows.append((100 * m["accuracy"], None if m.get("balanced_accuracy") is None else
                              100 * m["balanced_accuracy"], m["auroc"]))
                 label = (variant or "default") + (f" seed {seed}" if args.seeds > 1 else "")
-                print(_row(f"{subset.label} {sizes['test']} test", label, *rows[-1], report["epochs_run"],
-                           report["train_seconds"]), flush=True)
+                print(_row(f"{subset.label} {sizes['test']} test", label, *rows[-1],
+                           f"{report['best_epoch']}/{report['epochs_run']}", report["train_seconds"]), flush=True)
             if args.seeds > 1:
                 means = [None if any(r[i] is None for r in rows) else sum(r[i] for r in rows) / len(rows)
                          for i in range(3)]
@@ -132,7 +132,7 @@ def _row(name: str, variant: str, acc: float, bal: float | None, auc: float | No
     bal_text = "" if bal is None else f"{bal:.1f}"
     auc_text = "n/a" if auc is None else f"{auc:.3f}"
     seconds_text = f"{seconds:7.1f}" if isinstance(seconds, float) else f"{seconds:>7}"
-    return f"{name:<52} {variant:<36} {acc:6.1f} {bal_text:>7} {auc_text:>6} {epochs:>6} {seconds_text}"
+    return f"{name:<52} {variant:<36} {acc:6.1f} {bal_text:>7} {auc_text:>6} {epochs:>7} {seconds_text}"
 
 
 if __name__ == "__main__":
