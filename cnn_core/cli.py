@@ -475,8 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     # defaults as in TrainConfig (the parser imports no torch; the card-command round-trip test checks them)
     p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default 5e-4)")
     p.add_argument("--momentum", type=float, default=0.9, help="momentum of sgd and rmsprop (default 0.9)")
-    p.add_argument("--label-smoothing", type=float, help="label smoothing (default: 0.1 for MedMNIST sets of 5,000 "
-                   "training images or more trained from scratch, else 0)")
+    p.add_argument("--label-smoothing", type=float, help="label smoothing (default: 0.1 for MedMNIST sets trained from "
+                   "scratch with two classes or 5,000+ training images, else 0)")
     p.add_argument("--class-weights", choices=["auto", "balanced", "none"], default="auto", help="loss weights per "
                    "class; auto (default): balanced when the largest class has 2x the smallest's images or more")
     p.add_argument("--patience", type=int, help="stop after this many epochs without validation improvement")

@@ -260,7 +260,7 @@ def test_small_sets_get_a_step_budget_within_a_pixel_budget_and_big_ones_keep_th
     assert default_recipe(model, info(202), TrainConfig(dataset="x", model="transfer:efficientnet_lite0")) == (24, 128)
 
 
-def test_label_smoothing_defaults_to_a_tenth_for_large_medmnist_sets_from_scratch_and_is_recorded(tiny_data_dir):
+def test_label_smoothing_defaults_to_a_tenth_for_binary_and_large_medmnist_sets_from_scratch_and_is_recorded(tiny_data_dir):
     from cnn_core.data.registry import get_dataset_info
     from cnn_core.runs.commands import cli_command
     from cnn_core.training import TrainConfig, resolve_config
@@ -276,9 +276,8 @@ def test_label_smoothing_defaults_to_a_tenth_for_large_medmnist_sets_from_scratc
                            description="", license="", n_samples={"train": n_train, "val": 10, "test": 10}, root=None)
 
     assert default_label_smoothing(medmnist(9, 89_996), "fastnet32") == 0.1  # PathMNIST
-    assert default_label_smoothing(medmnist(2, 5_000), "fastnet32") == 0.1
-    assert default_label_smoothing(medmnist(2, 4_708), "fastnet32") == 0.0  # small sets keep hard targets
-    assert default_label_smoothing(medmnist(7, 500), "fastnet32") == 0.0
+    assert default_label_smoothing(medmnist(2, 546), "fastnet32") == 0.1  # two classes, any size
+    assert default_label_smoothing(medmnist(7, 500), "fastnet32") == 0.0  # small multi-class sets: hard targets
     assert default_label_smoothing(medmnist(9, 89_996), "transfer:efficientnet_lite0") == 0.0
     assert default_label_smoothing(medmnist(9, 89_996, family="folder"), "fastnet32") == 0.0
     assert default_label_smoothing(replace(medmnist(10, 60_000), family="mnist"), "fastnet") == 0.0  # stays 99 %+
