@@ -44,8 +44,21 @@ def _slider(page, label: str):
 
 
 def _choose(page, label: str, option: str) -> None:
-    page.get_by_test_id("stSelectbox").filter(has_text=label).click()
-    rerun_after(page, lambda: page.get_by_role("option", name=option, exact=True).click())
+    """Pick `option` in the select box labelled `label` and wait for the rerun. Under load the list can close
+    before the click lands on the option (seen in CI: no rerun for 60 s), so a pick the box does not show after
+    20 s is made again."""
+    box = page.get_by_test_id("stSelectbox").filter(has_text=label)
+    for attempt in range(3):
+        box.click()
+        try:
+            rerun_after(page, lambda: page.get_by_role("option", name=option, exact=True).click(), timeout_ms=20_000)
+            return
+        except AssertionError:
+            if box.get_by_role("combobox").input_value() == option:  # it took; its rerun was only slow
+                wait_for_app(page)
+                return
+            page.keyboard.press("Escape")  # close a list left open before trying again
+    raise AssertionError(f"Could not pick {option!r} in {label!r} in three tries")
 
 
 def _set_number(page, label: str, value: int) -> None:
