@@ -82,7 +82,7 @@ _CSS = """
 .live-progress .track { height: 0.5rem; border-radius: 0.25rem; overflow: hidden;
   background: var(--st-secondary-background-color, #f0f2f6); }
 .live-progress .fill { height: 100%; width: 0; background: var(--st-primary-color, #ff4b4b);
-  transition: width 0.3s linear; }
+}
 """
 
 
