@@ -137,7 +137,7 @@ def progress_json(run_id: str, token: str) -> tuple[int, dict]:
     if not hmac.compare_digest(run_token(run_id), token or ""):
         return 404, {"error": "no such run"}
     try:
-        return 200, progress_state(run_manager().snapshot(run_id))
+        return 200, progress_state(run_manager().progress_snapshot(run_id))
     except KeyError:
         return 404, {"error": "no such run"}
 

@@ -34,6 +34,9 @@ def test_the_endpoint_answers_the_owner_page_only_and_the_same_for_unknown_runs(
     assert status == 200
     assert body["status"] == "finished" and body["active"] is False and body["fraction"] == 1.0
     assert body["text"].startswith("Done: 1 of 1 epoch(s)") and body["epochs"] == 1 and body["steps"] > 0
+    # The endpoint reads one batch row, yet says what the full snapshot says.
+    full = manager.snapshot(run_id)
+    assert body == live.progress_state(full) and len(manager.progress_snapshot(run_id).batches) == 1
     # A guessed token, no token, or a real token for an unknown run: one answer, which says nothing.
     for args in ((run_id, "0" * 32), (run_id, ""), ("nosuchrun", live.run_token("nosuchrun"))):
         assert live.progress_json(*args) == (404, {"error": "no such run"})

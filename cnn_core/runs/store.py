@@ -202,15 +202,21 @@ class RunStore:
             self.finish(run_id, RunStatus.INTERRUPTED, note=note)
 
     # ------------------------------------------------------------------------------------------ reading
-    def snapshot(self, run_id: str, queue_ahead: int = 0, *, detail: bool = True) -> RunSnapshot:
+    def snapshot(self, run_id: str, queue_ahead: int = 0, *, detail: bool = True,
+                 last_batch_only: bool = False) -> RunSnapshot:
         """The run as pages draw it; KeyError for an unknown id. Without `detail`, no batch events and no
-        misclassified images (what a table of runs needs is the rest)."""
+        misclassified images (what a table of runs needs is the rest). With `last_batch_only`, only the newest
+        batch event and no misclassified images: enough for `progress()`, which a progress bar polls every
+        second (a long run holds tens of thousands of batch rows)."""
         with self._connect(write=False) as db:
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise KeyError(f"No run {run_id!r}")
             batches = wrong = []
-            if detail:
+            if last_batch_only:
+                batches = db.execute("SELECT step, epoch, loss, accuracy, lr, seconds FROM batches WHERE run_id = ?"
+                                     " ORDER BY step DESC LIMIT 1", (run_id,)).fetchall()  # fmt: skip
+            elif detail:
                 batches = db.execute("SELECT step, epoch, loss, accuracy, lr, seconds FROM batches WHERE run_id = ?"
                                      " ORDER BY step", (run_id,)).fetchall()  # fmt: skip
                 wrong = db.execute("SELECT idx, true_label, predicted_label, confidence, shape, pixels FROM misclassified"
