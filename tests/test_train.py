@@ -55,11 +55,28 @@ def test_a_binary_set_keeps_the_epoch_with_the_best_balanced_accuracy_and_the_ca
     assert "val_balanced_accuracy" in end.card.metrics["best_val"]
     scores = [e.val_score for e in epochs]
     assert all(0 <= score <= 1 for score in scores)
-    assert epochs[end.best_epoch - 1].val_score == max(scores)  # the first best epoch is kept
-    assert scores.index(max(scores)) == end.best_epoch - 1
+    assert epochs[end.best_epoch - 1].val_score == max(scores)
+    assert len(scores) - 1 - scores[::-1].index(max(scores)) == end.best_epoch - 1  # the last of equal bests
     auroc = run_training(TrainConfig(dataset="breastmnist", model="simple_cnn", epochs=2, batch_size=8, lr=0.01,
                                      monitor="val_auroc"))
     assert auroc.card.training["monitor"] == "val_auroc" and "val_auroc" in auroc.card.metrics["best_val"]
+
+
+def test_a_tie_keeps_the_later_epoch_but_does_not_count_as_progress():
+    from types import SimpleNamespace
+
+    from cnn_core.training.loop import _Best, _keep_if_better
+
+    weights = torch.nn.Linear(2, 2)
+    loop = SimpleNamespace(resolved=SimpleNamespace(monitor="val_accuracy"), model=weights)
+    best = _Best()
+    assert _keep_if_better(best, loop, 1, {"val_accuracy": 1.0, "val_loss": 0.5})
+    with torch.no_grad():
+        weights.weight.add_(1.0)  # epoch 2 trains on, same score: its weights are kept
+    assert _keep_if_better(best, loop, 2, {"val_accuracy": 1.0, "val_loss": 0.4})
+    assert best.epoch == 2 and torch.equal(best.state["weight"], weights.weight) and best.stale_epochs == 1
+    assert not _keep_if_better(best, loop, 3, {"val_accuracy": 0.9, "val_loss": 0.3})
+    assert best.epoch == 2 and best.stale_epochs == 2  # patience 2 would stop here
 
 
 def test_same_seed_gives_the_same_run(tiny_data_dir):

@@ -241,17 +241,21 @@ def _check_finite(loss: float, loop: _Loop, where: str) -> None:
 
 
 def _keep_if_better(best: _Best, loop: _Loop, epoch: int, val: dict[str, float]) -> bool:
-    """Remember this epoch's weights when its monitored score is the best so far; count stale epochs."""
+    """Remember this epoch's weights when its monitored score is the best so far, or equals it: on a small
+    validation split (a dozen images) the score reaches its top within a few epochs and stays there, and the
+    later of two equal epochs has trained longer (a 70-image upload kept epoch 1 of 131 when the first best won
+    ties). A tie does not count as progress for early stopping: stale epochs are counted until a better one."""
     monitor = loop.resolved.monitor
     score = -val["val_loss"] if monitor == "val_loss" else val.get(monitor, val["val_accuracy"])
     if math.isnan(score) and monitor in VALIDATION_METRICS:  # a class missing from the split: fall back
         score = val["val_accuracy"]
     if monitor == "last" or math.isnan(score):  # no validation images: the last epoch counts as best
         score = epoch
-    if score <= best.score:
+    if score < best.score:
         best.stale_epochs += 1
         return False
-    best.score, best.epoch, best.stale_epochs = score, epoch, 0
+    best.stale_epochs = best.stale_epochs + 1 if score == best.score else 0
+    best.score, best.epoch = score, epoch
     best.state = copy.deepcopy(loop.model.state_dict())
     best.val = dict(val)
     return True
