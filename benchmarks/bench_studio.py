@@ -205,6 +205,7 @@ def classroom(args: argparse.Namespace) -> None:
     cache = Path(tempfile.mkdtemp(prefix="bench-class-"))
     env = {**os.environ, "CNN_CACHE_DIR": str(cache), "CNN_RUNS_DIR": str(cache / "runs")}
     cli_train_seconds(env)  # the tensor cache, as a class's server would have it
+    cli_seconds = cli_train_seconds(env)  # the same run by the CLI on the idle machine, for comparison
     server, url = start_server(env)
     latencies: list[float] = []
     by_page: dict[str, list[float]] = {}
@@ -287,7 +288,8 @@ def classroom(args: argparse.Namespace) -> None:
     cpu = [s[1] for s in samples]
     print(f"{args.minutes:g} minutes, 5 browser contexts in {'one Chromium' if args.browsers == 'one' else 'five Chromiums'}"
           " (2 training, 3 using pages)")
-    print(f"runs finished: {finished[0]} + {finished[1]} = {sum(finished)}")
+    print(f"runs finished: {finished[0]} + {finished[1]} = {sum(finished)}; their training seconds: "
+          f"{', '.join(f'{seconds:.1f}' for seconds in app_run_seconds(cache))} (the CLI alone before: {cli_seconds:.1f})")
     print(f"interactions: {len(latencies)}, p50 {statistics.median(latencies):.2f} s, p95 {p95:.2f} s")
     for page_widget, values in by_page.items():
         values.sort()

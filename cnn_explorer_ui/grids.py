@@ -1,4 +1,4 @@
-"""Pictures of numbers: plotly heatmaps of feature maps and small HTML grids that print every value.
+"""Pictures of numbers: small HTML grids that print every value (feature maps as pictures: `value_maps`).
 
 View code only: the values and their colour range come from `cnn_core.conv`.
 """
@@ -9,38 +9,9 @@ import html
 from collections.abc import Callable, Iterable
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
-from cnn_core.conv import heatmap_data
-
 from .widgets import classroom_scale
-
-
-def heatmap_figure(values: np.ndarray, title: str, *, gray: bool = False, robust: bool = True,
-                   height: int = 380) -> go.Figure:
-    """A feature map as an interactive heatmap: square pixels, row 0 on top, values on hover.
-
-    Signed maps get a red-white-blue scale centred on 0, others a single ramp (`gray` for images);
-    `robust` lets large maps saturate at the 99.5th percentile (see `cnn_core.conv.heatmap_data`).
-    """
-    data = heatmap_data(values, robust=robust)
-    if gray:
-        colorscale, zmid = "gray", None
-    else:
-        colorscale, zmid = ("RdBu_r", 0.0) if data.diverging else ("Viridis", None)
-    figure = go.Figure(go.Heatmap(z=data.z, zmin=data.zmin, zmax=data.zmax, zmid=zmid, colorscale=colorscale,
-                                  hovertemplate="row %{y}, col %{x}<br>value %{z:.3f}<extra></extra>"))
-    figure.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", showgrid=False)
-    figure.update_xaxes(constrain="domain", showgrid=False)
-    if data.clipped:
-        title += " <span style='font-size:11px;color:#6b7280'>(colours saturate at the 99.5th percentile)</span>"
-    zoom = classroom_scale()  # taller, with bigger text, on a projector
-    figure.update_xaxes(tickfont=dict(size=round(11 * zoom)))
-    figure.update_yaxes(tickfont=dict(size=round(11 * zoom)))
-    figure.update_layout(title=dict(text=title, font=dict(size=round(14 * zoom))), height=round(height * zoom),
-                         font=dict(size=round(12 * zoom)), margin=dict(l=10, r=10, t=round(40 * zoom), b=10))
-    return figure
 
 
 _GRID_CSS = """

@@ -13,10 +13,11 @@ import streamlit as st
 from cnn_core import conv, conv_quiz
 from cnn_core.data import images
 from cnn_core.errors import CnnError, ConfigError
-from cnn_explorer_ui import heatmap_figure, present_datasets, show_error, test_split
+from cnn_explorer_ui import present_datasets, show_error, test_split
 from cnn_explorer_ui.conv_views import (STEP_MAX_SIDE, gray_levels, show_pooling, show_step_through, step_window,
                                         upload_to_gray)
 from cnn_explorer_ui.data_sets import label_of
+from cnn_explorer_ui.value_maps import value_map
 
 FULL_MAX_SIDE = 512   # larger inputs are shrunk for the full-image view (and the 200 ms budget)
 DATASET_CHOICES = {"mnist": "MNIST digit", "pathmnist": "PathMNIST patch", "brain_mri": "Brain MRI"}
@@ -209,10 +210,11 @@ def show_output_size(image: np.ndarray, kernel: np.ndarray, settings: conv.ConvS
 # ------------------------------------------------------------------------------------------ full image
 def show_full_image(image: np.ndarray, result: conv.ConvResult) -> None:
     left, right = st.columns(2)
-    left.plotly_chart(heatmap_figure(image, f"Input {image.shape[0]}×{image.shape[1]}", gray=True, robust=False),
-                      key="conv_full_input")
-    right.plotly_chart(heatmap_figure(result.output, f"Feature map {result.output.shape[0]}×{result.output.shape[1]}"),
-                       key="conv_full_output")
+    with left:
+        value_map(image, f"Input {image.shape[0]}×{image.shape[1]}", key="conv_full_input", gray=True, robust=False)
+    with right:
+        value_map(result.output, f"Feature map {result.output.shape[0]}×{result.output.shape[1]}",
+                  key="conv_full_output")
     st.caption("Tap or hover to read any value. Red is positive, blue negative, white zero; "
                "a map with no negative values uses one colour ramp.")
     if st.toggle("Sobel edge magnitude √(gx² + gy²) — one click", key="conv_sobel",
@@ -228,7 +230,8 @@ def show_full_image(image: np.ndarray, result: conv.ConvResult) -> None:
                        "brighter). Their magnitude lights up every edge whatever its direction. Replicate "
                        "padding keeps the map as large as the image.")
         title, values = views[shown]
-        right.plotly_chart(heatmap_figure(values, title, gray=shown == "magnitude"), key="conv_sobel_map")
+        with right:
+            value_map(values, title, key="conv_sobel_map", gray=shown == "magnitude")
 
 
 # ------------------------------------------------------------------------------------------ self-check

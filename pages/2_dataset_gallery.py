@@ -14,6 +14,7 @@ import streamlit as st
 from cnn_core import data, gallery
 from cnn_core.errors import CnnError
 from cnn_explorer_ui import browser_datasets, browser_id, dataset_statuses, import_zip_upload, is_present, show_error
+from cnn_explorer_ui.thumbnails import ThumbnailRow, thumbnail_rows
 from cnn_explorer_ui.widgets import show_folder_notes
 from cnn_explorer_ui.gallery_views import (CHANNEL_NAMES, counts_figure, dataset_version, grid_png,
                                            load_with_progress, samples, show_description, show_image, show_missing,
@@ -168,39 +169,30 @@ def _class_title(index: int, name: str) -> str:
     return name if name == str(index) else f"{index}: {name}"
 
 
-def _sample_rows(info: data.DatasetInfo, grid: gallery.SampleGrid, split: str, per_class: int,
-                 scale: int) -> tuple[str, int] | None:
-    """One row per class: its name, then its samples, each with a magnifier button."""
-    clicked = None
-    for class_index, class_name in enumerate(info.class_names):
-        columns = st.columns([2] + [1] * max(per_class, DEFAULT_PER_CLASS), vertical_alignment="center")
-        columns[0].markdown(f"**{_class_title(class_index, class_name)}**")
-        images = grid.images[class_index]
-        if len(images) == 0:
-            columns[1].caption(f"no {split} images of this class")
-            continue
-        for position, image in enumerate(images):
-            index = grid.indices[class_index][position]
-            with columns[position + 1]:
-                st.image(gallery.to_display(image, scale), width="stretch", output_format="PNG")
-                if st.button("", icon=":material/zoom_in:", key=f"gallery_pick_{class_index}_{position}",
-                             width="stretch", type="tertiary"):
-                    clicked = (split, index)
-    return clicked
+def _sample_rows(info: data.DatasetInfo, grid: gallery.SampleGrid, split: str) -> tuple[str, int] | None:
+    """One row per class: its name, then its samples; clicking a sample returns (split, its index)."""
+    rows = [ThumbnailRow(_class_title(c, name), list(grid.images[c]),
+                         [f"{_class_title(c, name)}, {split} image #{i}" for i in grid.indices[c]],
+                         note="" if len(grid.indices[c]) else f"no {split} images of this class")
+            for c, name in enumerate(info.class_names)]  # fmt: skip
+    picked = thumbnail_rows(rows, key="gallery_samples", side_px=THUMBNAIL_PX, image_size=info.image_size,
+                            clickable=True, hint="Enlarge and show its pixel values")
+    if picked is None or picked[0] >= len(grid.indices) or picked[1] >= len(grid.indices[picked[0]]):
+        return None  # nothing clicked (or a click on pictures this run no longer shows)
+    return split, grid.indices[picked[0]][picked[1]]
 
 
 def show_samples(info: data.DatasetInfo, status: data.DatasetStatus,
                  splits: dict[str, data.SplitData]) -> tuple[str, int] | None:
-    """The grid of random samples per class; returns (split, index) of an image whose magnifier was clicked."""
+    """The grid of random samples per class; returns (split, index) of the image clicked in this run."""
     st.markdown("#### Random samples per class")
     split, per_class, seed = _sample_controls(info, splits)
     grid = samples(info.name, dataset_version(status), split, per_class, seed)
-    scale = gallery.display_scale(info.image_size, THUMBNAIL_PX)
-    with st.container(key="gallery_samples"):
-        clicked = _sample_rows(info, grid, split, per_class, scale)
+    clicked = _sample_rows(info, grid, split)
     left, right = st.columns([4, 1], vertical_alignment="center")
     left.caption(f"Seed {seed}: {per_class} random {split} images per class (fewer where a class has fewer). "
-                 "Click the magnifier under an image to enlarge it and see its pixel values.")
+                 "Click an image to enlarge it and see its pixel values.")
+    scale = gallery.display_scale(info.image_size, THUMBNAIL_PX)
     picture = grid_png(info.name, dataset_version(status), split, per_class, seed, scale)
     right.download_button("Save grid as PNG", picture,
                           file_name=f"{info.name}-{split}-seed{seed}.png", mime="image/png",
@@ -211,15 +203,9 @@ def show_samples(info: data.DatasetInfo, status: data.DatasetStatus,
 
 def show_class_means(info: data.DatasetInfo, summary: gallery.DatasetSummary) -> None:
     st.markdown("#### Average image per class")
-    scale = gallery.display_scale(info.image_size, THUMBNAIL_PX)
-    per_row = 10  # a fixed width per picture, however few classes there are
-    for start in range(0, len(info.class_names), per_row):
-        columns = st.columns(per_row)
-        for offset, class_name in enumerate(info.class_names[start : start + per_row]):
-            with columns[offset]:
-                st.image(gallery.to_display(summary.class_means[start + offset], scale), width="stretch",
-                         output_format="PNG")
-                st.caption(_class_title(start + offset, class_name))
+    titles = [_class_title(c, name) for c, name in enumerate(info.class_names)]
+    means = ThumbnailRow("", list(summary.class_means), [f"average of class {t}" for t in titles], captions=titles)
+    thumbnail_rows([means], key="gallery_class_means", side_px=THUMBNAIL_PX, image_size=info.image_size)
     st.caption(f"Every pixel averaged over all {summary.stats_split} images of the class: what the class "
                "looks like 'on average', and how much its images differ from the other classes'.")
 

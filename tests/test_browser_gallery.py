@@ -61,11 +61,13 @@ def _wait_for_gallery(page) -> None:
     """Until the last section is there and every picture has loaded."""
     page.get_by_text("Every pixel averaged over all").wait_for(timeout=LOAD_TIMEOUT_MS)
     wait_for_app(page, LOAD_TIMEOUT_MS)
-    page.wait_for_function(
-        """() => { const images = [...document.querySelectorAll('[data-testid="stImage"] img')];
-                   return images.length > 0 && images.every(i => i.complete && i.naturalWidth > 0); }""",
-        timeout=LOAD_TIMEOUT_MS,
-    )
+    # the pictures live in the thumbnail elements' shadow roots, which Playwright's locators (not
+    # document.querySelectorAll) look into
+    pictures = page.locator('[data-testid="gallery_samples"] img, [data-testid="gallery_class_means"] img')
+    deadline = time.monotonic() + LOAD_TIMEOUT_MS / 1000
+    while not pictures.evaluate_all("all => all.length > 0 && all.every(i => i.complete && i.naturalWidth > 0)"):
+        assert time.monotonic() < deadline, "the gallery's pictures did not load"
+        page.wait_for_timeout(100)
     assert_no_exception(page)
 
 
@@ -93,8 +95,15 @@ def _counts_table(page) -> list[list[str]]:
 
 def _sample_sources(page) -> list[str]:
     """The picture addresses of the sample grid (Streamlit names media files by their content)."""
-    return page.locator('[class*="st-key-gallery_samples"] [data-testid="stImage"] img').evaluate_all(
+    return page.locator('[data-testid="gallery_samples"] img').evaluate_all(
         "images => images.map(i => i.getAttribute('src'))")
+
+
+def _enlarge(page, row: int, column: int) -> None:
+    """Click sample `column` of class row `row`: the picture itself is the button that enlarges it."""
+    picture = page.get_by_test_id("gallery_samples").locator(".row").nth(row).get_by_role("button").nth(column)
+    assert "image #" in picture.get_attribute("alt")
+    picture.click()
 
 
 def _pixel_grid(page) -> np.ndarray:
@@ -143,12 +152,13 @@ def test_mnist_gallery_counts_reshuffle_and_pixel_grid(page):
     assert len(reshuffled) == 80 and reshuffled != first
     seed_box.fill("0")
     seed_box.press("Enter")
-    page.wait_for_function(
-        "first => [...document.querySelectorAll('[class*=\"st-key-gallery_samples\"] [data-testid=\"stImage\"] img')]"
-        ".map(i => i.getAttribute('src')).join() === first.join()", arg=first, timeout=LOAD_TIMEOUT_MS)
+    deadline = time.monotonic() + LOAD_TIMEOUT_MS / 1000
+    while _sample_sources(page) != first:
+        assert time.monotonic() < deadline, "seed 0 did not bring the first pictures back"
+        page.wait_for_timeout(100)
 
     # Select the first "3": the dialog enlarges it and prints its 28×28 pixel values with the label.
-    page.locator(".st-key-gallery_pick_3_0 button:visible").click()
+    _enlarge(page, 3, 0)
     dialog = page.locator('[role="dialog"]')
     dialog.locator('[data-testid="gallery-pixel-grid"]').wait_for(timeout=LOAD_TIMEOUT_MS)
     text = dialog.inner_text()
@@ -186,7 +196,7 @@ def test_pathmnist_gallery_and_colour_pixel_grid(page):
     assert len(_sample_sources(page)) == 9 * 8
     save_screenshot(page, "gallery-pathmnist")
 
-    page.locator(".st-key-gallery_pick_0_1 button:visible").click()
+    _enlarge(page, 0, 1)
     dialog = page.locator('[role="dialog"]')
     dialog.locator('[data-testid="gallery-pixel-grid"]').wait_for(timeout=LOAD_TIMEOUT_MS)
     assert "Label: 0: adipose" in dialog.inner_text()
@@ -267,7 +277,7 @@ def test_upload_zip_of_class_folders_becomes_a_dataset(page):
 
     # A folder's images are 128x128: too large to print every value, so a crop's pixel grid is printed,
     # the crop outlined on the image, its row and column numbers the image's own.
-    page.locator(".st-key-gallery_pick_0_0 button:visible").click()
+    _enlarge(page, 0, 0)
     dialog = page.locator('[role="dialog"]')
     dialog.locator('[data-testid="gallery-pixel-grid"]').wait_for(timeout=LOAD_TIMEOUT_MS)
     assert "Pick a square of it" in dialog.inner_text()

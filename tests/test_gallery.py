@@ -552,6 +552,23 @@ def _run_page(dataset: str, monkeypatch):
     return app
 
 
+def _picture_rows(app, key: str) -> dict:
+    """The data a `cnn_explorer_ui.thumbnails` element sent to the browser (AppTest sees it as JSON)."""
+    import json
+
+    def find(node):
+        for child in getattr(node, "children", {}).values():
+            if getattr(child, "key", None) == key:
+                return child
+            if (found := find(child)) is not None:
+                return found
+        return None
+
+    element = find(app._tree)
+    assert element is not None and element.type == "bidi_component", key
+    return json.loads(element.proto.json)
+
+
 @pytest.mark.parametrize("dataset", ["mnist", "pathmnist", "breastmnist", "chestmnist", "scans"])
 def test_page_shows_every_kind_of_data_set(tiny_data_dir, monkeypatch, dataset):
     from cnn_core import data
@@ -565,8 +582,12 @@ def test_page_shows_every_kind_of_data_set(tiny_data_dir, monkeypatch, dataset):
         labels = data.load_split(dataset, split).labels
         expected = int(labels.sum()) if info.multi_label else len(labels)  # multi-label: one count per label
         assert table[split].sum() == expected
-    keys = {button.key for button in app.button}
-    assert "gallery_reshuffle" in keys and "gallery_pick_0_0" in keys
+    assert "gallery_reshuffle" in {button.key for button in app.button}
+    samples = _picture_rows(app, "gallery_samples")  # one row per class, each picture a button
+    assert samples["clickable"] and len(samples["rows"]) == len(info.class_names)
+    assert all(row["images"] and len(row["images"]) == len(row["alts"]) for row in samples["rows"])
+    means = _picture_rows(app, "gallery_class_means")
+    assert not means["clickable"] and len(means["rows"][0]["images"]) == len(info.class_names)
 
 
 def test_page_reshuffle_changes_the_seed(tiny_data_dir, monkeypatch):
