@@ -169,6 +169,12 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (all processes), from /proc/stat."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
+
+
 def browser_cpu_seconds(skip: set[int]) -> float:
     """CPU seconds of this process's living descendants (Chromium and Playwright's driver), leaving out the
     `skip` pids and their descendants (the app server)."""
@@ -211,6 +217,7 @@ def classroom(args: argparse.Namespace) -> None:
     by_page: dict[str, list[float]] = {}
     finished = [0, 0]
     samples: list[tuple[float, float]] = []
+    cpu_split: dict[str, float] = {}
 
     async def settled(page, timeout_ms: float = 60_000) -> None:
         await page.wait_for_function(SETTLED_JS, timeout=timeout_ms)
@@ -261,7 +268,7 @@ def classroom(args: argparse.Namespace) -> None:
                 pass
             latencies.append(time.monotonic() - clicked)
             by_page.setdefault(f"{path} ({widget})", []).append(latencies[-1])
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(args.think)
 
     async def main() -> None:
         async with async_playwright() as playwright:
@@ -270,11 +277,15 @@ def classroom(args: argparse.Namespace) -> None:
             contexts = [await browsers[i % len(browsers)].new_context(viewport={"width": 1400, "height": 1000})
                         for i in range(5)]
             stop_at = time.monotonic() + args.minutes * 60
+            busy, browsers_cpu, server_cpu = machine_busy_seconds(), browser_cpu_seconds({server.pid}), _cpu_seconds(server.pid)
             await asyncio.gather(
                 sample(stop_at),
                 *(trainer(contexts[i], i, stop_at) for i in range(2)),
                 *(student(contexts[2 + i], path, widget, stop_at) for i, (path, widget) in enumerate(
                     (("dataset-gallery", "Reshuffle"), ("convolution-lab", "reload"), ("predict", "reload")))))
+            cpu_split["machine"] = machine_busy_seconds() - busy
+            cpu_split["browsers"] = browser_cpu_seconds({server.pid}) - browsers_cpu
+            cpu_split["server"] = _cpu_seconds(server.pid) - server_cpu
             for browser in browsers:
                 await browser.close()
 
@@ -287,7 +298,7 @@ def classroom(args: argparse.Namespace) -> None:
     rss = [s[0] for s in samples]
     cpu = [s[1] for s in samples]
     print(f"{args.minutes:g} minutes, 5 browser contexts in {'one Chromium' if args.browsers == 'one' else 'five Chromiums'}"
-          " (2 training, 3 using pages)")
+          f" (2 training, 3 using pages, {args.think:g} s between a page settling and their next click)")
     print(f"runs finished: {finished[0]} + {finished[1]} = {sum(finished)}; their training seconds: "
           f"{', '.join(f'{seconds:.1f}' for seconds in app_run_seconds(cache))} (the CLI alone before: {cli_seconds:.1f})")
     print(f"interactions: {len(latencies)}, p50 {statistics.median(latencies):.2f} s, p95 {p95:.2f} s")
@@ -297,6 +308,11 @@ def classroom(args: argparse.Namespace) -> None:
               f"p95 {values[max(0, int(round(0.95 * len(values))) - 1)]:.2f} s")
     print(f"server RSS: median {statistics.median(rss):.0f} MiB, max {max(rss):.0f} MiB; "
           f"server CPU: median {statistics.median(cpu):.0f} %, max {max(cpu):.0f} %")
+    wall = args.minutes * 60
+    rest = cpu_split["machine"] - cpu_split["browsers"] - cpu_split["server"]
+    print(f"where the cores went (of {os.cpu_count()} cores x {wall:.0f} s = {os.cpu_count() * wall:.0f} CPU-s; "
+          f"{cpu_split['machine']:.0f} busy): browsers and their driver {cpu_split['browsers']:.0f}, "
+          f"app server {cpu_split['server']:.0f}, training workers and the rest {rest:.0f}")
 
 
 def main() -> None:
@@ -306,6 +322,10 @@ def main() -> None:
     duel.add_argument("--repeats", type=int, default=3, help="studio runs (and CLI runs after each)")
     load = sub.add_parser("classroom", help="(b) five browsers on one server")
     load.add_argument("--minutes", type=float, default=4.0)
+    load.add_argument("--think", type=float, default=1.0,
+                      help="seconds a student waits after a page settled before the next click (default 1, as "
+                           "measured since the issue was filed: three such students keep about 1.7 of the 2 cores "
+                           "busy in their browsers)")
     load.add_argument("--browsers", choices=("one", "separate"), default="separate",
                       help="one Chromium per context (default, as measured since the issue was filed) or the five "
                            "contexts in one Chromium (measured: slower, its one browser process serialises them)")

@@ -15,7 +15,7 @@ from cnn_core import data, gallery
 from cnn_core.errors import CnnError
 from cnn_explorer_ui import browser_datasets, browser_id, dataset_statuses, import_zip_upload, is_present, show_error
 from cnn_explorer_ui.thumbnails import ThumbnailRow, thumbnail_rows
-from cnn_explorer_ui.widgets import show_folder_notes
+from cnn_explorer_ui.widgets import scaled, show_folder_notes
 from cnn_explorer_ui.gallery_views import (CHANNEL_NAMES, counts_figure, dataset_version, grid_png,
                                            load_with_progress, samples, show_description, show_image, show_missing,
                                            summary)
@@ -175,8 +175,8 @@ def _sample_rows(info: data.DatasetInfo, grid: gallery.SampleGrid, split: str) -
                          [f"{_class_title(c, name)}, {split} image #{i}" for i in grid.indices[c]],
                          note="" if len(grid.indices[c]) else f"no {split} images of this class")
             for c, name in enumerate(info.class_names)]  # fmt: skip
-    picked = thumbnail_rows(rows, key="gallery_samples", side_px=THUMBNAIL_PX, image_size=info.image_size,
-                            clickable=True, hint="Enlarge and show its pixel values")
+    picked = thumbnail_rows(rows, key="gallery_samples", side_px=scaled(THUMBNAIL_PX),
+                            image_size=info.image_size, clickable=True, hint="Enlarge and show its pixel values")
     if picked is None or picked[0] >= len(grid.indices) or picked[1] >= len(grid.indices[picked[0]]):
         return None  # nothing clicked (or a click on pictures this run no longer shows)
     return split, grid.indices[picked[0]][picked[1]]
@@ -205,7 +205,7 @@ def show_class_means(info: data.DatasetInfo, summary: gallery.DatasetSummary) ->
     st.markdown("#### Average image per class")
     titles = [_class_title(c, name) for c, name in enumerate(info.class_names)]
     means = ThumbnailRow("", list(summary.class_means), [f"average of class {t}" for t in titles], captions=titles)
-    thumbnail_rows([means], key="gallery_class_means", side_px=THUMBNAIL_PX, image_size=info.image_size)
+    thumbnail_rows([means], key="gallery_class_means", side_px=scaled(THUMBNAIL_PX), image_size=info.image_size)
     st.caption(f"Every pixel averaged over all {summary.stats_split} images of the class: what the class "
                "looks like 'on average', and how much its images differ from the other classes'.")
 
