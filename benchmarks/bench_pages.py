@@ -12,13 +12,10 @@ Only loopback traffic: the server listens on 127.0.0.1; Chromium runs with backg
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
-from bench_studio import SETTLED_JS, _cpu_seconds, _stop, browser_cpu_seconds, start_server
+from bench_studio import SETTLED_JS, _cpu_seconds, _stop, browser_cpu_seconds, fresh_cache_env, start_server
 
 PAGES = ("", "convolution-lab", "dataset-gallery", "training-studio", "model-graph", "predict")
 
@@ -33,8 +30,7 @@ def main() -> None:
 
     from browser_fixtures import CHROMIUM_ARGS, CHROMIUM_PATH
 
-    cache = Path(tempfile.mkdtemp(prefix="bench-pages-"))
-    env = {**os.environ, "CNN_CACHE_DIR": str(cache), "CNN_RUNS_DIR": str(cache / "runs")}
+    _, env = fresh_cache_env("bench-pages-")
     server, url = start_server(env)
     rows = []
     try:

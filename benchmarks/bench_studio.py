@@ -52,6 +52,12 @@ def start_server(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     return process, url
 
 
+def fresh_cache_env(prefix: str) -> tuple[Path, dict[str, str]]:
+    """A new empty CNN_CACHE_DIR (runs, database, tensor cache) and the environment that points the app at it."""
+    cache = Path(tempfile.mkdtemp(prefix=prefix))
+    return cache, {**os.environ, "CNN_CACHE_DIR": str(cache), "CNN_RUNS_DIR": str(cache / "runs")}
+
+
 def cli_train_seconds(env: dict[str, str]) -> float:
     result = subprocess.run([sys.executable, "-m", "cnn_core", "train", "--data", "mnist", "--json"], cwd=ROOT,
                             env=env, capture_output=True, text=True, check=True)  # fmt: skip
@@ -107,8 +113,7 @@ def race(args: argparse.Namespace) -> None:
     machine hits both; the ratio is of the medians."""
     from playwright.sync_api import sync_playwright
 
-    cache = Path(tempfile.mkdtemp(prefix="bench-studio-"))
-    env = {**os.environ, "CNN_CACHE_DIR": str(cache), "CNN_RUNS_DIR": str(cache / "runs")}
+    cache, env = fresh_cache_env("bench-studio-")
     cli = [cli_train_seconds(env)]  # also fills the tensor cache both then read
     server, url = start_server(env)
     walls = []
@@ -208,8 +213,7 @@ def classroom(args: argparse.Namespace) -> None:
 
     from playwright.async_api import async_playwright
 
-    cache = Path(tempfile.mkdtemp(prefix="bench-class-"))
-    env = {**os.environ, "CNN_CACHE_DIR": str(cache), "CNN_RUNS_DIR": str(cache / "runs")}
+    cache, env = fresh_cache_env("bench-class-")
     cli_train_seconds(env)  # the tensor cache, as a class's server would have it
     cli_seconds = cli_train_seconds(env)  # the same run by the CLI on the idle machine, for comparison
     server, url = start_server(env)

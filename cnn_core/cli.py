@@ -125,7 +125,8 @@ def config_from_args(args: argparse.Namespace) -> "TrainConfig":
         schedule=args.schedule,
         weight_decay=args.weight_decay,
         momentum=args.momentum,
-        label_smoothing=args.label_smoothing, class_weights=args.class_weights, patience=args.patience,
+        label_smoothing=args.label_smoothing, ema_decay=args.ema_decay, class_weights=args.class_weights,
+        patience=args.patience,
         monitor=args.monitor or "auto",
         seed=args.seed,
         device=args.device,
@@ -477,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--momentum", type=float, default=0.9, help="momentum of sgd and rmsprop (default 0.9)")
     p.add_argument("--label-smoothing", type=float, help="label smoothing (default: 0.1 for MedMNIST sets trained from "
                    "scratch with two classes or 5,000+ training images, else 0)")
+    p.add_argument("--ema-decay", type=float, help="keep an exponential moving average of the weights, updated every "
+                   "step with this decay, and validate, test and save it (0: off, the default)")
     p.add_argument("--class-weights", choices=["auto", "balanced", "none"], default="auto", help="loss weights per "
                    "class; auto (default): balanced when the largest class has 2x the smallest's images or more")
     p.add_argument("--patience", type=int, help="stop after this many epochs without validation improvement")

@@ -268,6 +268,7 @@ STUDIO_CONFIGS = {
                               model_args={"dropout": 0.25, "note": "3", "flag": True, "name": "a b"},
                               epochs=1, batch_size=2, lr=1 / 3, optimizer="rmsprop", schedule="none",
                               weight_decay=0.0, label_smoothing=0.1, momentum=0.8, monitor="val_accuracy",
+                              ema_decay=0.99,
                               seed=123, limit=40, augment=AugmentConfig(shift=4, hflip=False, vflip=True,
                                                                        color_jitter=0.35, rotate90=True,
                                                                        grayscale=0.3), tta=False),

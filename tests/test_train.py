@@ -321,3 +321,49 @@ def test_balanced_class_weights_make_each_class_weigh_the_same():
     assert torch.allclose(weights, torch.tensor([40 / (3 * 30), 40 / (3 * 10), 0.0]))
     assert torch.allclose(weights[labels].sum() / len(labels), torch.tensor(2 / 3))  # 30 * w0 == 10 * w1
     assert loss_weights("none", labels, 3) is None
+
+
+def test_weight_average_is_an_exponential_moving_average_of_weights_and_batchnorm_statistics():
+    from cnn_core.training.loop import weight_average
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    assert weight_average(model, 0.0) is None
+    average = weight_average(model, 0.9)
+    snapshots = []
+    for value in (1.0, 3.0, 5.0):
+        with torch.no_grad():
+            model[0].weight.fill_(value)
+            model[1].running_mean.fill_(value)
+        average.update_parameters(model)
+        snapshots.append(value)
+    # the first update copies; then average = 0.9 * average + 0.1 * weights
+    expected = 1.0
+    for value in snapshots[1:]:
+        expected = 0.9 * expected + 0.1 * value
+    assert torch.allclose(average.module[0].weight, torch.full((2, 2), expected))
+    assert torch.allclose(average.module[1].running_mean, torch.full((2,), expected))
+    assert model[0].weight[0, 0].item() == 5.0  # the model itself is untouched
+
+
+def test_a_run_with_an_ema_validates_and_saves_the_average_and_records_its_decay(tiny_data_dir, tmp_path):
+    from cnn_core.models.checkpoints import load_checkpoint
+    from cnn_core.runs.commands import cli_command
+    from cnn_core.training import TrainConfig, resolve_config, run_training
+    from cnn_core.data.registry import get_dataset_info
+
+    # decay just below 1: the average stays at the weights after the first step, far from the trained ones
+    frozen = run_training(TrainConfig(dataset="mnist", model="simple_cnn", epochs=2, batch_size=16, limit=64,
+                                      monitor="last", ema_decay=0.999999, out=str(tmp_path / "ema.safetensors")))
+    plain = run_training(TrainConfig(dataset="mnist", model="simple_cnn", epochs=2, batch_size=16, limit=64,
+                                     monitor="last", out=str(tmp_path / "plain.safetensors")))
+    assert frozen.card.training["ema_decay"] == 0.999999 and plain.card.training["ema_decay"] == 0.0
+    ema_state = load_checkpoint(tmp_path / "ema.safetensors").model.state_dict()
+    plain_state = load_checkpoint(tmp_path / "plain.safetensors").model.state_dict()
+    moved = [name for name, value in plain_state.items() if value.is_floating_point()
+             and not torch.allclose(value, ema_state[name], atol=1e-4)]
+    assert moved, "the saved weights are the trained ones, not their average"
+    info = get_dataset_info("mnist")
+    config = TrainConfig(dataset="mnist", ema_decay=0.999)
+    assert "--ema-decay 0.999" in cli_command(config, resolve_config(config, info), "mnist", info.task)
+    with pytest.raises(ConfigError, match="EMA decay must be in"):
+        resolve_config(TrainConfig(dataset="mnist", ema_decay=1.0), info)

@@ -90,6 +90,8 @@ def cli_command(config: TrainConfig, resolved: ResolvedConfig, family: str, task
         parts += ["--momentum", _number(config.momentum)]
     if resolved.label_smoothing or config.label_smoothing is not None:
         parts += ["--label-smoothing", _number(resolved.label_smoothing)]
+    if resolved.ema_decay or config.ema_decay is not None:
+        parts += ["--ema-decay", _number(resolved.ema_decay)]
     if config.class_weights != TrainConfig.class_weights:
         parts += ["--class-weights", config.class_weights]
     if config.patience is not None:

@@ -69,6 +69,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     momentum: float = 0.9
     label_smoothing: float | None = None  # None: what suits the data (`default_label_smoothing`)
+    ema_decay: float | None = None  # exponential moving average of the weights per step; None: `default_ema_decay`
     patience: int | None = None  # early stopping: epochs without improvement of `monitor`
     monitor: str = "auto"  # which epoch the checkpoint keeps (MONITORS); "auto": `resolve_monitor`
     seed: int = 0
@@ -97,6 +98,7 @@ class ResolvedConfig:
     class_weights: str = "none"  # "balanced" or "none" ("auto" decided from the training classes)
     monitor: str = "val_accuracy"  # never "auto": decided from the model, the task and the class weights
     label_smoothing: float = 0.0
+    ema_decay: float = 0.0  # 0: the checkpoint holds the trained weights themselves
 
 
 def resolve_config(config: TrainConfig, info: DatasetInfo) -> ResolvedConfig:
@@ -116,6 +118,7 @@ def resolve_config(config: TrainConfig, info: DatasetInfo) -> ResolvedConfig:
         class_weights=_class_weights(config.class_weights, info),
         label_smoothing=(config.label_smoothing if config.label_smoothing is not None
                          else default_label_smoothing(info, model)),
+        ema_decay=config.ema_decay if config.ema_decay is not None else default_ema_decay(info, model),
     )
     resolved.monitor = resolve_monitor(config.monitor, model, config.patience, info)
     check_options(resolved, config)
@@ -156,6 +159,11 @@ def default_label_smoothing(info: DatasetInfo, model: str) -> float:
     binary = not info.multi_label and len(info.class_names) == 2
     n_train = (info.n_samples or {}).get("train") or 0
     return MEDMNIST_LABEL_SMOOTHING if binary or n_train >= SMALL_SET_IMAGES else 0.0
+
+
+def default_ema_decay(info: DatasetInfo, model: str) -> float:
+    """Decay of the weights' exponential moving average of a run that does not say: 0 (off) for now."""
+    return 0.0
 
 
 def default_recipe(model_defaults: dict, info: DatasetInfo, config: TrainConfig) -> tuple[int, int]:
@@ -221,6 +229,9 @@ def check_options(r: ResolvedConfig, config: TrainConfig) -> None:
         )
     if not 0 <= r.label_smoothing < 1:
         raise ConfigError(f"Label smoothing must be in [0, 1); got {r.label_smoothing}.")
+    if not 0 <= r.ema_decay < 1 or math.isnan(r.ema_decay):
+        raise ConfigError(f"The EMA decay must be in [0, 1) (0: off; 0.999 averages about the last 1,000 steps); "
+                          f"got {r.ema_decay}.")
     if config.weight_decay < 0:
         raise ConfigError(f"Weight decay must not be negative; got {config.weight_decay}.")
     if config.limit is not None and config.limit < 2:

@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .. import data as data_registry
 from ..data.augment import BatchPreprocessor, orientations_taught
@@ -55,12 +56,17 @@ class _Loop:
     log_every: int
     threads: CpuThreads | None = None  # CPU runs: the thread pool follows the cores other processes leave
     class_weights: torch.Tensor | None = None  # per-class loss weights [C] (float32, on the device), or None
+    ema: AveragedModel | None = None  # the weights' moving average (`ema_decay`), validated and kept instead
     step: int = 0
     seconds: float = 0.0
     cancelled: bool = False
 
     def cancel_requested(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()
+
+    def kept_model(self) -> torch.nn.Module:
+        """The weights validation scores and the checkpoint keeps: the moving average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
 
 @dataclass
@@ -119,6 +125,7 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
         make_scheduler(resolved.schedule, optimizer, resolved.lr, epoch_steps * resolved.epochs),
         device, torch.Generator().manual_seed(config.seed), cancel, config.log_every or max(1, epoch_steps // 50),
         threads, loss_weights(resolved.class_weights, prepared.train[1], len(info.class_names)),
+        weight_average(model, resolved.ema_decay),
     )  # fmt: skip
 
     best, epoch, stopped_early = _Best(state=copy.deepcopy(model.state_dict())), 0, False
@@ -181,6 +188,8 @@ def train_one_epoch(loop: _Loop, epoch: int) -> Iterator[Event]:
         loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         loop.optimizer.step()
+        if loop.ema is not None:
+            loop.ema.update_parameters(model)
         if loop.scheduler is not None:
             loop.scheduler.step()
         loop.step += 1
@@ -207,7 +216,7 @@ def evaluate(loop: _Loop) -> dict[str, float]:
     [0, 1], and the run's monitor when it is "val_balanced_accuracy" or "val_auroc", computed as the test metrics
     are (nan where undefined: a class missing from the split; absent without validation images)."""
     prepared = loop.prepared
-    probs = predict_probs(loop.model, prepared.val[0], _eval_preprocess(prepared), loop.device)
+    probs = predict_probs(loop.kept_model(), prepared.val[0], _eval_preprocess(prepared), loop.device)
     val_loss, val_accuracy = loss_and_accuracy(probs, prepared.val[1])
     figures = {"val_loss": val_loss, "val_accuracy": val_accuracy}
     monitor = loop.resolved.monitor
@@ -216,6 +225,15 @@ def evaluate(loop: _Loop) -> dict[str, float]:
         value = metrics[VALIDATION_METRICS[monitor]]
         figures[monitor] = math.nan if value is None else value
     return figures
+
+
+def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel | None:
+    """An exponential moving average of `model`'s weights and BatchNorm statistics (PyTorch's
+    `torch.optim.swa_utils`; Polyak & Juditsky 1992), updated after every step as
+    average = decay * average + (1 - decay) * weights; None when `decay` is 0."""
+    if not decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def loss_weights(kind: str, labels: torch.Tensor, n_classes: int) -> torch.Tensor | None:
@@ -256,7 +274,7 @@ def _keep_if_better(best: _Best, loop: _Loop, epoch: int, val: dict[str, float])
         return False
     best.stale_epochs = best.stale_epochs + 1 if score == best.score else 0
     best.score, best.epoch = score, epoch
-    best.state = copy.deepcopy(loop.model.state_dict())
+    best.state = copy.deepcopy(loop.kept_model().state_dict())
     best.val = dict(val)
     return True
 
