@@ -67,10 +67,10 @@ export default function(component) {
 """
 
 _CSS = """
-.cnn-value-map .title { font-size: calc(0.9rem * var(--zoom, 1)); font-weight: 600; margin-bottom: 0.3rem; }
+.cnn-value-map .title { font-size: 0.9rem; font-weight: 600; margin-bottom: 0.3rem; }
 .cnn-value-map .frame { position: relative; width: min(100%, calc(var(--max-h) * var(--aspect))); }
 .cnn-value-map img { display: block; width: 100%; height: auto; cursor: crosshair;
-  touch-action: none; outline: 1px solid #d1d5db; }  /* an outline: a border would shift the pointer maths */
+  outline: 1px solid #d1d5db; }  /* an outline: a border would shift the pointer maths; a tap reads a value */
 .cnn-value-map .cell { position: absolute; display: none; pointer-events: none; box-sizing: border-box;
   outline: 2px solid #f97316; min-width: 3px; min-height: 3px; }
 .cnn-value-map .readout { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 0.85rem;
