@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from cnn_core import gallery
+from cnn_core.errors import DataError
 
 SHARP_UP_TO_PX = 64  # images up to this side are sent as they are (PNG) and enlarged by the browser, pixels visible
 SHRUNK_PX = 112  # larger ones are shrunk to this side (Lanczos) and sent as JPEG: a thumbnail, not the data
@@ -36,7 +37,6 @@ export default function(component) {
   root.setAttribute('data-testid', data.testid);
   root.style.setProperty('--thumb', data.px + 'px');
   root.classList.toggle('pixelated', data.pixelated);
-  root.classList.toggle('titled', data.rows.some((row) => row.title));
   const rows = data.rows.map((row, r) => {
     const line = document.createElement('div');
     line.className = 'row';
@@ -67,10 +67,11 @@ export default function(component) {
         img.setAttribute('role', 'button');
         img.tabIndex = 0;
         img.title = data.hint;
-        const pick = () => setTriggerValue('picked', { row: r, column: c });
+        // the picture's own id, not its place: a click on a picture the next rerun has replaced still names it
+        const pick = () => setTriggerValue('picked', row.ids[c]);
         img.addEventListener('click', pick);
         img.addEventListener('keydown', (event) => {
-          if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); pick(); }
+          if ((event.key === 'Enter' || event.key === ' ') && !event.repeat) { event.preventDefault(); pick(); }
         });
       }
       line.appendChild(figure);
@@ -103,19 +104,29 @@ _component = st.components.v2.component("cnn_thumbnail_rows", js=_JS, css=_CSS)
 @dataclass(frozen=True)
 class ThumbnailRow:
     """One row: a title (or "" for none), its pictures as uint8 [C, H, W] tensors, and what to say about each
-    (alt text; `captions` are also shown under the pictures). `note` stands in for an empty row."""
+    (alt text; `captions` are also shown under the pictures). `ids` name the pictures to the caller when one is
+    clicked. `note` stands in for an empty row."""
 
     title: str
     images: Sequence[torch.Tensor]
     alts: Sequence[str]
     captions: Sequence[str] | None = None
+    ids: Sequence[str] | None = None
     note: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("alts", "captions", "ids"):
+            values = getattr(self, name)
+            if values is not None and len(values) != len(self.images):
+                raise ValueError(f"{len(self.images)} pictures but {len(values)} {name}.")
 
 
 def data_uri(image: torch.Tensor) -> str:
     """A uint8 [C, H, W] image (C = 1 or 3) as a `data:` URI: PNG pixel for pixel up to `SHARP_UP_TO_PX` a
-    side, else shrunk to `SHRUNK_PX` (Lanczos) and JPEG-encoded at quality 90. Raises DataError for other
-    shapes (from `cnn_core.gallery`)."""
+    side, else shrunk to `SHRUNK_PX` square (Lanczos) and JPEG-encoded at quality 90. Raises DataError for
+    other shapes."""
+    if image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise DataError(f"A thumbnail needs one image shaped [C, H, W] with 1 or 3 channels, got {tuple(image.shape)}.")
     if max(image.shape[-2:]) <= SHARP_UP_TO_PX:
         picture, kind = gallery.to_display(image), "png"
     else:
@@ -127,16 +138,20 @@ def data_uri(image: torch.Tensor) -> str:
 
 
 def thumbnail_rows(rows: Sequence[ThumbnailRow], *, key: str, side_px: int, image_size: int,
-                   clickable: bool = False, hint: str = "Enlarge") -> tuple[int, int] | None:
+                   clickable: bool = False, hint: str = "Enlarge") -> str | None:
     """Draw `rows` as one element, every picture `side_px` CSS pixels square; images of `image_size` pixels
-    or less keep visible pixels. Returns (row, column) of the picture clicked in this run when `clickable`,
-    else None. The element has `data-testid` equal to `key`."""
+    or less keep visible pixels. Returns the id (`ThumbnailRow.ids`) of the picture clicked in this run when
+    `clickable`, else None. The element has `data-testid` equal to `key`. Raises DataError for a picture that
+    is not a [C, H, W] image with 1 or 3 channels; ValueError for clickable rows without ids."""
+    if clickable and any(row.ids is None for row in rows):
+        raise ValueError("Clickable thumbnails need an id per picture.")
     payload = {
         "testid": key, "px": side_px, "pixelated": image_size <= SHARP_UP_TO_PX, "clickable": clickable, "hint": hint,
         "rows": [{"title": row.title, "note": row.note, "images": [data_uri(image) for image in row.images],
-                  "alts": list(row.alts), "captions": list(row.captions) if row.captions is not None else None}
+                  "alts": list(row.alts), "captions": list(row.captions) if row.captions is not None else None,
+                  "ids": list(row.ids) if row.ids is not None else None}
                  for row in rows],
     }  # fmt: skip
     result = _component(key=key, data=payload, on_picked_change=lambda: None)
     picked = getattr(result, "picked", None) if clickable else None
-    return (int(picked["row"]), int(picked["column"])) if picked else None
+    return str(picked) if picked is not None else None

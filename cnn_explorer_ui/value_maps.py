@@ -32,15 +32,17 @@ export default function(component) {
     root.className = 'cnn-value-map';
     root.setAttribute('data-testid', 'valueMap');
     root.innerHTML = '<div class="title"></div><div class="frame"><img><div class="cell"></div></div>' +
-      '<div class="readout" aria-live="polite"></div><div class="bar"></div><div class="ticks"></div>';
+      '<div class="readout"></div><div class="bar"></div><div class="ticks"></div>';
     parentElement.appendChild(root);
   }
   const img = root.querySelector('img'), cell = root.querySelector('.cell'), readout = root.querySelector('.readout');
   root.querySelector('.title').textContent = data.title;
   root.style.setProperty('--max-h', data.max_height + 'px');
   root.style.setProperty('--aspect', String(data.width / data.height));
+  // crisp cells where the map is enlarged, smooth where it is shrunk
+  const rendering = () => { img.style.imageRendering = img.getBoundingClientRect().width >= data.width ? 'pixelated' : 'auto'; };
+  img.onload = rendering;
   img.src = data.png;
-  img.style.imageRendering = data.height < data.max_height ? 'pixelated' : 'auto';  // crisp cells, smooth shrinking
   img.alt = data.title;
   root.querySelector('.bar').style.background = data.gradient;
   const ticks = root.querySelector('.ticks');
@@ -48,7 +50,14 @@ export default function(component) {
   const raw = atob(data.values), bytes = new Uint8Array(raw.length);
   for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
   const values = new Float32Array(bytes.buffer);
-  const format = (v) => Number.isFinite(v) ? (Math.abs(v - Math.round(v)) < 1e-6 ? String(Math.round(v)) : v.toFixed(3)) : String(v);
+  // as cnn_core.conv.format_number: '3', '-0.25', '0.111', 'nan', 'inf'
+  const format = (v) => {
+    if (Number.isNaN(v)) return 'nan';
+    if (!Number.isFinite(v)) return v > 0 ? 'inf' : '-inf';
+    if (Math.abs(v - Math.round(v)) < 1e-6) return String(Math.round(v) || 0);
+    const text = v.toFixed(3).replace(/0+$/, '').replace(/[.]$/, '');
+    return text === '-0' || text === '' ? '0' : text;
+  };
   const idle = () => { readout.textContent = data.hint; cell.style.display = 'none'; };
   const show = (event) => {
     const box = img.getBoundingClientRect();
@@ -61,15 +70,16 @@ export default function(component) {
   };
   img.onpointermove = show;
   img.onpointerdown = show;
-  img.onpointerleave = idle;
+  img.onpointerleave = (event) => { if (event.pointerType === 'mouse') idle(); };  // a tapped value stays
   idle();
 }
 """
 
 _CSS = """
 .cnn-value-map .title { font-size: 0.9rem; font-weight: 600; margin-bottom: 0.3rem; }
-.cnn-value-map .frame { position: relative; width: min(100%, calc(var(--max-h) * var(--aspect))); }
-.cnn-value-map img { display: block; width: 100%; height: auto; cursor: crosshair;
+.cnn-value-map .frame { position: relative; width: min(100%, max(2rem, calc(var(--max-h) * var(--aspect)))); }
+.cnn-value-map img { display: block; width: 100%; height: auto; min-height: 2rem; max-height: var(--max-h);
+  object-fit: fill; cursor: crosshair;
   outline: 1px solid #d1d5db; }  /* an outline: a border would shift the pointer maths; a tap reads a value */
 .cnn-value-map .cell { position: absolute; display: none; pointer-events: none; box-sizing: border-box;
   outline: 2px solid #f97316; min-width: 3px; min-height: 3px; }
@@ -83,7 +93,8 @@ _CSS = """
 _component = st.components.v2.component("cnn_value_map", js=_JS, css=_CSS)
 
 HINT = "Hover or tap the map to read a value."
-LEVELS = 255  # colours per scale; palette index 255 is black, for non-finite values
+LEVELS = 255  # colours per scale; palette index 255 is `NOT_FINITE_RGB`, for NaN and infinite values
+NOT_FINITE_RGB = (255, 0, 255)  # magenta: in none of the three scales
 
 
 @functools.cache
@@ -99,7 +110,8 @@ def value_map_payload(values: np.ndarray, title: str, *, gray: bool = False, rob
     value), the values as base64 little-endian float32, a CSS gradient and tick labels for the colour bar.
 
     Colours as in `cnn_core.conv.heatmap_data`: signed maps red-white-blue around 0 (RdBu_r), others Viridis,
-    `gray` for images; `robust` saturates large maps at the 99.5th percentile. Non-finite values are drawn black.
+    `gray` for images; `robust` saturates large maps at the 99.5th percentile. Non-finite values are drawn in
+    `NOT_FINITE_RGB`.
     Raises ValueError for a map that is not 2-D or is empty.
     """
     array = np.asarray(values)
@@ -114,7 +126,7 @@ def value_map_payload(values: np.ndarray, title: str, *, gray: bool = False, rob
     index = np.rint(position * (LEVELS - 1)).astype(np.uint8)
     index[~finite] = LEVELS
     picture = Image.fromarray(index, mode="P")  # a palette PNG: 1 byte a value, ~10x faster to encode than RGB
-    picture.putpalette(np.concatenate([table, np.zeros((1, 3), np.uint8)]).tobytes())
+    picture.putpalette(np.concatenate([table, np.array([NOT_FINITE_RGB], np.uint8)]).tobytes())
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", compress_level=1)
     stops = ", ".join(f"rgb({r}, {g}, {b})" for r, g, b in table[np.linspace(0, LEVELS - 1, 11).astype(int)])

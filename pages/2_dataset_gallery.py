@@ -169,17 +169,23 @@ def _class_title(index: int, name: str) -> str:
     return name if name == str(index) else f"{index}: {name}"
 
 
-def _sample_rows(info: data.DatasetInfo, grid: gallery.SampleGrid, split: str) -> tuple[str, int] | None:
+def _sample_rows(info: data.DatasetInfo, grid: gallery.SampleGrid, splits: dict[str, data.SplitData],
+                 split: str) -> tuple[str, int] | None:
     """One row per class: its name, then its samples; clicking a sample returns (split, its index)."""
     rows = [ThumbnailRow(_class_title(c, name), list(grid.images[c]),
                          [f"{_class_title(c, name)}, {split} image #{i}" for i in grid.indices[c]],
+                         ids=[f"{split}/{i}" for i in grid.indices[c]],
                          note="" if len(grid.indices[c]) else f"no {split} images of this class")
             for c, name in enumerate(info.class_names)]  # fmt: skip
     picked = thumbnail_rows(rows, key="gallery_samples", side_px=scaled(THUMBNAIL_PX),
                             image_size=info.image_size, clickable=True, hint="Enlarge and show its pixel values")
-    if picked is None or picked[0] >= len(grid.indices) or picked[1] >= len(grid.indices[picked[0]]):
-        return None  # nothing clicked (or a click on pictures this run no longer shows)
-    return split, grid.indices[picked[0]][picked[1]]
+    if picked is None:
+        return None
+    # the id of the picture clicked, which a rerun in between (a reshuffle) may no longer show
+    picked_split, _, index = picked.partition("/")
+    if picked_split not in splits or not index.isdigit() or int(index) >= len(splits[picked_split]):
+        return None
+    return picked_split, int(index)
 
 
 def show_samples(info: data.DatasetInfo, status: data.DatasetStatus,
@@ -188,7 +194,7 @@ def show_samples(info: data.DatasetInfo, status: data.DatasetStatus,
     st.markdown("#### Random samples per class")
     split, per_class, seed = _sample_controls(info, splits)
     grid = samples(info.name, dataset_version(status), split, per_class, seed)
-    clicked = _sample_rows(info, grid, split)
+    clicked = _sample_rows(info, grid, splits, split)
     left, right = st.columns([4, 1], vertical_alignment="center")
     left.caption(f"Seed {seed}: {per_class} random {split} images per class (fewer where a class has fewer). "
                  "Click an image to enlarge it and see its pixel values.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zipfile
 from pathlib import Path
@@ -585,7 +586,8 @@ def test_page_shows_every_kind_of_data_set(tiny_data_dir, monkeypatch, dataset):
     assert "gallery_reshuffle" in {button.key for button in app.button}
     samples = _picture_rows(app, "gallery_samples")  # one row per class, each picture a button
     assert samples["clickable"] and len(samples["rows"]) == len(info.class_names)
-    assert all(row["images"] and len(row["images"]) == len(row["alts"]) for row in samples["rows"])
+    assert all(row["images"] and len(row["images"]) == len(row["alts"]) == len(row["ids"]) for row in samples["rows"])
+    assert all(re.fullmatch(r"train/\d+", picture) for row in samples["rows"] for picture in row["ids"])
     means = _picture_rows(app, "gallery_class_means")
     assert not means["clickable"] and len(means["rows"][0]["images"]) == len(info.class_names)
 

@@ -74,10 +74,11 @@ def test_value_map_of_an_image_is_grey_from_its_min_to_its_max():
     assert payload["ticks"] == ["0", "255"]
 
 
-def test_value_map_draws_non_finite_values_black_and_refuses_other_shapes():
+def test_value_map_draws_non_finite_values_in_their_own_colour_and_refuses_other_shapes():
     payload = value_maps.value_map_payload(np.array([[1.0, np.nan], [np.inf, 3.0]]), "Map")
     _, picture = _decode(payload["png"], "RGB")
-    assert picture[0, 1].tolist() == [0, 0, 0] and picture[1, 0].tolist() == [0, 0, 0]
+    assert picture[0, 1].tolist() == list(value_maps.NOT_FINITE_RGB) == picture[1, 0].tolist()
+    assert picture[0, 0].tolist() != list(value_maps.NOT_FINITE_RGB)
     for bad in (np.zeros(4), np.zeros((0, 3)), np.zeros((2, 2, 2))):
         with pytest.raises(ValueError, match="2-D"):
             value_maps.value_map_payload(bad, "Map")
@@ -89,3 +90,20 @@ def test_colour_tables_follow_plotlys_scales():
     assert gray[0].tolist() == [0, 0, 0] and gray[-1].min() >= 250
     viridis = value_maps.colour_table("Viridis")
     assert viridis[0].tolist() == [68, 1, 84] and viridis[-1].tolist() == [253, 231, 37]
+
+
+def test_thumbnail_rows_need_one_alt_caption_and_id_per_picture():
+    pictures = [torch.zeros((1, 28, 28), dtype=torch.uint8)] * 2
+    assert thumbnails.ThumbnailRow("3", pictures, ["a", "b"], ids=["train/1", "train/2"]).ids == ["train/1", "train/2"]
+    with pytest.raises(ValueError, match="2 pictures but 1 alts"):
+        thumbnails.ThumbnailRow("3", pictures, ["a"])
+    with pytest.raises(ValueError, match="2 pictures but 3 ids"):
+        thumbnails.ThumbnailRow("3", pictures, ["a", "b"], ids=["x", "y", "z"])
+
+
+def test_thumbnail_data_uri_refuses_two_or_four_channels():
+    from cnn_core.errors import DataError
+
+    for channels in (2, 4):
+        with pytest.raises(DataError, match="1 or 3 channels"):
+            thumbnails.data_uri(torch.zeros((channels, 28, 28), dtype=torch.uint8))

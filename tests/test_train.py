@@ -336,10 +336,11 @@ def test_weight_average_is_an_exponential_moving_average_of_weights_and_batchnor
             model[1].running_mean.fill_(value)
         average.update_parameters(model)
         snapshots.append(value)
-    # the first update copies; then average = 0.9 * average + 0.1 * weights
+    # the first update copies; then average = d * average + (1 - d) * weights, d = min(0.9, (1 + n) / (10 + n))
     expected = 1.0
-    for value in snapshots[1:]:
-        expected = 0.9 * expected + 0.1 * value
+    for n, value in enumerate(snapshots[1:], start=1):
+        decay = min(0.9, (1 + n) / (10 + n))  # 2/11, then 3/12: the warm-up
+        expected = decay * expected + (1 - decay) * value
     assert torch.allclose(average.module[0].weight, torch.full((2, 2), expected))
     assert torch.allclose(average.module[1].running_mean, torch.full((2,), expected))
     assert model[0].weight[0, 0].item() == 5.0  # the model itself is untouched
@@ -351,7 +352,7 @@ def test_a_run_with_an_ema_validates_and_saves_the_average_and_records_its_decay
     from cnn_core.training import TrainConfig, resolve_config, run_training
     from cnn_core.data.registry import get_dataset_info
 
-    # decay just below 1: the average stays at the weights after the first step, far from the trained ones
+    # 8 steps: with the warm-up the average is a blend of all of them, unlike the last step's weights
     frozen = run_training(TrainConfig(dataset="mnist", model="simple_cnn", epochs=2, batch_size=16, limit=64,
                                       monitor="last", ema_decay=0.999999, out=str(tmp_path / "ema.safetensors")))
     plain = run_training(TrainConfig(dataset="mnist", model="simple_cnn", epochs=2, batch_size=16, limit=64,

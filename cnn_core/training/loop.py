@@ -229,11 +229,18 @@ def evaluate(loop: _Loop) -> dict[str, float]:
 
 def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel | None:
     """An exponential moving average of `model`'s weights and BatchNorm statistics (PyTorch's
-    `torch.optim.swa_utils`; Polyak & Juditsky 1992), updated after every step as
-    average = decay * average + (1 - decay) * weights; None when `decay` is 0."""
+    `torch.optim.swa_utils.AveragedModel`; Polyak & Juditsky 1992), updated after every step as
+    average = d * average + (1 - d) * weights, with d = min(decay, (1 + n) / (10 + n)) after n updates
+    (TensorFlow's `ExponentialMovingAverage` with `num_updates`): the first steps' nearly untrained weights
+    fade at once instead of weighing 0.999^steps. None when `decay` is 0."""
     if not decay:
         return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor | int) -> None:
+        n = int(n_averaged)
+        get_ema_multi_avg_fn(min(decay, (1 + n) / (10 + n)))(averaged, current, n_averaged)
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
 def loss_weights(kind: str, labels: torch.Tensor, n_classes: int) -> torch.Tensor | None:
