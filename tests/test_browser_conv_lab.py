@@ -261,6 +261,14 @@ def test_uploads_bad_and_good(page):
     _see(page, "edge.png: 40×30 colour.")
     _expect_metric(page, "Input (H × W)", "30 × 40")
     _expect_metric(page, "conv2d returns", "28 × 38")
+    # The input's map is 40 wide and 30 tall: the pointer's column and row come from the right axes.
+    picture = page.get_by_test_id("valueMap").nth(0).locator("img")
+    picture.scroll_into_view_if_needed()
+    box = picture.bounding_box()
+    readout = page.get_by_test_id("valueMap").nth(0).locator(".readout")
+    for row, column, value in ((5, 30, 255), (25, 10, 0)):
+        picture.hover(position={"x": box["width"] * (column + 0.5) / 40, "y": box["height"] * (row + 0.5) / 30})
+        expect(readout).to_have_text(f"row {row}, col {column}: value {value}")
     # A 10x10 window from the middle with "same" padding: its border is the photo's own pixels (image
     # columns 14-25: black up to 19, white from 20), no hatched padding, and all 12 columns on screen.
     _click(page, page.get_by_role("button", name="same", exact=True))
@@ -355,9 +363,17 @@ def test_the_lab_on_a_phone_says_tap_or_hover(browser, warm_app):
     context = browser.new_context(**PHONE)
     tab = context.new_page()
     tab.app_url = warm_app
+    expect = _expect()
     try:
         open_app_page(tab, LAB)
         _see(tab, "Tap or hover to read any value")
+        # a tap reads a value, and the value stays after the finger lifts
+        picture = tab.get_by_test_id("valueMap").nth(0).locator("img")
+        picture.scroll_into_view_if_needed()
+        picture.tap(position={"x": 5, "y": 5})
+        tab.wait_for_timeout(300)
+        expect(tab.get_by_test_id("valueMap").nth(0).locator(".readout")).to_have_text(
+            re.compile(r"^row 0, col 0: value \d+$"))
         grid = tab.get_by_test_id("conv-padded-input")
         sizes = grid.evaluate("g => ({shown: g.clientWidth, needed: g.scrollWidth})")
         assert sizes["needed"] <= sizes["shown"], sizes  # the step-through grid fits a phone too
