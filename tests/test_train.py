@@ -248,7 +248,7 @@ def test_cpu_threads_follow_the_cores_other_processes_leave(monkeypatch):
         torch.set_num_threads(before)
 
 
-def test_small_sets_get_a_step_budget_within_a_pixel_budget_and_big_ones_keep_the_models_recipe():
+def test_small_sets_get_a_step_budget_within_a_pixel_budget_and_big_ones_the_models_recipe_within_a_pass_budget():
     from cnn_core.data.types import DatasetInfo
     from cnn_core.training import TrainConfig
     from cnn_core.training.config import MAX_AUTO_EPOCHS, MIN_DEFAULT_STEPS, default_recipe
@@ -263,6 +263,14 @@ def test_small_sets_get_a_step_budget_within_a_pixel_budget_and_big_ones_keep_th
     assert default_recipe(model, info(546), config) == (240, 128)  # 5 steps per epoch (a ragged last batch counts)
     assert 240 * 5 >= MIN_DEFAULT_STEPS
     assert default_recipe(model, info(89_996), config) == (24, 128)  # PathMNIST: 703 steps per epoch already
+    # FastNet-32's defaults grow big sets towards 32 epochs within PathMNIST's 32 epochs of passes
+    fastnet32 = {"epochs": 24, "max_epochs": 32, "batch_size": 128}
+    assert default_recipe(fastnet32, info(89_996), config) == (32, 128)  # PathMNIST
+    assert default_recipe(fastnet32, info(97_477), config) == (29, 128)  # OCTMNIST
+    assert default_recipe(fastnet32, info(11_959), config) == (32, 128)  # BloodMNIST
+    assert default_recipe(fastnet32, info(165_466), config) == (24, 128)  # TissueMNIST: never fewer than 24
+    assert default_recipe(fastnet32, info(89_996, side=64), config) == (24, 128)  # 64 px: 5.2x the pixels
+    assert default_recipe(fastnet32, info(5_000), config) == (32, 128)  # just above the small-set recipe (4,708: 32)
     # MNIST keeps its 3 epochs of 256 (5-6 s on a laptop CPU)
     assert default_recipe({"epochs": 3, "batch_size": 256}, info(55_000), config) == (3, 256)
     assert default_recipe(model, info(4_708), config) == (32, 128)  # 37 steps per epoch; 153,600 passes at most

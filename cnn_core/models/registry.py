@@ -34,7 +34,8 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
             "folders, where colour and texture need more filters than digits.",
             functools.partial(FastNet, width=32),
             "CNN Explorer",
-            defaults={"epochs": 24, "batch_size": 128, "lr": 0.005, "optimizer": "adamw", "schedule": "onecycle"},
+            defaults={"epochs": 24, "max_epochs": 32, "batch_size": 128, "lr": 0.005, "optimizer": "adamw",
+                      "schedule": "onecycle"},
         ),
         ModelSpec(
             "lenet",
