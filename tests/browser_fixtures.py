@@ -194,18 +194,28 @@ _WATCH_RERUN_JS = """() => {
     });
     window.__cnnRerunObserver.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
 }"""
+LOST_ACTION_S = 10  # seconds without any change of the run state after which an action counts as lost
 _RERUN_DONE_JS = """() => window.__cnnRerunSeen &&
     document.querySelector('[data-testid="stApp"]').getAttribute('data-test-script-state') === 'notRunning'"""
 
 
-def rerun_after(page, action, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> None:
+def rerun_after(page, action, timeout_ms: int = DEFAULT_TIMEOUT_MS, *, retries: int = 0) -> None:
     """Do `action` (a click, a key press, an upload) and wait for the rerun it causes to finish.
 
     Watches the app's run state from before the action, so a rerun that starts late is not missed and
-    elements of the previous run are gone when this returns.
+    elements of the previous run are gone when this returns. With `retries`, an action after which the run
+    state did not change at all within `LOST_ACTION_S` (the browser took the click but the app never heard
+    of it, as happens now and then with the first click on a freshly loaded page under load) is done again;
+    only for actions that are harmless to repeat when they were lost.
     """
     page.evaluate(_WATCH_RERUN_JS)
     action()
+    for _ in range(retries):
+        try:
+            page.wait_for_function("() => window.__cnnRerunSeen", timeout=LOST_ACTION_S * 1000)
+            break
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: nothing happened, so do it again
+            action()
     try:
         page.wait_for_function(_RERUN_DONE_JS, timeout=timeout_ms)
     except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError; say what we waited for

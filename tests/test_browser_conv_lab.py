@@ -71,8 +71,28 @@ def _press(page, slider_label: str, key: str) -> None:
     rerun_after(page, lambda: _slider(page, slider_label).press(key))
 
 
+def _read_map(page, title: str, row: int, column: int, size: tuple[int, int], *, tap: bool = False) -> str:
+    """Point at (tap on) cell (row, column) of the value map titled `title`, `size` = (height, width) cells,
+    and return its readout. Retried: while the page reruns, the map can be redrawn under the pointer."""
+    import time
+
+    wait_for_app(page)
+    value_map = page.get_by_test_id("valueMap").filter(has_text=title).first
+    picture, readout = value_map.locator("img"), value_map.locator(".readout")
+    deadline = time.monotonic() + 30
+    while True:
+        picture.scroll_into_view_if_needed()
+        box = picture.bounding_box()
+        where = {"x": box["width"] * (column + 0.5) / size[1], "y": box["height"] * (row + 0.5) / size[0]}
+        picture.tap(position=where) if tap else picture.hover(position=where)
+        page.wait_for_timeout(200)
+        text = readout.inner_text()
+        if text.startswith(f"row {row}, col {column}:") or time.monotonic() > deadline:
+            return text
+
+
 def _click(page, locator) -> None:
-    rerun_after(page, locator.click)
+    rerun_after(page, locator.click, retries=2)
 
 
 def _click_to(page, locator, shows: re.Pattern) -> None:
@@ -262,13 +282,8 @@ def test_uploads_bad_and_good(page):
     _expect_metric(page, "Input (H × W)", "30 × 40")
     _expect_metric(page, "conv2d returns", "28 × 38")
     # The input's map is 40 wide and 30 tall: the pointer's column and row come from the right axes.
-    picture = page.get_by_test_id("valueMap").nth(0).locator("img")
-    picture.scroll_into_view_if_needed()
-    box = picture.bounding_box()
-    readout = page.get_by_test_id("valueMap").nth(0).locator(".readout")
-    for row, column, value in ((5, 30, 255), (25, 10, 0)):
-        picture.hover(position={"x": box["width"] * (column + 0.5) / 40, "y": box["height"] * (row + 0.5) / 30})
-        expect(readout).to_have_text(f"row {row}, col {column}: value {value}")
+    assert _read_map(page, "Input 30×40", 5, 30, (30, 40)) == "row 5, col 30: value 255"
+    assert _read_map(page, "Input 30×40", 25, 10, (30, 40)) == "row 25, col 10: value 0"
     # A 10x10 window from the middle with "same" padding: its border is the photo's own pixels (image
     # columns 14-25: black up to 19, white from 20), no hatched padding, and all 12 columns on screen.
     _click(page, page.get_by_role("button", name="same", exact=True))
@@ -298,14 +313,9 @@ def test_sample_photo_full_image_and_sobel_magnitude(page):
     _click(page, page.get_by_role("radio", name="Sample photo"))
     _expect_metric(page, "Input (H × W)", "512 × 512")
     _expect_metric(page, "conv2d returns", "510 × 510")
-    maps = page.get_by_test_id("valueMap")
-    expect(maps).to_have_count(2)
+    expect(page.get_by_test_id("valueMap")).to_have_count(2)
     # Hovering a map reads its value: the input's pixel under the pointer, with its row and column.
-    picture = maps.nth(0).locator("img")
-    picture.scroll_into_view_if_needed()
-    box = picture.bounding_box()
-    picture.hover(position={"x": box["width"] * (100.5 / 512), "y": box["height"] * (300.5 / 512)})
-    expect(maps.nth(0).locator(".readout")).to_have_text(re.compile(r"^row 300, col 100: value \d+$"))
+    assert re.fullmatch(r"row 300, col 100: value \d+", _read_map(page, "Input 512×512", 300, 100, (512, 512)))
     _see(page, "Window top row")
     _see(page, re.compile(r"^Window 10×10: image rows 251–260, columns 251–260"))
     _click(page, page.get_by_text("Sobel edge magnitude √(gx² + gy²)"))
@@ -363,17 +373,11 @@ def test_the_lab_on_a_phone_says_tap_or_hover(browser, warm_app):
     context = browser.new_context(**PHONE)
     tab = context.new_page()
     tab.app_url = warm_app
-    expect = _expect()
     try:
         open_app_page(tab, LAB)
         _see(tab, "Tap or hover to read any value")
         # a tap reads a value, and the value stays after the finger lifts
-        picture = tab.get_by_test_id("valueMap").nth(0).locator("img")
-        picture.scroll_into_view_if_needed()
-        picture.tap(position={"x": 5, "y": 5})
-        tab.wait_for_timeout(300)
-        expect(tab.get_by_test_id("valueMap").nth(0).locator(".readout")).to_have_text(
-            re.compile(r"^row 0, col 0: value \d+$"))
+        assert re.fullmatch(r"row 0, col 0: value \d+", _read_map(tab, "Input 7×7", 0, 0, (7, 7), tap=True))
         grid = tab.get_by_test_id("conv-padded-input")
         sizes = grid.evaluate("g => ({shown: g.clientWidth, needed: g.scrollWidth})")
         assert sizes["needed"] <= sizes["shown"], sizes  # the step-through grid fits a phone too

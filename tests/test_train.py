@@ -68,7 +68,7 @@ def test_a_tie_keeps_the_later_epoch_but_does_not_count_as_progress():
     from cnn_core.training.loop import _Best, _keep_if_better
 
     weights = torch.nn.Linear(2, 2)
-    loop = SimpleNamespace(resolved=SimpleNamespace(monitor="val_accuracy"), model=weights)
+    loop = SimpleNamespace(resolved=SimpleNamespace(monitor="val_accuracy"), kept_model=lambda: weights)
     best = _Best()
     assert _keep_if_better(best, loop, 1, {"val_accuracy": 1.0, "val_loss": 0.5})
     with torch.no_grad():
