@@ -14,7 +14,6 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import streamlit as st
 import torch
 from PIL import Image
@@ -128,13 +127,10 @@ def data_uri(image: torch.Tensor) -> str:
     if image.ndim != 3 or image.shape[0] not in (1, 3):
         raise DataError(f"A thumbnail needs one image shaped [C, H, W] with 1 or 3 channels, got {tuple(image.shape)}.")
     if max(image.shape[-2:]) <= SHARP_UP_TO_PX:
-        picture, kind = gallery.to_display(image), "png"
-    else:
-        picture, kind = gallery.square_picture(image, SHRUNK_PX), "jpeg"
+        return "data:image/png;base64," + base64.b64encode(gallery.png_bytes(gallery.to_display(image))).decode("ascii")
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(picture)).save(buffer, format=kind.upper(),
-                                                        **({"quality": 90} if kind == "jpeg" else {}))
-    return f"data:image/{kind};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    Image.fromarray(gallery.square_picture(image, SHRUNK_PX)).save(buffer, format="JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def thumbnail_rows(rows: Sequence[ThumbnailRow], *, key: str, side_px: int, image_size: int,
