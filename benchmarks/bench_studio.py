@@ -18,6 +18,7 @@ Only loopback traffic: the server listens on 127.0.0.1; Chromium runs with backg
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -204,6 +205,32 @@ def browser_cpu_seconds(skip: set[int]) -> float:
     return total
 
 
+@contextlib.contextmanager
+def browsers_cpu_shares(shares: int):
+    """Run the block (and every process it starts) in a new cgroup-v1 `cpu` group with `shares` (1024 is a
+    peer's); back in the root group and the group removed afterwards. Needs root; nothing happens for 0."""
+    if not shares:
+        yield
+        return
+    root = Path("/sys/fs/cgroup/cpu")
+    group = root / f"cnn-bench-browsers-{os.getpid()}"
+    group.mkdir()
+    try:
+        (group / "cpu.shares").write_text(str(shares))
+        (group / "cgroup.procs").write_text(str(os.getpid()))
+        try:
+            yield
+        finally:
+            (root / "cgroup.procs").write_text(str(os.getpid()))
+    finally:
+        for _ in range(50):  # the Chromiums may take a moment to leave it
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.2)
+
+
 def classroom(args: argparse.Namespace) -> None:
     """Five browser contexts, driven from one asyncio loop: 2 train the studio's default run one after another,
     3 open pages and use a widget. Each context has its own Chromium (`--browsers separate`, the default and how
@@ -262,7 +289,11 @@ def classroom(args: argparse.Namespace) -> None:
         while time.monotonic() < stop_at:
             clicked = time.monotonic()
             try:
-                if widget == "reload":
+                if widget == "reload" and args.open == "sidebar":  # to Home and back, as a student moves
+                    going_home = page.url.rstrip("/").endswith(path)
+                    await page.locator(f'[data-testid="stSidebarNav"] a[href$="/{"" if going_home else path}"]'
+                                       ).first.click()
+                elif widget == "reload":
                     await page.reload()
                 else:
                     await page.get_by_role("button", name=widget).first.click()
@@ -271,7 +302,8 @@ def classroom(args: argparse.Namespace) -> None:
             except Exception:  # noqa: BLE001 - counted as the time it took to fail
                 pass
             latencies.append(time.monotonic() - clicked)
-            by_page.setdefault(f"{path} ({widget})", []).append(latencies[-1])
+            action = widget if widget != "reload" or args.open == "reload" else "sidebar link, and Home's"
+            by_page.setdefault(f"{path} ({action})", []).append(latencies[-1])
             await asyncio.sleep(args.think)
 
     async def main() -> None:
@@ -294,7 +326,8 @@ def classroom(args: argparse.Namespace) -> None:
                 await browser.close()
 
     try:
-        asyncio.run(main())
+        with browsers_cpu_shares(args.browser_cpu_shares):  # the server started outside it
+            asyncio.run(main())
     finally:
         _stop(server)
     latencies.sort()
@@ -302,7 +335,9 @@ def classroom(args: argparse.Namespace) -> None:
     rss = [s[0] for s in samples]
     cpu = [s[1] for s in samples]
     print(f"{args.minutes:g} minutes, 5 browser contexts in {'one Chromium' if args.browsers == 'one' else 'five Chromiums'}"
-          f" (2 training, 3 using pages, {args.think:g} s between a page settling and their next click)")
+          f" (2 training, 3 using pages, {args.think:g} s between a page settling and their next click; pages "
+          f"opened by {'reloading' if args.open == 'reload' else 'sidebar links'}"
+          f"{f'; browsers in a cgroup with {args.browser_cpu_shares} CPU shares' if args.browser_cpu_shares else ''})")
     print(f"runs finished: {finished[0]} + {finished[1]} = {sum(finished)}; their training seconds: "
           f"{', '.join(f'{seconds:.1f}' for seconds in app_run_seconds(cache))} (the CLI alone before: {cli_seconds:.1f})")
     print(f"interactions: {len(latencies)}, p50 {statistics.median(latencies):.2f} s, p95 {p95:.2f} s")
@@ -330,6 +365,18 @@ def main() -> None:
                       help="seconds a student waits after a page settled before the next click (default 1, as "
                            "measured since the issue was filed: three such students keep about 1.7 of the 2 cores "
                            "busy in their browsers)")
+    load.add_argument("--open", choices=("reload", "sidebar"), default="reload",
+                      help="how two of the students open their page again and again: by reloading it (default, as "
+                           "measured since the issue was filed; the browser parses the whole frontend each time) or "
+                           "by its link in the sidebar, to Home and back, as students move between pages "
+                           "(bench_pages.py: 0.2-0.4 CPU-s of Chromium per click against 0.7-1.3 per reload)")
+    load.add_argument("--browser-cpu-shares", type=int, default=0,
+                      help="put this driver and the five Chromiums in a CPU cgroup with these shares (the server "
+                           "has 1024), e.g. 64, to model a class whose browsers run on the students' own machines: "
+                           "they then get only the cores the server leaves. Linux, cgroup v1 'cpu', root. Default "
+                           "0: no cgroup, they compete with the server and the trainers as equals. (A nice level "
+                           "does not do this: each Chromium is its own session, so the kernel's autogroups give "
+                           "it an equal share whatever its nice level; measured, runs took as long at nice 10.)")
     load.add_argument("--browsers", choices=("one", "separate"), default="separate",
                       help="one Chromium per context (default, as measured since the issue was filed) or the five "
                            "contexts in one Chromium (measured: slower, its one browser process serialises them)")
