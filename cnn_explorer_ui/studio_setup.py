@@ -16,7 +16,7 @@ from cnn_core.data.augment import AugmentConfig, default_augment
 from cnn_core.errors import CnnError
 from cnn_core.training import (MIN_BATCH_SIZE, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig, checkpoint_keeps,
                                resolve_monitor)
-from cnn_core.training.config import default_recipe
+from cnn_core.training.config import MIN_DEFAULT_STEPS, default_recipe
 
 from .data_sets import present_datasets
 from .pickers import dataset_picker, model_arg_picker, model_picker
@@ -136,8 +136,10 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
                                                                      image_size=image_size))  # the CLI's recipe
     epochs = cols[0].number_input("Epochs", value=suggested, step=1, key=f"studio_epochs_{key}_{image_size}",
                                   help="Passes over the training set (1–1000). As on the command line, a training "
-                                       "set under 5,000 images gets more epochs (1,200 gradient steps) within a "
-                                       "budget of image passes that keeps it under a minute on a laptop CPU.")
+                                       "set under 5,000 images gets more epochs "
+                                       f"({int(d.get('small_set_steps', MIN_DEFAULT_STEPS)):,} gradient steps for "
+                                       "this model) within a budget of image passes that keeps it under a minute "
+                                       "on a laptop CPU.")
     batch_size = cols[1].number_input("Batch size", value=suggested_batch, min_value=MIN_BATCH_SIZE,
                                       step=8, key=f"studio_batch_{key}_{image_size}",
                                       help=f"Images per gradient step ({MIN_BATCH_SIZE}–65536, at most the training "

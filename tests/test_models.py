@@ -44,6 +44,12 @@ def test_bad_requests_are_config_errors():
         build_model("lenet", 1, 10, 8)
 
 
-def test_defaults_per_family():
+def test_defaults_per_family_and_size():
     assert default_model_for("mnist", 28) == "fastnet"
-    assert default_model_for("medmnist", 28) == "fastnet32"
+    assert default_model_for("mnist", 28, 546) == "fastnet"  # a small MNIST is still digits
+    assert default_model_for("medmnist", 28) == "fastnet32"  # size unknown
+    assert default_model_for("medmnist", 28, 89_996) == "fastnet32"  # PathMNIST: the ResNet is ~4x slower
+    assert default_model_for("medmnist", 28, 5_000) == "fastnet32"
+    assert default_model_for("medmnist", 28, 4_999) == "resnet_small"
+    assert default_model_for("medmnist", 64, 546) == "resnet_small"  # BreastMNIST at 64 px
+    assert default_model_for("folder", 128, 202) == "fastnet32"  # image folders: not measured with the ResNet

@@ -251,6 +251,7 @@ def test_cpu_threads_follow_the_cores_other_processes_leave(monkeypatch):
 def test_small_sets_get_a_step_budget_within_a_pixel_budget_and_big_ones_the_models_recipe_within_a_pass_budget():
     from cnn_core.data.types import DatasetInfo
     from cnn_core.training import TrainConfig
+    from cnn_core.models import MODEL_REGISTRY
     from cnn_core.training.config import MAX_AUTO_EPOCHS, MIN_DEFAULT_STEPS, default_recipe
 
     def info(n_train: int, side: int = 28) -> DatasetInfo:
@@ -282,6 +283,13 @@ def test_small_sets_get_a_step_budget_within_a_pixel_budget_and_big_ones_the_mod
     assert default_recipe(model, info(1_000, side=64), config) == (29, 24)
     assert default_recipe(model, info(202), TrainConfig(dataset="x", image_size=128)) == (36, 16)  # the asked side
     assert default_recipe(model, info(202, side=128), TrainConfig(dataset="x", batch_size=64)) == (36, 64)
+    # the Small ResNet costs ~4x per image: 240 steps, and as many passes as 240 batches of 128 at 28 px
+    resnet = MODEL_REGISTRY["resnet_small"].defaults
+    assert default_recipe(resnet, info(546), config) == (48, 128)  # BreastMNIST's size: 5 steps per epoch
+    assert default_recipe(resnet, info(500), config) == (60, 128)
+    assert default_recipe(resnet, info(2_000), config) == (15, 128)  # 30,000 passes: the pass budget binds
+    assert default_recipe(resnet, info(4_708), config) == (6, 128)  # PneumoniaMNIST's size
+    assert default_recipe(resnet, info(546, side=64), config) == (10, 24)  # 5.2x the pixels: fewer, smaller batches
     assert default_recipe(model, info(202), TrainConfig(dataset="x", model="transfer:efficientnet_lite0")) == (24, 128)
 
 

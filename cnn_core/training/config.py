@@ -107,7 +107,7 @@ class ResolvedConfig:
 
 def resolve_config(config: TrainConfig, info: DatasetInfo) -> ResolvedConfig:
     """Fill in the model's defaults for this data set and check every option is in range."""
-    model = config.model or default_model_for(info.family, info.image_size)
+    model = config.model or default_model_for(info.family, info.image_size, _train_images(info, config))
     spec = get_model_spec(model)
     d = spec.defaults
     epochs, batch_size = default_recipe(d, info, replace(config, model=model))
@@ -151,7 +151,7 @@ def default_label_smoothing(info: DatasetInfo, model: str) -> float:
     """Label smoothing (Szegedy et al., 2016: the target puts 1 - ε on the true class and spreads ε over all
     classes) of a run that does not say: `MEDMNIST_LABEL_SMOOTHING` for MedMNIST sets trained from scratch that
     have two classes or `SMALL_SET_IMAGES` training images or more; none for digits, image folders, transfer
-    models and small multi-class sets. Measured with the CLI default (benchmarks/bench_small_sets.py --seeds 3,
+    models and small multi-class sets. Measured with FastNet-32 (benchmarks/bench_small_sets.py --seeds 3,
     PathMNIST subsets; means of seeds 0-2, test accuracy / ROC-AUC):
     - two classes at 10:1 (546 images): 79.3 % / 0.886 with it, 74.5 % / 0.846 without (better for every seed);
     - two classes at 3:1 (546 images): 86.3 % / 0.939 with it, 86.0 % / 0.942 without;
@@ -170,12 +170,20 @@ def default_ema_decay(info: DatasetInfo, model: str) -> float:
     return 0.0
 
 
+def _train_images(info: DatasetInfo, config: TrainConfig) -> int | None:
+    """Training images the run will see (`--limit` counts), None when the data set does not say."""
+    n_train = (info.n_samples or {}).get("train")
+    return min(n_train, config.limit) if n_train and config.limit else n_train
+
+
 def default_recipe(model_defaults: dict, info: DatasetInfo, config: TrainConfig) -> tuple[int, int]:
     """(epochs, batch size) of a run that names neither.
 
-    - A training set under `SMALL_SET_IMAGES` images gets enough epochs for `MIN_DEFAULT_STEPS` optimizer steps,
-      at most `MAX_AUTO_EPOCHS` and at most `PASS_BUDGET_28PX` x (28 / side)² image passes (`side`: the training
-      images' side in pixels); its batch shrinks (not below `MIN_AUTO_BATCH`) until those passes make the steps.
+    - A training set under `SMALL_SET_IMAGES` images gets enough epochs for `MIN_DEFAULT_STEPS` optimizer steps
+      (the model's "small_set_steps" where it costs more per image), at most `MAX_AUTO_EPOCHS` and at most as
+      many image passes as those steps in batches of 128, at 28 px, scaled by (28 / side)² (`side`: the
+      training images' side in pixels); its batch shrinks (not below `MIN_AUTO_BATCH`) until those passes make
+      the steps.
     - A larger set gets the model's epochs, raised towards the model's "max_epochs" while the run stays within
       `LARGE_PASS_BUDGET_28PX` x (28 / side)² passes. Measured with FastNet-32 on PathMNIST (idle 2-core CPU,
       seed 0): 24 epochs 91.03 % test accuracy in 368 s; 32 epochs 91.45 % in 438 s (MedMNIST v2's best: 91.1 %).
@@ -183,19 +191,18 @@ def default_recipe(model_defaults: dict, info: DatasetInfo, config: TrainConfig)
     - A batch size given in `config` is kept. Transfer models keep theirs: ImageNet features learn from few steps.
     """
     epochs, batch = int(model_defaults.get("epochs", 5)), int(model_defaults.get("batch_size", 128))
-    n_train = (info.n_samples or {}).get("train") or 0
-    if config.limit:
-        n_train = min(n_train, config.limit)
+    min_steps = int(model_defaults.get("small_set_steps", MIN_DEFAULT_STEPS))
+    n_train = _train_images(info, config) or 0
     side = config.image_size or info.image_size or 28
     if is_transfer_model(config.model or "") or n_train < MIN_BATCH_SIZE:
         return epochs, config.batch_size or batch
     if n_train >= SMALL_SET_IMAGES:
         fits = int(LARGE_PASS_BUDGET_28PX * (28 / side) ** 2 // n_train)
         return max(epochs, min(int(model_defaults.get("max_epochs", epochs)), fits)), config.batch_size or batch
-    passes = PASS_BUDGET_28PX * (28 / side) ** 2
-    batch = config.batch_size or max(MIN_AUTO_BATCH, min(batch, int(passes // MIN_DEFAULT_STEPS)))
+    passes = PASS_BUDGET_28PX * (min_steps / MIN_DEFAULT_STEPS) * (28 / side) ** 2
+    batch = config.batch_size or max(MIN_AUTO_BATCH, min(batch, int(passes // min_steps)))
     steps = steps_per_epoch(n_train, max(MIN_BATCH_SIZE, min(batch, n_train)))
-    wanted = max(epochs, math.ceil(MIN_DEFAULT_STEPS / max(1, steps)))
+    wanted = max(epochs, math.ceil(min_steps / max(1, steps)))
     return max(1, min(wanted, MAX_AUTO_EPOCHS, int(passes // n_train))), batch
 
 
