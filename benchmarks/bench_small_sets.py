@@ -94,6 +94,7 @@ def train(flag: str, data_dir: Path, cache: Path, extra: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", action="append", default=[], help="extra CLI options to compare (repeatable)")
+    parser.add_argument("--no-default", action="store_true", help="train only the variants, not the default")
     parser.add_argument("--only", help="run only the subsets whose label contains this (e.g. 'binary', '546')")
     parser.add_argument("--seeds", type=int, default=1, help="train each variant with seeds 0..N-1 and print the "
                         "mean too (runs of 500 images differ by several points from seed to seed)")
@@ -105,7 +106,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-small-"))
     data_dir = work / "data"
     data_dir.mkdir()
-    variants = [""] + args.variant
+    variants = ([] if args.no_default else [""]) + args.variant
     print(f"{'set':<52} {'variant':<36} {'acc':>6} {'bal.acc':>7} {'AUC':>6} {'kept':>7} {'train s':>7}")
     for index, subset in enumerate(SUBSETS):
         if args.only and args.only not in subset.label:

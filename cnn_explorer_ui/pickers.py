@@ -58,7 +58,8 @@ def model_picker(info: data.DatasetInfo, *, key: str, folder_sizes: Sequence[int
     if not choices:
         show_error(f"No model in the registry takes {info.image_size}×{info.image_size} images.")
         return None
-    default = models.default_model_for(info.family, info.image_size, (info.n_samples or {}).get("train"))
+    default = models.default_model_for(info.family, info.image_size, (info.n_samples or {}).get("train"),
+                                       None if info.multi_label else len(info.class_names))
     names = list(choices)
     spec = choices[st.selectbox("Model", names, index=names.index(default) if default in names else 0,
                                 format_func=lambda name: model_title(choices[name]), key=key,

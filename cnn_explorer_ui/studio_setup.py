@@ -16,7 +16,7 @@ from cnn_core.data.augment import AugmentConfig, default_augment
 from cnn_core.errors import CnnError
 from cnn_core.training import (MIN_BATCH_SIZE, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig, checkpoint_keeps,
                                resolve_monitor)
-from cnn_core.training.config import MIN_DEFAULT_STEPS, default_recipe
+from cnn_core.training.config import MIN_DEFAULT_STEPS, MIN_VAL_IMAGES_PER_CLASS, default_recipe
 
 from .data_sets import present_datasets
 from .pickers import dataset_picker, model_arg_picker, model_picker
@@ -156,12 +156,15 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
     monitor = cols[0].selectbox("Checkpoint keeps", MONITORS, index=0, format_func=MONITOR_LABELS.get,
                                 key=f"studio_monitor_{key}",
                                 help="Which epoch's weights the checkpoint keeps. auto: the last epoch for transfer "
-                                     "models (validation sets of a few dozen images score mostly noise), the best "
-                                     "balanced accuracy for two classes (plain accuracy rewards guessing the larger "
-                                     "class), else the best accuracy.")
+                                     "models and when a class has fewer than "
+                                     f"{MIN_VAL_IMAGES_PER_CLASS} validation images (such small validation sets "
+                                     "score mostly noise), the best balanced accuracy for two classes (plain "
+                                     "accuracy rewards guessing the larger class), else the best accuracy.")
     if monitor == "auto":  # what auto means for this model and data, before the run resolves it the same way
         patience_now = st.session_state.get(f"studio_patience_{key}") or None
-        cols[0].caption(f"auto: {checkpoint_keeps(resolve_monitor('auto', spec.name, patience_now, info))}")
+        limit_now = st.session_state.get(f"studio_limit_{info.name}") or None
+        keeps = checkpoint_keeps(resolve_monitor("auto", spec.name, patience_now, info, limit_now))
+        cols[0].caption(f"auto: {keeps}")
     patience = cols[1].number_input("Patience", value=0, min_value=0, step=1,
                                     key=f"studio_patience_{key}", disabled=monitor == "last",
                                     help="Early stopping: stop after this many epochs without a better validation "

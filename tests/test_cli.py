@@ -12,6 +12,7 @@ from PIL import Image
 
 from cnn_core.cli import build_parser, config_from_args, main
 from cnn_core.data.augment import AugmentConfig
+from data_fixtures import tiny_breastmnist_arrays, write_npz
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,12 +138,40 @@ def test_monitor_follows_the_models_hint_and_the_data_unless_given(tiny_data_dir
     # early stopping watches a validation score: --patience alone means the best validation balanced accuracy
     # for this two-class set (plain accuracy would reward guessing the larger class)
     assert _monitor("--data", "scans", "--model", lite0, "--patience", "3") == "val_balanced_accuracy"
-    assert _monitor("--data", "scans", "--model", "fastnet") == "val_balanced_accuracy"
-    assert _monitor("--data", "mnist") == "val_accuracy"  # ten balanced classes, no hint from the model
-    # more classes: accuracy even when imbalanced (a recall averaged over classes with a few validation images each
-    # picked worse epochs on PathMNIST subsets)
-    assert _monitor("--data", "mnist", "--class-weights", "balanced") == "val_accuracy"
+    # the tiny sets' validation classes hold a few images each: their scores cannot choose an epoch
+    assert _monitor("--data", "scans", "--model", "fastnet") == "last"
+    assert _monitor("--data", "mnist") == "last"
+    assert _monitor("--data", "mnist", "--patience", "2") == "val_accuracy"
     assert _monitor("--data", "mnist", "--model", "lenet", "--monitor", "val_auroc") == "val_auroc"
+
+
+def test_monitor_keeps_the_last_epoch_when_a_validation_class_has_under_ten_images(tiny_data_dir):
+    from cnn_core import data
+    from cnn_core.training.config import MIN_VAL_IMAGES_PER_CLASS, smallest_validation_class
+
+    assert MIN_VAL_IMAGES_PER_CLASS == 10
+    # binary: 10 validation images per class is enough for balanced accuracy (plain accuracy rewards guessing
+    # the larger class); 9 in one class is not
+    write_npz(tiny_data_dir / "breastmnist.npz", tiny_breastmnist_arrays({"train": 40, "val": 20, "test": 4}))
+    data.clear_caches()
+    assert smallest_validation_class(data.get_dataset_info("breastmnist")) == 10
+    assert _monitor("--data", "breastmnist") == "val_balanced_accuracy"
+    assert _monitor("--data", "breastmnist", "--limit", "18") == "last"  # 9 per class after the subset
+    write_npz(tiny_data_dir / "breastmnist.npz", tiny_breastmnist_arrays({"train": 40, "val": 19, "test": 4}))
+    data.clear_caches()
+    assert smallest_validation_class(data.get_dataset_info("breastmnist")) == 9  # labels alternate: 10 and 9
+    assert _monitor("--data", "breastmnist") == "last"
+    # more classes: accuracy, even when imbalanced (a recall averaged over classes with a few validation images
+    # each picked worse epochs on PathMNIST subsets)
+    for n_val, smallest, monitor in ((70, 10, "val_accuracy"), (69, 9, "last"), (28, 0, "last")):
+        arrays = tiny_breastmnist_arrays({"train": 14, "val": n_val, "test": 4})
+        arrays["train_labels"] = (np.arange(14) % 7).astype(np.uint8)[:, None]
+        arrays["val_labels"] = (np.arange(n_val) % (7 if n_val > 28 else 4)).astype(np.uint8)[:, None]
+        write_npz(tiny_data_dir / "dermamnist.npz", arrays)  # 28: three of the seven classes have none
+        data.clear_caches()
+        assert smallest_validation_class(data.get_dataset_info("dermamnist")) == smallest
+        assert _monitor("--data", "dermamnist") == monitor
+    assert smallest_validation_class(data.get_dataset_info("chestmnist")) is None  # multi-label: no rule
 
 
 def test_augmentation_flags_start_from_the_data_sets_default(tiny_data_dir):

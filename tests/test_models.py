@@ -49,7 +49,12 @@ def test_defaults_per_family_and_size():
     assert default_model_for("mnist", 28, 546) == "fastnet"  # a small MNIST is still digits
     assert default_model_for("medmnist", 28) == "fastnet32"  # size unknown
     assert default_model_for("medmnist", 28, 89_996) == "fastnet32"  # PathMNIST: the ResNet is ~4x slower
-    assert default_model_for("medmnist", 28, 5_000) == "fastnet32"
-    assert default_model_for("medmnist", 28, 4_999) == "resnet_small"
-    assert default_model_for("medmnist", 64, 546) == "resnet_small"  # BreastMNIST at 64 px
+    # two classes: the ResNet below 5,000 training images (BreastMNIST 546, PneumoniaMNIST 4,708)
+    assert default_model_for("medmnist", 28, 5_000, 2) == "fastnet32"
+    assert default_model_for("medmnist", 28, 4_999, 2) == "resnet_small"
+    assert default_model_for("medmnist", 64, 546, 2) == "resnet_small"  # BreastMNIST at 64 px
+    # more classes (or unknown): below 1,000 (RetinaMNIST's 1,080 and larger sets take FastNet-32)
+    assert default_model_for("medmnist", 28, 999, 5) == "resnet_small"
+    assert default_model_for("medmnist", 28, 1_080, 5) == "fastnet32"
+    assert default_model_for("medmnist", 28, 4_999) == "fastnet32"
     assert default_model_for("folder", 128, 202) == "fastnet32"  # image folders: not measured with the ResNet

@@ -6,6 +6,7 @@ import threading
 import pytest
 import torch
 
+from cnn_core import data
 from cnn_core.data.augment import AugmentConfig
 from cnn_core.errors import ConfigError
 from cnn_core.training import (
@@ -20,6 +21,7 @@ from cnn_core.training import (
     steps_per_epoch,
     train,
 )
+from data_fixtures import tiny_breastmnist_arrays, write_npz
 
 
 def _events(config, cancel=None):
@@ -49,6 +51,9 @@ def test_binary_medmnist_reports_sensitivity_and_specificity(tiny_data_dir):
 
 
 def test_a_binary_set_keeps_the_epoch_with_the_best_balanced_accuracy_and_the_card_says_so(tiny_data_dir):
+    # 10 validation images per class: enough for "auto" to trust a validation score (fewer keep the last epoch)
+    write_npz(tiny_data_dir / "breastmnist.npz", tiny_breastmnist_arrays({"train": 40, "val": 20, "test": 10}))
+    data.clear_caches()
     events = _events(TrainConfig(dataset="breastmnist", model="simple_cnn", epochs=3, batch_size=8, lr=0.01))
     end, epochs = events[-1], [e for e in events if isinstance(e, EpochEvent)]
     assert end.card.training["monitor"] == "val_balanced_accuracy"
@@ -283,13 +288,13 @@ def test_small_sets_get_a_step_budget_within_a_pixel_budget_and_big_ones_the_mod
     assert default_recipe(model, info(1_000, side=64), config) == (29, 24)
     assert default_recipe(model, info(202), TrainConfig(dataset="x", image_size=128)) == (36, 16)  # the asked side
     assert default_recipe(model, info(202, side=128), TrainConfig(dataset="x", batch_size=64)) == (36, 64)
-    # the Small ResNet costs ~4x per image: 240 steps, and as many passes as 240 batches of 128 at 28 px
+    # the Small ResNet costs ~4x per image: 240 steps, and as many passes as 240 batches of 64 at 28 px
     resnet = MODEL_REGISTRY["resnet_small"].defaults
-    assert default_recipe(resnet, info(546), config) == (48, 128)  # BreastMNIST's size: 5 steps per epoch
-    assert default_recipe(resnet, info(500), config) == (60, 128)
-    assert default_recipe(resnet, info(2_000), config) == (15, 128)  # 30,000 passes: the pass budget binds
-    assert default_recipe(resnet, info(4_708), config) == (6, 128)  # PneumoniaMNIST's size
-    assert default_recipe(resnet, info(546, side=64), config) == (10, 24)  # 5.2x the pixels: fewer, smaller batches
+    assert default_recipe(resnet, info(546), config) == (27, 64)  # BreastMNIST's size: 9 steps per epoch
+    assert default_recipe(resnet, info(500), config) == (30, 64)
+    assert default_recipe(resnet, info(2_000), config) == (7, 64)  # 15,360 passes: the pass budget binds
+    assert default_recipe(resnet, info(4_708), config) == (3, 64)  # PneumoniaMNIST's size
+    assert default_recipe(resnet, info(546, side=64), config) == (5, 16)  # 5.2x the pixels: fewer, smaller batches
     assert default_recipe(model, info(202), TrainConfig(dataset="x", model="transfer:efficientnet_lite0")) == (24, 128)
 
 

@@ -15,11 +15,15 @@ from .spec import Classifier, ModelSpec
 from .transfer import PREFIX, list_transfer_specs, transfer_spec
 
 
-#: The Small ResNet's optimizer steps on a set under 5,000 images (the default recipe's budget; FastNet gets
-#: 1,200): 240 steps of 128 images at 28 px took about 37 s on the idle 2-core development CPU.
+#: The Small ResNet's optimizer steps and batch on a set under 5,000 images (the default recipe's budget; FastNet
+#: gets 1,200 steps of 128): 240 steps of 64 images at 28 px took 27-44 s on the idle 2-core development CPU
+#: (an AMD EPYC; batches of 128 took up to 70 s there, and 37 s on an earlier, faster machine).
 SMALL_RESNET_STEPS = 240
-#: MedMNIST sets with fewer training images than this default to the Small ResNet (`default_model_for`).
+SMALL_RESNET_BATCH = 64
+#: Two-class MedMNIST sets with fewer training images than this default to the Small ResNet (`default_model_for`).
 SMALL_RESNET_BELOW = 5000
+#: Sets of more classes do below this: at 2,000 images FastNet-32's 1,200 steps beat the ResNet's 240.
+SMALL_RESNET_MULTICLASS_BELOW = 1000
 
 MODEL_REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
@@ -71,7 +75,7 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
             SmallResNet,
             "After MedMNIST v2's ResNet-18 (28 px)",
             defaults={"epochs": 6, "batch_size": 128, "lr": 0.004, "optimizer": "adamw", "schedule": "onecycle",
-                      "small_set_steps": SMALL_RESNET_STEPS},
+                      "small_set_steps": SMALL_RESNET_STEPS, "small_set_batch": SMALL_RESNET_BATCH},
         ),
     )
 }
@@ -106,21 +110,29 @@ def build_model(name: str, in_channels: int, num_classes: int, image_size: int, 
         raise ConfigError(f"Bad arguments for model {name!r}: {exc}") from None
 
 
-def default_model_for(family: str, image_size: int, n_train: int | None = None) -> str:
-    """The default model for a data set of `n_train` training images (None: unknown).
+def default_model_for(family: str, image_size: int, n_train: int | None = None, n_classes: int | None = None
+                      ) -> str:
+    """The default model for a data set of `n_train` training images in `n_classes` classes (None: unknown).
 
-    FastNet for MNIST; the Small ResNet for MedMNIST sets under `SMALL_RESNET_BELOW` training images, where its
-    `SMALL_RESNET_STEPS` steps take 36-40 s on a 2-core CPU; FastNet-32 otherwise, which trains PathMNIST's
-    90,000 images in minutes (the ResNet is about 4x slower per image), and for image folders (not measured).
+    FastNet for MNIST. The Small ResNet for MedMNIST sets under `SMALL_RESNET_BELOW` training images with two
+    classes, or under `SMALL_RESNET_MULTICLASS_BELOW` with more: its `SMALL_RESNET_STEPS` steps of
+    `SMALL_RESNET_BATCH` take 27-44 s on a 2-core CPU. FastNet-32 otherwise, which trains PathMNIST's 90,000
+    images in minutes (the ResNet is about 4x slower per image), and for image folders (not measured).
+
     Measured on PathMNIST subsets (`benchmarks/bench_small_sets.py --seeds 3`, test accuracy / ROC-AUC, means of
-    seeds 0-2, ResNet against FastNet-32's 1,200 steps): binary 3:1 of 546 images 91.6 % / 0.972 against
-    87.0 % / 0.939; 7 classes, 500 images 70.7 % / 0.930 against 64.8 % / 0.883; binary 3:1 of 4,708 images
-    92.3 % / 0.984 against 89.2 % / 0.974; within seed noise behind it on binary 10:1 of 546 (81.0 % / 0.906
-    against 84.0 % / 0.912) and 8 classes of 2,000 (72.6 % / 0.944 against 74.7 % / 0.950).
+    seeds 0-2; the ResNet on an idle AMD EPYC 2-core machine, FastNet-32's 1,200 steps the day before on another
+    2-core machine, before the small-validation rule of `resolve_monitor`):
+    - two classes 3:1, 546 images: 92.5 % / 0.976 against 87.0 % / 0.939;
+    - two classes 10:1, 546 images: 83.4 % / 0.932 against 84.0 % / 0.912;
+    - two classes 3:1, 4,708 images: 92.5 % / 0.980 against 89.2 % / 0.974;
+    - seven classes 10:1, 500 images: 67.4 % / 0.920 against 64.8 % / 0.883;
+    - eight classes 3:1, 2,000 images: 64.8 % / 0.921 against 74.7 % / 0.950, hence FastNet-32 from 1,000
+      images for more than two classes (a cut between the two measured sizes, not measured itself).
     """
     if family == "mnist":
         return "fastnet"
-    if family == "medmnist" and n_train is not None and 0 < n_train < SMALL_RESNET_BELOW:
+    below = SMALL_RESNET_BELOW if n_classes == 2 else SMALL_RESNET_MULTICLASS_BELOW
+    if family == "medmnist" and n_train is not None and 0 < n_train < below:
         return "resnet_small"
     return "fastnet32"
 

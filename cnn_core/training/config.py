@@ -46,6 +46,10 @@ MEDMNIST_LABEL_SMOOTHING = 0.1
 #: fewer images are noisy).
 MIN_AUTO_BATCH = 16
 
+#: "auto" keeps the last epoch when the validation split's smallest class has fewer images than this
+#: (`resolve_monitor`): a recall measured on a handful of images is mostly noise.
+MIN_VAL_IMAGES_PER_CLASS = 10
+
 #: Fewest images per batch: BatchNorm layers cannot learn from a batch of one (its variance is zero).
 MIN_BATCH_SIZE = 2
 #: Largest random shift accepted, in pixels (the studio offers 0-4).
@@ -107,7 +111,8 @@ class ResolvedConfig:
 
 def resolve_config(config: TrainConfig, info: DatasetInfo) -> ResolvedConfig:
     """Fill in the model's defaults for this data set and check every option is in range."""
-    model = config.model or default_model_for(info.family, info.image_size, _train_images(info, config))
+    model = config.model or default_model_for(info.family, info.image_size, _train_images(info, config),
+                                              None if info.multi_label else len(info.class_names))
     spec = get_model_spec(model)
     d = spec.defaults
     epochs, batch_size = default_recipe(d, info, replace(config, model=model))
@@ -124,27 +129,58 @@ def resolve_config(config: TrainConfig, info: DatasetInfo) -> ResolvedConfig:
                          else default_label_smoothing(info, model)),
         ema_decay=config.ema_decay if config.ema_decay is not None else default_ema_decay(info, model),
     )
-    resolved.monitor = resolve_monitor(config.monitor, model, config.patience, info)
+    resolved.monitor = resolve_monitor(config.monitor, model, config.patience, info, config.limit)
     check_options(resolved, config)
     return resolved
 
 
-def resolve_monitor(asked: str, model: str, patience: int | None, info: DatasetInfo) -> str:
-    """The validation figure that picks the checkpoint's epoch. "auto": the model's hint (transfer models keep
-    the last epoch, their validation sets being a few dozen images) unless early stopping needs a score; balanced
-    accuracy (the mean of the two classes' recalls) for two-class sets, where plain accuracy rewards predicting the
-    larger class; accuracy for more classes. Measured on PathMNIST subsets (benchmarks/bench_small_sets.py):
-    two classes at 3:1, 88.0 % test accuracy against 82.2 % by validation accuracy; seven and eight imbalanced
-    classes, 61.7 % and 71.0 % by balanced accuracy against 64.8 % and 74.9 % by accuracy (a recall averaged over
-    classes with a handful of validation images each is mostly noise)."""
+def resolve_monitor(asked: str, model: str, patience: int | None, info: DatasetInfo,
+                    limit: int | None = None) -> str:
+    """The validation figure that picks the checkpoint's epoch. "auto", unless early stopping (`patience`) needs a
+    score:
+    - the last epoch for transfer models (the model's hint: their validation sets are a few dozen images) and for
+      sets whose smallest validation class has fewer than `MIN_VAL_IMAGES_PER_CLASS` images (after `limit`, the
+      images per split). Measured with the Small ResNet on PathMNIST subsets (benchmarks/bench_small_sets.py
+      --seeds 3, means of seeds 0-2, test accuracy / ROC-AUC, last epoch against the best by validation):
+      two classes at 10:1, 7 validation images in the smaller class, 83.2 % / 0.921 against 80.2 % / 0.893;
+      seven classes at 10:1, 2 in the smallest, 72.4 % / 0.935 against 72.1 % / 0.932; two classes at 3:1, 19 in
+      the smaller (so not switched), 91.8 % / 0.981 against 91.9 % / 0.977. The one-cycle schedule anneals the
+      final weights, so the last epoch is a sound choice when the validation figure cannot choose.
+    - balanced accuracy (the mean of the two classes' recalls) for other two-class sets, where plain accuracy
+      rewards predicting the larger class. Measured with FastNet-32 on a 3:1 subset: 88.0 % test accuracy against
+      82.2 % by validation accuracy;
+    - accuracy for more classes: seven and eight imbalanced classes gave 61.7 % and 71.0 % by balanced accuracy
+      against 64.8 % and 74.9 % by accuracy (FastNet-32; a recall averaged over classes with a handful of
+      validation images each is mostly noise)."""
     if asked != "auto":
         return asked
-    hint = get_model_spec(model).defaults.get("monitor")
-    if hint == "last" and patience is None:
-        return "last"
+    if patience is None:
+        if get_model_spec(model).defaults.get("monitor") == "last":
+            return "last"
+        smallest = smallest_validation_class(info, limit)
+        if smallest is not None and smallest < MIN_VAL_IMAGES_PER_CLASS:
+            return "last"
     if not info.multi_label and len(info.class_names) == 2:
         return "val_balanced_accuracy"
     return "val_accuracy"
+
+
+def smallest_validation_class(info: DatasetInfo, limit: int | None = None) -> int | None:
+    """Images of the validation split's smallest class, scaled down when `limit` (images per split) subsets it;
+    None for multi-label sets, sets without a validation split, and when the counts cannot be read."""
+    from ..data.registry import class_counts
+
+    if info.multi_label:
+        return None
+    try:
+        val = class_counts(info.name).get("val") or []
+    except CnnError:
+        return None
+    total = sum(val)
+    if not total:
+        return None
+    share = min(1.0, limit / total) if limit else 1.0
+    return math.floor(min(val) * share)
 
 
 def default_label_smoothing(info: DatasetInfo, model: str) -> float:
@@ -181,9 +217,9 @@ def default_recipe(model_defaults: dict, info: DatasetInfo, config: TrainConfig)
 
     - A training set under `SMALL_SET_IMAGES` images gets enough epochs for `MIN_DEFAULT_STEPS` optimizer steps
       (the model's "small_set_steps" where it costs more per image), at most `MAX_AUTO_EPOCHS` and at most as
-      many image passes as those steps in batches of 128, at 28 px, scaled by (28 / side)² (`side`: the
-      training images' side in pixels); its batch shrinks (not below `MIN_AUTO_BATCH`) until those passes make
-      the steps.
+      many image passes as those steps in batches of 128 (the model's "small_set_batch"), at 28 px, scaled by
+      (28 / side)² (`side`: the training images' side in pixels); its batch shrinks (not below
+      `MIN_AUTO_BATCH`) until those passes make the steps.
     - A larger set gets the model's epochs, raised towards the model's "max_epochs" while the run stays within
       `LARGE_PASS_BUDGET_28PX` x (28 / side)² passes. Measured with FastNet-32 on PathMNIST (idle 2-core CPU,
       seed 0): 24 epochs 91.03 % test accuracy in 368 s; 32 epochs 91.45 % in 438 s (MedMNIST v2's best: 91.1 %).
@@ -192,6 +228,7 @@ def default_recipe(model_defaults: dict, info: DatasetInfo, config: TrainConfig)
     """
     epochs, batch = int(model_defaults.get("epochs", 5)), int(model_defaults.get("batch_size", 128))
     min_steps = int(model_defaults.get("small_set_steps", MIN_DEFAULT_STEPS))
+    small_batch = int(model_defaults.get("small_set_batch", PASS_BUDGET_28PX // MIN_DEFAULT_STEPS))
     n_train = _train_images(info, config) or 0
     side = config.image_size or info.image_size or 28
     if is_transfer_model(config.model or "") or n_train < MIN_BATCH_SIZE:
@@ -199,7 +236,7 @@ def default_recipe(model_defaults: dict, info: DatasetInfo, config: TrainConfig)
     if n_train >= SMALL_SET_IMAGES:
         fits = int(LARGE_PASS_BUDGET_28PX * (28 / side) ** 2 // n_train)
         return max(epochs, min(int(model_defaults.get("max_epochs", epochs)), fits)), config.batch_size or batch
-    passes = PASS_BUDGET_28PX * (min_steps / MIN_DEFAULT_STEPS) * (28 / side) ** 2
+    passes = min_steps * small_batch * (28 / side) ** 2
     batch = config.batch_size or max(MIN_AUTO_BATCH, min(batch, int(passes // min_steps)))
     steps = steps_per_epoch(n_train, max(MIN_BATCH_SIZE, min(batch, n_train)))
     wanted = max(epochs, math.ceil(min_steps / max(1, steps)))
