@@ -19,14 +19,15 @@ import argparse
 import statistics
 import time
 
-from bench_studio import SETTLED_JS, _cpu_seconds, _stop, browser_cpu_seconds, fresh_cache_env, start_server
+from bench_studio import (SETTLED_JS, _cpu_seconds, _stop, browser_cpu_seconds, fresh_cache_env, sidebar_link_selector,
+                          start_server)
 
 PAGES = ("", "convolution-lab", "dataset-gallery", "training-studio", "model-graph", "predict")
 
 
 def sidebar_link(page, path: str):
     """The sidebar's link to a page ('' is Home), as a student clicks it."""
-    return page.locator(f'[data-testid="stSidebarNav"] a[href$="/{path}"]').first
+    return page.locator(sidebar_link_selector(path)).first
 
 
 def main() -> None:

@@ -205,6 +205,11 @@ def browser_cpu_seconds(skip: set[int]) -> float:
     return total
 
 
+def sidebar_link_selector(path: str) -> str:
+    """CSS for the sidebar's link to a page ('' is Home), as a student clicks it."""
+    return f'[data-testid="stSidebarNav"] a[href$="/{path}"]'
+
+
 @contextlib.contextmanager
 def browsers_cpu_shares(shares: int):
     """Run the block (and every process it starts) in a new cgroup-v1 `cpu` group with `shares` (1024 is a
@@ -291,8 +296,7 @@ def classroom(args: argparse.Namespace) -> None:
             try:
                 if widget == "reload" and args.open == "sidebar":  # to Home and back, as a student moves
                     going_home = page.url.rstrip("/").endswith(path)
-                    await page.locator(f'[data-testid="stSidebarNav"] a[href$="/{"" if going_home else path}"]'
-                                       ).first.click()
+                    await page.locator(sidebar_link_selector("" if going_home else path)).first.click()
                 elif widget == "reload":
                     await page.reload()
                 else:

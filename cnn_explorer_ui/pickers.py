@@ -8,6 +8,7 @@ import streamlit as st
 
 from cnn_core import data, models
 from cnn_core.models.checkpoints import CheckpointEntry
+from cnn_core.training import default_model
 
 from .cards import entry_label
 from .widgets import show_error
@@ -58,8 +59,7 @@ def model_picker(info: data.DatasetInfo, *, key: str, folder_sizes: Sequence[int
     if not choices:
         show_error(f"No model in the registry takes {info.image_size}×{info.image_size} images.")
         return None
-    default = models.default_model_for(info.family, info.image_size, (info.n_samples or {}).get("train"),
-                                       None if info.multi_label else len(info.class_names))
+    default = default_model(info)
     names = list(choices)
     spec = choices[st.selectbox("Model", names, index=names.index(default) if default in names else 0,
                                 format_func=lambda name: model_title(choices[name]), key=key,

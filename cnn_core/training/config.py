@@ -111,8 +111,7 @@ class ResolvedConfig:
 
 def resolve_config(config: TrainConfig, info: DatasetInfo) -> ResolvedConfig:
     """Fill in the model's defaults for this data set and check every option is in range."""
-    model = config.model or default_model_for(info.family, info.image_size, _train_images(info, config),
-                                              None if info.multi_label else len(info.class_names))
+    model = config.model or default_model(info, config.limit)
     spec = get_model_spec(model)
     d = spec.defaults
     epochs, batch_size = default_recipe(d, info, replace(config, model=model))
@@ -206,10 +205,16 @@ def default_ema_decay(info: DatasetInfo, model: str) -> float:
     return 0.0
 
 
-def _train_images(info: DatasetInfo, config: TrainConfig) -> int | None:
+def default_model(info: DatasetInfo, limit: int | None = None) -> str:
+    """The registry's default model (`default_model_for`) for this data set, `limit` images per split."""
+    return default_model_for(info.family, info.image_size, _train_images(info, limit),
+                             None if info.multi_label else len(info.class_names))
+
+
+def _train_images(info: DatasetInfo, limit: int | None) -> int | None:
     """Training images the run will see (`--limit` counts), None when the data set does not say."""
     n_train = (info.n_samples or {}).get("train")
-    return min(n_train, config.limit) if n_train and config.limit else n_train
+    return min(n_train, limit) if n_train and limit else n_train
 
 
 def default_recipe(model_defaults: dict, info: DatasetInfo, config: TrainConfig) -> tuple[int, int]:
@@ -229,7 +234,7 @@ def default_recipe(model_defaults: dict, info: DatasetInfo, config: TrainConfig)
     epochs, batch = int(model_defaults.get("epochs", 5)), int(model_defaults.get("batch_size", 128))
     min_steps = int(model_defaults.get("small_set_steps", MIN_DEFAULT_STEPS))
     small_batch = int(model_defaults.get("small_set_batch", PASS_BUDGET_28PX // MIN_DEFAULT_STEPS))
-    n_train = _train_images(info, config) or 0
+    n_train = _train_images(info, config.limit) or 0
     side = config.image_size or info.image_size or 28
     if is_transfer_model(config.model or "") or n_train < MIN_BATCH_SIZE:
         return epochs, config.batch_size or batch
