@@ -6,8 +6,10 @@ import json
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
+import types
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -339,6 +341,24 @@ def test_a_run_trains_in_a_worker_process_and_its_memory_goes_with_it(tiny_data_
     manager.cancel(run_id)
     assert manager.wait(run_id, timeout=10).status is RunStatus.CANCELLED
     _wait_until(lambda: not _process_exists(pid), timeout=10, what="the worker to exit")
+
+
+def test_a_worker_never_runs_the_page_script_that_streamlit_installed_as_main(tiny_data_dir, tmp_path, monkeypatch):
+    """Streamlit's script runner installs each page as `__main__` (AppTest: a temporary file it deletes).
+    A worker started then must not re-run that script, nor fail when it is gone."""
+    marker = tmp_path / "the-page-ran"
+    page_script = tmp_path / "page.py"
+    page_script.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    gone_script = tmp_path / "deleted_page.py"
+    for script in (page_script, gone_script):
+        page = types.ModuleType("__main__")
+        page.__file__ = str(script)
+        monkeypatch.setitem(sys.modules, "__main__", page)
+        manager = RunManager(max_concurrent=1)
+        snap = manager.wait(manager.submit(f"owner-{script.stem}", TrainConfig(**QUICK)), timeout=120)
+        assert snap.status is RunStatus.FINISHED, snap.error
+        assert sys.modules["__main__"] is page  # put back for the page
+    assert not marker.exists()
 
 
 def _process_exists(pid: int) -> bool:

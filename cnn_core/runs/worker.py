@@ -11,13 +11,16 @@ worker also polls) stops it within one batch, keeping the best weights so far, l
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
+import types
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
@@ -262,6 +265,30 @@ def _load_trainer(spec: str | None) -> Trainer:
     return getattr(importlib.import_module(module), name)
 
 
+_MAIN_MODULE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_main_module() -> Iterator[None]:
+    """A bare `__main__` while a worker starts, so the worker does not run the parent's main script first.
+
+    A forkserver or spawned child re-runs the parent's `__main__` file (`multiprocessing.spawn.prepare`). In
+    the app that is whichever page script Streamlit last ran (its script runner installs each page as
+    `__main__`), so every worker would execute a page, and under Streamlit's AppTest a deleted temporary
+    script, which ends the worker with status 1. Workers need nothing from `__main__`: their job names
+    everything it uses. The parent's module is put back unless Streamlit installed a newer one meanwhile.
+    """
+    with _MAIN_MODULE_LOCK:
+        parent_main = sys.modules.get("__main__")
+        bare = types.ModuleType("__main__")
+        sys.modules["__main__"] = bare
+        try:
+            yield
+        finally:
+            if sys.modules.get("__main__") is bare and parent_main is not None:
+                sys.modules["__main__"] = parent_main
+
+
 class LocalBackend:
     """Worker processes on this machine. They are forked from a fork server that has imported the trainer
     once (fast to start, and safe: the server's threads are not forked); where there is none, spawned."""
@@ -276,7 +303,8 @@ class LocalBackend:
 
     def start(self, job: WorkerJob) -> multiprocessing.process.BaseProcess:
         process = self._context.Process(target=run_job, args=(job,), name=f"cnn-run-{job.run_id[:8]}", daemon=True)
-        process.start()
+        with _without_main_module():
+            process.start()
         return process
 
     @staticmethod
