@@ -781,6 +781,21 @@ def test_real_brain_mri():
     assert all(s.images.shape[1:] == (3, 128, 128) for s in splits)
 
 
+def test_class_counts_are_read_once_and_again_when_the_file_changes(tiny_data_dir, monkeypatch):
+    from cnn_core.data.medmnist import MedmnistSource
+
+    reads = []
+    original = MedmnistSource.class_counts
+    monkeypatch.setattr(MedmnistSource, "class_counts", lambda self: reads.append(self.flag) or original(self))
+    first = data.class_counts("breastmnist")
+    first["train"][0] = -1  # a caller's change stays the caller's
+    assert data.class_counts("breastmnist") == {"train": [20, 20], "val": [5, 5], "test": [5, 5]}
+    assert reads == ["breastmnist"]
+    write_npz(tiny_data_dir / "breastmnist.npz", tiny_breastmnist_arrays({"train": 50, "val": 10, "test": 10}))
+    assert data.class_counts("breastmnist")["train"] == [25, 25]
+    assert reads == ["breastmnist", "breastmnist"]
+
+
 @pytest.mark.parametrize("name", ["mnist", "pathmnist", "breastmnist", "scans"])
 def test_class_counts_from_labels_alone_match_the_loaded_splits(tiny_data_dir, name):
     counts = data.class_counts(name)

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 _REGISTERED_FOLDERS: dict[str, tuple[Path, int]] = {}  # name -> (root, split seed)
 _FOLDER_OWNERS: dict[str, str] = {}  # name -> owner, for folders registered privately (one user's uploads)
 _STATS: dict[tuple, tuple[list[float], list[float]]] = {}
+_COUNTS: dict[tuple[str, str], dict[str, list[int]]] = {}
 
 
 def clear_caches(*, forget_registered: bool = False) -> None:
@@ -47,6 +48,7 @@ def clear_caches(*, forget_registered: bool = False) -> None:
         cache.clear_memory()
         clear_folder_caches()
         _STATS.clear()
+        _COUNTS.clear()
         clear_counts()
         if forget_registered:
             _REGISTERED_FOLDERS.clear()
@@ -249,8 +251,23 @@ def _load_or_build(source: DataSource, located, split: str, size: int, progress:
 
 def class_counts(name: str) -> dict[str, list[int]]:
     """Images per class in each split, {split: [count per class in class_names order]}; DataError when the
-    data set is missing. Reads labels only for MNIST and MedMNIST, the listing for image folders."""
-    return resolve(name).class_counts()
+    data set is missing. Reads labels only for MNIST and MedMNIST, the listing for image folders.
+
+    Cached in memory keyed by the source's fingerprint (files' sizes and times, a folder's split seed): the
+    studio asks on every rerun, and a run's config asks twice (class weights, the small-validation rule).
+    """
+    source = resolve(name)
+    located = source.locate()
+    if located is None:
+        raise source.missing_error()
+    key = (source.info.name, located.fingerprint)
+    with cache.STATE_LOCK:
+        counts = _COUNTS.get(key)
+    if counts is None:
+        counts = source.class_counts()
+        with cache.STATE_LOCK:
+            _COUNTS[key] = counts
+    return {split: list(values) for split, values in counts.items()}
 
 
 def data_notes(name: str) -> list[str]:
