@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cnn_core.data.augment import ORIENTATIONS, AugmentConfig, BatchPreprocessor, default_augment, orient, orientations_taught
 
@@ -160,3 +161,39 @@ def test_orientations_are_the_eight_symmetries_of_a_square():
     for k, name in ((1, "rotate90"), (2, "rotate180"), (3, "rotate270")):
         assert torch.equal(seen[name], torch.rot90(x, k, dims=(2, 3)))
     assert torch.equal(seen["anti-transpose"], torch.rot90(x, 1, dims=(2, 3)).flip(3))
+
+
+def _one_image_at_a_time(images: torch.Tensor, augment: AugmentConfig, mean: list[float], std: list[float],
+                         seed: int) -> torch.Tensor:
+    """The augmentation's definition, image by image in float, drawing the generator's numbers in the
+    preprocessor's order (orientation coins, the batch's shift, jitter, gray coins)."""
+    g = torch.Generator().manual_seed(seed)
+    n, channels = images.shape[:2]
+    turn, mirror, upend = ((torch.rand(n, generator=g) < 0.5) for _ in range(3))
+    dy, dx = torch.randint(-augment.shift, augment.shift + 1, (2,), generator=g).tolist()
+    contrast, gain, brightness = (2 * torch.rand(*shape, generator=g) - 1 for shape in ((n,), (n, channels), (n,)))
+    gray = torch.rand(n, generator=g) < augment.grayscale
+    out = []
+    for i, image in enumerate(_plain(images)):
+        image = image.transpose(1, 2) if turn[i] else image
+        image = image.flip(2) if mirror[i] else image
+        image = image.flip(1) if upend[i] else image
+        s = augment.shift
+        image = F.pad(image, (s, s, s, s))[:, s + dy : s + dy + image.shape[1], s + dx : s + dx + image.shape[2]]
+        j, centre = augment.color_jitter, image.mean()
+        image = ((image - centre) * (1 + 2 * j * contrast[i]) + centre) * (1 + 1.5 * j * gain[i].view(-1, 1, 1))
+        image = (image + j * brightness[i]).clamp(0, 1)
+        if gray[i]:
+            image = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]).expand_as(image)
+        out.append((image - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_batch_augmentation_matches_its_image_by_image_definition(seed):
+    """PathMNIST's default augmentation, done on the whole batch at once, gives the images its definition
+    gives one by one."""
+    images = _batch(n=32, side=6, seed=seed)
+    augment, mean, std = default_augment("medmnist", "multi-class", "pathmnist"), [0.7, 0.5, 0.7], [0.2, 0.25, 0.2]
+    out = BatchPreprocessor(mean, std, CPU, augment)(images, train=True, generator=torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(out, _one_image_at_a_time(images, augment, mean, std, seed), rtol=1e-5, atol=1e-5)
