@@ -269,10 +269,12 @@ def test_small_sets_get_a_step_budget_within_a_pixel_budget_and_big_ones_the_mod
     assert default_recipe(model, info(546), config) == (240, 128)  # 5 steps per epoch (a ragged last batch counts)
     assert 240 * 5 >= MIN_DEFAULT_STEPS
     assert default_recipe(model, info(89_996), config) == (24, 128)  # PathMNIST: 703 steps per epoch already
-    # FastNet-32's defaults grow big sets towards 32 epochs within PathMNIST's 32 epochs of passes
+    # FastNet-32's defaults grow big sets towards 32 epochs within PathMNIST's 24 epochs of passes
     fastnet32 = {"epochs": 24, "max_epochs": 32, "batch_size": 128}
-    assert default_recipe(fastnet32, info(89_996), config) == (32, 128)  # PathMNIST
-    assert default_recipe(fastnet32, info(97_477), config) == (29, 128)  # OCTMNIST
+    assert default_recipe(fastnet32, info(89_996), config) == (24, 128)  # PathMNIST
+    assert default_recipe(fastnet32, info(67_000), config) == (32, 128)
+    assert default_recipe(fastnet32, info(80_000), config) == (27, 128)
+    assert default_recipe(fastnet32, info(97_477), config) == (24, 128)  # OCTMNIST
     assert default_recipe(fastnet32, info(11_959), config) == (32, 128)  # BloodMNIST
     assert default_recipe(fastnet32, info(165_466), config) == (24, 128)  # TissueMNIST: never fewer than 24
     assert default_recipe(fastnet32, info(89_996, side=64), config) == (24, 128)  # 64 px: 5.2x the pixels
