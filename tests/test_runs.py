@@ -35,7 +35,7 @@ from cnn_core.runs import (
 )
 from cnn_core.runs.worker import process_token
 from cnn_core.settings import runs_dir
-from cnn_core.training import TrainConfig
+from cnn_core.training import TrainConfig, train
 
 QUICK = dict(dataset="mnist", model="fastnet", epochs=1, batch_size=32, lr=0.01)
 # Long enough to still be training when a test acts on it (tiny MNIST: 28 steps per epoch at batch 8).
@@ -338,27 +338,36 @@ def test_a_run_trains_in_a_worker_process_and_its_memory_goes_with_it(tiny_data_
     pid = _worker_pid(manager, run_id)
     assert pid is not None and pid != os.getpid()
     assert [t.name for t in threading.enumerate() if t.name.startswith("cnn-run")] == ["cnn-run-monitor"]  # no trainer here
+    if hasattr(os, "getsid"):  # its own session: the scheduler's share for it, not a part of the server's
+        assert os.getsid(pid) == pid != os.getsid(0)
     manager.cancel(run_id)
     assert manager.wait(run_id, timeout=10).status is RunStatus.CANCELLED
     _wait_until(lambda: not _process_exists(pid), timeout=10, what="the worker to exit")
 
 
 def test_a_worker_never_runs_the_page_script_that_streamlit_installed_as_main(tiny_data_dir, tmp_path, monkeypatch):
-    """Streamlit's script runner installs each page as `__main__` (AppTest: a temporary file it deletes).
-    A worker started then must not re-run that script, nor fail when it is gone."""
+    """Streamlit's script runner installs each page as `__main__` (AppTest: a temporary file it deletes, and a
+    worker that re-ran it died with status 1). A worker started then must not re-run that script."""
     marker = tmp_path / "the-page-ran"
     page_script = tmp_path / "page.py"
-    page_script.write_text(f"open({str(marker)!r}, 'w').close()\n")
-    gone_script = tmp_path / "deleted_page.py"
-    for script in (page_script, gone_script):
-        page = types.ModuleType("__main__")
-        page.__file__ = str(script)
-        monkeypatch.setitem(sys.modules, "__main__", page)
-        manager = RunManager(max_concurrent=1)
-        snap = manager.wait(manager.submit(f"owner-{script.stem}", TrainConfig(**QUICK)), timeout=120)
-        assert snap.status is RunStatus.FINISHED, snap.error
-        assert sys.modules["__main__"] is page  # put back for the page
+    page_script.write_text(f"open({str(marker)!r}, 'w').close()\nraise SystemExit(1)  # as a deleted script\n")
+    page = types.ModuleType("__main__")
+    page.__file__ = str(page_script)
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    manager = RunManager(max_concurrent=1)
+    snap = manager.wait(manager.submit("mia", TrainConfig(**QUICK)), timeout=120)
+    assert snap.status is RunStatus.FINISHED, snap.error
     assert not marker.exists()
+    assert sys.modules["__main__"] is page  # Streamlit's module stays
+
+
+def test_a_trainer_defined_in_main_is_refused():
+    def trainer(config, cancel):
+        return train(config, cancel=cancel)
+
+    trainer.__module__ = "__main__"  # as when a script run as `python script.py` defines it
+    with pytest.raises(ConfigError, match="importable module"):
+        RunManager(max_concurrent=1, trainer=trainer)
 
 
 def _process_exists(pid: int) -> bool:

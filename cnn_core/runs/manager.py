@@ -45,7 +45,8 @@ class RunBusyError(CnnError):
 class RunManager:
     """Training runs for the app: submit, stop, read. Thread-safe: pages call it from Streamlit's threads.
 
-    `trainer` ("module:function", or such a module-level function) stands in for `training.train` in tests.
+    `trainer` ("module:function", or such a function of an importable module, not of `__main__`) stands in for
+    `training.train` in tests.
     """
 
     def __init__(
@@ -63,7 +64,11 @@ class RunManager:
         if backend is None:
             backend, self.notice = backend_from_environment()
         self.backend = backend
-        self._trainer = trainer if isinstance(trainer, str) or trainer is None else f"{trainer.__module__}:{trainer.__qualname__}"
+        if callable(trainer):
+            if trainer.__module__ == "__main__":  # a worker imports its trainer by name, never from `__main__`
+                raise ConfigError(f"Define the trainer {trainer.__qualname__} in an importable module, not in __main__.")
+            trainer = f"{trainer.__module__}:{trainer.__qualname__}"
+        self._trainer = trainer
         self._lock = threading.RLock()
         self._queue: deque[WorkerJob] = deque()
         self._workers: dict[str, object] = {}

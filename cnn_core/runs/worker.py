@@ -15,12 +15,11 @@ import contextlib
 import importlib
 import logging
 import multiprocessing
+import multiprocessing.spawn
 import os
 import signal
 import socket
-import sys
 import threading
-import types
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
@@ -79,7 +78,18 @@ class Recorder(Protocol):
 
 
 def run_job(job: WorkerJob) -> None:
-    """The local worker process's entry point: train, recording every event into the store."""
+    """The local worker process's entry point: train, recording every event into the store.
+
+    The worker leads a session of its own (POSIX `setsid`). Linux's scheduler shares the CPU between sessions
+    first (autogroups, `man 7 sched`), so in the server's session a run would split one share with the server
+    and every page it draws, against a whole share for each browser on the machine. The worker still ends with
+    the server: it watches the server's process (`_watch`), and SIGTERM from the server interrupts it.
+    """
+    if hasattr(os, "setsid"):
+        try:
+            os.setsid()
+        except OSError:  # already a session leader
+            pass
     execute(job, RunStore(job.db_path))
 
 
@@ -265,28 +275,39 @@ def _load_trainer(spec: str | None) -> Trainer:
     return getattr(importlib.import_module(module), name)
 
 
-_MAIN_MODULE_LOCK = threading.Lock()
+_STARTING_WORKER = threading.local()
+_preparation_data = multiprocessing.spawn.get_preparation_data
+
+
+def _preparation_data_without_main(name: str) -> dict:
+    """`multiprocessing.spawn.get_preparation_data`, less the parent's main module while this thread starts a
+    worker (`LocalBackend.start`).
+
+    A forkserver or spawned child re-runs the parent's `__main__` before its target (`spawn.prepare`). In the app
+    `__main__` is the script Streamlit last ran (its script runner installs each script as `__main__`), so every
+    worker would first run the app's frame and its Home page; under Streamlit's AppTest it is a deleted
+    temporary script, and the worker ended with status 1. Workers need nothing from `__main__`: their job names
+    everything it uses (`RunManager` refuses trainers defined there). Only the starting thread's call changes:
+    Streamlit's own threads keep their `__main__`.
+    """
+    data = _preparation_data(name)
+    if getattr(_STARTING_WORKER, "active", False):
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+    return data
+
+
+multiprocessing.spawn.get_preparation_data = _preparation_data_without_main
 
 
 @contextlib.contextmanager
 def _without_main_module() -> Iterator[None]:
-    """A bare `__main__` while a worker starts, so the worker does not run the parent's main script first.
-
-    A forkserver or spawned child re-runs the parent's `__main__` file (`multiprocessing.spawn.prepare`). In
-    the app that is whichever page script Streamlit last ran (its script runner installs each page as
-    `__main__`), so every worker would execute a page, and under Streamlit's AppTest a deleted temporary
-    script, which ends the worker with status 1. Workers need nothing from `__main__`: their job names
-    everything it uses. The parent's module is put back unless Streamlit installed a newer one meanwhile.
-    """
-    with _MAIN_MODULE_LOCK:
-        parent_main = sys.modules.get("__main__")
-        bare = types.ModuleType("__main__")
-        sys.modules["__main__"] = bare
-        try:
-            yield
-        finally:
-            if sys.modules.get("__main__") is bare and parent_main is not None:
-                sys.modules["__main__"] = parent_main
+    """Workers started inside this block do not re-run the parent's `__main__` (`_preparation_data_without_main`)."""
+    _STARTING_WORKER.active = True
+    try:
+        yield
+    finally:
+        _STARTING_WORKER.active = False
 
 
 class LocalBackend:
