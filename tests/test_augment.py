@@ -166,7 +166,9 @@ def test_orientations_are_the_eight_symmetries_of_a_square():
 def _one_image_at_a_time(images: torch.Tensor, augment: AugmentConfig, mean: list[float], std: list[float],
                          seed: int) -> torch.Tensor:
     """The augmentation's definition, image by image in float, drawing the generator's numbers in the
-    preprocessor's order (orientation coins, the batch's shift, jitter, gray coins)."""
+    preprocessor's order (orientation coins, the batch's shift, jitter, gray coins), every augmentation on."""
+    assert augment.rotate90 and augment.hflip and augment.vflip and augment.shift and augment.color_jitter
+    assert augment.grayscale
     g = torch.Generator().manual_seed(seed)
     n, channels = images.shape[:2]
     turn, mirror, upend = ((torch.rand(n, generator=g) < 0.5) for _ in range(3))

@@ -253,8 +253,8 @@ def class_counts(name: str) -> dict[str, list[int]]:
     """Images per class in each split, {split: [count per class in class_names order]}; DataError when the
     data set is missing. Reads labels only for MNIST and MedMNIST, the listing for image folders.
 
-    Cached in memory keyed by the source's fingerprint (files' sizes and times, a folder's split seed): the
-    studio asks on every rerun, and a run's config asks twice (class weights, the small-validation rule).
+    Cached in memory keyed by the source's fingerprint (files' sizes and times, a folder's split seed): a run's
+    config asks twice (class weights, the small-validation rule), the studio once a minute per data set.
     """
     source = resolve(name)
     located = source.locate()
@@ -265,8 +265,10 @@ def class_counts(name: str) -> dict[str, list[int]]:
         counts = _COUNTS.get(key)
     if counts is None:
         counts = source.class_counts()
-        with cache.STATE_LOCK:
-            _COUNTS[key] = counts
+        still = source.locate()
+        if still is not None and still.fingerprint == located.fingerprint:  # not replaced while it was read
+            with cache.STATE_LOCK:
+                _COUNTS[key] = counts
     return {split: list(values) for split, values in counts.items()}
 
 

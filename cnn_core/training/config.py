@@ -38,8 +38,7 @@ MAX_AUTO_EPOCHS = 300
 SMALL_SET_IMAGES = 5000
 #: Sets of SMALL_SET_IMAGES or more grow from the model's epochs towards its "max_epochs" as long as the run stays
 #: within this many image passes at 28 x 28 pixels (scaled by pixel count): PathMNIST's 24 epochs of 89,996 images,
-#: 19-23 s an epoch on the 2-core development machines (it has been a faster and a slower CPU), so the default
-#: run ends within 10 minutes on either (`default_recipe`).
+#: 19-27 s an epoch on the 2-core development machine depending on the hour, 8-11 minutes (`default_recipe`).
 LARGE_PASS_BUDGET_28PX = 24 * 90_000
 #: Label smoothing of MedMNIST runs trained from scratch (`default_label_smoothing`).
 MEDMNIST_LABEL_SMOOTHING = 0.1
@@ -228,10 +227,11 @@ def default_recipe(model_defaults: dict, info: DatasetInfo, config: TrainConfig)
       `MIN_AUTO_BATCH`) until those passes make the steps.
     - A larger set gets the model's epochs, raised towards the model's "max_epochs" while the run stays within
       `LARGE_PASS_BUDGET_28PX` x (28 / side)² passes: PathMNIST keeps FastNet-32's 24 epochs; BloodMNIST-sized
-      sets get 32. Measured with FastNet-32 on PathMNIST (idle 2-core CPUs): 32 epochs 91.45 % test accuracy in
-      438 s on the faster development machine but about 740 s on the slower one; 24 epochs 91.03-91.30 %
-      (seeds 0-3; MedMNIST v2's best: 91.1 %), 467 s of training on the slower one. Bigger or larger-image sets
-      (TissueMNIST, 64-px PathMNIST) keep the model's epochs.
+      sets get 32. Measured with FastNet-32 on PathMNIST, idle 2-core CPUs (MedMNIST v2's best: 91.1 %):
+      32 epochs 91.45 / 91.52 % test accuracy (seeds 0 / 1), 421-438 s of training on a faster machine;
+      24 epochs 91.30 / 91.41 % (seeds 0 / 1; earlier recipes 91.03-91.28 %), 467 s on the slower machine on
+      one day and 655 s on the next (27 s an epoch, where 32 epochs would take about 870 s). Bigger or
+      larger-image sets (TissueMNIST, 64-px PathMNIST) keep the model's epochs.
     - A batch size given in `config` is kept. Transfer models keep theirs: ImageNet features learn from few steps.
     """
     epochs, batch = int(model_defaults.get("epochs", 5)), int(model_defaults.get("batch_size", 128))
