@@ -148,7 +148,7 @@ def test_every_page_in_the_sidebar_opens_without_an_exception(page):
     assert len(pages) >= 2 and pages[0][0] == "Home"
     for title, href in pages[1:] + pages[:1]:  # by the sidebar, as a student would, ending at home
         link = page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True)
-        rerun_after(page, link.click)
+        rerun_after(page, link.click, retries=2)  # a lost click (seen once in a full run) is clicked again
         assert page.url.split("?")[0].rstrip("/") == href.rstrip("/")  # pages may add query parameters
         heading = "CNN Explorer" if title == "Home" else title
         _expect()(page.get_by_role("heading", name=re.compile(re.escape(heading)), level=1)).to_be_visible()
