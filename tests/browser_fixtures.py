@@ -187,6 +187,8 @@ def wait_for_app(page, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> None:
 _WATCH_RERUN_JS = """() => {
     const app = document.querySelector('[data-testid="stApp"]');
     window.__cnnRerunSeen = false;
+    window.__cnnActionAt = performance.now();
+    window.__cnnTextBefore = document.body.innerText;
     if (window.__cnnRerunObserver) window.__cnnRerunObserver.disconnect();
     // Any change of the run state means a run started, even if it already ended before this callback.
     window.__cnnRerunObserver = new MutationObserver((records) => {
@@ -195,8 +197,16 @@ _WATCH_RERUN_JS = """() => {
     window.__cnnRerunObserver.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
 }"""
 LOST_ACTION_S = 10  # seconds without any change of the run state after which an action counts as lost
-_RERUN_DONE_JS = """() => window.__cnnRerunSeen &&
-    document.querySelector('[data-testid="stApp"]').getAttribute('data-test-script-state') === 'notRunning'"""
+# Done: the app is idle after a run state change, or (when a quick rerun's start and end reached the browser
+# together, so React drew them in one go and the state attribute never changed) idle with the page's text changed
+# since the action, once LOST_ACTION_S have passed. Seen in CI: a slider step and a sidebar click whose new page was
+# drawn, yet no state change was observed.
+_RERUN_DONE_JS = """(lostMs) => {
+    if (document.querySelector('[data-testid="stApp"]').getAttribute('data-test-script-state') !== 'notRunning')
+        return false;
+    if (window.__cnnRerunSeen) return true;
+    return performance.now() - window.__cnnActionAt > lostMs && document.body.innerText !== window.__cnnTextBefore;
+}"""
 
 
 def rerun_after(page, action, timeout_ms: int = DEFAULT_TIMEOUT_MS, *, retries: int = 0) -> None:
@@ -212,12 +222,13 @@ def rerun_after(page, action, timeout_ms: int = DEFAULT_TIMEOUT_MS, *, retries: 
     action()
     for _ in range(retries):
         try:
-            page.wait_for_function("() => window.__cnnRerunSeen", timeout=LOST_ACTION_S * 1000)
+            page.wait_for_function("() => window.__cnnRerunSeen || document.body.innerText !== window.__cnnTextBefore",
+                                   timeout=LOST_ACTION_S * 1000, polling=250)
             break
         except Exception:  # noqa: BLE001 - playwright's TimeoutError: nothing happened, so do it again
             action()
     try:
-        page.wait_for_function(_RERUN_DONE_JS, timeout=timeout_ms)
+        page.wait_for_function(_RERUN_DONE_JS, arg=LOST_ACTION_S * 1000, timeout=timeout_ms, polling=250)
     except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError; say what we waited for
         raise AssertionError(f"No finished rerun seen within {timeout_ms / 1000:.0f} s after the action "
                              "(did it change a widget?)") from exc
