@@ -182,9 +182,30 @@ _POINTS_JS = """([chart, trace]) => {
 }"""
 
 
+# The last x of a trace (the step or epoch it reaches), -1 when empty. A growing run's batch curve is thinned to
+# about a thousand points, so its point count can stay put or fall while the curve moves on: wait on this.
+_LAST_X_JS = """([chart, trace]) => {
+    const plots = [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')];
+    const plot = plots[chart];
+    if (!plot || !plot.data || !plot.data[trace]) return -1;
+    let x = plot.data[trace].x;
+    if (x.length === undefined) {  // plotly.py's typed array {dtype, bdata}, not decoded yet
+        const types = {i1: Int8Array, u1: Uint8Array, i2: Int16Array, u2: Uint16Array, i4: Int32Array,
+                       u4: Uint32Array, i8: BigInt64Array, u8: BigUint64Array, f4: Float32Array, f8: Float64Array};
+        x = new types[x.dtype](Uint8Array.from(atob(x.bdata), c => c.charCodeAt(0)).buffer);
+    }
+    return x.length ? Number(x[x.length - 1]) : -1;
+}"""
+
+
 def _plot_points(tab, chart_index: int = 0, trace: int = 0) -> int:
     """How many points the trace of a plotly chart on the page holds (plotly keeps the data on its div)."""
     return tab.evaluate(_POINTS_JS, [chart_index, trace])
+
+
+def _plot_last_x(tab, chart_index: int = 0, trace: int = 0) -> float:
+    """The last x (step or epoch) that a trace of a plotly chart on the page reaches; -1 when it is empty."""
+    return tab.evaluate(_LAST_X_JS, [chart_index, trace])
 
 
 def _configure_run(tab, *, epochs: int, batch: int, subset: int, lr: str | None = None) -> None:
@@ -292,10 +313,9 @@ def test_stop_a_long_run_from_a_second_tab_and_the_queue_for_another_person(cont
                         ) == [404, {"error": "no such run"}]
     # The chart gains points while the run goes on.
     tab.wait_for_function(f"() => ({_POINTS_JS})([0, 0]) > 0", timeout=RUN_TIMEOUT_MS)  # charts start empty
-    first = _plot_points(tab)
+    first = _plot_last_x(tab)
     assert first > 0
-    tab.wait_for_function(
-        f"(first) => ({_POINTS_JS})([0, 0]) > first", arg=first, timeout=60_000)
+    tab.wait_for_function(f"(first) => ({_LAST_X_JS})([0, 0]) > first", arg=first, timeout=60_000)
     save_screenshot(tab, "studio-live")
 
     # A second tab of the same browser shows the same run and cannot start another.
@@ -515,15 +535,15 @@ def test_a_frozen_efficientnet_run_on_an_image_folder_trains_live_and_reports_te
     expect(tab.get_by_text(re.compile(r"^Training transfer:efficientnet_lite0 on scans"))).to_be_visible(
         timeout=RUN_TIMEOUT_MS)
     tab.wait_for_function(f"() => ({_POINTS_JS})([1, 0]) > 0", timeout=RUN_TIMEOUT_MS)  # first epoch row
-    epochs_seen = _plot_points(tab, 1, 0)
-    steps_seen = _plot_points(tab, 0, 0)
+    epochs_seen = _plot_last_x(tab, 1, 0)
+    steps_seen = _plot_last_x(tab, 0, 0)
     # The charts redraw every few seconds; cached features train fast, so the run may be over by their first draw.
     expect(tab.locator('[data-testid="liveProgress"], [data-testid="stProgress"]')).to_contain_text(
         re.compile(r"step [\d,]+ of 8,000|Done: 1000 of 1000 epoch\(s\), 8,000 steps"))
     if epochs_seen < 1000:  # both charts gain points as the run goes on (the final charts hold every point)
-        tab.wait_for_function(f"(seen) => ({_POINTS_JS})([1, 0]) > seen && ({_POINTS_JS})([1, 1]) > seen",
+        tab.wait_for_function(f"(seen) => ({_LAST_X_JS})([1, 0]) > seen && ({_LAST_X_JS})([1, 1]) > seen",
                               arg=epochs_seen, timeout=60_000)
-        tab.wait_for_function(f"(seen) => ({_POINTS_JS})([0, 0]) > seen", arg=steps_seen, timeout=60_000)
+        tab.wait_for_function(f"(seen) => ({_LAST_X_JS})([0, 0]) > seen", arg=steps_seen, timeout=60_000)
     # what happened before the first step: the backbone's features (36: 16 images and their flips, 2 + 2)
     # (after the data notes: 2 unreadable files left out)
     expect(tab.get_by_text(re.compile(r"^Note: 2 file\(s\) could not be read as images .* Computing EfficientNet-Lite0 "
