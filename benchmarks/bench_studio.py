@@ -5,7 +5,8 @@
     (the trainer's own clock, loading excluded) and their ratio (target at most 1.1, the check fails above 1.5).
 (b) `classroom`: 5 browser contexts on one server for a fixed time: 2 train the studio's default MNIST run one
     after another, 3 open pages and use a widget. Reports runs finished, p50/p95 seconds from a click to the page
-    settling, and the server process's RSS and CPU.
+    settling, and the server process's RSS and CPU. With `--cli-trainer` the second trainer runs the CLI instead,
+    so the studio's runs are compared with the CLI's under the same load (not only with the CLI on an idle machine).
 
 Start it from a checkout set up with the README's command (its `.venv` inside), as users start the app:
 
@@ -22,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -252,6 +254,7 @@ def classroom(args: argparse.Namespace) -> None:
     latencies: list[float] = []
     by_page: dict[str, list[float]] = {}
     finished = [0, 0]
+    cli_under_load: list[float] = []
     samples: list[tuple[float, float]] = []
     cpu_split: dict[str, float] = {}
 
@@ -287,6 +290,22 @@ def classroom(args: argparse.Namespace) -> None:
                 break
             finished[index] += 1
 
+    async def cli_trainer(stop_at: float) -> None:
+        """The CLI's default run, again and again, in a session of its own (as an app worker is): what a run
+        gets from this machine under the same load, without the app."""
+        while time.monotonic() < stop_at:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "cnn_core", "train", "--data", "mnist", "--json", cwd=ROOT, env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+            try:
+                out, _ = await asyncio.wait_for(process.communicate(), timeout=max(1.0, stop_at - time.monotonic()))
+            except asyncio.TimeoutError:
+                os.killpg(process.pid, signal.SIGTERM)  # its own group, by its id
+                await process.wait()
+                break
+            if process.returncode == 0:
+                cli_under_load.append(json.loads(out.decode().strip().splitlines()[-1])["train_seconds"])
+
     async def student(context, path: str, widget: str, stop_at: float) -> None:
         page = await context.new_page()
         await page.goto(f"{url}/{path}")
@@ -320,7 +339,8 @@ def classroom(args: argparse.Namespace) -> None:
             busy, browsers_cpu, server_cpu = machine_busy_seconds(), browser_cpu_seconds({server.pid}), _cpu_seconds(server.pid)
             await asyncio.gather(
                 sample(stop_at),
-                *(trainer(contexts[i], i, stop_at) for i in range(2)),
+                trainer(contexts[0], 0, stop_at),
+                cli_trainer(stop_at) if args.cli_trainer else trainer(contexts[1], 1, stop_at),
                 *(student(contexts[2 + i], path, widget, stop_at) for i, (path, widget) in enumerate(
                     (("dataset-gallery", "Reshuffle"), ("convolution-lab", "reload"), ("predict", "reload")))))
             cpu_split["machine"] = machine_busy_seconds() - busy
@@ -344,6 +364,13 @@ def classroom(args: argparse.Namespace) -> None:
           f"{f'; browsers in a cgroup with {args.browser_cpu_shares} CPU shares' if args.browser_cpu_shares else ''})")
     print(f"runs finished: {finished[0]} + {finished[1]} = {sum(finished)}; their training seconds: "
           f"{', '.join(f'{seconds:.1f}' for seconds in app_run_seconds(cache))} (the CLI alone before: {cli_seconds:.1f})")
+    if args.cli_trainer:
+        app_seconds = app_run_seconds(cache)
+        print(f"the CLI's runs under the same load, in place of the second trainer: {len(cli_under_load)}; their "
+              f"training seconds: {', '.join(f'{seconds:.1f}' for seconds in cli_under_load)}")
+        if app_seconds and cli_under_load:
+            print(f"studio / CLI under the same load, ratio of medians: "
+                  f"{statistics.median(app_seconds) / statistics.median(cli_under_load):.2f}")
     print(f"interactions: {len(latencies)}, p50 {statistics.median(latencies):.2f} s, p95 {p95:.2f} s")
     for page_widget, values in by_page.items():
         values.sort()
@@ -381,6 +408,9 @@ def main() -> None:
                            "0: no cgroup, they compete with the server and the trainers as equals. (A nice level "
                            "does not do this: each Chromium is its own session, so the kernel's autogroups give "
                            "it an equal share whatever its nice level; measured, runs took as long at nice 10.)")
+    load.add_argument("--cli-trainer", action="store_true",
+                      help="the second trainer runs the CLI's default MNIST run again and again (in a session of its "
+                           "own) instead of the studio's: the studio's runs against the CLI's under the same load")
     load.add_argument("--browsers", choices=("one", "separate"), default="separate",
                       help="one Chromium per context (default, as measured since the issue was filed) or the five "
                            "contexts in one Chromium (measured: slower, its one browser process serialises them)")
