@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 # Fixture modules live beside this file (pytest puts this folder on sys.path).
+import ray_background
 from data_fixtures import *  # noqa: F401,F403
 from browser_fixtures import *  # noqa: F401,F403
 
@@ -21,9 +22,16 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CNN_RUNS_DIR", str(tmp_path_factory.getbasetemp() / "runs"))
 
 
+_START_RAY_AT = pytest.StashKey()
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `gpu` run the device path on CUDA (benchmarks/gpu_check.sh runs them); without a CUDA
-    device they skip, so the CPU suite never needs a GPU."""
+    device they skip, so the CPU suite never needs a GPU. The Ray cases start in the background at the first
+    test after the browser tests (tests/ray_background.py)."""
+    if any(item.name == ray_background.TEST_NAME for item in items):
+        last_browser = max((n for n, item in enumerate(items) if "browser" in item.keywords), default=-1)
+        config.stash[_START_RAY_AT] = items[last_browser + 1].nodeid if last_browser + 1 < len(items) else None
     marked = [item for item in items if "gpu" in item.keywords]
     if not marked:
         return
@@ -34,3 +42,13 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="needs a CUDA device (benchmarks/gpu_check.sh runs these on one)")
     for item in marked:
         item.add_marker(skip)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if item.config.stash.get(_START_RAY_AT, None) == item.nodeid:
+        ray_background.start()
+
+
+def pytest_sessionfinish(session):
+    ray_background.stop()

@@ -3,27 +3,13 @@ loopback, so that neither Ray's head nor its client can reach or report to anyth
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+import ray_background
 from cnn_core.runs import RunManager
-
-ROOT = Path(__file__).resolve().parent.parent
-HAS_RAY = importlib.util.find_spec("ray") is not None
-
-
-def _unshare_permitted() -> bool:
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
-    return probe.returncode == 0
+from ray_background import HAS_RAY, unshare_permitted
 
 
 def _closed_port() -> int:
@@ -33,20 +19,15 @@ def _closed_port() -> int:
 
 
 @pytest.mark.skipif(not HAS_RAY, reason="ray is not installed (pip install -e '.[cluster]')")
-@pytest.mark.skipif(not _unshare_permitted(), reason="unshare -n is not permitted here (needs root or user namespaces)")
+@pytest.mark.skipif(not unshare_permitted(), reason="unshare -n is not permitted here (needs root or user namespaces)")
 @pytest.mark.timeout(900)
 def test_ray_cases_in_a_loopback_only_network_namespace():
-    script = (
-        "set -e; ip link set lo up; "
-        f"exec {sys.executable} -m pytest -q -p no:cacheprovider {ROOT / 'tests' / 'ray_cases.py'}"
-    )
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("CNN_RAY_ADDRESS", None)
-    result = subprocess.run(["unshare", "-n", "bash", "-c", script], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=880)  # fmt: skip
-    report = result.stdout[-4000:] + result.stderr[-2000:]
-    assert result.returncode == 0, report
-    assert "2 passed" in result.stdout, report
+    """The cases started in the background after the browser tests (see tests/ray_background.py), or now."""
+    ray_background.start()
+    code, output = ray_background.outcome(timeout_s=880)
+    report = output[-6000:]
+    assert code == 0, report
+    assert "2 passed" in output, report
 
 
 def test_an_unreachable_cluster_falls_back_to_this_machine_with_a_notice(monkeypatch, tiny_data_dir):
