@@ -296,15 +296,19 @@ def classroom(args: argparse.Namespace) -> None:
         while time.monotonic() < stop_at:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "cnn_core", "train", "--data", "mnist", "--json", cwd=ROOT, env=env,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
             try:
-                out, _ = await asyncio.wait_for(process.communicate(), timeout=max(1.0, stop_at - time.monotonic()))
+                out, err = await asyncio.wait_for(process.communicate(), timeout=max(1.0, stop_at - time.monotonic()))
             except asyncio.TimeoutError:
-                os.killpg(process.pid, signal.SIGTERM)  # its own group, by its id
+                if process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):  # it may end just now
+                        os.killpg(process.pid, signal.SIGTERM)  # its own group, by its id
                 await process.wait()
                 break
-            if process.returncode == 0:
-                cli_under_load.append(json.loads(out.decode().strip().splitlines()[-1])["train_seconds"])
+            if process.returncode != 0:
+                print(f"the CLI's run failed ({process.returncode}): {err.decode(errors='replace')[-500:]}", flush=True)
+                break
+            cli_under_load.append(json.loads(out.decode().strip().splitlines()[-1])["train_seconds"])
 
     async def student(context, path: str, widget: str, stop_at: float) -> None:
         page = await context.new_page()
@@ -362,7 +366,8 @@ def classroom(args: argparse.Namespace) -> None:
           f" (2 training, 3 using pages, {args.think:g} s between a page settling and their next click; pages "
           f"opened by {'reloading' if args.open == 'reload' else 'sidebar links'}"
           f"{f'; browsers in a cgroup with {args.browser_cpu_shares} CPU shares' if args.browser_cpu_shares else ''})")
-    print(f"runs finished: {finished[0]} + {finished[1]} = {sum(finished)}; their training seconds: "
+    runs = f"{finished[0]}" if args.cli_trainer else f"{finished[0]} + {finished[1]} = {sum(finished)}"
+    print(f"studio runs finished: {runs}; their training seconds: "
           f"{', '.join(f'{seconds:.1f}' for seconds in app_run_seconds(cache))} (the CLI alone before: {cli_seconds:.1f})")
     if args.cli_trainer:
         app_seconds = app_run_seconds(cache)

@@ -22,16 +22,9 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CNN_RUNS_DIR", str(tmp_path_factory.getbasetemp() / "runs"))
 
 
-_START_RAY_AT = pytest.StashKey()
-
-
 def pytest_collection_modifyitems(config, items):
     """Tests marked `gpu` run the device path on CUDA (benchmarks/gpu_check.sh runs them); without a CUDA
-    device they skip, so the CPU suite never needs a GPU. The Ray cases start in the background at the first
-    test after the browser tests (tests/ray_background.py)."""
-    if any(item.name == ray_background.TEST_NAME for item in items):
-        last_browser = max((n for n, item in enumerate(items) if "browser" in item.keywords), default=-1)
-        config.stash[_START_RAY_AT] = items[last_browser + 1].nodeid if last_browser + 1 < len(items) else None
+    device they skip, so the CPU suite never needs a GPU."""
     marked = [item for item in items if "gpu" in item.keywords]
     if not marked:
         return
@@ -42,6 +35,20 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="needs a CUDA device (benchmarks/gpu_check.sh runs these on one)")
     for item in marked:
         item.add_marker(skip)
+
+
+_START_RAY_AT = pytest.StashKey()
+
+
+def pytest_collection_finish(session):
+    """The Ray cases start in the background at the first test after the browser tests, if the Ray test is
+    among the tests that run (after -k, -m, --deselect) and comes later (tests/ray_background.py)."""
+    items = session.items
+    ray_at = next((n for n, item in enumerate(items) if item.name == ray_background.TEST_NAME), None)
+    if ray_at is None:
+        return
+    last_browser = max((n for n, item in enumerate(items[:ray_at]) if "browser" in item.keywords), default=-1)
+    session.config.stash[_START_RAY_AT] = items[last_browser + 1].nodeid
 
 
 @pytest.hookimpl(tryfirst=True)

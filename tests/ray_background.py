@@ -17,7 +17,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HAS_RAY = importlib.util.find_spec("ray") is not None
 TEST_NAME = "test_ray_cases_in_a_loopback_only_network_namespace"
+#: ray_cases.py writes its Ray head's pid here, so that the head can be ended if the cases are killed.
+HEAD_PID_FILE_ENV = "CNN_TEST_RAY_HEAD_PID_FILE"
 _running: dict = {}
+_started = False
 
 
 def unshare_permitted() -> bool:
@@ -28,14 +31,16 @@ def unshare_permitted() -> bool:
 
 
 def start() -> None:
-    """Start the cases unless they are running already (or cannot run here: the test skips then)."""
-    if _running or not HAS_RAY or not unshare_permitted():
+    """Start the cases once per session (nothing if they cannot run here: the test skips then)."""
+    global _started
+    if _started or not HAS_RAY or not unshare_permitted():
         return
+    _started = True
     folder = Path(tempfile.mkdtemp(prefix="cnn-ray-cases-"))
     script = ("set -e; ip link set lo up; "
               f"exec {sys.executable} -m pytest -q -p no:cacheprovider --basetemp={folder / 'tmp'} "
               f"{ROOT / 'tests' / 'ray_cases.py'}")  # fmt: skip
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", HEAD_PID_FILE_ENV: str(folder / "head.pid")}
     env.pop("CNN_RAY_ADDRESS", None)
     log = open(folder / "ray-cases.log", "w+")  # noqa: SIM115 - the cases write it until they end
     process = subprocess.Popen(["unshare", "-n", "bash", "-c", script], cwd=ROOT, env=env, stdout=log,
@@ -44,28 +49,55 @@ def start() -> None:
 
 
 def outcome(timeout_s: float) -> tuple[int, str]:
-    """Wait for the cases: their exit status and output. Past `timeout_s` they are interrupted (SIGINT to
-    their process group, so that pytest's teardown ends the Ray head), then killed."""
-    process, log, folder = _running.pop("process"), _running.pop("log"), _running.pop("folder")
+    """Wait for the cases: their exit status and output. Past `timeout_s`, or if the wait is interrupted,
+    they are ended (`_end`)."""
+    process, log, folder = _running["process"], _running["log"], _running["folder"]
     try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _end(process)
-    log.seek(0)
-    text = log.read()
-    log.close()
-    shutil.rmtree(folder, ignore_errors=True)
-    return process.returncode, text
+        try:
+            process.wait(timeout=timeout_s)
+        except BaseException:  # the time is up, or Ctrl-C / pytest-timeout interrupted the wait
+            _end(process, folder)
+            if process.returncode is None:
+                raise
+        log.seek(0)
+        return process.returncode, log.read()
+    finally:
+        _running.clear()
+        log.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def stop() -> None:
     """End the cases if the session ends before the test collected them (e.g. `-x` stopped earlier)."""
     if _running:
-        _end(_running["process"])
+        _end(_running["process"], _running["folder"])
         outcome(0)
 
 
-def _end(process: subprocess.Popen) -> None:
+def kill_session(session_id: int) -> None:
+    """SIGKILL every process group of a session (by ids, never by name), again until none is left: Ray's
+    raylet starts each worker in a group of its own in the head's session, possibly while this runs."""
+    for _ in range(20):
+        groups = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp session
+            except OSError:
+                continue
+            if int(fields[3]) == session_id and fields[0] != "Z":
+                groups.add(int(fields[2]))
+        if not groups:
+            return
+        for group in groups:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _end(process: subprocess.Popen, folder: Path) -> None:
+    """SIGINT to the cases' group (pytest's teardown then ends the Ray head), SIGKILL after 30 s; then the
+    head's session by its recorded pid, in case the teardown did not run."""
     try:
         os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=30)
@@ -74,3 +106,6 @@ def _end(process: subprocess.Popen) -> None:
         process.wait()
     except ProcessLookupError:
         process.wait()
+    head = folder / "head.pid"
+    if head.is_file() and head.read_text().strip().isdigit():
+        kill_session(int(head.read_text()))

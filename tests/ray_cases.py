@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from cnn_core.cli import main
+from ray_background import HEAD_PID_FILE_ENV, kill_session
 from cnn_core.runs import RunManager, RunStatus
 from cnn_core.settings import runs_dir
 from cnn_core.training import TrainConfig
@@ -44,6 +44,8 @@ def ray_head():
         env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    if os.environ.get(HEAD_PID_FILE_ENV):
+        Path(os.environ[HEAD_PID_FILE_ENV]).write_text(str(head.pid))
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -59,28 +61,10 @@ def ray_head():
         import ray
 
         ray.shutdown()
-        _kill_session(head.pid)
+        kill_session(head.pid)  # on SIGTERM the head took about 34 s to end
         head.wait(timeout=30)
         shutil.rmtree(temp, ignore_errors=True)
 
-
-def _kill_session(session_id: int) -> None:
-    """SIGKILL every process group of the session that `ray start` leads: the head's own group (GCS, raylet)
-    and its workers' groups (raylet starts each in a group of its own, in the same session). By ids only; on
-    SIGTERM the head took about 34 s to end, and nothing of a test's cluster needs a clean shutdown."""
-    groups = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp session
-        except OSError:
-            continue
-        if int(fields[3]) == session_id:
-            groups.add(int(fields[2]))
-    for group in groups:
-        try:
-            os.killpg(group, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture

@@ -100,22 +100,26 @@ def test_binary_evaluate_has_sensitivity_and_specificity(tiny_data_dir, tmp_path
         (["frobnicate"], "invalid choice"),
     ],
 )
-def test_errors_are_one_clear_line_with_status_2(tiny_data_dir, args, message, capsys):
-    """In this process (an exception that escaped would fail the test); `test_bad_checkpoint_file` and
-    `test_a_usage_error_in_a_real_process_is_status_2` check the same in a real process."""
+def test_errors_are_one_clear_line_with_status_2(tiny_data_dir, args, message, capfd):
+    """In this process (an exception that escaped would fail the test; `capfd` also sees what C libraries
+    write to the error stream); `test_errors_in_a_real_process_are_one_line_and_status_2` runs two of them as
+    a user does."""
     try:
         code = main(args)
     except SystemExit as exit_:  # argparse's usage errors
         code = exit_.code
-    stderr = capsys.readouterr().err
+    stderr = capfd.readouterr().err
     assert code == 2
     assert message in stderr
     assert len(stderr.strip().splitlines()) <= 2
 
 
-def test_a_usage_error_in_a_real_process_is_status_2():
-    result = run_cli("frobnicate")
-    assert result.returncode == 2 and "invalid choice" in result.stderr and "Traceback" not in result.stderr
+@pytest.mark.parametrize("args,message", [(["frobnicate"], "invalid choice"),
+                                          (["train", "--data", "nosuchdata"], "nosuchdata")])
+def test_errors_in_a_real_process_are_one_line_and_status_2(tiny_data_dir, args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
 
 
 def test_bad_checkpoint_file(tiny_data_dir, tmp_path):
