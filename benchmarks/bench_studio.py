@@ -238,6 +238,12 @@ def browsers_cpu_shares(shares: int):
                 time.sleep(0.2)
 
 
+def _out_of_the_browsers_cgroup() -> None:
+    """In a child before it runs its program: back into the root `cpu` group, where the server and its workers
+    are (this driver, and so its children, sit in the browsers' group with `--browser-cpu-shares`)."""
+    Path("/sys/fs/cgroup/cpu/cgroup.procs").write_text(str(os.getpid()))
+
+
 def classroom(args: argparse.Namespace) -> None:
     """Five browser contexts, driven from one asyncio loop: 2 train the studio's default run one after another,
     3 open pages and use a widget. Each context has its own Chromium (`--browsers separate`, the default and how
@@ -296,7 +302,8 @@ def classroom(args: argparse.Namespace) -> None:
         while time.monotonic() < stop_at:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "cnn_core", "train", "--data", "mnist", "--json", cwd=ROOT, env=env,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+                preexec_fn=_out_of_the_browsers_cgroup if args.browser_cpu_shares else None)
             try:
                 out, err = await asyncio.wait_for(process.communicate(), timeout=max(1.0, stop_at - time.monotonic()))
             except asyncio.TimeoutError:
@@ -312,7 +319,7 @@ def classroom(args: argparse.Namespace) -> None:
 
     async def student(context, path: str, widget: str, stop_at: float) -> None:
         page = await context.new_page()
-        await page.goto(f"{url}/{path}")
+        await page.goto(f"{url}/{path}", timeout=120_000)  # a starved browser (--browser-cpu-shares) is slow
         await settled(page, 120_000)
         while time.monotonic() < stop_at:
             clicked = time.monotonic()
