@@ -5,6 +5,7 @@ once its browser tests are over (those are the timing-sensitive part) and lets t
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -23,7 +24,9 @@ _running: dict = {}
 _started = False
 
 
+@functools.cache
 def unshare_permitted() -> bool:
+    """Whether this user may make a network namespace (asked once: `unshare -n true`)."""
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         return False
     probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)

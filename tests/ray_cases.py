@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from cnn_core.cli import main
-from ray_background import HEAD_PID_FILE_ENV, kill_session
 from cnn_core.runs import RunManager, RunStatus
 from cnn_core.settings import runs_dir
 from cnn_core.training import TrainConfig
+from ray_background import HEAD_PID_FILE_ENV, kill_session
 
 QUICK = dict(dataset="mnist", model="fastnet", epochs=1, batch_size=32, lr=0.01)
 LONG = dict(dataset="mnist", model="fastnet", epochs=1000, batch_size=8, lr=0.01)
@@ -64,7 +64,6 @@ def ray_head():
         kill_session(head.pid)  # on SIGTERM the head took about 34 s to end
         head.wait(timeout=30)
         shutil.rmtree(temp, ignore_errors=True)
-
 
 
 @pytest.fixture

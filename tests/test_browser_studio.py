@@ -171,31 +171,25 @@ def _choose(tab, label: str, option: str) -> None:
     _expect()(combobox).to_have_value(option)
 
 
-_POINTS_JS = """([chart, trace]) => {
+# A trace's x values as an array ([] when there is none). plotly.py sends numpy arrays as typed arrays
+# {dtype: "i4", bdata: base64}, which plotly may not have decoded yet.
+_TRACE_X_JS = """(chart, trace) => {
     const plots = [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')];
     const plot = plots[chart];
-    if (!plot || !plot.data || !plot.data[trace]) return 0;
+    if (!plot || !plot.data || !plot.data[trace]) return [];
     const x = plot.data[trace].x;
-    if (x.length !== undefined) return x.length;
-    // plotly.py sends numpy arrays as typed arrays: {dtype: "i8", bdata: base64}
-    return atob(x.bdata).length / Number(x.dtype.slice(1));
+    if (x.length !== undefined) return x;
+    const types = {i1: Int8Array, u1: Uint8Array, i2: Int16Array, u2: Uint16Array, i4: Int32Array,
+                   u4: Uint32Array, i8: BigInt64Array, u8: BigUint64Array, f4: Float32Array, f8: Float64Array};
+    return new types[x.dtype](Uint8Array.from(atob(x.bdata), c => c.charCodeAt(0)).buffer);
 }"""
-
-
+_POINTS_JS = f"([chart, trace]) => ({_TRACE_X_JS})(chart, trace).length"
 # The last x of a trace (the step or epoch it reaches), -1 when empty. A growing run's batch curve is thinned to
 # about a thousand points, so its point count can stay put or fall while the curve moves on: wait on this.
-_LAST_X_JS = """([chart, trace]) => {
-    const plots = [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')];
-    const plot = plots[chart];
-    if (!plot || !plot.data || !plot.data[trace]) return -1;
-    let x = plot.data[trace].x;
-    if (x.length === undefined) {  // plotly.py's typed array {dtype, bdata}, not decoded yet
-        const types = {i1: Int8Array, u1: Uint8Array, i2: Int16Array, u2: Uint16Array, i4: Int32Array,
-                       u4: Uint32Array, i8: BigInt64Array, u8: BigUint64Array, f4: Float32Array, f8: Float64Array};
-        x = new types[x.dtype](Uint8Array.from(atob(x.bdata), c => c.charCodeAt(0)).buffer);
-    }
+_LAST_X_JS = f"""([chart, trace]) => {{
+    const x = ({_TRACE_X_JS})(chart, trace);
     return x.length ? Number(x[x.length - 1]) : -1;
-}"""
+}}"""
 
 
 def _plot_points(tab, chart_index: int = 0, trace: int = 0) -> int:
