@@ -61,10 +61,17 @@ def fresh_cache_env(prefix: str) -> tuple[Path, dict[str, str]]:
     return cache, {**os.environ, "CNN_CACHE_DIR": str(cache), "CNN_RUNS_DIR": str(cache / "runs")}
 
 
+CLI_DEFAULT_RUN = [sys.executable, "-m", "cnn_core", "train", "--data", "mnist", "--json"]
+
+
+def train_seconds(cli_stdout: str) -> float:
+    """The training seconds in the CLI's `--json` summary (its last line)."""
+    return json.loads(cli_stdout.strip().splitlines()[-1])["train_seconds"]
+
+
 def cli_train_seconds(env: dict[str, str]) -> float:
-    result = subprocess.run([sys.executable, "-m", "cnn_core", "train", "--data", "mnist", "--json"], cwd=ROOT,
-                            env=env, capture_output=True, text=True, check=True)  # fmt: skip
-    return json.loads(result.stdout.strip().splitlines()[-1])["train_seconds"]
+    result = subprocess.run(CLI_DEFAULT_RUN, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return train_seconds(result.stdout)
 
 
 def studio_run(page, url: str, timeout_s: float = 900) -> None:
@@ -301,7 +308,7 @@ def classroom(args: argparse.Namespace) -> None:
         gets from this machine under the same load, without the app."""
         while time.monotonic() < stop_at:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "cnn_core", "train", "--data", "mnist", "--json", cwd=ROOT, env=env,
+                *CLI_DEFAULT_RUN, cwd=ROOT, env=env,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
                 preexec_fn=_out_of_the_browsers_cgroup if args.browser_cpu_shares else None)
             try:
@@ -315,7 +322,7 @@ def classroom(args: argparse.Namespace) -> None:
             if process.returncode != 0:
                 print(f"the CLI's run failed ({process.returncode}): {err.decode(errors='replace')[-500:]}", flush=True)
                 break
-            cli_under_load.append(json.loads(out.decode().strip().splitlines()[-1])["train_seconds"])
+            cli_under_load.append(train_seconds(out.decode()))
 
     async def student(context, path: str, widget: str, stop_at: float) -> None:
         page = await context.new_page()
@@ -374,10 +381,10 @@ def classroom(args: argparse.Namespace) -> None:
           f"opened by {'reloading' if args.open == 'reload' else 'sidebar links'}"
           f"{f'; browsers in a cgroup with {args.browser_cpu_shares} CPU shares' if args.browser_cpu_shares else ''})")
     runs = f"{finished[0]}" if args.cli_trainer else f"{finished[0]} + {finished[1]} = {sum(finished)}"
+    app_seconds = app_run_seconds(cache)
     print(f"studio runs finished: {runs}; their training seconds: "
-          f"{', '.join(f'{seconds:.1f}' for seconds in app_run_seconds(cache))} (the CLI alone before: {cli_seconds:.1f})")
+          f"{', '.join(f'{seconds:.1f}' for seconds in app_seconds)} (the CLI alone before: {cli_seconds:.1f})")
     if args.cli_trainer:
-        app_seconds = app_run_seconds(cache)
         print(f"the CLI's runs under the same load, in place of the second trainer: {len(cli_under_load)}; their "
               f"training seconds: {', '.join(f'{seconds:.1f}' for seconds in cli_under_load)}")
         if app_seconds and cli_under_load:
