@@ -380,10 +380,11 @@ def classroom(args: argparse.Namespace) -> None:
           f" (2 training, 3 using pages, {args.think:g} s between a page settling and their next click; pages "
           f"opened by {'reloading' if args.open == 'reload' else 'sidebar links'}"
           f"{f'; browsers in a cgroup with {args.browser_cpu_shares} CPU shares' if args.browser_cpu_shares else ''})")
-    runs = f"{finished[0]}" if args.cli_trainer else f"{finished[0]} + {finished[1]} = {sum(finished)}"
-    app_seconds = app_run_seconds(cache)
-    print(f"studio runs finished: {runs}; their training seconds: "
-          f"{', '.join(f'{seconds:.1f}' for seconds in app_seconds)} (the CLI alone before: {cli_seconds:.1f})")
+    seen = f"{finished[0]}" if args.cli_trainer else f"{finished[0]} + {finished[1]}"
+    app_seconds = app_run_seconds(cache)  # the run store's count: a run that ends as the time runs out counts
+    print(f"studio runs finished: {len(app_seconds)} (seen finished on the trainers' pages: {seen}); their training "
+          f"seconds: {', '.join(f'{seconds:.1f}' for seconds in app_seconds)} (the CLI alone before: {cli_seconds:.1f};"
+          f" CNN_MAX_CONCURRENT_RUNS {os.environ.get('CNN_MAX_CONCURRENT_RUNS', 'unset: one run at a time on a CPU')})")
     if args.cli_trainer:
         print(f"the CLI's runs under the same load, in place of the second trainer: {len(cli_under_load)}; their "
               f"training seconds: {', '.join(f'{seconds:.1f}' for seconds in cli_under_load)}")
