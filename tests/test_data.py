@@ -495,6 +495,51 @@ def folders_layout_split(name: str) -> str:
     return split_of_folder(name)
 
 
+def test_a_folder_repeating_its_siblings_is_left_out_with_a_note(tmp_path, monkeypatch):
+    # Kaggle's "Brain MRI Images for Brain Tumor Detection" unpacks to yes/, no/ and brain_tumor_dataset/{yes,no}:
+    # read as a class, brain_tumor_dataset mixed tumours with healthy scans and the model learnt three classes.
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    data.clear_caches(forget_registered=True)
+    root = tmp_path / "data" / "brain"
+    for copy in (root, root / "brain_tumor_dataset"):
+        for name, base in (("no", 30), ("yes", 180)):
+            (copy / name).mkdir(parents=True)
+            for i in range(5):
+                Image.fromarray(np.full((12, 12), base + i, np.uint8)).save(copy / name / f"{i}.png")
+    info = data.get_dataset_info(str(root))
+    assert info.class_names == ("no", "yes") and sum(info.n_samples.values()) == 10
+    assert any("left out brain_tumor_dataset/, which repeats the folders beside it" in note
+               for note in data.data_notes(str(root)))
+    # Kaggle's chest X-rays hold their split folders twice: chest_xray/{train,test} and chest_xray/chest_xray/...
+    chest = tmp_path / "chest_xray"
+    _kaggle_pets(chest, {"train": 6, "test": 2})
+    _kaggle_pets(chest / "chest_xray", {"train": 6, "test": 2})
+    assert data.get_dataset_info(str(chest)).class_names == ("cat", "dog")
+    assert len(data.load_split(str(chest), "test", image_size=12)) == 4
+
+
+def test_split_folders_spell_a_class_in_two_cases_or_lack_its_train_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    data.clear_caches(forget_registered=True)
+    root = tmp_path / "xray"
+    for split, names, count in (("train", ("Normal", "Pneumonia"), 8), ("test", ("NORMAL", "PNEUMONIA"), 3)):
+        for name, base in zip(names, (30, 180)):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(np.full((12, 12), base + i, np.uint8)).save(root / split / name / f"{i}.png")
+    info = data.get_dataset_info(str(root))
+    assert info.class_names == ("Normal", "Pneumonia")
+    test = data.load_split(str(root), "test", image_size=12)
+    assert ((test.images.float().mean(dim=(1, 2, 3)) > 100).long() == test.labels).all() and len(test) == 6
+    (root / "test" / "Covid").mkdir()
+    Image.new("L", (12, 12)).save(root / "test" / "Covid" / "c.png")
+    data.clear_caches(forget_registered=True)
+    with pytest.raises(DataError, match=r"no train/ folder of the same name \(Covid in the test folder\)"):
+        data.get_dataset_info(str(root))
+
+
 def test_split_folders_mixed_with_class_folders_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))

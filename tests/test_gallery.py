@@ -301,6 +301,91 @@ def test_zip_with_one_wrapper_folder_and_nested_files():
     assert (result.root / "yes" / "sub__x.png").is_file()
 
 
+def test_shift_jis_names_whose_second_byte_is_a_backslash_stay_whole():
+    # "ソ" is 83 5C and "表" 95 5C in Shift JIS: read byte by byte, 5C is a folder separator (rubyzip#308)
+    names = ["ソフト", "ソース", "表示"]
+    members = {f"{name}/scan{i}.png".encode("cp932"): _png(10 * i) for i, name in enumerate(names * 2)}
+    result = import_zip(_zip_with_raw_names(members), "sjis_names", register=False)
+    assert result.name_encoding == "cp932"
+    assert result.class_counts == {name: 2 for name in names}
+    assert sorted(p.name for p in result.root.iterdir()) == sorted(names)
+
+
+def _zip_with_entries(entries: list[tuple[str, bytes | None]]) -> bytes:
+    """A zip with these member names as written (None: a folder entry with the DOS directory attribute, as
+    some Windows tools write them, backslashes and all)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name)
+            if data is None:
+                info.external_attr = 0x10
+            archive.writestr(info, data or b"")
+    return buffer.getvalue()
+
+
+def test_windows_folder_entries_with_backslashes_are_folders():
+    entries = [("mydata\\", None), ("mydata\\cat\\", None), ("mydata\\cat\\1.png", _png(1)),
+               ("mydata\\cat\\2.png", _png(2)), ("mydata\\dog\\", None), ("mydata\\dog\\1.png", _png(3))]
+    result = import_zip(_zip_with_entries(entries), "windows_entries", register=False)
+    assert result.class_counts == {"cat": 2, "dog": 1} and result.skipped == 0
+    split = [("train\\", None), ("train\\cat\\", None), ("train\\cat\\1.png", _png(1)), ("train\\dog\\1.png", _png(2))]
+    result = import_zip(_zip_with_entries(split), "windows_split", register=False)
+    assert result.class_counts == {"cat": 1, "dog": 1} and result.skipped == 0
+
+
+def _kaggle_brain_tumor_members() -> dict[str, bytes]:
+    """Kaggle's "Brain MRI Images for Brain Tumor Detection": yes/, no/ and brain_tumor_dataset/{yes,no} again."""
+    members = {}
+    for top in ("", "brain_tumor_dataset/"):
+        for name, value in (("yes", 200), ("no", 20)):
+            for i in range(3):
+                members[f"{top}{name}/Y{i}.jpg" if name == "yes" else f"{top}{name}/N{i}.jpg"] = _png(value + i)
+    return members
+
+
+def test_a_second_copy_of_the_classes_is_left_out_and_said(tiny_data_dir):
+    result = import_zip(_zip(_kaggle_brain_tumor_members()), "brain_tumor")
+    assert result.class_counts == {"no": 3, "yes": 3}
+    assert result.skipped_copies == 6 and "brain_tumor_dataset/, which repeats the folders" in result.summary()
+    assert result.info.class_names == ("no", "yes")
+    # Kaggle's chest X-rays: chest_xray/{train,test}/... and chest_xray/chest_xray/{train,test}/... again
+    members = {f"chest_xray/{copy}{split}/{cls}/{i}.jpeg": _png(i + (100 if cls == "PNEUMONIA" else 0))
+               for copy in ("", "chest_xray/") for split in ("train", "test") for cls in ("NORMAL", "PNEUMONIA")
+               for i in range(4)}
+    members["__MACOSX/chest_xray/._x"] = b"\x00"
+    result = import_zip(_zip(members), "chest_xray")
+    assert result.class_counts == {"NORMAL": 8, "PNEUMONIA": 8} and result.copies == ["chest_xray"]
+    assert result.info.class_names == ("NORMAL", "PNEUMONIA")
+
+
+def test_the_same_class_spelt_differently_in_split_folders_is_one_class(tiny_data_dir):
+    members = {f"train/{cls}/{i}.png": _png(i + value) for cls, value in (("Normal", 0), ("Pneumonia", 100))
+               for i in range(6)}
+    members.update({f"test/{cls}/{i}.png": _png(i + value) for cls, value in (("NORMAL", 0), ("PNEUMONIA", 100))
+                    for i in range(2)})
+    result = import_zip(_zip(members), "case_splits")
+    assert result.class_counts == {"Normal": 8, "Pneumonia": 8}
+    assert result.info.class_names == ("Normal", "Pneumonia")
+    untrained = {**members, "test/Covid/1.png": _png(7)}
+    with pytest.raises(DataError, match=r"no train/ folder of the same name \(Covid in the test folder\)"):
+        import_zip(_zip(untrained), "untrained_class", register=False)
+
+
+def test_unlabelled_images_in_a_split_folder_are_not_a_class():
+    members = {"train/cat/1.png": _png(1), "train/cat/2.png": _png(2), "train/dog/1.png": _png(3),
+               "train/dog/2.png": _png(4), "test/1.png": _png(5), "test/2.png": _png(6)}
+    result = import_zip(_zip(members), "unlabelled_test", register=False)
+    assert result.class_counts == {"cat": 2, "dog": 2} and result.skipped_outside_classes == 2
+    assert "test/1.png (directly in test/, unlabelled)" in result.skipped_examples
+
+
+def test_class_folders_that_clean_to_one_name_stay_apart():
+    result = import_zip(_zip({"cat/1.png": _png(1), "cat./2.png": _png(2), "cat?/3.png": _png(3), "dog/4.png": _png(4)}),
+                        "clean_names", register=False)
+    assert result.class_counts == {"cat": 1, "cat_2": 1, "cat_3": 1, "dog": 1}
+
+
 def _jpeg() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8), (1, 2, 3)).save(buffer, format="JPEG")

@@ -26,7 +26,8 @@ from PIL import Image
 from .. import settings
 from ..errors import DataError
 from .cache import CACHE_FORMAT, STATE_LOCK, cache_root, digest, safe_name, short, write_json
-from .layout import describe_layout, split_folders, split_of_folder
+from .layout import (copies_note, copies_of_siblings, describe_layout, split_folders, split_of_folder,
+                     unify_split_classes)
 from .images import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_image, maybe_image_name
 from .source import BuiltSplit, DataSource, Located, Progress
 from .types import FOLDER_IMAGE_SIZE, FOLDER_SPLIT_FRACTIONS, FOLDER_SPLIT_SEED, SPLITS, DatasetInfo, DatasetStatus
@@ -95,6 +96,8 @@ class FolderSource(DataSource):
         if unreadable:
             notes.append(f"{len(unreadable)} file(s) could not be read as images and are left out"
                          f" (e.g. {', '.join(unreadable[:3])})")
+        if self.scan.left_out:
+            notes.append(copies_note(str(self.root), self.scan.left_out))
         return notes + small_classes(sizes)
 
     def unreadable_in_class(self, class_name: str) -> list[str]:
@@ -142,6 +145,7 @@ class FolderScan:
     channels: int
     fingerprint: str
     given_splits: tuple[str, ...] = ()  # per file: its split folder's split; empty for class folders at the top
+    left_out: tuple[str, ...] = ()  # folders (relative) that repeat their siblings: `layout.copies_of_siblings`
 
 
 @functools.lru_cache(maxsize=1)
@@ -201,6 +205,15 @@ def _count_image_classes(root: Path) -> int:
         return 0
 
 
+def _without_copies(root: Path, folders: list[Path]) -> tuple[list[Path], list[str]]:
+    """`folders` less those that hold their siblings again (`layout.copies_of_siblings`), and those left out
+    (relative to `root`)."""
+    inner = {folder.name: {sub.name for sub in _class_dirs(folder) if _has_image(sub)} for folder in folders}
+    copies = set(copies_of_siblings(inner))
+    return ([folder for folder in folders if folder.name not in copies],
+            [folder.relative_to(root).as_posix() for folder in folders if folder.name in copies])
+
+
 def _has_image(class_dir: Path) -> bool:
     """Whether a folder holds an image, looking at names first (cheap) and at contents only if needed."""
     for _, dirnames, filenames in os.walk(class_dir):
@@ -219,12 +232,21 @@ def scan_folder(root: Path) -> FolderScan:
     if not root.is_dir():
         raise DataError(f"The image folder {root} does not exist (any more).")
     try:
-        top = [child for child in _class_dirs(root) if _has_image(child)]
+        top, left_out = _without_copies(root, [child for child in _class_dirs(root) if _has_image(child)])
         layout = split_folders(str(root), [child.name for child in top])
         groups = [(child, layout[child.name]) for child in top] if layout else [(root, "")]
-        listed = [(split, child.name, _image_files(child)) for folder, split in groups for child in _class_dirs(folder)]
+        listed = []
+        for folder, split in groups:
+            classes = top
+            if layout:
+                classes, copies = _without_copies(root, [child for child in _class_dirs(folder) if _has_image(child)])
+                left_out += copies
+            listed += [(split, child.name, _image_files(child)) for child in classes]
     except OSError as exc:
         raise DataError(f"The image folder {root} cannot be read ({short(exc)}).") from exc
+    if layout:  # test/NORMAL is train/Normal's class; a class without train images is refused
+        names = unify_split_classes(str(root), [(split, name) for split, name, entries in listed if entries])
+        listed = [(split, names.get((split, name), name), entries) for split, name, entries in listed]
     class_names = sorted({name for _, name, entries in listed if entries})
     if len(class_names) < 2:
         raise DataError(
@@ -252,6 +274,7 @@ def scan_folder(root: Path) -> FolderScan:
         channels=_cached_folder_channels(root, fingerprint, [relative for relative, _, _ in files]),
         fingerprint=fingerprint,
         given_splits=tuple(split for _, _, split in files) if layout else (),
+        left_out=tuple(left_out),
     )
     with STATE_LOCK:
         _FOLDER_SCANS[fingerprint] = scan

@@ -59,3 +59,51 @@ def describe_layout(split_names: Iterable[str]) -> str:
     if carved:
         text += f"; {' and '.join(carved)} carved from train, stratified"
     return text
+
+
+def copies_of_siblings(sub_folders: dict[str, set[str]]) -> list[str]:
+    """The folders that hold their siblings again, sorted: `brain_tumor_dataset/{yes,no}` beside `yes/` and `no/`
+    (Kaggle's "Brain MRI Images for Brain Tumor Detection"), or `chest_xray/{train,test,val}` beside `train/`,
+    `test/`, `val/` (Kaggle's "Chest X-Ray Images (Pneumonia)"). Read as a class, such a folder would mix every
+    class. `sub_folders` maps each folder that holds images to its own sub-folders that do; names compare
+    case-insensitively, and a copy must repeat at least two siblings."""
+    folded = {name: name.casefold() for name in sub_folders}
+    copies = []
+    for name, inner in sub_folders.items():
+        if split_of_folder(name):  # train/{cat,dog} beside cat/ and dog/ is a mixed layout (`split_folders`)
+            continue
+        others = {folded[other] for other in sub_folders if other != name}
+        inner_folded = {sub.casefold() for sub in inner}
+        if len(inner_folded) >= 2 and inner_folded <= others:
+            copies.append(name)
+    return sorted(copies)
+
+
+def copies_note(where: str, copies: Iterable[str]) -> str:
+    """What was left out by `copies_of_siblings`, in words."""
+    return (f"{where}: left out {', '.join(f'{name}/' for name in copies)}, which repeats the folders beside it "
+            "(a second copy of the data set, as some downloads hold)")
+
+
+def unify_split_classes(where: str, split_classes: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """{(split, class folder name): class name} for class folders inside split folders: a val or test folder
+    takes the train folder's spelling when the two differ only in case (`test/NORMAL` and `train/Normal`, as
+    in some Kaggle downloads), so they are one class. DataError for a class with no train folder: a model
+    cannot learn a class it never sees, and its test images could only be wrong."""
+    pairs = sorted(set(split_classes))
+    train = {name for split, name in pairs if split == "train"}
+    by_case: dict[str, list[str]] = {}
+    for name in sorted(train):
+        by_case.setdefault(name.casefold(), []).append(name)
+    mapping, untrained = {}, {}
+    for split, name in pairs:
+        same = by_case.get(name.casefold(), [])
+        mapped = name if name in train or len(same) != 1 else same[0]
+        if mapped not in train:
+            untrained.setdefault(split, []).append(name)
+        mapping[(split, name)] = mapped
+    if untrained:
+        found = "; ".join(f"{', '.join(names)} in the {split} folder" for split, names in sorted(untrained.items()))
+        raise DataError(f"{where} has class folders with no train/ folder of the same name ({found}). A model cannot "
+                        "learn a class it never sees: add those images to train/, or remove the folders.")
+    return mapping

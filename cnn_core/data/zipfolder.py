@@ -27,7 +27,7 @@ from typing import BinaryIO
 from ..errors import DataError, ImageError
 from ..settings import cache_dir
 from .images import maybe_image_name, read_image
-from .layout import split_folders
+from .layout import copies_of_siblings, split_folders, unify_split_classes
 from .registry import folder_owner, list_datasets, register_image_folder
 from .types import DatasetInfo
 from .zipnames import CODE_PAGE_LANGUAGES, decode_names
@@ -52,6 +52,8 @@ class ZipImport:
     skipped_non_image: int = 0        # files that are not images (by name or by content)
     skipped_outside_classes: int = 0  # images not inside a class folder
     skipped_system: int = 0           # __MACOSX/, .DS_Store and other hidden files
+    skipped_copies: int = 0           # images in folders that repeat their siblings (a second copy of the set)
+    copies: list[str] = field(default_factory=list)  # those folders
     skipped_examples: list[str] = field(default_factory=list)
     info: DatasetInfo | None = None
     name_encoding: str | None = None  # the legacy code page the member names were written in, if any
@@ -62,7 +64,7 @@ class ZipImport:
 
     @property
     def skipped(self) -> int:
-        return self.skipped_non_image + self.skipped_outside_classes + self.skipped_system
+        return self.skipped_non_image + self.skipped_outside_classes + self.skipped_system + self.skipped_copies
 
     def summary(self) -> str:
         """One sentence for people: what was imported and what was skipped."""
@@ -74,6 +76,9 @@ class ZipImport:
             parts.append(f"{self.skipped_outside_classes} image(s) outside a class folder")
         if self.skipped_system:
             parts.append(f"{self.skipped_system} hidden/system file(s)")
+        if self.skipped_copies:
+            parts.append(f"{self.skipped_copies} image(s) in {', '.join(f'{name}/' for name in self.copies)}, which "
+                         "repeats the folders beside it (a second copy of the data set)")
         if parts:
             text += "; skipped " + ", ".join(parts)
         if self.name_encoding:
@@ -225,7 +230,7 @@ def _check_members(members: Iterable[zipfile.ZipInfo], limits: ZipLimits) -> Non
             raise DataError(
                 f"Refused: the zip member {info.filename!r} is a symbolic link; zip the files themselves."
             )
-        if info.is_dir():
+        if _is_directory(info):
             continue
         if info.flag_bits & 0x1:
             raise DataError(f"The zip member {info.filename!r} is encrypted; upload a zip without a password.")
@@ -253,12 +258,13 @@ def _is_system_file(parts: list[str]) -> bool:
     return any(part.startswith((".", "__")) or part.lower() == "thumbs.db" for part in parts)
 
 
-def _plan(members: list[zipfile.ZipInfo], name: str) -> tuple[ZipImport, list[tuple[zipfile.ZipInfo, str, str]]]:
-    """Decide which members become which `class/file` without reading any data yet."""
+def _plan(members: list[zipfile.ZipInfo], name: str) -> tuple[ZipImport, list[tuple[zipfile.ZipInfo, str, str, str]]]:
+    """Decide which members become which `class/file` (and which class each counts for) without reading any
+    data yet."""
     result = ZipImport(name=name, root=Path(), class_counts={})
     candidates: list[tuple[zipfile.ZipInfo, list[str]]] = []
     for info in members:
-        if info.is_dir():
+        if _is_directory(info):
             continue
         parts = _member_parts(info.filename)
         if _is_system_file(parts):
@@ -272,23 +278,73 @@ def _plan(members: list[zipfile.ZipInfo], name: str) -> tuple[ZipImport, list[tu
     tops = {parts[0] for _, parts in candidates}
     if len(tops) == 1 and all(len(parts) >= 3 for _, parts in candidates):
         candidates = [(info, parts[1:]) for info, parts in candidates]
+    candidates = _without_copies(result, candidates, depth=0)
     # Split folders above the class folders (train/cat/1.png): kept, so the data set uses those splits.
     layout = split_folders("The zip", {parts[0] for _, parts in candidates if len(parts) >= 2})
-    plan: list[tuple[zipfile.ZipInfo, str, str]] = []
-    used: dict[str, set[str]] = {}
+    if layout:
+        candidates = _without_copies(result, candidates, depth=1)
+    planned: list[tuple[zipfile.ZipInfo, str, str, list[str]]] = []  # (member, split folder, class folder, rest)
+    folder_names: dict[str, dict[str, str]] = {}
     for info, parts in candidates:
-        if layout and len(parts) >= 3 and parts[0] in layout:
-            split_folder, parts = _clean_component(parts[0]), parts[1:]
-        else:
-            split_folder = ""
+        split_folder = ""
+        if layout and parts[0] in layout:
+            split_folder, parts = parts[0], parts[1:]
         if len(parts) < 2:
             result.skipped_outside_classes += 1
-            _note(result, "/".join(parts), "not inside a class folder")
+            where = f"directly in {split_folder}/, unlabelled" if split_folder else "not inside a class folder"
+            _note(result, "/".join([split_folder, *parts] if split_folder else parts), where)
             continue
-        class_name = f"{split_folder}/{_clean_component(parts[0])}" if split_folder else _clean_component(parts[0])
-        file_name = _unique(_clean_component("__".join(parts[1:])), used.setdefault(class_name, set()))
-        plan.append((info, class_name, file_name))
+        folder = _class_folder_name(folder_names.setdefault(split_folder, {}), parts[0])
+        planned.append((info, split_folder, folder, parts[1:]))
+    # test/NORMAL counts for train/Normal's class; a class with no train folder is refused now
+    labels = (unify_split_classes("The zip", {(layout[split], folder) for _, split, folder, _ in planned})
+              if layout else {})
+    plan: list[tuple[zipfile.ZipInfo, str, str, str]] = []
+    used: dict[str, set[str]] = {}
+    for info, split_folder, folder, rest in planned:
+        class_path = f"{_clean_component(split_folder)}/{folder}" if split_folder else folder
+        file_name = _unique(_clean_component("__".join(rest)), used.setdefault(class_path, set()))
+        label = labels.get((layout[split_folder], folder), folder) if split_folder else folder
+        plan.append((info, class_path, file_name, label))
     return result, plan
+
+
+def _is_directory(info: zipfile.ZipInfo) -> bool:
+    """A folder entry: named with a trailing "/" (`ZipInfo.is_dir`), or with a trailing "\\" or the DOS
+    directory attribute, as some Windows tools write them."""
+    return info.is_dir() or info.filename.endswith("\\") or (bool(info.external_attr & 0x10) and not info.file_size)
+
+
+def _without_copies(result: ZipImport, candidates: list[tuple[zipfile.ZipInfo, list[str]]],
+                    depth: int) -> list[tuple[zipfile.ZipInfo, list[str]]]:
+    """`candidates` less the members of folders at `depth` that hold their siblings again
+    (`layout.copies_of_siblings`: Kaggle's brain_tumor_dataset/{yes,no} beside yes/ and no/); counted and noted."""
+    inner: dict[tuple[str, ...], dict[str, set[str]]] = {}
+    for _, parts in candidates:
+        if len(parts) >= depth + 2:
+            folders = inner.setdefault(tuple(parts[:depth]), {}).setdefault(parts[depth], set())
+            if len(parts) >= depth + 3:
+                folders.add(parts[depth + 1])
+    copies = {(above, name) for above, folders in inner.items() for name in copies_of_siblings(folders)}
+    if not copies:
+        return candidates
+    kept = [(info, parts) for info, parts in candidates
+            if len(parts) < depth + 2 or (tuple(parts[:depth]), parts[depth]) not in copies]
+    result.skipped_copies += len(candidates) - len(kept)
+    result.copies += sorted("/".join([*above, name]) for above, name in copies)
+    return kept
+
+
+def _class_folder_name(taken: dict[str, str], folder: str) -> str:
+    """`folder` made safe (`_clean_component`), and kept apart from another folder that cleans to the same
+    name (`cat.` and `cat?` beside `cat`): `taken` maps safe names to the folders that hold them."""
+    cleaned = candidate = _clean_component(folder)
+    counter = 1
+    while taken.get(candidate, folder) != folder:
+        counter += 1
+        candidate = f"{cleaned}_{counter}"
+    taken[candidate] = folder
+    return candidate
 
 
 def _check_plan(result: ZipImport, plan: list) -> None:
@@ -301,7 +357,7 @@ def _check_plan(result: ZipImport, plan: list) -> None:
 
 def _extract(
     archive: zipfile.ZipFile,
-    plan: list[tuple[zipfile.ZipInfo, str, str]],
+    plan: list[tuple[zipfile.ZipInfo, str, str, str]],
     result: ZipImport,
     target: Path,
     limits: ZipLimits,
@@ -312,7 +368,7 @@ def _extract(
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         total = 0
-        for info, class_name, file_name in plan:
+        for info, class_name, file_name, label in plan:
             data = _read_member(archive, info, limits, total)
             total += len(data)
             try:
@@ -324,7 +380,6 @@ def _extract(
             folder = staging / class_name  # "cat", or "train/cat" in a zip with split folders
             folder.mkdir(parents=True, exist_ok=True)
             (folder / file_name).write_bytes(data)
-            label = class_name.rsplit("/", 1)[-1]
             result.class_counts[label] = result.class_counts.get(label, 0) + 1
         result.class_counts = dict(sorted(result.class_counts.items()))
         _check_classes(result)  # before anything replaces an earlier upload of the same name
