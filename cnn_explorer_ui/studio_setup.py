@@ -169,8 +169,8 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
                                     key=f"studio_patience_{key}", disabled=monitor == "last",
                                     help="Early stopping: stop after this many epochs without a better validation "
                                          "score (0: never stop early; not when keeping the last epoch).")
-    weight_decay = cols[2].number_input("Weight decay", value=5e-4, min_value=0.0, step=1e-4, format="%g",
-                                        key=f"studio_wd_{key}")
+    weight_decay = cols[2].number_input("Weight decay", value=5e-4, min_value=0.0, max_value=1.0, step=1e-4,
+                                        format="%g", key=f"studio_wd_{key}")
     n_train = training_images(info)
     limit = cols[3].number_input("Subset (images per split)", value=0, min_value=0, step=100,
                                  key=f"studio_limit_{info.name}",

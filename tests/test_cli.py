@@ -98,6 +98,12 @@ def test_binary_evaluate_has_sensitivity_and_specificity(tiny_data_dir, tmp_path
         (["summary", "--model", "nosuchmodel", "--data", "mnist"], "Unknown model"),
         (["summary", "--checkpoint", "/nonexistent/ckpt.safetensors"], "No checkpoint"),
         (["frobnicate"], "invalid choice"),
+        (["train", "--data", "mnist", "--optimizer", "sgd", "--momentum", "-5"], "Momentum must be in [0, 1)"),
+        (["train", "--data", "mnist", "--weight-decay", "nan"], "Weight decay must be between 0 and 1"),
+        (["train", "--data", "mnist", "--weight-decay", "inf"], "Weight decay must be between 0 and 1"),
+        (["train", "--data", "mnist", "--seed", "99999999999999999999"], "The seed must be a whole number"),
+        (["train", "--data", "mnist", "--model-arg", "width=abc"], "must be a whole number (default 16); got 'abc'"),
+        (["train", "--data", "mnist", "--model-arg", "colour=3"], "takes no argument 'colour'"),
     ],
 )
 def test_errors_are_one_clear_line_with_status_2(tiny_data_dir, args, message, capfd):

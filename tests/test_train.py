@@ -282,8 +282,12 @@ def test_small_sets_get_a_step_budget_within_a_pixel_budget_and_big_ones_the_mod
     # MNIST keeps its 3 epochs of 256 (5-6 s on a laptop CPU)
     assert default_recipe({"epochs": 3, "batch_size": 256}, info(55_000), config) == (3, 256)
     assert default_recipe(model, info(4_708), config) == (32, 128)  # 37 steps per epoch; 153,600 passes at most
-    assert default_recipe(model, info(40), config) == (MAX_AUTO_EPOCHS, 128)
-    assert default_recipe(model, info(546), TrainConfig(dataset="x", limit=100)) == (MAX_AUTO_EPOCHS, 128)
+    # a default batch never exceeds the training set: 12 images train in batches of 12, not of 128 (refused)
+    assert default_recipe(model, info(40), config) == (MAX_AUTO_EPOCHS, 40)
+    assert default_recipe(model, info(546), TrainConfig(dataset="x", limit=100)) == (MAX_AUTO_EPOCHS, 100)
+    assert default_recipe(model, info(12), config)[1] == 12
+    assert default_recipe(model, info(25, side=32), config)[1] == 25
+    assert default_recipe(model, info(12), TrainConfig(dataset="x", batch_size=64))[1] == 64  # asked: kept
     # 128-px images cost ~21x the pixels: 7,350 passes, in batches of 16 (the brain-MRI folder: 18 s, not 124 s)
     assert default_recipe(model, info(202, side=128), config) == (36, 16)
     assert default_recipe(model, info(4_999, side=128), config) == (1, 16)  # the budget holds for the largest

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 
 from torch import nn
 
@@ -104,10 +105,36 @@ def build_model(name: str, in_channels: int, num_classes: int, image_size: int, 
         raise ConfigError(f"{spec.title} needs images of at least {spec.min_image_size} px; got {image_size} px.")
     if num_classes < 2:
         raise ConfigError(f"A classifier needs at least two classes; the data set has {num_classes}.")
+    _check_model_args(name, spec.builder, kwargs)
     try:
         return spec.builder(in_channels=in_channels, num_classes=num_classes, image_size=image_size, **kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"Bad arguments for model {name!r}: {exc}") from None
+    except (TypeError, ValueError, RuntimeError) as exc:
+        given = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
+        raise ConfigError(f"Bad arguments for model {name!r} ({given}): {exc}") from None
+
+
+def _check_model_args(name: str, builder, kwargs: dict) -> None:
+    """ConfigError naming an argument the model does not take, or a value of another type than its default's
+    (`width=abc` where a whole number is meant)."""
+    try:
+        parameters = inspect.signature(builder).parameters
+    except (TypeError, ValueError):  # a builder without a signature: its own errors will tell
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    own = {key: p for key, p in parameters.items() if key not in ("in_channels", "num_classes", "image_size")}
+    for key, value in kwargs.items():
+        if key not in own:
+            accepted = ", ".join(own) or "none"
+            raise ConfigError(f"Model {name!r} takes no argument {key!r}; its arguments: {accepted}.")
+        default = own[key].default
+        kind, allowed = _ARG_KINDS.get(type(default), ("", object))
+        if not isinstance(value, allowed) or (isinstance(value, bool) and type(default) is not bool):
+            raise ConfigError(f"Model argument {key} of {name!r} must be {kind} (default {default!r}); got {value!r}.")
+
+
+#: What a model argument's default says its values must be: words for people, and the types that fit.
+_ARG_KINDS = {bool: ("true or false", bool), int: ("a whole number", int), float: ("a number", (int, float))}
 
 
 def default_model_for(family: str, image_size: int, n_train: int | None = None, n_classes: int | None = None

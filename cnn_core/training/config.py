@@ -233,7 +233,16 @@ def default_recipe(model_defaults: dict, info: DatasetInfo, config: TrainConfig)
       one day and 655 s on the next (27 s an epoch, where 32 epochs would take about 870 s). Bigger or
       larger-image sets (TissueMNIST, 64-px PathMNIST) keep the model's epochs.
     - A batch size given in `config` is kept. Transfer models keep theirs: ImageNet features learn from few steps.
+      A default batch never exceeds the training set (16 images train in batches of 16, not of 98).
     """
+    epochs, batch = _default_epochs_and_batch(model_defaults, info, config)
+    n_train = _train_images(info, config.limit)
+    if config.batch_size is None and n_train:
+        batch = min(batch, max(MIN_BATCH_SIZE, n_train))
+    return epochs, batch
+
+
+def _default_epochs_and_batch(model_defaults: dict, info: DatasetInfo, config: TrainConfig) -> tuple[int, int]:
     epochs, batch = int(model_defaults.get("epochs", 5)), int(model_defaults.get("batch_size", 128))
     min_steps = int(model_defaults.get("small_set_steps", MIN_DEFAULT_STEPS))
     small_batch = int(model_defaults.get("small_set_batch", PASS_BUDGET_28PX // MIN_DEFAULT_STEPS))
@@ -297,8 +306,12 @@ def check_options(r: ResolvedConfig, config: TrainConfig) -> None:
     if not 0 <= r.ema_decay < 1 or math.isnan(r.ema_decay):
         raise ConfigError(f"The EMA decay must be in [0, 1) (0: off; 0.999 averages about the last 1,000 steps); "
                           f"got {r.ema_decay}.")
-    if config.weight_decay < 0:
-        raise ConfigError(f"Weight decay must not be negative; got {config.weight_decay}.")
+    if not 0 <= config.weight_decay <= 1:  # NaN fails this too
+        raise ConfigError(f"Weight decay must be between 0 and 1 (5e-4 is usual with SGD); got {config.weight_decay}.")
+    if not 0 <= config.momentum < 1:
+        raise ConfigError(f"Momentum must be in [0, 1) (0.9 is usual); got {config.momentum}.")
+    if isinstance(config.seed, bool) or not isinstance(config.seed, int) or not 0 <= config.seed < 2**32:
+        raise ConfigError(f"The seed must be a whole number from 0 to {2**32 - 1}; got {config.seed!r}.")
     if config.limit is not None and config.limit < 2:
         raise ConfigError(f"--limit must be at least 2 images; got {config.limit}.")
     if not 0 <= r.augment.shift <= MAX_AUGMENT_SHIFT:
