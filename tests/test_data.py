@@ -321,6 +321,59 @@ def test_damaged_npz_is_a_data_error(tiny_data_dir):
         data.load_split("dermamnist", "train")
 
 
+def _flip_bytes_inside(path: Path, member: str | None = None) -> None:
+    """XOR a few bytes in the middle of a file's compressed data (of one zip member when named): a bit-rotted
+    download, which decompressors report as zlib.error or lzma.LZMAError, not as OSError."""
+    import zipfile
+
+    blob = bytearray(path.read_bytes())
+    if member is None:
+        start, length = 10, len(blob) - 18  # a gzip file: after its 10-byte header, before its 8-byte trailer
+    else:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(member)
+        name_length, extra_length = int.from_bytes(blob[info.header_offset + 26:info.header_offset + 28], "little"), \
+            int.from_bytes(blob[info.header_offset + 28:info.header_offset + 30], "little")
+        start, length = info.header_offset + 30 + name_length + extra_length, info.compress_size
+    for offset in range(start + length // 3, start + length // 3 + 6):
+        blob[offset] ^= 0x5A
+    path.write_bytes(bytes(blob))
+
+
+@pytest.mark.parametrize("damaged", ["medmnist/pathmnist.npz", "breastmnist.npz", "MNIST/raw/train-labels-idx1-ubyte.gz"])
+def test_bit_flips_in_a_compressed_file_are_a_data_error_and_spare_the_other_sets(tiny_data_dir, damaged, capfd):
+    from cnn_core.cli import main
+
+    path = tiny_data_dir / damaged
+    _flip_bytes_inside(path, "train_labels.npy" if path.suffix == ".npz" else None)
+    name = {"medmnist/pathmnist.npz": "pathmnist", "breastmnist.npz": "breastmnist"}.get(damaged, "mnist")
+    with pytest.raises(DataError, match="damaged"):
+        data.class_counts(name)
+    assert main(["datasets"]) == 0  # the listing goes on
+    assert "chestmnist" in capfd.readouterr().out.lower()
+    assert main(["train", "--data", name, "--epochs", "1"]) == 2
+    stderr = capfd.readouterr().err
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("bad_label", [-1, float("nan"), 2_000_000_000])
+def test_labels_outside_the_classes_are_refused_before_anything_counts_them(tiny_data_dir, bad_label, capfd):
+    # np.bincount on a label of 2,000,000,000 asked for 15 GiB before the loader's own range check ran
+    from cnn_core.cli import main
+
+    arrays = tiny_pathmnist_arrays()
+    for split in ("train", "val", "test"):
+        labels = arrays[f"{split}_labels"].astype(np.float64 if bad_label != bad_label else np.int64)
+        labels[0] = bad_label
+        arrays[f"{split}_labels"] = labels
+    write_npz(tiny_data_dir / "medmnist" / "pathmnist.npz", arrays)
+    with pytest.raises(DataError, match="pathmnist.npz: train_labels holds values"):
+        data.class_counts("pathmnist")
+    assert main(["train", "--data", "pathmnist", "--epochs", "1", "--class-weights", "balanced"]) == 2
+    stderr = capfd.readouterr().err
+    assert "train_labels holds values" in stderr and len(stderr.strip().splitlines()) == 1
+
+
 def test_download_false_never_touches_the_network(tiny_data_dir, no_network):
     with pytest.raises(DataError):
         data.load_split("tissuemnist", "train", download=False)

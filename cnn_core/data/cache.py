@@ -11,9 +11,12 @@ import glob
 import hashlib
 import json
 import logging
+import lzma
 import os
 import re
 import threading
+import zipfile
+import zlib
 from collections import OrderedDict
 from pathlib import Path
 
@@ -34,6 +37,10 @@ MEMORY_MAX_ITEMS = 12
 
 #: Guards every in-process table of the data package (registered folders, scans, the LRU below).
 STATE_LOCK = threading.RLock()
+#: What reading a damaged data file raises: gzip, zip and LZMA streams with flipped bits raise zlib.error or
+#: lzma.LZMAError (not OSError), cut ones EOFError, bad headers ValueError, missing npz members KeyError.
+DAMAGED_FILE_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, zipfile.BadZipFile, zlib.error,
+                       lzma.LZMAError)
 _KEY_LOCKS: dict[tuple, threading.Lock] = {}
 _MEMORY: OrderedDict[tuple, SplitData] = OrderedDict()
 

@@ -18,7 +18,7 @@ import torch
 
 from .. import settings
 from ..errors import DataError
-from .cache import CACHE_FORMAT, cache_root, digest, file_stamp, human_bytes, short
+from .cache import CACHE_FORMAT, DAMAGED_FILE_ERRORS, cache_root, digest, file_stamp, human_bytes, short
 from .download import DownloadPlan, RemoteFile, mirror_address
 from .source import BuiltSplit, DataSource, Located, Progress
 from .types import SPLITS, DatasetInfo, DatasetStatus
@@ -57,12 +57,13 @@ class MedmnistSource(DataSource):
         try:
             with np.load(path) as archive:
                 labels = {split: np.asarray(archive[f"{split}_labels"]) for split in SPLITS}
-        except (OSError, KeyError, ValueError) as exc:
-            raise DataError(f"{path} could not be read ({short(exc)}).") from exc
+        except DAMAGED_FILE_ERRORS as exc:
+            raise DataError(f"{path} could not be read ({short(exc)}): it is damaged. Replace it with a good "
+                            "copy.") from exc
+        labels = {split: checked_labels(path, split, values, self.info) for split, values in labels.items()}
         if self.info.multi_label:
             return {split: [int(v) for v in values.sum(axis=0)] for split, values in labels.items()}
-        return {split: np.bincount(values.reshape(-1).astype(np.int64), minlength=n).tolist()
-                for split, values in labels.items()}
+        return {split: np.bincount(values, minlength=n).tolist() for split, values in labels.items()}
 
     def download_plan(self) -> DownloadPlan:
         """The npz from zenodo.org (medmnist's INFO: address and MD5) or from CNN_DOWNLOAD_MIRROR."""
@@ -164,7 +165,7 @@ def _npz_split_counts(path: str, size: int, mtime_ns: int) -> dict[str, int] | N
                     else:
                         shape, _, _ = np.lib.format.read_array_header_2_0(member)
                 counts[split] = int(shape[0])
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError, IndexError):
+    except DAMAGED_FILE_ERRORS:
         return None
     return counts
 
@@ -225,6 +226,30 @@ def _read_npy_member(archive: zipfile.ZipFile, member: str, progress: Progress |
     return array
 
 
+def checked_labels(path: Path, split: str, labels: np.ndarray, info: DatasetInfo, n_images: int | None = None
+                   ) -> np.ndarray:
+    """A split's labels as int64: [N] class indices, or [N, n_classes] 0/1 flags for multi-label sets.
+    DataError for another shape, a count other than `n_images`, or values outside the classes (-1, NaN or
+    2,000,000,000 in a damaged or hand-made file: counting such labels would ask for gigabytes)."""
+    labels = np.asarray(labels)
+    if labels.ndim == 1:
+        labels = labels[:, None]
+    if labels.ndim != 2 or (n_images is not None and labels.shape[0] != n_images):
+        raise DataError(f"{path}: {split}_labels has shape {labels.shape} for {n_images} images.")
+    if not np.issubdtype(labels.dtype, np.number) or (labels.size and not np.isfinite(labels).all()):
+        raise DataError(f"{path}: {split}_labels holds values that are not class numbers ({labels.dtype}).")
+    n_classes = len(info.class_names)
+    if info.multi_label:
+        if labels.shape[1] != n_classes or (labels.size and (labels.min() < 0 or labels.max() > 1)):
+            raise DataError(f"{path}: {split}_labels should be 0/1 flags for {n_classes} labels, shape {labels.shape}.")
+        return labels.astype(np.int64)
+    if labels.shape[1] != 1:
+        raise DataError(f"{path}: {split}_labels has shape {labels.shape}; expected one label per image.")
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise DataError(f"{path}: {split}_labels holds values outside 0-{n_classes - 1}.")
+    return labels[:, 0].astype(np.int64)
+
+
 def _build_medmnist(entry: MedmnistSource, path: Path, split: str, progress: Progress | None = None) -> BuiltSplit:
     """Read one split straight from the npz (plain arrays, never pickles): only that split's members are
     decompressed, and medmnist never gets a chance to re-download over the file."""
@@ -251,22 +276,7 @@ def _build_medmnist(entry: MedmnistSource, path: Path, split: str, progress: Pro
             f"{path}: {split}_images has shape {images.shape} and type {images.dtype}; expected uint8 "
             f"(N, {side}, {side}{', 3' if info.channels == 3 else ''}) for {info.title}."
         )
-    labels = np.asarray(labels)
-    if labels.ndim == 1:
-        labels = labels[:, None]
-    if labels.ndim != 2 or labels.shape[0] != images.shape[0]:
-        raise DataError(f"{path}: {split}_labels has shape {labels.shape} for {images.shape[0]} images.")
-    labels = labels.astype(np.int64)
-    n_classes = len(info.class_names)
-    if info.multi_label:
-        if labels.shape[1] != n_classes or (labels.size and (labels.min() < 0 or labels.max() > 1)):
-            raise DataError(f"{path}: {split}_labels should be 0/1 flags for {n_classes} labels, shape {labels.shape}.")
-    else:
-        if labels.shape[1] != 1:
-            raise DataError(f"{path}: {split}_labels has shape {labels.shape}; expected one label per image.")
-        labels = labels[:, 0]
-        if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-            raise DataError(f"{path}: {split}_labels holds values outside 0-{n_classes - 1}.")
+    labels = checked_labels(path, split, labels, info, images.shape[0])
     tensor = torch.from_numpy(images)
     tensor = tensor.unsqueeze(1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2)
     return tensor.contiguous(), torch.from_numpy(np.ascontiguousarray(labels)), 0

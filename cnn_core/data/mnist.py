@@ -13,7 +13,6 @@ import math
 import os
 import shutil
 import threading
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 
 from .. import settings
 from ..errors import DataError
-from .cache import CACHE_FORMAT, cache_root, digest, file_stamp, short, write_json
+from .cache import CACHE_FORMAT, DAMAGED_FILE_ERRORS, cache_root, digest, file_stamp, short, write_json
 from .download import DownloadPlan, RemoteFile, mirror_address
 from .source import BuiltSplit, DataSource, Located, Progress
 from .types import SPLITS, DatasetInfo, DatasetStatus
@@ -67,8 +66,9 @@ class MnistSource(DataSource):
         try:
             train = _idx_labels(found.sources["train-labels-idx1-ubyte"])
             test = _idx_labels(found.sources["t10k-labels-idx1-ubyte"])
-        except (OSError, ValueError, EOFError) as exc:
-            raise DataError(f"The MNIST label files could not be read ({short(exc)}). {_mnist_how_to_get()}") from exc
+        except DAMAGED_FILE_ERRORS as exc:
+            raise DataError(f"The MNIST label files could not be read ({short(exc)}): one is damaged or not an MNIST "
+                            f"file; replace it with a good copy. {_mnist_how_to_get()}") from exc
         val = val_mask(len(train))
         return {split: np.bincount(labels, minlength=10).tolist()
                 for split, labels in (("train", train[~val]), ("val", train[val]), ("test", test))}
@@ -97,7 +97,7 @@ class MnistSource(DataSource):
                     shutil.copyfileobj(reader, writer, length=1024 * 1024)
             for base, path in unpacked.items():
                 os.replace(path, plan.folder / base)
-        except (OSError, EOFError, ValueError) as exc:
+        except DAMAGED_FILE_ERRORS as exc:
             raise DataError(
                 f"The downloaded MNIST archives could not be unpacked into {plan.folder} ({short(exc)}). "
                 f"{plan.how_to_get}"
@@ -240,7 +240,7 @@ def _mnist_counts(found: _MnistFiles) -> dict[str, int] | None:
     try:
         n_train = _idx_count(found.sources["train-labels-idx1-ubyte"])
         n_test = _idx_count(found.sources["t10k-labels-idx1-ubyte"])
-    except (OSError, ValueError, EOFError):
+    except DAMAGED_FILE_ERRORS:
         return None
     n_val = _mnist_val_count(n_train)
     return {"train": n_train - n_val, "val": n_val, "test": n_test}
@@ -320,7 +320,7 @@ def _mnist_readable_root(sources: dict[str, Path], ready: Path | None) -> Path:
             with opener(source, "rb") as reader, open(temporary, "wb") as writer:
                 shutil.copyfileobj(reader, writer, length=1024 * 1024)
             os.replace(temporary, target)
-        except (OSError, EOFError, ValueError) as exc:
+        except DAMAGED_FILE_ERRORS as exc:
             temporary.unlink(missing_ok=True)
             if getattr(exc, "filename", None) in (str(temporary), str(target)):
                 raise DataError(f"Cannot write {target} ({short(exc)}): make CNN_CACHE_DIR writable.") from exc
@@ -349,7 +349,7 @@ def _build_mnist(found: _MnistFiles, split: str) -> dict[str, BuiltSplit]:
     try:
         images = torch.from_numpy(_idx_images(image_path))
         labels = torch.from_numpy(_idx_labels(label_path))
-    except (OSError, ValueError, EOFError, zlib.error) as exc:
+    except DAMAGED_FILE_ERRORS as exc:
         raise DataError(
             f"The MNIST files {image_path} and {label_path.name} could not be read ({short(exc)}). "
             f"They may be damaged. {_mnist_how_to_get()}"
