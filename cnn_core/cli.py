@@ -311,7 +311,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     from .runs import CLI_OWNER, RunStore
 
-    rows = RunStore().summaries()
+    store = RunStore()
+    if store.set_aside is not None:
+        print(f"warning: the run database was damaged; it was moved to {store.set_aside} and a new one started.",
+              file=sys.stderr)
+    rows = store.summaries()
     for row in rows:  # a browser's id is its cookie: show a digest, never the id itself
         if row["owner"] != CLI_OWNER:
             row["owner"] = "browser " + hashlib.sha256(row["owner"].encode()).hexdigest()[:8]
@@ -574,6 +578,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except CnnError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:  # the run database: locked by a hung process, read-only, a full disk
+        print(f"error: the run database in CNN_CACHE_DIR could not be used ({exc}).", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

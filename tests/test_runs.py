@@ -436,6 +436,25 @@ def test_cli_runs_are_recorded_and_listed(tiny_data_dir, tmp_path, capsys):
     assert row["id"][:8] in table and "cli" in table and "finished" in table
 
 
+def test_a_damaged_run_database_is_set_aside_and_a_new_one_started(tiny_data_dir, tmp_path, capfd):
+    from cnn_core.cli import main
+
+    damaged = os.urandom(5000)
+    path = Path(os.environ["CNN_CACHE_DIR"]) / "cnn-explorer.sqlite3"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(damaged)
+    assert main(["runs", "list", "--json"]) == 0
+    captured = capfd.readouterr()
+    assert json.loads(captured.out) == []
+    (kept,) = path.parent.glob("cnn-explorer.sqlite3.damaged-*")
+    assert kept.read_bytes() == damaged and f"moved to {kept}" in captured.err  # nothing lost
+    store = RunStore()
+    assert store.set_aside is None and store.summaries() == []
+    manager = RunManager(max_concurrent=1, store=store)  # and the app's runs are recorded again
+    run_id = manager.submit("quinn", TrainConfig(**QUICK), save=False)
+    assert manager.wait(run_id, timeout=120).status is RunStatus.FINISHED
+
+
 def test_an_app_owner_is_listed_by_a_digest_never_by_its_id(tiny_data_dir, capsys):
     from cnn_core.cli import main
 

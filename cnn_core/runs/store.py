@@ -13,6 +13,7 @@ every write is one short transaction.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sqlite3
@@ -31,6 +32,7 @@ from ..settings import cache_dir
 from ..training import BatchEvent, EndEvent, EpochEvent, ResolvedConfig, StartEvent, TrainConfig
 from .records import Misclassified, RunSnapshot, RunStatus
 
+log = logging.getLogger(__name__)
 DB_FILENAME = "cnn-explorer.sqlite3"
 #: The store's layout; a file of another version is migrated (or refused) on opening.
 SCHEMA_VERSION = 1
@@ -78,6 +80,17 @@ class RunStore:
         self.path = Path(path) if path is not None else default_db_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self.set_aside: Path | None = None  # where a damaged database file was moved, if it was
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) or not any(
+                    words in str(exc) for words in ("not a database", "malformed", "encrypted")):
+                raise  # locked, read-only, full disk: the caller says so
+            self._set_damaged_file_aside(exc)
+            self._open()
+
+    def _open(self) -> None:
         db = self._connect().db
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
@@ -85,6 +98,21 @@ class RunStore:
                            "update this one, or point CNN_CACHE_DIR elsewhere.")
         db.executescript(_SCHEMA)  # its own transaction: executescript commits first
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _set_damaged_file_aside(self, exc: sqlite3.DatabaseError) -> None:
+        """Move a damaged database file (and its WAL files) aside, kept for whoever wants to rescue it, so a
+        new one can start: a server with a damaged file would otherwise fail on every page."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+        self.set_aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{self.path}{suffix}")
+            if source.exists():
+                source.replace(f"{self.set_aside}{suffix}")
+        log.warning("The run database %s was damaged (%s); it was moved to %s and a new one started.",
+                    self.path, exc, self.set_aside)
 
     def _connect(self, write: bool = True) -> _Transaction:
         """This thread's connection, in one transaction: IMMEDIATE for writes (no lock upgrade can fail),
