@@ -1,12 +1,15 @@
 """Checkpoints round-trip, and anything that is not one of ours is refused without being unpickled."""
 
+import io
 import json
 import os
 import pickle
 import re
+import zipfile
 
 import pytest
 import torch
+from PIL import Image
 
 from cnn_core.errors import CheckpointError
 from cnn_core.inference.predict import predict_images
@@ -105,6 +108,19 @@ def test_list_checkpoints_reads_cards(tmp_path):
     assert not entries[0].shipped
 
 
+def _image_bytes(image_format: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def _zip_of_images() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("cats/1.png", _image_bytes("PNG"))
+    return buffer.getvalue()
+
+
 def _saved(tmp_path):
     return save_checkpoint(build_model("simple_cnn", 1, 10, 28), _card(), tmp_path / "digits")
 
@@ -119,6 +135,14 @@ def _saved(tmp_path):
     ("notes.safetensors", b"hello, I am not a checkpoint at all", "is a text file, not a checkpoint"),
     ("other.json", b'{"epochs": 3}', "is a JSON file, not a checkpoint"),
     ("empty.pt", b"", "is empty (0 bytes)"),
+    # the picture and the checkpoint swapped on the command line, the ONNX export passed back, a data zip
+    ("scan.png", _image_bytes("PNG"), "is an image (PNG), not a checkpoint"),
+    ("scan.JPG", _image_bytes("JPEG"), "is an image (JPEG), not a checkpoint"),
+    ("scan.webp", _image_bytes("WEBP"), "is an image (WebP or HEIC), not a checkpoint"),
+    ("scan.tif", _image_bytes("TIFF"), "is an image (TIFF), not a checkpoint"),
+    ("digits.onnx", b"\x08\x08\x12\x0ccnn-explorer\x1a\x062.14.1:\xb5\xb2\x08\n0\n\x06images" + bytes(64),
+     "is an ONNX export"),
+    ("pets.zip", _zip_of_images(), "is a zip archive, not a checkpoint"),
 ])
 def test_files_that_are_not_checkpoints_are_named_for_what_they_are(tmp_path, name, content, says):
     path = tmp_path / name

@@ -104,6 +104,10 @@ def test_binary_evaluate_has_sensitivity_and_specificity(tiny_data_dir, tmp_path
         (["train", "--data", "mnist", "--seed", "99999999999999999999"], "The seed must be a whole number"),
         (["train", "--data", "mnist", "--model-arg", "width=abc"], "must be a whole number (default 16); got 'abc'"),
         (["train", "--data", "mnist", "--model-arg", "colour=3"], "takes no argument 'colour'"),
+        # found before training, not after it with the weights lost
+        (["train", "--data", "mnist", "--out", "/dev/null/digits.safetensors"], "cannot be saved as /dev/null/"),
+        (["train", "--data", "mnist", "--out", "x" * 300], "File name too long"),
+        (["predict", "--checkpoint", "README.md", "README.md"], "is a text file, not a checkpoint"),
     ],
 )
 def test_errors_are_one_clear_line_with_status_2(tiny_data_dir, args, message, capfd):

@@ -8,7 +8,9 @@ which refuses pickled code.
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -49,22 +51,45 @@ def card_path_for(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
+def checkpoint_files(path: Path) -> tuple[Path, Path, Path]:
+    """The three files `save_checkpoint` writes for `path`: weights (.safetensors), card (.json), model card (.md)."""
+    weights = Path(path) if Path(path).suffix == ".safetensors" else Path(path).with_suffix(".safetensors")
+    return weights, card_path_for(weights), weights.with_suffix(".md")
+
+
+def check_checkpoint_target(path: Path) -> None:
+    """CheckpointError now, before any training, when the checkpoint's files could not be written at `path`
+    (a folder that cannot be made, a name too long for the file system, no write permission): found at the
+    end, the trained weights would be lost."""
+    for target in checkpoint_files(path):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                if target.is_dir() or not os.access(target, os.W_OK):
+                    raise PermissionError(f"cannot overwrite {target}")
+                continue
+            with open(target, "xb"):
+                pass
+            target.unlink()
+        except OSError as exc:
+            raise CheckpointError(f"The checkpoint cannot be saved as {target} ({exc.strerror or exc}): choose another "
+                                  "--out path.") from None
+
+
 def save_checkpoint(model: Classifier, card: Card, path: Path) -> Path:
     """Write `path` (.safetensors), its card `path.json` and a model card `path.md`; returns the weights' path.
 
     The weights are `model.checkpoint_state_dict()`: a transfer model stores its head and fine-tuned layers
     only (the frozen backbone comes from its pip package or the torch hub cache).
     """
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        path = path.with_suffix(".safetensors")
+    path, card_path, model_card_path = checkpoint_files(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     card = replace(card, weights="partial" if model.stores_partial_weights else "full")
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.checkpoint_state_dict().items()}
     card_json = card.to_json()
     save_file(tensors, str(path), metadata={"format": "cnn-explorer", "card": card_json})
-    card_path_for(path).write_text(card_json + "\n")
-    path.with_suffix(".md").write_text(model_card_markdown(card, path.name))
+    card_path.write_text(card_json + "\n")
+    model_card_path.write_text(model_card_markdown(card, path.name))
     return path
 
 
@@ -103,6 +128,16 @@ def what_else_it_is(path: Path, head: bytes) -> str | None:
     if head.startswith(GIT_LFS_POINTER):
         return (f"{name} is a Git LFS pointer (a small text file standing for the real weights), not a checkpoint: "
                 "run `git lfs pull` in the repository it came from, then use the file again.")
+    image = next((kind for magic, kind in IMAGE_MAGIC.items() if head.startswith(magic)), None)
+    if image or (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1"):
+        return (f"{name} is an image ({image or 'WebP or HEIC'}), not a checkpoint: pass it as the picture to "
+                "classify, and a .safetensors file that CNN Explorer saved as the checkpoint.")
+    if _is_onnx(head):
+        return (f"{name} is an ONNX export (for onnxruntime and other runtimes), not a checkpoint: pass the "
+                ".safetensors file it was exported from.")
+    if head.startswith(ZIP_MAGIC) and not _is_torch_zip(path):
+        return (f"{name} is a zip archive, not a checkpoint (a zip of image folders is a data set: upload it in the "
+                "Training Studio). Pass the .safetensors file that CNN Explorer saved.")
     if b"\x00" in head or head.startswith(ZIP_MAGIC) or head[:1] == b"\x80":  # binary: safetensors, zip, pickle
         return None
     try:
@@ -120,6 +155,27 @@ def what_else_it_is(path: Path, head: bytes) -> str | None:
                     f"beside it{f' ({beside.name})' if beside.is_file() else ''}.")
         return f"{name} is a JSON file, not a checkpoint: pass the .safetensors file that CNN Explorer saved."
     return f"{name} is a text file, not a checkpoint: pass the .safetensors file that CNN Explorer saved."
+
+
+IMAGE_MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF",
+               b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}  # fmt: skip
+
+
+def _is_torch_zip(path: Path) -> bool:
+    """`torch.save`'s zip format: one folder holding data.pkl (and a version record); a cut-off zip may be one."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/data.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return True  # damaged: the torch reader says what is wrong with it
+
+
+def _is_onnx(head: bytes) -> bool:
+    """An ONNX model: a protobuf that opens with ir_version (tag 0x08, a small varint) and then the producer's
+    name or version, the domain or the graph (tags 0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A), as every exporter
+    writes it; a safetensors header (8 bytes of length, then "{") is not one."""
+    return (len(head) > 9 and head[0] == 0x08 and 1 <= head[1] <= 20 and head[2] in (0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A)
+            and head[8:9] != b"{")
 
 
 def _card_in(path: Path) -> dict | None:

@@ -28,7 +28,7 @@ from ..inference.evaluate import loss_and_accuracy, predict_probs
 from ..inference.metrics import classification_metrics
 from ..models import Classifier, build_model
 from ..models.card import Card, library_versions
-from ..models.checkpoints import save_checkpoint
+from ..models.checkpoints import check_checkpoint_target, save_checkpoint
 from .config import ResolvedConfig, TrainConfig, TrainingError, resolve_config, steps_per_epoch
 from .events import BatchEvent, EndEvent, EpochEvent, Event, StartEvent, StatusEvent
 from .features import adapt_for_training, preparation_status
@@ -93,6 +93,8 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     """
     device = pick_device(config.device)
     resolved = resolve_config(config, data_registry.get_dataset_info(config.dataset))
+    if config.out:
+        check_checkpoint_target(Path(config.out))
     torch.manual_seed(config.seed)
     prepared = prepare_data(config, resolved, device)
     info = prepared.info
