@@ -76,7 +76,7 @@ def choose_input() -> tuple[np.ndarray, float] | None:
         if (label := label_of(labels, index, class_names)) is not None:
             st.caption(f"Test image {index}: class **{label}**.")
         return gray_levels(picture), 255.0
-    uploaded = st.file_uploader("Upload an image", type=[s.lstrip(".") for s in images.IMAGE_SUFFIXES],
+    uploaded = st.file_uploader("Upload an image", type=list(images.UPLOAD_EXTENSIONS),
                                 key="conv_upload",
                                 help="PNG, JPEG, BMP, GIF, TIFF or WebP. Colour is turned into gray; images "
                                      f"larger than {FULL_MAX_SIDE} px are shrunk.")

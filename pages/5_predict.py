@@ -26,7 +26,6 @@ from cnn_explorer_ui.predict_views import (show_feature_maps, show_model_downloa
 CANVAS_SIDE = 280      # px: ten times MNIST's 28, so a brush of about 20 px gives MNIST's stroke width
 SEEN_SIDE = 196        # px: the 28x28 input enlarged 7x (nearest neighbour, pixels stay visible)
 PREVIEW_SIDE = 280     # px: largest side of an uploaded image's preview
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "gif", "webp"]
 SOURCES = {"draw": "Draw a digit", "upload": "Upload an image", "sample": "Test image"}
 
 st.title(":material/online_prediction: Predict")
@@ -125,9 +124,9 @@ def _show_seen(model_input: explain.ModelInput) -> None:
 
 def upload_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
     uploaded = st.file_uploader(
-        "Upload an image", type=UPLOAD_TYPES, key="predict_upload",
-        help="PNG, JPEG, BMP, TIFF (also GIF, WebP) of any size, gray or colour, 8 or 16 bit. It is prepared "
-             "exactly like the model's training images.")
+        "Upload an image", type=list(images.UPLOAD_EXTENSIONS), key="predict_upload",
+        help="PNG, JPEG (also .jfif), HEIC from an iPhone, BMP, TIFF, GIF or WebP, of any size, gray or colour, 8 "
+             "or 16 bit. It is prepared exactly like the model's training images.")
     if uploaded is None:
         st.info("Choose an image file. Any size works; the checkpoint's card says how it is resized.",
                 icon=":material/upload:")

@@ -231,12 +231,41 @@ def inverted(ink, strength, rng):
 
 
 #: Kinds that render the digit's ink at the normal size.
+SHEET_SHARES = (0.6, 0.7, 0.8, 0.92)  # of the photo's side taken by the sheet
+
+
+def sheet_on_desk(ink, strength, rng):
+    """A phone photo of the sheet lying on a darker desk, a little turned: the desk frames the sheet."""
+    share = SHEET_SHARES[strength % len(SHEET_SHARES)]
+    desk = tuple(int(v) for v in rng.integers(40, 110, 3))
+    sheet = Image.fromarray(on_paper(place(ink), (238, 236, 228), (20, 20, 30)))
+    sheet = sheet.rotate(float(rng.uniform(-5, 5)), resample=Image.Resampling.BICUBIC, expand=True, fillcolor=desk)
+    side = round(max(sheet.size) / share)
+    photo = Image.new("RGB", (side, round(side * 0.8) if share < 0.8 else side), desk)
+    photo.paste(sheet, ((photo.width - sheet.width) // 2, (photo.height - sheet.height) // 2))
+    return encode(np.asarray(photo), f"desk{round(share * 100)}", quality=88)
+
+
+def lined_page_scan(ink, strength, rng):
+    """A scan of a lined page at 800 px: 2-px blue rules and a red margin, which the reading reduces to
+    512 px, so each rule spreads over three rows, fainter at its edges than at its core."""
+    page = Image.fromarray(on_paper(place(ink), (250, 250, 246), (70, 70, 80)))
+    page = page.resize((800, 800), Image.Resampling.BICUBIC)
+    rgb = np.asarray(page).copy()
+    spacing = (40, 36, 44)[strength % 3]
+    for top in range(int(rng.integers(10, spacing)), 800, spacing):
+        rgb[top : top + 2] = np.minimum(rgb[top : top + 2], np.array((150, 180, 225), np.uint8))
+    rgb[:, 90:92] = np.minimum(rgb[:, 90:92], np.array((220, 120, 120), np.uint8))
+    return encode(rgb, f"lined_scan{spacing}")
+
+
 INK_KINDS = {
     "white paper": white_paper, "gray paper 100-55%": gray_paper, "tinted paper": tinted_paper,
     "shadow 250->140": shadow, "transparent, white strokes": transparent_white,
     "transparent, black strokes": transparent_black, "squared paper": squared_paper, "lined paper": lined_paper,
     "thin pencil": pencil, "specks of dirt": specks, "photo (blur, noise, JPEG)": photo,
-    "light on dark (inverted)": inverted,
+    "light on dark (inverted)": inverted, "sheet photographed on a desk": sheet_on_desk,
+    "lined page scanned at 800 px": lined_page_scan,
 }
 #: Kinds that choose the digit's size themselves (they get a function (how, scale) -> ink).
 SIZE_KINDS = {"small": small, "large": large, "off-centre": off_centre}

@@ -44,6 +44,8 @@ def _image_suffixes() -> tuple[str, ...]:
 #: File name endings for upload widgets and folder scans; files with other names are still read when their
 #: content is an image (see `maybe_image_name`), whatever they are called.
 IMAGE_SUFFIXES = _image_suffixes()
+#: The same endings without their dot, for upload widgets (Windows saves JPEGs as .jfif, iPhones as .heic).
+UPLOAD_EXTENSIONS = tuple(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)
 
 #: Endings of files that are surely not images: not even opened when a folder or zip is scanned.
 NOT_IMAGE_SUFFIXES = frozenset((

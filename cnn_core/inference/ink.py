@@ -16,7 +16,8 @@ that `prepare.center_digit` can crop, scale and centre it the way MNIST's digits
   with hysteresis so faint parts connected to firm ones are kept), and strokes much thinner than MNIST's
   are thickened to MNIST's share of the digit's size;
 - specks of dirt: small connected pieces far from the digit are dropped;
-- the digit small, large or off-centre: nothing here depends on where the digit is or how big.
+- the digit small, large or off-centre: nothing here depends on where the digit is or how big;
+- a photographed sheet with the desk around it: the desk is painted the sheet's colour first (`paper_only`).
 
 Only scipy.ndimage and numpy are used (the arrays are reduced to at most `WORK_SIDE` pixels first, so a
 12-megapixel photo costs about as much as a scan).
@@ -48,6 +49,11 @@ MIN_RULED_SIDE = 64
 #: when smaller than `SPECK_SHARE`.
 PART_SHARE = 0.15
 SPECK_SHARE = 0.02
+#: A photographed sheet on a desk (`paper_only`): the sheet covers at least this share of the picture, is at least
+#: this solid (its ink aside), and leaves at least this share of desk around it.
+PAPER_MIN_SHARE = 0.2
+PAPER_SOLID = 0.85
+DESK_MIN_SHARE = 0.03
 #: MNIST's stroke width as a share of the digit box's longer side (the median over MNIST training digits,
 #: measured with `stroke_width` on them enlarged 10x); strokes thinner than `THIN_SHARE` of it are thickened to it.
 MNIST_STROKE_SHARE = 0.12
@@ -122,8 +128,47 @@ def ink_map(image: Image.Image | np.ndarray) -> np.ndarray:
             gray = gray * alpha + paper * (1 - alpha)
         else:
             gray = gray * alpha + (1 - alpha)  # (nearly) opaque: as a viewer shows it, over white
-    residual, noise = contrast_map(gray)
+    residual, noise = contrast_map(paper_only(gray))
     return _clean(residual, noise)
+
+
+def paper_only(gray: np.ndarray) -> np.ndarray:
+    """A photo of a sheet on a darker desk: the desk around the sheet painted the sheet's colour (float32, same
+    shape), so that neither the desk nor the sheet's edge reads as ink; other images unchanged.
+
+    The sheet is the largest bright region (Otsu's threshold, on a thumbnail) when it is solid (ink aside,
+    `PAPER_SOLID` of it is bright), covers `PAPER_MIN_SHARE` of the picture but leaves `DESK_MIN_SHARE` of it
+    outside, the desk lines at least three of the picture's four sides (a shadow darkens a side or a corner),
+    and the sheet's edge is a step: across the edge the brightness falls by at least half the sheet-to-desk
+    difference, where a shadow's gradual slope falls by a few hundredths.
+    """
+    from scipy import ndimage
+
+    thumb = _reduced(gray, 128)
+    bright = thumb > otsu_threshold(thumb)
+    labels, count = ndimage.label(bright)
+    if not count:
+        return gray
+    areas = ndimage.sum_labels(np.ones_like(thumb), labels, index=np.arange(1, count + 1))
+    sheet = labels == int(np.argmax(areas)) + 1
+    filled = ndimage.binary_fill_holes(sheet)
+    desk = ~filled
+    framed = sum(float(side.mean()) >= 0.5 for side in (desk[0], desk[-1], desk[:, 0], desk[:, -1]))
+    if not (sheet.mean() >= PAPER_MIN_SHARE and sheet.sum() >= PAPER_SOLID * filled.sum()
+            and desk.mean() >= DESK_MIN_SHARE and framed >= 3):  # a shadow darkens a side or a corner, not a frame
+        return gray
+    paper, desk_level = float(np.median(thumb[sheet])), float(np.median(thumb[desk]))
+    inside = filled & ndimage.binary_dilation(desk, iterations=2)  # the two sides of the sheet's edge
+    outside = desk & ndimage.binary_dilation(filled, iterations=2)
+    if not inside.any() or not outside.any():
+        return gray
+    step = float(np.median(thumb[inside]) - np.median(thumb[outside]))
+    if paper - desk_level < MIN_CONTRAST or step < 0.5 * (paper - desk_level):
+        return gray
+    # the sheet at full size, pulled in by a few pixels: its edge is often shaded
+    inner = ndimage.binary_erosion(filled, iterations=1, border_value=1)
+    mask = _resize(inner.astype(np.float32), gray.shape) > 0.5
+    return np.where(mask, gray, np.float32(paper)).astype(np.float32)
 
 
 def contrast_map(gray: np.ndarray) -> tuple[np.ndarray, float]:
@@ -195,8 +240,7 @@ def remove_lines(residual: np.ndarray, floor: float) -> np.ndarray:
     A line is where a grey-level opening with a straight element of 60 % of the image's side stays above
     `floor`, and it is thin: thinner than the pen's strokes elsewhere. Two or more parallel lines are ruled paper
     or a form's box; a single one must cross `LINE_SPAN` of the image and hold less than half the ink (else it
-    is the digit: a tightly cropped 1). What on a line is no darker than 1.5 × its own level (its median) is
-    removed, so a stroke that crosses or follows it stays. Rows and columns are found on the same input
+    is the digit: a tightly cropped 1). What on a line is no darker than 1.5 × its own level (`_line_level`) is removed, so a stroke that crosses or follows it stays. Rows and columns are found on the same input
     (squared paper's crossings would otherwise break the columns).
     """
     from scipy import ndimage
@@ -237,10 +281,20 @@ def remove_lines(residual: np.ndarray, floor: float) -> np.ndarray:
         for label in lines:
             band = ndimage.binary_dilation(labels == label, iterations=1) & (residual > 0)
             if band.any():
-                found |= band & (residual <= 1.5 * float(np.median(residual[band])))
+                level = _line_level(residual, band, along=axis)
+                found |= band & (residual <= 1.5 * level)
         if len(lines) >= 2 or float((found & (residual > floor)).sum()) <= 0.5 * inked:
             remove |= found
     return np.where(remove, 0.0, residual).astype(np.float32)
+
+
+def _line_level(residual: np.ndarray, band: np.ndarray, along: int) -> float:
+    """A ruled line's own contrast: at each position along it (`along`: 1 for a row, 0 for a column) the
+    strongest pixel across its width, and the median of those. A line resampled over three rows is fainter at
+    its edges than at its core, and the strokes that cross it hold a minority of its positions."""
+    across = 0 if along == 1 else 1
+    core = np.where(band, residual, 0.0).max(axis=across)
+    return float(np.median(core[band.any(axis=across)]))
 
 
 def _clean(residual: np.ndarray, noise: float) -> np.ndarray:
