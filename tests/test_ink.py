@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from scipy import ndimage
 
 import handwriting_renders as renders
@@ -137,6 +137,50 @@ def test_no_digit_found_only_without_ink(what, shipped, tmp_path):
     (result,) = prepare_files(shipped, [path])
     assert isinstance(result.error, explain.EmptyDrawingError)
     assert "No digit found in 'page.png'" in str(result.error)
+
+
+def _canvas_with(shape: str) -> bytes:
+    """The drawing canvas's export (white strokes on transparency, 280 px) holding one tap or a filled shape."""
+    image = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    if shape == "a tap of the pen":
+        draw.ellipse([130, 130, 150, 150], fill=(255, 255, 255, 255))
+    elif shape == "a filled square":
+        draw.rectangle([100, 100, 170, 170], fill=(255, 255, 255, 255))
+    else:  # a small 0 drawn with a thick pen: a ring, not a blob
+        draw.ellipse([110, 100, 170, 180], outline=(255, 255, 255, 255), width=14)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("shape", ["a tap of the pen", "a filled square", "a thick small 0"])
+def test_a_dot_or_a_blob_is_not_read_as_a_confident_digit(shape, shipped, tmp_path):
+    # a single tap, enlarged to a digit's size, was read as "0, 92.6 %" and marked confident
+    path = tmp_path / "canvas.png"
+    path.write_bytes(_canvas_with(shape))
+    (result,) = prepare_files(shipped, [path])
+    if shape == "a thick small 0":
+        assert result.error is None and predict_inputs(shipped, [result.model_input])[0].label == "0"
+    else:
+        assert isinstance(result.error, explain.EmptyDrawingError) and "a dot or a filled blob" in str(result.error)
+
+
+@pytest.mark.realdata
+def test_no_mnist_test_digit_is_taken_for_a_blob():
+    from cnn_core import data
+    from cnn_core.inference.prepare import INK_THRESHOLD, is_blob
+
+    if not data.dataset_status("mnist").available:
+        pytest.skip("MNIST not found under CNN_DATA_DIR")
+    images = data.load_split("mnist", "test").images[:, 0].numpy()
+    blobs = []
+    for index, image in enumerate(images):
+        mask = image >= INK_THRESHOLD * 255
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if is_blob(mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]):
+            blobs.append(index)
+    assert blobs == []
 
 
 def test_a_white_digit_on_a_transparent_png_keeps_its_ink():

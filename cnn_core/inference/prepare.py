@@ -73,6 +73,31 @@ def has_ink(ink: np.ndarray) -> bool:
     return int(np.count_nonzero(ink >= INK_THRESHOLD)) >= MIN_INK_PIXELS
 
 
+BLOB_MESSAGE = ("Only a dot or a filled blob was found, not the strokes of a digit: draw the digit as lines, "
+                "several times longer than the pen is wide.")
+#: A blob: about as wide as tall (`BLOB_ASPECT`) and convex (`BLOB_SOLIDITY` of its convex hull is ink). No MNIST
+#: test digit is (their highest solidity is 0.88, among those at least 0.6 as wide as tall); a disc is 0.96.
+BLOB_ASPECT = 0.6
+BLOB_SOLIDITY = 0.92
+
+
+def is_blob(mask: np.ndarray) -> bool:
+    """Whether the ink (a bool mask cropped to it) is a dot or a filled blob rather than strokes: a tap on the
+    canvas, enlarged to a digit's size, would otherwise be read as a confident 0."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    height, width = mask.shape
+    if min(height, width) < BLOB_ASPECT * max(height, width) or mask.sum() < 3:
+        return False
+    ys, xs = np.nonzero(mask)
+    corners = np.concatenate([np.stack([ys + dy, xs + dx], axis=1) for dy in (0, 1) for dx in (0, 1)])
+    try:
+        hull = ConvexHull(corners).volume  # in 2-D, the area (each pixel as its four corners)
+    except QhullError:
+        return False
+    return float(mask.sum()) >= BLOB_SOLIDITY * hull
+
+
 def center_digit(ink: np.ndarray, frame: int = MNIST_FRAME, box: int = MNIST_BOX,
                  empty_message: str = EMPTY_CANVAS_MESSAGE) -> np.ndarray:
     """MNIST's preprocessing of an ink map: uint8 [frame, frame], white digit on black.
@@ -88,6 +113,8 @@ def center_digit(ink: np.ndarray, frame: int = MNIST_FRAME, box: int = MNIST_BOX
     rows = np.flatnonzero((ink >= INK_THRESHOLD).any(axis=1))
     cols = np.flatnonzero((ink >= INK_THRESHOLD).any(axis=0))
     crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    if is_blob(crop >= INK_THRESHOLD):
+        raise EmptyDrawingError(BLOB_MESSAGE)
     height, width = crop.shape
     scale = box / max(height, width)
     new_width, new_height = max(1, round(width * scale)), max(1, round(height * scale))
