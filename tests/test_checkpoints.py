@@ -108,6 +108,46 @@ def test_list_checkpoints_reads_cards(tmp_path):
     assert not entries[0].shipped
 
 
+@pytest.mark.parametrize("change, says", [
+    ({"model_args": [1]}, "model_args is not a mapping"),
+    ({"normalization": {"mean": "abc", "std": [0.3]}}, "normalization mean must be 1 finite number(s)"),
+    ({"normalization": {"mean": None, "std": None}}, "normalization mean must be"),
+    ({"normalization": {"mean": [], "std": []}}, "normalization mean must be"),
+    ({"normalization": {"mean": [0.1], "std": [0.0]}}, "std is 0 or negative"),
+    ({"normalization": {"mean": [float("nan")], "std": [0.3]}}, "normalization mean must be"),
+    ({"image_size": 100_000}, "image_size is 100000, not 8 to 1024 px"),
+    ({"channels": 4}, "channels is 4, not 1 or 3"),
+    ({"class_names": ["a", "a", "b"]}, "two or more different class names"),
+    ({"class_names": ["only"]}, "two or more different class names"),
+])
+def test_a_damaged_card_is_refused_before_a_model_is_built_from_it(change, says):
+    # each of these gave a traceback, NaN outputs, duplicate answers or a 400 GB allocation
+    with pytest.raises(CheckpointError, match=re.escape(says)):
+        _card(**change)
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda t: t.to(torch.int32), "not floating point"),
+    (lambda t: t > 0, "not floating point"),
+    (lambda t: t * float("nan"), "not finite numbers"),
+])
+def test_weights_that_are_not_finite_floats_are_refused(tmp_path, damage, says):
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+
+    path = _saved(tmp_path)
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata()
+    weights = load_file(str(path))
+    save_file({key: damage(value) if value.is_floating_point() else value for key, value in weights.items()},
+              str(path), metadata=metadata)
+    with pytest.raises(CheckpointError, match=says):
+        load_checkpoint(path)
+    torch.save({"state_dict": {key: 1 for key in weights}, "card": json.loads(metadata["card"])}, tmp_path / "ints.pt")
+    with pytest.raises(CheckpointError, match="is not a tensor of weights"):
+        load_checkpoint(tmp_path / "ints.pt")
+
+
 def _image_bytes(image_format: str) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8), (10, 20, 30)).save(buffer, format=image_format)

@@ -5,6 +5,7 @@ meaning are the on-disk format, so `Card.to_dict` writes exactly what `Card.from
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -69,6 +70,9 @@ class Card:
         except (TypeError, ValueError):
             raise CheckpointError(f"{source}'s card is damaged (a required entry has the wrong type).") from None
         values["backbone"] = data.get("backbone")
+        problem = _card_problem(values, data)
+        if problem:
+            raise CheckpointError(f"{source}'s card is damaged: {problem}.")
         return cls(**values, extra={key: value for key, value in data.items() if key not in known})
 
     def to_dict(self) -> dict:
@@ -123,6 +127,32 @@ class Card:
     def stopped_early(self) -> bool:
         """Whether the run that made it was stopped by hand (its weights are the best epoch before that)."""
         return bool(self.training.get("cancelled"))
+
+
+def _card_problem(values: dict, data: dict) -> str | None:
+    """What makes a card's required entries unusable, in words, or None: a model built from it must fit the
+    images it is given and give finite outputs (a std of 0 divides by zero; an image size of 100,000 asks for
+    400 GB)."""
+    from ..data.types import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+
+    names = values["class_names"]
+    if len(names) < 2 or len(set(names)) != len(names):
+        return f"it needs two or more different class names, not {list(names)[:10]}"
+    if values["channels"] not in (1, 3):
+        return f"channels is {values['channels']}, not 1 or 3"
+    if not MIN_IMAGE_SIZE <= values["image_size"] <= MAX_IMAGE_SIZE:
+        return f"image_size is {values['image_size']}, not {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} px"
+    if not isinstance(data.get("model_args", {}) or {}, dict):
+        return "model_args is not a mapping of option names to values"
+    for key in ("mean", "std"):
+        numbers = data["normalization"][key]
+        finite = isinstance(numbers, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers)
+        if not finite or len(numbers) not in (1, values["channels"]):
+            return f"normalization {key} must be {values['channels']} finite number(s), not {numbers!r}"
+    if any(v <= 0 for v in data["normalization"]["std"]):
+        return "a normalization std is 0 or negative"
+    return None
 
 
 def library_versions() -> dict:

@@ -269,6 +269,21 @@ def build_from_card(card: Card) -> Classifier:
         raise CheckpointError(f"The checkpoint's model cannot be built: {exc}") from None
 
 
+def _refuse_unusable_weights(path: Path, weights: dict) -> None:
+    """CheckpointError for weights that are not tensors, not floating point (int or bool weights load into a
+    float model silently, and answer nonsense), or not finite (NaN: a run that diverged, or a damaged file)."""
+    for key, value in weights.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path.name} is damaged: its entry {key!r} is not a tensor of weights.")
+        if key.endswith("num_batches_tracked"):  # BatchNorm's counter: an integer by design
+            continue
+        if not value.is_floating_point():
+            raise CheckpointError(f"{path.name} is damaged: its weights {key!r} are {value.dtype}, not floating point.")
+        if not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{path.name} holds weights that are not finite numbers (NaN or infinity in "
+                                  f"{key!r}): the run that saved it diverged, or the file is damaged.")
+
+
 def load_checkpoint(
     path: str | Path,
     expect_dataset: str | None = None,
@@ -296,6 +311,7 @@ def load_checkpoint(
         )
     # A partial checkpoint (a transfer model) must hold exactly what its model stores: the head and the trained
     # stages. Only the frozen backbone, which comes from the backbone's own weights, may be absent.
+    _refuse_unusable_weights(path, weights)
     stored = set(model.checkpoint_state_dict()) if partial else set(expected)
     unexpected = sorted(set(weights) - stored)
     missing = sorted(stored - set(weights))
