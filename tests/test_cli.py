@@ -73,6 +73,25 @@ def test_train_evaluate_predict(tiny_data_dir, tmp_path, capsys):
     assert "scaled from 40×40" in json.loads(capsys.readouterr().out)["prepared"][0]
 
 
+def test_a_checkpoint_of_a_folder_named_by_its_path_is_evaluated_on_it(tiny_data_dir, tmp_path, capsys):
+    from data_fixtures import write_class_folder
+
+    from cnn_core import data
+
+    folder = tmp_path / "my_scans"
+    write_class_folder(folder / "calm", bright=False)
+    write_class_folder(folder / "storm", bright=True)
+    out = tmp_path / "scans.safetensors"
+    assert main(["train", "--data", str(folder), "--model", "simple_cnn", "--epochs", "1", "--batch-size", "4",
+                 "--image-size", "16", "--out", str(out)]) == 0
+    data.clear_caches(forget_registered=True)  # a new process: the folder's name is registered no more
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out), "--json"]) == 0  # the card's path
+    assert json.loads(capsys.readouterr().out)["n"] >= 1
+    assert main(["evaluate", "--checkpoint", str(out), "--data", str(folder), "--json"]) == 0  # the path again
+    assert json.loads(capsys.readouterr().out)["n"] >= 1
+
+
 def test_binary_evaluate_has_sensitivity_and_specificity(tiny_data_dir, tmp_path, capsys):
     out = tmp_path / "breast.safetensors"
     assert main(["train", "--data", "breastmnist", "--model", "simple_cnn", "--epochs", "1", "--batch-size", "8", "--out", str(out)]) == 0
