@@ -61,8 +61,12 @@ def probability_chart(names: list[str], probabilities: np.ndarray, errors: np.nd
         bar.cliponaxis = False
         figure = go.Figure(bar)
     else:
-        bar.error_x = dict(type="data", array=errors, visible=True, color="#1f2933", thickness=1.5, width=4)
-        bar.hovertemplate = "%{y}: %{x:.2%} ± %{error_x.array:.2%}<extra></extra>"
+        # whiskers stop at 0 % and 100 % (a probability's range); the numbers say the full ± std
+        bar.error_x = dict(type="data", symmetric=False, array=np.minimum(errors, 1 - probabilities),
+                           arrayminus=np.minimum(errors, probabilities), visible=True, color="#1f2933",
+                           thickness=1.5, width=4)
+        bar.customdata = errors
+        bar.hovertemplate = "%{y}: %{x:.2%} ± %{customdata:.2%}<extra></extra>"
         right_edge = 1.35
         numbers = go.Scatter(x=[1.04] * len(names), y=names, mode="text", textposition="middle right",
                              text=[f"{explain.percent(p)} ± {explain.percent(e)}" for p, e in zip(probabilities, errors)],

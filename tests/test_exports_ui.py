@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import zipfile
 
+import numpy as np
 import pytest
 
 pytest.importorskip("tensorboard")
@@ -49,3 +50,14 @@ def test_a_run_with_a_log_gets_a_zip_button_and_one_without_a_caption():
     assert [caption.value for caption in app.caption] == ["No TensorBoard log for this run."]
     names = zipfile.ZipFile(io.BytesIO(app.session_state["zip"])).namelist()
     assert any(name.startswith(RUN_WITH_LOG[:8] + "/events.out.tfevents") for name in names)
+
+
+def test_monte_carlo_whiskers_stop_at_0_and_100_percent():
+    # an 81.1 % ± 23.6 % bar drew its whisker past 100 % and over its own label
+    from cnn_explorer_ui.predict_views import probability_chart
+
+    figure = probability_chart(["no", "yes"], np.array([0.189, 0.811]), np.array([0.236, 0.236]))
+    bar = figure.data[0]
+    np.testing.assert_allclose(np.asarray(bar.x) + np.asarray(bar.error_x.array), [0.425, 1.0])
+    np.testing.assert_allclose(np.asarray(bar.x) - np.asarray(bar.error_x.arrayminus), [0.0, 0.575])
+    assert "81.1% ± 23.6%" in figure.data[1].text[1].replace(" %", "%")
