@@ -16,14 +16,22 @@ from .session import browser_id
 
 CLASSROOM_KEY = "classroom_display"
 CLASSROOM_SCALE = 1.7  # canvas, pictures and figures grow by this on a projector
+CLASSROOM_PARAM = "classroom"  # ?classroom=on in the address
 
 
 def classroom_toggle() -> None:
-    """The sidebar's "Classroom display" switch (kept in `st.session_state`, so every page of this tab sees
-    it): larger canvas, pictures and figures for a projector, so a room can read them."""
-    st.toggle(":material/co_present: Classroom display", key=CLASSROOM_KEY,
-              help="For a projector: a larger drawing canvas, larger Grad-CAM and feature-map pictures and "
-                   "taller charts with bigger text. Switch off on a laptop or phone.")
+    """The sidebar's "Classroom display" switch: larger canvas, pictures and figures for a projector, so a
+    room can read them. Kept in `st.session_state` (every page of this tab sees it) and in the address as
+    `?classroom=on`, so a reload, which starts a new session, keeps it, and a link can open a page with it."""
+    if CLASSROOM_KEY not in st.session_state and st.query_params.get(CLASSROOM_PARAM) == "on":
+        st.session_state[CLASSROOM_KEY] = True
+    on = st.toggle(":material/co_present: Classroom display", key=CLASSROOM_KEY,
+                   help="For a projector: a larger drawing canvas, larger Grad-CAM and feature-map pictures and "
+                        "taller charts with bigger text. Switch off on a laptop or phone.")
+    if on and st.query_params.get(CLASSROOM_PARAM) != "on":
+        st.query_params[CLASSROOM_PARAM] = "on"
+    elif not on and CLASSROOM_PARAM in st.query_params:
+        del st.query_params[CLASSROOM_PARAM]
 
 
 def classroom_scale() -> float:

@@ -430,6 +430,14 @@ def test_drawing_on_a_phone_and_on_a_projector(browser, warm_app):
         assert sentence in chart.locator(".bartext").evaluate_all("texts => texts.map(t => t.textContent)")
         assert_no_exception(tab)
         save_screenshot(tab, "predict-projector-classroom")
+        # a reload starts a new session: the address keeps the setting (it switched itself off)
+        assert "classroom=on" in tab.url
+        tab.reload()
+        wait_for_app(tab)
+        _choose_model(tab, "mnist_fastnet")
+        expect(tab.locator("canvas.upper-canvas")).to_have_attribute("width", re.compile(r"^476$"))
+        expect(tab.get_by_test_id("stSidebar").locator("label", has_text="Classroom display")
+               .locator("input[type=checkbox]")).to_be_checked()
     finally:
         projector.close()
 
