@@ -6,6 +6,7 @@ View code only: the summary, the graph and the feature maps come from `cnn_core.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import torch
 from cnn_core import data, gallery, models
 from cnn_core.inference import graph
 from cnn_core.data.augment import BatchPreprocessor
+from cnn_core.models import backbones
 from cnn_core.models.card import Card
 from cnn_core.models.checkpoints import load_checkpoint
 
@@ -48,10 +50,11 @@ class ModelChoice:
 
 
 def registry_choice(spec: models.ModelSpec, info: data.DatasetInfo, model_args: dict,
-                    mean: tuple[float, ...], std: tuple[float, ...]) -> ModelChoice:
-    """An untrained registry model shaped for `info`'s images and classes."""
+                    mean: tuple[float, ...], std: tuple[float, ...], random_backbone: bool = False) -> ModelChoice:
+    """An untrained registry model shaped for `info`'s images and classes (a transfer model's backbone with
+    random weights when `random_backbone`: its ImageNet weights are not on this machine)."""
     key = ("registry", spec.name, info.channels, len(info.class_names), info.image_size,
-           json.dumps(model_args, sort_keys=True))
+           json.dumps(model_args, sort_keys=True), random_backbone)
     return ModelChoice(key, f"{spec.title} for {info.title}", info.name, info.channels, info.image_size,
                        tuple(info.class_names), mean, std, trained=False)
 
@@ -78,9 +81,10 @@ class _HeldModel:
 @st.cache_resource(max_entries=4, show_spinner="Building the model…")
 def held_model(key: tuple) -> _HeldModel:
     if key[0] == "registry":
-        _, name, channels, classes, size, args_json = key
+        _, name, channels, classes, size, args_json, random_backbone = key
         torch.manual_seed(0)  # the same untrained weights on every visit
-        model = models.build_model(name, channels, classes, size, **json.loads(args_json))
+        with backbones.random_backbone_weights() if random_backbone else contextlib.nullcontext():
+            model = models.build_model(name, channels, classes, size, **json.loads(args_json))
         return _HeldModel(model.eval(), threading.Lock())
     loaded = load_checkpoint(key[1])  # refuses pickles and cards that do not fit the weights
     return _HeldModel(loaded.model.eval(), threading.Lock(), loaded.card)

@@ -18,6 +18,7 @@ import streamlit as st
 from cnn_core import data
 from cnn_core.inference import graph
 from cnn_core.errors import CnnError
+from cnn_core.models import backbones
 from cnn_core.settings import cache_dir
 from cnn_explorer_ui import browser_datasets, checkpoint_entries, is_present, present_datasets, show_error
 from cnn_explorer_ui.cards import dataset_title
@@ -49,16 +50,32 @@ def choose_registry_model() -> ModelChoice | None:
         spec = model_picker(info, key="graph_model")
     if spec is None:
         return None
-    st.caption("The weights are random (untrained): pick a checkpoint to see what a trained network's layers "
-               "respond to.")
     model_args = model_arg_picker(spec, key_prefix="graph_arg")
+    random_backbone = False
+    if spec.name.startswith(backbones.PREFIX):  # a transfer model: an ImageNet backbone, a new head
+        backbone = backbones.get_backbone(spec.name)
+        side = model_args.get("input_size", backbone.input_size)
+        resize = (f"Each image is first resized to {side} × {side} px"
+                  + (", its gray repeated into 3 channels," if info.channels == 1 else "")
+                  + " and normalized as ImageNet's were: the first layer below sees that, not the data set's size.")
+        random_backbone = not backbones.weights_status(spec.name)[0]
+        if random_backbone:
+            st.caption(f"This server does not have {backbone.title}'s ImageNet weights, so the architecture is "
+                       "shown with random weights; training it needs them (EfficientNet-Lite0's ship with the app). "
+                       + resize)
+        else:
+            st.caption(f"The backbone's weights are ImageNet's ({backbone.title}, pretrained); only the new "
+                       f"classification head is random (untrained). {resize}")
+    else:
+        st.caption("The weights are random (untrained): pick a checkpoint to see what a trained network's layers "
+                   "respond to.")
     mean, std = ((0.5,) * info.channels, (0.5,) * info.channels)
     if info.name in present:
         try:
             mean, std = (tuple(v) for v in data.channel_stats(info.name))
         except CnnError:
             pass
-    return registry_choice(spec, info, model_args, mean, std)
+    return registry_choice(spec, info, model_args, mean, std, random_backbone)
 
 
 def _uploaded_checkpoint() -> Path | None:

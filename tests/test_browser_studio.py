@@ -434,6 +434,21 @@ def test_model_graph_shows_summary_svg_graph_and_feature_maps(context, studio_se
     save_screenshot(tab, "graph-registry")
 
 
+def test_model_graph_shows_a_backbone_without_its_imagenet_weights(context, studio_server):
+    # this server has no torchvision weights (TORCH_HOME is empty): the page showed only an error, with a path
+    expect = _expect()
+    tab = _open(context, studio_server["url"], GRAPH)
+    _choose(tab, "Model", "ResNet-18 (ImageNet)  (needs downloaded weights)")
+    expect(tab.get_by_text(re.compile(r"does not have ResNet-18 \(ImageNet\)'s ImageNet weights, so the architecture "
+                                      r"is shown with random weights"))).to_be_visible(timeout=120_000)
+    expect(tab.get_by_text(re.compile(r"resized to 224 × 224 px, its gray repeated into 3 channels"))).to_be_visible()
+    params = tab.get_by_test_id("stMetric").filter(has_text="Parameters").get_by_test_id("stMetricValue")
+    expect(params).to_have_text("11,181,642", timeout=120_000)  # ResNet-18's features and a 10-class head
+    expect(tab.get_by_role("alert")).to_have_count(0)
+    assert_no_exception(tab)
+    save_screenshot(tab, "graph-resnet18-random-weights")
+
+
 def test_model_graph_refuses_a_file_that_is_not_a_checkpoint(context, studio_server):
     expect = _expect()
     tab = _open(context, studio_server["url"], GRAPH)

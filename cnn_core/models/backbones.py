@@ -11,10 +11,13 @@ Weights files are only read with `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import re
 import socket
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -311,6 +314,11 @@ def _torchvision_stages(backbone: Backbone) -> list[nn.Module]:
         net.load_state_dict(state, assign=True)
     except RuntimeError as exc:
         raise BackboneError(f"{backbone.weights_file} does not fit {backbone.title} ({str(exc)[:200]}).") from None
+    return _cut_torchvision(backbone, net)
+
+
+def _cut_torchvision(backbone: Backbone, net: nn.Module) -> list[nn.Module]:
+    """A torchvision network's feature layers cut into the backbone's stages."""
     if backbone.name == "resnet18":
         stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         return [stem, *net.layer1, *net.layer2, *net.layer3, *net.layer4]
@@ -331,10 +339,39 @@ def _torchvision_stages(backbone: Backbone) -> list[nn.Module]:
     return list(net.features)  # MobileNetV3
 
 
+_RANDOM_WEIGHTS = threading.local()
+
+
+@contextlib.contextmanager
+def random_backbone_weights() -> Iterator[None]:
+    """Within it, backbones are built with random weights, never read or downloaded: for showing an
+    architecture (layers, shapes, the autograd graph) on a machine without the ImageNet weights."""
+    _RANDOM_WEIGHTS.on = True
+    try:
+        yield
+    finally:
+        _RANDOM_WEIGHTS.on = False
+
+
+def _random_stages(backbone: Backbone) -> list[nn.Module]:
+    """The backbone's stages as `build_stages` cuts them, randomly initialized."""
+    if backbone.offline:
+        net = _efficientnet_class().from_name("efficientnet-lite0", image_size=None)
+        stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
+        return [stem, *net._blocks, nn.Sequential(net._conv_head, net._bn1, nn.ReLU6())]
+    import torchvision.models as tvm
+
+    return _cut_torchvision(backbone, getattr(tvm, backbone.name)(weights=None))
+
+
 def build_stages(name: str) -> list[nn.Module]:
-    """The backbone's stages, in order, with ImageNet weights loaded."""
+    """The backbone's stages, in order, with ImageNet weights loaded (random ones within
+    `random_backbone_weights`)."""
     backbone = get_backbone(name)
-    stages = _efficientnet_lite0_stages() if backbone.offline else _torchvision_stages(backbone)
+    if getattr(_RANDOM_WEIGHTS, "on", False):
+        stages = _random_stages(backbone)
+    else:
+        stages = _efficientnet_lite0_stages() if backbone.offline else _torchvision_stages(backbone)
     assert len(stages) == backbone.n_stages, (backbone.name, len(stages))
     return stages
 
