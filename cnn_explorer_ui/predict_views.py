@@ -112,8 +112,9 @@ def show_why(loaded: LoadedCheckpoint, model_input: explain.ModelInput, predicti
     model, names = loaded.model, list(loaded.card.class_names)
     st.markdown(
         "**Grad-CAM** weighs each feature map of a convolution layer by how much it raises the class's score "
-        "(the mean gradient) and adds them up: red is where the evidence for the class lies. The **saliency "
-        "map** is the plain gradient: how much each input pixel would change the class's score.")
+        "(the mean gradient) and adds them up: red is where the evidence for the class lies. Evidence can be "
+        "empty paper too: a 3 differs from an 8 by the gaps on its left, so Grad-CAM may colour blank places. "
+        "The **saliency map** is the plain gradient: how much each input pixel would change the class's score.")
     try:
         layers = explain.cam_layers(model, model_input.tensor)
     except CnnError as exc:

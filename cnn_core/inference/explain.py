@@ -342,7 +342,8 @@ class TrustAssessment:
     def message(self) -> str:
         if self.trustworthy:
             return (f"The model is confident (top probability {percent(self.top_probability)}, normalized entropy "
-                    f"{self.normalized_entropy:.2f}). Confidence is not proof: an input unlike the training "
+                    f"{self.normalized_entropy:.2f}: 0 when one class takes everything, 1 when all are equally "
+                    "likely). Confidence is not proof: an input unlike the training "
                     "images can still fool it.")
         text = "Not trustworthy: " + "; ".join(self.reasons) + "."
         if self.confident:
