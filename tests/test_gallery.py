@@ -370,6 +370,11 @@ def test_the_same_class_spelt_differently_in_split_folders_is_one_class(tiny_dat
     untrained = {**members, "test/Covid/1.png": _png(7)}
     with pytest.raises(DataError, match=r"no train/ folder of the same name \(Covid in the test folder\)"):
         import_zip(_zip(untrained), "untrained_class", register=False)
+    # a train folder of unreadable files only: refused before the earlier upload of the name is replaced
+    unreadable = {**members, "train/Covid/1.png": b"not a png", "test/Covid/1.png": _png(7)}
+    with pytest.raises(DataError, match=r"\(Covid in the test folder\)"):
+        import_zip(_zip(unreadable), "case_splits")
+    assert result.root.is_dir() and sorted(p.name for p in (result.root / "test").iterdir()) == ["NORMAL", "PNEUMONIA"]
 
 
 def test_unlabelled_images_in_a_split_folder_are_not_a_class():
@@ -384,6 +389,13 @@ def test_class_folders_that_clean_to_one_name_stay_apart():
     result = import_zip(_zip({"cat/1.png": _png(1), "cat./2.png": _png(2), "cat?/3.png": _png(3), "dog/4.png": _png(4)}),
                         "clean_names", register=False)
     assert result.class_counts == {"cat": 1, "cat_2": 1, "cat_3": 1, "dog": 1}
+    assert (result.root / "cat" / "1.png").read_bytes() == _png(1)  # the folder already safe keeps its name
+    # one name per folder in every split: test/cat joins train/cat, never train/cat? (review)
+    members = {"train/cat?/1.png": _png(1), "train/cat/2.png": _png(2), "train/dog/3.png": _png(3),
+               "test/cat/4.png": _png(4), "test/dog/5.png": _png(5)}
+    result = import_zip(_zip(members), "clean_split_names", register=False)
+    assert (result.root / "test" / "cat" / "4.png").is_file() and (result.root / "train" / "cat" / "2.png").is_file()
+    assert (result.root / "train" / "cat_2" / "1.png").read_bytes() == _png(1)
 
 
 def _jpeg() -> bytes:

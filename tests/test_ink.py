@@ -166,6 +166,19 @@ def test_a_dot_or_a_blob_is_not_read_as_a_confident_digit(shape, shipped, tmp_pa
         assert isinstance(result.error, explain.EmptyDrawingError) and "a dot or a filled blob" in str(result.error)
 
 
+@pytest.mark.parametrize("brush", [20, 30, 40])
+def test_a_bold_digit_on_the_opaque_black_canvas_is_not_taken_for_a_sheet(brush, shipped, tmp_path):
+    # the canvas exports white strokes on opaque black: a bold digit's strokes passed for a sheet of paper on a
+    # dark desk and were painted over ("No digit found")
+    image = Image.new("RGB", (280, 280), (0, 0, 0))
+    ImageDraw.Draw(image).line([(80, 80), (140, 50), (200, 90), (90, 220), (210, 220)], fill=(255, 255, 255),
+                               width=brush, joint="curve")
+    path = tmp_path / "canvas.png"
+    image.save(path)
+    (result,) = prepare_files(shipped, [path])
+    assert result.error is None and predict_inputs(shipped, [result.model_input])[0].label == "2"
+
+
 @pytest.mark.realdata
 def test_no_mnist_test_digit_is_taken_for_a_blob():
     from cnn_core import data

@@ -450,7 +450,23 @@ def test_a_damaged_run_database_is_set_aside_and_a_new_one_started(tiny_data_dir
     assert kept.read_bytes() == damaged and f"moved to {kept}" in captured.err  # nothing lost
     store = RunStore()
     assert store.set_aside is None and store.summaries() == []
-    manager = RunManager(max_concurrent=1, store=store)  # and the app's runs are recorded again
+    # the server's threads and the workers may all find it damaged at once: one moves it aside, once
+    store._close()
+    for leftover in path.parent.glob("cnn-explorer.sqlite3*"):
+        if "damaged" not in leftover.name:
+            leftover.unlink()
+    path.write_bytes(damaged)
+    stores: list = []
+    openers = [threading.Thread(target=lambda: stores.append(RunStore())) for _ in range(4)]
+    for opener in openers:
+        opener.start()
+    for opener in openers:
+        opener.join(timeout=60)
+    assert len(stores) == 4 and len([s for s in stores if s.set_aside is not None]) == 1
+    assert len(list(path.parent.glob("cnn-explorer.sqlite3.damaged-*"))) == 2  # this one and the first
+    stores[0].record_upload("quinn", "pets", Path("/tmp/pets"), 0)
+    assert [name for _, name, _, _ in stores[-1].uploads("quinn")] == ["pets"]  # all on the one new database
+    manager = RunManager(max_concurrent=1, store=stores[0])  # and the app's runs are recorded again
     run_id = manager.submit("quinn", TrainConfig(**QUICK), save=False)
     assert manager.wait(run_id, timeout=120).status is RunStatus.FINISHED
 

@@ -97,7 +97,7 @@ class FolderSource(DataSource):
             notes.append(f"{len(unreadable)} file(s) could not be read as images and are left out"
                          f" (e.g. {', '.join(unreadable[:3])})")
         if self.scan.left_out:
-            notes.append(copies_note(str(self.root), self.scan.left_out))
+            notes.append(copies_note(self.root.name, self.scan.left_out))  # no server path: notes reach cards
         return notes + small_classes(sizes)
 
     def unreadable_in_class(self, class_name: str) -> list[str]:

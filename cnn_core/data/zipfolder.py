@@ -27,7 +27,7 @@ from typing import BinaryIO
 from ..errors import DataError, ImageError
 from ..settings import cache_dir
 from .images import maybe_image_name, read_image
-from .layout import copies_of_siblings, split_folders, unify_split_classes
+from .layout import copies_of_siblings, split_folders, split_of_folder, unify_split_classes
 from .registry import folder_owner, list_datasets, register_image_folder
 from .types import DatasetInfo
 from .zipnames import CODE_PAGE_LANGUAGES, decode_names
@@ -284,7 +284,6 @@ def _plan(members: list[zipfile.ZipInfo], name: str) -> tuple[ZipImport, list[tu
     if layout:
         candidates = _without_copies(result, candidates, depth=1)
     planned: list[tuple[zipfile.ZipInfo, str, str, list[str]]] = []  # (member, split folder, class folder, rest)
-    folder_names: dict[str, dict[str, str]] = {}
     for info, parts in candidates:
         split_folder = ""
         if layout and parts[0] in layout:
@@ -294,8 +293,9 @@ def _plan(members: list[zipfile.ZipInfo], name: str) -> tuple[ZipImport, list[tu
             where = f"directly in {split_folder}/, unlabelled" if split_folder else "not inside a class folder"
             _note(result, "/".join([split_folder, *parts] if split_folder else parts), where)
             continue
-        folder = _class_folder_name(folder_names.setdefault(split_folder, {}), parts[0])
-        planned.append((info, split_folder, folder, parts[1:]))
+        planned.append((info, split_folder, parts[0], parts[1:]))
+    safe = _class_folder_names({folder for _, _, folder, _ in planned})
+    planned = [(info, split_folder, safe[folder], rest) for info, split_folder, folder, rest in planned]
     # test/NORMAL counts for train/Normal's class; a class with no train folder is refused now
     labels = (unify_split_classes("The zip", {(layout[split], folder) for _, split, folder, _ in planned})
               if layout else {})
@@ -335,16 +335,20 @@ def _without_copies(result: ZipImport, candidates: list[tuple[zipfile.ZipInfo, l
     return kept
 
 
-def _class_folder_name(taken: dict[str, str], folder: str) -> str:
-    """`folder` made safe (`_clean_component`), and kept apart from another folder that cleans to the same
-    name (`cat.` and `cat?` beside `cat`): `taken` maps safe names to the folders that hold them."""
-    cleaned = candidate = _clean_component(folder)
-    counter = 1
-    while taken.get(candidate, folder) != folder:
-        counter += 1
-        candidate = f"{cleaned}_{counter}"
-    taken[candidate] = folder
-    return candidate
+def _class_folder_names(folders: set[str]) -> dict[str, str]:
+    """Each class folder's name made safe (`_clean_component`), one name per folder in every split: a folder
+    already safe keeps its name, one that cleans to a taken name gets a number (`cat?` beside `cat`: `cat_2`)."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for folder in sorted(folders, key=lambda folder: (_clean_component(folder) != folder, folder)):
+        cleaned = candidate = _clean_component(folder)
+        counter = 1
+        while candidate in taken:
+            counter += 1
+            candidate = f"{cleaned}_{counter}"
+        taken.add(candidate)
+        names[folder] = candidate
+    return names
 
 
 def _check_plan(result: ZipImport, plan: list) -> None:
@@ -383,6 +387,9 @@ def _extract(
             result.class_counts[label] = result.class_counts.get(label, 0) + 1
         result.class_counts = dict(sorted(result.class_counts.items()))
         _check_classes(result)  # before anything replaces an earlier upload of the same name
+        written = {tuple(path.relative_to(staging).parts) for path in staging.glob("*/*") if path.is_dir()}
+        if written:  # split folders: a class whose train images were all unreadable has none now
+            unify_split_classes("The zip", {(split_of_folder(split) or split, folder) for split, folder in written})
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)

@@ -80,9 +80,10 @@ def oddity(name: str, code_page: str = "") -> int:
     control character, plus 2 per extra script mixed into one path component (Hangul and Han in one word is
     what a wrong East Asian code page gives; Han with kana is ordinary Japanese), plus 2 per character that
     GBK has but GB2312's common set lacks when `code_page` is GBK (Japanese and Big5 bytes read as GBK give
-    rare characters), plus 1 per backslash: a double-byte code page reads 0x5C after a lead byte as part of a
-    character (Shift JIS "ソ" is 83 5C), which a single-byte one splits into a folder separator."""
-    score = name.count("\\")
+    rare characters), plus 1 per backslash in a name whose folders are separated by "/": a double-byte code
+    page reads 0x5C after a lead byte as part of a character (Shift JIS "ソ" is 83 5C), which a single-byte
+    one splits off as a stray separator."""
+    score = name.count("\\") if "/" in name else 0  # "\\" beside "/" separators: a split character
     for part in name.replace("\\", "/").split("/"):
         scripts = set()
         for char in part:

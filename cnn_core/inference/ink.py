@@ -139,7 +139,7 @@ def paper_only(gray: np.ndarray) -> np.ndarray:
     The sheet is the largest bright region (Otsu's threshold, on a thumbnail) when it is solid (ink aside,
     `PAPER_SOLID` of it is bright), covers `PAPER_MIN_SHARE` of the picture but leaves `DESK_MIN_SHARE` of it
     outside, the desk lines at least three of the picture's four sides (a shadow darkens a side or a corner),
-    and the sheet's edge is a step: across the edge the brightness falls by at least half the sheet-to-desk
+    the sheet is broad (a bold white digit on black is not a sheet), and the sheet's edge is a step: across the edge the brightness falls by at least half the sheet-to-desk
     difference, where a shadow's gradual slope falls by a few hundredths.
     """
     from scipy import ndimage
@@ -156,6 +156,11 @@ def paper_only(gray: np.ndarray) -> np.ndarray:
     framed = sum(float(side.mean()) >= 0.5 for side in (desk[0], desk[-1], desk[:, 0], desk[:, -1]))
     if not (sheet.mean() >= PAPER_MIN_SHARE and sheet.sum() >= PAPER_SOLID * filled.sum()
             and desk.mean() >= DESK_MIN_SHARE and framed >= 3):  # a shadow darkens a side or a corner, not a frame
+        return gray
+    # a sheet is broad: most of it survives an erosion by 5 % of the picture, where a bold white digit's strokes
+    # on black (the drawing canvas's export) vanish
+    core = ndimage.binary_erosion(filled, iterations=max(1, round(0.05 * max(thumb.shape))))
+    if core.sum() < 0.5 * filled.sum():
         return gray
     paper, desk_level = float(np.median(thumb[sheet])), float(np.median(thumb[desk]))
     inside = filled & ndimage.binary_dilation(desk, iterations=2)  # the two sides of the sheet's edge

@@ -142,13 +142,14 @@ def _card_problem(values: dict, data: dict) -> str | None:
         return f"channels is {values['channels']}, not 1 or 3"
     if not MIN_IMAGE_SIZE <= values["image_size"] <= MAX_IMAGE_SIZE:
         return f"image_size is {values['image_size']}, not {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} px"
-    if not isinstance(data.get("model_args", {}) or {}, dict):
+    if data.get("model_args") is not None and not isinstance(data["model_args"], dict):
         return "model_args is not a mapping of option names to values"
     for key in ("mean", "std"):
         numbers = data["normalization"][key]
         finite = isinstance(numbers, list) and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers)
-        if not finite or len(numbers) not in (1, values["channels"]):
+        # 3 values on a 1-channel card: a transfer model, whose gray input is repeated into ImageNet's 3 channels
+        if not finite or len(numbers) not in (1, values["channels"], 3):
             return f"normalization {key} must be {values['channels']} finite number(s), not {numbers!r}"
     if any(v <= 0 for v in data["normalization"]["std"]):
         return "a normalization std is 0 or negative"

@@ -12,6 +12,7 @@ every write is one short transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -19,6 +20,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -68,6 +70,28 @@ CREATE TABLE IF NOT EXISTS uploads (
 """
 
 
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file itself is damaged (not locked, read-only or on a full disk)."""
+    return not isinstance(exc, sqlite3.OperationalError) and any(
+        words in str(exc) for words in ("not a database", "malformed", "encrypted"))
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An exclusive lock on `lock_path` between processes (fcntl; on Windows, which lacks it, none)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def default_db_path() -> Path:
     """`CNN_CACHE_DIR/cnn-explorer.sqlite3`."""
     return cache_dir() / DB_FILENAME
@@ -84,11 +108,9 @@ class RunStore:
         try:
             self._open()
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) or not any(
-                    words in str(exc) for words in ("not a database", "malformed", "encrypted")):
+            if not _damaged(exc):
                 raise  # locked, read-only, full disk: the caller says so
-            self._set_damaged_file_aside(exc)
-            self._open()
+            self._recover(exc)
 
     def _open(self) -> None:
         db = self._connect().db
@@ -99,20 +121,35 @@ class RunStore:
         db.executescript(_SCHEMA)  # its own transaction: executescript commits first
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    def _set_damaged_file_aside(self, exc: sqlite3.DatabaseError) -> None:
-        """Move a damaged database file (and its WAL files) aside, kept for whoever wants to rescue it, so a
-        new one can start: a server with a damaged file would otherwise fail on every page."""
+    def _recover(self, exc: sqlite3.DatabaseError) -> None:
+        """Move a damaged database file (and its WAL files) aside, kept for whoever wants to rescue it, and start
+        a new one: a server with a damaged file would otherwise fail on every page. Under a lock file, and only
+        if the file is still damaged then: the server's threads and the run workers may all find it at once,
+        and the second must not move away the new database the first has just started."""
+        self._close()
+        with _exclusive(self.path.with_name(self.path.name + ".lock")):
+            try:
+                self._open()
+                return  # another process or thread has set it aside already
+            except sqlite3.DatabaseError as again:
+                if not _damaged(again):
+                    raise
+            self._close()
+            stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{threading.get_ident()}"
+            self.set_aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+            for suffix in ("", "-wal", "-shm"):
+                source = Path(f"{self.path}{suffix}")
+                if source.exists():
+                    source.rename(f"{self.set_aside}{suffix}")
+            self._open()
+        log.warning("The run database %s was damaged (%s); it was moved to %s and a new one started.",
+                    self.path, exc, self.set_aside)
+
+    def _close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()
             self._local.db = None
-        self.set_aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
-        for suffix in ("", "-wal", "-shm"):
-            source = Path(f"{self.path}{suffix}")
-            if source.exists():
-                source.replace(f"{self.set_aside}{suffix}")
-        log.warning("The run database %s was damaged (%s); it was moved to %s and a new one started.",
-                    self.path, exc, self.set_aside)
 
     def _connect(self, write: bool = True) -> _Transaction:
         """This thread's connection, in one transaction: IMMEDIATE for writes (no lock upgrade can fail),
