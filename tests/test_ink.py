@@ -180,6 +180,21 @@ def test_a_bold_digit_on_the_opaque_black_canvas_is_not_taken_for_a_sheet(brush,
 
 
 @pytest.mark.realdata
+def test_no_mnist_test_digit_white_on_black_is_taken_for_a_sheet_on_a_desk():
+    from cnn_core import data
+
+    if not data.dataset_status("mnist").available:
+        pytest.skip("MNIST not found under CNN_DATA_DIR")
+    changed = []
+    for index, digit in enumerate(data.load_split("mnist", "test").images[:1000, 0].numpy()):
+        for side in (28, 112, 280):
+            gray = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC), np.float32) / 255
+            if not np.array_equal(ink.paper_only(gray), gray):
+                changed.append((index, side))
+    assert changed == []
+
+
+@pytest.mark.realdata
 def test_no_mnist_test_digit_is_taken_for_a_blob():
     from cnn_core import data
     from cnn_core.inference.prepare import INK_THRESHOLD, is_blob

@@ -144,6 +144,8 @@ def paper_only(gray: np.ndarray) -> np.ndarray:
     """
     from scipy import ndimage
 
+    if min(gray.shape) < MIN_RULED_SIDE:
+        return gray  # a picture this small is a crop of the digit (like MNIST's own), not a photo of a sheet
     thumb = _reduced(gray, 128)
     bright = thumb > otsu_threshold(thumb)
     labels, count = ndimage.label(bright)
@@ -159,7 +161,7 @@ def paper_only(gray: np.ndarray) -> np.ndarray:
         return gray
     # a sheet is broad: most of it survives an erosion by 5 % of the picture, where a bold white digit's strokes
     # on black (the drawing canvas's export) vanish
-    core = ndimage.binary_erosion(filled, iterations=max(1, round(0.05 * max(thumb.shape))))
+    core = ndimage.binary_erosion(filled, iterations=max(3, round(0.05 * max(thumb.shape))))
     if core.sum() < 0.5 * filled.sum():
         return gray
     paper, desk_level = float(np.median(thumb[sheet])), float(np.median(thumb[desk]))
