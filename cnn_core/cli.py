@@ -371,7 +371,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from .inference.answers import evaluate_files
         metrics, where = evaluate_files(loaded, args.images, raw=args.raw), {"images": args.images}
     else:
-        source = args.data or _trained_on(card)
+        source = args.data or card.data_source()
         split, where = data.load_split(source, args.split, image_size=card.image_size), {"split": args.split}
         if split.images.shape[1] != card.channels or split.images.shape[-1] != card.image_size:
             raise CnnError(f"The {args.split} images are {tuple(split.images.shape[1:])} but the checkpoint "
@@ -387,18 +387,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         why, value = metrics.get("undefined", {}).get(key), metrics[key]
         print(f"  {key:<17} {value:.4f}" if value is not None else f"  {key:<17} n/a" + (f" ({why})" if why else ""))
     return 0
-
-
-def _trained_on(card) -> str:
-    """What to load a checkpoint's data set by: an image folder by the path it was trained from (its name is
-    registered only in the process that trained it), anything else by its name."""
-    given = str(card.training.get("dataset") or "")
-    if card.family == "folder" and given and Path(given).is_dir():
-        return given
-    if card.family == "folder" and given and given != card.dataset:
-        raise CnnError(f"The checkpoint was trained on the image folder {given}, which is not here (any more): "
-                       "pass --data PATH of the folder, or --images PATH of image files in class folders.")
-    return card.dataset
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

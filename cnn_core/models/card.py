@@ -103,6 +103,18 @@ class Card:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=_json_default)
 
+    def data_source(self) -> str:
+        """What to load the checkpoint's data set by: an image folder by the path it was trained from (its name
+        is registered only in the process that trained it), any other set by its name. CheckpointError when
+        that folder is not here (any more)."""
+        given = str(self.training.get("dataset") or "") if isinstance(self.training, dict) else ""
+        if self.family != "folder" or not given or given == self.dataset:
+            return self.dataset
+        if not Path(given).is_dir():
+            raise CheckpointError(f"The checkpoint was trained on the image folder {given}, which is not here (any "
+                                  "more): pass --data PATH of the folder, or --images PATH of images in class folders.")
+        return given
+
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
