@@ -58,12 +58,13 @@ def choose_registry_model() -> ModelChoice | None:
         resize = (f"Each image is first resized to {side} × {side} px"
                   + (", its gray repeated into 3 channels," if info.channels == 1 else "")
                   + " and normalized as ImageNet's were: the first layer below sees that, not the data set's size.")
-        random_backbone = not backbones.weights_status(spec.name)[0]
+        available = backbones.weights_status(spec.name)[0]
+        random_backbone = not available and not backbone.offline  # an offline one lacks its package: said below
         if random_backbone:
             st.caption(f"This server does not have {backbone.title}'s ImageNet weights, so the architecture is "
                        "shown with random weights; training it needs them (EfficientNet-Lite0's ship with the app). "
                        + resize)
-        else:
+        elif available:
             st.caption(f"The backbone's weights are ImageNet's ({backbone.title}, pretrained); only the new "
                        f"classification head is random (untrained). {resize}")
     else:
