@@ -531,11 +531,11 @@ def test_a_frozen_efficientnet_run_on_an_image_folder_trains_live_and_reports_te
     tab = _open(context, studio_server["url"], STUDIO)
     _choose_transfer_model(tab, "frozen")
     start = tab.get_by_role("button", name="Start training")
-    # The backbone's defaults (batch 32) do not fit the training images: said so, and Start waits. 18 files are
-    # listed for training, 2 of them unreadable: the check and the estimate count the 16 a run gets.
-    expect(tab.get_by_text("Batch size 32 is larger than the training set (16 images); choose at most 16.")
-           ).to_be_visible()
-    expect(start).to_be_disabled()
+    # The backbone's default batch (32) is more than the training images: it is cut to the 16 a run gets (18
+    # files are listed for training, 2 of them unreadable), and Start is ready.
+    expect(tab.get_by_role("spinbutton", name="Batch size")).to_have_value("16")
+    expect(tab.get_by_text("is larger than the training set")).to_have_count(0)
+    expect(start).to_be_enabled()
 
     # A long run first: its ImageNet features are computed once, then the head trains and the charts grow.
     _configure_run(tab, epochs=1000, batch=2, subset=0)

@@ -212,8 +212,16 @@ def default_model(info: DatasetInfo, limit: int | None = None) -> str:
 
 
 def _train_images(info: DatasetInfo, limit: int | None) -> int | None:
-    """Training images the run will see (`--limit` counts), None when the data set does not say."""
+    """Training images the run will see (`--limit` counts; an image folder's readable files only, as its
+    loading counts them), None when the data set does not say."""
     n_train = (info.n_samples or {}).get("train")
+    if info.family == "folder":
+        from ..data.registry import split_sizes
+
+        try:
+            n_train = split_sizes(info.name).get("train", n_train)
+        except CnnError:
+            pass
     return min(n_train, limit) if n_train and limit else n_train
 
 
