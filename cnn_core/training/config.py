@@ -243,18 +243,18 @@ def default_recipe(model_defaults: dict, info: DatasetInfo, config: TrainConfig)
     - A batch size given in `config` is kept. Transfer models keep theirs: ImageNet features learn from few steps.
       A default batch never exceeds the training set (16 images train in batches of 16, not of 98).
     """
-    epochs, batch = _default_epochs_and_batch(model_defaults, info, config)
-    n_train = _train_images(info, config.limit)
+    n_train = _train_images(info, config.limit)  # once: a folder's readable files are counted
+    epochs, batch = _default_epochs_and_batch(model_defaults, info, config, n_train or 0)
     if config.batch_size is None and n_train:
         batch = min(batch, max(MIN_BATCH_SIZE, n_train))
     return epochs, batch
 
 
-def _default_epochs_and_batch(model_defaults: dict, info: DatasetInfo, config: TrainConfig) -> tuple[int, int]:
+def _default_epochs_and_batch(model_defaults: dict, info: DatasetInfo, config: TrainConfig,
+                              n_train: int) -> tuple[int, int]:
     epochs, batch = int(model_defaults.get("epochs", 5)), int(model_defaults.get("batch_size", 128))
     min_steps = int(model_defaults.get("small_set_steps", MIN_DEFAULT_STEPS))
     small_batch = int(model_defaults.get("small_set_batch", PASS_BUDGET_28PX // MIN_DEFAULT_STEPS))
-    n_train = _train_images(info, config.limit) or 0
     side = config.image_size or info.image_size or 28
     if is_transfer_model(config.model or "") or n_train < MIN_BATCH_SIZE:
         return epochs, config.batch_size or batch
