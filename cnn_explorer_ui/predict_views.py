@@ -138,7 +138,8 @@ def show_why(loaded: LoadedCheckpoint, model_input: explain.ModelInput, predicti
             else labels[name],
             help="The last convolution block is the usual choice: its maps are the most about classes. When "
                  "nothing there speaks for the class, the automatic choice goes one layer earlier. Earlier "
-                 "layers are sharper but less specific.")
+                 "layers are sharper but less specific. A convolution's output is taken before the BatchNorm "
+                 "and ReLU that follow it; a block's output after them, so the two can differ at one size.")
         layer = None if layer == AUTO else layer
     side = scaled(OVERLAY_SIDE)  # larger with the classroom display on: then two pictures a row, not four
     columns = st.columns(4) if side == OVERLAY_SIDE else [*st.columns(2), *st.columns(2)]
@@ -216,8 +217,10 @@ def show_uncertainty(loaded: LoadedCheckpoint, model_input: explain.ModelInput) 
                 "apply: with dropout off, every pass gives exactly the same answer. Models with dropout, such as "
                 "resnet_small, show error bars here.", icon=":material/info:")
         return None
-    passes = st.slider("Passes T", 10, 200, 50, step=10, key="predict_mc_passes",
-                       help="More passes give steadier means and standard deviations, and take longer.")
+    passes = st.slider("Dropout passes (T)", 10, 200, 50, step=10, key="predict_mc_passes",
+                       help="How many times the image goes through the network, each time with other neurons "
+                            "switched off at random (T in Gal & Ghahramani, 2016). More passes give steadier "
+                            "means and standard deviations, and take longer.")
     try:
         result = _remembered(("mc", str(loaded.path), _fingerprint(model_input), passes),
                              lambda: explain.mc_dropout(loaded.model, model_input.tensor, passes=passes))

@@ -150,6 +150,10 @@ def show_graph(choice: ModelChoice) -> None:
     st.markdown("What PyTorch records during the forward pass so it can compute gradients: blue boxes are weights "
                 "(named after the layer), gray boxes are operations, the green box is the output. Read from top "
                 "(weights and input) to bottom (the class scores).")
+    with st.expander("What do the names in the gray boxes mean?"):
+        st.markdown("Each gray box is the backward step of one operation: its name, `Backward`, and a version "
+                    "number. Backpropagation walks the graph from the output back to every `AccumulateGrad`.\n"
+                    + "".join(f"- `{name}`: {meaning}\n" for name, meaning in graph.AUTOGRAD_BOX_MEANINGS.items()))
     try:
         svg, png = graph_files(choice.key, choice.input_shape)
     except CnnError as exc:

@@ -274,7 +274,9 @@ def test_grad_cam_picks_the_last_conv_block_and_leaves_the_model_as_it_was():
     x = explain.prepare_drawing(_canvas("0"), MNIST_CARD).tensor
     layers = explain.cam_layers(model, x)
     assert [layer.name for layer in layers] == ["features.0", "features.3", "features.6", "features"]
-    assert layers[-1].shape == (64, 4, 4) and layers[-1].label == "features (64 maps of 4×4)"
+    assert layers[-1].shape == (64, 4, 4)
+    assert layers[-1].label == "features: a block's output, after ReLU (64 maps of 4×4)"
+    assert layers[-2].label == "features.6: a convolution's output (64 maps of 4×4)"
     before = {name: value.clone() for name, value in model.state_dict().items()}
     heat = explain.grad_cam(model, x, 3)
     assert heat.layer == "features" or heat.skipped == ("features",)

@@ -140,6 +140,21 @@ def test_autograd_graph_renders_svg_and_png_with_parameter_names():
         render_graph(dot, "gif")
 
 
+def test_every_box_of_the_registry_models_graphs_is_explained():
+    from cnn_core.inference.graph import AUTOGRAD_BOX_MEANINGS, autograd_box_names
+    from cnn_core.models.registry import list_models
+
+    seen = set()
+    for spec in list_models():
+        if spec.name.startswith("transfer:"):  # a frozen backbone: the graph is a linear head, as below
+            continue
+        model = build_model(spec.name, 3, 5, 28).eval()
+        names = autograd_box_names(model(torch.zeros(1, 3, 28, 28)))
+        assert names <= set(AUTOGRAD_BOX_MEANINGS), (spec.name, names - set(AUTOGRAD_BOX_MEANINGS))
+        seen |= names
+    assert {"ConvolutionBackward0", "AccumulateGrad", "AddBackward0", "SigmoidBackward0"} <= seen
+
+
 def test_a_missing_dot_program_gives_the_install_command(monkeypatch, tmp_path):
     model = build_model("lenet", 1, 10, 28)
     dot = autograd_graph(model, torch.randn(1, 28, 28))

@@ -94,8 +94,20 @@ class CamLayer:
 
     @property
     def label(self) -> str:
+        """For people: "features.6: a convolution's output (64 maps of 4×4)"."""
         channels, height, width = self.shape
-        return f"{self.name} ({channels} maps of {height}×{width})"
+        return f"{self.name}: {self.kind} ({channels} maps of {height}×{width})"
+
+    @property
+    def kind(self) -> str:
+        """What the maps are: a convolution's own output (before the BatchNorm and activation that follow it),
+        or a block's output, named after its last layer when the block runs its layers in order (Sequential)."""
+        if isinstance(self.module, nn.Conv2d):
+            return "a convolution's output"
+        last = self.module
+        while isinstance(last, nn.Sequential) and len(last):
+            last = last[-1]
+        return f"a block's output, after {type(last).__name__}" if last is not self.module else "a block's output"
 
 
 @dataclass(frozen=True)

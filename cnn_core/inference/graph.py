@@ -164,6 +164,39 @@ def _size_text(size) -> str:
     return str(size)
 
 
+#: What the gray boxes of `autograd_graph` are, for people. Each box is the backward function autograd records
+#: for one operation (`type(tensor.grad_fn).__name__`: the operation, "Backward", a version number); every box
+#: of the registry's models is here (tests/test_graph.py).
+AUTOGRAD_BOX_MEANINGS = {
+    "ConvolutionBackward0": "a convolution",
+    "NativeBatchNormBackward0": "BatchNorm",
+    "ReluBackward0": "the ReLU activation",
+    "SigmoidBackward0": "the sigmoid activation (LeNet-5)",
+    "MaxPool2DWithIndicesBackward0": "max pooling (it keeps where each maximum was, for the backward pass)",
+    "AvgPool2DBackward0": "average pooling",
+    "MeanBackward1": "global average pooling (the mean of each map)",
+    "ViewBackward0": "the maps flattened into one vector",
+    "AddmmBackward0": "a linear (fully connected) layer: a matrix multiplication (mm) plus the bias (add)",
+    "TBackward0": "the linear layer's weight matrix, transposed",
+    "AddBackward0": "a sum: a ResNet block's shortcut added to its output",
+    "AccumulateGrad": "where a weight's gradient is summed into its .grad for the optimizer's next step; one per "
+                      "blue box",
+}
+
+
+def autograd_box_names(output: torch.Tensor) -> set[str]:
+    """The names of the boxes `autograd_graph` draws for `output`: its backward functions' type names."""
+    names, seen, stack = set(), set(), [output.grad_fn]
+    while stack:
+        function = stack.pop()
+        if function is None or function in seen:
+            continue
+        seen.add(function)
+        names.add(type(function).__name__)
+        stack.extend(next_function for next_function, _ in function.next_functions)
+    return names
+
+
 def autograd_graph(model: nn.Module, x: torch.Tensor):
     """torchviz's `make_dot` of one forward pass (eval mode): a `graphviz.Digraph` of the backward ops.
 
