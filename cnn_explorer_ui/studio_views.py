@@ -214,9 +214,7 @@ def show_outcome(snap: runs.RunSnapshot) -> None:
         return
     seconds = runs.format_seconds(end.seconds)
     if snap.status is runs.RunStatus.CANCELLED:
-        kept = (f" The checkpoint keeps the best weights so far (epoch {end.best_epoch})."
-                if end.checkpoint_path else "")
-        st.warning(f"Stopped after {end.epochs_run} epoch(s) and {seconds} of training.{kept} "
+        st.warning(f"{stop_point(snap)} ({seconds} of training).{_kept_at_stop(snap)} "
                    "Test metrics are computed for runs that finish.", icon=":material/stop_circle:")
         if snap.note:
             st.caption(snap.note)
@@ -226,6 +224,25 @@ def show_outcome(snap: runs.RunSnapshot) -> None:
         kept = checkpoint_keeps(monitor, end.best_epoch)
         st.success(f"Finished: {end.epochs_run} epoch(s) in {seconds} of training{early}; the checkpoint holds "
                    f"{kept}.", icon=":material/check_circle:")
+
+
+def stop_point(snap: runs.RunSnapshot) -> str:
+    """Where a stopped run stopped: "Stopped after 2 epochs", or "Stopped during epoch 1, at step 100 of 645"
+    when its last epoch did not finish."""
+    end, start = snap.end, snap.start
+    per_epoch = start.steps_per_epoch if start else 0
+    if per_epoch and end.steps and end.steps < end.epochs_run * per_epoch:
+        return f"Stopped during epoch {end.epochs_run}, at step {end.steps:,} of {per_epoch * snap.resolved.epochs:,}"
+    return f"Stopped after {end.epochs_run} epoch{'s' if end.epochs_run != 1 else ''}"
+
+
+def _kept_at_stop(snap: runs.RunSnapshot) -> str:
+    end = snap.end
+    if not end.checkpoint_path:
+        return ""
+    partial = stop_point(snap).startswith("Stopped during") and end.best_epoch == end.epochs_run
+    return (" The checkpoint keeps the weights at the stop (checked on the validation split)." if partial
+            else f" The checkpoint keeps the best weights so far (epoch {end.best_epoch}).")
 
 
 def show_results(snap: runs.RunSnapshot) -> None:
@@ -250,12 +267,15 @@ def compare_runs(manager: runs.RunManager, owner: str) -> None:
         return
     st.subheader(":material/compare_arrows: Compare your runs")
     rows = reports.compare_rows(history, describe_status=STATUS_LABELS.get, describe_seconds=runs.format_seconds)
+    for row in rows:  # one precision, and a dash where there is no figure (a stopped run has no test accuracy)
+        for column in ("best val acc", "test acc"):
+            row[column] = "—" if row[column] is None else f"{row[column]:.1%}"
     # What each run achieved first (visible at any width: the options scroll to the right), then its options.
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="studio_compare_table",
                  column_order=COMPARE_COLUMNS,
                  column_config={"run": st.column_config.TextColumn(pinned=True, width="small"),
-                                "best val acc": st.column_config.NumberColumn(format="percent", width="small"),
-                                "test acc": st.column_config.NumberColumn(format="percent", width="small"),
+                                "best val acc": st.column_config.TextColumn(width="small"),
+                                "test acc": st.column_config.TextColumn(width="small"),
                                 "augmentation": st.column_config.TextColumn(width="medium")})
     labels = [_run_label(number, snap) for number, snap in enumerate(history, 1)]
     figure = compare_figure(history, labels)

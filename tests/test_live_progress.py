@@ -65,3 +65,20 @@ def test_a_queued_run_says_how_many_are_ahead_and_a_training_one_where_it_is(man
         manager.cancel(second)
         manager.cancel(first)
         assert manager.wait(first, timeout=30).status is RunStatus.CANCELLED
+
+
+def test_a_stopped_run_says_whether_its_last_epoch_finished():
+    from types import SimpleNamespace as Run
+
+    from cnn_explorer_ui.studio_views import _kept_at_stop, stop_point
+
+    partial = Run(end=Run(epochs_run=1, steps=100, best_epoch=1, checkpoint_path="run.safetensors"),
+                  start=Run(steps_per_epoch=215), resolved=Run(epochs=3))
+    assert stop_point(partial) == "Stopped during epoch 1, at step 100 of 645"
+    assert _kept_at_stop(partial) == " The checkpoint keeps the weights at the stop (checked on the validation split)."
+    whole = Run(end=Run(epochs_run=2, steps=430, best_epoch=1, checkpoint_path="run.safetensors"),
+                start=Run(steps_per_epoch=215), resolved=Run(epochs=3))
+    assert stop_point(whole) == "Stopped after 2 epochs"
+    assert _kept_at_stop(whole) == " The checkpoint keeps the best weights so far (epoch 1)."
+    whole.end.checkpoint_path = None
+    assert _kept_at_stop(whole) == ""

@@ -110,6 +110,8 @@ def test_cancel_stops_within_one_batch(tiny_data_dir):
     assert isinstance(end, EndEvent) and end.cancelled
     assert max(e.step for e in seen if isinstance(e, BatchEvent)) <= 4
     assert end.epochs_run <= 1
+    start = seen[0]
+    assert 3 <= end.steps <= 4 < start.steps_per_epoch  # the steps taken: part of epoch 1, as the studio says
 
 
 def test_divergence_is_reported_clearly(tiny_data_dir):

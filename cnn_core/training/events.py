@@ -71,6 +71,7 @@ class EndEvent:
     stopped_early: bool
     cancelled: bool
     card: Card
+    steps: int = 0  # optimizer steps taken: a cancelled run's last epoch may have stopped part of the way
     test_probs: torch.Tensor | None = None  # [N, C] on the CPU, for confusion matrices and galleries
     test_labels: torch.Tensor | None = None
     test_indices: torch.Tensor | None = None  # indices into the test split (after --limit)

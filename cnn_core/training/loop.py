@@ -156,6 +156,7 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     yield EndEvent(
         best_epoch=best.epoch, epochs_run=epoch, seconds=loop.seconds, test_metrics=test_metrics,
         checkpoint_path=checkpoint_path, stopped_early=stopped_early, cancelled=loop.cancelled, card=card,
+        steps=loop.step,
         test_probs=test_probs, test_labels=loop.prepared.test[1] if tested else None,
         test_indices=loop.prepared.test_indices if tested else None,
     )  # fmt: skip
