@@ -593,6 +593,25 @@ def test_split_folders_spell_a_class_in_two_cases_or_lack_its_train_folder(tmp_p
         data.get_dataset_info(str(root))
 
 
+def test_class_folders_named_in_other_encodings_are_one_class_each(tmp_path, monkeypatch):
+    # Info-ZIP's unzip leaves a Windows zip's code-page bytes in names (not UTF-8: Python's surrogate escapes), which
+    # crashed `datasets` for every data set; a Mac writes Ö decomposed (O + U+0308), a PC composed: one class.
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    data.clear_caches(forget_registered=True)
+    root = tmp_path / "data" / "food"
+    for name, base in ((b"Caf\xe9", 30), (b"tea", 120), ("Ödem".encode(), 180), ("O\u0308dem".encode(), 181)):
+        folder = os.fsencode(root) + b"/" + name
+        os.makedirs(folder)
+        for i in range(4):
+            Image.fromarray(np.full((12, 12), base + i, np.uint8)).save(os.fsdecode(folder + b"/r\xe9sum\xe9%d.png" % i))
+    assert "food" in [info.name for info in data.list_datasets()]
+    info = data.get_dataset_info("food")
+    assert info.class_names == ("Caf\\xe9", "tea", "Ödem") and sum(info.n_samples.values()) == 16
+    train = data.load_split("food", "train", image_size=12)
+    assert len(train) > 0 and set(train.labels.tolist()) <= {0, 1, 2}
+
+
 def test_split_folders_mixed_with_class_folders_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))

@@ -16,6 +16,7 @@ from PIL import Image
 
 from cnn_core import gallery
 from cnn_core.errors import DataError
+from cnn_core.data import zipfolder
 from cnn_core.data.zipfolder import ZipLimits, available_name, dataset_name_for, import_zip, uploads_dir
 
 
@@ -258,6 +259,21 @@ def test_flagged_utf8_names_and_a_chosen_code_page():
     assert result.class_counts == {"강아지": 1, "고양이": 1}
     with pytest.raises(DataError, match="Unknown file-name encoding 'klingon'"):
         import_zip(_zip_with_raw_names(korean), "korean2", register=False, name_encoding="klingon")
+    # Flagged names are UTF-8 but may be decomposed (a Mac's folders zipped by 7-Zip or Python): one class
+    decomposed = _zip({"Ödem/1.png": _png(1), "O\u0308dem/2.png": _png(2), "normal/3.png": _png(3)})
+    assert import_zip(decomposed, "flagged_nfd", register=False).class_counts == {"normal": 1, "Ödem": 2}
+
+
+def test_long_names_are_cut_in_bytes_and_keep_their_ending():
+    # File systems count a name's bytes (255 on ext4): 120 Chinese characters are 360 bytes, which failed with
+    # "File name too long" (glomatico/gamdl#335); nested folders joined into one file name grow as long.
+    long = "とても長いクラスの名前" * 10
+    members = {f"{long}/{long}.png": _png(1), f"犬/{'深い' * 30}/{'長い名前' * 30}.png": _png(2)}
+    result = import_zip(_zip(members), "long_names", register=False)
+    (cut, _), (dog, _) = sorted(result.class_counts.items(), key=lambda item: -len(item[0]))
+    assert long.startswith(cut) and len(cut.encode()) <= zipfolder.MAX_NAME_BYTES and dog == "犬"
+    files = list(result.root.rglob("*.png"))
+    assert len(files) == 2 and all(len(p.name.encode()) <= zipfolder.MAX_NAME_BYTES for p in files)
 
 
 def _encoded(fmt: str, colour=(200, 30, 30)) -> bytes:

@@ -25,12 +25,40 @@ from PIL import Image
 
 from .. import settings
 from ..errors import DataError
-from .cache import CACHE_FORMAT, STATE_LOCK, cache_root, digest, safe_name, short, write_json
-from .layout import (copies_note, copies_of_siblings, describe_layout, split_folders, split_of_folder,
-                     unify_split_classes)
-from .images import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_image, maybe_image_name
+from .cache import (
+    CACHE_FORMAT,
+    STATE_LOCK,
+    cache_root,
+    digest,
+    safe_name,
+    short,
+    write_json,
+)
+from .images import (
+    ALLOWED_FORMATS,
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    fit_image,
+    maybe_image_name,
+)
+from .layout import (
+    copies_note,
+    copies_of_siblings,
+    describe_layout,
+    split_folders,
+    split_of_folder,
+    unify_split_classes,
+)
 from .source import BuiltSplit, DataSource, Located, Progress
-from .types import FOLDER_IMAGE_SIZE, FOLDER_SPLIT_FRACTIONS, FOLDER_SPLIT_SEED, SPLITS, DatasetInfo, DatasetStatus
+from .types import (
+    FOLDER_IMAGE_SIZE,
+    FOLDER_SPLIT_FRACTIONS,
+    FOLDER_SPLIT_SEED,
+    SPLITS,
+    DatasetInfo,
+    DatasetStatus,
+)
+from .zipnames import readable_name
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +269,7 @@ def scan_folder(root: Path) -> FolderScan:
             if layout:
                 classes, copies = _without_copies(root, [child for child in _class_dirs(folder) if _has_image(child)])
                 left_out += copies
-            listed += [(split, child.name, _image_files(child)) for child in classes]
+            listed += [(split, readable_name(child.name), _image_files(child)) for child in classes]
     except OSError as exc:
         raise DataError(f"The image folder {root} cannot be read ({short(exc)}).") from exc
     if layout:  # test/NORMAL is train/Normal's class; a class without train images is refused
@@ -433,7 +461,7 @@ def _stratified(scan: FolderScan, positions: Iterable[int], splits: tuple[str, .
     quotas = split_quotas(sizes, fractions)
     chosen = {}
     for index, members in by_class.items():
-        ranked = sorted(members, key=lambda p: hashlib.sha256(f"{seed}/{scan.files[p][0]}".encode()).digest())
+        ranked = sorted(members, key=lambda p: hashlib.sha256(f"{seed}/{scan.files[p][0]}".encode(errors="surrogateescape")).digest())
         start = 0
         for split, quota in zip(splits, quotas):
             for position in ranked[start : start + quota[index]]:

@@ -432,10 +432,21 @@ def _check_classes(result: ZipImport) -> None:
         )
 
 
+#: Longest file or folder name written, in UTF-8 bytes: file systems count bytes (255 on ext4, APFS, NTFS counts
+#: UTF-16 units), and 120 Chinese characters are 360 bytes; the rest leaves room for `_unique`'s "_2".
+MAX_NAME_BYTES = 200
+
+
 def _clean_component(text: str) -> str:
-    """A file or folder name safe on every platform (no separators or control characters), max 120 chars."""
+    """A file or folder name safe on every platform: no separators or control characters, at most
+    `MAX_NAME_BYTES` bytes in UTF-8 with its ending (".png") kept, cut between characters."""
     cleaned = "".join(ch for ch in text if ch.isprintable() and ch not in '<>:"/\\|?*').strip(" .")
-    return cleaned[:120] or "unnamed"
+    if len(cleaned.encode()) > MAX_NAME_BYTES:
+        suffix = PurePosixPath(cleaned).suffix
+        suffix = suffix if len(suffix) <= 10 else ""
+        stem = cleaned[: len(cleaned) - len(suffix)].encode()[: MAX_NAME_BYTES - len(suffix.encode())]
+        cleaned = stem.decode(errors="ignore").rstrip(" .") + suffix
+    return cleaned or "unnamed"
 
 
 def _unique(file_name: str, used: set[str]) -> str:

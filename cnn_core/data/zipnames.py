@@ -12,6 +12,7 @@ wrong on names this short (cp949 for Chinese, cp737 for Russian), hence this sma
 
 from __future__ import annotations
 
+import os
 import unicodedata
 import zipfile
 from collections.abc import Iterable
@@ -37,7 +38,7 @@ def raw_name(info: zipfile.ZipInfo) -> bytes:
 def decode_names(members: Iterable[zipfile.ZipInfo], code_page: str | None = None) -> str | None:
     """Rename the members in place (`ZipInfo.filename`; reading them still works) to their intended names.
 
-    Names flagged UTF-8 are kept. Unflagged names are UTF-8 when all their bytes are valid UTF-8 (macOS),
+    Names flagged UTF-8 are kept (in NFC). Unflagged names are UTF-8 when all their bytes are valid UTF-8 (macOS),
     otherwise decoded with `code_page` when given, else with the one OEM code page that reads best for all
     of them together (Korean names may read as Chinese: pass "cp949" then). Returns the legacy code page
     used, or None when none was needed. LookupError for an unknown `code_page`.
@@ -46,7 +47,8 @@ def decode_names(members: Iterable[zipfile.ZipInfo], code_page: str | None = Non
         "".encode(code_page)  # LookupError now, not after half the names
     legacy = []
     for info in members:
-        if info.flag_bits & UTF8_FLAG:
+        if info.flag_bits & UTF8_FLAG:  # UTF-8 already, but maybe decomposed (macOS names zipped elsewhere)
+            info.filename = _normalised(info.filename)
             continue
         raw = raw_name(info)
         if raw.isascii():
@@ -109,6 +111,18 @@ def _in_gb2312(char: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def readable_name(name: str) -> str:
+    """A file or folder name on disk as people read it and as one class: NFC (macOS writes decomposed accents,
+    so `Ödem` typed on a Mac and on Windows must be one class), and bytes that are not UTF-8 (a Windows zip
+    unpacked by Info-ZIP's unzip keeps its code page's bytes; Python hands them over as surrogate escapes) shown
+    as escapes, `Caf\\xe9`: one name's code page cannot be guessed reliably, and two such names must stay two."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        name = os.fsencode(name).decode("utf-8", errors="backslashreplace")
+    return _normalised(name)
 
 
 def _normalised(name: str) -> str:
