@@ -25,39 +25,12 @@ from PIL import Image
 
 from .. import settings
 from ..errors import DataError
-from .cache import (
-    CACHE_FORMAT,
-    STATE_LOCK,
-    cache_root,
-    digest,
-    safe_name,
-    short,
-    write_json,
-)
-from .images import (
-    ALLOWED_FORMATS,
-    DEFAULT_MAX_PIXELS,
-    IMAGE_SUFFIXES,
-    fit_image,
-    maybe_image_name,
-)
-from .layout import (
-    copies_note,
-    copies_of_siblings,
-    describe_layout,
-    split_folders,
-    split_of_folder,
-    unify_split_classes,
-)
+from .cache import CACHE_FORMAT, STATE_LOCK, cache_root, digest, safe_name, short, write_json
+from .layout import (copies_note, copies_of_siblings, describe_layout, split_folders, split_of_folder,
+                     unify_split_classes)
+from .images import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_image, maybe_image_name
 from .source import BuiltSplit, DataSource, Located, Progress
-from .types import (
-    FOLDER_IMAGE_SIZE,
-    FOLDER_SPLIT_FRACTIONS,
-    FOLDER_SPLIT_SEED,
-    SPLITS,
-    DatasetInfo,
-    DatasetStatus,
-)
+from .types import FOLDER_IMAGE_SIZE, FOLDER_SPLIT_FRACTIONS, FOLDER_SPLIT_SEED, SPLITS, DatasetInfo, DatasetStatus
 from .zipnames import readable_name
 
 log = logging.getLogger(__name__)
@@ -461,13 +434,18 @@ def _stratified(scan: FolderScan, positions: Iterable[int], splits: tuple[str, .
     quotas = split_quotas(sizes, fractions)
     chosen = {}
     for index, members in by_class.items():
-        ranked = sorted(members, key=lambda p: hashlib.sha256(f"{seed}/{scan.files[p][0]}".encode(errors="surrogateescape")).digest())
+        ranked = sorted(members, key=lambda p: _rank(seed, scan.files[p][0]))
         start = 0
         for split, quota in zip(splits, quotas):
             for position in ranked[start : start + quota[index]]:
                 chosen[position] = split
             start += quota[index]
     return chosen
+
+
+def _rank(seed: int, relative: str) -> bytes:
+    """A file's place in its class's seeded shuffle; names that are not UTF-8 hash by their bytes."""
+    return hashlib.sha256(f"{seed}/{relative}".encode(errors="surrogateescape")).digest()
 
 
 def _folder_split_counts(scan: FolderScan, seed: int) -> dict[str, int]:
