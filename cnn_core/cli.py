@@ -373,6 +373,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         source = args.data or card.data_source()
         split, where = data.load_split(source, args.split, image_size=card.image_size), {"split": args.split}
+        card.check_classes(split.info.class_names, f"The data set {source}")
         if split.images.shape[1] != card.channels or split.images.shape[-1] != card.image_size:
             raise CnnError(f"The {args.split} images are {tuple(split.images.shape[1:])} but the checkpoint "
                            f"expects {card.channels}x{card.image_size}x{card.image_size}.")

@@ -90,6 +90,13 @@ def test_a_checkpoint_of_a_folder_named_by_its_path_is_evaluated_on_it(tiny_data
     assert json.loads(capsys.readouterr().out)["n"] >= 1
     assert main(["evaluate", "--checkpoint", str(out), "--data", str(folder), "--json"]) == 0  # the path again
     assert json.loads(capsys.readouterr().out)["n"] >= 1
+    # The folder changed since training (ultralytics#13936): a class added shifts every label (a torchmetrics
+    # traceback before), a class renamed swapped them (a silent 0 %). Either is refused with what changed.
+    (folder / "storm").rename(folder / "breeze")
+    data.clear_caches(forget_registered=True)
+    assert main(["evaluate", "--checkpoint", str(out), "--json"]) == 2
+    assert "has the classes breeze, calm, but the checkpoint was trained on calm, storm (new: breeze; gone: storm)" \
+        in capsys.readouterr().err
 
 
 def test_binary_evaluate_has_sensitivity_and_specificity(tiny_data_dir, tmp_path, capsys):

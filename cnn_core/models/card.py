@@ -115,6 +115,20 @@ class Card:
                                   "more): pass --data PATH of the folder, or --images PATH of images in class folders.")
         return given
 
+    def check_classes(self, class_names: tuple[str, ...] | list[str], where: str) -> None:
+        """CheckpointError unless `class_names` (a data set's, in label order) are the checkpoint's: labels are
+        indices into them, so a class added or renamed in an image folder since training would score every image
+        against the wrong class (a silent 0 %, or torchmetrics' "more unique values in target")."""
+        ours, theirs = list(self.class_names), list(class_names)
+        if ours == theirs:
+            return
+        added, missing = [c for c in theirs if c not in ours], [c for c in ours if c not in theirs]
+        change = "; ".join(text for text in (f"new: {', '.join(added)}" if added else "",
+                                             f"gone: {', '.join(missing)}" if missing else "") if text)
+        raise CheckpointError(f"{where} has the classes {', '.join(theirs)}, but the checkpoint was trained on "
+                              f"{', '.join(ours)} ({change or 'in another order'}): its labels would not match. "
+                              "Evaluate it on data with the classes it was trained on, or train it again.")
+
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
