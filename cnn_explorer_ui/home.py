@@ -10,7 +10,7 @@ from .cards import checkpoint_entries, entry_rows
 from .data_sets import dataset_statuses
 from .navigation import available_pages
 from .session import browser_id
-from .widgets import device_label
+from .widgets import device_label, show_server_paths
 
 
 def show_pages() -> None:
@@ -42,7 +42,8 @@ def show_datasets() -> None:
     if found:
         st.dataframe(found, hide_index=True, width="stretch", column_config={
             "data set": st.column_config.TextColumn(width="medium"), "key": st.column_config.TextColumn(width="small"),
-            "where": st.column_config.TextColumn(width="medium", help=f"Paths under CNN_DATA_DIR ({data_dir})")})
+            "where": st.column_config.TextColumn(width="medium", help="Paths under CNN_DATA_DIR"
+                                                 + (f" ({data_dir})" if show_server_paths() else ""))})
     else:
         st.warning("No data set was found. Open the list below to see how to get one.")
     with st.expander(f"{len(missing)} more data sets in the registry, not found here"):
@@ -69,13 +70,14 @@ def show_checkpoints() -> None:
 
 
 def _short_path(location, data_dir) -> str:
-    """A data set's place, relative to CNN_DATA_DIR when it is inside it (short enough for a phone)."""
+    """A data set's place, relative to CNN_DATA_DIR when it is inside it (short enough for a phone); a place
+    elsewhere on the server only for a browser that may see its paths (`show_server_paths`)."""
     if not location:
         return ""
     try:
         return str(location.relative_to(data_dir))
     except ValueError:
-        return str(location)
+        return str(location) if show_server_paths() else "on the server"
 
 
 def home() -> None:
@@ -94,7 +96,11 @@ def home() -> None:
         st.markdown(f"Training and prediction run on **{device_label()}**.")
         st.caption("Set `CNN_DEVICE` (cpu, cuda, mps) to choose another one.")
         st.subheader(":material/folder_open: Folders")
-        st.markdown(f"- Data is read from `{settings.data_dir()}` (`CNN_DATA_DIR`)\n"
-                    f"- Caches and downloads go to `{settings.cache_dir()}` (`CNN_CACHE_DIR`)\n"
-                    f"- Shipped models live in `{settings.models_dir()}`")
+        if show_server_paths():
+            st.markdown(f"- Data is read from `{settings.data_dir()}` (`CNN_DATA_DIR`)\n"
+                        f"- Caches and downloads go to `{settings.cache_dir()}` (`CNN_CACHE_DIR`)\n"
+                        f"- Shipped models live in `{settings.models_dir()}`")
+        else:
+            st.caption("This app runs on a shared server: its folders are not shown here. Your uploads, runs and "
+                       "checkpoints are kept for this browser only.")
     show_checkpoints()

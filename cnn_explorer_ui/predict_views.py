@@ -17,6 +17,7 @@ from cnn_core import gallery
 from cnn_core.inference import explain
 from cnn_core.inference import graph
 from cnn_core.models.checkpoints import LoadedCheckpoint
+from cnn_core.models.registry import list_models
 from cnn_core.errors import CnnError
 
 from .exports import onnx_download
@@ -66,10 +67,10 @@ def probability_chart(names: list[str], probabilities: np.ndarray, errors: np.nd
                            arrayminus=np.minimum(errors, probabilities), visible=True, color="#1f2933",
                            thickness=1.5, width=4)
         bar.customdata = errors
-        bar.hovertemplate = "%{y}: %{x:.2%} ± %{customdata:.2%}<extra></extra>"
+        bar.hovertemplate = "%{y}: mean %{x:.2%}, standard deviation %{customdata:.2%}<extra></extra>"
         right_edge = 1.35
         numbers = go.Scatter(x=[1.04] * len(names), y=names, mode="text", textposition="middle right",
-                             text=[f"{explain.percent(p)} ± {explain.percent(e)}" for p, e in zip(probabilities, errors)],
+                             text=[f"{explain.percent(p)} (sd {explain.percent(e)})" for p, e in zip(probabilities, errors)],
                              hoverinfo="skip", cliponaxis=False)
         figure = go.Figure([bar, numbers])
     # The axis title sits below the tick labels with room of its own (it overlapped the 50% tick).
@@ -113,8 +114,10 @@ def show_why(loaded: LoadedCheckpoint, model_input: explain.ModelInput, predicti
     st.markdown(
         "**Grad-CAM** weighs each feature map of a convolution layer by how much it raises the class's score "
         "(the mean gradient) and adds them up: red is where the evidence for the class lies. Evidence can be "
-        "empty paper too: a 3 differs from an 8 by the gaps on its left, so Grad-CAM may colour blank places. "
-        "The **saliency map** is the plain gradient: how much each input pixel would change the class's score.")
+        + ("empty paper too: a 3 differs from an 8 by the gaps on its left, so Grad-CAM may colour blank places. "
+           if explain.is_digit_model(loaded.card) else "a place where something is missing, so Grad-CAM may colour "
+           "empty background. ")
+        + "The **saliency map** is the plain gradient: how much each input pixel would change the class's score.")
     try:
         layers = explain.cam_layers(model, model_input.tensor)
     except CnnError as exc:
@@ -143,7 +146,8 @@ def show_why(loaded: LoadedCheckpoint, model_input: explain.ModelInput, predicti
         layer = None if layer == AUTO else layer
     side = scaled(OVERLAY_SIDE)  # larger with the classroom display on: then two pictures a row, not four
     columns = st.columns(4) if side == OVERLAY_SIDE else [*st.columns(2), *st.columns(2)]
-    columns[0].image(gallery.square_picture(model_input.pixels, side), caption="Input", width=side)
+    # "stretch": each picture fits its column (a fixed width ran past a narrow page: a sidebar, 150-200 % zoom)
+    columns[0].image(gallery.square_picture(model_input.pixels, side), caption="Input", width="stretch")
     for column, index in ((columns[1], prediction.index), (columns[2], other)):
         with column:
             if not layers:
@@ -155,7 +159,7 @@ def show_why(loaded: LoadedCheckpoint, model_input: explain.ModelInput, predicti
                 show_error(exc)
                 continue
             kind = "predicted" if index == prediction.index else explain.percent(prediction.probabilities[names[index]])
-            st.image(explain.overlay(model_input.pixels, heat.values, side), width=side,
+            st.image(explain.overlay(model_input.pixels, heat.values, side), width="stretch",
                      caption=f"Grad-CAM for {names[index]} ({kind}) at {heat.layer}")
             if heat.empty:
                 st.caption(f"Nothing at {heat.layer} raises the score of {names[index]}: every weighted sum of "
@@ -169,7 +173,7 @@ def show_why(loaded: LoadedCheckpoint, model_input: explain.ModelInput, predicti
         except CnnError as exc:
             show_error(exc)
         else:
-            st.image(explain.overlay(model_input.pixels, saliency.values, side), width=side,
+            st.image(explain.overlay(model_input.pixels, saliency.values, side), width="stretch",
                      caption=f"Saliency for {prediction.label}")
 
 
@@ -213,9 +217,10 @@ def _block_name(name: str) -> str:
 def show_uncertainty(loaded: LoadedCheckpoint, model_input: explain.ModelInput) -> explain.McDropoutResult | None:
     layers = explain.dropout_layers(loaded.model)
     if not layers:
-        st.info(f"This model ({loaded.card.model}) has no dropout layers, so Monte Carlo dropout does not "
-                "apply: with dropout off, every pass gives exactly the same answer. Models with dropout, such as "
-                "resnet_small, show error bars here.", icon=":material/info:")
+        title = next((spec.title for spec in list_models() if spec.name == loaded.card.model), loaded.card.model)
+        st.info(f"This model ({title}) has no dropout layers, so Monte Carlo dropout does not apply: with dropout "
+                "off, every pass gives exactly the same answer. Models with dropout, such as the Small ResNet (the "
+                "default for small MedMNIST sets), show error bars here.", icon=":material/info:")
         return None
     passes = st.slider("Dropout passes (T)", 10, 200, 50, step=10, key="predict_mc_passes",
                        help="How many times the image goes through the network, each time with other neurons "
@@ -230,7 +235,9 @@ def show_uncertainty(loaded: LoadedCheckpoint, model_input: explain.ModelInput) 
     names = list(loaded.card.class_names)
     st.markdown(f"Dropout ({', '.join(result.dropout_layers)}) stays **on** while BatchNorm uses its running "
                 f"statistics; the image goes through the network {result.passes} times with different random "
-                "neurons switched off. The bars are the mean probability, the whiskers ± one standard deviation.")
+                "neurons switched off. The bars are the mean probability, the whiskers ± one standard deviation "
+                "(sd), cut at 0 % and 100 %. The mean can differ from the prediction above, which is one pass with "
+                "dropout off.")
     st.plotly_chart(probability_chart(names, result.mean, result.std,
                                        title=f"Mean ± std over {result.passes} dropout passes"),
                     key="predict_mc_chart")

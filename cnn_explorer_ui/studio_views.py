@@ -19,7 +19,7 @@ from cnn_core.training import checkpoint_keeps
 from .exports import tensorboard_download
 from .live import CHART_REFRESH_SECONDS, live_progress, progress_text
 from .studio_charts import batch_figure, compare_figure, confusion_figure, epoch_figure
-from .widgets import device_label, show_error
+from .widgets import device_label, show_error, show_server_paths
 
 SAFETY_RERUN_SECONDS = 30.0  # an active run's panel reruns at least this often (the live bar asks sooner)
 GALLERY_COLUMNS = 10
@@ -177,10 +177,11 @@ def show_checkpoint(snap: runs.RunSnapshot) -> None:
         st.caption(snap.note or "This run saved no checkpoint.")
         return
     if not path.is_file():
-        show_error(f"The checkpoint {path.name} is gone from {path.parent} (deleted?).")
+        show_error(f"The checkpoint {path.name} is gone from the server (deleted?).")
         return
-    st.markdown(f"Saved as `{path.name}` in `{path.parent}`, with its card beside it. The **Predict** page and the "
-                "home page list it.")
+    where = f" in `{path.parent}`" if show_server_paths() else " on the server, for this browser only"
+    st.markdown(f"Saved as `{path.name}`{where}, with its card beside it. The **Predict** page and the home page "
+                "list it.")
     buttons = st.container(horizontal=True)
     buttons.download_button("Download checkpoint", data=path.read_bytes, file_name=path.name,
                             mime="application/octet-stream", icon=":material/download:", key="studio_download",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from cnn_core import runs
@@ -42,6 +44,15 @@ def classroom_scale() -> float:
 def scaled(pixels: int) -> int:
     """A size in pixels for the current display (see `classroom_scale`)."""
     return round(pixels * classroom_scale())
+
+
+def show_server_paths() -> bool:
+    """Whether this browser may see the server's folders (data, cache, runs): only a browser on the server's own
+    machine (Streamlit gives no address for localhost), so students of a shared server see none of its paths.
+    `CNN_HIDE_SERVER_PATHS=1` hides them from every browser, e.g. behind a reverse proxy on the same machine."""
+    if os.environ.get("CNN_HIDE_SERVER_PATHS", "0") not in ("", "0"):
+        return False
+    return st.context.ip_address is None
 
 
 def show_error(error: CnnError | str, *, icon: str = ":material/error:") -> None:

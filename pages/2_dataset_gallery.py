@@ -15,7 +15,7 @@ from cnn_core import data, gallery
 from cnn_core.errors import CnnError
 from cnn_explorer_ui import browser_datasets, browser_id, dataset_statuses, import_zip_upload, is_present, show_error
 from cnn_explorer_ui.thumbnails import ThumbnailRow, thumbnail_rows
-from cnn_explorer_ui.widgets import scaled, show_folder_notes
+from cnn_explorer_ui.widgets import scaled, show_folder_notes, show_server_paths
 from cnn_explorer_ui.gallery_views import (CHANNEL_NAMES, counts_figure, dataset_version, grid_png,
                                            load_with_progress, samples, show_description, show_image, show_missing,
                                            summary)
@@ -117,7 +117,8 @@ def show_overview(info: data.DatasetInfo, status: data.DatasetStatus, splits: di
     metrics[1].metric(f"Channels ({'grayscale' if info.channels == 1 else 'RGB'})", info.channels)
     metrics[2].metric("Classes", len(info.class_names))
     metrics[3].metric("Images", f"{n_images:,}")
-    where = f" · Read from `{status.location}`" if str(status.location) != info.source else ""
+    shown = str(status.location) != info.source and show_server_paths()  # a server path, for its own machine only
+    where = f" · Read from `{status.location}`" if shown else ""
     st.caption(f"Source: {info.source}{where}")
 
 

@@ -221,7 +221,8 @@ def show_feature_maps(choice: ModelChoice) -> None:
 # ------------------------------------------------------------------------------------------ page
 source = st.segmented_control("Look at", ["registry", "checkpoint"], default="registry", required=True,
                               key="graph_source",
-                              format_func={"registry": "A registry model", "checkpoint": "A trained checkpoint"}.get)
+                              format_func={"registry": "An architecture (untrained)",
+                                           "checkpoint": "A trained checkpoint"}.get)
 model_choice = choose_registry_model() if source == "registry" else choose_checkpoint()
 if model_choice is not None:
     try:

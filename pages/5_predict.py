@@ -83,7 +83,10 @@ def draw_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
 
     version = st.session_state.setdefault("predict_canvas_version", 0)
     side = scaled(CANVAS_SIDE)  # larger with the classroom display on; the brush grows with it
-    canvas_column, seen_column = st.columns([3, 2], gap="medium")
+    # The classroom display's larger canvas takes the page's width, "what the model sees" below it: beside it, the
+    # canvas ran past its column on a projector at 150-200 % zoom, where half of it could not be drawn on.
+    canvas_column, seen_column = ((st.container(), st.container()) if side > CANVAS_SIDE
+                                  else st.columns([3, 2], gap="medium"))
     with canvas_column:
         controls = st.columns([3, 1], vertical_alignment="bottom")
         brush = controls[0].slider("Brush size", 6, 40, 20, key="predict_brush",
@@ -151,6 +154,10 @@ def upload_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
     with right:
         try:  # the one preparation the CLI's `predict` uses too
             model_input = explain.prepare_input(picture, loaded.card, raw=not digit_style, name=uploaded.name)
+        except explain.EmptyDrawingError as exc:  # no digit's strokes found: a photo of something else, say so
+            show_error(f"{exc} If this is not a handwritten digit, switch off “Treat it as a handwritten digit” "
+                       "above: the picture then goes to the model only resized.")
+            return None
         except CnnError as exc:
             show_error(exc)
             return None

@@ -73,7 +73,7 @@ def has_ink(ink: np.ndarray) -> bool:
     return int(np.count_nonzero(ink >= INK_THRESHOLD)) >= MIN_INK_PIXELS
 
 
-BLOB_MESSAGE = ("Only a dot or a filled blob was found, not the strokes of a digit: draw the digit as lines, "
+BLOB_MESSAGE = ("Only a dot or a filled blob was found, not the strokes of a digit: a digit is written as lines, "
                 "several times longer than the pen is wide.")
 #: A blob: about as wide as tall (`BLOB_ASPECT`) and convex (`BLOB_SOLIDITY` of its convex hull is ink). No MNIST
 #: test digit is (their highest solidity is 0.88, among those at least 0.6 as wide as tall); a disc is 0.96.

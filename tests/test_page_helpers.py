@@ -1,0 +1,30 @@
+"""Small decisions of the pages that a browser test would reach only slowly: whose browser sees the server's
+folders, and how the Dataset Gallery's bar chart labels its classes."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cnn_core.data.types import DatasetInfo
+from cnn_explorer_ui import widgets
+from cnn_explorer_ui.gallery_views import counts_figure
+
+
+def test_server_paths_are_shown_only_to_a_browser_on_the_servers_own_machine(monkeypatch):
+    context = type(st.context)
+    monkeypatch.delenv("CNN_HIDE_SERVER_PATHS", raising=False)
+    monkeypatch.setattr(context, "ip_address", property(lambda self: None))  # localhost: Streamlit gives None
+    assert widgets.show_server_paths()
+    monkeypatch.setenv("CNN_HIDE_SERVER_PATHS", "1")  # e.g. behind a reverse proxy on the same machine
+    assert not widgets.show_server_paths()
+    monkeypatch.delenv("CNN_HIDE_SERVER_PATHS")
+    monkeypatch.setattr(context, "ip_address", property(lambda self: "203.0.113.7"))  # a student's laptop
+    assert not widgets.show_server_paths()
+
+
+def test_the_class_count_chart_labels_every_digit():
+    info = DatasetInfo(name="mnist", title="MNIST", family="mnist", class_names=tuple(str(d) for d in range(10)),
+                       channels=1, image_size=28, task="multi-class", splits=("train",), source="test",
+                       description="", license="", n_samples=None, root=None)
+    figure = counts_figure(info, {"train": list(range(10))})
+    assert figure.layout.xaxis.type == "category"  # "0".."9" as numbers got a tick at every second class
