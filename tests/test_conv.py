@@ -369,6 +369,21 @@ def test_images_above_our_own_limit_are_refused_before_decoding():
         images.read_image(small, max_pixels=5_000)
 
 
+def test_a_phone_jpeg_above_the_limit_is_decoded_at_a_fraction_of_its_side(tmp_path, monkeypatch):
+    # A 48 MP iPhone photo (8064x6048) was "unreadable, convert it to PNG or JPEG" in a folder and a decompression
+    # bomb on Predict (Nandaka/PixivUtil2#1103); a JPEG decodes at 1/2, 1/4 or 1/8 of its side for little memory.
+    from cnn_core.data import folders
+
+    photo = Image.new("RGB", (2000, 1500), (200, 30, 30))
+    image = images.read_image(_encode(photo, "JPEG"), max_pixels=1_000_000, name="IMG_4000.jpg")
+    assert image.size == (1000, 750) and image.getpixel((500, 375))[0] > 150
+    with pytest.raises(ImageError, match="2000x1500 pixels .3 megapixels.*limit of 1 megapixels"):
+        images.read_image(_encode(photo, "PNG"), max_pixels=1_000_000, name="scan.png")  # no such decoder
+    (tmp_path / "IMG_4000.jpg").write_bytes(_encode(photo, "JPEG"))
+    monkeypatch.setattr(folders, "MAX_IMAGE_PIXELS", 1_000_000)
+    assert folders.read_folder_image(tmp_path / "IMG_4000.jpg", 64, 3).shape == (3, 64, 64)
+
+
 def test_16_bit_images_are_stretched_to_8_bit():
     values = np.linspace(100, 4095, 32 * 16).reshape(16, 32).astype(np.uint16)  # a 12-bit scan in 16 bits
     data = _encode(Image.fromarray(values), "PNG")

@@ -495,10 +495,10 @@ def read_folder_image(path: Path, image_size: int, channels: int) -> np.ndarray 
     """One file as uint8 [C, S, S], or None when it is not a readable image or is too large."""
     try:
         with Image.open(path, formats=_open_formats()) as image:
+            if image.format == "JPEG":  # decode big JPEGs at 1/2, 1/4, 1/8: a 48 MP phone photo costs 1 MP
+                image.draft(image.mode, (image_size, image_size))
             if image.width * image.height > MAX_IMAGE_PIXELS or image.width < 1 or image.height < 1:
                 return None
-            if image.format == "JPEG":
-                image.draft(image.mode, (image_size, image_size))  # decode big JPEGs at 1/2, 1/4, 1/8
             image.load()
             return fit_image(image, image_size, channels)
     except Exception:  # noqa: BLE001 - Pillow raises many types (and DecompressionBombError) for bad files

@@ -8,6 +8,7 @@ whatever came in (16-bit scans, palette GIFs, RGBA screenshots, CMYK JPEGs, rota
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import warnings
@@ -89,8 +90,8 @@ def read_image(
     if not data:
         raise ImageError(f"{label} is empty (0 bytes): choose an image file such as a PNG or JPEG.")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with warnings.catch_warnings():  # the header alone; `max_pixels` is checked below, before any decoding
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=_openable_formats())
     except UnidentifiedImageError as exc:
         if is_heif(data[:12]):
@@ -112,6 +113,9 @@ def read_image(
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageError(f"{label} has no pixels ({width}x{height}).")
+    if width * height > max_pixels and image.format == "JPEG":
+        draft_within(image, max_pixels)  # a phone's 48-200 MP photo decodes at 1/2 to 1/8 of its side, cheaply
+        width, height = image.size
     if width * height > max_pixels:
         raise ImageError(
             f"{label} is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels), more than the "
@@ -129,6 +133,16 @@ def read_image(
             ) from exc
         raise ImageError(f"{label} is damaged and could not be decoded ({detail}).") from exc
     return to_standard_mode(image, keep_alpha=keep_alpha)
+
+
+def draft_within(image: Image.Image, max_pixels: int) -> None:
+    """Make a JPEG decode at the largest of 1/2, 1/4, 1/8 of its side (the scales its decoder offers: Pillow's
+    `Image.draft`) that fits `max_pixels`; nothing when even 1/8 does not fit or the image is no JPEG."""
+    width, height = image.size
+    for scale in (2, 4, 8):
+        if math.ceil(width / scale) * math.ceil(height / scale) <= max_pixels:
+            image.draft(image.mode, (math.ceil(width / scale), math.ceil(height / scale)))
+            return
 
 
 def _openable_formats() -> list[str]:
