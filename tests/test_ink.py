@@ -328,6 +328,12 @@ def test_evaluate_reads_image_files_in_class_folders_like_predict(shipped, tmp_p
             payload, name = _render(kind, _synthetic(digit), strength, seed=1)
             (tmp_path / digit / name).write_bytes(payload)
     (tmp_path / "0" / "blank.png").write_bytes(_encode(np.full((50, 50), 200, np.uint8)))
+    # what a data set does not count is not counted here either (open-mmlab/mmpretrain#507): macOS's ._ files and
+    # __MACOSX/, Jupyter's .ipynb_checkpoints/ copies
+    clutter = _encode(np.full((50, 50), 90, np.uint8))
+    for path in ("7/._a.png", "7/.ipynb_checkpoints/a.png", "__MACOSX/7/._b.png"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(clutter)
     assert main(["evaluate", "--checkpoint", str(shipped.path), "--images", str(tmp_path), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["files"] == 10 and metrics["n"] == 9 and metrics["accuracy"] == 1.0

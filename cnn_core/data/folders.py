@@ -161,6 +161,17 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__")  # .DS_Store, ._x.jpg, __MACOSX
 
 
+def class_images(class_dir: Path) -> list[Path]:
+    """The image files a class folder holds, as a data set counts them: recursively, sorted, hidden files and
+    folders (.DS_Store, macOS's ._x.jpg, .ipynb_checkpoints/, __MACOSX/) skipped."""
+    return [path for path, _ in _image_files(class_dir)]
+
+
+def is_hidden(name: str) -> bool:
+    """Whether a file or folder is system clutter that no data set counts (see `class_images`)."""
+    return _hidden(name)
+
+
 def _image_files(class_dir: Path) -> list[tuple[Path, os.stat_result]]:
     """Image files under one class folder, recursively, sorted; hidden ones skipped. A file counts by its
     name's ending (`IMAGE_SUFFIXES`) or, when the name says nothing (`img001`, `scan.dat`), by its content."""

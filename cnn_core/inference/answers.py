@@ -48,19 +48,20 @@ def evaluate_files(loaded: LoadedCheckpoint, folder: str | Path, raw: bool = Fal
     "refused" and count as wrong in "accuracy_all"; the other metrics are over the files answered."""
     import torch
 
-    from ..data.images import maybe_image_name
+    from ..data.folders import class_images, is_hidden
+    from ..data.zipnames import readable_name
     from ..errors import DataError
     from .metrics import classification_metrics
 
     root = Path(folder)
-    names = {name.lower(): index for index, name in enumerate(loaded.card.class_names)}
-    folders = sorted(path for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
-    unknown = [path.name for path in folders if path.name.lower() not in names]
+    names = {readable_name(name).lower(): index for index, name in enumerate(loaded.card.class_names)}
+    # the files a data set would count: no __MACOSX/ or .ipynb_checkpoints/, no ._x.jpg (open-mmlab/mmpretrain#507)
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p.name)) if root.is_dir() else []
+    unknown = [path.name for path in folders if readable_name(path.name).lower() not in names]
     if not folders or unknown:
         raise DataError(f"{root} must hold one folder per class, named like the checkpoint's classes "
                         f"({', '.join(loaded.card.class_names)})" + (f"; not {', '.join(unknown)}." if unknown else "."))
-    files = [(path, names[sub.name.lower()]) for sub in folders for path in sorted(sub.rglob("*"))
-             if path.is_file() and maybe_image_name(path.name)]
+    files = [(path, names[readable_name(sub.name).lower()]) for sub in folders for path in class_images(sub)]
     results = prepare_files(loaded, [path for path, _ in files], raw=raw)
     ready = [(result.model_input, label) for result, (_, label) in zip(results, files) if result.error is None]
     if not ready:
