@@ -131,29 +131,32 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
     """Every training option, starting from the model's defaults for this data set."""
     d = spec.defaults
     key = f"{info.name}_{spec.name}"
-    cols = st.columns(5)
+    # rows that wrap on a narrow page (a sidebar, 150-200 % zoom on a projector): columns squeezed each field
+    # until 0.0005 read 0.000 and labels broke mid-word
+    row = st.container(horizontal=True)
     suggested, suggested_batch = default_recipe(d, info, TrainConfig(dataset=info.name, model=spec.name,
                                                                      image_size=image_size))  # the CLI's recipe
-    epochs = cols[0].number_input("Epochs", value=suggested, step=1, key=f"studio_epochs_{key}_{image_size}",
+    epochs = row.number_input("Epochs", value=suggested, step=1, key=f"studio_epochs_{key}_{image_size}",
                                   help="Passes over the training set (1–1000). As on the command line, a training "
                                        "set under 5,000 images gets more epochs "
                                        f"({int(d.get('small_set_steps', MIN_DEFAULT_STEPS)):,} gradient steps for "
                                        "this model) within a budget of image passes that keeps it under a minute "
                                        "on a laptop CPU.")
-    batch_size = cols[1].number_input("Batch size", value=suggested_batch, min_value=MIN_BATCH_SIZE,
+    batch_size = row.number_input("Batch size", value=suggested_batch, min_value=MIN_BATCH_SIZE,
                                       step=8, key=f"studio_batch_{key}_{image_size}",
                                       help=f"Images per gradient step ({MIN_BATCH_SIZE}–65536, at most the training "
                                            "set; BatchNorm layers cannot learn from one image at a time).")
-    lr = cols[2].number_input("Learning rate", value=float(d.get("lr", 1e-3)), step=0.0005, format="%g",
+    lr = row.number_input("Learning rate", value=float(d.get("lr", 1e-3)), step=0.0005, format="%g",
                               key=f"studio_lr_{key}",
                               help="Step size of the optimizer (above 0, at most 10); the peak rate for one-cycle.")
-    optimizer = cols[3].selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(d.get("optimizer", "adamw")),
+    optimizer = row.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(d.get("optimizer", "adamw")),
                                   key=f"studio_optimizer_{key}")
-    schedule = cols[4].selectbox("Schedule", SCHEDULES, index=SCHEDULES.index(d.get("schedule", "none")),
+    schedule = row.selectbox("Schedule", SCHEDULES, index=SCHEDULES.index(d.get("schedule", "none")),
                                  key=f"studio_schedule_{key}",
                                  help="onecycle: warm up, then anneal; cosine: anneal from the start.")
-    cols = st.columns([1.3, 0.9, 1, 1.1, 0.9, 1.1])
-    monitor = cols[0].selectbox("Checkpoint keeps", MONITORS, index=0, format_func=MONITOR_LABELS.get,
+    row = st.container(horizontal=True)
+    keeps = row.container()
+    monitor = keeps.selectbox("Checkpoint keeps", MONITORS, index=0, format_func=MONITOR_LABELS.get,
                                 key=f"studio_monitor_{key}",
                                 help="Which epoch's weights the checkpoint keeps. auto: the last epoch for transfer "
                                      "models and when a class has fewer than "
@@ -163,24 +166,22 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
     if monitor == "auto":  # what auto means for this model and data, before the run resolves it the same way
         patience_now = st.session_state.get(f"studio_patience_{key}") or None
         limit_now = st.session_state.get(f"studio_limit_{info.name}") or None
-        keeps = checkpoint_keeps(resolve_monitor("auto", spec.name, patience_now, info, limit_now))
-        cols[0].caption(f"auto: {keeps}")
-    patience = cols[1].number_input("Patience", value=0, min_value=0, step=1,
+        kept = checkpoint_keeps(resolve_monitor("auto", spec.name, patience_now, info, limit_now))
+        keeps.caption(f"auto: {kept}")
+    patience = row.number_input("Patience", value=0, min_value=0, step=1,
                                     key=f"studio_patience_{key}", disabled=monitor == "last",
                                     help="Early stopping: stop after this many epochs without a better validation "
                                          "score (0: never stop early; not when keeping the last epoch).")
-    weight_decay = cols[2].number_input("Weight decay", value=5e-4, min_value=0.0, max_value=1.0, step=1e-4,
+    weight_decay = row.number_input("Weight decay", value=5e-4, min_value=0.0, max_value=1.0, step=1e-4,
                                         format="%g", key=f"studio_wd_{key}")
     n_train = training_images(info)
-    limit = cols[3].number_input("Subset (images per split)", value=0, min_value=0, step=100,
+    limit = row.number_input("Subset (images per split)", value=0, min_value=0, step=100,
                                  key=f"studio_limit_{info.name}",
                                  help="Use at most this many images of each split for a quick classroom run "
                                       f"(0: all{f', {n_train:,} training images' if n_train else ''}).")
-    seed = cols[4].number_input("Seed", value=0, min_value=0, max_value=2**31 - 1, step=1, key="studio_seed",
+    seed = row.number_input("Seed", value=0, min_value=0, max_value=2**31 - 1, step=1, key="studio_seed",
                                 help="The same seed gives the same run: same subset, shuffling and weights.")
-    with cols[5]:
-        st.markdown("**Device**")
-        st.markdown(f":material/memory: {device_label()}")
+    row.markdown(f"**Device**  \n:material/memory: {device_label()}", width="content")
     augment = choose_augment(info, transfer.augmentations_used(spec.name, model_args))
     return TrainConfig(
         dataset=info.name, model=spec.name, model_args=model_args, epochs=int(epochs), batch_size=int(batch_size),
