@@ -488,8 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "scratch with two classes or 5,000+ training images, else 0)")
     p.add_argument("--ema-decay", type=float, help="keep an exponential moving average of the weights, updated every "
                    "step with this decay, and validate, test and save it (0: off, the default)")
-    p.add_argument("--class-weights", choices=["auto", "balanced", "none"], default="auto", help="loss weights per "
-                   "class; auto (default): balanced when the largest class has 2x the smallest's images or more")
+    p.add_argument("--class-weights", choices=["auto", "balanced", "sqrt", "none"], default="auto",
+                   help="loss weights per class; auto (default): square-root weights for two classes of which "
+                   "the larger has 2x the images or more, else none")
     p.add_argument("--patience", type=int, help="stop after this many epochs without validation improvement")
     p.add_argument(
         "--monitor",

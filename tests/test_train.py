@@ -340,6 +340,30 @@ def test_label_smoothing_defaults_to_a_tenth_for_binary_and_large_medmnist_sets_
         resolve_config(TrainConfig(dataset="mnist", label_smoothing=1.0), info)
 
 
+def test_auto_class_weights_are_square_root_for_two_imbalanced_classes_and_none_for_more(tiny_data_dir):
+    import numpy as np
+
+    from cnn_core.training import resolve_config
+
+    def imbalanced(n_classes: int, largest: int) -> dict:
+        arrays = {}
+        for split in ("train", "val", "test"):
+            labels = np.concatenate([np.full(largest if c == 0 else 10, c) for c in range(n_classes)]).astype(np.uint8)
+            arrays[f"{split}_images"] = np.zeros((len(labels), 28, 28, 3), np.uint8)
+            arrays[f"{split}_labels"] = labels[:, None]
+        return arrays
+
+    write_npz(tiny_data_dir / "breastmnist.npz", tiny_breastmnist_arrays({"train": 40, "val": 20, "test": 10}))
+    write_npz(tiny_data_dir / "medmnist" / "dermamnist.npz", imbalanced(7, 300))  # 30:1, DermaMNIST's kind
+    write_npz(tiny_data_dir / "medmnist" / "pneumoniamnist.npz", imbalanced(2, 30))  # 3:1
+    data.clear_caches()
+    resolved = {name: resolve_config(TrainConfig(dataset=name), data.get_dataset_info(name)).class_weights
+                for name in ("breastmnist", "dermamnist", "pneumoniamnist")}
+    assert resolved == {"breastmnist": "none", "dermamnist": "none", "pneumoniamnist": "sqrt"}
+    asked = TrainConfig(dataset="dermamnist", class_weights="balanced")
+    assert resolve_config(asked, data.get_dataset_info("dermamnist")).class_weights == "balanced"
+
+
 def test_balanced_class_weights_make_each_class_weigh_the_same():
     import torch
 
@@ -349,6 +373,7 @@ def test_balanced_class_weights_make_each_class_weigh_the_same():
     weights = loss_weights("balanced", labels, 3)  # class 2 absent
     assert torch.allclose(weights, torch.tensor([40 / (3 * 30), 40 / (3 * 10), 0.0]))
     assert torch.allclose(weights[labels].sum() / len(labels), torch.tensor(2 / 3))  # 30 * w0 == 10 * w1
+    assert torch.allclose(loss_weights("sqrt", labels, 3), weights.sqrt())  # halfway on a log scale
     assert loss_weights("none", labels, 3) is None
 
 

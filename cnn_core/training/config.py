@@ -24,8 +24,8 @@ MONITOR_FIGURES = {
     "val_auroc": "the best validation ROC-AUC",
     "val_loss": "the lowest validation loss",
 }
-CLASS_WEIGHTS = ("auto", "balanced", "none")
-#: "auto" class weights turn on from this largest/smallest training-class ratio (PathMNIST's 1.6 stays unweighted).
+CLASS_WEIGHTS = ("auto", "balanced", "sqrt", "none")
+#: "auto" class weights (two classes only) turn on from this largest/smallest training-class ratio (`_class_weights`).
 WEIGHTED_FROM_RATIO = 2.0
 #: The default recipe of a training set under SMALL_SET_IMAGES images (larger sets, MNIST and PathMNIST, keep the
 #: model's epochs and batch): at least MIN_DEFAULT_STEPS optimizer steps (24 epochs of 546 images in batches of 128
@@ -269,7 +269,25 @@ def _default_epochs_and_batch(model_defaults: dict, info: DatasetInfo, config: T
 
 
 def _class_weights(asked: str, info: DatasetInfo) -> str:
-    """"auto": balanced weights when the training classes differ by `WEIGHTED_FROM_RATIO` or more."""
+    """"auto", when the training classes differ by `WEIGHTED_FROM_RATIO` or more: square-root weights for two
+    classes, none for more. Measured on PathMNIST subsets with MedMNIST sets' class counts, tested on images as
+    imbalanced as their training split, as MedMNIST's test splits are (`benchmarks/bench_small_sets.py
+    --like-medmnist --seeds 2`, means of seeds 0-1, test accuracy / balanced accuracy / ROC-AUC):
+
+    | like            | balanced               | sqrt                   | none                   |
+    |-----------------|------------------------|------------------------|------------------------|
+    | BreastMNIST     | 86.9 / 90.3 / 0.969    | 84.9 / 88.6 / 0.961    | 88.8 / 82.9 / 0.951    |
+    | PneumoniaMNIST  | 63.0 / 67.4 / 0.782    | 73.1 / 69.8 / 0.777    | 67.4 / 63.7 / 0.756    |
+    | RetinaMNIST (5) | 62.0 / 67.6 / 0.895    | 71.1 / 64.6 / 0.914    | 71.0 / 53.8 / 0.924    |
+    | DermaMNIST (7)  | 31.8 / 40.0 / 0.813    | 80.8 / 57.1 / 0.909    | 85.2 / 54.9 / 0.925    |
+    | BloodMNIST (8)  | 86.5 / 85.4 / 0.985    |                        | 87.1 / 83.3 / 0.985    |
+
+    Balanced weights (n / (C n_c)) move the decision so far towards the small classes that accuracy falls, down to
+    32 % on DermaMNIST's 58:1 (its best epoch was the first); they had looked better on a test split from another
+    clinic, as balanced as PathMNIST's. With two classes, square-root weights gave the best mean accuracy and
+    nearly the best ROC-AUC; with more, no weights gave the best accuracy and ROC-AUC, the figures MedMNIST reports
+    (its ResNet baselines train without weights too). The studio and the test report show balanced accuracy
+    beside accuracy for imbalanced sets, and two-class sets keep the epoch with the best balanced accuracy."""
     if asked != "auto" or info.multi_label:
         return "none" if asked == "auto" else asked
     from ..data.registry import class_counts
@@ -278,7 +296,9 @@ def _class_weights(asked: str, info: DatasetInfo) -> str:
         train = [c for c in class_counts(info.name)["train"] if c]
     except (CnnError, KeyError):
         return "none"
-    return "balanced" if len(train) >= 2 and max(train) >= WEIGHTED_FROM_RATIO * min(train) else "none"
+    if len(train) != 2 or max(train) < WEIGHTED_FROM_RATIO * min(train):
+        return "none"
+    return "sqrt"
 
 
 def check_options(r: ResolvedConfig, config: TrainConfig) -> None:

@@ -248,12 +248,13 @@ def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel | None
 
 def loss_weights(kind: str, labels: torch.Tensor, n_classes: int) -> torch.Tensor | None:
     """"balanced": n / (C * n_c) per class (King & Zeng 2001; scikit-learn's "balanced"), so each class weighs
-    as much in the loss as if the classes were equal in size; classes absent from `labels` get 0. "none": None."""
-    if kind != "balanced":
+    as much in the loss as if the classes were equal in size; "sqrt": the square root of that, halfway on a log
+    scale (square-root re-balancing, Mahajan et al. 2018); classes absent from `labels` get 0. "none": None."""
+    if kind not in ("balanced", "sqrt"):
         return None
     counts = torch.bincount(labels, minlength=n_classes).float()
     weights = torch.where(counts > 0, labels.numel() / (n_classes * counts.clamp_min(1)), torch.zeros_like(counts))
-    return weights.to(labels.device)
+    return (weights.sqrt() if kind == "sqrt" else weights).to(labels.device)
 
 
 def _eval_preprocess(prepared: PreparedData) -> Callable[[torch.Tensor], torch.Tensor]:
