@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import stat
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -610,6 +611,21 @@ def test_class_folders_named_in_other_encodings_are_one_class_each(tmp_path, mon
     assert info.class_names == ("Caf\\xe9", "tea", "Ödem") and sum(info.n_samples.values()) == 16
     train = data.load_split("food", "train", image_size=12)
     assert len(train) > 0 and set(train.labels.tolist()) <= {0, 1, 2}
+
+
+def test_a_folder_named_like_a_built_in_set_is_listed_and_a_zip_path_is_explained(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    data.clear_caches(forget_registered=True)
+    _kaggle_pets(tmp_path / "data" / "pneumoniamnist", {"": 4})  # hidden behind the built-in entry before
+    names = [info.name for info in data.list_datasets()]
+    assert "pneumoniamnist" in names and "pneumoniamnist-folder" in names
+    assert data.get_dataset_info("pneumoniamnist-folder").class_names == ("cat", "dog")
+    archive = tmp_path / "pets.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("cat/1.png", b"")
+    with pytest.raises(DataError, match="is a zip file: unpack it and give the folder"):
+        data.get_dataset_info(str(archive))
 
 
 def test_split_folders_mixed_with_class_folders_are_refused(tmp_path, monkeypatch):

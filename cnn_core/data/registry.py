@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import time
+import zipfile
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import replace
@@ -86,6 +87,9 @@ def resolve(name: str) -> DataSource:
         root, seed = folders[name]
         return FolderSource(name, root, seed)
     path = Path(name).expanduser()
+    if path.is_file() and zipfile.is_zipfile(path):
+        raise DataError(f"{name} is a zip file: unpack it and give the folder (one sub-folder of images per class), "
+                        "or upload the zip in the app's Dataset Gallery or Training Studio.")
     if not path.is_dir():
         raise DataError(
             f"Unknown data set {name!r}. Known: {_known_names_text()}. "
@@ -125,8 +129,10 @@ def _folder_entries() -> dict[str, tuple[Path, int]]:
     with cache.STATE_LOCK:
         entries = dict(_REGISTERED_FOLDERS)
     for name, root in discover_folders().items():
-        if name not in entries and builtin_name(name) is None:
-            entries[name] = (root, FOLDER_SPLIT_SEED)
+        # a folder named like a built-in set (pneumoniamnist/{normal,pneumonia}) is listed, as "<name>-folder"
+        listed = name if builtin_name(name) is None else f"{name}-folder"
+        if listed not in entries:
+            entries[listed] = (root, FOLDER_SPLIT_SEED)
     return entries
 
 
