@@ -264,6 +264,17 @@ def test_flagged_utf8_names_and_a_chosen_code_page():
     assert import_zip(decomposed, "flagged_nfd", register=False).class_counts == {"normal": 1, "Ödem": 2}
 
 
+def test_wrapper_folders_go_even_two_deep_or_beside_a_cover_picture():
+    # scalableminds/webknossos#6033, luxonis/modelconverter#211: "this zip has 1 (pets)" for both before
+    cover = _zip({"flowers/cover.png": _png(9), "flowers/rose/1.png": _png(1), "flowers/tulip/2.png": _png(2)})
+    result = import_zip(cover, "cover", register=False)
+    assert result.class_counts == {"rose": 1, "tulip": 1} and result.skipped_outside_classes == 1
+    twice = _zip({"pets/pets/cat/1.png": _png(1), "pets/pets/dog/2.png": _png(2)})
+    assert import_zip(twice, "twice", register=False).class_counts == {"cat": 1, "dog": 1}
+    only_train = _zip({"mydata/train/cat/1.png": _png(1), "mydata/train/dog/2.png": _png(2)})
+    assert import_zip(only_train, "only_train", register=False).class_counts == {"cat": 1, "dog": 1}
+
+
 def test_long_names_are_cut_in_bytes_and_keep_their_ending():
     # File systems count a name's bytes (255 on ext4): 120 Chinese characters are 360 bytes, which failed with
     # "File name too long" (glomatico/gamdl#335); nested folders joined into one file name grow as long.

@@ -274,11 +274,7 @@ def _plan(members: list[zipfile.ZipInfo], name: str) -> tuple[ZipImport, list[tu
             _note(result, "/".join(parts), "not an image")
         else:
             candidates.append((info, parts))
-    # One wrapper folder around the class folders (a zip of "mydata/"): drop it.
-    tops = {parts[0] for _, parts in candidates}
-    if len(tops) == 1 and all(len(parts) >= 3 for _, parts in candidates):
-        candidates = [(info, parts[1:]) for info, parts in candidates]
-    candidates = _without_copies(result, candidates, depth=0)
+    candidates = _without_copies(result, _without_wrappers(candidates), depth=0)
     # Split folders above the class folders (train/cat/1.png): kept, so the data set uses those splits.
     layout = split_folders("The zip", {parts[0] for _, parts in candidates if len(parts) >= 2})
     if layout:
@@ -307,6 +303,18 @@ def _plan(members: list[zipfile.ZipInfo], name: str) -> tuple[ZipImport, list[tu
         label = labels.get((layout[split_folder], folder), folder) if split_folder else folder
         plan.append((info, class_path, file_name, label))
     return result, plan
+
+
+def _without_wrappers(candidates: list[tuple[zipfile.ZipInfo, list[str]]]) -> list[tuple[zipfile.ZipInfo, list[str]]]:
+    """`candidates` without the wrapper folders around their class folders: a zip of "mydata/", or "pets/pets/" after
+    Windows' "Extract All" and zipping again. An image beside the class folders (a cover picture) does not stop it:
+    it is then skipped as outside a class folder. A split folder (train/) is never a wrapper."""
+    while True:
+        tops = {parts[0] for _, parts in candidates}
+        if (len(tops) != 1 or split_of_folder(next(iter(tops))) is not None
+                or any(len(parts) < 2 for _, parts in candidates) or all(len(parts) < 3 for _, parts in candidates)):
+            return candidates
+        candidates = [(info, parts[1:]) for info, parts in candidates]
 
 
 def _is_directory(info: zipfile.ZipInfo) -> bool:
