@@ -176,13 +176,9 @@ def show_output_size(image: np.ndarray, kernel: np.ndarray, settings: conv.ConvS
         r"$\lfloor (n + 2p - d(k-1) - 1)/s \rfloor + 1$ — with dilation 1 it is the standard output-size "
         r"formula $\lfloor (n + 2p - k)/s \rfloor + 1$ (Dumoulin & Visin, 2016)."
     )
-    left, right = st.columns(2)
-    with left:
-        st.markdown(f"**Height** (n = {formula_h.n})")
-        st.latex(formula_h.latex())
-    with right:
-        st.markdown(f"**Width** (n = {formula_w.n})")
-        st.latex(formula_w.latex())
+    for axis, formula in (("Height", formula_h), ("Width", formula_w)):  # one under the other: in two columns a
+        st.markdown(f"**{axis}** (n = {formula.n})")                     # projector at 200 % zoom cut them off
+        st.latex(formula.latex())
     reason = conv.no_output_reason(formula_h, formula_w)
     metrics = st.columns(4)
     metrics[0].metric("Input (H × W)", f"{formula_h.n} × {formula_w.n}")

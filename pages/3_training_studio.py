@@ -61,7 +61,8 @@ def setup(owner: str, manager: runs.RunManager, active: runs.RunSnapshot | None)
     running, waiting = manager.load()
     if active is not None:
         st.info("Your run is " + ("waiting for a free slot" if active.status is runs.RunStatus.QUEUED else "training")
-                + ": stop it or let it finish before you start another (one run per person).",
+                + ": stop it or let it finish before you start another (one run per person). Its live charts are "
+                "below, under [Your run](#your-run).",
                 icon=":material/hourglass_top:")
     elif running >= manager.max_concurrent:
         st.caption(f":material/group: The trainer is busy ({running} run(s) training, {waiting} waiting); a new run "
@@ -100,7 +101,7 @@ with st.container(border=True):
     setup(browser_owner, run_manager, active_run)
 
 if shown is not None:
-    st.subheader(":material/monitoring: Your run")
+    st.subheader(":material/monitoring: Your run", anchor="your-run")
     shown_active = active_run is not None and active_run.id == shown
     show_live(run_manager, shown, was_active=shown_active)
     if not shown_active:
