@@ -17,7 +17,7 @@ from cnn_core.errors import CnnError
 
 from .data_sets import forget_dataset_statuses
 from .grids import grid_html, render_html
-from .widgets import show_error
+from .widgets import show_error, show_server_paths
 
 ENLARGED_PX = 280
 CROP_SIDES = (16, 24)  # squares of a large image whose pixel values are printed
@@ -105,8 +105,9 @@ def show_missing(status: data.DatasetStatus) -> None:
     st.caption(f"{info.image_size}×{info.image_size} pixels · {info.channels} channel(s) · classes: "
                f"{', '.join(info.class_names)}")
     st.warning(f"**{info.title}** is not on this computer yet.", icon=":material/cloud_off:")
-    looked = "\n".join(f"- `{path}`" for path in status.searched)
-    st.markdown(f"Looked for **{', '.join(status.missing) or 'its files'}** in:\n{looked}")
+    if show_server_paths():
+        looked = "\n".join(f"- `{path}`" for path in status.searched)
+        st.markdown(f"Looked for **{', '.join(status.missing) or 'its files'}** in:\n{looked}")
     if status.download_size:
         st.markdown(f"Download size: **{status.download_size}**.")
     try:

@@ -110,9 +110,9 @@ def progress_text(snap: runs.RunSnapshot) -> str:
     if snap.status is runs.RunStatus.RUNNING and not snap.batches and snap.status_message:
         return f"{snap.status_message} · {elapsed} elapsed"  # e.g. a transfer model's features, before the first step
     if snap.status is runs.RunStatus.FINISHED:
-        return (f"Done: {snap.end.epochs_run} of {progress.epochs} epoch(s), {progress.step:,} steps, "
-                f"{elapsed} from start to end (loading and testing included)"
-                + (" (stopped early)" if snap.end.stopped_early else ""))
+        return (f"Done: {snap.end.epochs_run} of {progress.epochs} epoch(s)"
+                + (", stopped early" if snap.end.stopped_early else "")
+                + f", {progress.step:,} steps, {elapsed} from start to end (loading and testing included)")
     if snap.status is runs.RunStatus.CANCELLED:
         return f"Stopped at {where}, {elapsed} from the start"
     if snap.status is runs.RunStatus.FAILED:

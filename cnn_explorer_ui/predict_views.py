@@ -239,7 +239,7 @@ def show_uncertainty(loaded: LoadedCheckpoint, model_input: explain.ModelInput) 
                 "(sd), cut at 0 % and 100 %. The mean can differ from the prediction above, which is one pass with "
                 "dropout off.")
     st.plotly_chart(probability_chart(names, result.mean, result.std,
-                                       title=f"Mean ± std over {result.passes} dropout passes"),
+                                       title=f"Mean and standard deviation (sd) over {result.passes} dropout passes"),
                     key="predict_mc_chart")
     st.caption(f"{result.agreement:.0%} of the passes agree on the top class "
                f"{names[int(np.argmax(result.mean))]}. Wide whiskers mean the answer hangs on a few neurons.")

@@ -241,6 +241,8 @@ def _kept_at_stop(snap: runs.RunSnapshot) -> str:
     end = snap.end
     if not end.checkpoint_path:
         return ""
+    if not end.best_epoch:  # stopped before a validation: the weights are as they were built
+        return " The checkpoint keeps the weights as they were when it stopped (not validated yet)."
     partial = stop_point(snap).startswith("Stopped during") and end.best_epoch == end.epochs_run
     return (" The checkpoint keeps the weights at the stop (checked on the validation split)." if partial
             else f" The checkpoint keeps the best weights so far (epoch {end.best_epoch}).")

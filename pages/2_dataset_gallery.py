@@ -117,9 +117,10 @@ def show_overview(info: data.DatasetInfo, status: data.DatasetStatus, splits: di
     metrics[1].metric(f"Channels ({'grayscale' if info.channels == 1 else 'RGB'})", info.channels)
     metrics[2].metric("Classes", len(info.class_names))
     metrics[3].metric("Images", f"{n_images:,}")
-    shown = str(status.location) != info.source and show_server_paths()  # a server path, for its own machine only
-    where = f" · Read from `{status.location}`" if shown else ""
-    st.caption(f"Source: {info.source}{where}")
+    paths = show_server_paths()  # a server path, for its own machine only (a folder's source is its path)
+    source = info.source if paths or info.family != "folder" else "an image folder on the server"
+    where = f" · Read from `{status.location}`" if paths and str(status.location) != info.source else ""
+    st.caption(f"Source: {source}{where}")
 
 
 def show_counts(info: data.DatasetInfo, summary: gallery.DatasetSummary) -> None:

@@ -155,8 +155,9 @@ def upload_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
         try:  # the one preparation the CLI's `predict` uses too
             model_input = explain.prepare_input(picture, loaded.card, raw=not digit_style, name=uploaded.name)
         except explain.EmptyDrawingError as exc:  # no digit's strokes found: a photo of something else, say so
-            show_error(f"{exc} If this is not a handwritten digit, switch off “Treat it as a handwritten digit” "
-                       "above: the picture then goes to the model only resized.")
+            hint = ("" if "toggle" in str(exc) else " If this is not a handwritten digit, switch off “Treat it as a "
+                    "handwritten digit” above: the picture then goes to the model only resized.")
+            show_error(f"{exc}{hint}")
             return None
         except CnnError as exc:
             show_error(exc)

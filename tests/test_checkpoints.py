@@ -2,6 +2,7 @@
 
 import io
 import json
+from pathlib import Path
 import os
 import pickle
 import re
@@ -213,3 +214,16 @@ def test_cut_off_checkpoints_say_the_copy_did_not_finish(tmp_path):
     torch_file.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="cut off or damaged"):
         load_checkpoint(torch_file)
+
+
+def test_a_data_sets_classes_must_be_the_checkpoints_by_name_and_order():
+    from dataclasses import replace
+
+    from cnn_core.models.card import Card
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    card = replace(Card.from_dict(json.loads((models / "mnist_fastnet.json").read_text())),
+                   class_names=("Ödem", "normal"))
+    card.check_classes(("O\u0308dem", "normal"), "The data set scans")  # a Mac's decomposed Ö is the same class
+    with pytest.raises(CheckpointError, match=r"has the classes normal, Ödem, .*\(in another order\)"):
+        card.check_classes(("normal", "Ödem"), "The data set scans")

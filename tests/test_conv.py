@@ -374,10 +374,13 @@ def test_a_phone_jpeg_above_the_limit_is_decoded_at_a_fraction_of_its_side(tmp_p
     # bomb on Predict (Nandaka/PixivUtil2#1103); a JPEG decodes at 1/2, 1/4 or 1/8 of its side for little memory.
     from cnn_core.data import folders
 
-    photo = Image.new("RGB", (2000, 1500), (200, 30, 30))
+    photo = Image.new("RGB", (2001, 1501), (200, 30, 30))  # odd sides: the decoder's half is 1001 x 751
     image = images.read_image(_encode(photo, "JPEG"), max_pixels=1_000_000, name="IMG_4000.jpg")
-    assert image.size == (1000, 750) and image.getpixel((500, 375))[0] > 150
-    with pytest.raises(ImageError, match="2000x1500 pixels .3 megapixels.*limit of 1 megapixels"):
+    assert image.size == (1001, 751) and image.getpixel((500, 375))[0] > 150
+    several = io.BytesIO()  # an MPO (a JPEG holding several pictures: Samsung, iPhone HDR), Pillow's format "MPO"
+    photo.save(several, "MPO", save_all=True, append_images=[photo.resize((200, 150))])
+    assert images.read_image(several.getvalue(), max_pixels=1_000_000, name="IMG_4001.jpg").size == (1001, 751)
+    with pytest.raises(ImageError, match="2001x1501 pixels .3 megapixels.*limit of 1 megapixels"):
         images.read_image(_encode(photo, "PNG"), max_pixels=1_000_000, name="scan.png")  # no such decoder
     (tmp_path / "IMG_4000.jpg").write_bytes(_encode(photo, "JPEG"))
     monkeypatch.setattr(folders, "MAX_IMAGE_PIXELS", 1_000_000)

@@ -601,12 +601,15 @@ def test_class_folders_named_in_other_encodings_are_one_class_each(tmp_path, mon
     monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
     data.clear_caches(forget_registered=True)
     root = tmp_path / "data" / "food"
+    _kaggle_pets(Path(os.fsdecode(os.fsencode(tmp_path / "data") + b"/p\xe9ts")), {"": 3})  # a data set's own name
     for name, base in ((b"Caf\xe9", 30), (b"tea", 120), ("Ödem".encode(), 180), ("O\u0308dem".encode(), 181)):
         folder = os.fsencode(root) + b"/" + name
         os.makedirs(folder)
         for i in range(4):
             Image.fromarray(np.full((12, 12), base + i, np.uint8)).save(os.fsdecode(folder + b"/r\xe9sum\xe9%d.png" % i))
-    assert "food" in [info.name for info in data.list_datasets()]
+    names = [info.name for info in data.list_datasets()]
+    assert "food" in names and "p\\xe9ts" in names
+    assert data.get_dataset_info("p\\xe9ts").class_names == ("cat", "dog")
     info = data.get_dataset_info("food")
     assert info.class_names == ("Caf\\xe9", "tea", "Ödem") and sum(info.n_samples.values()) == 16
     train = data.load_split("food", "train", image_size=12)

@@ -28,7 +28,7 @@ from ..errors import DataError
 from .cache import CACHE_FORMAT, STATE_LOCK, cache_root, digest, safe_name, short, write_json
 from .layout import (copies_note, copies_of_siblings, describe_layout, split_folders, split_of_folder,
                      unify_split_classes)
-from .images import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_image, maybe_image_name
+from .images import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_image, is_jpeg, maybe_image_name
 from .source import BuiltSplit, DataSource, Located, Progress
 from .types import FOLDER_IMAGE_SIZE, FOLDER_SPLIT_FRACTIONS, FOLDER_SPLIT_SEED, SPLITS, DatasetInfo, DatasetStatus
 from .zipnames import readable_name
@@ -96,7 +96,7 @@ class FolderSource(DataSource):
         notes = []
         if unreadable:
             notes.append(f"{len(unreadable)} file(s) could not be read as images and are left out"
-                         f" (e.g. {', '.join(unreadable[:3])})")
+                         f" (e.g. {', '.join(readable_name(name) for name in unreadable[:3])})")
         if self.scan.left_out:
             notes.append(copies_note(self.root.name, self.scan.left_out))  # no server path: notes reach cards
         return notes + small_classes(sizes)
@@ -134,7 +134,7 @@ def discover_folders() -> dict[str, Path]:
         if child.name.lower() in EXCLUDED_TOP_FOLDERS or _hidden(child.name) or not child.is_dir():
             continue
         if _count_image_classes(child) >= 2:
-            found[child.name] = child.resolve()
+            found[readable_name(child.name)] = child.resolve()  # a name that is not UTF-8 could not be printed
     return found
 
 
@@ -506,7 +506,7 @@ def read_folder_image(path: Path, image_size: int, channels: int) -> np.ndarray 
     """One file as uint8 [C, S, S], or None when it is not a readable image or is too large."""
     try:
         with Image.open(path, formats=_open_formats()) as image:
-            if image.format == "JPEG":  # decode big JPEGs at 1/2, 1/4, 1/8: a 48 MP phone photo costs 1 MP
+            if is_jpeg(image):  # decode big JPEGs (and MPOs) at 1/2, 1/4, 1/8: a 48 MP phone photo costs 1 MP
                 image.draft(image.mode, (image_size, image_size))
             if image.width * image.height > MAX_IMAGE_PIXELS or image.width < 1 or image.height < 1:
                 return None

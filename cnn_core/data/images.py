@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from ..errors import DataError, ImageError
 
@@ -113,9 +113,9 @@ def read_image(
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageError(f"{label} has no pixels ({width}x{height}).")
-    if width * height > max_pixels and image.format == "JPEG":
-        draft_within(image, max_pixels)  # a phone's 48-200 MP photo decodes at 1/2 to 1/8 of its side, cheaply
-        width, height = image.size
+    if width * height > max_pixels and is_jpeg(image):
+        draft_within(image, max_pixels)  # a phone's 48 MP photo decodes at 1/2 of its side, cheaply (Pillow itself
+        width, height = image.size      # refuses files over 2 x its MAX_IMAGE_PIXELS, ~179 MP, from the header)
     if width * height > max_pixels:
         raise ImageError(
             f"{label} is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels), more than the "
@@ -135,13 +135,19 @@ def read_image(
     return to_standard_mode(image, keep_alpha=keep_alpha)
 
 
+def is_jpeg(image: Image.Image) -> bool:
+    """A JPEG, also one with several pictures in it (MPO: Samsung photos, iPhone HDR gain maps) that Pillow
+    opens as format "MPO": both decode with JPEG's scaled `draft`."""
+    return isinstance(image, JpegImagePlugin.JpegImageFile)
+
+
 def draft_within(image: Image.Image, max_pixels: int) -> None:
     """Make a JPEG decode at the largest of 1/2, 1/4, 1/8 of its side (the scales its decoder offers: Pillow's
     `Image.draft`) that fits `max_pixels`; nothing when even 1/8 does not fit or the image is no JPEG."""
     width, height = image.size
-    for scale in (2, 4, 8):
+    for scale in (2, 4, 8):  # the decoder's side is ceil(side / scale); Pillow picks min(W // w, H // h) as scale
         if math.ceil(width / scale) * math.ceil(height / scale) <= max_pixels:
-            image.draft(image.mode, (math.ceil(width / scale), math.ceil(height / scale)))
+            image.draft(image.mode, (width // scale, height // scale))
             return
 
 

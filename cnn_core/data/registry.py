@@ -87,7 +87,7 @@ def resolve(name: str) -> DataSource:
         root, seed = folders[name]
         return FolderSource(name, root, seed)
     path = Path(name).expanduser()
-    if path.is_file() and zipfile.is_zipfile(path):
+    if path.is_file() and path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):  # not .npz, .pt, .docx
         raise DataError(f"{name} is a zip file: unpack it and give the folder (one sub-folder of images per class), "
                         "or upload the zip in the app's Dataset Gallery or Training Studio.")
     if not path.is_dir():

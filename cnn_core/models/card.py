@@ -119,7 +119,9 @@ class Card:
         """CheckpointError unless `class_names` (a data set's, in label order) are the checkpoint's: labels are
         indices into them, so a class added or renamed in an image folder since training would score every image
         against the wrong class (a silent 0 %, or torchmetrics' "more unique values in target")."""
-        ours, theirs = list(self.class_names), list(class_names)
+        from ..data.zipnames import readable_name  # names as the data reads them (NFC): a Mac's Ö is a PC's Ö
+
+        ours, theirs = [readable_name(c) for c in self.class_names], [readable_name(c) for c in class_names]
         if ours == theirs:
             return
         added, missing = [c for c in theirs if c not in ours], [c for c in ours if c not in theirs]
