@@ -282,7 +282,7 @@ def test_upload_a_pathmnist_scan_and_see_why(page, made_checkpoints, tmp_path):
     expect(page.get_by_test_id("stImageCaption").filter(has_text="(predicted) at")).to_be_visible()
     expect(page.get_by_test_id("stImageCaption").filter(has_text="Saliency for")).to_be_visible()
     if _has_dropout(card):
-        expect(page.get_by_text("Mean ± std over 50 dropout passes")).to_be_visible()
+        expect(page.get_by_text("Mean and standard deviation (sd) over 50 dropout passes")).to_be_visible()
     else:
         expect(page.get_by_text("has no dropout layers")).to_be_visible()
     expect(page.get_by_text("trustworthy").or_(page.get_by_text("The model is confident")).first).to_be_visible()
@@ -299,7 +299,7 @@ def test_upload_a_pathmnist_scan_and_see_why(page, made_checkpoints, tmp_path):
     finish_page(page, "predict-upload-tiff")
 
     _choose_model(page, "test_predict_dropout")
-    expect(page.get_by_text("Mean ± std over 50 dropout passes")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Mean and standard deviation (sd) over 50 dropout passes")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("of the passes agree on the top class")).to_be_visible()
     finish_page(page, "predict-upload-mc-dropout")
 

@@ -236,7 +236,7 @@ def test_a_tiny_mnist_run_shows_live_charts_metrics_confusion_matrix_and_checkpo
     _configure_run(tab, epochs=1, batch=16, subset=50)
     expect(tab.get_by_text("50 training images in batches of 16: 4 steps per epoch, 4 in all.")).to_be_visible()
     _start(tab)
-    expect(tab.locator("h3#monitoring-your-run")).to_be_visible()
+    expect(tab.locator("h3#your-run")).to_be_visible()
     # The progress bar ends, and the batch chart holds a point for each of the 4 steps.
     expect(tab.get_by_test_id("stProgress")).to_contain_text("Done: 1 of 1 epoch(s), 4 steps", timeout=RUN_TIMEOUT_MS)
     expect(tab.get_by_text(re.compile(r"^Finished: 1 epoch\(s\) .* the checkpoint holds the last epoch \(1\)\.$"))

@@ -60,4 +60,4 @@ def test_monte_carlo_whiskers_stop_at_0_and_100_percent():
     bar = figure.data[0]
     np.testing.assert_allclose(np.asarray(bar.x) + np.asarray(bar.error_x.array), [0.425, 1.0])
     np.testing.assert_allclose(np.asarray(bar.x) - np.asarray(bar.error_x.arrayminus), [0.0, 0.575])
-    assert "81.1% ± 23.6%" in figure.data[1].text[1].replace(" %", "%")
+    assert "81.1% (sd 23.6%)" in figure.data[1].text[1].replace(" %", "%")  # "±" read as a negative probability
