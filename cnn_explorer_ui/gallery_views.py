@@ -105,9 +105,12 @@ def show_missing(status: data.DatasetStatus) -> None:
     st.caption(f"{info.image_size}×{info.image_size} pixels · {info.channels} channel(s) · classes: "
                f"{', '.join(info.class_names)}")
     st.warning(f"**{info.title}** is not on this computer yet.", icon=":material/cloud_off:")
-    if show_server_paths():
+    missing = ", ".join(status.missing) or "its files"
+    if show_server_paths():  # the server's folders, for a browser on its own machine only
         looked = "\n".join(f"- `{path}`" for path in status.searched)
-        st.markdown(f"Looked for **{', '.join(status.missing) or 'its files'}** in:\n{looked}")
+        st.markdown(f"Looked for **{missing}** in:\n{looked}")
+    else:
+        st.markdown(f"**{missing}** is not in this server's data folder.")
     if status.download_size:
         st.markdown(f"Download size: **{status.download_size}**.")
     try:

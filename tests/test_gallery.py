@@ -725,10 +725,15 @@ def test_page_reshuffle_changes_the_seed(tiny_data_dir, monkeypatch):
 
 
 def test_page_for_a_missing_data_set(tiny_data_dir, monkeypatch):
-    app = _run_page("dermamnist", monkeypatch)
-    text = " ".join(item.value for item in app.markdown)
-    assert "dermamnist.npz" in text and str(tiny_data_dir / "medmnist") in text
-    assert any("not on this computer yet" in item.value for item in app.warning)
+    from cnn_explorer_ui import widgets
+
+    for on_this_machine in (True, False):  # the folders looked in, for a browser on the server's machine only
+        monkeypatch.setattr(widgets, "show_server_paths", lambda: on_this_machine)
+        monkeypatch.setattr("cnn_explorer_ui.gallery_views.show_server_paths", lambda: on_this_machine)
+        app = _run_page("dermamnist", monkeypatch)
+        text = " ".join(item.value for item in app.markdown)
+        assert "dermamnist.npz" in text and (str(tiny_data_dir / "medmnist") in text) is on_this_machine
+        assert any("not on this computer yet" in item.value for item in app.warning)
 
 
 def test_picker_groups_medmnist_sizes(tiny_data_dir):
