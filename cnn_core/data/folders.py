@@ -131,7 +131,7 @@ def discover_folders() -> dict[str, Path]:
         children = []
     found = {}
     for child in children:
-        if child.name.lower() in EXCLUDED_TOP_FOLDERS or _hidden(child.name) or not child.is_dir():
+        if child.name.lower() in EXCLUDED_TOP_FOLDERS or is_hidden(child.name) or not child.is_dir():
             continue
         if _count_image_classes(child) >= 2:
             found[readable_name(child.name)] = child.resolve()  # a name that is not UTF-8 could not be printed
@@ -157,8 +157,10 @@ def _open_formats() -> tuple[str, ...]:
     return tuple(name for name in ALLOWED_FORMATS if name in Image.OPEN)
 
 
-def _hidden(name: str) -> bool:
-    return name.startswith(".") or name.startswith("__")  # .DS_Store, ._x.jpg, __MACOSX
+def is_hidden(name: str) -> bool:
+    """Whether a file or folder is system clutter that no data set counts: .DS_Store, macOS's ._x.jpg,
+    .ipynb_checkpoints/, __MACOSX/."""
+    return name.startswith(".") or name.startswith("__")
 
 
 def class_images(class_dir: Path) -> list[Path]:
@@ -167,19 +169,14 @@ def class_images(class_dir: Path) -> list[Path]:
     return [path for path, _ in _image_files(class_dir)]
 
 
-def is_hidden(name: str) -> bool:
-    """Whether a file or folder is system clutter that no data set counts (see `class_images`)."""
-    return _hidden(name)
-
-
 def _image_files(class_dir: Path) -> list[tuple[Path, os.stat_result]]:
     """Image files under one class folder, recursively, sorted; hidden ones skipped. A file counts by its
     name's ending (`IMAGE_SUFFIXES`) or, when the name says nothing (`img001`, `scan.dat`), by its content."""
     found = []
     for dirpath, dirnames, filenames in os.walk(class_dir):
-        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
         for filename in sorted(filenames):
-            if _hidden(filename) or not maybe_image_name(filename):
+            if is_hidden(filename) or not maybe_image_name(filename):
                 continue
             path = Path(dirpath) / filename
             try:
@@ -203,7 +200,7 @@ def _content_is_image(path: Path, size: int, mtime_ns: int) -> bool:
 
 
 def _class_dirs(root: Path) -> list[Path]:
-    return sorted(child for child in root.iterdir() if child.is_dir() and not _hidden(child.name))
+    return sorted(child for child in root.iterdir() if child.is_dir() and not is_hidden(child.name))
 
 
 def _count_image_classes(root: Path) -> int:
@@ -229,8 +226,8 @@ def _without_copies(root: Path, folders: list[Path]) -> tuple[list[Path], list[s
 def _has_image(class_dir: Path) -> bool:
     """Whether a folder holds an image, looking at names first (cheap) and at contents only if needed."""
     for _, dirnames, filenames in os.walk(class_dir):
-        dirnames[:] = [d for d in dirnames if not _hidden(d)]
-        if any(not _hidden(f) and Path(f).suffix.lower() in IMAGE_SUFFIXES for f in filenames):
+        dirnames[:] = [d for d in dirnames if not is_hidden(d)]
+        if any(not is_hidden(f) and Path(f).suffix.lower() in IMAGE_SUFFIXES for f in filenames):
             return True
     return bool(_image_files(class_dir))
 
