@@ -134,6 +134,7 @@ def main() -> None:
     parser.add_argument("--only", help="run only the subsets whose label contains this (e.g. 'binary', '546')")
     parser.add_argument("--seeds", type=int, default=1, help="train each variant with seeds 0..N-1 and print the "
                         "mean too (runs of 500 images differ by several points from seed to seed)")
+    parser.add_argument("--first-seed", type=int, default=0, help="start the seeds here (add seeds to an earlier run)")
     parser.add_argument("--like-medmnist", action="store_true", help="the subsets with MedMNIST sets' class counts, "
                         "tested on images in their own test counts (LIKE_MEDMNIST)")
     parser.add_argument("--test-source", choices=("test", "val"), default="test",
@@ -153,13 +154,14 @@ def main() -> None:
         cache = work / f"cache-{index}"  # two subsets may be saved under one MedMNIST name
         for variant in variants:
             rows = []
-            for seed in range(args.seeds):
-                seeded = shlex.split(variant) + (["--seed", str(seed)] if args.seeds > 1 else [])
+            seeds = range(args.first_seed, args.first_seed + args.seeds)
+            for seed in seeds:
+                seeded = shlex.split(variant) + (["--seed", str(seed)] if len(seeds) > 1 or seed else [])
                 report = train(subset.saved_as, data_dir, cache, seeded)
                 m = report["test_metrics"]
                 rows.append((100 * m["accuracy"], None if m.get("balanced_accuracy") is None else
                              100 * m["balanced_accuracy"], m["auroc"]))
-                label = (variant or "default") + (f" seed {seed}" if args.seeds > 1 else "")
+                label = (variant or "default") + (f" seed {seed}" if len(seeds) > 1 or seed else "")
                 print(_row(f"{subset.label} {sizes['test']} test", label, *rows[-1],
                            f"{report['best_epoch']}/{report['epochs_run']}", report["train_seconds"]), flush=True)
             if args.seeds > 1:

@@ -193,6 +193,24 @@ def test_files_that_are_not_checkpoints_are_named_for_what_they_are(tmp_path, na
     assert "pickled" not in str(refused.value)  # not the security refusal: nothing here holds code
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit is deprecated, and people still save with it
+def test_whole_programs_and_pickled_models_are_named_for_what_they_are(tmp_path):
+    """TorchScript and torch.export files are zips like torch.save's; torch's own refusal of TorchScript under
+    weights_only talks of PyTorch 2.6's defaults, and a whole model's refusal names a class allow-list."""
+    model = build_model("simple_cnn", 1, 10, 28).eval()
+    example = torch.zeros(1, 1, 28, 28)
+    torch.jit.save(torch.jit.trace(model, example), tmp_path / "traced.pt")
+    torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))), tmp_path / "scripted.pt")
+    torch.export.save(torch.export.export(model, (example,)), tmp_path / "exported.pt2")
+    torch.save(model, tmp_path / "whole.pt")
+    for name, says in [("traced.pt", "is a TorchScript model"), ("scripted.pt", "is a TorchScript model"),
+                       ("exported.pt2", "is a torch.export program"),
+                       ("whole.pt", "Refused whole.pt: it holds a whole pickled model (saved with torch.save(model))")]:
+        with pytest.raises(CheckpointError, match=re.escape(says)) as refused:
+            load_checkpoint(tmp_path / name)
+        assert "2.6" not in str(refused.value) and "zip archive" not in str(refused.value)
+
+
 def test_the_card_passed_for_the_weights_points_at_the_weights(tmp_path):
     weights = _saved(tmp_path)
     with pytest.raises(CheckpointError, match=r"is a checkpoint's card .* pass the \.safetensors file beside it "

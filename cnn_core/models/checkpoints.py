@@ -135,7 +135,12 @@ def what_else_it_is(path: Path, head: bytes) -> str | None:
     if _is_onnx(head):
         return (f"{name} is an ONNX export (for onnxruntime and other runtimes), not a checkpoint: pass the "
                 ".safetensors file it was exported from.")
-    if head.startswith(ZIP_MAGIC) and not _is_torch_zip(path):
+    zip_kind = _zip_kind(path) if head.startswith(ZIP_MAGIC) else None
+    if zip_kind in PROGRAM_ZIPS:
+        return (f"{name} is {PROGRAM_ZIPS[zip_kind]}: a whole program, not a checkpoint of weights. CNN Explorer "
+                "loads the .safetensors checkpoints it saves, with a card naming the model (train one with "
+                "`python -m cnn_core train` or in the Training Studio).")
+    if zip_kind == "other":
         return (f"{name} is a zip archive, not a checkpoint (a zip of image folders is a data set: upload it in the "
                 "Training Studio). Pass the .safetensors file that CNN Explorer saved.")
     if b"\x00" in head or head.startswith(ZIP_MAGIC) or head[:1] == b"\x80":  # binary: safetensors, zip, pickle
@@ -161,13 +166,25 @@ IMAGE_MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": 
                b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}  # fmt: skip
 
 
-def _is_torch_zip(path: Path) -> bool:
-    """`torch.save`'s zip format: one folder holding data.pkl (and a version record); a cut-off zip may be one."""
+#: Zips that PyTorch writes for whole programs, as `_zip_kind` names them, and how a message calls them.
+PROGRAM_ZIPS = {"torchscript": "a TorchScript model (saved with torch.jit.save or torch.jit.trace)",
+                "exported": "a torch.export program (saved with torch.export.save)"}
+
+
+def _zip_kind(path: Path) -> str:
+    """What a zip holds, told by its member names: "torch" (`torch.save`'s format: one folder holding data.pkl and
+    a version record; also a damaged zip, which the torch reader explains), "torchscript" (that folder also holds
+    code/ and constants.pkl), "exported" (torch.export's archive_format record) or "other"."""
     try:
         with zipfile.ZipFile(path) as archive:
-            return any(name.endswith("/data.pkl") for name in archive.namelist())
+            names = archive.namelist()
     except (zipfile.BadZipFile, OSError, ValueError):
-        return True  # damaged: the torch reader says what is wrong with it
+        return "torch"
+    if any(name.endswith("/archive_format") or name == "archive_format" for name in names):
+        return "exported"
+    if any(name.endswith("/constants.pkl") or "/code/__torch__/" in name for name in names):
+        return "torchscript"
+    return "torch" if any(name.endswith("/data.pkl") for name in names) else "other"
 
 
 def _is_onnx(head: bytes) -> bool:
@@ -226,9 +243,12 @@ def _read_torch_file(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
+        whole_model = _pickles_a_module(path)
         raise CheckpointError(
-            f"Refused {path.name}: it holds pickled Python objects, which could run code when loaded. "
-            "CNN Explorer only loads plain weights (safetensors, or torch files of tensors)."
+            f"Refused {path.name}: it holds "
+            + ("a whole pickled model (saved with torch.save(model))" if whole_model else "pickled Python objects")
+            + ", which could run code when loaded. CNN Explorer only loads plain weights (safetensors, or torch "
+            "files of tensors)."
         ) from None
     except Exception as exc:  # zip/pickle garbage of every kind ends here
         if _truncated_zip(path, exc):
@@ -243,6 +263,19 @@ def _read_torch_file(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     raise CheckpointError(
         f"{path.name} is a torch file but not a CNN Explorer checkpoint (it has no card naming its model and data set)."
     )
+
+
+def _pickles_a_module(path: Path) -> bool:
+    """Whether a torch file's pickle holds an nn.Module (`torch.save(model)`), read as bytes, never unpickled:
+    every pickled module carries its attribute names `_parameters` and `_modules`."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
+            data = archive.read(name)
+    except (zipfile.BadZipFile, StopIteration, OSError, ValueError):
+        with path.open("rb") as handle:  # the legacy format before PyTorch 1.6: the pickle comes first
+            data = handle.read(1024**2)
+    return b"_parameters" in data and b"_modules" in data
 
 
 def _truncated_zip(path: Path, exc: Exception) -> bool:
