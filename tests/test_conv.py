@@ -387,6 +387,25 @@ def test_a_phone_jpeg_above_the_limit_is_decoded_at_a_fraction_of_its_side(tmp_p
     assert folders.read_folder_image(tmp_path / "IMG_4000.jpg", 64, 3).shape == (3, 64, 64)
 
 
+def test_a_jpeg_over_pillows_own_refusal_is_still_decoded_at_a_fraction(tmp_path, monkeypatch):
+    # Pillow refuses more than 2 x Image.MAX_IMAGE_PIXELS (~179 MP) at open, before a smaller decode can be asked
+    # for: a 200 MP phone photo (16320x12240, Samsung's 200 MP mode) was a "decompression bomb". Here Pillow's limit
+    # is lowered so that a 3 MP JPEG stands for it; a PNG that size (no scaled decoder) is still refused.
+    from cnn_core.data import folders
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)  # Pillow refuses above 2 MP
+    photo = Image.new("RGB", (2001, 1501), (200, 30, 30))
+    image = images.read_image(_encode(photo, "JPEG"), max_pixels=1_000_000, name="20231224_120000.jpg")
+    assert image.size == (1001, 751) and image.getpixel((500, 375))[0] > 150
+    (tmp_path / "big.jpg").write_bytes(_encode(photo, "JPEG"))
+    monkeypatch.setattr(folders, "MAX_IMAGE_PIXELS", 1_000_000)
+    assert folders.read_folder_image(tmp_path / "big.jpg", 64, 3).shape == (3, 64, 64)
+    with pytest.raises(ImageError, match="'scan.png' declares 3 megapixels.*decompression bomb"):
+        images.read_image(_encode(photo, "PNG"), max_pixels=1_000_000, name="scan.png")
+    with pytest.raises(ImageError, match="damaged|truncated"):  # JPEG's own refusal path still reads the file
+        images.read_image(_encode(photo, "JPEG")[:5000], max_pixels=1_000_000, name="cut.jpg")
+
+
 def test_16_bit_images_are_stretched_to_8_bit():
     values = np.linspace(100, 4095, 32 * 16).reshape(16, 32).astype(np.uint16)  # a 12-bit scan in 16 bits
     data = _encode(Image.fromarray(values), "PNG")

@@ -28,7 +28,8 @@ from ..errors import DataError
 from .cache import CACHE_FORMAT, STATE_LOCK, cache_root, digest, safe_name, short, write_json
 from .layout import (copies_note, copies_of_siblings, describe_layout, split_folders, split_of_folder,
                      unify_split_classes)
-from .images import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_image, is_jpeg, maybe_image_name
+from .images import (ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_image, is_jpeg, maybe_image_name,
+                     open_image)
 from .source import BuiltSplit, DataSource, Located, Progress
 from .types import FOLDER_IMAGE_SIZE, FOLDER_SPLIT_FRACTIONS, FOLDER_SPLIT_SEED, SPLITS, DatasetInfo, DatasetStatus
 from .zipnames import readable_name
@@ -502,7 +503,7 @@ def _remember_unreadable(scan: FolderScan, unreadable: frozenset[str]) -> None:
 def read_folder_image(path: Path, image_size: int, channels: int) -> np.ndarray | None:
     """One file as uint8 [C, S, S], or None when it is not a readable image or is too large."""
     try:
-        with Image.open(path, formats=_open_formats()) as image:
+        with open_image(path, _open_formats()) as image:
             if is_jpeg(image):  # decode big JPEGs (and MPOs) at 1/2, 1/4, 1/8: a 48 MP phone photo costs 1 MP
                 image.draft(image.mode, (image_size, image_size))
             if image.width * image.height > MAX_IMAGE_PIXELS or image.width < 1 or image.height < 1:

@@ -90,9 +90,7 @@ def read_image(
     if not data:
         raise ImageError(f"{label} is empty (0 bytes): choose an image file such as a PNG or JPEG.")
     try:
-        with warnings.catch_warnings():  # the header alone; `max_pixels` is checked below, before any decoding
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=_openable_formats())
+        image = open_image(io.BytesIO(data), _openable_formats())
     except UnidentifiedImageError as exc:
         if is_heif(data[:12]):
             raise ImageError(f"{label} is an HEIC photo (an iPhone's format) and this installation cannot read HEIC: "
@@ -114,8 +112,8 @@ def read_image(
     if width < 1 or height < 1:
         raise ImageError(f"{label} has no pixels ({width}x{height}).")
     if width * height > max_pixels and is_jpeg(image):
-        draft_within(image, max_pixels)  # a phone's 48 MP photo decodes at 1/2 of its side, cheaply (Pillow itself
-        width, height = image.size      # refuses files over 2 x its MAX_IMAGE_PIXELS, ~179 MP, from the header)
+        draft_within(image, max_pixels)  # a phone's 48 or 200 MP photo decodes at 1/2 or 1/4 of its side, cheaply
+        width, height = image.size
     if width * height > max_pixels:
         raise ImageError(
             f"{label} is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels), more than the "
@@ -133,6 +131,27 @@ def read_image(
             ) from exc
         raise ImageError(f"{label} is damaged and could not be decoded ({detail}).") from exc
     return to_standard_mode(image, keep_alpha=keep_alpha)
+
+
+def open_image(fp: BinaryIO | Path, formats: list[str]) -> Image.Image:
+    """`Image.open` (the header only, nothing decoded) for callers that check the pixel count themselves.
+
+    Pillow warns above its MAX_IMAGE_PIXELS (~89 MP) and refuses twice that (~179 MP) before anyone can ask for
+    a smaller decode; a JPEG over that (a 200 MP phone photo, 16320x12240) is opened by its own plugin, since
+    JPEG decodes at 1/2, 1/4 or 1/8 of its side (`draft_within`). Raises what `Image.open` raises."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(fp, formats=formats)
+    except Image.DecompressionBombError:
+        if "JPEG" not in formats:
+            raise
+        stream = io.BytesIO(fp.read_bytes()) if isinstance(fp, Path) else fp  # the image owns no file handle
+        stream.seek(0)
+        if stream.read(3) != b"\xff\xd8\xff":
+            raise
+        stream.seek(0)
+        return JpegImagePlugin.jpeg_factory(stream)
 
 
 def is_jpeg(image: Image.Image) -> bool:
