@@ -469,7 +469,7 @@ def test_model_graph_refuses_a_file_that_is_not_a_checkpoint(context, studio_ser
     expect(tab.locator("h3#table-layers")).to_be_visible()
     # The shipped MNIST model: its data is on every test machine (the brain-MRI one's may not be).
     tab.get_by_test_id("stSelectbox").filter(has_text="Checkpoint").click()
-    rerun_after(tab, tab.get_by_role("option").filter(has_text="mnist_fastnet · fastnet on mnist").first.click)
+    rerun_after(tab, tab.get_by_role("option").filter(has_text="mnist_fastnet · shipped").first.click)
     expect(tab.get_by_text(re.compile(r"^The model says \w+ \(\d+ %\)\.$"))).to_be_visible()
     download_onnx(tab, channels=1, size=28, n_classes=10)  # the checkpoint as ONNX runs in onnxruntime
     assert_no_exception(tab)

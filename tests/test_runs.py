@@ -502,6 +502,7 @@ def test_each_owner_sees_the_shipped_checkpoints_and_only_their_own(tiny_data_di
     assert theirs.checkpoint_path not in {str(e.path) for e in entries}
     labels = [checkpoint_label(e) for e in own]
     assert "stopped at epoch" not in labels[0] and "stopped at epoch" in labels[1]
+    assert labels[0].startswith(f"{own[0].name} · yours · test accuracy ")  # before the long data set title
     assert checkpoints_for("nobody", manager.store) == shipped
 
 

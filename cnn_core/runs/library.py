@@ -28,13 +28,14 @@ def checkpoints_for(owner: str, store: RunStore | None = None) -> list[Checkpoin
 
 
 def checkpoint_label(entry: CheckpointEntry) -> str:
-    """How pickers name a checkpoint: "mnist_fastnet · fastnet on MNIST handwritten digits (28×28) · shipped ·
-    test accuracy 99.2 %"; a run stopped by hand (or interrupted) says at which epoch."""
+    """How pickers name a checkpoint: "mnist_fastnet · shipped · test accuracy 99.2 % · fastnet on MNIST
+    handwritten digits (28×28)"; a run stopped by hand (or interrupted) says at which epoch. Whose it is and how
+    good comes before the long data set title, which a narrow picker cuts off."""
     card = entry.card
     stopped = f" · stopped at epoch {card.training.get('epochs_run', '?')}" if card.stopped_early else ""
     accuracy = f" · test accuracy {card.test_accuracy:.1%}" if card.test_accuracy is not None else ""
-    return (f"{entry.name} · {card.model} on {card.dataset_title or card.dataset} · "
-            f"{'shipped' if entry.shipped else 'yours'}{stopped}{accuracy}")
+    return (f"{entry.name} · {'shipped' if entry.shipped else 'yours'}{stopped}{accuracy} · "
+            f"{card.model} on {card.dataset_title or card.dataset}")
 
 
 def record_upload(owner: str, info: data_registry.DatasetInfo, seed: int, store: RunStore | None = None) -> None:
