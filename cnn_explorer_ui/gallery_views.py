@@ -17,7 +17,7 @@ from cnn_core.errors import CnnError
 
 from .data_sets import forget_dataset_statuses
 from .grids import grid_html, render_html
-from .widgets import show_error, show_server_paths
+from .widgets import show_error, show_server_paths, without_server_paths
 
 ENLARGED_PX = 280
 CROP_SIDES = (16, 24)  # squares of a large image whose pixel values are printed
@@ -117,16 +117,16 @@ def show_missing(status: data.DatasetStatus) -> None:
         server = data.download_server(info.name)
     except CnnError as exc:  # a malformed CNN_DOWNLOAD_MIRROR
         show_error(exc)
-        st.caption(status.how_to_get)
+        st.caption(without_server_paths(status.how_to_get))
         return
     if server and _online(server, info.name):
         if st.button(f"Download {info.title}", icon=":material/download:", key=f"gallery_download_{info.name}",
                      type="primary"):
             download(info, server)
-        st.caption(status.how_to_get)
+        st.caption(without_server_paths(status.how_to_get))
     else:
         st.info(f"This computer cannot reach {server or 'the download server'}, so the app cannot download it. "
-                f"{status.how_to_get}", icon=":material/wifi_off:")
+                f"{without_server_paths(status.how_to_get)}", icon=":material/wifi_off:")
 
 
 def download(info: data.DatasetInfo, server: str) -> None:

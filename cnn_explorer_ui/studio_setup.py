@@ -20,7 +20,7 @@ from cnn_core.training.config import MIN_DEFAULT_STEPS, MIN_VAL_IMAGES_PER_CLASS
 
 from .data_sets import present_datasets
 from .pickers import dataset_picker, model_arg_picker, model_picker
-from .widgets import device_label, show_folder_notes
+from .widgets import device_label, show_folder_notes, without_server_paths
 
 FOLDER_SIZES = (32, 64, 96, 128)
 FEW_IMAGES = 20  # training images per class below which the studio warns
@@ -109,9 +109,9 @@ def choose_model(info: data.DatasetInfo) -> tuple[models.ModelSpec, dict] | None
     if transfer.is_transfer_model(spec.name):
         weights_here, where = backbones.weights_status(spec.name)
         if weights_here:
-            st.caption(f":material/check_circle: {where}")
+            st.caption(f":material/check_circle: {without_server_paths(where)}")
         else:  # before the run, so nobody waits for a run that fails offline
-            st.warning(where, icon=":material/cloud_off:")
+            st.warning(without_server_paths(where), icon=":material/cloud_off:")
     return spec, model_arg_picker(spec, key_prefix="studio_arg")
 
 

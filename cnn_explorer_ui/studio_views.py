@@ -19,7 +19,7 @@ from cnn_core.training import checkpoint_keeps
 from .exports import tensorboard_download
 from .live import CHART_REFRESH_SECONDS, live_progress, progress_text
 from .studio_charts import batch_figure, compare_figure, confusion_figure, epoch_figure
-from .widgets import device_label, show_error, show_server_paths
+from .widgets import device_label, show_error, show_server_paths, without_server_paths
 
 SAFETY_RERUN_SECONDS = 30.0  # an active run's panel reruns at least this often (the live bar asks sooner)
 GALLERY_COLUMNS = 10
@@ -207,11 +207,12 @@ def show_outcome(snap: runs.RunSnapshot) -> None:
     if snap.status is runs.RunStatus.INTERRUPTED:
         kept = (f" The checkpoint keeps the best weights so far (epoch {end.best_epoch})." if end and end.checkpoint_path
                 else " It saved no checkpoint; start it again to get one.")
-        st.warning(f"Interrupted: {snap.note or 'The server stopped while this run was training.'}{kept} Its curves "
+        note = without_server_paths(snap.note or "The server stopped while this run was training.")
+        st.warning(f"Interrupted: {note}{kept} Its curves "
                    "up to that moment are kept.", icon=":material/power_off:")
         return
     if end is None:
-        st.warning(snap.note or "The run ended before it started.", icon=":material/stop_circle:")
+        st.warning(without_server_paths(snap.note or "The run ended before it started."), icon=":material/stop_circle:")
         return
     seconds = runs.format_seconds(end.seconds)
     if snap.status is runs.RunStatus.CANCELLED:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import streamlit as st
 
-from cnn_core import runs
+import cnn_core
+from cnn_core import runs, settings
 from cnn_core import data
 from cnn_core.data import FOLDER_SPLIT_SEED, zipfolder
 from cnn_core.device import describe_device
@@ -16,6 +18,7 @@ from .data_sets import forget_dataset_statuses
 from .session import browser_id
 
 
+APP_FOLDER = Path(cnn_core.__file__).resolve().parent.parent  # the checkout: its models/ and code
 CLASSROOM_KEY = "classroom_display"
 CLASSROOM_SCALE = 1.7  # canvas, pictures and figures grow by this on a projector
 CLASSROOM_PARAM = "classroom"  # ?classroom=on in the address
@@ -55,9 +58,25 @@ def show_server_paths() -> bool:
     return st.context.ip_address is None
 
 
+def without_server_paths(text: str) -> str:
+    """`text` for this browser: the server's folders named by their settings ($CNN_DATA_DIR, $CNN_CACHE_DIR, the
+    app's folder) where the browser may not see them (`show_server_paths`). The engine's messages name paths for
+    the CLI, where they are the user's own."""
+    if show_server_paths():
+        return text
+    folders = {settings.data_dir(): "$CNN_DATA_DIR", settings.cache_dir(): "$CNN_CACHE_DIR",
+               APP_FOLDER: "the app's folder"}
+    spellings = [(str(spelling), name) for folder, name in folders.items()
+                 for spelling in {folder, folder.resolve()}]
+    for spelling, name in sorted(spellings, key=lambda pair: -len(pair[0])):  # a folder inside another first
+        text = text.replace(spelling, name)
+    return text
+
+
 def show_error(error: CnnError | str, *, icon: str = ":material/error:") -> None:
-    """A `CnnError` (or a message) as a red box: what went wrong and what to do, never a traceback."""
-    st.error(str(error), icon=icon)
+    """A `CnnError` (or a message) as a red box: what went wrong and what to do, never a traceback (nor the
+    server's folders, for a student's browser: `without_server_paths`)."""
+    st.error(without_server_paths(str(error)), icon=icon)
 
 
 @st.cache_data(ttl=60, show_spinner=False)

@@ -28,3 +28,18 @@ def test_the_class_count_chart_labels_every_digit():
                        description="", license="", n_samples=None, root=None)
     figure = counts_figure(info, {"train": list(range(10))})
     assert figure.layout.xaxis.type == "category"  # "0".."9" as numbers got a tick at every second class
+
+
+def test_messages_name_the_servers_folders_by_their_settings_for_a_students_browser(monkeypatch, tmp_path):
+    """The engine's messages name paths for the CLI's user; a remote student sees $CNN_DATA_DIR and the like."""
+    data_dir, cache_dir = tmp_path / "srv" / "data", tmp_path / "srv" / "data" / "cache"  # one inside the other
+    monkeypatch.setenv("CNN_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("CNN_CACHE_DIR", str(cache_dir))
+    message = (f"Put the four MNIST files in {data_dir / 'MNIST' / 'raw'}; downloads go to {cache_dir / 'MNIST'}; "
+               f"no checkpoint at {widgets.APP_FOLDER / 'models' / 'x.safetensors'}.")
+    monkeypatch.setattr(widgets, "show_server_paths", lambda: True)
+    assert widgets.without_server_paths(message) == message
+    monkeypatch.setattr(widgets, "show_server_paths", lambda: False)
+    assert widgets.without_server_paths(message) == (
+        "Put the four MNIST files in $CNN_DATA_DIR/MNIST/raw; downloads go to $CNN_CACHE_DIR/MNIST; "
+        "no checkpoint at the app's folder/models/x.safetensors.")
