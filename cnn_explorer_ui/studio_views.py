@@ -194,8 +194,8 @@ def show_checkpoint(snap: runs.RunSnapshot) -> None:
     with buttons:
         tensorboard_download(snap, key="studio_tensorboard")
     with st.expander("The checkpoint's card"):
-        st.code(snap.end.card.command, language="bash")
-        st.json(snap.end.card.to_dict(), expanded=1)
+        st.code(without_server_paths(snap.end.card.command), language="bash")
+        st.json(without_server_paths(snap.end.card.to_json()), expanded=1)
 
 
 def show_outcome(snap: runs.RunSnapshot) -> None:
