@@ -9,6 +9,9 @@ One route of its own: a training run's progress as JSON (`cnn_explorer_ui.live`)
 progress bar polls instead of rerunning the page.
 """
 
+import contextlib
+import threading
+
 import streamlit as st
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,4 +27,17 @@ async def run_progress(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-app = st.App("cnn_explorer_ui/frame.py", routes=[Route("/_cnn/runs/{run_id}/progress", run_progress)])
+def _warm_up() -> None:
+    from cnn_explorer_ui.warmup import start_warm_imports  # in this thread: importing the package takes seconds
+
+    start_warm_imports()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(_app: st.App):
+    """At server start: the pages' slow imports begin in the background (`cnn_explorer_ui.warmup`)."""
+    threading.Thread(target=_warm_up, name="cnn-warm-up-start", daemon=True).start()
+    yield
+
+
+app = st.App("cnn_explorer_ui/frame.py", lifespan=lifespan, routes=[Route("/_cnn/runs/{run_id}/progress", run_progress)])

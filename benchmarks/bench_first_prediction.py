@@ -2,9 +2,10 @@
 
 A fresh server (`streamlit run app.py`, a new empty cache) and a fresh Chromium: Home opens, the student reads it
 for `--read-s` seconds, clicks Predict in the sidebar and draws a 7 with the mouse; the figure is the seconds from
-lifting the mouse to the page settled with "Predicted class" on it, then the same for a second drawing. Each round
+lifting the mouse to the page settled with "Predicted class" on it, then the same for a second drawing (and the
+seconds Home took to settle, opened as soon as the server answers). Each round
 runs the app twice, side by side: with the background imports of pages' slow modules
-(`cnn_explorer_ui.frame.warm_imports`) and without them (`CNN_WARM_IMPORTS=0`).
+(`cnn_explorer_ui.warmup`, started when the server starts) and without them (`CNN_WARM_IMPORTS=0`).
 
     CNN_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_first_prediction.py [--rounds 2] [--read-s 10]
 
@@ -50,15 +51,17 @@ def answered(page, lifted: float, previous: str) -> float:
     return time.monotonic() - lifted
 
 
-def one_try(chromium, warm: bool, read_s: float) -> tuple[float, float]:
+def one_try(chromium, warm: bool, read_s: float) -> tuple[float, float, float]:
     cache, env = fresh_cache_env("bench-first-prediction-")
     env["CNN_WARM_IMPORTS"] = "1" if warm else "0"
     server, url = start_server(env)
     context = chromium.new_context(viewport={"width": 1400, "height": 1000})
     try:
         page = context.new_page()
+        opened = time.monotonic()
         page.goto(url, timeout=120_000)
         page.wait_for_function(SETTLED_JS, timeout=120_000)
+        home = time.monotonic() - opened
         time.sleep(read_s)  # the student reads Home
         page.locator(sidebar_link_selector("predict")).first.click()
         page.locator("canvas.upper-canvas").wait_for(timeout=120_000)
@@ -69,9 +72,9 @@ def one_try(chromium, warm: bool, read_s: float) -> tuple[float, float]:
         page.locator("canvas.upper-canvas").wait_for(timeout=60_000)
         page.wait_for_function(SETTLED_JS, timeout=60_000)
         second = answered(page, draw_seven(page, 0.05), "")
-        print(f"  {'warm imports' if warm else 'no warm-up  '}: first drawing {first:5.2f} s, second {second:5.2f} s "
-              f"(answer {text})", flush=True)
-        return first, second
+        print(f"  {'warm imports' if warm else 'no warm-up  '}: Home {home:5.2f} s, first drawing {first:5.2f} s, "
+              f"second {second:5.2f} s (answer {text})", flush=True)
+        return home, first, second
     finally:
         context.close()
         _stop(server)
@@ -83,7 +86,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--read-s", type=float, default=10.0, help="seconds the student spends on Home first")
     args = parser.parse_args()
-    results: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    results: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
         try:
@@ -94,9 +97,10 @@ def main() -> None:
         finally:
             chromium.close()
     for warm in (False, True):
-        firsts, seconds = [r[0] for r in results[warm]], [r[1] for r in results[warm]]
-        print(f"{'warm imports' if warm else 'no warm-up  '}: first drawing median {statistics.median(firsts):.2f} s, "
-              f"second {statistics.median(seconds):.2f} s ({len(firsts)} fresh servers)")
+        homes, firsts, seconds = ([r[i] for r in results[warm]] for i in range(3))
+        print(f"{'warm imports' if warm else 'no warm-up  '}: Home median {statistics.median(homes):.2f} s, first "
+              f"drawing median {statistics.median(firsts):.2f} s, second {statistics.median(seconds):.2f} s "
+              f"({len(firsts)} fresh servers)")
 
 
 if __name__ == "__main__":

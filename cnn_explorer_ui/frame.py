@@ -7,10 +7,6 @@ no such folder beside it, and `st.navigation` alone decides what every address s
 """
 
 import gc
-import importlib
-import logging
-import os
-import threading
 
 import streamlit as st
 
@@ -18,6 +14,7 @@ from cnn_core import runs
 from cnn_explorer_ui.home import home
 from cnn_explorer_ui.navigation import available_pages
 from cnn_explorer_ui.session import remember_browser
+from cnn_explorer_ui.warmup import start_warm_imports
 from cnn_explorer_ui.widgets import classroom_toggle, device_label
 
 
@@ -38,32 +35,6 @@ def freeze_imported_objects() -> bool:
     return True
 
 
-#: Modules pages import on first use, slow to import: Grad-CAM's package pulls in torchvision and matplotlib (seconds
-#: on a 2-core CPU), which a student's first drawing on Predict waited for. `warm_imports` loads them in the background.
-WARM_MODULES = ("pytorch_grad_cam", "pytorch_grad_cam.utils.image", "scipy.ndimage", "streamlit_drawable_canvas",
-                "torchinfo", "torchviz")
-
-
-@st.cache_resource(show_spinner=False)
-def warm_imports() -> threading.Thread:
-    """Once per server, after the first page: import `WARM_MODULES` in a background thread, then freeze their
-    objects out of the garbage collector's reach too (see `freeze_imported_objects`). `CNN_WARM_IMPORTS=0` turns it
-    off (benchmarks/bench_first_prediction.py compares both)."""
-    def run() -> None:
-        for name in WARM_MODULES:
-            try:
-                importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - a page imports it again and says what is missing
-                logging.getLogger(__name__).info("warm-up import of %s failed", name, exc_info=True)
-        gc.collect()
-        gc.freeze()
-
-    thread = threading.Thread(target=run, name="cnn-warm-imports", daemon=True)
-    if os.environ.get("CNN_WARM_IMPORTS", "1") != "0":
-        thread.start()
-    return thread
-
-
 st.set_page_config(page_title="CNN Explorer", page_icon=":material/neurology:", layout="wide",
                    menu_items={"About": "CNN Explorer: learn and do image classification with CNNs in PyTorch."})
 
@@ -76,4 +47,4 @@ with st.sidebar:
     remember_browser()  # on every page, so this browser's runs and uploads follow it into new tabs
 current.run()
 freeze_imported_objects()  # after the first page run: its modules are imported by now
-warm_imports()
+start_warm_imports()  # when app.py's lifespan did not already (e.g. another server)

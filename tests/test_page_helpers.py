@@ -43,3 +43,30 @@ def test_messages_name_the_servers_folders_by_their_settings_for_a_students_brow
     assert widgets.without_server_paths(message) == (
         "Put the four MNIST files in $CNN_DATA_DIR/MNIST/raw; downloads go to $CNN_CACHE_DIR/MNIST; "
         "no checkpoint at the app's folder/models/x.safetensors.")
+
+
+def test_the_server_starts_the_pages_slow_imports_when_it_starts(monkeypatch):
+    """app.py's lifespan hook starts `warmup` once per process, so a student's first click on Predict does not wait
+    for PyTorch and Grad-CAM to import; CNN_WARM_IMPORTS=0 turns it off."""
+    import asyncio
+    import threading
+
+    import app
+    from cnn_explorer_ui import warmup
+
+    ran = threading.Event()
+    monkeypatch.setattr(warmup, "_started", None)
+    monkeypatch.setattr(warmup, "_import_all", ran.set)
+    monkeypatch.delenv("CNN_WARM_IMPORTS", raising=False)
+
+    async def serve_briefly() -> None:
+        async with app.lifespan(app.app):
+            pass
+
+    asyncio.run(serve_briefly())
+    assert ran.wait(timeout=30)
+    first = warmup.start_warm_imports()
+    assert first is not None and warmup.start_warm_imports() is first  # once per process
+    monkeypatch.setattr(warmup, "_started", None)
+    monkeypatch.setenv("CNN_WARM_IMPORTS", "0")
+    assert warmup.start_warm_imports() is None
