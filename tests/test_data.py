@@ -647,6 +647,21 @@ def test_split_folders_mixed_with_class_folders_are_refused(tmp_path, monkeypatc
         data.load_split(str(both), "train")
 
 
+def test_a_class_named_train_beside_other_classes_is_a_class(tmp_path, monkeypatch):
+    # CIFAR-100 and vehicle sets have a class "train" (bus, car, train): a flat train/ beside class folders was
+    # refused as "mixes split folders", and the set was not even listed.
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    data.clear_caches(forget_registered=True)
+    for number, name in enumerate(("bus", "car", "train")):
+        (tmp_path / "data" / "vehicles" / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((8, 8), 60 * number + i, np.uint8)).save(
+                tmp_path / "data" / "vehicles" / name / f"{i}.png")
+    assert data.get_dataset_info("vehicles").class_names == ("bus", "car", "train")
+    assert sum(len(data.load_split("vehicles", split, image_size=8)) for split in data.SPLITS) == 12
+
+
 def test_grayscale_only_folder_has_one_channel(tmp_path, monkeypatch):
     monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
     root = tmp_path / "data" / "xray"

@@ -319,6 +319,9 @@ def test_zip_with_split_folders_keeps_them_as_splits(tiny_data_dir):
     mixed = _zip({"train/cat/1.png": _png(1), "train/dog/2.png": _png(2), "cat/3.png": _png(3), "dog/4.png": _png(4)})
     with pytest.raises(DataError, match="mixes split folders"):
         import_zip(mixed, "mixed_layout", register=False)
+    vehicles = _zip({f"{name}/{i}.png": _png(60 * number + i) for number, name in enumerate(("bus", "car", "train"))
+                     for i in range(4)})  # a class named train, flat beside the others (CIFAR-100 has one)
+    assert import_zip(vehicles, "vehicles", register=False).class_counts == {"bus": 4, "car": 4, "train": 4}
 
 
 def test_zip_with_one_wrapper_folder_and_nested_files():

@@ -208,11 +208,22 @@ def _count_image_classes(root: Path) -> int:
     """Class folders with images: at the top, or inside split folders (`train/cat`) when those are there."""
     try:
         top = [child for child in _class_dirs(root) if _has_image(child)]
-        if any(split_of_folder(child.name) for child in top):
+        try:
+            splits = bool(_top_layout(root, top))
+        except DataError:  # split and class folders mixed: listed, and `scan_folder` says what is wrong
+            splits = True
+        if splits:
             return len({cls.name for child in top for cls in _class_dirs(child) if _has_image(cls)})
         return len(top)
     except OSError:
         return 0
+
+
+def _top_layout(root: Path, top: list[Path]) -> dict[str, str] | None:
+    """`layout.split_folders` for the folders `top` under `root`, told which split-named ones are flat."""
+    flat = [child.name for child in top
+            if split_of_folder(child.name) and not any(_has_image(sub) for sub in _class_dirs(child))]
+    return split_folders(str(root), [child.name for child in top], flat)
 
 
 def _without_copies(root: Path, folders: list[Path]) -> tuple[list[Path], list[str]]:
@@ -243,7 +254,7 @@ def scan_folder(root: Path) -> FolderScan:
         raise DataError(f"The image folder {root} does not exist (any more).")
     try:
         top, left_out = _without_copies(root, [child for child in _class_dirs(root) if _has_image(child)])
-        layout = split_folders(str(root), [child.name for child in top])
+        layout = _top_layout(root, top)
         groups = [(child, layout[child.name]) for child in top] if layout else [(root, "")]
         listed = []
         for folder, split in groups:

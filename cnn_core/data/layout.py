@@ -24,16 +24,21 @@ def split_of_folder(name: str) -> str | None:
     return SPLIT_FOLDER_NAMES.get(name.strip().lower())
 
 
-def split_folders(where: str, top_names: Iterable[str]) -> dict[str, str] | None:
+def split_folders(where: str, top_names: Iterable[str], flat: Iterable[str] = ()) -> dict[str, str] | None:
     """{folder name: split} when the top level holds split folders only, None when it holds class folders
     only. DataError when it mixes both (which folder is a class?) or names one split twice (`val` and
-    `valid`); `where` names the folder or zip in the message."""
+    `valid`); `where` names the folder or zip in the message.
+
+    `flat` names the top folders that hold images and no sub-folder with images: beside class folders, a flat
+    `train/` is a class (CIFAR-100's and many vehicle sets' "train", beside "bus" and "car"), not a split."""
     names = sorted(set(top_names))
     splits = {name: split_of_folder(name) for name in names}
     as_splits = {name: split for name, split in splits.items() if split}
     if not as_splits:
         return None
     others = [name for name, split in splits.items() if not split]
+    if others and set(as_splits) <= set(flat):
+        return None
     if others:
         raise DataError(
             f"{where} mixes split folders ({', '.join(sorted(as_splits))}) with other folders ({', '.join(others)}) "

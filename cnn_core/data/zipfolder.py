@@ -276,7 +276,9 @@ def _plan(members: list[zipfile.ZipInfo], name: str) -> tuple[ZipImport, list[tu
             candidates.append((info, parts))
     candidates = _without_copies(result, _without_wrappers(candidates), depth=0)
     # Split folders above the class folders (train/cat/1.png): kept, so the data set uses those splits.
-    layout = split_folders("The zip", {parts[0] for _, parts in candidates if len(parts) >= 2})
+    nested = {parts[0] for _, parts in candidates if len(parts) >= 3}  # a folder with sub-folders of images
+    layout = split_folders("The zip", {parts[0] for _, parts in candidates if len(parts) >= 2},
+                           flat={parts[0] for _, parts in candidates if len(parts) == 2} - nested)
     if layout:
         candidates = _without_copies(result, candidates, depth=1)
     planned: list[tuple[zipfile.ZipInfo, str, str, list[str]]] = []  # (member, split folder, class folder, rest)
