@@ -13,7 +13,7 @@ from cnn_core.data import images
 from cnn_core.errors import CnnError
 
 from .grids import grid_html, legend_html, render_html
-from .widgets import show_error
+from .widgets import literal, show_error
 
 STEP_MAX_SIDE = 10    # the step-through shows every number, so it works on at most a 10x10 window
 PLAY_SECONDS = 0.8    # one sweep step per this many seconds while "Play" runs
@@ -38,7 +38,7 @@ def upload_to_gray(uploaded, max_side: int) -> np.ndarray:
     if isinstance(entry, CnnError):
         raise entry
     gray, size, mode = entry
-    note = f"{uploaded.name}: {size[0]}×{size[1]} {'colour' if mode == 'RGB' else 'grayscale'}"
+    note = f"{literal(uploaded.name)}: {size[0]}×{size[1]} {'colour' if mode == 'RGB' else 'grayscale'}"
     if max(size) > max_side:
         note += f", shrunk to {gray.shape[1]}×{gray.shape[0]}"
     st.caption(note + ".")

@@ -17,7 +17,7 @@ from cnn_core.errors import CnnError
 
 from .data_sets import forget_dataset_statuses
 from .grids import grid_html, render_html
-from .widgets import show_error, show_server_paths, without_server_paths
+from .widgets import literal, show_error, show_server_paths, without_server_paths
 
 ENLARGED_PX = 280
 CROP_SIDES = (16, 24)  # squares of a large image whose pixel values are printed
@@ -93,8 +93,9 @@ def _online(server: str, _name: str) -> bool:
 
 # ------------------------------------------------------------------------------------------ missing
 def show_description(info: data.DatasetInfo) -> None:
-    st.subheader(info.title)
-    st.markdown(info.description)
+    own = info.family == "folder"  # named by whoever made the folder or zip: shown as written
+    st.subheader(literal(info.title) if own else info.title)
+    st.markdown(literal(info.description) if own else info.description)
     st.markdown(f"**Task:** {info.task} · **Modality:** {gallery.modality(info)} · **Licence:** {info.license}")
 
 
@@ -103,7 +104,7 @@ def show_missing(status: data.DatasetStatus) -> None:
     info = status.info
     show_description(info)
     st.caption(f"{info.image_size}×{info.image_size} pixels · {info.channels} channel(s) · classes: "
-               f"{', '.join(info.class_names)}")
+               f"{', '.join(map(literal, info.class_names))}")
     st.warning(f"**{info.title}** is not on this computer yet.", icon=":material/cloud_off:")
     missing = ", ".join(status.missing) or "its files"
     if show_server_paths():  # the server's folders, for a browser on its own machine only

@@ -21,7 +21,7 @@ from cnn_core.models.registry import list_models
 from cnn_core.errors import CnnError
 
 from .exports import onnx_download
-from .widgets import classroom_scale, scaled, show_error
+from .widgets import classroom_scale, literal, scaled, show_error
 
 OVERLAY_SIDE = 224     # px: Grad-CAM and saliency overlays
 MAP_GRID_PX = 640      # px: the feature-map grid is enlarged by whole pixels to about this width
@@ -92,14 +92,14 @@ def show_prediction(loaded: LoadedCheckpoint, prediction, trust: explain.TrustAs
     values = np.array([prediction.probabilities[name] for name in names])
     left, right = st.columns([1, 2], gap="large")
     with left:
-        st.metric("Predicted class", prediction.label, help="The class with the highest probability.")
+        st.metric("Predicted class", literal(prediction.label), help="The class with the highest probability.")
         st.markdown(f"with probability **{explain.percent(prediction.probability)}**")
         truth = st.session_state.get("predict_truth") if st.session_state.get("predict_source") == "sample" else None
         if truth is not None:
             if truth == prediction.label:
-                st.markdown(f":green[:material/check_circle: Right: the true label is **{truth}**.]")
+                st.markdown(f":green[:material/check_circle: Right: the true label is **{literal(truth)}**.]")
             else:
-                st.markdown(f":red[:material/cancel: Wrong: the true label is **{truth}**.]")
+                st.markdown(f":red[:material/cancel: Wrong: the true label is **{literal(truth)}**.]")
         if trust.trustworthy:
             st.success(trust.message, icon=":material/verified:")
         else:
@@ -160,12 +160,12 @@ def show_why(loaded: LoadedCheckpoint, model_input: explain.ModelInput, predicti
                 continue
             kind = "predicted" if index == prediction.index else explain.percent(prediction.probabilities[names[index]])
             st.image(explain.overlay(model_input.pixels, heat.values, side), width="stretch",
-                     caption=f"Grad-CAM for {names[index]} ({kind}) at {heat.layer}")
+                     caption=f"Grad-CAM for {literal(names[index])} ({kind}) at {heat.layer}")
             if heat.empty:
-                st.caption(f"Nothing at {heat.layer} raises the score of {names[index]}: every weighted sum of "
+                st.caption(f"Nothing at {heat.layer} raises the score of {literal(names[index])}: every weighted sum of "
                            "its maps is ≤ 0, so the map is blank. Try another layer, or read the saliency map.")
             elif heat.skipped:
-                st.caption(f"At {', '.join(heat.skipped)} nothing raised the score of {names[index]} (the "
+                st.caption(f"At {', '.join(heat.skipped)} nothing raised the score of {literal(names[index])} (the "
                            f"weighted maps sum to ≤ 0 everywhere), so this is the next layer, {heat.layer}.")
     with columns[3]:
         try:
@@ -174,7 +174,7 @@ def show_why(loaded: LoadedCheckpoint, model_input: explain.ModelInput, predicti
             show_error(exc)
         else:
             st.image(explain.overlay(model_input.pixels, saliency.values, side), width="stretch",
-                     caption=f"Saliency for {prediction.label}")
+                     caption=f"Saliency for {literal(prediction.label)}")
 
 
 def show_feature_maps(loaded: LoadedCheckpoint, model_input: explain.ModelInput) -> None:

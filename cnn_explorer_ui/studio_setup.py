@@ -20,7 +20,7 @@ from cnn_core.training.config import MIN_DEFAULT_STEPS, MIN_VAL_IMAGES_PER_CLASS
 
 from .data_sets import present_datasets
 from .pickers import dataset_picker, model_arg_picker, model_picker
-from .widgets import device_label, show_folder_notes, without_server_paths
+from .widgets import device_label, literal, show_folder_notes, without_server_paths
 
 FOLDER_SIZES = (32, 64, 96, 128)
 FEW_IMAGES = 20  # training images per class below which the studio warns
@@ -85,7 +85,7 @@ def show_class_counts(info: data.DatasetInfo) -> None:
         return
     train = counts["train"]
     # Words, not a chart: the set-up stays short and costs the browser nothing to draw.
-    shown = ", ".join(f"{name} {count:,}" for name, count in list(zip(info.class_names, train))[:MAX_CLASSES_LISTED])
+    shown = ", ".join(f"{literal(name)} {count:,}" for name, count in list(zip(info.class_names, train))[:MAX_CLASSES_LISTED])
     more = f" and {len(train) - MAX_CLASSES_LISTED} more classes" if len(train) > MAX_CLASSES_LISTED else ""
     st.caption(f":material/bar_chart: Training images per class: {shown}{more}.")
     present = [c for c in train if c]
@@ -94,7 +94,7 @@ def show_class_counts(info: data.DatasetInfo) -> None:
         st.caption(f":material/balance: Imbalanced: the largest class has {ratio:.1f}× the training images of the "
                    "smallest. Accuracy then flatters a model that favours the big classes; the test results add "
                    "balanced accuracy (the mean of the per-class recalls).")
-    few = [f"{name} ({count})" for name, count in zip(info.class_names, train) if count < FEW_IMAGES]
+    few = [f"{literal(name)} ({count})" for name, count in zip(info.class_names, train) if count < FEW_IMAGES]
     if few:
         st.warning(f"Few training images in {', '.join(few)}: a CNN learns little from under {FEW_IMAGES} examples "
                    "of a class. Add images if you can.", icon=":material/warning:")

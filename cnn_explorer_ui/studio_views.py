@@ -19,7 +19,7 @@ from cnn_core.training import checkpoint_keeps
 from .exports import tensorboard_download
 from .live import CHART_REFRESH_SECONDS, live_progress, progress_text
 from .studio_charts import batch_figure, compare_figure, confusion_figure, epoch_figure
-from .widgets import device_label, show_error, show_server_paths, without_server_paths
+from .widgets import device_label, literal, show_error, show_server_paths, without_server_paths
 
 SAFETY_RERUN_SECONDS = 30.0  # an active run's panel reruns at least this often (the live bar asks sooner)
 GALLERY_COLUMNS = 10
@@ -128,7 +128,7 @@ def show_metrics(snap: runs.RunSnapshot) -> None:
     tiles = reports.metric_tiles(metrics, class_names, METRIC_LABELS)
     for col, tile in zip(st.columns(len(tiles)), tiles):
         col.metric(tile.label, tile.text, help=f"Undefined here: {tile.why}." if tile.why else None)
-    st.caption(f"Sensitivity and specificity treat '{class_names[1]}' as the positive class." if binary else
+    st.caption(f"Sensitivity and specificity treat “{literal(class_names[1])}” as the positive class." if binary else
                "Macro scores average the classes equally, so a rare class counts as much as a common one.")
     undefined = {tile.label: tile.why for tile in tiles if tile.why}
     if undefined:
@@ -166,8 +166,8 @@ def show_confusion_and_gallery(snap: runs.RunSnapshot) -> None:
         cols = st.columns(GALLERY_COLUMNS)
         for col, example in zip(cols, wrong[start : start + GALLERY_COLUMNS]):
             col.image(gallery.to_display(example.image, scale), width="stretch", output_format="PNG")
-            col.caption(f"true **{class_names[example.true_label]}** · said "
-                        f"**{class_names[example.predicted_label]}** ({100 * example.confidence:.0f} %)")
+            col.caption(f"true **{literal(class_names[example.true_label])}** · said "
+                        f"**{literal(class_names[example.predicted_label])}** ({100 * example.confidence:.0f} %)")
 
 
 def show_checkpoint(snap: runs.RunSnapshot) -> None:

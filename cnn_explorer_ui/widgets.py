@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import streamlit as st
@@ -56,6 +57,20 @@ def show_server_paths() -> bool:
     if os.environ.get("CNN_HIDE_SERVER_PATHS", "0") not in ("", "0"):
         return False
     return st.context.ip_address is None
+
+
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation mark
+_AUTOLINK_START = re.compile(r"(?i)\b(www|https?|ftp|mailto)(?=\\[.:])")
+
+
+def literal(text: object) -> str:
+    """`text` shown as written inside Streamlit Markdown (captions, boxes, labels, metrics, st.table): for names
+    people choose (class folders, file names, a shared link's data set, a checkpoint's card). Every ASCII
+    punctuation mark is backslash-escaped (CommonMark), so no emphasis, link, heading, `$` maths, `:red[...]` or
+    HTML; line breaks become spaces; a zero-width space after `www`, `http` and before `@` keeps GitHub's
+    autolinks, which ignore escapes, from turning a name into a link."""
+    escaped = _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(str(text).split()))
+    return _AUTOLINK_START.sub("\\1\u200b", escaped).replace("\\@", "\u200b\\@")
 
 
 def without_server_paths(text: str) -> str:
@@ -113,9 +128,9 @@ def import_zip_upload(key: str, label: str) -> str | None:
             done[uploaded.file_id] = ("error", None, str(exc))
     outcome, name, message = done[uploaded.file_id]
     if outcome == "ok":
-        st.success(f"**{uploaded.name}** is now the data set `{name}`: {message}", icon=":material/check_circle:")
+        st.success(f"**{literal(uploaded.name)}** is now the data set `{name}`: {message}", icon=":material/check_circle:")
     else:
-        show_error(f"{uploaded.name} was refused. {message}")
+        show_error(f"{literal(uploaded.name)} was refused. {message}")
     return imported
 
 

@@ -15,7 +15,7 @@ from cnn_core import data, gallery
 from cnn_core.errors import CnnError
 from cnn_explorer_ui import browser_datasets, browser_id, dataset_statuses, import_zip_upload, is_present, show_error
 from cnn_explorer_ui.thumbnails import ThumbnailRow, thumbnail_rows
-from cnn_explorer_ui.widgets import scaled, show_folder_notes, show_server_paths
+from cnn_explorer_ui.widgets import literal, scaled, show_folder_notes, show_server_paths
 from cnn_explorer_ui.gallery_views import (CHANNEL_NAMES, counts_figure, dataset_version, grid_png,
                                            load_with_progress, samples, show_description, show_image, show_missing,
                                            summary)
@@ -70,7 +70,7 @@ def choose_dataset() -> str | None:
         else:
             st.session_state["gallery_unknown_link"] = wanted
     if unknown := st.session_state.get("gallery_unknown_link"):
-        st.info(f"The link asked for a data set called `{unknown}`, which this app does not have (an uploaded "
+        st.info(f"The link asked for a data set called “{literal(unknown[:80])}”, which this app does not have (an uploaded "
                 "zip is only offered in the browser that uploaded it). Choose one below.",
                 icon=":material/link_off:")
     if st.session_state.get("gallery_base") not in catalogue:
@@ -131,7 +131,7 @@ def show_counts(info: data.DatasetInfo, summary: gallery.DatasetSummary) -> None
     with left:
         st.plotly_chart(counts_figure(info, summary.counts), key="gallery_counts_chart")
     with right:
-        table = pd.DataFrame({"class": list(info.class_names), **summary.counts})
+        table = pd.DataFrame({"class": [literal(name) for name in info.class_names], **summary.counts})  # Markdown
         table.insert(0, "label", range(len(info.class_names)))
         table["total"] = table[list(summary.counts)].sum(axis=1)
         st.table(table, hide_index=True)

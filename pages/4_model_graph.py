@@ -21,6 +21,7 @@ from cnn_core.errors import CnnError
 from cnn_core.models import backbones
 from cnn_core.settings import cache_dir
 from cnn_explorer_ui import browser_datasets, checkpoint_entries, is_present, present_datasets, show_error
+from cnn_explorer_ui.widgets import literal
 from cnn_explorer_ui.cards import dataset_title
 from cnn_explorer_ui.graph_views import (MAPS_PER_LAYER, ModelChoice, checkpoint_choice, feature_maps, graph_files,
                                          graph_html, held_model, model_summary, registry_choice)
@@ -112,7 +113,7 @@ def choose_checkpoint() -> ModelChoice | None:
     except (CnnError, OSError) as exc:
         show_error(exc if isinstance(exc, CnnError) else f"Cannot read {path.name}: {exc}")
         return None
-    st.caption(f"`{path.name}`: {card.model} trained on {dataset_title(card)}, "
+    st.caption(f"{literal(path.name)}: {literal(card.model)} trained on {literal(dataset_title(card))}, "
                f"{card.channels}×{card.image_size}×{card.image_size} input.")
     onnx_download(path, key="graph_download_onnx")
     return choice
@@ -191,10 +192,10 @@ def show_feature_maps(choice: ModelChoice) -> None:
             return
         st.image(picture, width="stretch", output_format="PNG")
         if 0 <= label < len(choice.class_names):
-            st.caption(f"True class: **{choice.class_names[label]}**")
+            st.caption(f"True class: **{literal(choice.class_names[label])}**")
         top = int(np.argmax(probs))
         if choice.trained:
-            st.caption(f"The model says **{choice.class_names[top]}** ({100 * probs[top]:.0f} %).")
+            st.caption(f"The model says **{literal(choice.class_names[top])}** ({100 * probs[top]:.0f} %).")
     with right:
         if not grids:
             st.info("This model has no convolution layers.")

@@ -17,6 +17,7 @@ from cnn_core.data import images
 from cnn_core.models.checkpoints import CheckpointEntry, LoadedCheckpoint, load_checkpoint
 from cnn_core.errors import CheckpointError, CnnError
 from cnn_explorer_ui import checkpoint_entries, present_datasets, scaled, show_error, test_split
+from cnn_explorer_ui.widgets import literal
 from cnn_explorer_ui.cards import dataset_title, input_caption
 from cnn_explorer_ui.data_sets import label_of
 from cnn_explorer_ui.pickers import checkpoint_picker
@@ -149,7 +150,7 @@ def upload_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
     left, right = st.columns([3, 2], gap="medium")
     with left:
         st.image(images.fit_within(picture, scaled(PREVIEW_SIDE)),
-                 caption=f"{uploaded.name}: {picture.size[0]}×{picture.size[1]}, "
+                 caption=f"{literal(uploaded.name)}: {picture.size[0]}×{picture.size[1]}, "
                          f"{ {'RGB': 'colour', 'RGBA': 'with transparency'}.get(picture.mode, 'grayscale')}")
     with right:
         try:  # the one preparation the CLI's `predict` uses too
@@ -215,17 +216,17 @@ def sample_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
         return None
     switched = st.session_state.pop("predict_switched", None)
     if switched:
-        st.caption(f":material/swap_horiz: Switched the model to **{switched}**, trained on {title}.")
+        st.caption(f":material/swap_horiz: Switched the model to **{literal(switched)}**, trained on {literal(title)}.")
     truth = label_of(labels, index, class_names) or str(labels[index])
     left, right = st.columns([3, 2], gap="medium")
     with left:
         st.image(gallery.square_picture(pictures[index], scaled(PREVIEW_SIDE)), width=scaled(PREVIEW_SIDE),
-                 caption=f"{title}, test image #{index}")
-        st.markdown(f"True label: **{truth}**")
+                 caption=f"{literal(title)}, test image #{index}")
+        st.markdown(f"True label: **{literal(truth)}**")
         st.session_state["predict_truth"] = truth if loaded.card.dataset == name else None
     if loaded.card.dataset != name:
-        st.warning(f"This model was trained on {dataset_title(loaded.card)}, "
-                   f"not on {title}: its classes are different, so its answer cannot be right. Watch how sure "
+        st.warning(f"This model was trained on {literal(dataset_title(loaded.card))}, "
+                   f"not on {literal(title)}: its classes are different, so its answer cannot be right. Watch how sure "
                    "it sounds anyway.", icon=":material/warning:")
         st.session_state["predict_foreign"] = f"the image comes from {title}, which this model never saw"
     else:

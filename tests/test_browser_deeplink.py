@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from urllib.parse import quote
 
 import pytest
 
@@ -88,6 +89,15 @@ def test_a_shared_gallery_link_with_a_data_set_opens_it_on_a_fresh_server(browse
         wait_for_app(tab, FIRST_RUN_TIMEOUT_MS)
         expect(tab.get_by_role("heading", name="Convolution Lab", level=1)).to_be_visible()
         _check_no_page_not_found(tab, "convolution-lab")
+        # A link made to fool classmates: the unknown name is shown as written, with no link, image or red notice
+        # (it was Markdown inside the info box: a live sign-in link and an image fetched from another server).
+        payload = "x` :red[Notice] **Expired** ![](http://127.0.0.1:9/t.png) [Sign in](https://evil.example/l) `y"
+        tab.goto(f"{fresh_server}/dataset-gallery?dataset={quote(payload)}", timeout=FIRST_RUN_TIMEOUT_MS)
+        wait_for_app(tab, FIRST_RUN_TIMEOUT_MS)
+        notice = tab.get_by_test_id("stAlert").filter(has_text="The link asked for a data set called")
+        expect(notice).to_contain_text(":red[Notice] **Expired** ![](http")  # shown as written, cut at 80 characters
+        assert tab.locator('a[href*="evil.example"], img[src*="127.0.0.1:9"]').count() == 0
+        assert notice.locator("a, img, strong, .katex").count() == 0
     finally:
         save_screenshot(tab, shot)
         context.close()

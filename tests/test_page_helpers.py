@@ -70,3 +70,16 @@ def test_the_server_starts_the_pages_slow_imports_when_it_starts(monkeypatch):
     monkeypatch.setattr(warmup, "_started", None)
     monkeypatch.setenv("CNN_WARM_IMPORTS", "0")
     assert warmup.start_warm_imports() is None
+
+
+def test_names_people_choose_are_shown_as_written_in_markdown():
+    """Class folders, file names and shared links went through Streamlit Markdown: `$a^2$` became maths, `[x](url)`
+    a link, `# Heading` a heading, `:red[...]` red text. Escaped, each shows its characters (checked in Chromium by
+    test_browser_deeplink); GitHub's autolinks ignore escapes, so a zero-width space breaks `www.` and `http:`."""
+    assert widgets.literal("cat_$a^2$") == r"cat\_\$a\^2\$"
+    assert widgets.literal(":red[**x**]") == r"\:red\[\*\*x\*\*\]"
+    assert widgets.literal("# Heading\nline") == r"\# Heading line"
+    assert widgets.literal("<img src=x onerror=alert(1)>") == r"\<img src\=x onerror\=alert\(1\)\>"
+    assert widgets.literal("see www.example.com or https://e.org") == "see www\u200b\\.example\\.com or https\u200b\\:\\/\\/e\\.org"
+    assert widgets.literal("me@uni.edu") == "me\u200b\\@uni\\.edu"
+    assert widgets.literal("cancer-associated stroma") == r"cancer\-associated stroma"
