@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from cnn_core import gallery
+from cnn_core import data, gallery
 from cnn_core.inference import explain
 from cnn_core.data import images
 from cnn_core.models.checkpoints import CheckpointEntry, LoadedCheckpoint, load_checkpoint
@@ -172,8 +172,9 @@ def _ask_for_sample(name: str, entries: list[CheckpointEntry]) -> None:
     st.session_state["predict_sample_request"] = name
     current = st.session_state.get("predict_model")
     current_entry = next((entry for entry in entries if str(entry.path) == current), None)
-    if current_entry is None or current_entry.card.dataset != name:
-        match = next((entry for entry in entries if entry.card.dataset == name), None)
+    if current_entry is None or not data.same_images_kind(current_entry.card.dataset, name):
+        match = (next((entry for entry in entries if entry.card.dataset == name), None)
+                 or next((entry for entry in entries if data.same_images_kind(entry.card.dataset, name)), None))
         if match is not None:
             st.session_state["predict_model"] = str(match.path)
             st.session_state["predict_switched"] = match.name
@@ -217,14 +218,15 @@ def sample_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
     switched = st.session_state.pop("predict_switched", None)
     if switched:
         st.caption(f":material/swap_horiz: Switched the model to **{literal(switched)}**, trained on {literal(title)}.")
-    truth = label_of(labels, index, class_names) or str(labels[index])
+    truth = label_of(labels, index, class_names) or gallery.label_text(labels[index], class_names)  # multi-label
     left, right = st.columns([3, 2], gap="medium")
     with left:
         st.image(gallery.square_picture(pictures[index], scaled(PREVIEW_SIDE)), width=scaled(PREVIEW_SIDE),
                  caption=f"{literal(title)}, test image #{index}")
         st.markdown(f"True label: **{literal(truth)}**")
-        st.session_state["predict_truth"] = truth if loaded.card.dataset == name else None
-    if loaded.card.dataset != name:
+        same_kind = data.same_images_kind(loaded.card.dataset, name)  # a MedMNIST set at another size counts
+        st.session_state["predict_truth"] = truth if same_kind else None
+    if not same_kind:
         st.warning(f"This model was trained on {literal(dataset_title(loaded.card))}, "
                    f"not on {literal(title)}: its classes are different, so its answer cannot be right. Watch how sure "
                    "it sounds anyway.", icon=":material/warning:")

@@ -954,3 +954,10 @@ def test_class_counts_from_labels_alone_match_the_loaded_splits(tiny_data_dir, n
     for split in ("train", "val", "test"):
         loaded = data.load_split(name, split)
         assert counts[split] == torch.bincount(loaded.labels, minlength=n).tolist(), split
+
+
+def test_one_medmnist_set_at_two_sizes_holds_the_same_kind_of_images():
+    # Predict judged a DermaMNIST (28) model on a DermaMNIST (64) test image as "trained on other data".
+    assert data.same_images_kind("dermamnist", "dermamnist_64") and data.same_images_kind("breastmnist_224", "breastmnist")
+    assert data.same_images_kind("scans", "scans") and not data.same_images_kind("dermamnist", "bloodmnist")
+    assert not data.same_images_kind("scans", "scans_64") and not data.same_images_kind("mnist", "pathmnist")

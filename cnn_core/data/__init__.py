@@ -10,6 +10,7 @@ from .download import DownloadProgress
 from .images import fit_image
 from .mnist import mnist_torchvision_root
 from .registry import (
+    same_images_kind,
     channel_stats,
     class_counts,
     clear_caches,
@@ -72,4 +73,5 @@ __all__ = [
     "fit_image",
     "mnist_torchvision_root",
     "clear_caches",
+    "same_images_kind",
 ]

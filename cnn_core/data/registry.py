@@ -73,6 +73,15 @@ def builtin_name(name: str) -> tuple[str, int] | None:
     return None
 
 
+def same_images_kind(name: str, other: str) -> bool:
+    """Whether two data set names hold the same kind of images and classes: the same name, or one MedMNIST set at
+    two sizes (dermamnist and dermamnist_64 share their classes; a model of one can be judged on the other)."""
+    if name == other:
+        return True
+    first, second = builtin_name(name), builtin_name(other)
+    return first is not None and second is not None and first[0] == second[0]
+
+
 def resolve(name: str) -> DataSource:
     """The source of a registry name, or of the path of a folder with one sub-folder of images per class
     (registered under its folder's name on first use). DataError for anything else."""
