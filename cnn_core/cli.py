@@ -36,9 +36,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
     rows = []
     for info in data.list_datasets():
-        if not args.all and info.family == "medmnist" and info.image_size != 28:
-            continue
         status = data.dataset_status(info.name)
+        if not (args.all or status.available) and info.family == "medmnist" and info.image_size != 28:
+            continue
         rows.append(
             {
                 "name": info.name,

@@ -95,8 +95,10 @@ def choose_dataset() -> str | None:
     sizes = catalogue[base].sizes
     with right:
         if len(sizes) > 1:
+            here = [side for side, size_name in sizes.items() if is_present(size_name)]  # only _224 downloaded
             size = st.segmented_control("Image size", list(sizes), format_func=lambda s: f"{s}×{s}",
-                                        default=None if f"gallery_size_{base}" in st.session_state else min(sizes),
+                                        default=None if f"gallery_size_{base}" in st.session_state
+                                        else min(here or sizes),
                                         required=True, key=f"gallery_size_{base}",
                                         help="MedMNIST comes in 28, 64, 128 and 224 pixels a side; each "
                                              "size is its own download.")

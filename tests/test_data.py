@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
 import shutil
 import socket
 import stat
@@ -311,6 +312,26 @@ def test_missing_medmnist_size_reports_where_it_looked(tiny_data_dir, no_network
     message = str(caught.value)
     assert "pathmnist_128.npz" in message and str(tiny_data_dir / "medmnist") in message
     assert "python -m cnn_core download pathmnist_128" in message
+
+
+def test_a_missing_medmnist_file_names_what_is_there_instead(tiny_data_dir, no_network, capsys):
+    # Only the 224-px file downloaded: "bloodmnist.npz not found" and `datasets` listed only the missing 28-px set.
+    # A browser's or wget's name for the file (DermaMNIST.npz, "dermamnist (1).npz", "...npz?download=1"): no hint.
+    from cnn_core.cli import main
+
+    medmnist_dir = tiny_data_dir / "medmnist"
+    shutil.copy(medmnist_dir / "pathmnist.npz", medmnist_dir / "dermamnist_64.npz")
+    shutil.copy(medmnist_dir / "pathmnist.npz", medmnist_dir / "bloodmnist (1).npz")
+    shutil.copy(medmnist_dir / "pathmnist.npz", medmnist_dir / "OctMNIST.npz")
+    shutil.copy(medmnist_dir / "pathmnist.npz", medmnist_dir / "retinamnist.npz?download=1")
+    assert "use `dermamnist_64` (64×64 px)" in data.dataset_status("dermamnist").how_to_get
+    for name, found in (("bloodmnist", "bloodmnist (1).npz"), ("octmnist", "OctMNIST.npz"),
+                        ("retinamnist", "retinamnist.npz?download=1")):
+        with pytest.raises(DataError, match=re.escape(f"{medmnist_dir / found} (rename it to {name}.npz)")):
+            data.load_split(name, "train")
+    assert "rename" not in data.dataset_status("dermamnist").how_to_get  # another size is not a misnamed copy
+    assert main(["datasets"]) == 0
+    assert re.search(r"^dermamnist_64 .* found at ", capsys.readouterr().out, re.MULTILINE)  # listed without --all
 
 
 def test_damaged_npz_is_a_data_error(tiny_data_dir):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import re
 import zipfile
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from ..errors import DataError
 from .cache import CACHE_FORMAT, DAMAGED_FILE_ERRORS, cache_root, digest, file_stamp, human_bytes, short
 from .download import DownloadPlan, RemoteFile, mirror_address
 from .source import BuiltSplit, DataSource, Located, Progress
-from .types import SPLITS, DatasetInfo, DatasetStatus
+from .types import MEDMNIST_SIZES, SPLITS, DatasetInfo, DatasetStatus
 
 
 NPY_CHUNK_BYTES = 4 * 1024**2  # decompressed per progress report
@@ -190,6 +191,28 @@ def _medmnist_how_to_get(flag: str, size: int) -> str:
     )
 
 
+def _what_is_here(flag: str, size: int, searched: list[Path]) -> str:
+    """For a missing file, what sits beside it: the set at another size (only `bloodmnist_224.npz` downloaded) or
+    the file under a name a browser or wget gave it (`DermaMNIST.npz`, `dermamnist (1).npz`,
+    `dermamnist.npz?download=1`); "" when neither is there."""
+    wanted = _medmnist_filename(flag, size)
+    look_alike = re.compile(re.escape(wanted[:-4]) + r"\s*(\(\d+\))?\.npz(\?.*)?", re.IGNORECASE)
+    renames = []
+    for folder in searched:
+        try:
+            names = sorted(entry.name for entry in folder.iterdir() if entry.is_file())
+        except OSError:
+            continue
+        renames += [f"{folder / name} (rename it to {wanted})" for name in names
+                    if name != wanted and look_alike.fullmatch(name)]
+    others = [f"`{medmnist_name(flag, other)}` ({other}×{other} px)" for other in MEDMNIST_SIZES
+              if other != size and _find_npz(flag, other)[0] is not None]
+    text = f"Found {'; '.join(renames)}. " if renames else ""
+    if others:
+        text += f"This computer has the set at another size: use {' or '.join(others)}. "
+    return text
+
+
 def _medmnist_status(info: DatasetInfo, flag: str, size: int) -> DatasetStatus:
     path, searched = _find_npz(flag, size)
     return DatasetStatus(
@@ -198,7 +221,7 @@ def _medmnist_status(info: DatasetInfo, flag: str, size: int) -> DatasetStatus:
         location=path,
         searched=searched,
         missing=[] if path is not None else [_medmnist_filename(flag, size)],
-        how_to_get=_medmnist_how_to_get(flag, size),
+        how_to_get=("" if path is not None else _what_is_here(flag, size, searched)) + _medmnist_how_to_get(flag, size),
         download_size=_medmnist_download_size(flag, size),
     )
 
