@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import CnnError
+from .errors import CnnError, failure_line
 
 if TYPE_CHECKING:  # pragma: no cover - the parser and --help import no torch
     from .data.augment import AugmentConfig
@@ -581,11 +581,10 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = "python -m cnn_core " + shlex.join(argv)
     try:
         return args.func(args)
-    except CnnError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except sqlite3.Error as exc:  # the run database: locked by a hung process, read-only, a full disk
-        print(f"error: the run database in CNN_CACHE_DIR could not be used ({exc}).", file=sys.stderr)
+    except (CnnError, sqlite3.Error, MemoryError, RuntimeError) as exc:
+        if (line := failure_line(exc)) is None:  # a bug: its traceback
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

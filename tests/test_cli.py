@@ -302,3 +302,27 @@ def test_training_on_a_kaggle_split_folder_uses_its_test_folder(tiny_data_dir):
     assert metrics["n"] == 10  # the test/ folder's images, not a split carved from everything
     card = json.loads((tiny_data_dir.parent / "pets.json").read_text())
     assert card["class_names"] == ["cat", "dog"]
+
+
+def test_running_out_of_memory_is_one_line_and_status_2(monkeypatch, capsys):
+    # A MedMNIST_224 split on a laptop: torch's allocator raised a RuntimeError and the CLI printed a traceback
+    # (exit status 1); a bug keeps its traceback.
+    from cnn_core import cli
+
+    for failure in (RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate "
+                                 "memory: you tried to allocate 147456000 bytes. Error code 12"), MemoryError()):
+        def raise_it(args, failure=failure):
+            raise failure
+
+        monkeypatch.setattr(cli, "cmd_datasets", raise_it)
+        assert cli.main(["datasets"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: this computer ran out of memory (")
+        assert "--batch-size" in lines[0]
+
+    def bug(args):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(cli, "cmd_datasets", bug)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        cli.main(["datasets"])
