@@ -117,7 +117,8 @@ def import_zip_upload(key: str, label: str) -> str | None:
     if uploaded.file_id not in done:
         owner = browser_id()
         try:
-            name = zipfolder.available_name(zipfolder.dataset_name_for(uploaded.name), owner)
+            name = zipfolder.available_name(zipfolder.dataset_name_for(uploaded.name), owner,
+                                            zipfolder.zip_digest(uploaded.getvalue()))
             with st.spinner(f"Checking and unpacking {uploaded.name}…"):
                 result = zipfolder.import_zip(uploaded.getvalue(), name, owner=owner)
             runs.record_upload(owner, result.info, FOLDER_SPLIT_SEED)  # offered again after a server restart

@@ -655,6 +655,23 @@ def test_another_owners_upload_keeps_its_name_and_its_files(tiny_data_dir):
     assert again.info.class_names == ("x", "y", "z") and data.folder_owner("pets") == "alice"
 
 
+def test_another_zip_under_an_upload_name_of_ones_own_gets_a_new_name(tiny_data_dir):
+    # A student uploaded cats.zip, trained on it, then uploaded a different cats.zip: the new images silently
+    # replaced the old ones, and Predict judged the old checkpoint on them ("true label: zebra").
+    from cnn_core.data.zipfolder import zip_digest
+
+    first_zip, other_zip = _two_class_zip(100), _zip({f"{cls}/1.png": _png() for cls in ("ant", "bee", "zebra")})
+    first = import_zip(first_zip, available_name("cats", "ana", zip_digest(first_zip)), owner="ana")
+    assert first.info.name == "cats"
+    assert available_name("cats", "ana", zip_digest(first_zip)) == "cats"  # the same zip again: the same set
+    second_name = available_name("cats", "ana", zip_digest(other_zip))
+    assert second_name == "cats_2"
+    second = import_zip(other_zip, second_name, owner="ana")
+    assert first.info.class_names == ("a", "b") and second.info.class_names == ("ant", "bee", "zebra")
+    assert sorted(p.name for p in first.root.rglob("*.png")) and first.root.is_dir()
+    assert available_name("cats", "ana", zip_digest(_two_class_zip(300))) == "cats_3"
+
+
 @pytest.mark.parametrize("owner", ["../alice", "a/b", "/etc", "x" * 500])
 def test_any_owner_id_stays_inside_the_uploads_folder(tiny_data_dir, owner):
     from cnn_core import data

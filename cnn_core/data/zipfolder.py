@@ -162,19 +162,50 @@ def import_zip(
         _check_plan(result, plan)
         root = _extract(archive, plan, result, target, limits)
     result.root = root
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        _digest_path(root).write_text(zip_digest(source))
     if register:
         result.info = register_image_folder(name, root, owner=owner)
     return result
 
 
-def available_name(name: str, owner: str | None = None) -> str:
+#: Beside an upload's folder (`<name>.zip.sha256`): the SHA-256 of the zip its images came from.
+UPLOAD_DIGEST_SUFFIX = ".zip.sha256"
+
+
+def _digest_path(root: Path) -> Path:
+    return root.with_name(root.name + UPLOAD_DIGEST_SUFFIX)
+
+
+def zip_digest(source: bytes | bytearray | memoryview) -> str:
+    """The SHA-256 of an uploaded zip's bytes, as `available_name` compares them."""
+    return hashlib.sha256(source).hexdigest()
+
+
+def available_name(name: str, owner: str | None = None, digest: str | None = None) -> str:
     """`name`, or `name_upload` (`name_upload_2`, ...) when a built-in set, a data folder or another owner's
-    upload already has it (`owner`'s own earlier upload of that name may be replaced)."""
+    upload already has it. `owner`'s own earlier upload of that name is replaced only by the same zip again
+    (its `digest`, see `zip_digest`): another zip of the same name gets `name_2` (`name_3`, ...), so the
+    images an earlier run trained and tested on stay what its checkpoint says they are."""
     candidate, counter = name, 1
-    while _taken_by(candidate, owner):
+    while _taken_by(candidate, owner) or _other_zip_of(candidate, owner, digest):
         counter += 1
-        candidate = f"{name}_upload" if counter == 2 else f"{name}_upload_{counter - 1}"
+        if _taken_by(name, owner):
+            candidate = f"{name}_upload" if counter == 2 else f"{name}_upload_{counter - 1}"
+        else:
+            candidate = f"{name}_{counter}"
     return candidate
+
+
+def _other_zip_of(name: str, owner: str | None, digest: str | None) -> bool:
+    """Whether `owner` already has an upload called `name` that came from another zip than `digest`."""
+    root = upload_root(name, owner)
+    if digest is None or not root.is_dir():
+        return False
+    try:
+        return _digest_path(root).read_text().strip() != digest
+    except OSError:  # an upload from before digests were kept: another zip, as far as anyone can tell
+        return True
 
 
 def _taken_by(name: str, owner: str | None) -> str | None:
