@@ -43,3 +43,32 @@ def download_mirror() -> str | None:
     """
     value = os.environ.get("CNN_DOWNLOAD_MIRROR", "").strip()
     return value.rstrip("/") or None
+
+
+#: How cards and logs name the two folders, so a downloaded checkpoint names no server folder and works on
+#: another machine: `portable_path` writes these, `local_path` reads them back.
+FOLDER_VARIABLES = ("$CNN_CACHE_DIR", "$CNN_DATA_DIR")
+
+
+def _folders() -> list[tuple[str, str]]:
+    """(folder as text, its variable), deepest folder first (the cache may sit inside the data folder)."""
+    pairs = [(str(cache_dir()), "$CNN_CACHE_DIR"), (str(data_dir()), "$CNN_DATA_DIR")]
+    return sorted(pairs, key=lambda pair: -len(pair[0]))
+
+
+def portable_path(text: str) -> str:
+    """`text` with this machine's data and cache folders written as `$CNN_DATA_DIR` and `$CNN_CACHE_DIR`
+    (a path under neither is kept as it is)."""
+    for folder, variable in _folders():
+        if text == folder or text.startswith(folder + os.sep):
+            return variable + text[len(folder):]
+    return text
+
+
+def local_path(text: str) -> str:
+    """`portable_path` undone with this machine's folders (whether or not the variables are set)."""
+    for variable in FOLDER_VARIABLES:
+        if text == variable or text.startswith(variable + "/") or text.startswith(variable + os.sep):
+            folder = cache_dir() if variable == "$CNN_CACHE_DIR" else data_dir()
+            return str(folder) + text[len(variable):]
+    return text

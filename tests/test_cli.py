@@ -99,6 +99,31 @@ def test_a_checkpoint_of_a_folder_named_by_its_path_is_evaluated_on_it(tiny_data
         in capsys.readouterr().err
 
 
+def test_a_card_names_the_data_and_cache_folders_by_their_variables(tiny_data_dir, capsys):
+    # A student's downloaded card (and the checkpoint holding it, and its TensorBoard hparams) named the
+    # server's folders: training.out /srv/.../runs/x.safetensors, training.dataset /srv/.../uploads/<id>/cats.
+    from data_fixtures import write_class_folder
+
+    from cnn_core import data, settings
+    from cnn_core.models.checkpoints import load_checkpoint
+
+    folder = tiny_data_dir / "weather"
+    write_class_folder(folder / "calm", bright=False)
+    write_class_folder(folder / "storm", bright=True)
+    out = settings.cache_dir() / "mine" / "weather.safetensors"
+    assert main(["train", "--data", str(folder), "--model", "simple_cnn", "--epochs", "1", "--batch-size", "4",
+                 "--image-size", "16", "--out", str(out)]) == 0
+    training = load_checkpoint(out).card.training
+    assert training["dataset"] == "$CNN_DATA_DIR/weather" and training["out"] == "$CNN_CACHE_DIR/mine/weather.safetensors"
+    assert str(tiny_data_dir) not in json.dumps(training)  # the command keeps what the CLI's user typed
+    data.clear_caches(forget_registered=True)
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out), "--json"]) == 0  # the card's folder, found again
+    assert json.loads(capsys.readouterr().out)["n"] >= 1
+    assert main(["train", "--data", "$CNN_DATA_DIR/weather", "--model", "simple_cnn", "--epochs", "1",
+                 "--batch-size", "4", "--image-size", "16", "--out", str(out)]) == 0  # as a studio card's command says
+
+
 def test_binary_evaluate_has_sensitivity_and_specificity(tiny_data_dir, tmp_path, capsys):
     out = tmp_path / "breast.safetensors"
     assert main(["train", "--data", "breastmnist", "--model", "simple_cnn", "--epochs", "1", "--batch-size", "8", "--out", str(out)]) == 0

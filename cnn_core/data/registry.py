@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import DataError
+from ..settings import local_path
 from . import cache, download
 from .folders import FolderSource, clear_folder_caches, discover_folders, scan_folder
 from .medmnist import MedmnistSource, clear_counts
@@ -95,7 +96,7 @@ def resolve(name: str) -> DataSource:
     if name in folders:
         root, seed = folders[name]
         return FolderSource(name, root, seed)
-    path = Path(name).expanduser()
+    path = Path(local_path(name)).expanduser()  # a card's "$CNN_CACHE_DIR/uploads/..." too
     if path.is_file() and path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):  # not .npz, .pt, .docx
         raise DataError(f"{name} is a zip file: unpack it and give the folder (one sub-folder of images per class), "
                         "or upload the zip in the app's Dataset Gallery or Training Studio.")

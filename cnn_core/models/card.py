@@ -14,6 +14,7 @@ import torch
 
 from .. import __version__
 from ..errors import CheckpointError
+from ..settings import local_path
 
 #: Keys every card has; a file without them is not a CNN Explorer checkpoint.
 REQUIRED_KEYS = ("model", "dataset", "class_names", "channels", "image_size", "normalization")
@@ -107,7 +108,7 @@ class Card:
         """What to load the checkpoint's data set by: an image folder by the path it was trained from (its name
         is registered only in the process that trained it), any other set by its name. CheckpointError when
         that folder is not here (any more)."""
-        given = str(self.training.get("dataset") or "") if isinstance(self.training, dict) else ""
+        given = local_path(str(self.training.get("dataset") or "")) if isinstance(self.training, dict) else ""
         if self.family != "folder" or not given or given == self.dataset:
             return self.dataset
         if not Path(given).is_dir():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import data as data_registry
 from ..errors import CnnError, ConfigError, DataError
-from ..settings import runs_dir
+from ..settings import portable_path, runs_dir
 from ..training import ResolvedConfig, TrainConfig, resolve_config
 
 ENV_MAX_CONCURRENT = "CNN_MAX_CONCURRENT_RUNS"
@@ -78,7 +78,7 @@ def cli_command(config: TrainConfig, resolved: ResolvedConfig, family: str, task
     TrainConfig (tested as a round trip) even if defaults change later; where the device and the checkpoint
     go is left to whoever runs it. `family` and `task` are kept for callers; the augmentation is spelled out.
     """
-    parts = ["python", "-m", "cnn_core", "train", "--data", config.dataset, "--model", resolved.model,
+    parts = ["python", "-m", "cnn_core", "train", "--data", portable_path(config.dataset), "--model", resolved.model,
              "--epochs", str(resolved.epochs), "--batch-size", str(resolved.batch_size),
              "--lr", _number(resolved.lr), "--optimizer", resolved.optimizer, "--schedule", resolved.schedule,
              "--monitor", resolved.monitor, "--seed", str(config.seed)]

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .. import data as data_registry
+from .. import settings
 from ..data.augment import BatchPreprocessor, orientations_taught
 from ..data.types import DatasetInfo
 from ..device import CpuThreads, autocast, describe_device, pick_device
@@ -306,11 +307,12 @@ def _test(loop: _Loop) -> tuple[tuple[str, ...], torch.Tensor | None, dict | Non
 
 def _run_config(config: TrainConfig, resolved: ResolvedConfig) -> dict:
     """The options recorded in the card: what was asked, with every default filled in."""
-    return {
+    recorded = {
         **{k: v for k, v in asdict(config).items() if k not in ("augment", "command")},
         **{k: v for k, v in asdict(resolved).items() if k != "augment"},
         "augment": asdict(resolved.augment),
-    }
+    }  # folders as $CNN_CACHE_DIR/...: a downloaded card names no server folder (settings.local_path reads them)
+    return {k: settings.portable_path(v) if isinstance(v, str) else v for k, v in recorded.items()}
 
 
 def build_card(
