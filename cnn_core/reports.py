@@ -208,7 +208,7 @@ def imbalanced(confusion_matrix: object) -> bool:
 
 def metric_tiles(metrics: Mapping[str, object], class_names: Sequence[str],
                  labels: Mapping[str, str]) -> list[MetricTile]:
-    """The test metrics of a run as tiles. Two classes: recall is the positive class's (the second class)
+    """The test metrics of a run as tiles. Two classes: recall is the positive class's (`metrics.positive_class`)
     sensitivity; precision and F1 are the positive class's too. More classes: macro averages. Kappa is a
     number, the others percentages; `labels` names the metrics."""
     binary = len(class_names) == 2

@@ -298,7 +298,7 @@ def test_a_too_small_class_is_warned_about_and_its_undefined_metrics_are_na(tiny
     assert metrics["sensitivity"] is None and metrics["auroc"] is None and metrics["f1"] is None
     assert metrics["undefined"]["sensitivity"] == "no 'tumour' image in the split"
     model_card = (tiny_data_dir.parent / "ckpt" / "small.md").read_text()
-    assert "| sensitivity | n/a (no 'tumour' image in the split) |" in model_card
+    assert "| sensitivity (tumour) | n/a (no 'tumour' image in the split) |" in model_card
     assert "- Data note: class 'tumour' has only 2 image(s)" in model_card
 
 

@@ -25,6 +25,27 @@ def test_binary_metrics_match_hand_computation():
     assert m["kappa"] == pytest.approx((po - pe) / (1 - pe))
 
 
+def test_the_positive_class_is_the_finding_not_always_class_1():
+    # BreastMNIST's class 0 is "malignant", class 1 "normal, benign": a model that calls everything benign had
+    # "sensitivity 1.0, specificity 0.0", with the sensitivity measured on the benign class.
+    from cnn_core.inference.metrics import positive_class
+    from cnn_core.models.card import metric_label
+
+    targets = torch.tensor([0] * 10 + [1] * 30)
+    probs = torch.tensor([[0.2, 0.8]] * 40)  # always "normal, benign"
+    m = classification_metrics(probs, targets, 2, ("malignant", "normal, benign"))
+    assert m["positive_class"] == "malignant" and m["negative_class"] == "normal, benign"
+    assert m["sensitivity"] == 0.0 and m["specificity"] == 1.0 and m["recall"] == 0.0
+    assert m["undefined"]["precision"] == "the model predicted 'malignant' for no image"
+    assert metric_label("sensitivity", m) == "sensitivity (malignant)"
+    assert metric_label("specificity", m) == "specificity (normal, benign)" and metric_label("auroc", m) == "auroc"
+    for names, positive in ((("normal", "pneumonia"), 1), (("no", "yes"), 1), (("NORMAL", "PNEUMONIA"), 1),
+                            (("tumor", "no_tumor"), 0), (("glioma", "notumor"), 0), (("Parasitized", "Uninfected"), 0),
+                            (("benign", "malignant"), 1), (("cat", "dog"), 1), (("Non-Demented", "Demented"), 1)):
+        assert positive_class(names) == positive, names
+    assert classification_metrics(probs, targets, 2, ("cat", "dog"))["sensitivity"] == 1.0  # class 1, as before
+
+
 def test_multiclass_macro_metrics():
     targets = torch.tensor([0, 0, 1, 1, 2, 2])
     preds = torch.tensor([0, 1, 1, 1, 2, 0])

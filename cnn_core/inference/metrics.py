@@ -7,6 +7,7 @@ plus precision, F1 and the confusion matrix.
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 
@@ -26,14 +27,30 @@ METRIC_LABELS = {
 }
 
 
+#: Words that name the "nothing found" class of a two-class set: the other class is the positive one.
+NEGATIVE_WORDS = frozenset({"no", "not", "non", "none", "normal", "benign", "healthy", "negative", "clean", "absent",
+                            "without", "uninfected", "unaffected", "notumor", "notumour", "nontumor", "nontumour"})
+
+
+def positive_class(class_names: list[str] | tuple[str, ...] | None) -> int:
+    """Which of two classes sensitivity is about: the one that is not named like "nothing found" (BreastMNIST's
+    "malignant" beside "normal, benign", a folder's "tumor" beside "no_tumor"); class 1 when the names do not
+    tell (PneumoniaMNIST's "pneumonia", the brain-MRI "yes", or "cat" beside "dog")."""
+    if not class_names or len(class_names) != 2:
+        return 1
+    negative = [bool(set(re.findall(r"[a-z]+", str(name).lower())) & NEGATIVE_WORDS) for name in class_names]
+    return 0 if negative == [False, True] else 1
+
+
 def classification_metrics(probs: torch.Tensor, targets: torch.Tensor, num_classes: int,
                            class_names: list[str] | tuple[str, ...] | None = None) -> dict:
     """Metrics from class probabilities [N, C] (float) and integer targets [N] (int64).
 
     Multi-class scores are macro averages over the classes present in `targets`. For two classes,
-    sensitivity and specificity are those of class 1 (the "positive" class, e.g. "yes" = tumour) as in the
-    brain-MRI tumour study, and precision/recall/F1 are for that class too. The confusion matrix is a list of
-    rows (true class) of columns (predicted class).
+    sensitivity and specificity are those of the positive class (`positive_class`: e.g. "yes" = tumour, as in
+    the brain-MRI tumour study, or BreastMNIST's "malignant", its class 0), named in `result["positive_class"]`
+    and `result["negative_class"]`; precision/recall/F1 are for that class too. The confusion matrix is a list
+    of rows (true class) of columns (predicted class).
 
     A metric the data cannot define is None, never 0 or 1, and `result["undefined"]` says why (e.g. no
     positive image in the test split makes sensitivity 0/0; one class only makes ROC-AUC and kappa
@@ -60,7 +77,9 @@ def classification_metrics(probs: torch.Tensor, targets: torch.Tensor, num_class
     if not targets.numel():
         undefined["accuracy"] = "the split holds no images"
     if c == 2:
-        _binary_rates(result, confusion.to(torch.float64), undefined, names)
+        positive = positive_class(class_names)
+        result["positive_class"], result["negative_class"] = names[positive], names[1 - positive]
+        _binary_rates(result, confusion.to(torch.float64), undefined, names, positive)
     else:
         _macro_rates(result, preds, targets, c, support, undefined, names)
     result["balanced_accuracy"] = _balanced_accuracy(result, c, undefined)
@@ -82,9 +101,10 @@ def _balanced_accuracy(result: dict, c: int, undefined: dict[str, str]) -> float
     return result["recall"]
 
 
-def _binary_rates(result: dict, cm: torch.Tensor, undefined: dict[str, str], names: list[str]) -> None:
-    tn, fp, fn, tp = cm[0, 0], cm[0, 1], cm[1, 0], cm[1, 1]
-    negative, positive = names[0], names[1]
+def _binary_rates(result: dict, cm: torch.Tensor, undefined: dict[str, str], names: list[str], index: int) -> None:
+    other = 1 - index  # the negative class; `index` is the positive one
+    tn, fp, fn, tp = cm[other, other], cm[other, index], cm[index, other], cm[index, index]
+    negative, positive = names[other], names[index]
     result["sensitivity"] = _ratio(tp, tp + fn, "sensitivity", f"no '{positive}' image in the split", undefined)
     result["specificity"] = _ratio(tn, tn + fp, "specificity", f"no '{negative}' image in the split", undefined)
     result["precision"] = _ratio(tp, tp + fp, "precision", f"the model predicted '{positive}' for no image",

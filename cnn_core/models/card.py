@@ -225,10 +225,18 @@ def model_card_markdown(card: Card, filename: str) -> str:
     undefined = test.get("undefined") or {}
     for key in METRIC_ROWS:
         if test.get(key) is not None:
-            lines.append(f"| {key} | {test[key]:.4f} |")
+            lines.append(f"| {metric_label(key, test)} | {test[key]:.4f} |")
         elif key in undefined:
-            lines.append(f"| {key} | n/a ({undefined[key]}) |")
+            lines.append(f"| {metric_label(key, test)} | n/a ({undefined[key]}) |")
     return "\n".join(lines) + "\n"
+
+
+def metric_label(key: str, metrics: dict) -> str:
+    """A metric's name, with the class it is about for two classes: "sensitivity (malignant)", "specificity
+    (normal, benign)" (which class is positive: `inference.metrics.positive_class`)."""
+    about = {"sensitivity": "positive_class", "recall": "positive_class", "precision": "positive_class",
+             "f1": "positive_class", "specificity": "negative_class"}.get(key)
+    return f"{key} ({metrics[about]})" if about and metrics.get(about) else key
 
 
 def _json_default(value):
