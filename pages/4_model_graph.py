@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -88,13 +89,25 @@ def _uploaded_checkpoint() -> Path | None:
         return None
     payload = uploaded.getvalue()
     # One folder per content, the file keeps its name (messages then name the file the student chose).
-    folder = cache_dir() / "uploaded_checkpoints" / hashlib.sha256(payload).hexdigest()[:16]
+    store = cache_dir() / "uploaded_checkpoints"
+    folder = store / hashlib.sha256(payload).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(uploaded.name).name).lstrip(".") or "checkpoint.safetensors"
     path = folder / name
     if not path.is_file():
         path.write_bytes(payload)
+        _keep_newest(store, KEPT_UPLOADED_CHECKPOINTS)
     return path
+
+
+KEPT_UPLOADED_CHECKPOINTS = 20  # uploaded checkpoints kept on the server (the newest; each may be up to 2 GB)
+
+
+def _keep_newest(store: Path, keep: int) -> None:
+    """Delete all but the `keep` newest upload folders: uploads must not fill the server's disk."""
+    folders = sorted((f for f in store.iterdir() if f.is_dir()), key=lambda f: f.stat().st_mtime, reverse=True)
+    for old in folders[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def choose_checkpoint() -> ModelChoice | None:
@@ -112,6 +125,8 @@ def choose_checkpoint() -> ModelChoice | None:
         choice, card = checkpoint_choice(path)
     except (CnnError, OSError) as exc:
         show_error(exc if isinstance(exc, CnnError) else f"Cannot read {path.name}: {exc}")
+        if uploaded is not None:  # a refused upload is not kept
+            shutil.rmtree(uploaded.parent, ignore_errors=True)
         return None
     st.caption(f"{literal(path.name)}: {literal(card.model)} trained on {literal(dataset_title(card))}, "
                f"{card.channels}×{card.image_size}×{card.image_size} input.")

@@ -462,6 +462,9 @@ def test_model_graph_refuses_a_file_that_is_not_a_checkpoint(context, studio_ser
     expect(tab.get_by_role("alert").filter(has_text=re.compile(r"weights\.pt is a text file, not a checkpoint"))
            ).to_be_visible()
     expect(tab.locator("h3#table-layers")).to_have_count(0)  # nothing is drawn for it
+    wait_for_app(tab)
+    uploads = studio_server["runs_dir"].parent / "cache" / "uploaded_checkpoints"
+    assert not list(uploads.glob("*/weights.pt"))  # a refused upload is not kept on the server's disk
     assert_no_exception(tab)
     save_screenshot(tab, "graph-bad-checkpoint")
     # Without the upload, the chosen checkpoint (trained or shipped) is shown, with its prediction.
