@@ -539,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint file (.safetensors)")
     p.add_argument("--data", help="data set it must have been trained on (default: the card's)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split (default test)")
-    p.add_argument("--images", metavar="FOLDER", help="image files in class folders (FOLDER/7/*.png), prepared as "
+    p.add_argument("--images", metavar="FOLDER", help="image files in class folders named by class or number (FOLDER/cat/*.png, FOLDER/7/*.png), prepared as "
                    "`predict` prepares them, instead of a split")
     p.add_argument("--raw", action="store_true", help="with --images: digit models only resize, as `predict --raw`")
     p.add_argument("--json", action="store_true", help="print JSON")

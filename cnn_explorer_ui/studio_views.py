@@ -128,7 +128,8 @@ def show_metrics(snap: runs.RunSnapshot) -> None:
     tiles = reports.metric_tiles(metrics, class_names, METRIC_LABELS)
     for col, tile in zip(st.columns(len(tiles)), tiles):
         col.metric(tile.label, tile.text, help=f"Undefined here: {tile.why}." if tile.why else None)
-    st.caption(f"Sensitivity and specificity treat “{literal(class_names[1])}” as the positive class." if binary else
+    st.caption(f"Sensitivity and specificity treat “{literal(metrics.get('positive_class', class_names[1]))}” as the "
+               "positive class." if binary else
                "Macro scores average the classes equally, so a rare class counts as much as a common one.")
     undefined = {tile.label: tile.why for tile in tiles if tile.why}
     if undefined:

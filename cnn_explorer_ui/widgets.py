@@ -128,11 +128,40 @@ def import_zip_upload(key: str, label: str) -> str | None:
         except CnnError as exc:
             done[uploaded.file_id] = ("error", None, str(exc))
     outcome, name, message = done[uploaded.file_id]
-    if outcome == "ok":
+    if outcome == "ok" and data.folder_owner(name) is None:  # removed since (`own_upload_controls`)
+        st.caption(f"{literal(uploaded.name)} was the data set `{name}`, which you removed. Remove the file here "
+                   "(×) and choose it again to upload it again.")
+    elif outcome == "ok":
         st.success(f"**{literal(uploaded.name)}** is now the data set `{name}`: {message}", icon=":material/check_circle:")
     else:
         show_error(f"{literal(uploaded.name)} was refused. {message}")
     return imported
+
+
+REMOVED_KEY = "upload_removed"  # the name of the upload just removed, for the page's next run to say so
+
+
+def own_upload_controls(name: str) -> None:
+    """For this browser's own upload `name`: how much of the upload allowance this browser's uploads take, and
+    a button (confirmed in a popover) that deletes the upload from the server."""
+    owner = browser_id()
+    if data.folder_owner(name) != owner:
+        return
+    used, quota = zipfolder.owner_upload_bytes(owner), zipfolder.ZipLimits().owner_quota_bytes
+    left, right = st.columns([3, 1], vertical_alignment="center")
+    left.caption(f":material/folder_shared: Your upload, seen only in this browser. Your uploads take "
+                 f"{used / 2**20:,.0f} MB of the {quota / 2**20:,.0f} MB each person may use on this server.")
+    with right.popover("Remove this upload", icon=":material/delete:", width="stretch"):
+        st.markdown(f"Delete **{literal(name)}**'s images from the server? Checkpoints trained on it stay.")
+        if st.button("Remove", type="primary", key=f"remove_upload_{name}", icon=":material/delete:"):
+            try:
+                zipfolder.remove_upload(name, owner)
+            except CnnError as exc:
+                show_error(exc)
+                return
+            forget_dataset_statuses()
+            st.session_state[REMOVED_KEY] = name
+            st.rerun()
 
 
 @st.cache_data(ttl=60, show_spinner=False)

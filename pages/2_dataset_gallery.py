@@ -15,7 +15,8 @@ from cnn_core import data, gallery
 from cnn_core.errors import CnnError
 from cnn_explorer_ui import browser_datasets, browser_id, dataset_statuses, import_zip_upload, is_present, show_error
 from cnn_explorer_ui.thumbnails import ThumbnailRow, thumbnail_rows
-from cnn_explorer_ui.widgets import literal, scaled, show_folder_notes, show_server_paths
+from cnn_explorer_ui.widgets import (REMOVED_KEY, literal, own_upload_controls, scaled, show_folder_notes,
+                                     show_server_paths)
 from cnn_explorer_ui.gallery_views import (CHANNEL_NAMES, counts_figure, dataset_version, grid_png,
                                            load_with_progress, samples, show_description, show_image, show_missing,
                                            summary)
@@ -227,6 +228,8 @@ with st.expander("Add your own image folder (upload a zip)", icon=":material/upl
     import_upload()
 
 with picker_area:
+    if removed := st.session_state.pop(REMOVED_KEY, None):
+        st.success(f"Removed your upload {literal(removed)}.", icon=":material/delete:")
     chosen = choose_dataset()
 
 if chosen is not None:
@@ -248,6 +251,7 @@ if chosen is not None:
     show_overview(dataset_info, dataset_status, loaded_splits)
     if dataset_info.family == "folder":  # its layout, unreadable files (named) and too-small classes
         show_folder_notes(dataset_info)
+        own_upload_controls(chosen)
     show_counts(dataset_info, dataset_summary)
     show_channel_stats(dataset_info, dataset_summary)
     picked = show_samples(dataset_info, dataset_status, loaded_splits)

@@ -297,6 +297,20 @@ def test_upload_zip_of_class_folders_becomes_a_dataset(page):
     save_screenshot(page, "gallery-upload-crop-pixel-grid")
     assert_no_exception(page)
 
+    # The student removes the upload: the server keeps no copy, and the picker no longer offers it.
+    page.keyboard.press("Escape")
+    page.get_by_text(re.compile(r"Your uploads take \d+ MB of the 1,024 MB each person may use")).wait_for()
+    page.get_by_role("button", name="Remove this upload").click()
+    page.get_by_role("button", name="Remove", exact=True).click()
+    page.get_by_text("Removed your upload classroom_shapes.").wait_for(timeout=LOAD_TIMEOUT_MS)
+    wait_for_app(page)
+    page.get_by_text("was the data set classroom_shapes, which you removed").wait_for()  # not "is now"
+    page.get_by_role("combobox", name="Data set").click()
+    assert page.get_by_role("option").filter(has_text="classroom_shapes").count() == 0
+    page.keyboard.press("Escape")
+    save_screenshot(page, "gallery-upload-removed")
+    assert_no_exception(page)
+
 
 def test_upload_zip_with_path_traversal_is_refused(page):
     _open_gallery(page, "retinamnist_224")  # a small entry: quick to show whether present or not

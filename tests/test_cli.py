@@ -122,6 +122,15 @@ def test_a_card_names_the_data_and_cache_folders_by_their_variables(tiny_data_di
     assert json.loads(capsys.readouterr().out)["n"] >= 1
     assert main(["train", "--data", "$CNN_DATA_DIR/weather", "--model", "simple_cnn", "--epochs", "1",
                  "--batch-size", "4", "--image-size", "16", "--out", str(out)]) == 0  # as a studio card's command says
+    by_number = settings.cache_dir() / "by_number"  # folders named by label number, as MedMNIST labels are
+    write_class_folder(by_number / "0", bright=False)
+    write_class_folder(by_number / "1", bright=True)
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out), "--images", str(by_number), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] >= 2
+    (by_number / "2").mkdir()
+    assert main(["evaluate", "--checkpoint", str(out), "--images", str(by_number)]) == 2
+    assert "classes ('calm', 'storm') or by their numbers (0 to 1); not 2." in capsys.readouterr().err
 
 
 def test_binary_evaluate_has_sensitivity_and_specificity(tiny_data_dir, tmp_path, capsys):

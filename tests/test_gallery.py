@@ -672,6 +672,30 @@ def test_another_zip_under_an_upload_name_of_ones_own_gets_a_new_name(tiny_data_
     assert available_name("cats", "ana", zip_digest(_two_class_zip(300))) == "cats_3"
 
 
+def test_an_owners_uploads_stay_within_a_quota_and_can_be_removed(tiny_data_dir):
+    # 453 kB of zipped single-colour BMPs unpacked to 444 MB, and a student could repeat it under new names
+    # until the class server's disk was full; there was no way to remove an upload.
+    from cnn_core import data
+    from cnn_core.data.zipfolder import owner_upload_bytes, remove_upload
+
+    first = import_zip(_two_class_zip(100), "pets", owner="uma")
+    size = owner_upload_bytes("uma")
+    assert size == sum(p.stat().st_size for p in first.root.rglob("*") if p.is_file()) > 0
+    tight = ZipLimits(owner_quota_bytes=size + 100)
+    with pytest.raises(DataError, match=r"your uploads already take .* Remove an upload you no longer need"):
+        import_zip(_two_class_zip(200), "more_pets", owner="uma", limits=tight)
+    assert not (uploads_dir() / first.root.parent.name / "more_pets").exists()  # nothing unpacked
+    import_zip(_two_class_zip(200), "pets", owner="uma", limits=tight)  # replacing the same name fits
+    vics = import_zip(_two_class_zip(200), available_name("pets", "vic"), owner="vic", limits=tight)  # their own
+    with pytest.raises(DataError, match="not one of your uploads"):
+        remove_upload("pets", "vic")  # uma's
+    assert vics.root.is_dir()
+    remove_upload("pets", "uma")
+    assert not first.root.exists() and owner_upload_bytes("uma") == 0
+    assert "pets" not in {info.name for info in data.list_datasets(owner="uma")}
+    import_zip(_two_class_zip(200), "more_pets", owner="uma", limits=tight)  # room again
+
+
 @pytest.mark.parametrize("owner", ["../alice", "a/b", "/etc", "x" * 500])
 def test_any_owner_id_stays_inside_the_uploads_folder(tiny_data_dir, owner):
     from cnn_core import data

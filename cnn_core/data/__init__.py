@@ -10,6 +10,7 @@ from .download import DownloadProgress
 from .images import fit_image
 from .mnist import mnist_torchvision_root
 from .registry import (
+    forget_image_folder,
     same_images_kind,
     channel_stats,
     class_counts,
@@ -74,4 +75,5 @@ __all__ = [
     "mnist_torchvision_root",
     "clear_caches",
     "same_images_kind",
+    "forget_image_folder",
 ]

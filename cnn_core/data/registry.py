@@ -364,6 +364,13 @@ def register_image_folder(
     return source.info
 
 
+def forget_image_folder(name: str) -> None:
+    """Take a registered folder (an upload that was removed) out of this process's registry."""
+    with cache.STATE_LOCK:
+        _REGISTERED_FOLDERS.pop(name, None)
+        _FOLDER_OWNERS.pop(name, None)
+
+
 def registered_folder(name: str) -> tuple[str, str, int, str | None] | None:
     """(name, folder, split seed, owner) of a folder registered in this process (an upload), else None:
     what another process needs to register the same data set."""

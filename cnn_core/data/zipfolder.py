@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import shutil
 import stat
@@ -28,7 +29,7 @@ from ..errors import DataError, ImageError
 from ..settings import cache_dir
 from .images import maybe_image_name, read_image
 from .layout import copies_of_siblings, split_folders, split_of_folder, unify_split_classes
-from .registry import folder_owner, list_datasets, register_image_folder
+from .registry import folder_owner, forget_image_folder, list_datasets, register_image_folder
 from .types import DatasetInfo
 from .zipnames import CODE_PAGE_LANGUAGES, decode_names
 
@@ -40,6 +41,10 @@ class ZipLimits:
     max_files: int = 20_000
     max_total_bytes: int = 512 * 2**20       # 512 MiB uncompressed in all
     max_member_bytes: int = 64 * 2**20       # 64 MiB for one image
+    #: all of one owner's uploads together (`CNN_UPLOAD_QUOTA_MB`, default 1024): one student's small zips of
+    #: huge single-colour BMPs must not fill a class server's disk
+    owner_quota_bytes: int = field(default_factory=lambda: int(float(os.environ.get("CNN_UPLOAD_QUOTA_MB", "1024"))
+                                                               * 2**20))
 
 
 @dataclass
@@ -157,6 +162,8 @@ def import_zip(
             raise DataError(f"Unknown file-name encoding {name_encoding!r}; use one of "
                             f"{', '.join(CODE_PAGE_LANGUAGES)}.") from None
         _check_members(members, limits)
+        if owner is not None:
+            _check_quota(members, owner, name, limits)
         result, plan = _plan(members, name)
         result.name_encoding = legacy_encoding
         _check_plan(result, plan)
@@ -180,6 +187,38 @@ def _digest_path(root: Path) -> Path:
 def zip_digest(source: bytes | bytearray | memoryview) -> str:
     """The SHA-256 of an uploaded zip's bytes, as `available_name` compares them."""
     return hashlib.sha256(source).hexdigest()
+
+
+def owner_upload_bytes(owner: str, but: str | None = None) -> int:
+    """Bytes on disk of all of `owner`'s uploads (leaving out the upload named `but`)."""
+    folder = upload_root("x", owner).parent
+    if not folder.is_dir():
+        return 0
+    return sum(path.stat().st_size for child in folder.iterdir() if child.name != but and child.is_dir()
+               for path in child.rglob("*") if path.is_file())
+
+
+def _check_quota(members: list[zipfile.ZipInfo], owner: str, name: str, limits: ZipLimits) -> None:
+    """DataError before anything is unpacked when the zip would take the owner past `owner_quota_bytes`
+    (an earlier upload of the same name, which it replaces, does not count)."""
+    used, adding = owner_upload_bytes(owner, but=name), sum(info.file_size for info in members)
+    if used + adding > limits.owner_quota_bytes:
+        raise DataError(
+            f"Refused: this zip unpacks to {_mib(adding)}, and your uploads already take {_mib(used)} of the "
+            f"{_mib(limits.owner_quota_bytes)} each person may use on this server. Remove an upload you no longer "
+            "need (Dataset Gallery: choose it, then \"Remove this upload\"), or upload fewer or smaller images.")
+
+
+def remove_upload(name: str, owner: str) -> None:
+    """Delete `owner`'s upload `name` (its images and its record of the zip) and forget it in this process.
+    Checkpoints trained on it stay; evaluating them on it then says the folder is gone. DataError when `name`
+    is not `owner`'s upload."""
+    root = upload_root(name, owner)
+    if folder_owner(name) != owner or not root.is_dir():
+        raise DataError(f"{name!r} is not one of your uploads.")
+    shutil.rmtree(root)
+    _digest_path(root).unlink(missing_ok=True)
+    forget_image_folder(name)
 
 
 def available_name(name: str, owner: str | None = None, digest: str | None = None) -> str:
