@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from image_samples import png_bomb
 from PIL import Image
 
 from cnn_core import gallery
@@ -201,13 +202,13 @@ def test_zip_of_class_folders_becomes_an_image_folder():
     result = import_zip(data, "pets", register=False)
     assert result.class_counts == {"cats": 2, "dogs": 1}
     assert result.images == 3
-    assert result.skipped_non_image == 3  # notes.txt, README.md, broken.png
+    assert result.skipped_non_image == 2 and result.skipped_unreadable == 1  # notes.txt, README.md; broken.png
     assert result.skipped_system == 2
     assert result.root == uploads_dir() / "pets"
     assert sorted(p.relative_to(result.root).as_posix() for p in result.root.rglob("*.png")) == [
         "cats/1.png", "cats/2.png", "dogs/a.png"]
     assert (result.root / "cats" / "1.png").read_bytes() == _png(10)
-    assert "3 non-image" in result.summary()
+    assert "2 non-image file(s), 1 file(s) that could not be read as images" in result.summary()
 
 
 def _zip_with_raw_names(members: dict[bytes, bytes]) -> bytes:
@@ -299,7 +300,12 @@ def test_zip_images_count_by_content_not_by_name():
                  "dog/list.csv": b"a,b"})
     result = import_zip(data, "by_content", register=False)
     assert result.class_counts == {"cat": 2, "dog": 3}
-    assert result.skipped_non_image == 2  # fake.jpg by content, list.csv by name
+    assert result.skipped_non_image == 1 and result.skipped_unreadable == 1  # list.csv by name, fake.jpg by content
+    big = _zip({"cat/a.png": _png(1), "cat/b.png": _png(2), "dog/c.png": _png(3),
+                "dog/huge.png": png_bomb(9_000)})  # 81 megapixels in a few kB
+    result = import_zip(big, "with_a_huge_one", register=False)
+    assert result.skipped_unreadable == 1 and result.skipped_non_image == 0
+    assert result.skipped_examples == ["dog/huge.png (too large to read: over 40 megapixels)"]
 
 
 def test_zip_with_split_folders_keeps_them_as_splits(tiny_data_dir):

@@ -54,7 +54,8 @@ class ZipImport:
     name: str
     root: Path
     class_counts: dict[str, int]
-    skipped_non_image: int = 0        # files that are not images (by name or by content)
+    skipped_non_image: int = 0        # files that are not images (by name)
+    skipped_unreadable: int = 0       # files named like images that cannot be read: damaged, not images, too large
     skipped_outside_classes: int = 0  # images not inside a class folder
     skipped_system: int = 0           # __MACOSX/, .DS_Store and other hidden files
     skipped_copies: int = 0           # images in folders that repeat their siblings (a second copy of the set)
@@ -69,7 +70,8 @@ class ZipImport:
 
     @property
     def skipped(self) -> int:
-        return self.skipped_non_image + self.skipped_outside_classes + self.skipped_system + self.skipped_copies
+        return (self.skipped_non_image + self.skipped_unreadable + self.skipped_outside_classes + self.skipped_system
+                + self.skipped_copies)
 
     def summary(self) -> str:
         """One sentence for people: what was imported and what was skipped."""
@@ -77,6 +79,9 @@ class ZipImport:
         parts = []
         if self.skipped_non_image:
             parts.append(f"{self.skipped_non_image} non-image file(s)")
+        if self.skipped_unreadable:
+            parts.append(f"{self.skipped_unreadable} file(s) that could not be read as images (damaged, not an "
+                         "image, or over 40 megapixels)")
         if self.skipped_outside_classes:
             parts.append(f"{self.skipped_outside_classes} image(s) outside a class folder")
         if self.skipped_system:
@@ -457,9 +462,11 @@ def _extract(
             total += len(data)
             try:
                 read_image(data, name=info.filename)
-            except ImageError:
-                result.skipped_non_image += 1
-                _note(result, info.filename, "not a readable image")
+            except ImageError as exc:
+                too_large = "megapixels" in str(exc)  # over read_image's pixel limit, or a decompression bomb
+                result.skipped_unreadable += 1
+                _note(result, info.filename, "too large to read: over 40 megapixels" if too_large
+                      else "not a readable image")
                 continue
             folder = staging / class_name  # "cat", or "train/cat" in a zip with split folders
             folder.mkdir(parents=True, exist_ok=True)
