@@ -422,3 +422,15 @@ def test_a_run_with_an_ema_validates_and_saves_the_average_and_records_its_decay
     assert "--ema-decay 0.999" in cli_command(config, resolve_config(config, info), "mnist", info.task)
     with pytest.raises(ConfigError, match="EMA decay must be in"):
         resolve_config(TrainConfig(dataset="mnist", ema_decay=1.0), info)
+
+
+def test_resizing_a_fixed_size_set_says_so():
+    # `--image-size 64` on DermaMNIST trained on 28-px images scaled up, and nothing said so.
+    from cnn_core import data
+    from cnn_core.training.prepare import _resize_note
+
+    derma = data.get_dataset_info("dermamnist")
+    assert _resize_note(derma, 28, 64) == ("its 28×28 images are resized to 64×64 (--image-size), which adds no "
+                                           "detail; MedMNIST's own 64×64 images are the set dermamnist_64",)
+    assert _resize_note(derma, 28, 20) == ("its 28×28 images are resized to 20×20 (--image-size)",)
+    assert _resize_note(derma, 28, None) == () and _resize_note(derma, 28, 28) == ()

@@ -10,6 +10,7 @@ import torch
 from .. import data as data_registry
 from ..data.augment import BatchPreprocessor
 from ..errors import ConfigError
+from ..data.registry import builtin_name
 from .config import ResolvedConfig, TrainConfig, folder_image_size
 
 
@@ -47,6 +48,7 @@ def prepare_data(config: TrainConfig, resolved: ResolvedConfig, device: torch.de
         )
     splits = {}
     skipped = 0
+    native = info.image_size
     image_size = config.image_size
     if image_size is None and info.family == "folder":  # e.g. transfer models: the backbone's input size
         image_size = folder_image_size(resolved.model, config.model_args)
@@ -78,8 +80,22 @@ def prepare_data(config: TrainConfig, resolved: ResolvedConfig, device: torch.de
         preprocess=preprocess,
         normalization={"mean": list(mean), "std": list(std)},
         skipped=skipped,
-        notes=tuple(data_registry.data_notes(config.dataset)),
+        notes=tuple(data_registry.data_notes(config.dataset)) + _resize_note(info, native, config.image_size),
     )
+
+
+def _resize_note(info: data_registry.DatasetInfo, native: int, size: int | None) -> tuple[str, ...]:
+    """A note when --image-size resizes a set whose images have one size (MNIST, MedMNIST): upsampling adds no
+    detail, and MedMNIST has its own larger versions (dermamnist_64)."""
+    if size is None or size == native or info.family == "folder":
+        return ()
+    note = f"its {native}×{native} images are resized to {size}×{size} (--image-size)"
+    if size > native:
+        note += ", which adds no detail"
+        larger = builtin_name(info.name)
+        if info.family == "medmnist" and larger and size in data_registry.MEDMNIST_SIZES:
+            note += f"; MedMNIST's own {size}×{size} images are the set {larger[0]}_{size}"
+    return (note,)
 
 
 def _refuse_empty_classes(name: str, info: data_registry.DatasetInfo, splits: list) -> None:
