@@ -384,9 +384,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     refused = f"; {len(metrics['refused'])} refused, accuracy with them {metrics['accuracy_all']:.4f}" if args.images else ""
     print(f"{Path(args.checkpoint).name} on {args.images or f'{card.dataset} {args.split}'} ({metrics['n']} images{refused}):")
-    for key in [k for k in card_module.METRIC_ROWS if k in metrics]:
+    keys = [k for k in card_module.METRIC_ROWS if k in metrics]
+    width = max((len(card_module.metric_label(key, metrics)) for key in keys), default=17)
+    for key in keys:
         why, value, label = metrics.get("undefined", {}).get(key), metrics[key], card_module.metric_label(key, metrics)
-        print(f"  {label:<17} {value:.4f}" if value is not None else f"  {label:<17} n/a" + (f" ({why})" if why else ""))
+        print(f"  {label:<{width}} {value:.4f}" if value is not None else f"  {label:<{width}} n/a" + (f" ({why})" if why else ""))
     return 0
 
 

@@ -219,7 +219,7 @@ def metric_tiles(metrics: Mapping[str, object], class_names: Sequence[str],
     for key in keys:
         label = "Recall" if key == "recall" else labels.get(key, key)
         if key in ("precision", "recall", "f1"):
-            label += f" ({class_names[1]})" if binary else " (macro)"
+            label += f" ({metrics.get('positive_class') or class_names[1]})" if binary else " (macro)"
         value = _number(metrics.get(key))
         text = "n/a" if value is None else f"{value:.3f}" if key == "kappa" else f"{100 * value:.1f} %"
         undefined = metrics.get("undefined")

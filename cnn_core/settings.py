@@ -57,18 +57,19 @@ def _folders() -> list[tuple[str, str]]:
 
 
 def portable_path(text: str) -> str:
-    """`text` with this machine's data and cache folders written as `$CNN_DATA_DIR` and `$CNN_CACHE_DIR`
-    (a path under neither is kept as it is)."""
+    """`text` with this machine's data and cache folders written as `$CNN_DATA_DIR` and `$CNN_CACHE_DIR`, the
+    rest with "/" (a card written on Windows reads on Linux); a path under neither is kept as it is."""
     for folder, variable in _folders():
         if text == folder or text.startswith(folder + os.sep):
-            return variable + text[len(folder):]
+            return variable + text[len(folder):].replace(os.sep, "/")
     return text
 
 
 def local_path(text: str) -> str:
     """`portable_path` undone with this machine's folders (whether or not the variables are set)."""
     for variable in FOLDER_VARIABLES:
-        if text == variable or text.startswith(variable + "/") or text.startswith(variable + os.sep):
+        if text == variable or text.startswith((variable + "/", variable + "\\")):
             folder = cache_dir() if variable == "$CNN_CACHE_DIR" else data_dir()
-            return str(folder) + text[len(variable):]
+            parts = [part for part in text[len(variable):].replace("\\", "/").split("/") if part]
+            return str(folder.joinpath(*parts))
     return text

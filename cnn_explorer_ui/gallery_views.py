@@ -188,7 +188,7 @@ def show_image(name: str, version: str, split: str, index: int) -> None:
             picture = gallery.outline_square(picture, crop[0] * scale, crop[1] * scale, crop[2] * scale,
                                              width=max(2, scale))
         st.image(picture, output_format="PNG")
-        st.markdown(f"**{split} image #{index}**  \nLabel: **{label}**")
+        st.markdown(f"**{split} image #{index}**  \nLabel: **{literal(label)}**")
         st.caption(f"uint8 tensor of shape {tuple(image.shape)} (channels, height, width); values "
                    f"{int(image.min())}–{int(image.max())}.")
     with right:

@@ -10,7 +10,7 @@ from .cards import checkpoint_entries, entry_rows
 from .data_sets import dataset_statuses
 from .navigation import available_pages
 from .session import browser_id
-from .widgets import device_label, show_server_paths
+from .widgets import device_label, show_server_paths, without_server_paths
 
 
 def show_pages() -> None:
@@ -37,7 +37,8 @@ def show_datasets() -> None:
     found = [{"data set": a.info.title, "key": a.info.name, "where": _short_path(a.status.location, data_dir)}
              for a in statuses if a.available]
     missing = [{"data set": a.info.title, "key": a.info.name,
-                "how to get it": a.status.how_to_get if a.status else a.problem} for a in statuses if not a.available]
+                "how to get it": without_server_paths(a.status.how_to_get if a.status else a.problem)}
+               for a in statuses if not a.available]
     st.caption(f"{len(found)} of {len(statuses)} found; the list below says how to get the others.")
     if found:
         st.dataframe(found, hide_index=True, width="stretch", column_config={

@@ -45,7 +45,7 @@ def show_statuses(snap: runs.RunSnapshot) -> None:
     """What the run did before its first step (e.g. computing a backbone's features), once the progress line
     has moved on to the steps: it explains where the time before them went."""
     if snap.statuses and (snap.batches or not snap.status.active):
-        st.caption(" ".join(snap.statuses))
+        st.caption(without_server_paths(" ".join(snap.statuses)))
 
 
 def show_charts(snap: runs.RunSnapshot) -> None:
@@ -127,7 +127,7 @@ def show_metrics(snap: runs.RunSnapshot) -> None:
     st.markdown(f"#### Test metrics ({metrics['n']:,} test images)")
     tiles = reports.metric_tiles(metrics, class_names, METRIC_LABELS)
     for col, tile in zip(st.columns(len(tiles)), tiles):
-        col.metric(tile.label, tile.text, help=f"Undefined here: {tile.why}." if tile.why else None)
+        col.metric(literal(tile.label), tile.text, help=f"Undefined here: {tile.why}." if tile.why else None)
     st.caption(f"Sensitivity and specificity treat “{literal(metrics.get('positive_class', class_names[1]))}” as the "
                "positive class." if binary else
                "Macro scores average the classes equally, so a rare class counts as much as a common one.")
@@ -158,7 +158,7 @@ def show_confusion_and_gallery(snap: runs.RunSnapshot) -> None:
                 if wrong else "#### Misclassified test images")
     if not wrong:
         if snap.note:
-            st.caption(snap.note)
+            st.caption(without_server_paths(snap.note))
         else:
             st.success("No test image was misclassified.")
         return
@@ -175,7 +175,7 @@ def show_checkpoint(snap: runs.RunSnapshot) -> None:
     st.markdown("#### Checkpoint")
     path = Path(snap.checkpoint_path) if snap.checkpoint_path else None
     if path is None:
-        st.caption(snap.note or "This run saved no checkpoint.")
+        st.caption(without_server_paths(snap.note or "This run saved no checkpoint."))
         return
     if not path.is_file():
         show_error(f"The checkpoint {path.name} is gone from the server (deleted?).")
@@ -220,7 +220,7 @@ def show_outcome(snap: runs.RunSnapshot) -> None:
         st.warning(f"{stop_point(snap)} ({seconds} of training).{_kept_at_stop(snap)} "
                    "Test metrics are computed for runs that finish.", icon=":material/stop_circle:")
         if snap.note:
-            st.caption(snap.note)
+            st.caption(without_server_paths(snap.note))
     else:
         early = " (stopped early: validation stopped improving)" if end.stopped_early else ""
         monitor = end.card.training.get("monitor", snap.config.monitor) if end.card else snap.config.monitor

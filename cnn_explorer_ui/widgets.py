@@ -134,7 +134,7 @@ def import_zip_upload(key: str, label: str) -> str | None:
     elif outcome == "ok":
         st.success(f"**{literal(uploaded.name)}** is now the data set `{name}`: {message}", icon=":material/check_circle:")
     else:
-        show_error(f"{literal(uploaded.name)} was refused. {message}")
+        show_error(f"{literal(uploaded.name)} was refused. {literal(without_server_paths(message))}")
     return imported
 
 
@@ -147,7 +147,11 @@ def own_upload_controls(name: str) -> None:
     owner = browser_id()
     if data.folder_owner(name) != owner:
         return
-    used, quota = zipfolder.owner_upload_bytes(owner), zipfolder.ZipLimits().owner_quota_bytes
+    try:
+        used, quota = zipfolder.owner_upload_bytes(owner), zipfolder.ZipLimits().owner_quota_bytes
+    except CnnError as exc:  # a bad CNN_UPLOAD_QUOTA_MB: the server's administrator reads it here
+        show_error(exc)
+        return
     left, right = st.columns([3, 1], vertical_alignment="center")
     left.caption(f":material/folder_shared: Your upload, seen only in this browser. Your uploads take "
                  f"{used / 2**20:,.0f} MB of the {quota / 2**20:,.0f} MB each person may use on this server.")

@@ -87,26 +87,31 @@ def _uploaded_checkpoint() -> Path | None:
                                      "never unpickled.")
     if uploaded is None:
         return None
+    refused = st.session_state.setdefault("graph_refused_uploads", {})  # file id -> its message
+    if uploaded.file_id in refused:  # refused once: not written to the server's disk again on every rerun
+        show_error(refused[uploaded.file_id])
+        return REFUSED
     payload = uploaded.getvalue()
     # One folder per content, the file keeps its name (messages then name the file the student chose).
-    store = cache_dir() / "uploaded_checkpoints"
-    folder = store / hashlib.sha256(payload).hexdigest()[:16]
+    folder = cache_dir() / "uploaded_checkpoints" / hashlib.sha256(payload).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(uploaded.name).name).lstrip(".") or "checkpoint.safetensors"
     path = folder / name
     if not path.is_file():
         path.write_bytes(payload)
-        _keep_newest(store, KEPT_UPLOADED_CHECKPOINTS)
     return path
 
 
+REFUSED = Path("refused")  # `_uploaded_checkpoint`'s answer for an upload already refused (its error shown)
 KEPT_UPLOADED_CHECKPOINTS = 20  # uploaded checkpoints kept on the server (the newest; each may be up to 2 GB)
 
 
-def _keep_newest(store: Path, keep: int) -> None:
-    """Delete all but the `keep` newest upload folders: uploads must not fill the server's disk."""
-    folders = sorted((f for f in store.iterdir() if f.is_dir()), key=lambda f: f.stat().st_mtime, reverse=True)
-    for old in folders[keep:]:
+def _keep_newest(store: Path, keep: int, keep_also: Path) -> None:
+    """Delete all but the `keep` newest upload folders (and `keep_also`, the one being shown): uploads must not
+    fill the server's disk. Only checkpoints that loaded are kept at all."""
+    folders = sorted((f for f in store.iterdir() if f.is_dir() and f != keep_also), key=lambda f: f.stat().st_mtime,
+                     reverse=True)
+    for old in folders[keep - 1:]:
         shutil.rmtree(old, ignore_errors=True)
 
 
@@ -121,13 +126,19 @@ def choose_checkpoint() -> ModelChoice | None:
     path = uploaded or (entry.path if entry else None)
     if path is None:
         return None
+    if path is REFUSED:
+        return None
     try:
         choice, card = checkpoint_choice(path)
     except (CnnError, OSError) as exc:
-        show_error(exc if isinstance(exc, CnnError) else f"Cannot read {path.name}: {exc}")
-        if uploaded is not None:  # a refused upload is not kept
+        message = exc if isinstance(exc, CnnError) else f"Cannot read {path.name}: {exc}"
+        show_error(message)
+        if uploaded is not None:  # a refused upload is not kept, nor written again on the next rerun
             shutil.rmtree(uploaded.parent, ignore_errors=True)
+            st.session_state["graph_refused_uploads"][st.session_state["graph_upload"].file_id] = str(message)
         return None
+    if uploaded is not None:
+        _keep_newest(uploaded.parent.parent, KEPT_UPLOADED_CHECKPOINTS, keep_also=uploaded.parent)
     st.caption(f"{literal(path.name)}: {literal(card.model)} trained on {literal(dataset_title(card))}, "
                f"{card.channels}×{card.image_size}×{card.image_size} input.")
     onnx_download(path, key="graph_download_onnx")
@@ -189,7 +200,7 @@ def show_graph(choice: ModelChoice) -> None:
 def show_feature_maps(choice: ModelChoice) -> None:
     st.subheader(":material/layers: Feature maps")
     if not is_present(choice.dataset):
-        st.info(f"No sample image: the data set `{choice.dataset}` is not on this computer. The home page says how "
+        st.info(f"No sample image: the data set {literal(choice.dataset)} is not on this computer. The home page says how "
                 "to get it.")
         return
     try:

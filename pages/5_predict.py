@@ -72,7 +72,7 @@ def choose_model(entries: list[CheckpointEntry], source: str) -> LoadedCheckpoin
         show_error(exc)
         return None
     names = loaded.card.class_names
-    shown = ", ".join(names[:10]) + (f" … ({len(names)} in all)" if len(names) > 10 else "")
+    shown = ", ".join(map(literal, names[:10])) + (f" … ({len(names)} in all)" if len(names) > 10 else "")
     st.caption(f"{input_caption(loaded.card)}. Classes: {shown}.")
     show_model_downloads(loaded)
     return loaded

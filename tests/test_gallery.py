@@ -696,10 +696,26 @@ def test_an_owners_uploads_stay_within_a_quota_and_can_be_removed(tiny_data_dir)
     with pytest.raises(DataError, match="not one of your uploads"):
         remove_upload("pets", "vic")  # uma's
     assert vics.root.is_dir()
+    data.load_split("pets", "train")  # decoded tensors in the cache: removed with the upload
+    from cnn_core.data.zipfolder import _upload_caches, zip_digest
+
+    assert _upload_caches("pets")
     remove_upload("pets", "uma")
-    assert not first.root.exists() and owner_upload_bytes("uma") == 0
+    assert not first.root.exists() and owner_upload_bytes("uma") == 0 and not _upload_caches("pets")
     assert "pets" not in {info.name for info in data.list_datasets(owner="uma")}
     import_zip(_two_class_zip(200), "more_pets", owner="uma", limits=tight)  # room again
+    # A removed name stays with the zip it held: another zip gets a new name (checkpoints name their data by it)
+    assert available_name("pets", "uma", zip_digest(_two_class_zip(300))) == "pets_2"
+    assert available_name("pets", "uma", zip_digest(_two_class_zip(200))) == "pets"  # the same zip again
+
+
+def test_a_bad_upload_quota_setting_is_one_clear_message(monkeypatch):
+    for raw in ("abc", "nan", "inf", "-5", "0"):
+        monkeypatch.setenv("CNN_UPLOAD_QUOTA_MB", raw)
+        with pytest.raises(DataError, match="CNN_UPLOAD_QUOTA_MB must be a positive number of megabytes"):
+            ZipLimits()
+    monkeypatch.setenv("CNN_UPLOAD_QUOTA_MB", "2.5")
+    assert ZipLimits().owner_quota_bytes == int(2.5 * 2**20)
 
 
 @pytest.mark.parametrize("owner", ["../alice", "a/b", "/etc", "x" * 500])

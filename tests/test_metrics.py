@@ -41,7 +41,10 @@ def test_the_positive_class_is_the_finding_not_always_class_1():
     assert metric_label("specificity", m) == "specificity (normal, benign)" and metric_label("auroc", m) == "auroc"
     for names, positive in ((("normal", "pneumonia"), 1), (("no", "yes"), 1), (("NORMAL", "PNEUMONIA"), 1),
                             (("tumor", "no_tumor"), 0), (("glioma", "notumor"), 0), (("Parasitized", "Uninfected"), 0),
-                            (("benign", "malignant"), 1), (("cat", "dog"), 1), (("Non-Demented", "Demented"), 1)):
+                            (("benign", "malignant"), 1), (("cat", "dog"), 1), (("Non-Demented", "Demented"), 1),
+                            (("Demented", "NonDemented"), 0), (("CT_COVID", "CT_NonCOVID"), 0), (("FAKE", "REAL"), 0),
+                            (("def_front", "ok_front"), 0), (("Defective", "Good"), 0), (("fire", "non_fire"), 0),
+                            (("No_DR", "DR"), 1), (("no", "yes"), 1), (("hot_dog", "not_hot_dog"), 0)):
         assert positive_class(names) == positive, names
     assert classification_metrics(probs, targets, 2, ("cat", "dog"))["sensitivity"] == 1.0  # class 1, as before
 

@@ -83,3 +83,16 @@ def test_names_people_choose_are_shown_as_written_in_markdown():
     assert widgets.literal("see www.example.com or https://e.org") == "see www\u200b\\.example\\.com or https\u200b\\:\\/\\/e\\.org"
     assert widgets.literal("me@uni.edu") == "me\u200b\\@uni\\.edu"
     assert widgets.literal("cancer-associated stroma") == r"cancer\-associated stroma"
+
+
+def test_card_paths_written_on_one_system_read_on_another(monkeypatch, tmp_path):
+    """A card's `$CNN_CACHE_DIR/...` path uses "/" whatever system wrote it (a Windows card on Linux)."""
+    from cnn_core import settings
+
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
+    inside = tmp_path / "cache" / "uploads" / "ab12" / "cats"
+    assert settings.portable_path(str(inside)) == "$CNN_CACHE_DIR/uploads/ab12/cats"
+    assert settings.local_path("$CNN_CACHE_DIR/uploads/ab12/cats") == str(inside)
+    assert settings.local_path("$CNN_CACHE_DIR\\uploads\\ab12\\cats") == str(inside)  # written on Windows
+    assert settings.portable_path("/elsewhere/pets") == "/elsewhere/pets" == settings.local_path("/elsewhere/pets")

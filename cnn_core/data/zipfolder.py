@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 from ..errors import DataError, ImageError
 from ..settings import cache_dir
+from .cache import cache_root, safe_name
 from .images import maybe_image_name, read_image
 from .layout import copies_of_siblings, split_folders, split_of_folder, unify_split_classes
 from .registry import folder_owner, forget_image_folder, list_datasets, register_image_folder
@@ -43,8 +44,19 @@ class ZipLimits:
     max_member_bytes: int = 64 * 2**20       # 64 MiB for one image
     #: all of one owner's uploads together (`CNN_UPLOAD_QUOTA_MB`, default 1024): one student's small zips of
     #: huge single-colour BMPs must not fill a class server's disk
-    owner_quota_bytes: int = field(default_factory=lambda: int(float(os.environ.get("CNN_UPLOAD_QUOTA_MB", "1024"))
-                                                               * 2**20))
+    owner_quota_bytes: int = field(default_factory=lambda: upload_quota_bytes())
+
+
+def upload_quota_bytes() -> int:
+    """`CNN_UPLOAD_QUOTA_MB` (default 1024) in bytes; DataError for a value that is not a positive number."""
+    raw = os.environ.get("CNN_UPLOAD_QUOTA_MB", "").strip() or "1024"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not (0 < value < 2**40):  # also refuses nan and inf
+        raise DataError(f"CNN_UPLOAD_QUOTA_MB must be a positive number of megabytes; got {raw!r}.")
+    return int(value * 2**20)
 
 
 @dataclass
@@ -221,9 +233,23 @@ def remove_upload(name: str, owner: str) -> None:
     root = upload_root(name, owner)
     if folder_owner(name) != owner or not root.is_dir():
         raise DataError(f"{name!r} is not one of your uploads.")
-    shutil.rmtree(root)
-    _digest_path(root).unlink(missing_ok=True)
+    shutil.rmtree(root)  # its digest record stays: another zip of this name gets a new name (`available_name`)
+    for cached in _upload_caches(name):
+        cached.unlink(missing_ok=True)
     forget_image_folder(name)
+
+
+def _upload_caches(name: str) -> list[Path]:
+    """The files `cache` and `folders` made from the upload `name`: its decoded tensors
+    (`tensors/<name>-<size>-<split>-<fingerprint>.pt`) and its folder listings (`folders/<name>-<fingerprint>*.json`)."""
+    safe = re.escape(safe_name(name))
+    patterns = {"tensors": rf"{safe}-\d+-\w+-[0-9a-f]{{16}}\.pt", "folders": rf"{safe}-[0-9a-f]{{16}}(-unreadable)?\.json"}
+    found = []
+    for folder, pattern in patterns.items():
+        where = cache_root() / folder
+        if where.is_dir():
+            found += [path for path in where.iterdir() if re.fullmatch(pattern, path.name)]
+    return found
 
 
 def available_name(name: str, owner: str | None = None, digest: str | None = None) -> str:
@@ -244,12 +270,12 @@ def available_name(name: str, owner: str | None = None, digest: str | None = Non
 def _other_zip_of(name: str, owner: str | None, digest: str | None) -> bool:
     """Whether `owner` already has an upload called `name` that came from another zip than `digest`."""
     root = upload_root(name, owner)
-    if digest is None or not root.is_dir():
+    if digest is None:
         return False
     try:
-        return _digest_path(root).read_text().strip() != digest
-    except OSError:  # an upload from before digests were kept: another zip, as far as anyone can tell
-        return True
+        return _digest_path(root).read_text().strip() != digest  # also for a removed upload: its name stays its own
+    except OSError:  # no record: no upload, or one from before digests were kept (then another zip, it may be)
+        return root.is_dir()
 
 
 def _taken_by(name: str, owner: str | None) -> str | None:

@@ -55,15 +55,16 @@ def evaluate_files(loaded: LoadedCheckpoint, folder: str | Path, raw: bool = Fal
 
     root = Path(folder)
     names = {readable_name(name).lower(): index for index, name in enumerate(loaded.card.class_names)}
-    for index in range(len(loaded.card.class_names)):  # or by label number (MedMNIST's labels: 0/, 1/, ...)
+    numbered = not any(name.isdigit() for name in loaded.card.class_names)  # "1" must not mean class 1 and "1"
+    for index in range(len(loaded.card.class_names) if numbered else 0):  # by label number (MedMNIST: 0/, 1/)
         names.setdefault(str(index), index)
     # the files a data set would count: no __MACOSX/ or .ipynb_checkpoints/, no ._x.jpg (open-mmlab/mmpretrain#507)
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p.name)) if root.is_dir() else []
     unknown = [path.name for path in folders if readable_name(path.name).lower() not in names]
     if not folders or unknown:
         classes = ", ".join(f"'{name}'" for name in loaded.card.class_names)
-        raise DataError(f"{root} must hold one folder per class, named like the checkpoint's classes ({classes}) "
-                        f"or by their numbers (0 to {len(loaded.card.class_names) - 1})"
+        raise DataError(f"{root} must hold one folder per class, named like the checkpoint's classes ({classes})"
+                        + (f" or by their numbers (0 to {len(loaded.card.class_names) - 1})" if numbered else "")
                         + (f"; not {', '.join(unknown)}." if unknown else "."))
     files = [(path, names[readable_name(sub.name).lower()]) for sub in folders for path in class_images(sub)]
     results = prepare_files(loaded, [path for path, _ in files], raw=raw)

@@ -28,18 +28,25 @@ METRIC_LABELS = {
 
 
 #: Words that name the "nothing found" class of a two-class set: the other class is the positive one.
-NEGATIVE_WORDS = frozenset({"no", "not", "non", "none", "normal", "benign", "healthy", "negative", "clean", "absent",
-                            "without", "uninfected", "unaffected", "notumor", "notumour", "nontumor", "nontumour"})
+NEGATIVE_WORDS = frozenset({"no", "not", "normal", "benign", "healthy", "negative", "clean", "absent", "without",
+                            "uninfected", "unaffected", "notumor", "notumour", "real", "ok", "good", "intact", "pass"})
 
 
 def positive_class(class_names: list[str] | tuple[str, ...] | None) -> int:
     """Which of two classes sensitivity is about: the one that is not named like "nothing found" (BreastMNIST's
     "malignant" beside "normal, benign", a folder's "tumor" beside "no_tumor"); class 1 when the names do not
-    tell (PneumoniaMNIST's "pneumonia", the brain-MRI "yes", or "cat" beside "dog")."""
+    tell (PneumoniaMNIST's "pneumonia", the brain-MRI "yes", or "cat" beside "dog"). Words are split at
+    non-letters and at capitals ("NonDemented"); a word starting with "non" ("noncovid", "non-fire") is negative;
+    so are "real" (beside "fake"), "ok" and "good" (beside a defect)."""
     if not class_names or len(class_names) != 2:
         return 1
-    negative = [bool(set(re.findall(r"[a-z]+", str(name).lower())) & NEGATIVE_WORDS) for name in class_names]
-    return 0 if negative == [False, True] else 1
+
+    def negative(name: str) -> bool:
+        words = [word.lower() for word in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", str(name))]
+        return any(word in NEGATIVE_WORDS or word.startswith("non") for word in words)
+
+    flags = [negative(name) for name in class_names]
+    return 0 if flags == [False, True] else 1
 
 
 def classification_metrics(probs: torch.Tensor, targets: torch.Tensor, num_classes: int,
