@@ -138,6 +138,12 @@ def import_zip_upload(key: str, label: str) -> str | None:
     return imported
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def _upload_bytes(owner: str, _shown: str) -> int:
+    """Cached: summing a large upload's file sizes takes a moment, and the Gallery reruns on every click."""
+    return zipfolder.owner_upload_bytes(owner)
+
+
 REMOVED_KEY = "upload_removed"  # the name of the upload just removed, for the page's next run to say so
 
 
@@ -148,7 +154,7 @@ def own_upload_controls(name: str) -> None:
     if data.folder_owner(name) != owner:
         return
     try:
-        used, quota = zipfolder.owner_upload_bytes(owner), zipfolder.ZipLimits().owner_quota_bytes
+        used, quota = _upload_bytes(owner, name), zipfolder.ZipLimits().owner_quota_bytes
     except CnnError as exc:  # a bad CNN_UPLOAD_QUOTA_MB: the server's administrator reads it here
         show_error(exc)
         return
@@ -164,6 +170,7 @@ def own_upload_controls(name: str) -> None:
                 show_error(exc)
                 return
             forget_dataset_statuses()
+            _upload_bytes.clear()
             st.session_state[REMOVED_KEY] = name
             st.rerun()
 
