@@ -63,7 +63,10 @@ def test_the_server_starts_the_pages_slow_imports_when_it_starts(monkeypatch):
         async with app.lifespan(app.app):
             pass
 
-    asyncio.run(serve_briefly())
+    # in a thread of its own: an earlier test (Playwright's sync API) may leave an event loop running in this one
+    server = threading.Thread(target=asyncio.run, args=(serve_briefly(),))
+    server.start()
+    server.join(timeout=30)
     assert ran.wait(timeout=30)
     first = warmup.start_warm_imports()
     assert first is not None and warmup.start_warm_imports() is first  # once per process
