@@ -149,6 +149,7 @@ def import_zip(
     register: bool = True,
     owner: str | None = None,
     name_encoding: str | None = None,
+    digest: str | None = None,
 ) -> ZipImport:
     """Unpack an uploaded zip of class folders into `upload_root(name, owner)` and register it as a data set
     (private to `owner` when one is given).
@@ -156,7 +157,9 @@ def import_zip(
     Accepts `class/*.png` at the top level or inside one wrapper folder (`mydata/class/*.png`); deeper
     sub-folders inside a class are flattened into it. Member names without the zip's UTF-8 flag are decoded
     as the tool that wrote them meant (`zipnames.decode_names`; `name_encoding` names the code page instead
-    of guessing). Raises `DataError` for an unsafe or unusable zip.
+    of guessing). The zip's SHA-256 (`digest`, or computed from bytes) is kept beside the folder for
+    `available_name`; an owner's uploads stay within `limits.owner_quota_bytes`. Raises `DataError` for an unsafe,
+    unusable or over-quota zip.
     """
     limits = limits or ZipLimits()
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
@@ -186,8 +189,8 @@ def import_zip(
         _check_plan(result, plan)
         root = _extract(archive, plan, result, target, limits)
     result.root = root
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        _digest_path(root).write_text(zip_digest(source))
+    if digest is not None or isinstance(source, (bytes, bytearray, memoryview)):  # `digest`: hashed by the caller
+        _digest_path(root).write_text(digest or zip_digest(source))
     if register:
         result.info = register_image_folder(name, root, owner=owner)
     return result
