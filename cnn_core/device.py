@@ -105,3 +105,30 @@ class CpuThreads:
         hz = os.sysconf("SC_CLK_TCK")
         times = os.times()
         return time.monotonic(), (sum(ticks[:8]) - idle) / hz, times.user + times.system
+
+
+#: cgroup files that bound a container's memory: (limit, usage) for cgroup v2, then v1.
+CGROUP_MEMORY_FILES = (("memory.max", "memory.current"), ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"))
+
+
+def available_memory_bytes(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Bytes of memory this process can still take without swapping: psutil's available memory (free plus
+    reclaimable caches, on Linux, macOS and Windows), lowered to the room left under a container's cgroup limit
+    when there is one (Docker's `--memory`, a hosting service's plan). None when neither can be read."""
+    try:
+        import psutil
+
+        room = int(psutil.virtual_memory().available)
+    except (ImportError, OSError, RuntimeError):
+        room = None
+    for limit_file, usage_file in CGROUP_MEMORY_FILES:
+        try:
+            limit = (cgroup_root / limit_file).read_text().strip()
+            usage = int((cgroup_root / usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 1 << 60:  # "max" (v2) or a huge number (v1): no limit
+            left = max(0, int(limit) - usage)
+            room = left if room is None else min(room, left)
+        break
+    return room

@@ -343,6 +343,54 @@ def test_damaged_npz_is_a_data_error(tiny_data_dir):
         data.load_split("dermamnist", "train")
 
 
+def test_a_split_too_large_for_the_free_memory_is_refused_before_it_is_read(tiny_data_dir, monkeypatch, capsys):
+    # PathMNIST at 224 px holds 13.5 GB of training images: a laptop was killed for memory, or swapped for minutes.
+    import cnn_core.device
+    from cnn_core.cli import main
+
+    write_npz(tiny_data_dir / "medmnist" / "breastmnist_64.npz",
+              {k: (np.repeat(np.repeat(v, 3, 1), 3, 2)[:, :64, :64] if "images" in k else v)
+               for k, v in tiny_breastmnist_arrays().items()})  # fmt: skip
+    allocated = []
+    monkeypatch.setattr(np, "empty", lambda *a, **k: allocated.append(a) or np.zeros(*a, **k))
+    monkeypatch.setattr(cnn_core.device, "available_memory_bytes", lambda: 100_000)
+    with pytest.raises(DataError) as caught:
+        data.load_split("pathmnist", "train")  # 180 RGB images of 28 x 28: 423 KB, and a copy with channels first
+    assert str(caught.value) == ("Reading the train split of PathMNIST (28×28) (423.4 KB of images) needs 846.7 KB of "
+                                 "memory and this computer has 100.0 KB free: use a computer with more memory.")
+    assert (180, 28, 28, 3) not in allocated  # refused from the header, before the images were allocated
+    with pytest.raises(DataError, match=r"\(163.8 KB of images\) needs 163.8 KB .* use a smaller size of the same "
+                                        r"images \(breastmnist\), or a computer with more memory\.$"):
+        data.load_split("breastmnist_64", "train")  # gray: no copy
+    assert data.load_split("breastmnist", "test").images.shape == (10, 1, 28, 28)  # 7.8 KB: fits
+    with pytest.raises(DataError, match=r"^Reading 22 images of scans at 128x128 px \(1.1 MB\) needs 2.2 MB of "
+                                        r"memory .*: train at a smaller image size, or on a computer with more memory\.$"):
+        data.load_split("scans", "train")
+    assert main(["train", "--data", "pathmnist", "--epochs", "1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("use a computer with more memory.")
+
+
+def test_free_memory_is_the_smaller_of_the_machine_s_and_a_container_limit_s(tmp_path):
+    from cnn_core.device import available_memory_bytes
+
+    machine = available_memory_bytes(tmp_path)  # no cgroup files: the machine's
+    assert machine is not None and machine > 0
+    (tmp_path / "memory.max").write_text("max\n")  # cgroup v2 without a limit
+    (tmp_path / "memory.current").write_text("123456\n")
+    assert abs(available_memory_bytes(tmp_path) - machine) < machine // 10
+    (tmp_path / "memory.max").write_text("1000000\n")  # docker run --memory 1m: 876,544 bytes left
+    assert available_memory_bytes(tmp_path) == 876_544
+    (tmp_path / "memory.current").write_text("2000000\n")
+    assert available_memory_bytes(tmp_path) == 0
+    v1 = tmp_path / "v1"
+    (v1 / "memory").mkdir(parents=True)
+    (v1 / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # cgroup v1 without a limit
+    (v1 / "memory" / "memory.usage_in_bytes").write_text("5\n")
+    assert abs(available_memory_bytes(v1) - machine) < machine // 10
+    (v1 / "memory" / "memory.limit_in_bytes").write_text("500\n")
+    assert available_memory_bytes(v1) == 495
+
+
 def _flip_bytes_inside(path: Path, member: str | None = None) -> None:
     """XOR a few bytes in the middle of a file's compressed data (of one zip member when named): a bit-rotted
     download, which decompressors report as zlib.error or lzma.LZMAError, not as OSError."""

@@ -216,3 +216,16 @@ def short(exc: BaseException) -> str:
     """An exception as one line of at most 300 characters, for messages."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def check_memory(needed: int, what: str, advice: str) -> None:
+    """DataError before a read that would not fit: `needed` bytes (the images plus any copy made while
+    reading them) against `device.available_memory_bytes()`; no check when that is unknown. Without it a
+    split too large for the machine (PathMNIST at 224 px: 13.5 GB of training images) ends in an out-of-memory
+    kill or minutes of swapping instead of a message."""
+    from ..device import available_memory_bytes
+
+    room = available_memory_bytes()
+    if room is not None and needed > room:
+        raise DataError(f"{what} needs {human_bytes(needed)} of memory and this computer has {human_bytes(room)} "
+                        f"free: {advice}")

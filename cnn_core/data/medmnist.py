@@ -12,6 +12,7 @@ import functools
 import importlib.util
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 
 from .. import settings
 from ..errors import DataError
-from .cache import CACHE_FORMAT, DAMAGED_FILE_ERRORS, cache_root, digest, file_stamp, human_bytes, short
+from .cache import CACHE_FORMAT, DAMAGED_FILE_ERRORS, cache_root, check_memory, digest, file_stamp, human_bytes, short
 from .download import DownloadPlan, RemoteFile, mirror_address
 from .source import BuiltSplit, DataSource, Located, Progress
 from .types import MEDMNIST_SIZES, SPLITS, DatasetInfo, DatasetStatus
@@ -226,15 +227,19 @@ def _medmnist_status(info: DatasetInfo, flag: str, size: int) -> DatasetStatus:
     )
 
 
-def _read_npy_member(archive: zipfile.ZipFile, member: str, progress: Progress | None = None) -> np.ndarray:
+def _read_npy_member(archive: zipfile.ZipFile, member: str, progress: Progress | None = None,
+                     before_reading: Callable[[tuple[int, ...], np.dtype], None] | None = None) -> np.ndarray:
     """One .npy member of an npz, decompressed in chunks so `progress` hears how far it got; plain arrays
-    only (as np.load with allow_pickle=False)."""
+    only (as np.load with allow_pickle=False). `before_reading(shape, dtype)` sees the header before anything
+    is allocated (to refuse an array the machine cannot hold)."""
     with archive.open(member) as stream:
         version = np.lib.format.read_magic(stream)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran_order, dtype = read_header(stream)
         if dtype.hasobject:
             raise ValueError(f"{member} holds Python objects")
+        if before_reading is not None:
+            before_reading(shape, dtype)
         array = np.empty(shape, dtype=dtype, order="F" if fortran_order else "C")
         target = memoryview(array.reshape(-1, order="A")).cast("B")
         done = 0
@@ -273,6 +278,18 @@ def checked_labels(path: Path, split: str, labels: np.ndarray, info: DatasetInfo
     return labels[:, 0].astype(np.int64)
 
 
+def _check_room(entry: MedmnistSource, split: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """DataError when a split's images would not fit in memory: the array, plus the copy that puts colour
+    channels first."""
+    image_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    needed = image_bytes * (2 if len(shape) == 4 else 1)
+    smaller = [medmnist_name(entry.flag, size) for size in MEDMNIST_SIZES if size < entry.size]
+    advice = (f"use a smaller size of the same images ({', '.join(smaller)}), or a computer with more memory."
+              if smaller else "use a computer with more memory.")
+    check_memory(needed, f"Reading the {split} split of {entry.info.title} ({human_bytes(image_bytes)} of images)",
+                 advice)
+
+
 def _build_medmnist(entry: MedmnistSource, path: Path, split: str, progress: Progress | None = None) -> BuiltSplit:
     """Read one split straight from the npz (plain arrays, never pickles): only that split's members are
     decompressed, and medmnist never gets a chance to re-download over the file."""
@@ -280,12 +297,15 @@ def _build_medmnist(entry: MedmnistSource, path: Path, split: str, progress: Pro
     try:
         with zipfile.ZipFile(path) as archive:
             labels = _read_npy_member(archive, f"{split}_labels.npy")
-            images = _read_npy_member(archive, f"{split}_images.npy", progress)
+            images = _read_npy_member(archive, f"{split}_images.npy", progress,
+                                      lambda shape, dtype: _check_room(entry, split, shape, dtype))
     except KeyError as exc:
         raise DataError(
             f"{path} has no {split}_images/{split}_labels arrays: it is not a MedMNIST file. "
             f"{_medmnist_how_to_get(entry.flag, entry.size)}"
         ) from exc
+    except DataError:
+        raise
     except Exception as exc:  # noqa: BLE001 - zipfile/lzma/numpy raise many types for damaged files
         raise DataError(
             f"{path} could not be read ({short(exc)}): it is damaged or not an npz file. "
