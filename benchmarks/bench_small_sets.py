@@ -8,6 +8,9 @@ optionally with extra options to compare recipes side by side in the same run.
 
     CNN_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_small_sets.py
     CNN_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_small_sets.py --variant "--class-weights none"
+    CNN_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_small_sets.py --like-medmnist --only Breast --side 224
+    CNN_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_small_sets.py --data brain_mri --seeds 5 \\
+        --variant "--image-size 128"
 
 PathMNIST classes: 0 adipose, 1 background, 2 debris, 3 lymphocytes, 4 mucus, 5 smooth muscle, 6 normal colon
 mucosa, 7 cancer-associated stroma, 8 colorectal adenocarcinoma epithelium (Kather et al. 2019).
@@ -70,11 +73,15 @@ LIKE_MEDMNIST = (
 )
 
 
-def build(subset: Subset, source: dict, folder: Path, test_source: str = "test", seed: int = 0) -> dict[str, int]:
+def build(subset: Subset, source: dict, folder: Path, test_source: str = "test", seed: int = 0, side: int = 28
+          ) -> dict[str, int]:
     """Write `folder/<saved_as>.npz` and return its split sizes. Validation: one seventh of the training count
     per class, from PathMNIST's validation split. Test: `subset.test_counts` unused training images per class when
     given; else every test image of the classes, from PathMNIST's test split (`test_source` "test": another clinic,
-    CRC-VAL-HE-7K, a domain shift) or its unused validation images (`test_source` "val")."""
+    CRC-VAL-HE-7K, a domain shift) or its unused validation images (`test_source` "val"). With `side` above 28 the
+    images are enlarged (bilinear) and saved as `<saved_as>_<side>.npz`, the name of MedMNIST's larger files: they
+    hold no more detail than the 28-px images, so they show what the recipe at that size costs, not what the detail
+    of a real larger set is worth."""
     rng = np.random.default_rng(seed)
     orders: dict[tuple[str, int], np.ndarray] = {}  # one seeded permutation of rows per source split and class
 
@@ -93,11 +100,26 @@ def build(subset: Subset, source: dict, folder: Path, test_source: str = "test",
         x = np.concatenate(chosen_images)
         if subset.gray:
             x = (x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).round().astype(np.uint8)
-        arrays[f"{split}_images"] = x
+        arrays[f"{split}_images"] = _enlarged(x, side) if side != 28 else x
         arrays[f"{split}_labels"] = np.concatenate(chosen_labels)[:, None].astype(np.uint8)
         sizes[split] = len(x)
-    np.savez_compressed(folder / f"{subset.saved_as}.npz", **arrays)
+    np.savez_compressed(folder / f"{_flag(subset, side)}.npz", **arrays)
     return sizes
+
+
+def _flag(subset: Subset, side: int) -> str:
+    return subset.saved_as if side == 28 else f"{subset.saved_as}_{side}"
+
+
+def _enlarged(images: np.ndarray, side: int) -> np.ndarray:
+    """uint8 [N, 28, 28(, 3)] images enlarged to `side` (bilinear, as torch resizes)."""
+    import torch
+
+    x = torch.from_numpy(images).float()
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    x = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+    x = x.round().clamp(0, 255).to(torch.uint8)
+    return (x[:, 0] if images.ndim == 3 else x.permute(0, 2, 3, 1)).contiguous().numpy()
 
 
 def _draw(subset: Subset, source: dict, split: str, index: int, test_source: str,
@@ -139,36 +161,46 @@ def main() -> None:
                         "tested on images in their own test counts (LIKE_MEDMNIST)")
     parser.add_argument("--test-source", choices=("test", "val"), default="test",
                         help="test on PathMNIST's test split (another clinic) or on its unused validation images")
+    parser.add_argument("--side", type=int, default=28, help="enlarge the images to this side and save them as the "
+                        "set's larger MedMNIST size (64, 128, 224): what the default recipe does at that size")
+    parser.add_argument("--data", help="compare the variants on this data set of CNN_DATA_DIR instead (e.g. the "
+                        "brain_mri folder: an image folder's seed also draws its split)")
     args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-small-"))
+    variants = ([] if args.no_default else [""]) + args.variant
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    print(f"{'set':<52} {'variant':<36} {'acc':>6} {'bal.acc':>7} {'AUC':>6} {'kept':>7} {'train s':>7}")
+    if args.data:
+        _compare(args.data, args.data, Path(os.environ.get("CNN_DATA_DIR", "data")), work / "cache", variants, seeds)
+        return
     source_path = Path(os.environ.get("CNN_DATA_DIR", "data")) / "medmnist" / "pathmnist.npz"
     source = dict(np.load(source_path))
-    work = Path(tempfile.mkdtemp(prefix="bench-small-"))
     data_dir = work / "data"
     data_dir.mkdir()
-    variants = ([] if args.no_default else [""]) + args.variant
-    print(f"{'set':<52} {'variant':<36} {'acc':>6} {'bal.acc':>7} {'AUC':>6} {'kept':>7} {'train s':>7}")
     for index, subset in enumerate(LIKE_MEDMNIST if args.like_medmnist else SUBSETS):
         if args.only and args.only not in subset.label:
             continue
-        sizes = build(subset, source, data_dir, args.test_source)
+        sizes = build(subset, source, data_dir, args.test_source, side=args.side)
         cache = work / f"cache-{index}"  # two subsets may be saved under one MedMNIST name
-        for variant in variants:
-            rows = []
-            seeds = range(args.first_seed, args.first_seed + args.seeds)
-            for seed in seeds:
-                seeded = shlex.split(variant) + (["--seed", str(seed)] if len(seeds) > 1 or seed else [])
-                report = train(subset.saved_as, data_dir, cache, seeded)
-                m = report["test_metrics"]
-                rows.append((100 * m["accuracy"], None if m.get("balanced_accuracy") is None else
-                             100 * m["balanced_accuracy"], m["auroc"]))
-                label = (variant or "default") + (f" seed {seed}" if len(seeds) > 1 or seed else "")
-                print(_row(f"{subset.label} {sizes['test']} test", label, *rows[-1],
-                           f"{report['best_epoch']}/{report['epochs_run']}", report["train_seconds"]), flush=True)
-            if args.seeds > 1:
-                means = [None if any(r[i] is None for r in rows) else sum(r[i] for r in rows) / len(rows)
-                         for i in range(3)]
-                print(_row(f"{subset.label} {sizes['test']} test", f"{variant or 'default'} MEAN of {args.seeds}",
-                           *means, "", ""), flush=True)
+        _compare(f"{subset.label} {sizes['test']} test", _flag(subset, args.side), data_dir, cache, variants, seeds)
+
+
+def _compare(name: str, flag: str, data_dir: Path, cache: Path, variants: list[str], seeds: range) -> None:
+    """Train `flag` with each variant and seed; print a row per run and, for several seeds, their means."""
+    for variant in variants:
+        rows = []
+        for seed in seeds:
+            seeded = shlex.split(variant) + (["--seed", str(seed)] if len(seeds) > 1 or seed else [])
+            report = train(flag, data_dir, cache, seeded)
+            m = report["test_metrics"]
+            rows.append((100 * m["accuracy"], None if m.get("balanced_accuracy") is None else
+                         100 * m["balanced_accuracy"], m["auroc"]))
+            label = (variant or "default") + (f" seed {seed}" if len(seeds) > 1 or seed else "")
+            print(_row(name, label, *rows[-1], f"{report['best_epoch']}/{report['epochs_run']}",
+                       report["train_seconds"]), flush=True)
+        if len(seeds) > 1:
+            means = [None if any(r[i] is None for r in rows) else sum(r[i] for r in rows) / len(rows) for i in range(3)]
+            print(_row(name, f"{variant or 'default'} MEAN of {len(seeds)}", *means, "", ""), flush=True)
 
 
 def _row(name: str, variant: str, acc: float, bal: float | None, auc: float | None, epochs, seconds) -> str:

@@ -16,7 +16,7 @@ from cnn_core.data.augment import AugmentConfig, default_augment
 from cnn_core.errors import CnnError
 from cnn_core.training import (MIN_BATCH_SIZE, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig, checkpoint_keeps,
                                resolve_monitor)
-from cnn_core.training.config import MIN_DEFAULT_STEPS, MIN_VAL_IMAGES_PER_CLASS, default_recipe
+from cnn_core.training.config import MIN_DEFAULT_STEPS, MIN_VAL_IMAGES_PER_CLASS, default_image_size, default_recipe
 
 from .data_sets import present_datasets
 from .pickers import dataset_picker, model_arg_picker, model_picker
@@ -119,11 +119,14 @@ def choose_image_size(info: data.DatasetInfo, spec: models.ModelSpec) -> int | N
     """Image folders only: the side images are resized to (a transfer backbone wants its own input size)."""
     if info.family != "folder":
         return None
-    wanted = int(spec.defaults.get("folder_image_size", info.image_size))
+    wanted = int(spec.defaults.get("folder_image_size") or default_image_size(
+        info, TrainConfig(dataset=info.name, model=spec.name)) or info.image_size)  # the CLI's side
     sizes = sorted(s for s in {*FOLDER_SIZES, info.image_size, wanted} if s >= spec.min_image_size)
     return st.select_slider("Image size for training (pixels a side)", sizes, value=wanted if wanted in sizes else
                             sizes[-1], key=f"studio_size_{info.name}_{spec.name}",
-                            help="Folder images are resized to this square; smaller trains faster.")
+                            help="Folder images are resized to this square; smaller trains faster. A set under "
+                                 "5,000 images starts at its side halved to 28-55 px: in the same time, many epochs "
+                                 "at a small size learned more than a few at full size.")
 
 
 def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: dict,

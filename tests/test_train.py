@@ -261,6 +261,8 @@ def test_small_sets_get_a_step_budget_within_a_pixel_budget_and_big_ones_the_mod
     from cnn_core.models import MODEL_REGISTRY
     from cnn_core.training.config import MAX_AUTO_EPOCHS, MIN_DEFAULT_STEPS, default_recipe
 
+    from dataclasses import replace
+
     def info(n_train: int, side: int = 28) -> DatasetInfo:
         return DatasetInfo(name="x", title="x", family="medmnist", class_names=("a", "b"), channels=1, image_size=side,
                            task="binary-class", splits=("train", "val", "test"), source="", description="",
@@ -291,19 +293,68 @@ def test_small_sets_get_a_step_budget_within_a_pixel_budget_and_big_ones_the_mod
     assert default_recipe(model, info(25, side=32), config)[1] == 25
     assert default_recipe(model, info(12), TrainConfig(dataset="x", batch_size=64))[1] == 64  # asked: kept
     # 128-px images cost ~21x the pixels: 7,350 passes, in batches of 16 (the brain-MRI folder: 18 s, not 124 s)
-    assert default_recipe(model, info(202, side=128), config) == (36, 16)
-    assert default_recipe(model, info(4_999, side=128), config) == (1, 16)  # the budget holds for the largest
-    assert default_recipe(model, info(1_000, side=64), config) == (29, 24)
-    assert default_recipe(model, info(202), TrainConfig(dataset="x", image_size=128)) == (36, 16)  # the asked side
-    assert default_recipe(model, info(202, side=128), TrainConfig(dataset="x", batch_size=64)) == (36, 64)
+    at_128 = TrainConfig(dataset="x", image_size=128)
+    assert default_recipe(model, info(202, side=128), at_128) == (36, 16)
+    assert default_recipe(model, info(4_999, side=128), at_128) == (1, 16)  # the budget holds for the largest
+    assert default_recipe(model, info(1_000, side=64), replace(config, image_size=64)) == (29, 24)
+    assert default_recipe(model, info(202), at_128) == (36, 16)  # the asked side
+    assert default_recipe(model, info(202, side=128), replace(at_128, batch_size=64)) == (36, 64)
+    # unless asked, a small set's side is halved while the half is 28 px or more
+    assert default_recipe(model, info(202, side=128), config) == default_recipe(model, info(202, side=32), config)
+    assert default_recipe(model, info(546, side=224), config) == (240, 128)  # at 28 px
     # the Small ResNet costs ~4x per image: 240 steps, and as many passes as 240 batches of 64 at 28 px
     resnet = MODEL_REGISTRY["resnet_small"].defaults
     assert default_recipe(resnet, info(546), config) == (27, 64)  # BreastMNIST's size: 9 steps per epoch
     assert default_recipe(resnet, info(500), config) == (30, 64)
     assert default_recipe(resnet, info(2_000), config) == (7, 64)  # 15,360 passes: the pass budget binds
     assert default_recipe(resnet, info(4_708), config) == (3, 64)  # PneumoniaMNIST's size
-    assert default_recipe(resnet, info(546, side=64), config) == (5, 16)  # 5.2x the pixels: fewer, smaller batches
+    assert default_recipe(resnet, info(546, side=64), replace(config, image_size=64)) == (5, 16)  # 5.2x the pixels
+    assert default_recipe(resnet, info(546, side=64), config) == default_recipe(resnet, info(546, side=32), config)
     assert default_recipe(model, info(202), TrainConfig(dataset="x", model="transfer:efficientnet_lite0")) == (24, 128)
+
+
+def test_a_small_set_of_large_images_trains_at_a_side_the_budget_can_teach_unless_a_side_is_asked():
+    # breastmnist_224 (546 images) got one epoch at 224 px by default: a small set's side is halved while the half
+    # is 28 px or more; large sets, asked sides and transfer models keep theirs.
+    from dataclasses import replace
+
+    from cnn_core.data.types import DatasetInfo
+    from cnn_core.training import TrainConfig
+    from cnn_core.training.config import default_image_size
+
+    def info(n_train: int, side: int, family: str = "medmnist") -> DatasetInfo:
+        return DatasetInfo(name="x", title="x", family=family, class_names=("a", "b"), channels=1, image_size=side,
+                           task="binary-class", splits=("train", "val", "test"), source="", description="",
+                           license="", n_samples={"train": n_train, "val": 10, "test": 10}, root=None)
+
+    config = TrainConfig(dataset="x")
+    sides = (28, 32, 48, 55, 56, 64, 96, 128, 224, 256, 1024)
+    assert [default_image_size(info(546, side), config) for side in sides] == [None, None, None, None, 28, 32, 48, 32,
+                                                                                 28, 32, 32]  # fmt: skip
+    assert default_image_size(info(202, 128, "folder"), config) == 32  # the brain-MRI folder
+    assert default_image_size(info(4_999, 224), replace(config, model="resnet_small")) == 28
+    assert default_image_size(info(5_000, 224), config) is None  # not a small set
+    assert default_image_size(info(89_996, 224), replace(config, limit=500)) == 28  # a quick run is
+    assert default_image_size(info(546, 224), replace(config, image_size=224)) is None  # asked
+    assert default_image_size(info(546, 224), replace(config, model="transfer:efficientnet_lite0")) is None
+
+
+def test_a_default_side_is_trained_recorded_and_said(tiny_data_dir):
+    # A 64-px MedMNIST file of 40 training images: the Small ResNet trains it at 32 px, and the card and the
+    # notes say so; --image-size 64 keeps 64.
+    import numpy as np
+
+    write_npz(tiny_data_dir / "medmnist" / "breastmnist_64.npz",
+              {k: (np.repeat(np.repeat(v, 3, 1), 3, 2)[:, :64, :64] if "images" in k else v)
+               for k, v in tiny_breastmnist_arrays().items()})  # fmt: skip
+    statuses = []
+    end = run_training(TrainConfig(dataset="breastmnist_64", epochs=1, device="cpu"),
+                       lambda event: statuses.append(getattr(event, "message", "")))
+    assert end.card.model == "resnet_small" and end.card.image_size == 32 and end.card.training["image_size"] == 32
+    assert "Note: its 64×64 images are trained at 32×32: with 40 training images, many epochs at a small size " \
+           "learn more than a few at full size in the same time (--image-size 64 keeps that size)." in statuses, statuses
+    asked = run_training(TrainConfig(dataset="breastmnist_64", epochs=1, device="cpu", image_size=64))
+    assert asked.card.image_size == 64 and not any("trained at" in note for note in asked.card.training.get("data_notes", []))
 
 
 def test_label_smoothing_defaults_to_a_tenth_for_binary_and_large_medmnist_sets_from_scratch_and_is_recorded(tiny_data_dir):

@@ -49,7 +49,7 @@ def prepare_data(config: TrainConfig, resolved: ResolvedConfig, device: torch.de
     splits = {}
     skipped = 0
     native = info.image_size
-    image_size = config.image_size
+    image_size = config.image_size or resolved.image_size
     if image_size is None and info.family == "folder":  # e.g. transfer models: the backbone's input size
         image_size = folder_image_size(resolved.model, config.model_args)
     loaded = []
@@ -80,7 +80,8 @@ def prepare_data(config: TrainConfig, resolved: ResolvedConfig, device: torch.de
         preprocess=preprocess,
         normalization={"mean": list(mean), "std": list(std)},
         skipped=skipped,
-        notes=tuple(data_registry.data_notes(config.dataset)) + _resize_note(info, native, config.image_size),
+        notes=tuple(data_registry.data_notes(config.dataset)) + _resize_note(info, native, config.image_size)
+        + _small_set_note(native, resolved.image_size if config.image_size is None else None, n_train),
     )
 
 
@@ -96,6 +97,15 @@ def _resize_note(info: data_registry.DatasetInfo, native: int, size: int | None)
         if info.family == "medmnist" and larger and size in data_registry.MEDMNIST_SIZES:
             note += f"; MedMNIST's own {size}×{size} images are the set {larger[0]}_{size}"
     return (note,)
+
+
+def _small_set_note(native: int, side: int | None, n_train: int) -> tuple[str, ...]:
+    """A note when the default recipe trains a small set below its own side (`default_image_size`)."""
+    if side is None or side == native:
+        return ()
+    return (f"its {native}×{native} images are trained at {side}×{side}: with {n_train:,} training images, many "
+            f"epochs at a small size learn more than a few at full size in the same time (--image-size {native} "
+            "keeps that size)",)
 
 
 def _refuse_empty_classes(name: str, info: data_registry.DatasetInfo, splits: list) -> None:
