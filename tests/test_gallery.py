@@ -186,10 +186,12 @@ def _png(value: int = 128, size: int = 8, mode: str = "L") -> bytes:
 
 
 def _zip(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
+    """The same members always make the same bytes (a fixed date: a zip made a second later has another digest,
+    and an upload's name follows its digest)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression) as archive:
         for name, data in members.items():
-            archive.writestr(name, data)
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), data, compress_type=compression)
     return buffer.getvalue()
 
 
