@@ -61,7 +61,9 @@ def _quick_run(person, url: str):
     return tab
 
 
-def test_a_server_killed_mid_run_forgets_nothing(browser, tmp_path):
+def test_a_server_killed_mid_run_forgets_nothing_and_each_browser_sees_only_its_own_checkpoints(browser, tmp_path):
+    # one server start and one finished run serve both checks (a server start with its warm-up and a run took
+    # about 20 s of CI each)
     expect = _expect()
     env = _environment(tmp_path)
     server, url = _start_server(env, "streamlit-server-restart-1.log")
@@ -105,6 +107,7 @@ def test_a_server_killed_mid_run_forgets_nothing(browser, tmp_path):
         if recorded["interrupted"]["checkpoint"]:
             assert load_checkpoint(recorded["interrupted"]["checkpoint"]).card.stopped_early
             expect(tab.get_by_text(re.compile(r"The checkpoint keeps the best weights so far"))).to_be_visible()
+        _only_its_own(browser, url, person, Path(recorded["finished"]["checkpoint"]).stem)
     finally:
         _stop(server)
         person.close()
@@ -119,15 +122,11 @@ def _alive(pid: int) -> bool:
     return status.exists() and "zombie" not in status.read_text().lower()
 
 
-def test_each_browser_sees_only_its_own_checkpoints(browser, tmp_path):
-    env = _environment(tmp_path)
-    server, url = _start_server(env, "streamlit-server-privacy.log")
-    alice = browser.new_context(viewport={"width": 1400, "height": 1000})
+def _only_its_own(browser, url: str, alice, name: str) -> None:
+    """Each browser sees the shipped checkpoints and only its own (`alice` trained the checkpoint `name`), on
+    every page that lists checkpoints, and nothing of another browser's: no file, no path, no id."""
     bob = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
-        _quick_run(alice, url)
-        (checkpoint,) = (tmp_path / "runs").glob("mnist-fastnet-*.safetensors")
-        name = checkpoint.stem
         alice_id = next(c["value"] for c in alice.cookies() if c["name"] == "cnn_explorer_browser")
         for who, sees in ((alice, True), (bob, False)):
             home = _open(who, url, HOME)  # its table of checkpoints draws the shipped ones for everybody
@@ -150,6 +149,4 @@ def test_each_browser_sees_only_its_own_checkpoints(browser, tmp_path):
                 assert sees or (name not in page.content() and alice_id not in page.content())
             save_screenshot(graph, f"privacy-{'alice' if sees else 'bob'}-graph")
     finally:
-        _stop(server)
-        alice.close()
         bob.close()
