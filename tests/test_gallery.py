@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import struct
+import time
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -712,12 +713,69 @@ def test_an_owners_uploads_stay_within_a_quota_and_can_be_removed(tiny_data_dir)
 
 
 def test_a_bad_upload_quota_setting_is_one_clear_message(monkeypatch):
-    for raw in ("abc", "nan", "inf", "-5", "0"):
-        monkeypatch.setenv("CNN_UPLOAD_QUOTA_MB", raw)
-        with pytest.raises(DataError, match="CNN_UPLOAD_QUOTA_MB must be a positive number of megabytes"):
-            ZipLimits()
+    for variable in ("CNN_UPLOAD_QUOTA_MB", "CNN_UPLOADS_TOTAL_MB"):
+        for raw in ("abc", "nan", "inf", "-5", "0"):
+            monkeypatch.setenv(variable, raw)
+            with pytest.raises(DataError, match=f"{variable} must be a positive number of megabytes"):
+                ZipLimits()
+        monkeypatch.delenv(variable)
     monkeypatch.setenv("CNN_UPLOAD_QUOTA_MB", "2.5")
-    assert ZipLimits().owner_quota_bytes == int(2.5 * 2**20)
+    monkeypatch.setenv("CNN_UPLOADS_TOTAL_MB", "100")
+    assert ZipLimits().owner_quota_bytes == int(2.5 * 2**20) and ZipLimits().total_quota_bytes == 100 * 2**20
+    monkeypatch.delenv("CNN_UPLOADS_TOTAL_MB")
+    assert ZipLimits().total_quota_bytes is None  # no total unless the server sets one
+
+
+def test_uploads_stay_within_a_server_total_and_leave_the_disk_room(tiny_data_dir, monkeypatch):
+    # Each new browser cookie got a fresh per-person quota: only a total bounds what a class unpacks, and no
+    # upload may fill the disk that runs, checkpoints and the database share.
+    import shutil as shell
+    from collections import namedtuple
+
+    from cnn_core.data.zipfolder import owner_upload_bytes
+
+    import_zip(_two_class_zip(100), "pets", owner="uma")
+    size = owner_upload_bytes("uma")
+    total = ZipLimits(total_quota_bytes=2 * size + 100)
+    import_zip(_two_class_zip(110), "pets", owner="uma", limits=total)  # replacing one's own upload fits
+    import_zip(_two_class_zip(120), "birds", owner="vic", limits=total)
+    with pytest.raises(DataError, match=r"^Refused: this zip unpacks to .*, and the uploads of everybody on this "
+                                        r"server already take .* \(CNN_UPLOADS_TOTAL_MB\)\. Ask whoever runs"):
+        import_zip(_two_class_zip(130), "fish", owner="wes", limits=total)  # a third browser
+    assert not (uploads_dir() / "fish").exists() and "fish" not in {p.name for p in uploads_dir().rglob("fish")}
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shell, "disk_usage", lambda path: usage(10 * 2**30, 9 * 2**30, 2**30 + 10))
+    with pytest.raises(DataError, match=r"and the server's disk has 1024.0 MiB free; it keeps 1024.0 MiB free for "):
+        import_zip(_two_class_zip(130), "fish", owner="wes")
+
+
+def test_two_uploads_at_once_cannot_both_pass_the_quota(tiny_data_dir, monkeypatch):
+    # Two tabs of one browser: each checked the quota before the other had unpacked, and both landed.
+    import threading
+
+    from cnn_core.data import zipfolder
+
+    import_zip(_two_class_zip(100), "first", owner="uma")
+    one = zipfolder.owner_upload_bytes("uma")
+    limits = ZipLimits(owner_quota_bytes=2 * one + one // 2)  # room for one more, not two
+    unpack = zipfolder._extract
+    monkeypatch.setattr(zipfolder, "_extract", lambda *a, **k: (time.sleep(0.3), unpack(*a, **k))[1])
+    outcomes = []
+
+    def upload(name: str, value: int) -> None:
+        try:
+            import_zip(_two_class_zip(value), name, owner="uma", limits=limits)
+            outcomes.append("landed")
+        except DataError as exc:
+            outcomes.append(str(exc)[:28])
+
+    threads = [threading.Thread(target=upload, args=(name, value)) for name, value in (("second", 120), ("third", 140))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["Refused: this zip unpacks to", "landed"], outcomes
+    assert zipfolder.owner_upload_bytes("uma") <= limits.owner_quota_bytes
 
 
 @pytest.mark.parametrize("owner", ["../alice", "a/b", "/etc", "x" * 500])

@@ -18,6 +18,7 @@ import re
 import shutil
 import stat
 import tempfile
+import threading
 import unicodedata
 import zipfile
 from collections.abc import Iterable
@@ -45,17 +46,25 @@ class ZipLimits:
     #: all of one owner's uploads together (`CNN_UPLOAD_QUOTA_MB`, default 1024): one student's small zips of
     #: huge single-colour BMPs must not fill a class server's disk
     owner_quota_bytes: int = field(default_factory=lambda: upload_quota_bytes())
+    #: everybody's uploads together (`CNN_UPLOADS_TOTAL_MB`; unset: no total): a new browser cookie gets a new
+    #: `owner_quota_bytes`, so only a total bounds what a class can unpack
+    total_quota_bytes: int | None = field(default_factory=lambda: upload_quota_bytes("CNN_UPLOADS_TOTAL_MB", None))
+    #: free space an upload must leave on CNN_CACHE_DIR's disk (runs, checkpoints and the database live there too)
+    min_free_disk_bytes: int = 2**30
 
 
-def upload_quota_bytes() -> int:
-    """`CNN_UPLOAD_QUOTA_MB` (default 1024) in bytes; DataError for a value that is not a positive number."""
-    raw = os.environ.get("CNN_UPLOAD_QUOTA_MB", "").strip() or "1024"
+def upload_quota_bytes(variable: str = "CNN_UPLOAD_QUOTA_MB", default: str | None = "1024") -> int | None:
+    """The environment `variable` (megabytes; unset: `default`, None for no limit) in bytes; DataError for a
+    value that is not a positive number."""
+    raw = os.environ.get(variable, "").strip() or default
+    if raw is None:
+        return None
     try:
         value = float(raw)
     except ValueError:
         value = 0.0
     if not (0 < value < 2**40):  # also refuses nan and inf
-        raise DataError(f"CNN_UPLOAD_QUOTA_MB must be a positive number of megabytes; got {raw!r}.")
+        raise DataError(f"{variable} must be a positive number of megabytes; got {raw!r}.")
     return int(value * 2**20)
 
 
@@ -182,12 +191,13 @@ def import_zip(
             raise DataError(f"Unknown file-name encoding {name_encoding!r}; use one of "
                             f"{', '.join(CODE_PAGE_LANGUAGES)}.") from None
         _check_members(members, limits)
-        if owner is not None:
-            _check_quota(members, owner, name, limits)
         result, plan = _plan(members, name)
         result.name_encoding = legacy_encoding
         _check_plan(result, plan)
-        root = _extract(archive, plan, result, target, limits)
+        with _UNPACKING:  # the room checked is still there when the files land
+            if owner is not None:
+                _check_quota(members, owner, name, limits)
+            root = _extract(archive, plan, result, target, limits)
     result.root = root
     if digest is not None or isinstance(source, (bytes, bytearray, memoryview)):  # `digest`: hashed by the caller
         _digest_path(root).write_text(digest or zip_digest(source))
@@ -209,9 +219,18 @@ def zip_digest(source: bytes | bytearray | memoryview) -> str:
     return hashlib.sha256(source).hexdigest()
 
 
+#: Held while an upload's room is checked and its files are unpacked: two tabs uploading at once each passed
+#: the check before either had unpacked (the web server is one process; the CLI does not upload).
+_UNPACKING = threading.Lock()
+
+
 def owner_upload_bytes(owner: str, but: str | None = None) -> int:
     """Bytes on disk of all of `owner`'s uploads (leaving out the upload named `but`)."""
-    folder = upload_root("x", owner).parent
+    return _uploads_bytes(upload_root("x", owner).parent, but)
+
+
+def _uploads_bytes(folder: Path, but: str | None = None) -> int:
+    """Bytes of the files in `folder`'s upload folders (not the one named `but`), and below."""
     if not folder.is_dir():
         return 0
     return sum(path.stat().st_size for child in folder.iterdir() if child.name != but and child.is_dir()
@@ -219,14 +238,30 @@ def owner_upload_bytes(owner: str, but: str | None = None) -> int:
 
 
 def _check_quota(members: list[zipfile.ZipInfo], owner: str, name: str, limits: ZipLimits) -> None:
-    """DataError before anything is unpacked when the zip would take the owner past `owner_quota_bytes`
-    (an earlier upload of the same name, which it replaces, does not count)."""
+    """DataError before anything is unpacked when the zip would take the owner past `owner_quota_bytes`,
+    everybody past `total_quota_bytes`, or the disk below `min_free_disk_bytes` free (an earlier upload of the
+    same name, which it replaces, does not count)."""
+    own = upload_root(name, owner).parent
     used, adding = owner_upload_bytes(owner, but=name), sum(info.file_size for info in members)
     if used + adding > limits.owner_quota_bytes:
         raise DataError(
             f"Refused: this zip unpacks to {_mib(adding)}, and your uploads already take {_mib(used)} of the "
             f"{_mib(limits.owner_quota_bytes)} each person may use on this server. Remove an upload you no longer "
             "need (Dataset Gallery: choose it, then \"Remove this upload\"), or upload fewer or smaller images.")
+    if limits.total_quota_bytes is not None:
+        everybody = used + sum(_uploads_bytes(folder) for folder in uploads_dir().iterdir()
+                               if folder.is_dir() and folder != own)
+        if everybody + adding > limits.total_quota_bytes:
+            raise DataError(
+                f"Refused: this zip unpacks to {_mib(adding)}, and the uploads of everybody on this server already "
+                f"take {_mib(everybody)} of the {_mib(limits.total_quota_bytes)} it allows (CNN_UPLOADS_TOTAL_MB). "
+                "Ask whoever runs the server to make room, or upload fewer or smaller images.")
+    free = shutil.disk_usage(uploads_dir()).free
+    if free - adding < limits.min_free_disk_bytes:
+        raise DataError(
+            f"Refused: this zip unpacks to {_mib(adding)}, and the server's disk has {_mib(free)} free; it keeps "
+            f"{_mib(limits.min_free_disk_bytes)} free for training runs. Upload fewer or smaller images, or ask "
+            "whoever runs the server to make room.")
 
 
 def remove_upload(name: str, owner: str) -> None:
