@@ -107,28 +107,45 @@ class CpuThreads:
         return time.monotonic(), (sum(ticks[:8]) - idle) / hz, times.user + times.system
 
 
-#: cgroup files that bound a container's memory: (limit, usage) for cgroup v2, then v1.
-CGROUP_MEMORY_FILES = (("memory.max", "memory.current"), ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"))
+#: cgroup files that bound a container's memory: (limit, usage, statistics, the statistic of reclaimable page
+#: cache) for cgroup v2, then v1.
+CGROUP_MEMORY_FILES = (("memory.max", "memory.current", "memory.stat", "inactive_file"),
+                       ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
+                        "total_inactive_file"))
 
 
 def available_memory_bytes(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int | None:
     """Bytes of memory this process can still take without swapping: psutil's available memory (free plus
     reclaimable caches, on Linux, macOS and Windows), lowered to the room left under a container's cgroup limit
-    when there is one (Docker's `--memory`, a hosting service's plan). None when neither can be read."""
+    when there is one (Docker's `--memory`, a hosting service's plan). The cgroup's usage counts the page cache
+    of files it read, which the kernel frees only near the limit; its inactive part is counted as free, as
+    `docker stats` does. None when neither can be read."""
     try:
         import psutil
 
         room = int(psutil.virtual_memory().available)
     except (ImportError, OSError, RuntimeError):
         room = None
-    for limit_file, usage_file in CGROUP_MEMORY_FILES:
+    for limit_file, usage_file, stat_file, cache_key in CGROUP_MEMORY_FILES:
         try:
             limit = (cgroup_root / limit_file).read_text().strip()
             usage = int((cgroup_root / usage_file).read_text().strip())
         except (OSError, ValueError):
             continue
         if limit.isdigit() and int(limit) < 1 << 60:  # "max" (v2) or a huge number (v1): no limit
-            left = max(0, int(limit) - usage)
+            left = max(0, int(limit) - usage + _cgroup_statistic(cgroup_root / stat_file, cache_key))
             room = left if room is None else min(room, left)
         break
     return room
+
+
+def _cgroup_statistic(path: Path, key: str) -> int:
+    """One "key value" line of a cgroup's memory.stat, in bytes; 0 when it cannot be read."""
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0

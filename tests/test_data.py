@@ -356,15 +356,16 @@ def test_a_split_too_large_for_the_free_memory_is_refused_before_it_is_read(tiny
     monkeypatch.setattr(cnn_core.device, "available_memory_bytes", lambda: 100_000)
     with pytest.raises(DataError) as caught:
         data.load_split("pathmnist", "train")  # 180 RGB images of 28 x 28: 423 KB, and a copy with channels first
-    assert str(caught.value) == ("Reading the train split of PathMNIST (28×28) (423.4 KB of images) needs 846.7 KB of "
+    assert str(caught.value) == ("Reading the train split of PathMNIST (28×28), 423.4 KB of images, needs 846.7 KB of "
                                  "memory and this computer has 100.0 KB free: use a computer with more memory.")
     assert (180, 28, 28, 3) not in allocated  # refused from the header, before the images were allocated
-    with pytest.raises(DataError, match=r"\(163.8 KB of images\) needs 163.8 KB .* use a smaller size of the same "
+    with pytest.raises(DataError, match=r", 163.8 KB of images, needs 163.8 KB .* use a smaller size of the same "
                                         r"images \(breastmnist\), or a computer with more memory\.$"):
         data.load_split("breastmnist_64", "train")  # gray: no copy
     assert data.load_split("breastmnist", "test").images.shape == (10, 1, 28, 28)  # 7.8 KB: fits
-    with pytest.raises(DataError, match=r"^Reading 22 images of scans at 128x128 px \(1.1 MB\) needs 2.2 MB of "
-                                        r"memory .*: train at a smaller image size, or on a computer with more memory\.$"):
+    with pytest.raises(DataError, match=r"^Reading 22 images of scans at 128×128 px, 1.1 MB, needs 2.2 MB of "
+                                        r"memory .*: read them at a smaller image size, or use a computer with more "
+                                        r"memory\.$"):
         data.load_split("scans", "train")
     assert main(["train", "--data", "pathmnist", "--epochs", "1"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith("use a computer with more memory.")
@@ -382,6 +383,10 @@ def test_free_memory_is_the_smaller_of_the_machine_s_and_a_container_limit_s(tmp
     assert available_memory_bytes(tmp_path) == 876_544
     (tmp_path / "memory.current").write_text("2000000\n")
     assert available_memory_bytes(tmp_path) == 0
+    # a container near its limit because of files it read: their inactive page cache is freed when needed
+    (tmp_path / "memory.current").write_text("990000\n")
+    (tmp_path / "memory.stat").write_text("anon 100000\nfile 890000\nactive_file 90000\ninactive_file 800000\n")
+    assert available_memory_bytes(tmp_path) == 810_000
     v1 = tmp_path / "v1"
     (v1 / "memory").mkdir(parents=True)
     (v1 / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # cgroup v1 without a limit
@@ -389,6 +394,8 @@ def test_free_memory_is_the_smaller_of_the_machine_s_and_a_container_limit_s(tmp
     assert abs(available_memory_bytes(v1) - machine) < machine // 10
     (v1 / "memory" / "memory.limit_in_bytes").write_text("500\n")
     assert available_memory_bytes(v1) == 495
+    (v1 / "memory" / "memory.stat").write_text("cache 300\ninactive_file 200\ntotal_inactive_file 250\n")
+    assert available_memory_bytes(v1) == 745
 
 
 def _flip_bytes_inside(path: Path, member: str | None = None) -> None:

@@ -776,6 +776,30 @@ def test_two_uploads_at_once_cannot_both_pass_the_quota(tiny_data_dir, monkeypat
         thread.join()
     assert sorted(outcomes) == ["Refused: this zip unpacks to", "landed"], outcomes
     assert zipfolder.owner_upload_bytes("uma") <= limits.owner_quota_bytes
+    # Two tabs, two different zips, both called cats.zip: each chose the name "cats" before either had unpacked.
+    outcomes.clear()
+    first_zip, other_zip = _two_class_zip(10), _two_class_zip(30)
+    names = [available_name("cats", "ana", zipfolder.zip_digest(z)) for z in (first_zip, other_zip)]
+    assert names == ["cats", "cats"]
+
+    def upload_cats(payload: bytes) -> None:
+        try:
+            import_zip(payload, "cats", owner="ana", digest=zipfolder.zip_digest(payload))
+            outcomes.append("landed")
+        except DataError as exc:
+            outcomes.append(str(exc)[:40])
+
+    threads = [threading.Thread(target=upload_cats, args=(payload,)) for payload in (first_zip, other_zip)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["Another upload named 'cats' arrived at t", "landed"], outcomes
+    landed = first_zip if zipfolder._digest_path(zipfolder.upload_root("cats", "ana")).read_text() == \
+        zipfolder.zip_digest(first_zip) else other_zip
+    assert available_name("cats", "ana", zipfolder.zip_digest(landed)) == "cats"  # its record names the zip that landed
+    upload_cats(other_zip if landed is first_zip else first_zip)  # afterwards, too (the name was chosen before)
+    assert outcomes[-1].startswith("Another upload named 'cats'")
 
 
 @pytest.mark.parametrize("owner", ["../alice", "a/b", "/etc", "x" * 500])

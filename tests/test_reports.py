@@ -68,9 +68,10 @@ def test_augment_summary_names_what_is_on():
     assert reports.augment_summary(_augment(vflip=True, grayscale=0.25)) == "v-flip, gray 0.25"
 
 
-def _snapshot(*, epochs, limit=None, started=True, test_accuracy=None, status="finished") -> SimpleNamespace:
+def _snapshot(*, epochs, limit=None, started=True, test_accuracy=None, status="finished", image_size=None
+              ) -> SimpleNamespace:
     resolved = SimpleNamespace(model="fastnet", epochs=3, batch_size=16, lr=0.001, optimizer="adamw",
-                               schedule="onecycle", augment=_augment(shift=2))
+                               schedule="onecycle", augment=_augment(shift=2), image_size=image_size)
     config = SimpleNamespace(dataset="mnist", limit=limit, seed=7)
     return SimpleNamespace(config=config, resolved=resolved, epochs=epochs, status=status,
                            test_accuracy=test_accuracy, started_at=1.0 if started else None,
@@ -79,16 +80,17 @@ def _snapshot(*, epochs, limit=None, started=True, test_accuracy=None, status="f
 
 def test_compare_rows_number_the_runs_and_keep_their_columns_in_order():
     history = [_snapshot(epochs=[_epoch(1, 0.4), _epoch(2, 0.9), _epoch(3, 0.8)], limit=500, test_accuracy=0.88),
-               _snapshot(epochs=[], started=False, status="waiting")]
+               _snapshot(epochs=[], started=False, status="waiting", image_size=32)]
     rows = reports.compare_rows(history, describe_status=str.upper, describe_seconds=lambda s: f"{s:.1f} s")
-    assert list(rows[0]) == ["run", "status", "data set", "model", "epochs", "batch", "lr", "optimizer",
+    assert list(rows[0]) == ["run", "status", "data set", "model", "epochs", "batch", "image size", "lr", "optimizer",
                              "augmentation", "subset", "seed", "best val acc", "test acc", "time"]
     first, second = rows
-    assert first["run"] == "#1" and first["status"] == "FINISHED" and first["epochs"] == "3/3"
+    assert first["run"] == 1 and first["status"] == "FINISHED" and first["epochs"] == "3/3"  # numbers sort as numbers
+    assert first["image size"] == "original" and second["image size"] == "32×32"
     assert first["best val acc"] == 0.9 and first["test acc"] == 0.88 and first["subset"] == "500"
     assert first["augmentation"] == "shift 2" and first["optimizer"] == "adamw · onecycle" and first["lr"] == "0.001"
     assert first["time"] == "12.5 s"
-    assert second["run"] == "#2" and second["best val acc"] is None and second["subset"] == "all"
+    assert second["run"] == 2 and second["best val acc"] is None and second["subset"] == "all"
     assert second["time"] == "—" and second["epochs"] == "0/3"
 
 

@@ -527,9 +527,9 @@ def read_folder_image(path: Path, image_size: int, channels: int) -> np.ndarray 
 
 def _build_folder(scan: FolderScan, seed: int, size: int) -> dict[str, BuiltSplit]:
     image_bytes = len(scan.files) * scan.channels * size * size  # uint8, each read once, then stacked by split
-    check_memory(2 * image_bytes, f"Reading {len(scan.files):,} images of {scan.root.name} at {size}x{size} px "
-                 f"({human_bytes(image_bytes)})", "train at a smaller image size, or on a computer "
-                 "with more memory.")
+    check_memory(2 * image_bytes, f"Reading {len(scan.files):,} images of {scan.root.name} at {size}×{size} px, "
+                 f"{human_bytes(image_bytes)},", "read them at a smaller image size, or use a computer with more "
+                 "memory.")
     assignment = folder_assignment(scan, seed)
     paths = [scan.root / relative for relative, _ in scan.files]
     workers = max(1, min(4, os.cpu_count() or 1))

@@ -286,7 +286,7 @@ def _check_room(entry: MedmnistSource, split: str, shape: tuple[int, ...], dtype
     smaller = [medmnist_name(entry.flag, size) for size in MEDMNIST_SIZES if size < entry.size]
     advice = (f"use a smaller size of the same images ({', '.join(smaller)}), or a computer with more memory."
               if smaller else "use a computer with more memory.")
-    check_memory(needed, f"Reading the {split} split of {entry.info.title} ({human_bytes(image_bytes)} of images)",
+    check_memory(needed, f"Reading the {split} split of {entry.info.title}, {human_bytes(image_bytes)} of images,",
                  advice)
 
 

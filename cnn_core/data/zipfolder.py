@@ -11,6 +11,7 @@ the registry lists it for that owner only, and nobody else's upload can replace 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -21,7 +22,7 @@ import tempfile
 import threading
 import unicodedata
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -194,13 +195,11 @@ def import_zip(
         result, plan = _plan(members, name)
         result.name_encoding = legacy_encoding
         _check_plan(result, plan)
-        with _UNPACKING:  # the room checked is still there when the files land
-            if owner is not None:
-                _check_quota(members, owner, name, limits)
+        with _reserved_room(members, owner, name, digest, limits):  # another tab's upload counts meanwhile
             root = _extract(archive, plan, result, target, limits)
+            if digest is not None or isinstance(source, (bytes, bytearray, memoryview)):  # `digest`: the caller's
+                _digest_path(root).write_text(digest or zip_digest(source))
     result.root = root
-    if digest is not None or isinstance(source, (bytes, bytearray, memoryview)):  # `digest`: hashed by the caller
-        _digest_path(root).write_text(digest or zip_digest(source))
     if register:
         result.info = register_image_folder(name, root, owner=owner)
     return result
@@ -219,9 +218,33 @@ def zip_digest(source: bytes | bytearray | memoryview) -> str:
     return hashlib.sha256(source).hexdigest()
 
 
-#: Held while an upload's room is checked and its files are unpacked: two tabs uploading at once each passed
-#: the check before either had unpacked (the web server is one process; the CLI does not upload).
-_UNPACKING = threading.Lock()
+#: Bytes being unpacked now, by (owner, upload name): two tabs uploading at once each passed the room check
+#: before either had unpacked. The web server is one process; the CLI does not upload for an owner.
+_UNPACKING: dict[tuple[str, str], int] = {}
+_UNPACKING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _reserved_room(members: list[zipfile.ZipInfo], owner: str | None, name: str, digest: str | None,
+                   limits: ZipLimits) -> Iterator[None]:
+    """Check the room for `owner`'s upload `name` (`_check_quota`) and hold it while the files are unpacked,
+    so uploads that start meanwhile count it; DataError when there is none, or when another tab is unpacking
+    or has just unpacked an upload of this name from another zip (`digest` given: the name was chosen for it)."""
+    if owner is None:
+        yield
+        return
+    key = (owner, name)
+    with _UNPACKING_LOCK:
+        if key in _UNPACKING or (digest is not None and _other_zip_of(name, owner, digest)):
+            raise DataError(f"Another upload named {name!r} arrived at the same time (a second tab?). Upload this "
+                            "zip again: it gets a name of its own.")
+        _check_quota(members, owner, name, limits)
+        _UNPACKING[key] = sum(info.file_size for info in members)
+    try:
+        yield
+    finally:
+        with _UNPACKING_LOCK:
+            del _UNPACKING[key]
 
 
 def owner_upload_bytes(owner: str, but: str | None = None) -> int:
@@ -242,7 +265,8 @@ def _check_quota(members: list[zipfile.ZipInfo], owner: str, name: str, limits: 
     everybody past `total_quota_bytes`, or the disk below `min_free_disk_bytes` free (an earlier upload of the
     same name, which it replaces, does not count)."""
     own = upload_root(name, owner).parent
-    used, adding = owner_upload_bytes(owner, but=name), sum(info.file_size for info in members)
+    unpacking = sum(size for (who, _), size in _UNPACKING.items() if who == owner)  # other tabs, now
+    used, adding = owner_upload_bytes(owner, but=name) + unpacking, sum(info.file_size for info in members)
     if used + adding > limits.owner_quota_bytes:
         raise DataError(
             f"Refused: this zip unpacks to {_mib(adding)}, and your uploads already take {_mib(used)} of the "
@@ -251,6 +275,7 @@ def _check_quota(members: list[zipfile.ZipInfo], owner: str, name: str, limits: 
     if limits.total_quota_bytes is not None:
         everybody = used + sum(_uploads_bytes(folder) for folder in uploads_dir().iterdir()
                                if folder.is_dir() and folder != own)
+        everybody += sum(size for (who, _), size in _UNPACKING.items() if who != owner)
         if everybody + adding > limits.total_quota_bytes:
             raise DataError(
                 f"Refused: this zip unpacks to {_mib(adding)}, and the uploads of everybody on this server already "

@@ -188,7 +188,7 @@ def _finish(store: Recorder, run_id: str, config: TrainConfig, end: EndEvent) ->
     wrong: list[Misclassified] = []
     if end.test_probs is not None and end.test_labels is not None and end.test_indices is not None:
         try:
-            split = data_registry.load_split(config.dataset, "test", image_size=config.image_size)
+            split = data_registry.load_split(config.dataset, "test", image_size=end.card.image_size)  # as trained
             wrong = misclassified_examples(end.test_probs, end.test_labels, split.images[end.test_indices])
         except CnnError as exc:  # e.g. the data set was deleted while training
             store.update(run_id, note=f"The misclassified images cannot be shown: {exc}")

@@ -103,9 +103,9 @@ def _small_set_note(native: int, side: int | None, n_train: int) -> tuple[str, .
     """A note when the default recipe trains a small set below its own side (`default_image_size`)."""
     if side is None or side == native:
         return ()
-    return (f"its {native}×{native} images are trained at {side}×{side}: with {n_train:,} training images, many "
-            f"epochs at a small size learn more than a few at full size in the same time (--image-size {native} "
-            "keeps that size)",)
+    return (f"the images are trained at {side}×{side}, not {native}×{native}: with {n_train:,} training images, "
+            f"many epochs at a small size learn more than a few at full size in the same time (an image size of "
+            f"{native}, --image-size {native}, keeps that size)",)
 
 
 def _refuse_empty_classes(name: str, info: data_registry.DatasetInfo, splits: list) -> None:
