@@ -122,7 +122,7 @@ def compare_rows(snapshots: Sequence[Any], *, describe_status: Callable[[Any], s
         rows.append({
             "run": number, "status": describe_status(snap.status), "data set": config.dataset,
             "model": resolved.model, "epochs": f"{len(snap.epochs)}/{resolved.epochs}",
-            "batch": resolved.batch_size, "image size": _side_text(getattr(resolved, "image_size", None)),
+            "batch": resolved.batch_size, "image size": _side_text(getattr(resolved, "image_size", None) or getattr(config, "image_size", None)),
             "lr": f"{resolved.lr:g}",
             "optimizer": f"{resolved.optimizer} · {resolved.schedule}",
             "augmentation": augment_summary(resolved.augment),

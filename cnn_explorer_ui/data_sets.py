@@ -65,9 +65,10 @@ def is_present(name: str) -> bool:
 
 
 @st.cache_resource(show_spinner="Loading test images…", max_entries=4)
-def test_split(name: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
-    """A data set's test split as numpy arrays: (images uint8 [N, C, H, W], labels, class names, title)."""
-    split = data.load_split(name, "test")
+def test_split(name: str, image_size: int | None = None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
+    """A data set's test split as numpy arrays: (images uint8 [N, C, H, W], labels, class names, title), at
+    `image_size` (None: the set's own) resized as training resizes."""
+    split = data.load_split(name, "test", image_size=image_size)
     return split.images.numpy(), split.labels.numpy(), tuple(split.info.class_names), split.info.title
 
 

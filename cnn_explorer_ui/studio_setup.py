@@ -116,17 +116,26 @@ def choose_model(info: data.DatasetInfo) -> tuple[models.ModelSpec, dict] | None
 
 
 def choose_image_size(info: data.DatasetInfo, spec: models.ModelSpec) -> int | None:
-    """Image folders only: the side images are resized to (a transfer backbone wants its own input size)."""
-    if info.family != "folder":
+    """The side images are resized to, for image folders and for sets of images larger than 28 px (MedMNIST at
+    64-224 px); it starts where the command line's default does (`default_image_size`; a transfer backbone
+    wants its own input size). None where there is nothing to choose (MNIST, 28-px MedMNIST)."""
+    limit_now = st.session_state.get(f"studio_limit_{info.name}") or None  # the subset counts, as in the CLI
+    side = default_image_size(info, TrainConfig(dataset=info.name, model=spec.name, limit=limit_now))
+    if info.family == "folder":
+        wanted = int(spec.defaults.get("folder_image_size") or side or info.image_size)
+        sizes = {*FOLDER_SIZES, info.image_size, wanted}
+    elif info.family == "medmnist" and info.image_size > 28 and not transfer.is_transfer_model(spec.name):
+        wanted = side or info.image_size
+        sizes = {info.image_size >> halvings for halvings in range(4) if info.image_size >> halvings >= 28}
+    else:
         return None
-    wanted = int(spec.defaults.get("folder_image_size") or default_image_size(
-        info, TrainConfig(dataset=info.name, model=spec.name)) or info.image_size)  # the CLI's side
-    sizes = sorted(s for s in {*FOLDER_SIZES, info.image_size, wanted} if s >= spec.min_image_size)
+    sizes = sorted(s for s in sizes if s >= spec.min_image_size)
     return st.select_slider("Image size for training (pixels a side)", sizes, value=wanted if wanted in sizes else
                             sizes[-1], key=f"studio_size_{info.name}_{spec.name}",
-                            help="Folder images are resized to this square; smaller trains faster. A set under "
-                                 "5,000 images starts at its side halved to 28-55 px: in the same time, many epochs "
-                                 "at a small size learned more than a few at full size.")
+                            help=f"The images ({info.image_size}×{info.image_size}) are resized to this square; "
+                                 "smaller trains faster. A set under 5,000 images starts at its side halved to "
+                                 "28-55 px: in the same time, many epochs at a small size learned more than a few "
+                                 "at full size.")
 
 
 def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: dict,
@@ -137,7 +146,8 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
     # rows that wrap on a narrow page (a sidebar, 150-200 % zoom on a projector): columns squeezed each field
     # until 0.0005 read 0.000 and labels broke mid-word
     row = st.container(horizontal=True)
-    suggested, suggested_batch = default_recipe(d, info, TrainConfig(dataset=info.name, model=spec.name,
+    limit_now = st.session_state.get(f"studio_limit_{info.name}") or None
+    suggested, suggested_batch = default_recipe(d, info, TrainConfig(dataset=info.name, model=spec.name, limit=limit_now,
                                                                      image_size=image_size))  # the CLI's recipe
     epochs = row.number_input("Epochs", value=suggested, step=1, key=f"studio_epochs_{key}_{image_size}",
                                   help="Passes over the training set (1–1000). As on the command line, a training "
@@ -168,7 +178,6 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
                                      "accuracy rewards guessing the larger class), else the best accuracy.")
     if monitor == "auto":  # what auto means for this model and data, before the run resolves it the same way
         patience_now = st.session_state.get(f"studio_patience_{key}") or None
-        limit_now = st.session_state.get(f"studio_limit_{info.name}") or None
         kept = checkpoint_keeps(resolve_monitor("auto", spec.name, patience_now, info, limit_now))
         keeps.caption(f"auto: {kept}")
     patience = row.number_input("Patience", value=0, min_value=0, step=1,

@@ -31,8 +31,8 @@ STATUS_LABELS = {
     runs.RunStatus.FAILED: "failed",
     runs.RunStatus.INTERRUPTED: "interrupted",
 }
-COMPARE_COLUMNS = ("run", "status", "model", "data set", "best val acc", "test acc", "time", "epochs", "batch", "lr",
-                   "optimizer", "augmentation", "subset", "seed")
+COMPARE_COLUMNS = ("run", "status", "model", "data set", "best val acc", "test acc", "time", "epochs", "batch",
+                   "image size", "lr", "optimizer", "augmentation", "subset", "seed")
 
 
 # ------------------------------------------------------------------------------------------ live
@@ -272,15 +272,15 @@ def compare_runs(manager: runs.RunManager, owner: str) -> None:
         return
     st.subheader(":material/compare_arrows: Compare your runs")
     rows = reports.compare_rows(history, describe_status=STATUS_LABELS.get, describe_seconds=runs.format_seconds)
-    for row in rows:  # one precision, and a dash where there is no figure (a stopped run has no test accuracy)
+    for row in rows:  # percentages kept as numbers, so a click on the header sorts 9.5 % below 10 %
         for column in ("best val acc", "test acc"):
-            row[column] = "—" if row[column] is None else f"{row[column]:.1%}"
+            row[column] = None if row[column] is None else 100 * row[column]  # blank: a stopped run has no test
+    percent = st.column_config.NumberColumn(width="small", format="%.1f%%")
     # What each run achieved first (visible at any width: the options scroll to the right), then its options.
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="studio_compare_table",
                  column_order=COMPARE_COLUMNS,
-                 column_config={"run": st.column_config.TextColumn(pinned=True, width="small"),
-                                "best val acc": st.column_config.TextColumn(width="small"),
-                                "test acc": st.column_config.TextColumn(width="small"),
+                 column_config={"run": st.column_config.NumberColumn(pinned=True, width="small", format="#%d"),
+                                "best val acc": percent, "test acc": percent,
                                 "augmentation": st.column_config.TextColumn(width="medium")})
     labels = [_run_label(number, snap) for number, snap in enumerate(history, 1)]
     figure = compare_figure(history, labels)

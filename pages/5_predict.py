@@ -234,7 +234,7 @@ def sample_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
     else:
         st.session_state["predict_foreign"] = None
     try:
-        model_input = explain.prepare_pixels(pictures[index], loaded.card)
+        model_input = explain.prepare_pixels(_as_trained(pictures, name, index, loaded.card, same_kind), loaded.card)
     except CnnError as exc:
         show_error(exc)
         return None
@@ -244,6 +244,15 @@ def sample_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
         else:
             st.caption("The model sees exactly this image: it has the size and channels of its training images.")
     return model_input
+
+
+def _as_trained(pictures: np.ndarray, name: str, index: int, card, same_kind: bool) -> np.ndarray:
+    """Test image `index` resized as the training run resized its set (a small set of 224-px images trains at
+    28 px by default), so the model sees what it was tested on; other data sets' images as they are."""
+    if not same_kind or pictures.shape[-1] == card.image_size:
+        return pictures[index]
+    resized, _, _, _ = test_split(name, card.image_size)
+    return resized[index]
 
 
 # ------------------------------------------------------------------------------------------ page

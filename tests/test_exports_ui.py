@@ -1,5 +1,6 @@
-"""The studio's TensorBoard download (`cnn_explorer_ui.exports.tensorboard_download`), run headless by
-Streamlit's AppTest: a button for a run with a log, a caption for one without."""
+"""Studio pieces run headless by Streamlit's AppTest: the TensorBoard download
+(`cnn_explorer_ui.exports.tensorboard_download`: a button for a run with a log, a caption for one without) and
+the image-size control (`studio_setup.choose_image_size`)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,34 @@ def test_monte_carlo_whiskers_stop_at_0_and_100_percent():
     np.testing.assert_allclose(np.asarray(bar.x) + np.asarray(bar.error_x.array), [0.425, 1.0])
     np.testing.assert_allclose(np.asarray(bar.x) - np.asarray(bar.error_x.arrayminus), [0.0, 0.575])
     assert "81.1% (sd 23.6%)" in figure.data[1].text[1].replace(" %", "%")  # "±" read as a negative probability
+
+
+def _sizes_page():
+    import streamlit as st
+
+    from cnn_core import data, models
+    from cnn_explorer_ui.studio_setup import choose_image_size
+
+    for name in ("breastmnist_64", "scans", "breastmnist", "mnist"):
+        st.session_state[f"side_{name}"] = choose_image_size(data.get_dataset_info(name),
+                                                             models.get_model_spec("resnet_small"))
+
+
+def test_the_studio_offers_larger_medmnist_images_their_sizes_starting_where_the_command_line_does(tiny_data_dir):
+    # The studio could not train a small 64-224 px MedMNIST set at its own size: the run always took the
+    # command line's default side (half, or less), with no control to say otherwise.
+    from data_fixtures import tiny_breastmnist_arrays, write_npz
+
+    write_npz(tiny_data_dir / "medmnist" / "breastmnist_64.npz",
+              {k: (np.repeat(np.repeat(v, 3, 1), 3, 2)[:, :64, :64] if "images" in k else v)
+               for k, v in tiny_breastmnist_arrays().items()})  # fmt: skip
+    app = AppTest.from_function(_sizes_page, default_timeout=120).run()
+    assert not app.exception
+    assert len(app.select_slider) == 2  # 64-px MedMNIST and the image folder; nothing for 28-px sets
+    medmnist, folder = app.select_slider
+    assert list(medmnist.options) == ["32", "64"] and medmnist.value == 32  # 40 images: half the side
+    assert list(folder.options) == ["32", "64", "96", "128"] and folder.value == 32
+    assert "(64×64)" in medmnist.help
+    assert app.session_state["side_breastmnist"] is None and app.session_state["side_mnist"] is None
+    medmnist.set_value(64).run()
+    assert app.session_state["side_breastmnist_64"] == 64  # its own size, when asked
