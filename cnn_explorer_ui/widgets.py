@@ -11,7 +11,7 @@ import streamlit as st
 import cnn_core
 from cnn_core import runs, settings
 from cnn_core import data
-from cnn_core.data import FOLDER_SPLIT_SEED, zipfolder
+from cnn_core.data import FOLDER_SPLIT_SEED, uploads, zipfolder
 from cnn_core.device import describe_device
 from cnn_core.errors import CnnError
 
@@ -117,8 +117,8 @@ def import_zip_upload(key: str, label: str) -> str | None:
     if uploaded.file_id not in done:
         owner = browser_id()
         try:
-            digest = zipfolder.zip_digest(uploaded.getvalue())  # once: a 512 MB zip takes about a second
-            name = zipfolder.available_name(zipfolder.dataset_name_for(uploaded.name), owner, digest)
+            digest = uploads.zip_digest(uploaded.getvalue())  # once: a 512 MB zip takes about a second
+            name = uploads.available_name(zipfolder.dataset_name_for(uploaded.name), owner, digest)
             with st.spinner(f"Checking and unpacking {uploaded.name}…"):
                 result = zipfolder.import_zip(uploaded.getvalue(), name, owner=owner, digest=digest)
             runs.record_upload(owner, result.info, FOLDER_SPLIT_SEED)  # offered again after a server restart
@@ -141,7 +141,7 @@ def import_zip_upload(key: str, label: str) -> str | None:
 @st.cache_data(ttl=30, show_spinner=False)
 def _upload_bytes(owner: str, _shown: str) -> int:
     """Cached: summing a large upload's file sizes takes a moment, and the Gallery reruns on every click."""
-    return zipfolder.owner_upload_bytes(owner)
+    return uploads.owner_upload_bytes(owner)
 
 
 REMOVED_KEY = "upload_removed"  # the name of the upload just removed, for the page's next run to say so
@@ -154,7 +154,7 @@ def own_upload_controls(name: str) -> None:
     if data.folder_owner(name) != owner:
         return
     try:
-        used, quota = _upload_bytes(owner, name), zipfolder.ZipLimits().owner_quota_bytes
+        used, quota = _upload_bytes(owner, name), uploads.ZipLimits().owner_quota_bytes
     except CnnError as exc:  # a bad CNN_UPLOAD_QUOTA_MB: the server's administrator reads it here
         show_error(exc)
         return
@@ -165,7 +165,7 @@ def own_upload_controls(name: str) -> None:
         st.markdown(f"Delete **{literal(name)}**'s images from the server? Checkpoints trained on it stay.")
         if st.button("Remove", type="primary", key=f"remove_upload_{name}", icon=":material/delete:"):
             try:
-                zipfolder.remove_upload(name, owner)
+                uploads.remove_upload(name, owner)
             except CnnError as exc:
                 show_error(exc)
                 return

@@ -19,7 +19,8 @@ from PIL import Image
 from cnn_core import gallery
 from cnn_core.errors import DataError
 from cnn_core.data import zipfolder
-from cnn_core.data.zipfolder import ZipLimits, available_name, dataset_name_for, import_zip, uploads_dir
+from cnn_core.data.zipfolder import dataset_name_for, import_zip
+from cnn_core.data.uploads import ZipLimits, available_name, uploads_dir
 
 
 # --- gallery: counts, sampling, statistics -------------------------------------------------------------
@@ -627,7 +628,7 @@ def _two_class_zip(value: int = 100) -> bytes:
 
 def test_an_owners_upload_is_listed_for_that_owner_only(tiny_data_dir):
     from cnn_core import data
-    from cnn_core.data.zipfolder import upload_root
+    from cnn_core.data.uploads import upload_root
 
     result = import_zip(_two_class_zip(), "pets", owner="alice")
     assert result.root == upload_root("pets", "alice")
@@ -667,7 +668,7 @@ def test_another_owners_upload_keeps_its_name_and_its_files(tiny_data_dir):
 def test_another_zip_under_an_upload_name_of_ones_own_gets_a_new_name(tiny_data_dir):
     # A student uploaded cats.zip, trained on it, then uploaded a different cats.zip: the new images silently
     # replaced the old ones, and Predict judged the old checkpoint on them ("true label: zebra").
-    from cnn_core.data.zipfolder import zip_digest
+    from cnn_core.data.uploads import zip_digest
 
     first_zip, other_zip = _two_class_zip(100), _zip({f"{cls}/1.png": _png() for cls in ("ant", "bee", "zebra")})
     first = import_zip(first_zip, available_name("cats", "ana", zip_digest(first_zip)), owner="ana")
@@ -685,7 +686,7 @@ def test_an_owners_uploads_stay_within_a_quota_and_can_be_removed(tiny_data_dir)
     # 453 kB of zipped single-colour BMPs unpacked to 444 MB, and a student could repeat it under new names
     # until the class server's disk was full; there was no way to remove an upload.
     from cnn_core import data
-    from cnn_core.data.zipfolder import owner_upload_bytes, remove_upload
+    from cnn_core.data.uploads import owner_upload_bytes, remove_upload
 
     first = import_zip(_two_class_zip(100), "pets", owner="uma")
     size = owner_upload_bytes("uma")
@@ -700,7 +701,7 @@ def test_an_owners_uploads_stay_within_a_quota_and_can_be_removed(tiny_data_dir)
         remove_upload("pets", "vic")  # uma's
     assert vics.root.is_dir()
     data.load_split("pets", "train")  # decoded tensors in the cache: removed with the upload
-    from cnn_core.data.zipfolder import _upload_caches, zip_digest
+    from cnn_core.data.uploads import _upload_caches, zip_digest
 
     assert _upload_caches("pets")
     remove_upload("pets", "uma")
@@ -732,7 +733,7 @@ def test_uploads_stay_within_a_server_total_and_leave_the_disk_room(tiny_data_di
     import shutil as shell
     from collections import namedtuple
 
-    from cnn_core.data.zipfolder import owner_upload_bytes
+    from cnn_core.data.uploads import owner_upload_bytes
 
     import_zip(_two_class_zip(100), "pets", owner="uma")
     size = owner_upload_bytes("uma")
@@ -753,10 +754,10 @@ def test_two_uploads_at_once_cannot_both_pass_the_quota(tiny_data_dir, monkeypat
     # Two tabs of one browser: each checked the quota before the other had unpacked, and both landed.
     import threading
 
-    from cnn_core.data import zipfolder
+    from cnn_core.data import uploads, zipfolder
 
     import_zip(_two_class_zip(100), "first", owner="uma")
-    one = zipfolder.owner_upload_bytes("uma")
+    one = uploads.owner_upload_bytes("uma")
     limits = ZipLimits(owner_quota_bytes=2 * one + one // 2)  # room for one more, not two
     unpack = zipfolder._extract
     monkeypatch.setattr(zipfolder, "_extract", lambda *a, **k: (time.sleep(0.3), unpack(*a, **k))[1])
@@ -775,16 +776,16 @@ def test_two_uploads_at_once_cannot_both_pass_the_quota(tiny_data_dir, monkeypat
     for thread in threads:
         thread.join()
     assert sorted(outcomes) == ["Refused: this zip unpacks to", "landed"], outcomes
-    assert zipfolder.owner_upload_bytes("uma") <= limits.owner_quota_bytes
+    assert uploads.owner_upload_bytes("uma") <= limits.owner_quota_bytes
     # Two tabs, two different zips, both called cats.zip: each chose the name "cats" before either had unpacked.
     outcomes.clear()
     first_zip, other_zip = _two_class_zip(10), _two_class_zip(30)
-    names = [available_name("cats", "ana", zipfolder.zip_digest(z)) for z in (first_zip, other_zip)]
+    names = [available_name("cats", "ana", uploads.zip_digest(z)) for z in (first_zip, other_zip)]
     assert names == ["cats", "cats"]
 
     def upload_cats(payload: bytes) -> None:
         try:
-            import_zip(payload, "cats", owner="ana", digest=zipfolder.zip_digest(payload))
+            import_zip(payload, "cats", owner="ana", digest=uploads.zip_digest(payload))
             outcomes.append("landed")
         except DataError as exc:
             outcomes.append(str(exc)[:40])
@@ -795,9 +796,9 @@ def test_two_uploads_at_once_cannot_both_pass_the_quota(tiny_data_dir, monkeypat
     for thread in threads:
         thread.join()
     assert sorted(outcomes) == ["Another upload named 'cats' arrived at t", "landed"], outcomes
-    landed = first_zip if zipfolder._digest_path(zipfolder.upload_root("cats", "ana")).read_text() == \
-        zipfolder.zip_digest(first_zip) else other_zip
-    assert available_name("cats", "ana", zipfolder.zip_digest(landed)) == "cats"  # its record names the zip that landed
+    landed = first_zip if uploads._digest_path(uploads.upload_root("cats", "ana")).read_text() == \
+        uploads.zip_digest(first_zip) else other_zip
+    assert available_name("cats", "ana", uploads.zip_digest(landed)) == "cats"  # its record names the zip that landed
     upload_cats(other_zip if landed is first_zip else first_zip)  # afterwards, too (the name was chosen before)
     assert outcomes[-1].startswith("Another upload named 'cats'")
 
