@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cnn_core import settings
+from cnn_core import runs, settings
+from cnn_core.errors import CnnError
 
 from .cards import checkpoint_entries, entry_rows
 from .data_sets import dataset_statuses
 from .navigation import available_pages
-from .session import browser_id
-from .widgets import device_label, show_server_paths, without_server_paths
+from .session import browser_id, new_browser_identity
+from .widgets import device_label, show_error, show_server_paths, without_server_paths
+
+#: Session key of the message shown after "Forget this browser" (the page reruns under the new id).
+FORGOTTEN_KEY = "home_forgotten"
 
 
 def show_pages() -> None:
@@ -70,6 +74,33 @@ def show_checkpoints() -> None:
     })
 
 
+def show_forget() -> None:
+    """For a shared lab computer, whose cookie the next student would inherit: delete what this browser made
+    here (`runs.forget_owner`) and give it a new id."""
+    st.subheader(":material/logout: Leaving a shared computer?")
+    done = st.session_state.pop(FORGOTTEN_KEY, None)
+    if done:
+        st.success(done, icon=":material/check_circle:")
+    st.caption("Whoever uses this browser next would see your uploads, runs and checkpoints.")
+    with st.expander("Forget this browser", icon=":material/delete_forever:"):
+        st.markdown("Deletes **your uploaded data sets, your training runs and their checkpoints** on this server, "
+                    "and gives this browser a new identity: the next person starts with nothing of yours. The "
+                    "shipped models stay. Download a checkpoint first if you want to keep it.")
+        sure = st.checkbox("Yes, delete them", key="home_forget_sure")
+        if not st.button("Forget this browser now", type="primary", disabled=not sure, key="home_forget"):
+            return
+        try:
+            forgotten = runs.forget_owner(browser_id())
+        except CnnError as exc:
+            show_error(exc)
+            return
+    new_browser_identity()
+    st.session_state[FORGOTTEN_KEY] = (
+        f"Forgotten: {len(forgotten.uploads)} upload(s), {forgotten.runs} run(s) and {forgotten.checkpoints} "
+        "checkpoint(s). This browser is new here; its other open tabs follow when they are reloaded.")
+    st.rerun()
+
+
 def _short_path(location, data_dir) -> str:
     """A data set's place, relative to CNN_DATA_DIR when it is inside it (short enough for a phone); a place
     elsewhere on the server only for a browser that may see its paths (`show_server_paths`)."""
@@ -105,3 +136,4 @@ def home() -> None:
             st.caption("This app runs on a shared server: its folders are not shown here. Your uploads, runs and "
                        "checkpoints are kept for this browser only.")
     show_checkpoints()
+    show_forget()

@@ -35,3 +35,10 @@ def remember_browser() -> None:
         st.session_state["browser_cookie_sent"] = True
         st.html(f"<script>document.cookie = '{BROWSER_COOKIE}={owner}; path=/; max-age=31536000; "
                 "SameSite=Strict';</script>", unsafe_allow_javascript=True)
+
+
+def new_browser_identity() -> None:
+    """Give this browser a new id (and, on this run, a new cookie): what it made before belongs to nobody here.
+    Its other open tabs keep the old id until they are reloaded."""
+    st.session_state["browser_id"] = uuid.uuid4().hex
+    st.session_state["browser_cookie_sent"] = False

@@ -108,6 +108,7 @@ def test_a_server_killed_mid_run_forgets_nothing_and_each_browser_sees_only_its_
             assert load_checkpoint(recorded["interrupted"]["checkpoint"]).card.stopped_early
             expect(tab.get_by_text(re.compile(r"The checkpoint keeps the best weights so far"))).to_be_visible()
         _only_its_own(browser, url, person, Path(recorded["finished"]["checkpoint"]).stem)
+        _forget_this_browser(person, url, env, Path(recorded["finished"]["checkpoint"]))
     finally:
         _stop(server)
         person.close()
@@ -150,3 +151,28 @@ def _only_its_own(browser, url: str, alice, name: str) -> None:
             save_screenshot(graph, f"privacy-{'alice' if sees else 'bob'}-graph")
     finally:
         bob.close()
+
+
+def _forget_this_browser(person, url: str, env: dict[str, str], checkpoint: Path) -> None:
+    """Home's "Forget this browser": the runs and checkpoints are deleted, the browser gets a new cookie, and
+    Predict no longer offers the checkpoint (a shared lab computer's next student inherits the cookie)."""
+    expect = _expect()
+    old_id = next(c["value"] for c in person.cookies() if c["name"] == "cnn_explorer_browser")
+    home = _open(person, url, HOME)
+    home.get_by_text("Forget this browser", exact=True).click()  # the expander
+    forget = home.get_by_role("button", name="Forget this browser now")
+    expect(forget).to_be_disabled()  # not without saying yes
+    home.get_by_text("Yes, delete them").click()
+    wait_for_app(home)
+    save_screenshot(home, "home-forget-browser")
+    home.get_by_role("button", name="Forget this browser now").click()
+    expect(home.get_by_text(re.compile(r"^Forgotten: 0 upload\(s\), 2 run\(s\) and [12] checkpoint\(s\)\."))).to_be_visible()
+    assert not checkpoint.exists() and _store(env).run_ids() == []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and old_id in {c["value"] for c in person.cookies()}:
+        time.sleep(0.2)
+    assert old_id not in {c["value"] for c in person.cookies()}  # a new identity, in a new cookie
+    predict = _open(person, url, PREDICT)
+    predict.get_by_test_id("stSelectbox").filter(has_text="Model").click()
+    options = predict.get_by_role("option").all_inner_texts()
+    assert not any(checkpoint.stem in option for option in options) and any("mnist_fastnet" in o for o in options)

@@ -506,6 +506,43 @@ def test_each_owner_sees_the_shipped_checkpoints_and_only_their_own(tiny_data_di
     assert checkpoints_for("nobody", manager.store) == shipped
 
 
+def test_forgetting_a_browser_deletes_its_uploads_runs_checkpoints_and_logs_and_nobody_elses(tiny_data_dir, tmp_path):
+    # On a shared lab computer the next student inherits the cookie, and with it the last one's work.
+    from cnn_core.data.zipfolder import import_zip
+    from cnn_core.data.uploads import upload_root
+    from cnn_core.runs import checkpoints_for, forget_owner, record_upload, run_log_dir
+
+    manager = RunManager(max_concurrent=1)
+    mine_id, theirs_id = manager.submit("quinn", TrainConfig(**QUICK)), manager.submit("rosa", TrainConfig(**QUICK))
+    mine, theirs = manager.wait(mine_id, timeout=120), manager.wait(theirs_id, timeout=120)
+    archive = shutil.make_archive(str(tmp_path / "scans"), "zip", tiny_data_dir / "scans")
+    for owner, name in (("quinn", "q_scans"), ("rosa", "r_scans")):
+        record_upload(owner, import_zip(Path(archive).read_bytes(), name, owner=owner).info, 0, manager.store)
+    assert len(data.load_split("q_scans", "train")) > 0  # its decoded tensors are cached too
+    training = manager.submit("quinn", TrainConfig(**LONG))
+    _wait_until(lambda: len(manager.snapshot(training).epochs) >= 1, timeout=60, what="one epoch")
+    with pytest.raises(ConfigError, match="A run of yours is queued or training: stop it in the Training Studio"):
+        forget_owner("quinn", manager.store)  # its worker would still write a checkpoint
+    manager.cancel(training)
+    stopped = manager.wait(training, timeout=30)
+    assert stopped.checkpoint_path and run_log_dir(mine_id).is_dir()
+
+    forgotten = forget_owner("quinn", manager.store)
+    assert (forgotten.uploads, forgotten.runs, forgotten.checkpoints) == (("q_scans",), 2, 2)
+    for path in (mine.checkpoint_path, stopped.checkpoint_path):
+        assert not list(Path(path).parent.glob(Path(path).stem + ".*"))  # weights, card and model card
+    assert not run_log_dir(mine_id).exists() and not upload_root("q_scans", "quinn").parent.exists()
+    assert manager.store.run_ids("quinn") == [] and manager.store.uploads("quinn") == []
+    assert [e for e in checkpoints_for("quinn", manager.store) if not e.shipped] == []
+    assert "q_scans" not in {info.name for info in data.list_datasets(owner="quinn")}
+    with pytest.raises(DataError):
+        data.load_split("q_scans", "train")
+    # everybody else's stays
+    assert Path(theirs.checkpoint_path).is_file() and run_log_dir(theirs_id).is_dir()
+    assert upload_root("r_scans", "rosa").is_dir() and manager.store.run_ids("rosa") == [theirs_id]
+    assert [owner for owner, *_ in manager.store.uploads()] == ["rosa"]
+
+
 def test_uploads_are_offered_again_to_their_owner_after_a_restart(tiny_data_dir, tmp_path):
     from cnn_core.runs import record_upload, restore_uploads
 
@@ -565,12 +602,12 @@ def test_a_run_whose_worker_cannot_start_fails_with_the_reason_and_the_queue_goe
 
 
 def test_after_a_restart_an_uploads_name_stays_its_owners(tiny_data_dir):
-    from cnn_core.data import zipfolder
+    from cnn_core.data import uploads
     from cnn_core.runs import record_upload, restore_uploads
 
-    folder = shutil.copytree(tiny_data_dir / "scans", zipfolder.upload_root("flowers", "wes"))
+    folder = shutil.copytree(tiny_data_dir / "scans", uploads.upload_root("flowers", "wes"))
     record_upload("wes", data.register_image_folder("flowers", folder, owner="wes"), 0, RunStore())
     data.clear_caches(forget_registered=True)  # a restart
     assert restore_uploads(None, RunStore()) == ["flowers"]  # what the app does once when it starts
-    assert zipfolder.available_name("flowers", "xia") == "flowers_upload"
-    assert zipfolder.available_name("flowers", "wes") == "flowers"
+    assert uploads.available_name("flowers", "xia") == "flowers_upload"
+    assert uploads.available_name("flowers", "wes") == "flowers"

@@ -9,7 +9,8 @@ in the same store (`record_run`). Each local run writes a TensorBoard log into i
 """
 
 from .commands import ENV_MAX_CONCURRENT, augment_options, check_run_config, checkpoint_path_for, cli_command, default_max_concurrent
-from .library import checkpoint_label, checkpoints_for, owned_checkpoint_files, record_upload, restore_uploads
+from .library import (Forgotten, checkpoint_label, checkpoints_for, forget_owner, owned_checkpoint_files, record_upload,
+                      restore_uploads)
 from .logs import has_tensorboard_log, run_log_dir, tensorboard_zip
 from .manager import RUNS_SHOWN_PER_OWNER, RunBusyError, RunManager
 from .records import MISCLASSIFIED_KEPT, Misclassified, Progress, RunSnapshot, RunStatus, format_seconds, misclassified_examples, run_progress, smooth
@@ -20,6 +21,7 @@ __all__ = [
     "CLI_OWNER",
     "ENV_MAX_CONCURRENT",
     "MISCLASSIFIED_KEPT",
+    "Forgotten",
     "RUNS_SHOWN_PER_OWNER",
     "Misclassified",
     "Progress",
@@ -36,6 +38,7 @@ __all__ = [
     "cli_command",
     "default_db_path",
     "default_max_concurrent",
+    "forget_owner",
     "format_seconds",
     "has_tensorboard_log",
     "misclassified_examples",

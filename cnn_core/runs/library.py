@@ -3,11 +3,18 @@ and their uploaded data sets, registered again after a server restart."""
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass
+
 from .. import data as data_registry
-from ..errors import DataError
+from ..data.uploads import remove_owner_uploads
+from ..errors import ConfigError, DataError
 from ..models.checkpoints import CheckpointEntry, checkpoint_entry, list_checkpoints
 from ..settings import models_dir
+from .logs import run_log_dir
+from .records import RunStatus
 from .store import RunStore
+from .worker import remove_checkpoint
 
 
 def owned_checkpoint_files(owner: str, store: RunStore | None = None) -> tuple[str, ...]:
@@ -56,3 +63,33 @@ def restore_uploads(owner: str | None, store: RunStore | None = None) -> list[st
             continue
         restored.append(name)
     return restored
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What `forget_owner` deleted: upload names, and counts of runs and checkpoint files."""
+
+    uploads: tuple[str, ...]
+    runs: int
+    checkpoints: int
+
+
+def forget_owner(owner: str, store: RunStore | None = None) -> Forgotten:
+    """Delete what `owner` (a browser) made on this server: its uploads (images, caches), its runs' records,
+    their checkpoints and TensorBoard logs. The shipped checkpoints and everybody else's stay. For a student
+    leaving a shared lab computer, whose cookie the next student would inherit. ConfigError while one of its runs
+    is queued or training (stop it first: its worker would still write a checkpoint)."""
+    store = store or RunStore()
+    if store.run_ids(owner, tuple(status for status in RunStatus if status.active)):
+        raise ConfigError("A run of yours is queued or training: stop it in the Training Studio first, then forget "
+                          "this browser.")
+    checkpoints = store.checkpoints(owner)
+    for _, path, _ in checkpoints:
+        remove_checkpoint(path)
+    run_ids = store.run_ids(owner)
+    for run_id in run_ids:
+        shutil.rmtree(run_log_dir(run_id), ignore_errors=True)
+    store.forget(run_ids)
+    uploads = remove_owner_uploads(owner)
+    store.forget_uploads(owner)
+    return Forgotten(tuple(uploads), len(run_ids), len(checkpoints))

@@ -354,6 +354,11 @@ class RunStore:
         with self._connect() as db:
             db.execute("INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?, ?)", (owner, name, str(root), seed, time.time()))
 
+    def forget_uploads(self, owner: str) -> None:
+        """Delete the records of `owner`'s uploads (their folders are `zipfolder`'s to delete)."""
+        with self._connect() as db:
+            db.execute("DELETE FROM uploads WHERE owner = ?", (owner,))
+
     def uploads(self, owner: str | None = None) -> list[tuple[str, str, Path, int]]:
         """(owner, name, folder, split seed) of recorded uploads, oldest first."""
         query, params = "SELECT owner, name, root, seed FROM uploads", ()
