@@ -72,6 +72,17 @@ def test_split(name: str, image_size: int | None = None) -> tuple[np.ndarray, np
     return split.images.numpy(), split.labels.numpy(), tuple(split.info.class_names), split.info.title
 
 
+def sample_as_trained(pictures: np.ndarray, name: str, index: int, image_size: int | None) -> np.ndarray:
+    """Test image `index` of `pictures` (uint8 [N, C, H, W], `test_split(name)`), resized to `image_size` as
+    training resized its set (a small set of 224-px images trains at 28 px by default), so a model sees what it
+    was tested on; None, or the pictures' own size: as it is (another data set's image is prepared like an
+    upload)."""
+    if image_size is None or pictures.shape[-1] == image_size:
+        return pictures[index]
+    resized, _, _, _ = test_split(name, image_size)
+    return resized[index]
+
+
 def label_of(labels: np.ndarray, index: int, class_names: tuple[str, ...]) -> str | None:
     """The class name of test image `index`; None for multi-label or unknown labels."""
     label = labels[index]

@@ -19,7 +19,7 @@ from cnn_core.errors import CheckpointError, CnnError
 from cnn_explorer_ui import checkpoint_entries, present_datasets, scaled, show_error, test_split
 from cnn_explorer_ui.widgets import literal
 from cnn_explorer_ui.cards import dataset_title, input_caption
-from cnn_explorer_ui.data_sets import label_of
+from cnn_explorer_ui.data_sets import label_of, sample_as_trained
 from cnn_explorer_ui.pickers import checkpoint_picker
 from cnn_explorer_ui.predict_views import (show_feature_maps, show_model_downloads, show_prediction,
                                            show_uncertainty, show_why)
@@ -234,7 +234,8 @@ def sample_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
     else:
         st.session_state["predict_foreign"] = None
     try:
-        model_input = explain.prepare_pixels(_as_trained(pictures, name, index, loaded.card, same_kind), loaded.card)
+        picture = sample_as_trained(pictures, name, index, loaded.card.image_size if same_kind else None)
+        model_input = explain.prepare_pixels(picture, loaded.card)
     except CnnError as exc:
         show_error(exc)
         return None
@@ -245,14 +246,6 @@ def sample_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
             st.caption("The model sees exactly this image: it has the size and channels of its training images.")
     return model_input
 
-
-def _as_trained(pictures: np.ndarray, name: str, index: int, card, same_kind: bool) -> np.ndarray:
-    """Test image `index` resized as the training run resized its set (a small set of 224-px images trains at
-    28 px by default), so the model sees what it was tested on; other data sets' images as they are."""
-    if not same_kind or pictures.shape[-1] == card.image_size:
-        return pictures[index]
-    resized, _, _, _ = test_split(name, card.image_size)
-    return resized[index]
 
 
 # ------------------------------------------------------------------------------------------ page

@@ -1,6 +1,6 @@
-"""Studio pieces run headless by Streamlit's AppTest: the TensorBoard download
-(`cnn_explorer_ui.exports.tensorboard_download`: a button for a run with a log, a caption for one without) and
-the image-size control (`studio_setup.choose_image_size`)."""
+"""Page pieces run headless (Streamlit's AppTest where they draw): the TensorBoard download
+(`cnn_explorer_ui.exports.tensorboard_download`: a button for a run with a log, a caption for one without), the
+studio's image-size control (`studio_setup.choose_image_size`) and Predict's samples at the trained size."""
 
 from __future__ import annotations
 
@@ -93,3 +93,20 @@ def test_the_studio_offers_larger_medmnist_images_their_sizes_starting_where_the
     assert app.session_state["side_breastmnist"] is None and app.session_state["side_mnist"] is None
     medmnist.set_value(64).run()
     assert app.session_state["side_breastmnist_64"] == 64  # its own size, when asked
+
+
+def test_a_predict_sample_is_resized_as_its_model_s_training_set_was(tiny_data_dir):
+    # A 64-px set trained at 32 px: Pillow resized its test images for the model, unlike training's torch resize.
+    from cnn_core import data
+    from cnn_explorer_ui.data_sets import sample_as_trained, test_split
+    from data_fixtures import tiny_breastmnist_arrays, write_npz
+
+    write_npz(tiny_data_dir / "medmnist" / "breastmnist_64.npz",
+              {k: (np.repeat(np.repeat(v, 3, 1), 3, 2)[:, :64, :64] if "images" in k else v)
+               for k, v in tiny_breastmnist_arrays().items()})  # fmt: skip
+    pictures = test_split("breastmnist_64")[0]
+    assert pictures.shape[1:] == (1, 64, 64)
+    trained_at_32 = data.load_split("breastmnist_64", "test", image_size=32).images[3].numpy()
+    assert np.array_equal(sample_as_trained(pictures, "breastmnist_64", 3, 32), trained_at_32)
+    assert np.array_equal(sample_as_trained(pictures, "breastmnist_64", 3, None), pictures[3])  # another set's
+    assert np.array_equal(sample_as_trained(pictures, "breastmnist_64", 3, 64), pictures[3])
