@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -43,7 +44,10 @@ def start() -> None:
     script = ("set -e; ip link set lo up; "
               f"exec {sys.executable} -m pytest -q -p no:cacheprovider --basetemp={folder / 'tmp'} "
               f"{ROOT / 'tests' / 'ray_cases.py'}")  # fmt: skip
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", HEAD_PID_FILE_ENV: str(folder / "head.pid")}
+    # Ray 2.59+ authenticates local clusters with a token; the cases' own, for the head and its clients alike, so
+    # a token left in ~/.ray/auth_token by another cluster (a killed run) cannot lock them out.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", HEAD_PID_FILE_ENV: str(folder / "head.pid"),
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     env.pop("CNN_RAY_ADDRESS", None)
     log = open(folder / "ray-cases.log", "w+")  # noqa: SIM115 - the cases write it until they end
     process = subprocess.Popen(["unshare", "-n", "bash", "-c", script], cwd=ROOT, env=env, stdout=log,

@@ -616,7 +616,7 @@ def test_a_frozen_efficientnet_run_on_an_image_folder_trains_live_and_reports_te
     table = tab.get_by_test_id("stDataFrame")
     expect(table).to_be_visible()
     rows = _data_frame_rows(tab, count=2)
-    assert [(row[2], row[11]) for row in rows] == [("transfer:efficientnet_lite0", "h-flip")] * 2  # model, augmentation
+    assert [(row[2], row[12]) for row in rows] == [("transfer:efficientnet_lite0", "h-flip")] * 2  # model, augmentation
     assert rows[0][1] in ("stopped", "finished") and rows[1][1] == "finished"
     assert_no_exception(tab)
     save_screenshot(tab, "studio-transfer-finished")
@@ -648,7 +648,7 @@ def test_a_run_with_flips_reports_test_metrics_averaged_over_the_taught_orientat
     _start(tab)
     expect(tab.get_by_text(re.compile(r"average over the 8 orientations"))).to_be_visible(timeout=RUN_TIMEOUT_MS)
     rows = _data_frame_rows(tab, count=2)
-    assert [row[11] for row in rows] == ["shift 2, h-flip, jitter 0.1", "shift 2, h-flip, rot-90, jitter 0.1"]
+    assert [row[12] for row in rows] == ["shift 2, h-flip, jitter 0.1", "shift 2, h-flip, rot-90, jitter 0.1"]
     save_screenshot(tab, "studio-test-time-augmentation")
     assert_no_exception(tab)
 
