@@ -371,6 +371,18 @@ def test_a_split_too_large_for_the_free_memory_is_refused_before_it_is_read(tiny
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith("use a computer with more memory.")
 
 
+def test_reads_in_progress_hold_their_memory_so_parallel_splits_count_each_other(tiny_data_dir, monkeypatch):
+    # load_splits reads splits in parallel threads: each saw the same free memory before either had allocated.
+    import cnn_core.device
+
+    monkeypatch.setattr(cnn_core.device, "available_memory_bytes", lambda: 1_000_000)
+    with cache.reserved_memory(300_000, "Another split", "no advice"):  # pathmnist's train split needs 846.7 KB
+        with pytest.raises(DataError, match=r"needs 846.7 KB of memory and this computer has 700.0 KB free"):
+            data.load_split("pathmnist", "train")
+    assert len(data.load_split("pathmnist", "train")) == 180  # released: it fits
+    assert cache._RESERVED_MEMORY == [0]  # and nothing stays held, after a refusal or a read
+
+
 def test_free_memory_is_the_smaller_of_the_machine_s_and_a_container_limit_s(tmp_path):
     from cnn_core.device import available_memory_bytes
 

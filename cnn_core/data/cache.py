@@ -7,6 +7,7 @@ sharing the cache never read half a file, and read back with `torch.load(weights
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -18,6 +19,7 @@ import threading
 import zipfile
 import zlib
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -218,14 +220,30 @@ def short(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def check_memory(needed: int, what: str, advice: str) -> None:
-    """DataError before a read that would not fit: `needed` bytes (the images plus any copy made while
-    reading them) against `device.available_memory_bytes()`; no check when that is unknown. Without it a
-    split too large for the machine (PathMNIST at 224 px: 13.5 GB of training images) ends in an out-of-memory
-    kill or minutes of swapping instead of a message."""
+#: Bytes promised to reads in progress (`reserved_memory`): two splits read in parallel threads each saw the
+#: same free memory before either had allocated anything.
+_RESERVED_MEMORY = [0]
+_RESERVED_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def reserved_memory(needed: int, what: str, advice: str) -> Iterator[None]:
+    """Hold `needed` bytes (the images plus any copy made while reading them) for a read, after checking them
+    against `device.available_memory_bytes()` less what reads in progress hold; DataError when they do not fit
+    (no check when the free memory is unknown). Without it a split too large for the machine (PathMNIST at
+    224 px: 13.5 GB of training images) ends in an out-of-memory kill or minutes of swapping, not a message."""
     from ..device import available_memory_bytes
 
-    room = available_memory_bytes()
-    if room is not None and needed > room:
-        raise DataError(f"{what} needs {human_bytes(needed)} of memory and this computer has {human_bytes(room)} "
-                        f"free: {advice}")
+    with _RESERVED_LOCK:
+        room = available_memory_bytes()
+        if room is not None:
+            room = max(0, room - _RESERVED_MEMORY[0])
+            if needed > room:
+                raise DataError(f"{what} needs {human_bytes(needed)} of memory and this computer has "
+                                f"{human_bytes(room)} free: {advice}")
+        _RESERVED_MEMORY[0] += needed
+    try:
+        yield
+    finally:
+        with _RESERVED_LOCK:
+            _RESERVED_MEMORY[0] -= needed

@@ -25,7 +25,8 @@ from PIL import Image
 
 from .. import settings
 from ..errors import DataError
-from .cache import CACHE_FORMAT, STATE_LOCK, cache_root, check_memory, digest, human_bytes, safe_name, short, write_json
+from .cache import (CACHE_FORMAT, STATE_LOCK, cache_root, digest, human_bytes, reserved_memory, safe_name, short,
+                    write_json)
 from .layout import (copies_note, copies_of_siblings, describe_layout, split_folders, split_of_folder,
                      unify_split_classes)
 from .images import (ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_image, is_jpeg, maybe_image_name,
@@ -527,9 +528,13 @@ def read_folder_image(path: Path, image_size: int, channels: int) -> np.ndarray 
 
 def _build_folder(scan: FolderScan, seed: int, size: int) -> dict[str, BuiltSplit]:
     image_bytes = len(scan.files) * scan.channels * size * size  # uint8, each read once, then stacked by split
-    check_memory(2 * image_bytes, f"Reading {len(scan.files):,} images of {scan.root.name} at {size}×{size} px, "
-                 f"{human_bytes(image_bytes)},", "read them at a smaller image size, or use a computer with more "
-                 "memory.")
+    with reserved_memory(2 * image_bytes, f"Reading {len(scan.files):,} images of {scan.root.name} at {size}×{size} "
+                         f"px, {human_bytes(image_bytes)},", "read them at a smaller image size, or use a computer "
+                         "with more memory."):
+        return _decode_folder(scan, seed, size)
+
+
+def _decode_folder(scan: FolderScan, seed: int, size: int) -> dict[str, BuiltSplit]:
     assignment = folder_assignment(scan, seed)
     paths = [scan.root / relative for relative, _ in scan.files]
     workers = max(1, min(4, os.cpu_count() or 1))

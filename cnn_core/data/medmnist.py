@@ -8,6 +8,7 @@ medmnist's INFO table (Yang et al., "MedMNIST v2", Scientific Data 2023).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import re
@@ -20,7 +21,7 @@ import torch
 
 from .. import settings
 from ..errors import DataError
-from .cache import CACHE_FORMAT, DAMAGED_FILE_ERRORS, cache_root, check_memory, digest, file_stamp, human_bytes, short
+from .cache import CACHE_FORMAT, DAMAGED_FILE_ERRORS, cache_root, digest, file_stamp, human_bytes, reserved_memory, short
 from .download import DownloadPlan, RemoteFile, mirror_address
 from .source import BuiltSplit, DataSource, Located, Progress
 from .types import MEDMNIST_SIZES, SPLITS, DatasetInfo, DatasetStatus
@@ -278,27 +279,35 @@ def checked_labels(path: Path, split: str, labels: np.ndarray, info: DatasetInfo
     return labels[:, 0].astype(np.int64)
 
 
-def _check_room(entry: MedmnistSource, split: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
-    """DataError when a split's images would not fit in memory: the array, plus the copy that puts colour
-    channels first."""
+def _room(entry: MedmnistSource, split: str, shape: tuple[int, ...], dtype: np.dtype
+          ) -> contextlib.AbstractContextManager:
+    """The memory a split's images take while it is built (`reserved_memory`: DataError when it does not fit):
+    the array, plus the copy that puts colour channels first."""
     image_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     needed = image_bytes * (2 if len(shape) == 4 else 1)
     smaller = [medmnist_name(entry.flag, size) for size in MEDMNIST_SIZES if size < entry.size]
     advice = (f"use a smaller size of the same images ({', '.join(smaller)}), or a computer with more memory."
               if smaller else "use a computer with more memory.")
-    check_memory(needed, f"Reading the {split} split of {entry.info.title}, {human_bytes(image_bytes)} of images,",
-                 advice)
+    return reserved_memory(needed, f"Reading the {split} split of {entry.info.title}, {human_bytes(image_bytes)} of "
+                           "images,", advice)
 
 
 def _build_medmnist(entry: MedmnistSource, path: Path, split: str, progress: Progress | None = None) -> BuiltSplit:
     """Read one split straight from the npz (plain arrays, never pickles): only that split's members are
-    decompressed, and medmnist never gets a chance to re-download over the file."""
+    decompressed, and medmnist never gets a chance to re-download over the file. Its memory is reserved from
+    the header until the split is built, so splits read in parallel count each other."""
+    with contextlib.ExitStack() as held:
+        return _read_medmnist(entry, path, split, progress,
+                              lambda shape, dtype: held.enter_context(_room(entry, split, shape, dtype)))
+
+
+def _read_medmnist(entry: MedmnistSource, path: Path, split: str, progress: Progress | None,
+                   before_reading: Callable[[tuple[int, ...], np.dtype], None]) -> BuiltSplit:
     info = entry.info
     try:
         with zipfile.ZipFile(path) as archive:
             labels = _read_npy_member(archive, f"{split}_labels.npy")
-            images = _read_npy_member(archive, f"{split}_images.npy", progress,
-                                      lambda shape, dtype: _check_room(entry, split, shape, dtype))
+            images = _read_npy_member(archive, f"{split}_images.npy", progress, before_reading)
     except KeyError as exc:
         raise DataError(
             f"{path} has no {split}_images/{split}_labels arrays: it is not a MedMNIST file. "
