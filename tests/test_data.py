@@ -1049,3 +1049,15 @@ def test_one_medmnist_set_at_two_sizes_holds_the_same_kind_of_images():
     assert data.same_images_kind("dermamnist", "dermamnist_64") and data.same_images_kind("breastmnist_224", "breastmnist")
     assert data.same_images_kind("scans", "scans") and not data.same_images_kind("dermamnist", "bloodmnist")
     assert not data.same_images_kind("scans", "scans_64") and not data.same_images_kind("mnist", "pathmnist")
+
+
+def test_a_resize_works_in_chunks_of_bounded_memory_with_the_same_result(monkeypatch):
+    # 2,048 images of 224 px a chunk took 1.2 GB of float32 on top of the split itself.
+    images = torch.randint(0, 256, (40, 3, 64, 64), dtype=torch.uint8)
+    whole = cache.resize_uint8(images, 28, chunk=40)
+    monkeypatch.setattr(cache, "RESIZE_CHUNK_BYTES", 3 * 4 * 3 * 64 * 64)  # three images a chunk
+    blocks = []
+    original = torch.nn.functional.interpolate
+    monkeypatch.setattr(torch.nn.functional, "interpolate", lambda x, **k: blocks.append(len(x)) or original(x, **k))
+    assert torch.equal(cache.resize_uint8(images, 28), whole)
+    assert blocks == [3] * 13 + [1]
