@@ -25,6 +25,13 @@ def restore_uploads() -> list[str]:
 
 
 @st.cache_resource(show_spinner=False)
+def setting_problems() -> list[str]:
+    """Once per server: its environment settings that are wrong (a bad CNN_UPLOADS_TOTAL_MB said on every page,
+    not to the first student who uploads)."""
+    return runs.server_setting_problems()
+
+
+@st.cache_resource(show_spinner=False)
 def freeze_imported_objects() -> bool:
     """Once per server, after the first script run imported PyTorch and friends: move those half a million
     objects out of the garbage collector's reach (`gc.freeze`), so its full collections stay milliseconds
@@ -44,6 +51,8 @@ current = st.navigation([st.Page(home, title="Home", icon=":material/home:", def
 with st.sidebar:
     classroom_toggle()
     st.caption(f"Device: **{device_label()}**")
+    for problem in setting_problems():
+        st.error(f"This server's settings: {problem}", icon=":material/error:")
     remember_browser()  # on every page, so this browser's runs and uploads follow it into new tabs
 current.run()
 freeze_imported_objects()  # after the first page run: its modules are imported by now

@@ -923,3 +923,15 @@ def test_outline_square_marks_the_crop_in_colour_and_leaves_the_rest():
     expected[2, 3:7] = expected[5, 3:7] = expected[2:6, 3] = expected[2:6, 6] = True
     np.testing.assert_array_equal(red, expected)
     assert (outlined[~expected] == 100).all()
+
+
+def test_wrong_server_settings_are_named_when_the_server_starts(monkeypatch):
+    # A bad CNN_UPLOADS_TOTAL_MB was found only when the first student uploaded, and told to that student.
+    from cnn_core.runs import server_setting_problems
+
+    assert server_setting_problems() == []
+    monkeypatch.setenv("CNN_UPLOADS_TOTAL_MB", "20GB")
+    monkeypatch.setenv("CNN_MAX_CONCURRENT_RUNS", "0")
+    assert server_setting_problems() == [
+        "CNN_MAX_CONCURRENT_RUNS must be a whole number of at least 1; got '0'.",
+        "CNN_UPLOADS_TOTAL_MB must be a positive number of megabytes; got '20GB'."]

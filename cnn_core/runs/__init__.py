@@ -8,7 +8,8 @@ are still there, and a run whose worker died with the server is marked interrupt
 in the same store (`record_run`). Each local run writes a TensorBoard log into its own folder (`logs`). `library` says what one owner may see: the shipped checkpoints and their own.
 """
 
-from .commands import ENV_MAX_CONCURRENT, augment_options, check_run_config, checkpoint_path_for, cli_command, default_max_concurrent
+from .commands import (ENV_MAX_CONCURRENT, augment_options, check_run_config, checkpoint_path_for, cli_command,
+                       default_max_concurrent, server_setting_problems)
 from .library import (Forgotten, checkpoint_label, checkpoints_for, forget_owner, owned_checkpoint_files, record_upload,
                       restore_uploads)
 from .logs import has_tensorboard_log, run_log_dir, tensorboard_zip
@@ -46,6 +47,7 @@ __all__ = [
     "record_run",
     "record_upload",
     "restore_uploads",
+    "server_setting_problems",
     "run_log_dir",
     "run_progress",
     "smooth",

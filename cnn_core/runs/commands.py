@@ -37,6 +37,20 @@ def default_max_concurrent() -> int:
         return 1
 
 
+def server_setting_problems() -> list[str]:
+    """What is wrong with the server's own settings (environment variables), each in one sentence: said when
+    the server starts, not to the first student who uploads or trains."""
+    from ..data.uploads import ZipLimits
+
+    problems = []
+    for check in (default_max_concurrent, ZipLimits):
+        try:
+            check()
+        except CnnError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def check_run_config(config: TrainConfig) -> tuple[ResolvedConfig, data_registry.DatasetInfo]:
     """Everything that can be checked before a run starts, with a message a student can act on.
 
