@@ -229,7 +229,8 @@ def _report(args: argparse.Namespace, end) -> int:
         + (", stopped early" if end.stopped_early else "")
         + f". Test accuracy {_percent(metrics.get('accuracy'))}, ROC-AUC {_percent(metrics.get('auroc'))}"
         + (f" ({metrics['undefined']['auroc']})" if (metrics.get("undefined") or {}).get("auroc") else "") + "."
-        + (f" Checkpoint: {end.checkpoint_path}" if end.checkpoint_path else ""),
+        + (f" Checkpoint: {end.checkpoint_path}" if end.checkpoint_path else
+           " No checkpoint was saved: add --out FILE.safetensors to keep one."),
         file=sys.stderr,
     )
     if args.json:

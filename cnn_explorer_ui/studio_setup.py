@@ -130,12 +130,17 @@ def choose_image_size(info: data.DatasetInfo, spec: models.ModelSpec) -> int | N
     else:
         return None
     sizes = sorted(s for s in sizes if s >= spec.min_image_size)
-    return st.select_slider("Image size for training (pixels a side)", sizes, value=wanted if wanted in sizes else
-                            sizes[-1], key=f"studio_size_{info.name}_{spec.name}",
-                            help=f"The images ({info.image_size}×{info.image_size}) are resized to this square; "
-                                 "smaller trains faster. A set under 5,000 images starts at its side halved to "
-                                 "28-55 px: in the same time, many epochs at a small size learned more than a few "
-                                 "at full size.")
+    chosen = st.select_slider("Image size for training (pixels a side)", sizes, value=wanted if wanted in sizes else
+                              sizes[-1], key=f"studio_size_{info.name}_{spec.name}",
+                              help=f"The images ({info.image_size}×{info.image_size}) are resized to this square; "
+                                   "smaller trains faster. A set under 5,000 images starts at its side halved until "
+                                   "it is 28-55 px (128 → 32, 224 → 28): in the same time, many epochs at a small "
+                                   "size learned more than a few at full size.")
+    if side is not None and chosen == side:
+        st.caption(f":material/photo_size_select_small: Trained at {side}×{side}, not {info.image_size}×"
+                   f"{info.image_size}: with a set this small, many epochs at a small size learn more than a few at "
+                   "full size in the same time. Move the slider to keep more detail.")
+    return chosen
 
 
 def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: dict,

@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from cnn_core import gallery, reports, runs
+from cnn_core import data, gallery, reports, runs
+from cnn_core.errors import CnnError
 from cnn_core.inference.metrics import METRIC_LABELS
 from cnn_core.training import checkpoint_keeps
 
@@ -126,8 +127,10 @@ def show_metrics(snap: runs.RunSnapshot) -> None:
     binary = len(class_names) == 2
     st.markdown(f"#### Test metrics ({metrics['n']:,} test images)")
     tiles = reports.metric_tiles(metrics, class_names, METRIC_LABELS)
-    for col, tile in zip(st.columns(len(tiles)), tiles):
-        col.metric(literal(tile.label), tile.text, help=f"Undefined here: {tile.why}." if tile.why else None)
+    row = st.container(horizontal=True, gap="medium")  # tiles as wide as their text, wrapping: equal columns cut
+    for tile in tiles:                                  # "92.3 %" to "92.…" on a 1280-px laptop
+        row.metric(literal(tile.label), tile.text, help=f"Undefined here: {tile.why}." if tile.why else None,
+                   width="content")
     st.caption(f"Sensitivity and specificity treat “{literal(metrics.get('positive_class', class_names[1]))}” as the "
                "positive class." if binary else
                "Macro scores average the classes equally, so a rare class counts as much as a common one.")
@@ -266,21 +269,37 @@ def _run_label(number: int, snap: runs.RunSnapshot) -> str:
     return f"#{number} {snap.resolved.model} on {snap.dataset_title}"
 
 
+def _side_trained(snap: runs.RunSnapshot) -> int | None:
+    """The side a run's images were trained at: its card's, the size it asked for, else its data set's own."""
+    if snap.end is not None and snap.end.card is not None:
+        return snap.end.card.image_size
+    side = snap.resolved.image_size or snap.config.image_size
+    if side is None:
+        try:
+            side = data.get_dataset_info(snap.config.dataset).image_size
+        except CnnError:
+            return None
+    return side
+
+
 def compare_runs(manager: runs.RunManager, owner: str) -> None:
     history = manager.runs_for(owner)
     if not history:
         return
     st.subheader(":material/compare_arrows: Compare your runs")
     rows = reports.compare_rows(history, describe_status=STATUS_LABELS.get, describe_seconds=runs.format_seconds)
-    for row in rows:  # percentages kept as numbers, so a click on the header sorts 9.5 % below 10 %
+    for row, snap in zip(rows, history):  # numbers kept as numbers, so a click on a header sorts 9.5 % below 10 %
         for column in ("best val acc", "test acc"):
             row[column] = None if row[column] is None else 100 * row[column]  # blank: a stopped run has no test
+        row["image size"] = _side_trained(snap)
     percent = st.column_config.NumberColumn(width="small", format="%.1f%%")
+    side = st.column_config.NumberColumn("image size", width="small", format="%d px",
+                                         help="The side the images were resized to for training (pixels)")
     # What each run achieved first (visible at any width: the options scroll to the right), then its options.
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="studio_compare_table",
                  column_order=COMPARE_COLUMNS,
                  column_config={"run": st.column_config.NumberColumn(pinned=True, width="small", format="#%d"),
-                                "best val acc": percent, "test acc": percent,
+                                "best val acc": percent, "test acc": percent, "image size": side,
                                 "augmentation": st.column_config.TextColumn(width="medium")})
     labels = [_run_label(number, snap) for number, snap in enumerate(history, 1)]
     figure = compare_figure(history, labels)

@@ -44,8 +44,13 @@ def test_datasets_and_models(tiny_data_dir, capsys):
 def test_train_evaluate_predict(tiny_data_dir, tmp_path, capsys):
     out = tmp_path / "digits.safetensors"
     assert main(["train", "--data", "mnist", "--epochs", "2", "--batch-size", "32", "--out", str(out), "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
     assert summary["epochs_run"] == 2 and summary["train_seconds"] > 0
+    assert f"Checkpoint: {out}" in captured.err
+    # without --out nothing is saved, and the last line says so (a student looked for the file to evaluate)
+    assert main(["train", "--data", "mnist", "--epochs", "1", "--batch-size", "32"]) == 0
+    assert capsys.readouterr().err.rstrip().endswith("No checkpoint was saved: add --out FILE.safetensors to keep one.")
     assert 0 <= summary["test_metrics"]["accuracy"] <= 1
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["command"].startswith("python -m cnn_core train --data mnist")

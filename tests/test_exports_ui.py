@@ -90,9 +90,12 @@ def test_the_studio_offers_larger_medmnist_images_their_sizes_starting_where_the
     assert list(medmnist.options) == ["32", "64"] and medmnist.value == 32  # 40 images: half the side
     assert list(folder.options) == ["32", "64", "96", "128"] and folder.value == 32
     assert "(64×64)" in medmnist.help
+    said = [caption.value for caption in app.caption]
+    assert any("Trained at 32×32, not 64×64: with a set this small" in text for text in said), said  # why 32
     assert app.session_state["side_breastmnist"] is None and app.session_state["side_mnist"] is None
     medmnist.set_value(64).run()
     assert app.session_state["side_breastmnist_64"] == 64  # its own size, when asked
+    assert not any("not 64×64" in caption.value for caption in app.caption)
 
 
 def test_a_predict_sample_is_resized_as_its_model_s_training_set_was(tiny_data_dir):

@@ -104,8 +104,8 @@ def _small_set_note(native: int, side: int | None, n_train: int) -> tuple[str, .
     if side is None or side == native:
         return ()
     return (f"the images are trained at {side}×{side}, not {native}×{native}: with {n_train:,} training images, "
-            f"many epochs at a small size learn more than a few at full size in the same time (an image size of "
-            f"{native}, --image-size {native}, keeps that size)",)
+            f"many epochs at a small size learn more than a few at full size in the same time (to keep "
+            f"{native}×{native}: --image-size {native}, or {native} px in the studio)",)
 
 
 def _refuse_empty_classes(name: str, info: data_registry.DatasetInfo, splits: list) -> None:
