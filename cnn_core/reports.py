@@ -114,7 +114,7 @@ def compare_rows(snapshots: Sequence[Any], *, describe_status: Callable[[Any], s
                  describe_seconds: Callable[[float], str]) -> list[dict[str, object]]:
     """One row per run (snapshots with `.config`, `.resolved`, `.epochs`, `.status`, `.test_accuracy`,
     `.started_at`, `.wall_seconds()`), numbered from 1 in the given order ("run": 1, 2, ...): what the run was
-    asked to do (the side its images were resized to, "original" when they were not), how far it got, and its
+    asked to do (the side in pixels its images were resized to, None when they were not), how far it got, and its
     best validation and its test accuracy (fractions, None when unknown)."""
     rows = []
     for number, snap in enumerate(snapshots, 1):
@@ -122,7 +122,7 @@ def compare_rows(snapshots: Sequence[Any], *, describe_status: Callable[[Any], s
         rows.append({
             "run": number, "status": describe_status(snap.status), "data set": config.dataset,
             "model": resolved.model, "epochs": f"{len(snap.epochs)}/{resolved.epochs}",
-            "batch": resolved.batch_size, "image size": _side_text(getattr(resolved, "image_size", None) or getattr(config, "image_size", None)),
+            "batch": resolved.batch_size, "image size": getattr(resolved, "image_size", None) or getattr(config, "image_size", None),
             "lr": f"{resolved.lr:g}",
             "optimizer": f"{resolved.optimizer} · {resolved.schedule}",
             "augmentation": augment_summary(resolved.augment),
@@ -132,11 +132,6 @@ def compare_rows(snapshots: Sequence[Any], *, describe_status: Callable[[Any], s
             "time": describe_seconds(snap.wall_seconds()) if snap.started_at else "—",
         })
     return rows
-
-
-def _side_text(side: int | None) -> str:
-    """"32×32" for a run resized to 32 px; "original" for one trained at its data set's own size."""
-    return f"{side}×{side}" if side else "original"
 
 
 # ------------------------------------------------------------------------------------------ metrics

@@ -16,7 +16,8 @@ from cnn_core.data.augment import AugmentConfig, default_augment
 from cnn_core.errors import CnnError
 from cnn_core.training import (MIN_BATCH_SIZE, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig, checkpoint_keeps,
                                resolve_monitor)
-from cnn_core.training.config import MIN_DEFAULT_STEPS, MIN_VAL_IMAGES_PER_CLASS, default_image_size, default_recipe
+from cnn_core.training.config import (MIN_DEFAULT_STEPS, MIN_VAL_IMAGES_PER_CLASS, default_image_size, default_recipe,
+                                     small_side_reason)
 
 from .data_sets import present_datasets
 from .pickers import dataset_picker, model_arg_picker, model_picker
@@ -137,9 +138,9 @@ def choose_image_size(info: data.DatasetInfo, spec: models.ModelSpec) -> int | N
                                    "it is 28-55 px (128 → 32, 224 → 28): in the same time, many epochs at a small "
                                    "size learned more than a few at full size.")
     if side is not None and chosen == side:
-        st.caption(f":material/photo_size_select_small: Trained at {side}×{side}, not {info.image_size}×"
-                   f"{info.image_size}: with a set this small, many epochs at a small size learn more than a few at "
-                   "full size in the same time. Move the slider to keep more detail.")
+        reason = small_side_reason(info.image_size, side)
+        st.caption(f":material/photo_size_select_small: {reason[0].upper()}{reason[1:]}. Move the slider to keep "
+                   "more detail.")
     return chosen
 
 

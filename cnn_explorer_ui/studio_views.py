@@ -269,17 +269,14 @@ def _run_label(number: int, snap: runs.RunSnapshot) -> str:
     return f"#{number} {snap.resolved.model} on {snap.dataset_title}"
 
 
-def _side_trained(snap: runs.RunSnapshot) -> int | None:
-    """The side a run's images were trained at: its card's, the size it asked for, else its data set's own."""
+def _own_side(snap: runs.RunSnapshot) -> int | None:
+    """The side of a run that resized nothing: its card's (a transfer model's input size), else its data set's."""
     if snap.end is not None and snap.end.card is not None:
         return snap.end.card.image_size
-    side = snap.resolved.image_size or snap.config.image_size
-    if side is None:
-        try:
-            side = data.get_dataset_info(snap.config.dataset).image_size
-        except CnnError:
-            return None
-    return side
+    try:
+        return data.get_dataset_info(snap.config.dataset).image_size
+    except CnnError:
+        return None
 
 
 def compare_runs(manager: runs.RunManager, owner: str) -> None:
@@ -291,7 +288,7 @@ def compare_runs(manager: runs.RunManager, owner: str) -> None:
     for row, snap in zip(rows, history):  # numbers kept as numbers, so a click on a header sorts 9.5 % below 10 %
         for column in ("best val acc", "test acc"):
             row[column] = None if row[column] is None else 100 * row[column]  # blank: a stopped run has no test
-        row["image size"] = _side_trained(snap)
+        row["image size"] = row["image size"] or _own_side(snap)
     percent = st.column_config.NumberColumn(width="small", format="%.1f%%")
     side = st.column_config.NumberColumn("image size", width="small", format="%d px",
                                          help="The side the images were resized to for training (pixels)")

@@ -247,7 +247,6 @@ def sample_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
     return model_input
 
 
-
 # ------------------------------------------------------------------------------------------ page
 entries = checkpoint_entries()
 if not entries:

@@ -351,9 +351,9 @@ def test_a_default_side_is_trained_recorded_and_said(tiny_data_dir):
     end = run_training(TrainConfig(dataset="breastmnist_64", epochs=1, device="cpu"),
                        lambda event: statuses.append(getattr(event, "message", "")))
     assert end.card.model == "resnet_small" and end.card.image_size == 32 and end.card.training["image_size"] == 32
-    assert "Note: the images are trained at 32×32, not 64×64: with 40 training images, many epochs at a small " \
-           "size learn more than a few at full size in the same time (to keep 64×64: --image-size 64, or 64 px in " \
-           "the studio)." in statuses, statuses
+    assert "Note: the images are trained at 32×32, not 64×64: with a set this small, many epochs at a small size " \
+           "learn more than a few at full size in the same time (to keep 64×64: --image-size 64, or 64 px in the " \
+           "studio)." in statuses, statuses
     asked = run_training(TrainConfig(dataset="breastmnist_64", epochs=1, device="cpu", image_size=64))
     assert asked.card.image_size == 64 and not any("trained at" in note for note in asked.card.training.get("data_notes", []))
 

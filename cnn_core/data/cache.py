@@ -102,7 +102,7 @@ RESIZE_CHUNK_BYTES = 64 * 2**20
 def resize_uint8(images: torch.Tensor, size: int, chunk: int | None = None) -> torch.Tensor:
     """Bilinear, antialiased resize of uint8 [N, C, H, W] images, in chunks of `chunk` images (default: as many
     as fit in `RESIZE_CHUNK_BYTES` as float32, at least one) to bound memory."""
-    per_image = 4 * max(1, images[0].numel() if len(images) else 1, images.shape[1] * size * size)
+    per_image = 4 * images.shape[1] * max(images.shape[2] * images.shape[3], size * size, 1)
     chunk = chunk or max(1, RESIZE_CHUNK_BYTES // per_image)
     out = torch.empty((images.shape[0], images.shape[1], size, size), dtype=torch.uint8)
     for start in range(0, images.shape[0], chunk):

@@ -163,9 +163,7 @@ def remove_upload(name: str, owner: str) -> None:
     if folder_owner(name) != owner or not root.is_dir():
         raise DataError(f"{name!r} is not one of your uploads.")
     shutil.rmtree(root)  # its digest record stays: another zip of this name gets a new name (`available_name`)
-    for cached in _upload_caches(name):
-        cached.unlink(missing_ok=True)
-    forget_image_folder(name)
+    _forget_upload(name, owner)
 
 
 def remove_owner_uploads(owner: str) -> list[str]:
@@ -174,12 +172,17 @@ def remove_owner_uploads(owner: str) -> list[str]:
     folder = upload_root("x", owner).parent
     names = sorted(child.name for child in folder.iterdir() if child.is_dir()) if folder.is_dir() else []
     for name in names:
-        for cached in _upload_caches(name):
-            cached.unlink(missing_ok=True)
-        if folder_owner(name) == owner:
-            forget_image_folder(name)
+        _forget_upload(name, owner)
     shutil.rmtree(folder, ignore_errors=True)
     return names
+
+
+def _forget_upload(name: str, owner: str) -> None:
+    """Delete the tensor caches and folder listings of `owner`'s upload `name`, and unregister it here."""
+    for cached in _upload_caches(name):
+        cached.unlink(missing_ok=True)
+    if folder_owner(name) == owner:
+        forget_image_folder(name)
 
 
 def _upload_caches(name: str) -> list[Path]:

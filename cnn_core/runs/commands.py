@@ -112,8 +112,8 @@ def cli_command(config: TrainConfig, resolved: ResolvedConfig, family: str, task
         parts += ["--patience", str(config.patience)]
     if config.limit is not None:
         parts += ["--limit", str(config.limit)]
-    if (config.image_size or resolved.image_size) is not None:  # a default size too: defaults may change later
-        parts += ["--image-size", str(config.image_size or resolved.image_size)]
+    if resolved.image_size is not None:  # the asked side, or the default one: defaults may change later
+        parts += ["--image-size", str(resolved.image_size)]
     if config.augment is not None:  # as chosen; None lets the trainer pick what suits the data set
         a = config.augment
         parts += ["--shift", str(a.shift), "--hflip" if a.hflip else "--no-hflip",

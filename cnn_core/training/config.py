@@ -256,6 +256,13 @@ def default_image_size(info: DatasetInfo, config: TrainConfig) -> int | None:
     return None if side == info.image_size else side
 
 
+def small_side_reason(native: int, side: int) -> str:
+    """Why a small set trains at `side` instead of its own `native` side (`default_image_size`), for the CLI's
+    note and the studio's caption."""
+    return (f"trained at {side}×{side}, not {native}×{native}: with a set this small, many epochs at a small size "
+            "learn more than a few at full size in the same time")
+
+
 def default_recipe(model_defaults: dict, info: DatasetInfo, config: TrainConfig) -> tuple[int, int]:
     """(epochs, batch size) of a run that names neither.
 

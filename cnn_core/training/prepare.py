@@ -11,7 +11,7 @@ from .. import data as data_registry
 from ..data.augment import BatchPreprocessor
 from ..errors import ConfigError
 from ..data.registry import builtin_name
-from .config import ResolvedConfig, TrainConfig, folder_image_size
+from .config import ResolvedConfig, TrainConfig, folder_image_size, small_side_reason
 
 
 @dataclass
@@ -49,7 +49,7 @@ def prepare_data(config: TrainConfig, resolved: ResolvedConfig, device: torch.de
     splits = {}
     skipped = 0
     native = info.image_size
-    image_size = config.image_size or resolved.image_size
+    image_size = resolved.image_size  # the asked side, else `default_image_size`
     if image_size is None and info.family == "folder":  # e.g. transfer models: the backbone's input size
         image_size = folder_image_size(resolved.model, config.model_args)
     loaded = []
@@ -81,7 +81,7 @@ def prepare_data(config: TrainConfig, resolved: ResolvedConfig, device: torch.de
         normalization={"mean": list(mean), "std": list(std)},
         skipped=skipped,
         notes=tuple(data_registry.data_notes(config.dataset)) + _resize_note(info, native, config.image_size)
-        + _small_set_note(native, resolved.image_size if config.image_size is None else None, n_train),
+        + _small_set_note(native, resolved.image_size if config.image_size is None else None),
     )
 
 
@@ -99,13 +99,12 @@ def _resize_note(info: data_registry.DatasetInfo, native: int, size: int | None)
     return (note,)
 
 
-def _small_set_note(native: int, side: int | None, n_train: int) -> tuple[str, ...]:
+def _small_set_note(native: int, side: int | None) -> tuple[str, ...]:
     """A note when the default recipe trains a small set below its own side (`default_image_size`)."""
     if side is None or side == native:
         return ()
-    return (f"the images are trained at {side}×{side}, not {native}×{native}: with {n_train:,} training images, "
-            f"many epochs at a small size learn more than a few at full size in the same time (to keep "
-            f"{native}×{native}: --image-size {native}, or {native} px in the studio)",)
+    return (f"the images are {small_side_reason(native, side)} (to keep {native}×{native}: --image-size {native}, "
+            f"or {native} px in the studio)",)
 
 
 def _refuse_empty_classes(name: str, info: data_registry.DatasetInfo, splits: list) -> None:
