@@ -16,14 +16,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import CnnError, failure_line
+from .reports import metric_text
 
 if TYPE_CHECKING:  # pragma: no cover - the parser and --help import no torch
     from .data.augment import AugmentConfig
     from .training import TrainConfig
 
 
+LOG_BAR_SECONDS = 30  # the progress bar's redraw interval where stderr is a log, not a terminal
+
+
 def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f} %"
+    return metric_text("accuracy", value, decimals=2)
+
+
+def _epoch_line(event) -> str:
+    """One epoch of a run, as `train` prints it (locally and from a Ray cluster)."""
+    return (f"epoch {event.epoch}: train loss {event.train_loss:.4f} acc {_percent(event.train_accuracy)} | "
+            f"val loss {event.val_loss:.4f} acc {_percent(event.val_accuracy)} | {event.seconds:.1f} s")
 
 
 def _count(n: int, noun: str) -> str:
@@ -39,17 +49,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         status = data.dataset_status(info.name)
         if not (args.all or status.available) and info.family == "medmnist" and info.image_size != 28:
             continue
-        rows.append(
-            {
-                "name": info.name,
-                "title": info.title,
-                "task": info.task,
-                "classes": len(info.class_names),
-                "available": status.available,
-                "location": str(status.location) if status.location else None,
-                "how_to_get": None if status.available else status.how_to_get,
-            }
-        )
+        rows.append({"name": info.name, "title": info.title, "task": info.task, "classes": len(info.class_names),
+                     "available": status.available, "location": str(status.location) if status.location else None,
+                     "how_to_get": None if status.available else status.how_to_get})
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -75,9 +77,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _progress_bar(total: int | None, unit: str, *, disable: bool = False, **options):
-    """The CLI's progress bar (tqdm on stderr), shared by training (steps) and downloads (bytes)."""
+    """The CLI's progress bar (tqdm on stderr), shared by training (steps) and downloads (bytes); in a log file a
+    3-minute run writes a few redraws, not thousands."""
     from tqdm import tqdm
 
+    if not sys.stderr.isatty():
+        options.setdefault("mininterval", LOG_BAR_SECONDS)
     return tqdm(total=total, unit=unit, file=sys.stderr, disable=disable, **options)
 
 
@@ -196,11 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 bar.update(event.step - bar.n)
                 bar.set_postfix(epoch=event.epoch, loss=f"{event.loss:.3f}", lr=f"{event.lr:.2e}")
             elif isinstance(event, EpochEvent):
-                message = (
-                    f"epoch {event.epoch}: train loss {event.train_loss:.4f} acc {_percent(event.train_accuracy)} | "
-                    f"val loss {event.val_loss:.4f} acc {_percent(event.val_accuracy)} | {event.seconds:.1f} s"
-                )
-                (bar.write if bar is not None else print)(message, file=sys.stderr)
+                (bar.write if bar is not None else print)(_epoch_line(event), file=sys.stderr)
             elif isinstance(event, EndEvent):
                 end = event
     except KeyboardInterrupt:
@@ -264,9 +265,7 @@ def _train_on_ray(args: argparse.Namespace, config: "TrainConfig") -> int:
         while True:
             snap = manager.snapshot(run_id)
             for event in snap.epochs[printed:]:
-                print(f"epoch {event.epoch}: train loss {event.train_loss:.4f} acc {_percent(event.train_accuracy)} | "
-                      f"val loss {event.val_loss:.4f} acc {_percent(event.val_accuracy)} | {event.seconds:.1f} s",
-                      file=sys.stderr)  # fmt: skip
+                print(_epoch_line(event), file=sys.stderr)
             printed = len(snap.epochs)
             if not snap.status.active:
                 break
@@ -383,13 +382,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"dataset": card.dataset, **where, **metrics}))
         return 0
-    refused = f"; {len(metrics['refused'])} refused, accuracy with them {metrics['accuracy_all']:.4f}" if args.images else ""
+    refused = f"; {len(metrics['refused'])} refused, accuracy with them {_percent(metrics['accuracy_all'])}" if args.images else ""
     print(f"{Path(args.checkpoint).name} on {args.images or f'{card.dataset} {args.split}'} ({metrics['n']} images{refused}):")
     keys = [k for k in card_module.METRIC_ROWS if k in metrics]
     width = max((len(card_module.metric_label(key, metrics)) for key in keys), default=17)
-    for key in keys:
-        why, value, label = metrics.get("undefined", {}).get(key), metrics[key], card_module.metric_label(key, metrics)
-        print(f"  {label:<{width}} {value:.4f}" if value is not None else f"  {label:<{width}} n/a" + (f" ({why})" if why else ""))
+    for key in keys:  # as `train` and the studio show them: percentages, kappa a number
+        why, label = metrics.get("undefined", {}).get(key), card_module.metric_label(key, metrics)
+        print(f"  {label:<{width}} {metric_text(key, metrics[key], decimals=2)}" + (f" ({why})" if why else ""))
     return 0
 
 
@@ -432,6 +431,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _command(sub, func, *args, json_help: str | None = None, **options) -> argparse.ArgumentParser:
+    """A sub-command's parser that runs `func`, with a --json flag where `json_help` says what it prints."""
+    p = sub.add_parser(*args, **options)
+    p.set_defaults(func=func)
+    if json_help:
+        p.add_argument("--json", action="store_true", help=json_help)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="cnn-explorer",
@@ -440,27 +448,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("datasets", help="list every data set and whether it is found")
+    p = _command(sub, cmd_datasets, "datasets", json_help="print JSON",
+                 help="list every data set and whether it is found")
     p.add_argument("--all", action="store_true", help="include MedMNIST at 64, 128 and 224 px")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_datasets)
 
-    p = sub.add_parser("models", help="list the model registry")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_models)
+    p = _command(sub, cmd_models, "models", json_help="print JSON", help="list the model registry")
 
-    p = sub.add_parser(
-        "download",
+    p = _command(
+        sub, cmd_download, "download",
         help="download a data set into $CNN_CACHE_DIR (needs the internet)",
         description="Download MNIST or a MedMNIST set into $CNN_CACHE_DIR, with a progress bar. The files come "
         "from zenodo.org / torchvision's MNIST servers, or from $CNN_DOWNLOAD_MIRROR when it is set (a classroom "
         "server holding pathmnist.npz, train-images-idx3-ubyte.gz, ...).",
     )
     p.add_argument("name", help="data set name, e.g. mnist or pathmnist")
-    p.set_defaults(func=cmd_download)
 
-    p = sub.add_parser(
-        "train",
+    p = _command(
+        sub, cmd_train, "train",
         help="train a model and save a checkpoint",
         description="Train a model; with no --model, the best default for the data set. Transfer learning from an "
         "ImageNet backbone: --model transfer:efficientnet_lite0 (works offline; also transfer:resnet18, vgg11, vgg16, "
@@ -531,33 +535,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local: train in this process (default); ray: send the run to the Ray cluster named by "
                    "$CNN_RAY_ADDRESS (auto, host:port or ray://host:10001; pip install -e '.[cluster]')")
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("runs", help="the recorded training runs (the app's and the command line's)")
+    p = _command(sub, cmd_runs, "runs", json_help="print JSON",
+                 help="the recorded training runs (the app's and the command line's)")
     p.add_argument("action", choices=["list"], help="list: one line per run")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("evaluate", help="metrics of a checkpoint on a split")
+    p = _command(sub, cmd_evaluate, "evaluate", json_help="print JSON", help="metrics of a checkpoint on a split")
     p.add_argument("--checkpoint", required=True, help="checkpoint file (.safetensors)")
     p.add_argument("--data", help="data set it must have been trained on (default: the card's)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split (default test)")
     p.add_argument("--images", metavar="FOLDER", help="image files in class folders named by class or number (FOLDER/cat/*.png, FOLDER/7/*.png), prepared as "
                    "`predict` prepares them, instead of a split")
     p.add_argument("--raw", action="store_true", help="with --images: digit models only resize, as `predict --raw`")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="class and probabilities for image files")
+    p = _command(sub, cmd_predict, "predict", json_help="one JSON line per image (with a trust field)",
+                 help="class and probabilities for image files")
     p.add_argument("--checkpoint", required=True, help="checkpoint file (.safetensors)")
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, TIFF, ...)")
-    p.add_argument("--json", action="store_true", help="one JSON line per image (with a trust field)")
     p.add_argument("--raw", action="store_true", help="digit models: only resize, do not find, crop and centre "
                    "the digit the MNIST way")
-    p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser(
-        "export", help="export a checkpoint to ONNX (for onnxruntime, Netron, ...)", description="Export a checkpoint as an ONNX graph that includes its input preparation (scaling, "
+    p = _command(
+        sub, cmd_export, "export", help="export a checkpoint to ONNX (for onnxruntime, Netron, ...)", description="Export a checkpoint as an ONNX graph that includes its input preparation (scaling, "
         "normalisation, test-time augmentation) and outputs class probabilities; a batch of any size. A JSON card "
         "beside it (FILE.onnx.json) names the input, its shape, type and value range, and the class names.",
     )
@@ -566,15 +565,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output file (.onnx)")
     p.add_argument("--input-dtype", default="uint8", choices=["uint8", "float32"],
                    help="the graph's input: uint8 pixels 0-255 (default) or float32 0-1")
-    p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("summary", help="layer table of a model (torchinfo): output shapes, parameters, mult-adds")
+    p = _command(sub, cmd_summary, "summary", json_help="print JSON",
+                 help="layer table of a model (torchinfo): output shapes, parameters, mult-adds")
     p.add_argument("--model", help="registry model name (with --data)")
     p.add_argument("--data", help="data set that gives the input shape and the classes (with --model)")
     p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="extra model option, repeatable")
     p.add_argument("--checkpoint", help="a checkpoint file instead of --model and --data")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_summary)
     return parser
 
 

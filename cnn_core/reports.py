@@ -111,13 +111,14 @@ def augment_summary(augment: Any) -> str:
 
 
 def compare_rows(snapshots: Sequence[Any], *, describe_status: Callable[[Any], str],
-                 describe_seconds: Callable[[float], str]) -> list[dict[str, object]]:
+                 describe_seconds: Callable[[float], str],
+                 numbers: Sequence[int] | None = None) -> list[dict[str, object]]:
     """One row per run (snapshots with `.config`, `.resolved`, `.epochs`, `.status`, `.test_accuracy`,
-    `.started_at`, `.wall_seconds()`), numbered from 1 in the given order ("run": 1, 2, ...): what the run was
+    `.started_at`, `.wall_seconds()`), numbered by `numbers` (default: from 1 in the given order): what the run was
     asked to do (the side in pixels its images were resized to, None when they were not), how far it got, and its
     best validation and its test accuracy (fractions, None when unknown)."""
     rows = []
-    for number, snap in enumerate(snapshots, 1):
+    for number, snap in zip(numbers or range(1, len(snapshots) + 1), snapshots):
         config, resolved = snap.config, snap.resolved
         rows.append({
             "run": number, "status": describe_status(snap.status), "data set": config.dataset,
@@ -185,6 +186,16 @@ def headline_metrics(metrics: object) -> dict[str, float]:
     return {name: value for name in HEADLINE_METRICS if (value := _number(test.get(name))) is not None}
 
 
+def metric_text(key: str, value: object, decimals: int = 1) -> str:
+    """A test metric in words, as the studio, Predict and the CLI show it: Cohen's kappa (-1 to 1) as a number with
+    `decimals` + 2 decimals ("0.874"), the others (rates in [0, 1]: accuracy, ROC-AUC, ...) as percentages with
+    `decimals` decimals ("91.3 %"); "n/a" when the value is missing or not a number."""
+    number = _number(value)
+    if number is None:
+        return "n/a"
+    return f"{number:.{decimals + 2}f}" if key == "kappa" else f"{100 * number:.{decimals}f} %"
+
+
 @dataclass(frozen=True)
 class MetricTile:
     """One test metric as a tile: its label and its value in words ("91.3 %", "0.874", "n/a")."""
@@ -223,8 +234,7 @@ def metric_tiles(metrics: Mapping[str, object], class_names: Sequence[str],
         if key in ("precision", "recall", "f1"):
             label += f" ({metrics.get('positive_class') or class_names[1]})" if binary else " (macro)"
         value = _number(metrics.get(key))
-        text = "n/a" if value is None else f"{value:.3f}" if key == "kappa" else f"{100 * value:.1f} %"
         undefined = metrics.get("undefined")
         why = undefined.get(key) if value is None and isinstance(undefined, Mapping) else None
-        tiles.append(MetricTile(key, label, text, why))
+        tiles.append(MetricTile(key, label, metric_text(key, value), why))
     return tiles

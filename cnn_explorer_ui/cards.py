@@ -51,7 +51,8 @@ def entry_rows(entries: list[CheckpointEntry]) -> list[dict[str, object]]:
     for entry in entries:
         test = reports.headline_metrics(entry.card.metrics)
         accuracy = test.pop("accuracy", None)
-        rows.append({"name": entry.name, "model": entry.card.model, "data set": entry.card.dataset,
+        name = f"run #{entry.run_number}" if entry.run_number is not None else entry.name  # as the studio says it
+        rows.append({"name": name, "model": entry.card.model, "data set": entry.card.dataset,
                      "test accuracy": accuracy,
                      "other test metrics": ", ".join(f"{name} {value:.3f}" for name, value in test.items()) or "—",
                      "kind": "shipped" if entry.shipped else "yours" + (" (stopped)" if entry.card.stopped_early else ""),

@@ -13,7 +13,7 @@ import streamlit as st
 from cnn_core import runs
 from cnn_explorer_ui.home import home
 from cnn_explorer_ui.navigation import available_pages
-from cnn_explorer_ui.session import remember_browser
+from cnn_explorer_ui.session import remember_browser, stop_if_forgotten
 from cnn_explorer_ui.warmup import start_warm_imports
 from cnn_explorer_ui.widgets import classroom_toggle, device_label
 
@@ -54,6 +54,7 @@ with st.sidebar:
     for problem in setting_problems():
         st.error(f"This server's settings: {problem}", icon=":material/error:")
     remember_browser()  # on every page, so this browser's runs and uploads follow it into new tabs
+stop_if_forgotten()
 current.run()
 freeze_imported_objects()  # after the first page run: its modules are imported by now
 start_warm_imports()  # when app.py's lifespan did not already (e.g. another server)

@@ -7,6 +7,8 @@ import uuid
 
 import streamlit as st
 
+from cnn_core import runs
+
 BROWSER_COOKIE = "cnn_explorer_browser"
 
 
@@ -19,9 +21,21 @@ def browser_id() -> str:
     owner = st.session_state.get("browser_id")
     if owner is None:
         cookie = st.context.cookies.get(BROWSER_COOKIE)
-        owner = cookie if isinstance(cookie, str) and re.fullmatch(r"[0-9a-f]{32}", cookie) else uuid.uuid4().hex
+        usable = isinstance(cookie, str) and re.fullmatch(r"[0-9a-f]{32}", cookie) and not runs.was_forgotten(cookie)
+        owner = cookie if usable else uuid.uuid4().hex  # a forgotten id's cookie (its new one never arrived): new id
         st.session_state["browser_id"] = owner
     return owner
+
+
+def stop_if_forgotten() -> None:
+    """In a tab left open while another tab forgot this browser (Home, "Forget this browser"): say so and draw
+    nothing else, so nothing new is made under the forgotten id. A reload reads the browser's new cookie."""
+    owner = st.session_state.get("browser_id")
+    if owner is not None and runs.was_forgotten(owner):
+        st.warning("This browser's uploads, runs and checkpoints were deleted from another tab (Home, \"Forget "
+                   "this browser\"). Reload this page to go on as the browser's new identity.",
+                   icon=":material/refresh:")
+        st.stop()
 
 
 def remember_browser() -> None:

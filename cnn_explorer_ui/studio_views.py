@@ -284,7 +284,10 @@ def compare_runs(manager: runs.RunManager, owner: str) -> None:
     if not history:
         return
     st.subheader(":material/compare_arrows: Compare your runs")
-    rows = reports.compare_rows(history, describe_status=STATUS_LABELS.get, describe_seconds=runs.format_seconds)
+    number_of = manager.run_numbers(owner)  # a run keeps its number as newer ones come
+    numbers = [number_of[snap.id] for snap in history]
+    rows = reports.compare_rows(history, describe_status=STATUS_LABELS.get, describe_seconds=runs.format_seconds,
+                                numbers=numbers)
     for row, snap in zip(rows, history):  # numbers kept as numbers, so a click on a header sorts 9.5 % below 10 %
         for column in ("best val acc", "test acc"):
             row[column] = None if row[column] is None else 100 * row[column]  # blank: a stopped run has no test
@@ -298,7 +301,7 @@ def compare_runs(manager: runs.RunManager, owner: str) -> None:
                  column_config={"run": st.column_config.NumberColumn(pinned=True, width="small", format="#%d"),
                                 "best val acc": percent, "test acc": percent, "image size": side,
                                 "augmentation": st.column_config.TextColumn(width="medium")})
-    labels = [_run_label(number, snap) for number, snap in enumerate(history, 1)]
+    labels = [_run_label(number, snap) for number, snap in zip(numbers, history)]
     figure = compare_figure(history, labels)
     if figure is not None:
         st.plotly_chart(figure, key="studio_compare_chart")

@@ -109,7 +109,7 @@ def import_zip_upload(key: str, label: str) -> str | None:
     Each upload is imported once (Streamlit keeps the file across reruns) and its outcome shown on every
     rerun; returns the new data set's name on the rerun that imported it, so the page can select it.
     """
-    uploaded = st.file_uploader(label, type=["zip"], key=key)
+    uploaded = st.file_uploader(label, type=["zip"], key=key, help=upload_limits_help())
     if uploaded is None:
         return None
     done = st.session_state.setdefault(f"{key}_imports", {})
@@ -136,6 +136,17 @@ def import_zip_upload(key: str, label: str) -> str | None:
     else:
         show_error(f"{literal(uploaded.name)} was refused. {literal(without_server_paths(message))}")
     return imported
+
+
+def upload_limits_help() -> str:
+    """The two limits an upload meets, in words: the server's per-file limit (Streamlit's `server.maxUploadSize`,
+    checked in the browser) and what each person's uploads may take in all (`CNN_UPLOAD_QUOTA_MB`)."""
+    per_file = f"Each zip may be up to {st.get_option('server.maxUploadSize'):,} MB (this server's limit per file)"
+    try:
+        quota = uploads.ZipLimits().owner_quota_bytes
+    except CnnError:  # a bad CNN_UPLOAD_QUOTA_MB: the sidebar names it
+        return per_file + "."
+    return f"{per_file}; unpacked, your uploads may take {quota / 2**20:,.0f} MB of this server in all."
 
 
 @st.cache_data(ttl=30, show_spinner=False)

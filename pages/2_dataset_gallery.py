@@ -13,6 +13,8 @@ import streamlit as st
 
 from cnn_core import data, gallery
 from cnn_core.errors import CnnError
+from cnn_core.training import TrainConfig, default_model
+from cnn_core.training.config import default_image_size, small_side_reason
 from cnn_explorer_ui import browser_datasets, browser_id, dataset_statuses, import_zip_upload, is_present, show_error
 from cnn_explorer_ui.thumbnails import ThumbnailRow, thumbnail_rows
 from cnn_explorer_ui.widgets import (REMOVED_KEY, literal, own_upload_controls, scaled, show_folder_notes,
@@ -120,6 +122,11 @@ def show_overview(info: data.DatasetInfo, status: data.DatasetStatus, splits: di
     metrics[1].metric(f"Channels ({'grayscale' if info.channels == 1 else 'RGB'})", info.channels)
     metrics[2].metric("Classes", len(info.class_names))
     metrics[3].metric("Images", f"{n_images:,}")
+    default = TrainConfig(dataset=info.name, model=default_model(info))
+    if (side := default_image_size(info, default)) is not None:  # a small set of large images trains smaller
+        reason = small_side_reason(info.image_size, side)
+        st.caption(f":material/photo_size_select_small: Shown here at {info.image_size}×{info.image_size}. In the "
+                   f"Training Studio it is {reason} (its image-size control keeps more detail).")
     paths = show_server_paths()  # a server path, for its own machine only (a folder's source is its path)
     source = info.source if paths or info.family != "folder" else "an image folder on the server"
     where = f" · Read from `{status.location}`" if paths and str(status.location) != info.source else ""

@@ -868,6 +868,12 @@ def test_page_shows_every_kind_of_data_set(tiny_data_dir, monkeypatch, dataset):
     assert all(re.fullmatch(r"train/\d+", picture) for row in samples["rows"] for picture in row["ids"])
     means = _picture_rows(app, "gallery_class_means")
     assert not means["clickable"] and len(means["rows"][0]["images"]) == len(info.class_names)
+    # a small folder is shown at 128 px but trains at 32 px by default: the page says so, as the studio does
+    sizes = [caption.value for caption in app.caption if "Shown here at" in caption.value]
+    assert sizes == ([":material/photo_size_select_small: Shown here at 128×128. In the Training Studio it is "
+                      "trained at 32×32, not 128×128: with a set this small, many epochs at a small size learn more "
+                      "than a few at full size in the same time (its image-size control keeps more detail)."]
+                     if dataset == "scans" else [])
 
 
 def test_page_reshuffle_changes_the_seed(tiny_data_dir, monkeypatch):
@@ -935,3 +941,17 @@ def test_wrong_server_settings_are_named_when_the_server_starts(monkeypatch):
     assert server_setting_problems() == [
         "CNN_MAX_CONCURRENT_RUNS must be a whole number of at least 1; got '0'.",
         "CNN_UPLOADS_TOTAL_MB must be a positive number of megabytes; got '20GB'."]
+
+
+def test_the_uploader_says_both_limits_an_upload_meets(monkeypatch):
+    # The widget's own "Limit 50MB per file" sat beside a caption about 1,024 MB per person, unexplained.
+    import streamlit as st
+
+    from cnn_explorer_ui.widgets import upload_limits_help
+
+    monkeypatch.setenv("CNN_UPLOAD_QUOTA_MB", "200")
+    per_file = st.get_option("server.maxUploadSize")
+    assert upload_limits_help() == (f"Each zip may be up to {per_file:,} MB (this server's limit per file); unpacked, "
+                                    "your uploads may take 200 MB of this server in all.")
+    monkeypatch.setenv("CNN_UPLOAD_QUOTA_MB", "lots")  # the sidebar names a bad setting; the help keeps what it knows
+    assert upload_limits_help() == f"Each zip may be up to {per_file:,} MB (this server's limit per file)."

@@ -339,7 +339,7 @@ def test_evaluate_reads_image_files_in_class_folders_like_predict(shipped, tmp_p
     assert metrics["files"] == 10 and metrics["n"] == 9 and metrics["accuracy"] == 1.0
     assert metrics["refused"] == [str(tmp_path / "0" / "blank.png")] and metrics["accuracy_all"] == 0.9
     assert main(["evaluate", "--checkpoint", str(shipped.path), "--images", str(tmp_path)]) == 0
-    assert "(9 images; 1 refused, accuracy with them 0.9000):" in capsys.readouterr().out
+    assert "(9 images; 1 refused, accuracy with them 90.00 %):" in capsys.readouterr().out
     (tmp_path / "eight").mkdir()
     assert main(["evaluate", "--checkpoint", str(shipped.path), "--images", str(tmp_path)]) == 2
     assert "named like the checkpoint's classes" in capsys.readouterr().err

@@ -6,10 +6,12 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import sys
 import threading
 import time
 import types
+from contextlib import closing
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -96,8 +98,9 @@ def test_cancel_stops_a_run_within_a_second_and_keeps_the_best_weights(tiny_data
     assert snap.batches[-1].step <= steps_at_cancel + 1
     assert snap.status is RunStatus.CANCELLED and snap.end.cancelled
     assert snap.end.epochs_run < 1000 and snap.end.best_epoch >= 1
-    progress = snap.progress()
-    assert progress.fraction == snap.batches[-1].step / (1000 * 28) and progress.eta is None
+    progress = snap.progress()  # the steps taken, as the stop line says them (batch events may lag a step or two)
+    assert progress.step == snap.end.steps >= snap.batches[-1].step
+    assert progress.fraction == snap.end.steps / (1000 * 28) and progress.eta is None
     assert Path(snap.checkpoint_path).is_file()
     assert not manager.cancel(run_id)  # already over
 
@@ -502,7 +505,9 @@ def test_each_owner_sees_the_shipped_checkpoints_and_only_their_own(tiny_data_di
     assert theirs.checkpoint_path not in {str(e.path) for e in entries}
     labels = [checkpoint_label(e) for e in own]
     assert "stopped at epoch" not in labels[0] and "stopped at epoch" in labels[1]
-    assert labels[0].startswith(f"{own[0].name} · yours · test accuracy ")  # before the long data set title
+    numbers = manager.store.run_numbers("quinn")  # as the studio numbers them: 1 and 2 (rosa's run between is hers)
+    assert [e.run_number for e in own] == [1, 2] and numbers == {mine.id: 1, stopped_id: 2}
+    assert labels[0].startswith("run #1 · yours · test accuracy ")  # before the long data set title
     assert checkpoints_for("nobody", manager.store) == shipped
 
 
@@ -541,6 +546,10 @@ def test_forgetting_a_browser_deletes_its_uploads_runs_checkpoints_and_logs_and_
     assert Path(theirs.checkpoint_path).is_file() and run_log_dir(theirs_id).is_dir()
     assert upload_root("r_scans", "rosa").is_dir() and manager.store.run_ids("rosa") == [theirs_id]
     assert [owner for owner, *_ in manager.store.uploads()] == ["rosa"]
+    # remembered by digest (the id is a cookie), so a tab or a cookie still holding it is not taken for a browser
+    assert manager.store.was_forgotten("quinn") and not manager.store.was_forgotten("rosa")
+    with closing(sqlite3.connect(manager.store.path)) as db:
+        assert "quinn" not in {row[0] for row in db.execute("SELECT digest FROM forgotten_owners")}
 
 
 def test_uploads_are_offered_again_to_their_owner_after_a_restart(tiny_data_dir, tmp_path):

@@ -38,13 +38,15 @@ class LoadedCheckpoint:
 
 @dataclass(frozen=True)
 class CheckpointEntry:
-    """A checkpoint found on disk, for pickers: its card, file, name (the file's stem) and whether it ships
-    with the app (`models/`) or was trained here."""
+    """A checkpoint found on disk, for pickers: its card, file, name (the file's stem), whether it ships
+    with the app (`models/`) or was trained here, and the number of the owner's run that made it (None: not a
+    recorded run of the owner's)."""
 
     card: Card
     path: Path
     name: str
     shipped: bool
+    run_number: int | None = None
 
 
 def card_path_for(path: Path) -> Path:

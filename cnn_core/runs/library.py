@@ -4,7 +4,7 @@ and their uploaded data sets, registered again after a server restart."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import data as data_registry
 from ..data.uploads import remove_owner_uploads
@@ -26,22 +26,24 @@ def checkpoints_for(owner: str, store: RunStore | None = None) -> list[Checkpoin
     """The shipped checkpoints (`models/`), then the owner's own from the app, oldest first. Nobody else's:
     on a shared server a student never sees, nor can pick, another student's checkpoints."""
     store = store or RunStore()
-    own = []
-    for _, path, _ in store.checkpoints(owner):
+    numbers, own = store.run_numbers(owner), []
+    for run_id, path, _ in store.checkpoints(owner):
         entry = checkpoint_entry(path)
         if entry is not None:
-            own.append(entry)
+            own.append(replace(entry, run_number=numbers.get(run_id)))
     return list_checkpoints([models_dir()]) + own
 
 
 def checkpoint_label(entry: CheckpointEntry) -> str:
     """How pickers name a checkpoint: "mnist_fastnet · shipped · test accuracy 99.2 % · fastnet on MNIST
-    handwritten digits (28×28)"; a run stopped by hand (or interrupted) says at which epoch. Whose it is and how
-    good comes before the long data set title, which a narrow picker cuts off."""
+    handwritten digits (28×28)", or by the number the studio gives the run: "run #3 · yours · ..."; a run stopped
+    by hand (or interrupted) says at which epoch. Whose it is and how good comes before the long data set title,
+    which a narrow picker cuts off."""
     card = entry.card
     stopped = f" · stopped at epoch {card.training.get('epochs_run', '?')}" if card.stopped_early else ""
     accuracy = f" · test accuracy {card.test_accuracy:.1%}" if card.test_accuracy is not None else ""
-    return (f"{entry.name} · {'shipped' if entry.shipped else 'yours'}{stopped}{accuracy} · "
+    name = f"run #{entry.run_number}" if entry.run_number is not None else entry.name
+    return (f"{name} · {'shipped' if entry.shipped else 'yours'}{stopped}{accuracy} · "
             f"{card.model} on {card.dataset_title or card.dataset}")
 
 
@@ -92,4 +94,11 @@ def forget_owner(owner: str, store: RunStore | None = None) -> Forgotten:
     store.forget(run_ids)
     uploads = remove_owner_uploads(owner)
     store.forget_uploads(owner)
+    store.mark_forgotten(owner)
     return Forgotten(tuple(uploads), len(run_ids), len(checkpoints))
+
+
+def was_forgotten(owner: str, store: RunStore | None = None) -> bool:
+    """Whether `forget_owner(owner)` ran: a tab still holding that id must be reloaded (its browser has a new
+    one), and a cookie holding it is not reused."""
+    return (store or RunStore()).was_forgotten(owner)

@@ -158,6 +158,10 @@ class RunManager:
         return [self.store.snapshot(run_id, queue_ahead=self._ahead(run_id), detail=False)
                 for run_id in self.store.run_ids(owner)[-RUNS_SHOWN_PER_OWNER:]]
 
+    def run_numbers(self, owner: str) -> dict[str, int]:
+        """{run id: its number}, the owner's runs numbered from 1 as they were made (`RunStore.run_numbers`)."""
+        return self.store.run_numbers(owner)
+
     def latest_run(self, owner: str) -> RunSnapshot | None:
         run_ids = self.store.run_ids(owner)
         return self.snapshot(run_ids[-1]) if run_ids else None

@@ -144,6 +144,8 @@ def run_progress(snapshot: RunSnapshot, now: float | None = None) -> Progress:
     total = max(1, start.epochs * start.steps_per_epoch)
     step = snapshot.batches[-1].step if snapshot.batches else 0
     epoch = snapshot.batches[-1].epoch if snapshot.batches else 0
+    if snapshot.end is not None and snapshot.end.steps:  # the count itself: batch events may lag the last steps
+        step = snapshot.end.steps
     if snapshot.status is RunStatus.FINISHED:  # early stopping also ends a run: it is complete
         return Progress(1.0, step, total, snapshot.end.epochs_run, start.epochs, elapsed, 0.0)
     if not snapshot.status.active:  # stopped or failed part of the way

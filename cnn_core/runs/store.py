@@ -13,6 +13,7 @@ every write is one short transaction.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -67,7 +68,12 @@ CREATE TABLE IF NOT EXISTS uploads (
     owner TEXT NOT NULL, name TEXT NOT NULL, root TEXT NOT NULL, seed INTEGER NOT NULL, created REAL NOT NULL,
     PRIMARY KEY (owner, name)
 );
+CREATE TABLE IF NOT EXISTS forgotten_owners (digest TEXT PRIMARY KEY, forgotten REAL NOT NULL);
 """
+
+
+def _digest(owner: str) -> str:
+    return hashlib.sha256(owner.encode()).hexdigest()
 
 
 def _damaged(exc: sqlite3.DatabaseError) -> bool:
@@ -322,6 +328,11 @@ class RunStore:
             })  # fmt: skip
         return result
 
+    def run_numbers(self, owner: str) -> dict[str, int]:
+        """{run id: its number}: the owner's runs numbered from 1 in the order they were made, as the studio and the
+        checkpoint pickers name them ("run #3"); a number stays with its run as newer runs come."""
+        return {run_id: number for number, run_id in enumerate(self.run_ids(owner), 1)}
+
     def checkpoints(self, owner: str) -> list[tuple[str, Path, RunStatus]]:
         """(run id, checkpoint, status) of the owner's runs whose checkpoint is still on disk, oldest first."""
         with self._connect(write=False) as db:
@@ -358,6 +369,17 @@ class RunStore:
         """Delete the records of `owner`'s uploads (their folders are `zipfolder`'s to delete)."""
         with self._connect() as db:
             db.execute("DELETE FROM uploads WHERE owner = ?", (owner,))
+
+    # ------------------------------------------------------------------------------------------ owners
+    def mark_forgotten(self, owner: str) -> None:
+        """Remember that `owner` was forgotten (as a SHA-256 digest: the id itself is a browser's cookie), so a
+        tab or a cookie still holding it is not taken for a live browser."""
+        with self._connect() as db:
+            db.execute("INSERT OR REPLACE INTO forgotten_owners VALUES (?, ?)", (_digest(owner), time.time()))
+
+    def was_forgotten(self, owner: str) -> bool:
+        with self._connect(write=False) as db:
+            return db.execute("SELECT 1 FROM forgotten_owners WHERE digest = ?", (_digest(owner),)).fetchone() is not None
 
     def uploads(self, owner: str | None = None) -> list[tuple[str, str, Path, int]]:
         """(owner, name, folder, split seed) of recorded uploads, oldest first."""
