@@ -198,8 +198,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             elif isinstance(event, StatusEvent):
                 (bar.write if bar is not None else print)(event.message, file=sys.stderr)
             elif isinstance(event, BatchEvent) and bar is not None:
-                bar.update(event.step - bar.n)
-                bar.set_postfix(epoch=event.epoch, loss=f"{event.loss:.3f}", lr=f"{event.lr:.2e}")
+                bar.set_postfix(epoch=event.epoch, loss=f"{event.loss:.3f}", lr=f"{event.lr:.2e}", refresh=False)
+                bar.update(event.step - bar.n)  # redraws at most every mininterval
             elif isinstance(event, EpochEvent):
                 (bar.write if bar is not None else print)(_epoch_line(event), file=sys.stderr)
             elif isinstance(event, EndEvent):

@@ -1,6 +1,7 @@
 """The CLI's commands and its errors: one clear line and exit status 2, never a traceback."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -365,3 +366,13 @@ def test_running_out_of_memory_is_one_line_and_status_2(monkeypatch, capsys):
     monkeypatch.setattr(cli, "cmd_datasets", bug)
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
         cli.main(["datasets"])
+
+
+def test_in_a_log_the_progress_bar_is_redrawn_around_the_epoch_lines_not_at_every_step(tiny_data_dir):
+    # Captured output (a log file, a notebook, a job scheduler) filled with one tqdm redraw per step: 16,896 for
+    # PathMNIST. Off a terminal the bar redraws every 30 s, and around the epoch lines.
+    result = run_cli("train", "--data", "mnist", "--model", "simple_cnn", "--epochs", "3", "--batch-size", "2")
+    assert result.returncode == 0, result.stderr
+    steps = int(re.search(r"\| (\d+)/\1 \[", result.stderr).group(1))
+    assert steps >= 300 and result.stderr.count("step/s") <= 12, result.stderr[-2000:]
+    assert result.stderr.count("epoch 3: train loss") == 1
