@@ -82,7 +82,7 @@ def _progress_bar(total: int | None, unit: str, *, disable: bool = False, **opti
     from tqdm import tqdm
 
     if not sys.stderr.isatty():
-        options.setdefault("mininterval", LOG_BAR_SECONDS)
+        options.update(mininterval=LOG_BAR_SECONDS, maxinterval=LOG_BAR_SECONDS)  # tqdm's monitor: every 10 s
     return tqdm(total=total, unit=unit, file=sys.stderr, disable=disable, **options)
 
 

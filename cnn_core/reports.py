@@ -118,7 +118,7 @@ def compare_rows(snapshots: Sequence[Any], *, describe_status: Callable[[Any], s
     asked to do (the side in pixels its images were resized to, None when they were not), how far it got, and its
     best validation and its test accuracy (fractions, None when unknown)."""
     rows = []
-    for number, snap in zip(numbers or range(1, len(snapshots) + 1), snapshots):
+    for number, snap in zip(numbers or range(1, len(snapshots) + 1), snapshots, strict=True):
         config, resolved = snap.config, snap.resolved
         rows.append({
             "run": number, "status": describe_status(snap.status), "data set": config.dataset,

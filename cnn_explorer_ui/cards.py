@@ -7,6 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from cnn_core import reports, runs, settings
+from cnn_core.inference.metrics import METRIC_LABELS
 from cnn_core.models.card import Card
 from cnn_core.models.checkpoints import CheckpointEntry
 
@@ -51,10 +52,10 @@ def entry_rows(entries: list[CheckpointEntry]) -> list[dict[str, object]]:
     for entry in entries:
         test = reports.headline_metrics(entry.card.metrics)
         accuracy = test.pop("accuracy", None)
-        name = f"run #{entry.run_number}" if entry.run_number is not None else entry.name  # as the studio says it
-        rows.append({"name": name, "model": entry.card.model, "data set": entry.card.dataset,
+        rows.append({"name": entry.title, "model": entry.card.model, "data set": entry.card.dataset,
                      "test accuracy": accuracy,
-                     "other test metrics": ", ".join(f"{name} {value:.3f}" for name, value in test.items()) or "—",
+                     "other test metrics": ", ".join(f"{METRIC_LABELS.get(name, name)} {reports.metric_text(name, value)}"
+                                                     for name, value in test.items()) or "—",
                      "kind": "shipped" if entry.shipped else "yours" + (" (stopped)" if entry.card.stopped_early else ""),
                      "file": entry.path.name})
     return rows

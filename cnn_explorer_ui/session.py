@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import sqlite3
 import uuid
 
 import streamlit as st
 
 from cnn_core import runs
+from cnn_core.errors import CnnError
+
+log = logging.getLogger(__name__)
 
 BROWSER_COOKIE = "cnn_explorer_browser"
 
@@ -21,17 +26,27 @@ def browser_id() -> str:
     owner = st.session_state.get("browser_id")
     if owner is None:
         cookie = st.context.cookies.get(BROWSER_COOKIE)
-        usable = isinstance(cookie, str) and re.fullmatch(r"[0-9a-f]{32}", cookie) and not runs.was_forgotten(cookie)
+        usable = isinstance(cookie, str) and re.fullmatch(r"[0-9a-f]{32}", cookie) and not _forgotten(cookie)
         owner = cookie if usable else uuid.uuid4().hex  # a forgotten id's cookie (its new one never arrived): new id
         st.session_state["browser_id"] = owner
     return owner
+
+
+def _forgotten(owner: str) -> bool:
+    """`runs.was_forgotten`, False when the run database cannot be read (a locked or read-only file): the page
+    that needs the database says so; this check must not take every page down with it."""
+    try:
+        return runs.was_forgotten(owner)
+    except (CnnError, OSError, sqlite3.Error) as exc:
+        log.warning("could not check whether this browser was forgotten: %s", exc)
+        return False
 
 
 def stop_if_forgotten() -> None:
     """In a tab left open while another tab forgot this browser (Home, "Forget this browser"): say so and draw
     nothing else, so nothing new is made under the forgotten id. A reload reads the browser's new cookie."""
     owner = st.session_state.get("browser_id")
-    if owner is not None and runs.was_forgotten(owner):
+    if owner is not None and _forgotten(owner):
         st.warning("This browser's uploads, runs and checkpoints were deleted from another tab (Home, \"Forget "
                    "this browser\"). Reload this page to go on as the browser's new identity.",
                    icon=":material/refresh:")

@@ -280,12 +280,11 @@ def _own_side(snap: runs.RunSnapshot) -> int | None:
 
 
 def compare_runs(manager: runs.RunManager, owner: str) -> None:
-    history = manager.runs_for(owner)
-    if not history:
+    numbered = manager.runs_for(owner)  # a run keeps its number as newer ones come
+    if not numbered:
         return
+    numbers, history = [number for number, _ in numbered], [snap for _, snap in numbered]
     st.subheader(":material/compare_arrows: Compare your runs")
-    number_of = manager.run_numbers(owner)  # a run keeps its number as newer ones come
-    numbers = [number_of[snap.id] for snap in history]
     rows = reports.compare_rows(history, describe_status=STATUS_LABELS.get, describe_seconds=runs.format_seconds,
                                 numbers=numbers)
     for row, snap in zip(rows, history):  # numbers kept as numbers, so a click on a header sorts 9.5 % below 10 %

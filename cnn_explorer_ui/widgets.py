@@ -146,7 +146,7 @@ def upload_limits_help() -> str:
         quota = uploads.ZipLimits().owner_quota_bytes
     except CnnError:  # a bad CNN_UPLOAD_QUOTA_MB: the sidebar names it
         return per_file + "."
-    return f"{per_file}; unpacked, your uploads may take {quota / 2**20:,.0f} MB of this server in all."
+    return f"{per_file}; together, your unpacked uploads may use up to {quota / 2**20:,.0f} MB on this server."
 
 
 @st.cache_data(ttl=30, show_spinner=False)

@@ -125,8 +125,8 @@ def show_overview(info: data.DatasetInfo, status: data.DatasetStatus, splits: di
     default = TrainConfig(dataset=info.name, model=default_model(info))
     if (side := default_image_size(info, default)) is not None:  # a small set of large images trains smaller
         reason = small_side_reason(info.image_size, side)
-        st.caption(f":material/photo_size_select_small: Shown here at {info.image_size}×{info.image_size}. In the "
-                   f"Training Studio it is {reason} (its image-size control keeps more detail).")
+        st.caption(f":material/photo_size_select_small: Shown here at full size. In the Training Studio it is "
+                   f"{reason} (raise the studio's image size to keep more detail, at the cost of fewer epochs).")
     paths = show_server_paths()  # a server path, for its own machine only (a folder's source is its path)
     source = info.source if paths or info.family != "folder" else "an image folder on the server"
     where = f" · Read from `{status.location}`" if paths and str(status.location) != info.source else ""

@@ -139,7 +139,8 @@ def choose_checkpoint() -> ModelChoice | None:
         return None
     if uploaded is not None:
         _keep_newest(uploaded.parent.parent, KEPT_UPLOADED_CHECKPOINTS, keep_also=uploaded.parent)
-    st.caption(f"{literal(path.name)}: {literal(card.model)} trained on {literal(dataset_title(card))}, "
+    name = f"{entry.title} ({path.name})" if uploaded is None and entry.run_number else path.name  # "run #3 (...)"
+    st.caption(f"{literal(name)}: {literal(card.model)} trained on {literal(dataset_title(card))}, "
                f"{card.channels}×{card.image_size}×{card.image_size} input.")
     onnx_download(path, key="graph_download_onnx")
     return choice

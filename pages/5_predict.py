@@ -177,7 +177,7 @@ def _ask_for_sample(name: str, entries: list[CheckpointEntry]) -> None:
                  or next((entry for entry in entries if data.same_images_kind(entry.card.dataset, name)), None))
         if match is not None:
             st.session_state["predict_model"] = str(match.path)
-            st.session_state["predict_switched"] = match.name
+            st.session_state["predict_switched"] = match.title
 
 
 def sample_buttons(entries: list[CheckpointEntry]) -> None:

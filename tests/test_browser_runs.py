@@ -134,6 +134,9 @@ def _only_its_own(browser, url: str, alice, name: str, label: str = "run #1 · y
             home = _open(who, url, HOME)  # its table of checkpoints draws the shipped ones for everybody
             home.wait_for_function("() => document.body.innerHTML.includes('mnist_fastnet')", timeout=60_000)
             assert ("run #1" in home.content()) is sees  # the table names a run as the studio does
+            if sees:
+                home.get_by_text("Trained models").scroll_into_view_if_needed()
+                save_screenshot(home, "home-own-checkpoint")
             predict = _open(who, url, PREDICT)
             predict.get_by_test_id("stSelectbox").filter(has_text="Model").click()
             options = predict.get_by_role("option").all_inner_texts()

@@ -60,6 +60,11 @@ def test_train_evaluate_predict(tiny_data_dir, tmp_path, capsys):
     assert metrics["accuracy"] == pytest.approx(summary["test_metrics"]["accuracy"], abs=1e-6)
     for key in ("auroc", "kappa"):
         assert key in metrics
+    # as `train` and the studio say them: rates in percent, Cohen's kappa (-1 to 1) a number
+    assert main(["evaluate", "--checkpoint", str(out)]) == 0
+    lines = {line.split()[0]: line.split(maxsplit=1)[1] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert lines["accuracy"] == f"{100 * metrics['accuracy']:.2f} %" and lines["auroc"].endswith(" %")
+    assert lines["kappa"] == f"{metrics['kappa']:.4f}"
     from PIL import Image, ImageDraw
 
     image = tmp_path / "digit seven.png"

@@ -1,6 +1,7 @@
 """Page pieces run headless (Streamlit's AppTest where they draw): the TensorBoard download
 (`cnn_explorer_ui.exports.tensorboard_download`: a button for a run with a log, a caption for one without), the
-studio's image-size control (`studio_setup.choose_image_size`) and Predict's samples at the trained size."""
+studio's image-size control (`studio_setup.choose_image_size`), Predict's samples at the trained size, and a tab
+left open after its browser was forgotten (`session.stop_if_forgotten`)."""
 
 from __future__ import annotations
 
@@ -113,3 +114,32 @@ def test_a_predict_sample_is_resized_as_its_model_s_training_set_was(tiny_data_d
     assert np.array_equal(sample_as_trained(pictures, "breastmnist_64", 3, 32), trained_at_32)
     assert np.array_equal(sample_as_trained(pictures, "breastmnist_64", 3, None), pictures[3])  # another set's
     assert np.array_equal(sample_as_trained(pictures, "breastmnist_64", 3, 64), pictures[3])
+
+
+def _stale_tab():
+    import streamlit as st
+
+    from cnn_explorer_ui.session import browser_id, stop_if_forgotten
+
+    browser_id()
+    stop_if_forgotten()
+    st.write("the page")
+
+
+def test_a_tab_left_open_after_its_browser_was_forgotten_stops_and_says_to_reload(tiny_data_dir, monkeypatch):
+    from cnn_core.runs import RunStore
+
+    live, gone = "1" * 32, "2" * 32
+    RunStore().mark_forgotten(gone)
+    for owner, stops in ((live, False), (gone, True)):
+        app = AppTest.from_function(_stale_tab)
+        app.session_state["browser_id"] = owner
+        app.run()
+        assert not app.exception
+        assert bool(app.warning) is stops and ("the page" in [m.value for m in app.markdown]) is not stops
+    assert "Reload this page" in app.warning[0].value
+    monkeypatch.setenv("CNN_CACHE_DIR", "/proc/no-such-place")  # an unreadable run database takes no page down
+    app = AppTest.from_function(_stale_tab)
+    app.session_state["browser_id"] = gone
+    app.run()
+    assert not app.exception and not app.warning and "the page" in [m.value for m in app.markdown]

@@ -870,9 +870,10 @@ def test_page_shows_every_kind_of_data_set(tiny_data_dir, monkeypatch, dataset):
     assert not means["clickable"] and len(means["rows"][0]["images"]) == len(info.class_names)
     # a small folder is shown at 128 px but trains at 32 px by default: the page says so, as the studio does
     sizes = [caption.value for caption in app.caption if "Shown here at" in caption.value]
-    assert sizes == ([":material/photo_size_select_small: Shown here at 128×128. In the Training Studio it is "
+    assert sizes == ([":material/photo_size_select_small: Shown here at full size. In the Training Studio it is "
                       "trained at 32×32, not 128×128: with a set this small, many epochs at a small size learn more "
-                      "than a few at full size in the same time (its image-size control keeps more detail)."]
+                      "than a few at full size in the same time (raise the studio's image size to keep more detail, "
+                      "at the cost of fewer epochs)."]
                      if dataset == "scans" else [])
 
 
@@ -951,7 +952,7 @@ def test_the_uploader_says_both_limits_an_upload_meets(monkeypatch):
 
     monkeypatch.setenv("CNN_UPLOAD_QUOTA_MB", "200")
     per_file = st.get_option("server.maxUploadSize")
-    assert upload_limits_help() == (f"Each zip may be up to {per_file:,} MB (this server's limit per file); unpacked, "
-                                    "your uploads may take 200 MB of this server in all.")
+    assert upload_limits_help() == (f"Each zip may be up to {per_file:,} MB (this server's limit per file); "
+                                    "together, your unpacked uploads may use up to 200 MB on this server.")
     monkeypatch.setenv("CNN_UPLOAD_QUOTA_MB", "lots")  # the sidebar names a bad setting; the help keeps what it knows
     assert upload_limits_help() == f"Each zip may be up to {per_file:,} MB (this server's limit per file)."

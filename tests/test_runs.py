@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -99,7 +100,7 @@ def test_cancel_stops_a_run_within_a_second_and_keeps_the_best_weights(tiny_data
     assert snap.status is RunStatus.CANCELLED and snap.end.cancelled
     assert snap.end.epochs_run < 1000 and snap.end.best_epoch >= 1
     progress = snap.progress()  # the steps taken, as the stop line says them (batch events may lag a step or two)
-    assert progress.step == snap.end.steps >= snap.batches[-1].step
+    assert progress.step == snap.end.steps >= snap.batches[-1].step and progress.epoch == -(-snap.end.steps // 28)
     assert progress.fraction == snap.end.steps / (1000 * 28) and progress.eta is None
     assert Path(snap.checkpoint_path).is_file()
     assert not manager.cancel(run_id)  # already over
@@ -142,7 +143,24 @@ def test_one_active_run_per_owner(tiny_data_dir):
     manager.wait(run_id, timeout=10)
     again = manager.submit("dave", TrainConfig(**QUICK))  # allowed once the first is over
     assert manager.wait(again, timeout=120).status is RunStatus.FINISHED
-    assert [r.id for r in manager.runs_for("dave")] == [run_id, again]
+    assert [(number, snap.id) for number, snap in manager.runs_for("dave")] == [(1, run_id), (2, again)]
+
+
+def test_a_run_keeps_its_number_when_more_runs_come_than_the_studio_shows(tiny_data_dir):
+    # The compare table numbered its last 10 runs 1-10 by position: the 11th run renamed every run before it.
+    from cnn_core.runs import RUNS_SHOWN_PER_OWNER
+
+    store, config = RunStore(), TrainConfig(**QUICK)
+    resolved, info = check_run_config(config)
+    ids = [f"{index:032x}" for index in range(RUNS_SHOWN_PER_OWNER + 2)]
+    for index, run_id in enumerate(ids):
+        store.create_run(run_id, "una", config, resolved, info.title, status=RunStatus.FINISHED)
+        if index == 3:  # somebody else's run in between takes no number of hers
+            store.create_run("f" * 32, "vic", config, resolved, info.title, status=RunStatus.FINISHED)
+    shown = RunManager(max_concurrent=1, store=store).runs_for("una")
+    assert [(number, snap.id) for number, snap in shown] == list(enumerate(ids, 1))[2:]
+    assert store.run_numbers("una") == {run_id: number for number, run_id in enumerate(ids, 1)}
+    assert store.run_numbers("vic") == {"f" * 32: 1}
 
 
 def test_a_four_step_one_cycle_run_finishes(tiny_data_dir):
@@ -405,7 +423,7 @@ def test_runs_outlive_their_manager_and_dead_ones_are_marked_interrupted(tiny_da
 
     again = RunManager(max_concurrent=1, store=RunStore(store.path))
     assert again.interrupted == [orphan]
-    runs = {snap.id: again.snapshot(snap.id) for snap in again.runs_for("pia")}
+    runs = {snap.id: again.snapshot(snap.id) for _, snap in again.runs_for("pia")}
     assert runs[orphan].status is RunStatus.INTERRUPTED and "server stopped" in runs[orphan].note
     kept = runs[done.id]
     assert kept.status is RunStatus.FINISHED and len(kept.epochs) == 1 and kept.batches == done.batches
@@ -549,7 +567,11 @@ def test_forgetting_a_browser_deletes_its_uploads_runs_checkpoints_and_logs_and_
     # remembered by digest (the id is a cookie), so a tab or a cookie still holding it is not taken for a browser
     assert manager.store.was_forgotten("quinn") and not manager.store.was_forgotten("rosa")
     with closing(sqlite3.connect(manager.store.path)) as db:
-        assert "quinn" not in {row[0] for row in db.execute("SELECT digest FROM forgotten_owners")}
+        assert [row[0] for row in db.execute("SELECT digest FROM forgotten_owners")] == [
+            hashlib.sha256(b"quinn").hexdigest()]
+        assert not any("quinn" in line for line in db.iterdump())  # the id itself is nowhere in the database
+    with pytest.raises(ConfigError, match="This browser was forgotten on this server: reload the page"):
+        manager.submit("quinn", TrainConfig(**QUICK))  # a stale tab's click at the moment of forgetting
 
 
 def test_uploads_are_offered_again_to_their_owner_after_a_restart(tiny_data_dir, tmp_path):

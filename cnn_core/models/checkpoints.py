@@ -48,6 +48,11 @@ class CheckpointEntry:
     shipped: bool
     run_number: int | None = None
 
+    @property
+    def title(self) -> str:
+        """How the pages name it: "run #3" (as the studio numbers the owner's runs), else the file's stem."""
+        return f"run #{self.run_number}" if self.run_number is not None else self.name
+
 
 def card_path_for(path: Path) -> Path:
     return path.with_suffix(".json")

@@ -42,8 +42,7 @@ def checkpoint_label(entry: CheckpointEntry) -> str:
     card = entry.card
     stopped = f" · stopped at epoch {card.training.get('epochs_run', '?')}" if card.stopped_early else ""
     accuracy = f" · test accuracy {card.test_accuracy:.1%}" if card.test_accuracy is not None else ""
-    name = f"run #{entry.run_number}" if entry.run_number is not None else entry.name
-    return (f"{name} · {'shipped' if entry.shipped else 'yours'}{stopped}{accuracy} · "
+    return (f"{entry.title} · {'shipped' if entry.shipped else 'yours'}{stopped}{accuracy} · "
             f"{card.model} on {card.dataset_title or card.dataset}")
 
 

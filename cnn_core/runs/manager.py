@@ -83,6 +83,9 @@ class RunManager:
         Raises RunBusyError when the owner already has an active run, and the CnnError of
         `check_run_config` for bad options. With `save`, the checkpoint goes to the runs folder.
         """
+        if self.store.was_forgotten(owner):  # a tab left open after "Forget this browser", clicking at that moment
+            raise ConfigError("This browser was forgotten on this server: reload the page to train as its new "
+                              "identity.")
         resolved, info = check_run_config(config)
         run_id = uuid.uuid4().hex
         config = replace(config, model=resolved.model)
@@ -152,15 +155,14 @@ class RunManager:
         active = self.store.run_ids(owner, ACTIVE)
         return self.snapshot(active[-1]) if active else None
 
-    def runs_for(self, owner: str) -> list[RunSnapshot]:
-        """The owner's newest runs, oldest first, for the compare table: without batch events and misclassified
+    def runs_for(self, owner: str) -> list[tuple[int, RunSnapshot]]:
+        """The owner's newest runs, oldest first, each with its number (the owner's runs numbered from 1 as they
+        were made, `RunStore.run_numbers`), for the compare table: without batch events and misclassified
         images (`snapshot(run_id)` has them)."""
-        return [self.store.snapshot(run_id, queue_ahead=self._ahead(run_id), detail=False)
-                for run_id in self.store.run_ids(owner)[-RUNS_SHOWN_PER_OWNER:]]
-
-    def run_numbers(self, owner: str) -> dict[str, int]:
-        """{run id: its number}, the owner's runs numbered from 1 as they were made (`RunStore.run_numbers`)."""
-        return self.store.run_numbers(owner)
+        run_ids = self.store.run_ids(owner)
+        first = max(0, len(run_ids) - RUNS_SHOWN_PER_OWNER)
+        return [(number, self.store.snapshot(run_id, queue_ahead=self._ahead(run_id), detail=False))
+                for number, run_id in enumerate(run_ids[first:], first + 1)]
 
     def latest_run(self, owner: str) -> RunSnapshot | None:
         run_ids = self.store.run_ids(owner)

@@ -146,6 +146,7 @@ def run_progress(snapshot: RunSnapshot, now: float | None = None) -> Progress:
     epoch = snapshot.batches[-1].epoch if snapshot.batches else 0
     if snapshot.end is not None and snapshot.end.steps:  # the count itself: batch events may lag the last steps
         step = snapshot.end.steps
+        epoch = -(-step // start.steps_per_epoch) if start.steps_per_epoch else epoch
     if snapshot.status is RunStatus.FINISHED:  # early stopping also ends a run: it is complete
         return Progress(1.0, step, total, snapshot.end.epochs_run, start.epochs, elapsed, 0.0)
     if not snapshot.status.active:  # stopped or failed part of the way

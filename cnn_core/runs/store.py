@@ -37,8 +37,8 @@ from .records import Misclassified, RunSnapshot, RunStatus
 
 log = logging.getLogger(__name__)
 DB_FILENAME = "cnn-explorer.sqlite3"
-#: The store's layout; a file of another version is migrated (or refused) on opening.
-SCHEMA_VERSION = 1
+#: The store's layout; a file of another version is migrated (or refused) on opening. 2: forgotten_owners.
+SCHEMA_VERSION = 2
 #: Owner of runs started from the command line (browsers are 32-hex ids).
 CLI_OWNER = "cli"
 _SCHEMA = """
@@ -124,8 +124,9 @@ class RunStore:
         if version > SCHEMA_VERSION:
             raise CnnError(f"{self.path} was written by a newer CNN Explorer (run store version {version}); "
                            "update this one, or point CNN_CACHE_DIR elsewhere.")
-        db.executescript(_SCHEMA)  # its own transaction: executescript commits first
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if version < SCHEMA_VERSION:  # a new file, or an older layout: add what is missing (a read otherwise,
+            db.executescript(_SCHEMA)  # so that pages opening the store take no write lock); its own transaction
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _recover(self, exc: sqlite3.DatabaseError) -> None:
         """Move a damaged database file (and its WAL files) aside, kept for whoever wants to rescue it, and start
