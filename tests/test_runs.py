@@ -21,7 +21,7 @@ import run_trainers
 import torch
 
 from cnn_core import data
-from cnn_core.errors import ConfigError, DataError
+from cnn_core.errors import CnnError, ConfigError, DataError
 from cnn_core.data.augment import AugmentConfig
 from cnn_core.cli import build_parser, config_from_args
 from cnn_core.runs import (
@@ -642,3 +642,21 @@ def test_after_a_restart_an_uploads_name_stays_its_owners(tiny_data_dir):
     assert restore_uploads(None, RunStore()) == ["flowers"]  # what the app does once when it starts
     assert uploads.available_name("flowers", "xia") == "flowers_upload"
     assert uploads.available_name("flowers", "wes") == "flowers"
+
+
+def test_a_run_database_of_an_older_layout_gains_what_is_new_and_a_newer_one_is_refused(tmp_path):
+    path = tmp_path / "runs.sqlite3"
+    RunStore(path)
+    with closing(sqlite3.connect(path)) as db:  # as the first layout left it: no forgotten_owners
+        db.execute("DROP TABLE forgotten_owners")
+        db.execute("PRAGMA user_version = 1")
+        db.commit()
+    store = RunStore(path)
+    store.mark_forgotten("wes")
+    assert store.was_forgotten("wes")
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        db.execute("PRAGMA user_version = 3")
+        db.commit()
+    with pytest.raises(CnnError, match="written by a newer CNN Explorer"):
+        RunStore(path)
