@@ -128,7 +128,12 @@ def made_checkpoints(browser_context, warm_app):
         recorded.append(run_id)
         return path
 
+    def label(path: Path) -> str:
+        """How the pickers name it: by the number of the browser's run that made it."""
+        return f"run #{store.run_numbers(owner)[path.stem]} · yours"
+
     recorded: list[str] = []
+    write.label = label
     yield write
     store.forget(recorded)
     for path in written:
@@ -164,7 +169,7 @@ def _pathmnist_checkpoint(made_checkpoints) -> dict:
     if shipped is not None:
         return {**shipped.card.to_dict(), "name": shipped.name}
     path = made_checkpoints("resnet_small", _pathmnist_card(), "test_predict_pathmnist.safetensors")
-    return {**_pathmnist_card(), "name": path.stem}
+    return {**_pathmnist_card(), "name": made_checkpoints.label(path)}
 
 
 def _has_dropout(card: dict) -> bool:
@@ -263,7 +268,7 @@ def test_a_photo_of_a_digit_on_gray_paper_in_a_shadow(page):
 def test_upload_a_pathmnist_scan_and_see_why(page, made_checkpoints, tmp_path):
     card = _pathmnist_checkpoint(made_checkpoints)
     # An untrained small ResNet (it has dropout) for the Monte Carlo dropout chart, whatever is shipped.
-    made_checkpoints("resnet_small", _pathmnist_card(), "test_predict_dropout.safetensors")
+    dropout = made_checkpoints("resnet_small", _pathmnist_card(), "test_predict_dropout.safetensors")
     from cnn_core import data
 
     class_names = data.get_dataset_info("pathmnist").class_names
@@ -298,7 +303,7 @@ def test_upload_a_pathmnist_scan_and_see_why(page, made_checkpoints, tmp_path):
     expect(_prediction(page)).to_be_visible()
     finish_page(page, "predict-upload-tiff")
 
-    _choose_model(page, "test_predict_dropout")
+    _choose_model(page, made_checkpoints.label(dropout))
     expect(page.get_by_text("Mean and standard deviation (sd) over 50 dropout passes")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("of the passes agree on the top class")).to_be_visible()
     finish_page(page, "predict-upload-mc-dropout")
@@ -307,7 +312,7 @@ def test_upload_a_pathmnist_scan_and_see_why(page, made_checkpoints, tmp_path):
 @pytest.mark.realdata
 def test_sample_buttons_pick_test_images_with_their_labels(page, made_checkpoints):
     _pathmnist_checkpoint(made_checkpoints)
-    made_checkpoints("fastnet", DIGITS_CARD, "test_predict_sample_digits.safetensors")
+    digits = made_checkpoints("fastnet", DIGITS_CARD, "test_predict_sample_digits.safetensors")
     expect = _expect()
     open_app_page(page, PAGE)
     _choose_source(page, "Test image")
@@ -322,7 +327,7 @@ def test_sample_buttons_pick_test_images_with_their_labels(page, made_checkpoint
     expect(page.get_by_test_id("stImageCaption").filter(has_text="PathMNIST (28×28), test image #")).to_be_visible()
     finish_page(page, "predict-sample-pathmnist")
     # The same image for a digits model: the page knows it is foreign, whatever the model's confidence.
-    _choose_model(page, "test_predict_sample_digits")
+    _choose_model(page, made_checkpoints.label(digits))
     expect(page.get_by_text("Not trustworthy: the image comes from PathMNIST (28×28)")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("its classes are different")).to_be_visible()
     finish_page(page, "predict-sample-foreign")
@@ -349,13 +354,13 @@ def test_sample_buttons_pick_test_images_with_their_labels(page, made_checkpoint
 
 def test_bad_uploads_and_checkpoints_get_clear_messages(page, made_checkpoints):
     mnist_card = DIGITS_CARD
-    made_checkpoints("fastnet", mnist_card, "test_predict_digits.safetensors")
+    digits = made_checkpoints("fastnet", mnist_card, "test_predict_digits.safetensors")
     # A card that names FastNet but weights of a small ResNet: the card does not match the file.
-    made_checkpoints("resnet_small", mnist_card, "test_predict_mismatch.safetensors")
+    mismatch = made_checkpoints("resnet_small", mnist_card, "test_predict_mismatch.safetensors")
     expect = _expect()
     open_app_page(page, PAGE)
     _choose_source(page, "Upload an image")
-    _choose_model(page, "test_predict_digits")
+    _choose_model(page, made_checkpoints.label(digits))
 
     _upload(page, "notes.png", b"These are my lecture notes, not a picture.\n")
     expect(page.get_by_text("'notes.png' is not an image this app can read")).to_be_visible(timeout=30_000)
@@ -372,7 +377,7 @@ def test_bad_uploads_and_checkpoints_get_clear_messages(page, made_checkpoints):
     expect(page.get_by_text("No digit found in 'blank.jpg'")).to_be_visible(timeout=30_000)
     assert_no_exception(page)
 
-    _choose_model(page, "test_predict_mismatch")
+    _choose_model(page, made_checkpoints.label(mismatch))
     expect(page.get_by_text("do not fit the 'fastnet' model its card names")).to_be_visible(timeout=30_000)
     finish_page(page, "predict-card-mismatch")
 

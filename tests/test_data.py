@@ -631,6 +631,74 @@ def test_split_folders_are_splits_not_classes(tmp_path, monkeypatch, split_names
         0 if "test" in given else len(loaded["test"])) == carved_total
 
 
+def _named_pets(folder: Path, count: int, names=("cat.{}.png", "dog.{}.png")) -> None:
+    """Images whose file names carry their class, as Kaggle's "Dogs vs. Cats": cats dark, dogs bright."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for pattern, base in zip(names, (30, 180)):
+        for i in range(count):
+            Image.fromarray(np.full((12, 12), base + i, np.uint8)).save(folder / pattern.format(i))
+
+
+def test_classes_in_file_names_stand_in_for_class_folders(tmp_path, monkeypatch):
+    # Kaggle's "Dogs vs. Cats": train/cat.0.jpg, train/dog.0.jpg and an unlabelled test1/1.jpg. Read as class
+    # folders, "train" and "test1" were two classes that each mixed both animals, and it trained without a word.
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    data.clear_caches(forget_registered=True)
+    root = tmp_path / "data" / "dogs_vs_cats"
+    _named_pets(root / "train", 30)
+    (root / "test1").mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((12, 12), 100, np.uint8)).save(root / "test1" / f"{i + 1}.png")
+    info = data.get_dataset_info("dogs_vs_cats")  # found under CNN_DATA_DIR like any image folder
+    assert info.class_names == ("cat", "dog") and sum(info.n_samples.values()) == 60
+    assert "file names give their classes (cat.0.png: cat, ...)" in info.description
+    assert "split folders found (train); val and test carved from train" in info.layout
+    assert ("with no class folders, the classes come from the file names (cat.0.png: cat, ...); left out test1/, "
+            "whose names carry no class") in data.data_notes("dogs_vs_cats")
+    for split in ("train", "val", "test"):
+        loaded = data.load_split("dogs_vs_cats", split, image_size=12)
+        assert ((loaded.images.float().mean(dim=(1, 2, 3)) > 100).long() == loaded.labels).all()
+    # all images in one folder, named "Normal (3).png" and "pneumonia_3.png" (any case): the names' classes
+    flat = tmp_path / "flat"
+    _named_pets(flat, 6, names=("Normal ({}).png", "PNEUMONIA_{}.png"))
+    for i in range(2):
+        Image.fromarray(np.full((12, 12), 180, np.uint8)).save(flat / f"Pneumonia_{10 + i}.png")
+    assert data.get_dataset_info(str(flat)).class_names == ("Normal", "PNEUMONIA")
+    assert [len(data.load_split(str(flat), split, image_size=12)) for split in ("train", "val", "test")] == [10, 2, 2]
+
+
+def test_file_names_without_classes_give_none(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    phone = tmp_path / "phone"  # a camera's names: IMG_0001.jpg, IMG_20240101_1200.jpg, PXL_...
+    _named_pets(phone, 6, names=("IMG_{:04d}.png", "IMG_2024010{}_1200.png"))
+    with pytest.raises(DataError, match="needs one sub-folder per class"):
+        data.get_dataset_info(str(phone))
+    mixed = tmp_path / "mixed"  # train/ named by class beside another folder named by class: split or class?
+    _named_pets(mixed / "train", 6)
+    _named_pets(mixed / "extra", 6)
+    with pytest.raises(DataError, match=r"names the classes in its file names \(train/: e\.g\. cat\.0\.png\) but also "
+                                        r"holds extra/, whose names carry classes too but not the name of a split"):
+        data.get_dataset_info(str(mixed))
+    brain = tmp_path / "brain"  # class folders win, whatever their files are called (Y1.jpg, No11.jpg, no 90.jpg)
+    _named_pets(brain / "no", 6, names=("No{}.png", "no {}.png"))
+    _named_pets(brain / "yes", 6, names=("Y{}.png", "y{}.png"))
+    assert data.get_dataset_info(str(brain)).class_names == ("no", "yes")
+
+
+@pytest.mark.parametrize(("name", "label"), [
+    ("cat.0.jpg", "cat"), ("dog.12500.jpg", "dog"), ("Normal (3).jpeg", "Normal"), ("covid19_12.png", "covid19"),
+    ("tumour-007.tif", "tumour"), ("benign (1).png", "benign"),  # Kaggle's breast ultrasound names
+    ("1.jpg", None), ("IMG_0001.JPG", None), ("IMG_20240101_120000.jpg", None), ("PXL_20231224_101010.jpg", None),
+    ("Screenshot 2024-01-01 at 10.00.00.png", None), ("scan.png", None), ("x_1.png", None), ("Y1.jpg", None),
+    ("IM-0115-0001.jpeg", None),  # Kaggle's chest X-ray names: an id, not a class
+])
+def test_the_class_a_file_name_carries(name, label):
+    from cnn_core.data.layout import name_label
+
+    assert name_label(name) == label
+
+
 def folders_layout_split(name: str) -> str:
     from cnn_core.data.layout import split_of_folder
 

@@ -425,6 +425,27 @@ def test_unlabelled_images_in_a_split_folder_are_not_a_class():
     assert "test/1.png (directly in test/, unlabelled)" in result.skipped_examples
 
 
+def test_a_zip_whose_file_names_carry_the_classes_gets_class_folders_by_name(tiny_data_dir):
+    # Kaggle's "Dogs vs. Cats" zipped: dogs-vs-cats/train/{cat,dog}.N.jpg and an unlabelled test1/. It became two
+    # classes, "train" and "test1", each mixing both animals.
+    members = {f"dogs-vs-cats/train/{animal}.{i}.png": _png(value + i)
+               for animal, value in (("cat", 10), ("dog", 200)) for i in range(6)}
+    members |= {f"dogs-vs-cats/test1/{i + 1}.png": _png(100) for i in range(3)}
+    result = import_zip(_zip(members), "dogs_cats")
+    assert result.class_counts == {"cat": 6, "dog": 6} and result.skipped_outside_classes == 3
+    assert (result.root / "train" / "dog" / "dog.5.png").read_bytes() == _png(205)
+    assert result.summary() == ("12 images in 2 classes; skipped 3 image(s) outside a class folder; with no class "
+                                "folders, the classes come from the file names (cat.0.png: cat, ...).")
+    assert "test1/1.png (no class folder, and no class in its name)" in result.skipped_examples
+    assert result.info.class_names == ("cat", "dog") and "split folders found (train)" in result.info.layout
+    # everything at the top of the zip, as a phone's share sheet zips a selection
+    flat = import_zip(_zip({f"{kind} ({i}).png": _png(i) for kind in ("benign", "malignant") for i in range(5)}),
+                      "ultrasound", register=False)
+    assert flat.class_counts == {"benign": 5, "malignant": 5}
+    with pytest.raises(DataError, match="No images found in class folders"):  # a camera's names carry no class
+        import_zip(_zip({f"IMG_{i:04d}.png": _png(i) for i in range(10)}), "camera_roll", register=False)
+
+
 def test_class_folders_that_clean_to_one_name_stay_apart():
     result = import_zip(_zip({"cat/1.png": _png(1), "cat./2.png": _png(2), "cat?/3.png": _png(3), "dog/4.png": _png(4)}),
                         "clean_names", register=False)

@@ -27,8 +27,8 @@ from .. import settings
 from ..errors import DataError
 from .cache import (CACHE_FORMAT, STATE_LOCK, cache_root, digest, human_bytes, reserved_memory, safe_name, short,
                     write_json)
-from .layout import (copies_note, copies_of_siblings, describe_layout, split_folders, split_of_folder,
-                     unify_split_classes)
+from .layout import (copies_note, copies_of_siblings, describe_layout, labels_in_file_names, split_folders,
+                     split_of_folder, unify_split_classes)
 from .images import (ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_image, is_jpeg, maybe_image_name,
                      open_image)
 from .source import BuiltSplit, DataSource, Located, Progress
@@ -101,6 +101,10 @@ class FolderSource(DataSource):
                          f" (e.g. {', '.join(readable_name(name) for name in unreadable[:3])})")
         if self.scan.left_out:
             notes.append(copies_note(self.root.name, self.scan.left_out))  # no server path: notes reach cards
+        if self.scan.classes_from_names:
+            notes.append(f"with no class folders, the classes come from the file names ({self.scan.classes_from_names}"
+                         ", ...)" + (f"; left out {', '.join(f'{name}/' for name in self.scan.unlabelled)}, whose "
+                                     "names carry no class" if self.scan.unlabelled else ""))
         return notes + small_classes(sizes)
 
     def unreadable_in_class(self, class_name: str) -> list[str]:
@@ -149,6 +153,8 @@ class FolderScan:
     fingerprint: str
     given_splits: tuple[str, ...] = ()  # per file: its split folder's split; empty for class folders at the top
     left_out: tuple[str, ...] = ()  # folders (relative) that repeat their siblings: `layout.copies_of_siblings`
+    classes_from_names: str | None = None  # e.g. "cat.0.jpg: cat" when the file names gave the classes
+    unlabelled: tuple[str, ...] = ()  # folders left out beside those: no class folder, no class in the names
 
 
 @functools.lru_cache(maxsize=1)
@@ -171,12 +177,13 @@ def class_images(class_dir: Path) -> list[Path]:
     return [path for path, _ in _image_files(class_dir)]
 
 
-def _image_files(class_dir: Path) -> list[tuple[Path, os.stat_result]]:
-    """Image files under one class folder, recursively, sorted; hidden ones skipped. A file counts by its
-    name's ending (`IMAGE_SUFFIXES`) or, when the name says nothing (`img001`, `scan.dat`), by its content."""
+def _image_files(class_dir: Path, recursive: bool = True) -> list[tuple[Path, os.stat_result]]:
+    """Image files under one class folder, recursively (or only those directly in it), sorted; hidden ones
+    skipped. A file counts by its name's ending (`IMAGE_SUFFIXES`) or, when the name says nothing (`img001`,
+    `scan.dat`), by its content."""
     found = []
     for dirpath, dirnames, filenames in os.walk(class_dir):
-        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d)) if recursive else []
         for filename in sorted(filenames):
             if is_hidden(filename) or not maybe_image_name(filename):
                 continue
@@ -206,10 +213,13 @@ def _class_dirs(root: Path) -> list[Path]:
 
 
 def _count_image_classes(root: Path) -> int:
-    """Class folders with images: at the top, or inside split folders (`train/cat`) when those are there."""
+    """Class folders with images: at the top, or inside split folders (`train/cat`) when those are there; else
+    the classes the file names carry (`_classes_from_names`)."""
     try:
         top = [child for child in _class_dirs(root) if _has_image(child)]
         try:
+            if (named := _classes_from_names(root, top)) is not None:
+                return len({name for _, name, _ in named[1]})
             splits = bool(_top_layout(root, top))
         except DataError:  # split and class folders mixed: listed, and `scan_folder` says what is wrong
             splits = True
@@ -245,6 +255,32 @@ def _has_image(class_dir: Path) -> bool:
     return bool(_image_files(class_dir))
 
 
+def _classes_from_names(root: Path, top: list[Path]) -> tuple[dict[str, str] | None, list, str, list[str]] | None:
+    """For images in no class folder whose file names carry their classes (`layout.labels_in_file_names`, Kaggle's
+    train/cat.0.jpg): the split layout, the listing (split, class, files) `scan_folder` builds from class folders,
+    an example ("cat.0.jpg: cat") and the folders left out as unlabelled. None when there are class folders."""
+    if len(top) > 1 and not any(split_of_folder(child.name) for child in top):  # class folders (cat/, dog/)
+        return None
+    if any(_has_image(sub) for child in top for sub in _class_dirs(child)):
+        return None
+    top_files = _image_files(root, recursive=False)
+    folders = {child.name: _image_files(child) for child in top}
+    labelled = labels_in_file_names(str(root), [path.name for path, _ in top_files],
+                                    {name: [path.name for path, _ in entries] for name, entries in folders.items()})
+    if labelled is None:
+        return None
+    listed, example = [], None
+    for folder, labels in labelled.items():
+        by_class: dict[str, list] = {}
+        for path, stat in top_files if folder == "" else folders[folder]:
+            if path.name in labels:
+                by_class.setdefault(labels[path.name], []).append((path, stat))
+                example = example or f"{path.name}: {labels[path.name]}"
+        listed += [(split_of_folder(folder) or "", name, entries) for name, entries in sorted(by_class.items())]
+    layout = {folder: split for folder in labelled if (split := split_of_folder(folder))}
+    return layout or None, listed, example, sorted(folder for folder, labels in labelled.items() if not labels)
+
+
 def scan_folder(root: Path) -> FolderScan:
     """List a folder data set (class names, files, channels); cached by its listing's fingerprint.
 
@@ -255,9 +291,9 @@ def scan_folder(root: Path) -> FolderScan:
         raise DataError(f"The image folder {root} does not exist (any more).")
     try:
         top, left_out = _without_copies(root, [child for child in _class_dirs(root) if _has_image(child)])
-        layout = _top_layout(root, top)
-        groups = [(child, layout[child.name]) for child in top] if layout else [(root, "")]
-        listed = []
+        named = _classes_from_names(root, top)
+        layout, listed, example, unlabelled = named or (_top_layout(root, top), [], None, [])
+        groups = [] if named else [(child, layout[child.name]) for child in top] if layout else [(root, "")]
         for folder, split in groups:
             classes = top
             if layout:
@@ -297,6 +333,8 @@ def scan_folder(root: Path) -> FolderScan:
         fingerprint=fingerprint,
         given_splits=tuple(split for _, _, split in files) if layout else (),
         left_out=tuple(left_out),
+        classes_from_names=example,
+        unlabelled=tuple(unlabelled),
     )
     with STATE_LOCK:
         _FOLDER_SCANS[fingerprint] = scan
@@ -359,7 +397,9 @@ def folder_info(name: str, scan: FolderScan, seed: int) -> DatasetInfo:
         splits=SPLITS,
         source=str(scan.root),
         description=(
-            f"A folder of images with one sub-folder per class: {len(scan.files)} image files "
+            (f"A folder of images whose file names give their classes ({scan.classes_from_names}, ...): "
+             if scan.classes_from_names else "A folder of images with one sub-folder per class: ")
+            + f"{len(scan.files)} image files "
             f"({class_text}). "
             + (f"Layout: {describe_layout(scan.given_splits)} (seed {seed}); " if scan.given_splits else
                f"Split by this app per class (stratified) into train/val/test "

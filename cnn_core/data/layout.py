@@ -2,12 +2,16 @@
 
 Kaggle downloads and many course folders come split already: `pets/train/{cat,dog}`, `pets/test/{cat,dog}`
 (sometimes `valid/` or `validation/`, any case). Read as class folders, `train` and `test` would become two
-classes that each mix every animal. This module tells the layouts apart by the top-level names alone.
+classes that each mix every animal. This module tells the layouts apart by the top-level names alone. Where there are no class folders, file names
+may carry the classes instead (Kaggle's "Dogs vs. Cats": `train/cat.0.jpg`, `train/dog.0.jpg`):
+`labels_in_file_names`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
 from ..errors import DataError
 
@@ -112,3 +116,92 @@ def unify_split_classes(where: str, split_classes: Iterable[tuple[str, str]]) ->
         raise DataError(f"{where} has class folders with no train/ folder of the same name ({found}). A model cannot "
                         "learn a class it never sees: add those images to train/, or remove the folders.")
     return mapping
+
+
+# ------------------------------------------------------------------------------------------ classes in file names
+#: First words of file names that name a camera, a scanner, a screen grab or a copy, not a class.
+NOT_CLASS_WORDS = frozenset({
+    "img", "image", "images", "dsc", "dscn", "dscf", "pxl", "mvimg", "gopr", "dji", "photo", "pic", "picture",
+    "scan", "screenshot", "screen", "frame", "file", "untitled", "copy", "sample", "capture", "snapshot",
+    "whatsapp", "signal", "pexels", "unsplash", "download",
+})
+#: A class taken from file names needs this many files; together such classes must cover NAME_LABEL_COVERAGE of
+#: the folder's images, with at least MIN_MEAN_FILES_PER_NAME_LABEL per class (not one class per patient id).
+MIN_FILES_PER_NAME_LABEL = 2
+NAME_LABEL_COVERAGE = 0.9
+MIN_MEAN_FILES_PER_NAME_LABEL = 5
+_RUNNING_NUMBER = re.compile(r"(?P<label>.+?)[\s._-]*\(?\d+\)?")
+
+
+def name_label(file_name: str) -> str | None:
+    """The class a file name carries before its running number: "cat.0.jpg" -> "cat", "Normal (3).jpeg" ->
+    "Normal", "covid19_12.png" -> "covid19"; None for "1.jpg", "IMG_0001.jpg", "IMG_20240101_1200.jpg" (a date),
+    "scan.png" (no number) or "x_1.png" (one letter)."""
+    stem = file_name.rsplit(".", 1)[0] if "." in file_name.lstrip(".") else file_name
+    match = _RUNNING_NUMBER.fullmatch(stem)
+    if match is None:
+        return None
+    label = match.group("label").strip(" ._-")
+    first_word = re.split(r"[\s._-]+", label)[0].casefold()
+    if sum(ch.isalpha() for ch in label) < 2 or first_word in NOT_CLASS_WORDS or re.search(r"\d{4}", label):
+        return None
+    return label
+
+
+def labels_from_names(file_names: Sequence[str]) -> dict[str, str] | None:
+    """{file name: class} when the names of one folder's images carry their classes (`name_label`): at least two
+    classes of MIN_FILES_PER_NAME_LABEL files or more, covering NAME_LABEL_COVERAGE of the names, with
+    MIN_MEAN_FILES_PER_NAME_LABEL files per class on average; None otherwise. Classes compare case-insensitively
+    ("Cat.1.jpg" is a "cat.2.jpg") and take their most common spelling. Files whose names carry no kept class are
+    left out of the mapping."""
+    found = {name: name_label(name) for name in file_names}
+    spellings: dict[str, Counter] = {}
+    for label in found.values():
+        if label:
+            spellings.setdefault(label.casefold(), Counter())[label] += 1
+    counts = {key: sum(spelled.values()) for key, spelled in spellings.items()}
+    kept = {key for key, n in counts.items() if n >= MIN_FILES_PER_NAME_LABEL}
+    covered = sum(counts[key] for key in kept)
+    if (len(kept) < 2 or covered < NAME_LABEL_COVERAGE * len(file_names)
+            or covered < MIN_MEAN_FILES_PER_NAME_LABEL * len(kept)):
+        return None
+    spelled = {key: spellings[key].most_common(1)[0][0] for key in kept}
+    return {name: spelled[label.casefold()] for name, label in found.items() if label and label.casefold() in kept}
+
+
+def labels_in_file_names(where: str, top_files: Sequence[str], flat_folders: dict[str, Sequence[str]]
+                         ) -> dict[str, dict[str, str]] | None:
+    """Classes from file names for images that sit in no class folder, as Kaggle's "Dogs vs. Cats" ships them
+    (`train/cat.0.jpg`, `train/dog.0.jpg`, and an unlabelled `test1/1.jpg`). Read as class folders, its `train/`
+    and `test1/` would be two classes that each mix both animals.
+
+    `top_files` are the image names at the top; `flat_folders` maps every top folder with images to its image
+    names, and the caller passes it only when no top folder has sub-folders with images. Returns {folder: {file
+    name: class}} ("" for the top; an empty mapping for a folder left out as unlabelled), or None when the file
+    names do not stand in for class folders:
+    - images at the top only, or in one folder that is not a split folder: their names' classes;
+    - split folders (`train/`, `test/`) whose names carry classes: those, and beside them only folders whose names
+      carry no class at all (left out, unlabelled). DataError when a folder beside them has names with classes
+      but no split name (is it a split or a class?)."""
+    if top_files and not flat_folders:
+        labels = labels_from_names(top_files)
+        return {"": labels} if labels else None
+    if not top_files and len(flat_folders) == 1 and split_of_folder(next(iter(flat_folders))) is None:
+        (folder, names), = flat_folders.items()
+        labels = labels_from_names(names)
+        return {folder: labels} if labels else None
+    labelled = {folder: labels for folder, names in flat_folders.items()
+                if split_of_folder(folder) and (labels := labels_from_names(names))}
+    if not labelled:
+        return None
+    others = {folder: names for folder, names in flat_folders.items() if folder not in labelled}
+    unclear = sorted(folder for folder, names in others.items() if any(name_label(name) for name in names))
+    if unclear or top_files:
+        raise DataError(
+            f"{where} names the classes in its file names ({', '.join(sorted(labelled))}/: e.g. "
+            f"{next(iter(next(iter(labelled.values()))))}) but also holds "
+            + (f"{', '.join(f'{folder}/' for folder in unclear)}, whose names carry classes too but not the name of a "
+               "split (train, val, test)" if unclear else "images beside the folders")
+            + ". Put every class in folders (train/cat/, train/dog/), or name the folders train/, val/ and test/."
+        )
+    return {**labelled, **{folder: {} for folder in others}}

@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from ..errors import DataError, ImageError
 from .images import maybe_image_name, read_image
-from .layout import copies_of_siblings, split_folders, split_of_folder, unify_split_classes
+from .layout import copies_of_siblings, labels_in_file_names, split_folders, split_of_folder, unify_split_classes
 from .registry import register_image_folder
 from .types import DatasetInfo
 from .uploads import (ZipLimits, _digest_path, _mib, _refuse_taken_name, _reserved_room, upload_root, zip_digest)
@@ -49,6 +49,7 @@ class ZipImport:
     skipped_examples: list[str] = field(default_factory=list)
     info: DatasetInfo | None = None
     name_encoding: str | None = None  # the legacy code page the member names were written in, if any
+    classes_from_names: str | None = None  # e.g. "cat.0.jpg: cat" when the file names gave the classes
 
     @property
     def images(self) -> int:
@@ -77,6 +78,9 @@ class ZipImport:
                          "repeats the folders beside it (a second copy of the data set)")
         if parts:
             text += "; skipped " + ", ".join(parts)
+        if self.classes_from_names:
+            text += (f"; with no class folders, the classes come from the file names ({self.classes_from_names}, "
+                     "...)")
         if self.name_encoding:
             language = CODE_PAGE_LANGUAGES.get(self.name_encoding, self.name_encoding)
             text += f"; the file names were written in {language}, not UTF-8, and were read as such"
@@ -224,7 +228,7 @@ def _plan(members: list[zipfile.ZipInfo], name: str) -> tuple[ZipImport, list[tu
             _note(result, "/".join(parts), "not an image")
         else:
             candidates.append((info, parts))
-    candidates = _without_copies(result, _without_wrappers(candidates), depth=0)
+    candidates = _classes_from_names(result, _without_copies(result, _without_wrappers(candidates), depth=0))
     # Split folders above the class folders (train/cat/1.png): kept, so the data set uses those splits.
     nested = {parts[0] for _, parts in candidates if len(parts) >= 3}  # a folder with sub-folders of images
     layout = split_folders("The zip", {parts[0] for _, parts in candidates if len(parts) >= 2},
@@ -255,6 +259,32 @@ def _plan(members: list[zipfile.ZipInfo], name: str) -> tuple[ZipImport, list[tu
         label = labels.get((layout[split_folder], folder), folder) if split_folder else folder
         plan.append((info, class_path, file_name, label))
     return result, plan
+
+
+def _classes_from_names(result: ZipImport, candidates: list[tuple[zipfile.ZipInfo, list[str]]]
+                        ) -> list[tuple[zipfile.ZipInfo, list[str]]]:
+    """Images in no class folder whose file names carry their classes (`layout.labels_in_file_names`: Kaggle's
+    train/cat.0.jpg) go into class folders by name (train/cat/cat.0.jpg); the unlabelled ones are skipped."""
+    if any(len(parts) > 2 for _, parts in candidates):  # class folders somewhere: they say the classes
+        return candidates
+    flat: dict[str, list[str]] = {}
+    for _, parts in candidates:
+        if len(parts) == 2:
+            flat.setdefault(parts[0], []).append(parts[1])
+    labelled = labels_in_file_names("The zip", [parts[0] for _, parts in candidates if len(parts) == 1], flat)
+    if labelled is None:
+        return candidates
+    kept = []
+    for info, parts in candidates:
+        folder, file_name = ("", parts[0]) if len(parts) == 1 else parts
+        label = labelled[folder].get(file_name)
+        if label is None:
+            result.skipped_outside_classes += 1
+            _note(result, "/".join(parts), "no class folder, and no class in its name")
+        else:
+            result.classes_from_names = result.classes_from_names or f"{file_name}: {label}"
+            kept.append((info, [folder, label, file_name] if split_of_folder(folder) else [label, file_name]))
+    return kept
 
 
 def _without_wrappers(candidates: list[tuple[zipfile.ZipInfo, list[str]]]) -> list[tuple[zipfile.ZipInfo, list[str]]]:
