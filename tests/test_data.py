@@ -654,8 +654,8 @@ def test_classes_in_file_names_stand_in_for_class_folders(tmp_path, monkeypatch)
     assert info.class_names == ("cat", "dog") and sum(info.n_samples.values()) == 60
     assert "file names give their classes (cat.0.png: cat, ...)" in info.description
     assert "split folders found (train); val and test carved from train" in info.layout
-    assert ("with no class folders, the classes come from the file names (cat.0.png: cat, ...); left out test1/, "
-            "whose names carry no class") in data.data_notes("dogs_vs_cats")
+    assert ("with no class folders, the classes come from the file names (cat.0.png: cat, ...); left out 5 image(s) "
+            "in test1/, whose names carry no class") in data.data_notes("dogs_vs_cats")
     for split in ("train", "val", "test"):
         loaded = data.load_split("dogs_vs_cats", split, image_size=12)
         assert ((loaded.images.float().mean(dim=(1, 2, 3)) > 100).long() == loaded.labels).all()
@@ -677,9 +677,16 @@ def test_file_names_without_classes_give_none(tmp_path, monkeypatch):
     mixed = tmp_path / "mixed"  # train/ named by class beside another folder named by class: split or class?
     _named_pets(mixed / "train", 6)
     _named_pets(mixed / "extra", 6)
-    with pytest.raises(DataError, match=r"names the classes in its file names \(train/: e\.g\. cat\.0\.png\) but also "
-                                        r"holds extra/, whose names carry classes too but not the name of a split"):
+    with pytest.raises(DataError, match=r"names the classes in its file names \(train/cat\.0\.png\) but also holds "
+                                        r"extra/, whose names carry classes too but which is not named as a split"):
         data.get_dataset_info(str(mixed))
+    # a small val/ (4 images) is read against train's classes, and training_set/ and test_set/ are splits
+    sets = tmp_path / "sets"
+    _named_pets(sets / "training_set", 8)
+    _named_pets(sets / "Validation", 2, names=("Cat.{}.png", "dog.{}.png"))
+    _named_pets(sets / "test_set", 3)
+    info = data.get_dataset_info(str(sets))
+    assert info.class_names == ("cat", "dog") and info.n_samples == {"train": 16, "val": 4, "test": 6}
     brain = tmp_path / "brain"  # class folders win, whatever their files are called (Y1.jpg, No11.jpg, no 90.jpg)
     _named_pets(brain / "no", 6, names=("No{}.png", "no {}.png"))
     _named_pets(brain / "yes", 6, names=("Y{}.png", "y{}.png"))
@@ -687,8 +694,11 @@ def test_file_names_without_classes_give_none(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("name", "label"), [
-    ("cat.0.jpg", "cat"), ("dog.12500.jpg", "dog"), ("Normal (3).jpeg", "Normal"), ("covid19_12.png", "covid19"),
+    ("cat.0.jpg", "cat"), ("dog.12500.jpg", "dog"), ("Normal (3).jpeg", "Normal"), ("covid19_12.png", "covid"),
     ("tumour-007.tif", "tumour"), ("benign (1).png", "benign"),  # Kaggle's breast ultrasound names
+    ("rock01-000.png", "rock"), ("Viral Pneumonia-1.png", "Viral Pneumonia"), ("cloudy1.jpg", "cloudy"),
+    ("american_pit_bull_terrier_10.jpg", "american_pit_bull_terrier"), ("кот.1.jpg", "кот"), ("猫.1.jpg", "猫"),
+    ("FB_IMG_1712345.jpg", None), ("received_123.jpeg", None), ("unnamed (1).png", None), ("OIP (3).jpg", None),
     ("1.jpg", None), ("IMG_0001.JPG", None), ("IMG_20240101_120000.jpg", None), ("PXL_20231224_101010.jpg", None),
     ("Screenshot 2024-01-01 at 10.00.00.png", None), ("scan.png", None), ("x_1.png", None), ("Y1.jpg", None),
     ("IM-0115-0001.jpeg", None),  # Kaggle's chest X-ray names: an id, not a class

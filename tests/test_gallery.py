@@ -432,10 +432,11 @@ def test_a_zip_whose_file_names_carry_the_classes_gets_class_folders_by_name(tin
                for animal, value in (("cat", 10), ("dog", 200)) for i in range(6)}
     members |= {f"dogs-vs-cats/test1/{i + 1}.png": _png(100) for i in range(3)}
     result = import_zip(_zip(members), "dogs_cats")
-    assert result.class_counts == {"cat": 6, "dog": 6} and result.skipped_outside_classes == 3
+    assert result.class_counts == {"cat": 6, "dog": 6} and result.unlabelled == {"in test1/": 3}
     assert (result.root / "train" / "dog" / "dog.5.png").read_bytes() == _png(205)
-    assert result.summary() == ("12 images in 2 classes; skipped 3 image(s) outside a class folder; with no class "
-                                "folders, the classes come from the file names (cat.0.png: cat, ...).")
+    assert result.summary() == ("12 images in 2 classes; skipped 3 image(s) in test1/ whose names carry no class (as "
+                                "in a Kaggle test set); with no class folders, the classes come from the file names "
+                                "(cat.0.png: cat, ...).")
     assert "test1/1.png (no class folder, and no class in its name)" in result.skipped_examples
     assert result.info.class_names == ("cat", "dog") and "split folders found (train)" in result.info.layout
     # everything at the top of the zip, as a phone's share sheet zips a selection

@@ -12,7 +12,6 @@ import functools
 import hashlib
 import json
 import logging
-import math
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +26,8 @@ from .. import settings
 from ..errors import DataError
 from .cache import (CACHE_FORMAT, STATE_LOCK, cache_root, digest, human_bytes, reserved_memory, safe_name, short,
                     write_json)
-from .layout import (copies_note, copies_of_siblings, describe_layout, labels_in_file_names, split_folders,
-                     split_of_folder, unify_split_classes)
+from .layout import (copies_note, copies_of_siblings, describe_layout, labels_in_file_names, small_classes,
+                     split_folders, split_of_folder, split_quotas, unify_split_classes)
 from .images import (ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_image, is_jpeg, maybe_image_name,
                      open_image)
 from .source import BuiltSplit, DataSource, Located, Progress
@@ -102,9 +101,10 @@ class FolderSource(DataSource):
         if self.scan.left_out:
             notes.append(copies_note(self.root.name, self.scan.left_out))  # no server path: notes reach cards
         if self.scan.classes_from_names:
+            left = ", ".join(f"{count} image(s) {'at' if where == 'the top' else 'in'} {where}"
+                             for where, count in self.scan.unlabelled)
             notes.append(f"with no class folders, the classes come from the file names ({self.scan.classes_from_names}"
-                         ", ...)" + (f"; left out {', '.join(f'{name}/' for name in self.scan.unlabelled)}, whose "
-                                     "names carry no class" if self.scan.unlabelled else ""))
+                         f", ...)" + (f"; left out {left}, whose names carry no class" if left else ""))
         return notes + small_classes(sizes)
 
     def unreadable_in_class(self, class_name: str) -> list[str]:
@@ -154,7 +154,7 @@ class FolderScan:
     given_splits: tuple[str, ...] = ()  # per file: its split folder's split; empty for class folders at the top
     left_out: tuple[str, ...] = ()  # folders (relative) that repeat their siblings: `layout.copies_of_siblings`
     classes_from_names: str | None = None  # e.g. "cat.0.jpg: cat" when the file names gave the classes
-    unlabelled: tuple[str, ...] = ()  # folders left out beside those: no class folder, no class in the names
+    unlabelled: tuple[tuple[str, int], ...] = ()  # then: images left out, their names carry no class ("test1/", n)
 
 
 @functools.lru_cache(maxsize=1)
@@ -218,8 +218,8 @@ def _count_image_classes(root: Path) -> int:
     try:
         top = [child for child in _class_dirs(root) if _has_image(child)]
         try:
-            if (named := _classes_from_names(root, top)) is not None:
-                return len({name for _, name, _ in named[1]})
+            if (named := _named_layout(root, top)) is not None:
+                return len({name for labels in named.values() for name in labels.values()})
             splits = bool(_top_layout(root, top))
         except DataError:  # split and class folders mixed: listed, and `scan_folder` says what is wrong
             splits = True
@@ -255,45 +255,61 @@ def _has_image(class_dir: Path) -> bool:
     return bool(_image_files(class_dir))
 
 
-def _classes_from_names(root: Path, top: list[Path]) -> tuple[dict[str, str] | None, list, str, list[str]] | None:
-    """For images in no class folder whose file names carry their classes (`layout.labels_in_file_names`, Kaggle's
-    train/cat.0.jpg): the split layout, the listing (split, class, files) `scan_folder` builds from class folders,
-    an example ("cat.0.jpg: cat") and the folders left out as unlabelled. None when there are class folders."""
+def _named_layout(root: Path, top: list[Path]) -> dict[str, dict[str, str]] | None:
+    """`layout.labels_in_file_names` for images in no class folder (Kaggle's train/cat.0.jpg), from the names
+    alone (nothing is opened or stat'ed: folder discovery asks this of every folder); None where there are class
+    folders."""
     if len(top) > 1 and not any(split_of_folder(child.name) for child in top):  # class folders (cat/, dog/)
         return None
     if any(_has_image(sub) for child in top for sub in _class_dirs(child)):
         return None
-    top_files = _image_files(root, recursive=False)
-    folders = {child.name: _image_files(child) for child in top}
-    labelled = labels_in_file_names(str(root), [path.name for path, _ in top_files],
-                                    {name: [path.name for path, _ in entries] for name, entries in folders.items()})
-    if labelled is None:
-        return None
-    listed, example = [], None
-    for folder, labels in labelled.items():
+    return labels_in_file_names(str(root), _image_names(root), {child.name: _image_names(child) for child in top})
+
+
+def _image_names(folder: Path) -> list[str]:
+    with os.scandir(folder) as entries:
+        return sorted(entry.name for entry in entries
+                      if not is_hidden(entry.name) and maybe_image_name(entry.name) and entry.is_file())
+
+
+def _listed_by_name(root: Path, named: dict[str, dict[str, str]]) -> tuple[list, str | None, list[tuple[str, int]]]:
+    """The listing `scan_folder` builds from class folders, (split, class, files), for classes taken from file
+    names; an example ("cat.0.jpg: cat"); and the images left out as unlabelled, by folder ("test1/", 12500)."""
+    listed, example, unlabelled = [], None, []
+    for folder, labels in named.items():
         by_class: dict[str, list] = {}
-        for path, stat in top_files if folder == "" else folders[folder]:
+        entries = _image_files(root / folder, recursive=False) if folder else _image_files(root, recursive=False)
+        for path, stat in entries:
             if path.name in labels:
                 by_class.setdefault(labels[path.name], []).append((path, stat))
                 example = example or f"{path.name}: {labels[path.name]}"
-        listed += [(split_of_folder(folder) or "", name, entries) for name, entries in sorted(by_class.items())]
-    layout = {folder: split for folder in labelled if (split := split_of_folder(folder))}
-    return layout or None, listed, example, sorted(folder for folder, labels in labelled.items() if not labels)
+        listed += [(split_of_folder(folder) or "", name, files) for name, files in sorted(by_class.items())]
+        if left := len(entries) - sum(map(len, by_class.values())):
+            unlabelled.append((f"{folder}/" if folder else "the top", left))
+    return listed, example, unlabelled
 
 
 def scan_folder(root: Path) -> FolderScan:
     """List a folder data set (class names, files, channels); cached by its listing's fingerprint.
 
     Class folders at the top (`pets/cat`, `pets/dog`) or inside split folders (`pets/train/cat`,
-    `pets/test/cat`: see `layout.split_folders`). DataError for a folder that is neither, or mixes both."""
+    `pets/test/cat`: see `layout.split_folders`); without class folders, classes in the file names
+    (`pets/train/cat.0.jpg`: `layout.labels_in_file_names`). DataError for a folder that is none of these, or
+    mixes them."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"The image folder {root} does not exist (any more).")
     try:
         top, left_out = _without_copies(root, [child for child in _class_dirs(root) if _has_image(child)])
-        named = _classes_from_names(root, top)
-        layout, listed, example, unlabelled = named or (_top_layout(root, top), [], None, [])
-        groups = [] if named else [(child, layout[child.name]) for child in top] if layout else [(root, "")]
+        named = _named_layout(root, top)
+        if named:  # no class folders: the file names carry the classes
+            listed, example, unlabelled = _listed_by_name(root, named)
+            layout = {folder: split for folder in named if (split := split_of_folder(folder))} or None
+            groups = []
+        else:
+            listed, example, unlabelled = [], None, []
+            layout = _top_layout(root, top)
+            groups = [(child, layout[child.name]) for child in top] if layout else [(root, "")]
         for folder, split in groups:
             classes = top
             if layout:
@@ -416,45 +432,6 @@ def folder_info(name: str, scan: FolderScan, seed: int) -> DatasetInfo:
                 "class folders; split by this app per class (stratified) "
                 + "/".join(f"{f:.0%}" for f in FOLDER_SPLIT_FRACTIONS)),
     )
-
-
-def split_quotas(class_sizes: list[int], fractions: Iterable[float]) -> list[list[int]]:
-    """quotas[split][class]: split totals are round(fraction * N) (the last split takes the rest),
-    shared among classes in proportion to what each class has left (largest remainder). Then every class
-    with at least one image per split gets at least one in each split, taken from its largest split: a
-    class of 2 images among 30 would otherwise have no test image, and its sensitivity could not be measured.
-    """
-    fractions = list(fractions)
-    total = sum(class_sizes)
-    targets = [math.floor(f * total + 0.5) for f in fractions[:-1]]
-    remaining = list(class_sizes)
-    quotas = []
-    for target in targets:
-        target = min(target, sum(remaining))
-        left = sum(remaining)
-        ideal = [target * r / left if left else 0.0 for r in remaining]
-        quota = [math.floor(x) for x in ideal]
-        by_remainder = sorted(range(len(ideal)), key=lambda i: (quota[i] - ideal[i], i))
-        for i in by_remainder[: target - sum(quota)]:
-            quota[i] += 1
-        quotas.append(quota)
-        remaining = [r - q for r, q in zip(remaining, quota)]
-    quotas.append(remaining)
-    for index, size in enumerate(class_sizes):
-        if size < len(quotas):
-            continue
-        for split in range(len(quotas)):
-            if quotas[split][index] == 0:
-                donor = max(range(len(quotas)), key=lambda s: quotas[s][index])
-                quotas[donor][index] -= 1
-                quotas[split][index] += 1
-    return quotas
-
-
-def small_classes(class_sizes: dict[str, int], n_splits: int = len(SPLITS)) -> list[str]:
-    """Classes too small to appear in every split (fewer images than splits), as warnings for people."""
-    return [f"class '{name}' has only {size} image(s): some of the train/val/test splits get none of it, so "
-            "its scores there are n/a; add images" for name, size in class_sizes.items() if 0 < size < n_splits]
 
 
 def folder_assignment(scan: FolderScan, seed: int) -> list[str]:

@@ -4,16 +4,19 @@ Kaggle downloads and many course folders come split already: `pets/train/{cat,do
 (sometimes `valid/` or `validation/`, any case). Read as class folders, `train` and `test` would become two
 classes that each mix every animal. This module tells the layouts apart by the top-level names alone. Where there are no class folders, file names
 may carry the classes instead (Kaggle's "Dogs vs. Cats": `train/cat.0.jpg`, `train/dog.0.jpg`):
-`labels_in_file_names`.
+`labels_in_file_names`. `split_quotas` shares a folder's images among the splits, class by class.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from ..errors import DataError
+from .types import SPLITS
 
 #: Folder names (lower case) that mean a split, and the split each means.
 SPLIT_FOLDER_NAMES = {
@@ -24,8 +27,10 @@ SPLIT_FOLDER_NAMES = {
 
 
 def split_of_folder(name: str) -> str | None:
-    """The split a folder name stands for ("Validation" -> "val"), or None for a class name."""
-    return SPLIT_FOLDER_NAMES.get(name.strip().lower())
+    """The split a folder name stands for ("Validation" -> "val", "training_set" -> "train", "test-images" ->
+    "test"), or None for a class name."""
+    words = re.fullmatch(r"(?P<split>[a-z]+)(?:[ _-]?(?:set|data|dataset|images|imgs|split))?", name.strip().lower())
+    return SPLIT_FOLDER_NAMES.get(words.group("split")) if words else None
 
 
 def split_folders(where: str, top_names: Iterable[str], flat: Iterable[str] = ()) -> dict[str, str] | None:
@@ -118,15 +123,57 @@ def unify_split_classes(where: str, split_classes: Iterable[tuple[str, str]]) ->
     return mapping
 
 
+# ------------------------------------------------------------------------------------------ stratified splits
+def split_quotas(class_sizes: list[int], fractions: Iterable[float]) -> list[list[int]]:
+    """quotas[split][class]: split totals are round(fraction * N) (the last split takes the rest),
+    shared among classes in proportion to what each class has left (largest remainder). Then every class
+    with at least one image per split gets at least one in each split, taken from its largest split: a
+    class of 2 images among 30 would otherwise have no test image, and its sensitivity could not be measured.
+    """
+    fractions = list(fractions)
+    total = sum(class_sizes)
+    targets = [math.floor(f * total + 0.5) for f in fractions[:-1]]
+    remaining = list(class_sizes)
+    quotas = []
+    for target in targets:
+        target = min(target, sum(remaining))
+        left = sum(remaining)
+        ideal = [target * r / left if left else 0.0 for r in remaining]
+        quota = [math.floor(x) for x in ideal]
+        by_remainder = sorted(range(len(ideal)), key=lambda i: (quota[i] - ideal[i], i))
+        for i in by_remainder[: target - sum(quota)]:
+            quota[i] += 1
+        quotas.append(quota)
+        remaining = [r - q for r, q in zip(remaining, quota)]
+    quotas.append(remaining)
+    for index, size in enumerate(class_sizes):
+        if size < len(quotas):
+            continue
+        for split in range(len(quotas)):
+            if quotas[split][index] == 0:
+                donor = max(range(len(quotas)), key=lambda s: quotas[s][index])
+                quotas[donor][index] -= 1
+                quotas[split][index] += 1
+    return quotas
+
+
+def small_classes(class_sizes: dict[str, int], n_splits: int = len(SPLITS)) -> list[str]:
+    """Classes too small to appear in every split (fewer images than splits), as warnings for people."""
+    return [f"class '{name}' has only {size} image(s): some of the train/val/test splits get none of it, so "
+            "its scores there are n/a; add images" for name, size in class_sizes.items() if 0 < size < n_splits]
+
+
 # ------------------------------------------------------------------------------------------ classes in file names
-#: First words of file names that name a camera, a scanner, a screen grab or a copy, not a class.
+#: First words of file names that name a camera, a phone app, a scanner, a screen grab, a web download or a
+#: copy, not a class ("IMG_0001.jpg", "FB_IMG_1712.jpg", "received_1234.jpeg", "unnamed (1).png", "OIP (3).jpg").
 NOT_CLASS_WORDS = frozenset({
-    "img", "image", "images", "dsc", "dscn", "dscf", "pxl", "mvimg", "gopr", "dji", "photo", "pic", "picture",
-    "scan", "screenshot", "screen", "frame", "file", "untitled", "copy", "sample", "capture", "snapshot",
-    "whatsapp", "signal", "pexels", "unsplash", "download",
+    "img", "image", "images", "imagen", "bild", "foto", "photo", "pic", "picture", "dsc", "dscn", "dscf", "pxl",
+    "mvimg", "gopr", "dji", "vid", "video", "scan", "doc", "page", "screenshot", "screen", "frame", "file",
+    "untitled", "unnamed", "copy", "sample", "capture", "snapshot", "whatsapp", "signal", "fb", "received",
+    "mmexport", "snapchat", "wx", "pexels", "unsplash", "download", "oip", "th",
 })
 #: A class taken from file names needs this many files; together such classes must cover NAME_LABEL_COVERAGE of
-#: the folder's images, with at least MIN_MEAN_FILES_PER_NAME_LABEL per class (not one class per patient id).
+#: the images, with at least MIN_MEAN_FILES_PER_NAME_LABEL per class (not one class per patient id).
 MIN_FILES_PER_NAME_LABEL = 2
 NAME_LABEL_COVERAGE = 0.9
 MIN_MEAN_FILES_PER_NAME_LABEL = 5
@@ -135,30 +182,38 @@ _RUNNING_NUMBER = re.compile(r"(?P<label>.+?)[\s._-]*\(?\d+\)?")
 
 def name_label(file_name: str) -> str | None:
     """The class a file name carries before its running number: "cat.0.jpg" -> "cat", "Normal (3).jpeg" ->
-    "Normal", "covid19_12.png" -> "covid19"; None for "1.jpg", "IMG_0001.jpg", "IMG_20240101_1200.jpg" (a date),
-    "scan.png" (no number) or "x_1.png" (one letter)."""
-    stem = file_name.rsplit(".", 1)[0] if "." in file_name.lstrip(".") else file_name
+    "Normal", "rock01-000.png" -> "rock" (digits end no class: "covid19_12.png" -> "covid"), "猫.1.jpg" -> "猫";
+    None for "1.jpg", "IMG_0001.jpg", "IMG_20240101_1200.jpg" (a date), "scan.png" (no number), "x_1.png" (one
+    Latin letter). Names are compared in Unicode NFC (macOS writes NFD)."""
+    name = unicodedata.normalize("NFC", file_name)
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
     match = _RUNNING_NUMBER.fullmatch(stem)
-    if match is None:
+    if match is None or re.search(r"\d{4}", match.group("label")):  # a date or an id, not a class
         return None
-    label = match.group("label").strip(" ._-")
-    first_word = re.split(r"[\s._-]+", label)[0].casefold()
-    if sum(ch.isalpha() for ch in label) < 2 or first_word in NOT_CLASS_WORDS or re.search(r"\d{4}", label):
+    label = match.group("label").rstrip("0123456789 ._-").lstrip(" ._-")
+    letters = [ch for ch in label if ch.isalpha()]
+    wide = any(unicodedata.east_asian_width(ch) == "W" for ch in letters)  # one CJK character is a word
+    if not (len(letters) >= 2 or wide) or re.split(r"[\s._-]+", label)[0].casefold() in NOT_CLASS_WORDS:
         return None
     return label
 
 
-def labels_from_names(file_names: Sequence[str]) -> dict[str, str] | None:
-    """{file name: class} when the names of one folder's images carry their classes (`name_label`): at least two
-    classes of MIN_FILES_PER_NAME_LABEL files or more, covering NAME_LABEL_COVERAGE of the names, with
-    MIN_MEAN_FILES_PER_NAME_LABEL files per class on average; None otherwise. Classes compare case-insensitively
-    ("Cat.1.jpg" is a "cat.2.jpg") and take their most common spelling. Files whose names carry no kept class are
-    left out of the mapping."""
+def labels_from_names(file_names: Sequence[str], classes: Iterable[str] | None = None) -> dict[str, str] | None:
+    """{file name: class} when image file names carry their classes (`name_label`).
+
+    Without `classes`: at least two classes of MIN_FILES_PER_NAME_LABEL files or more, covering
+    NAME_LABEL_COVERAGE of the names, with MIN_MEAN_FILES_PER_NAME_LABEL files per class on average; None
+    otherwise. With `classes` (those a train folder's names gave): every name that carries one of them, however
+    few. Classes compare case-insensitively ("Cat.1.jpg" is a "cat.2.jpg") and take their most common spelling;
+    files whose names carry no kept class are left out of the mapping."""
     found = {name: name_label(name) for name in file_names}
     spellings: dict[str, Counter] = {}
     for label in found.values():
         if label:
             spellings.setdefault(label.casefold(), Counter())[label] += 1
+    if classes is not None:
+        spelled = {name.casefold(): name for name in classes}
+        return {name: spelled[label.casefold()] for name, label in found.items() if label and label.casefold() in spelled}
     counts = {key: sum(spelled.values()) for key, spelled in spellings.items()}
     kept = {key for key, n in counts.items() if n >= MIN_FILES_PER_NAME_LABEL}
     covered = sum(counts[key] for key in kept)
@@ -180,28 +235,31 @@ def labels_in_file_names(where: str, top_files: Sequence[str], flat_folders: dic
     name: class}} ("" for the top; an empty mapping for a folder left out as unlabelled), or None when the file
     names do not stand in for class folders:
     - images at the top only, or in one folder that is not a split folder: their names' classes;
-    - split folders (`train/`, `test/`) whose names carry classes: those, and beside them only folders whose names
-      carry no class at all (left out, unlabelled). DataError when a folder beside them has names with classes
-      but no split name (is it a split or a class?)."""
-    if top_files and not flat_folders:
-        labels = labels_from_names(top_files)
-        return {"": labels} if labels else None
-    if not top_files and len(flat_folders) == 1 and split_of_folder(next(iter(flat_folders))) is None:
-        (folder, names), = flat_folders.items()
+    - split folders (`train/`, `test/`, `training_set/`) whose names carry classes: the train folder's names
+      give the classes (thresholds of `labels_from_names`), the other split folders' names are read against them;
+      folders whose names carry no class, and images at the top, are left out (unlabelled);
+    - labelled images at the top beside folders whose names carry no class (`test1/`): the top's classes.
+    DataError when a folder that is not a split folder carries classes beside labelled split folders (is it a
+    split or a class?)."""
+    if not flat_folders or (not top_files and len(flat_folders) == 1 and not split_of_folder(next(iter(flat_folders)))):
+        folder, names = ("", top_files) if not flat_folders else next(iter(flat_folders.items()))
         labels = labels_from_names(names)
         return {folder: labels} if labels else None
-    labelled = {folder: labels for folder, names in flat_folders.items()
-                if split_of_folder(folder) and (labels := labels_from_names(names))}
-    if not labelled:
+    splits = {folder: split for folder in flat_folders if (split := split_of_folder(folder))}
+    train = next((folder for folder, split in splits.items() if split == "train"), None)
+    classes = labels_from_names(flat_folders[train]) if train else None
+    if classes is None:  # no labelled train folder: labelled top images beside unlabelled folders, or nothing
+        top = labels_from_names(top_files) if top_files else None
+        if top and not any(labels_from_names(names) for names in flat_folders.values()):
+            return {"": top, **{folder: {} for folder in flat_folders}}
         return None
-    others = {folder: names for folder, names in flat_folders.items() if folder not in labelled}
-    unclear = sorted(folder for folder, names in others.items() if any(name_label(name) for name in names))
-    if unclear or top_files:
+    labelled = {folder: labels_from_names(flat_folders[folder], set(classes.values())) for folder in splits}
+    unclear = sorted(folder for folder, names in flat_folders.items()
+                     if folder not in splits and labels_from_names(names))
+    if unclear:
         raise DataError(
-            f"{where} names the classes in its file names ({', '.join(sorted(labelled))}/: e.g. "
-            f"{next(iter(next(iter(labelled.values()))))}) but also holds "
-            + (f"{', '.join(f'{folder}/' for folder in unclear)}, whose names carry classes too but not the name of a "
-               "split (train, val, test)" if unclear else "images beside the folders")
-            + ". Put every class in folders (train/cat/, train/dog/), or name the folders train/, val/ and test/."
+            f"{where} names the classes in its file names ({train}/{next(iter(classes))}) but also holds "
+            f"{', '.join(f'{folder}/' for folder in unclear)}, whose names carry classes too but which is not named "
+            "as a split (train, val, test). Rename it, or put every class in its own folder (train/cat/, train/dog/)."
         )
-    return {**labelled, **{folder: {} for folder in others}}
+    return {**{folder: {} for folder in flat_folders}, "": {}, **labelled}

@@ -50,6 +50,7 @@ class ZipImport:
     info: DatasetInfo | None = None
     name_encoding: str | None = None  # the legacy code page the member names were written in, if any
     classes_from_names: str | None = None  # e.g. "cat.0.jpg: cat" when the file names gave the classes
+    unlabelled: dict[str, int] = field(default_factory=dict)  # then: images whose names carry no class, by folder
 
     @property
     def images(self) -> int:
@@ -58,7 +59,7 @@ class ZipImport:
     @property
     def skipped(self) -> int:
         return (self.skipped_non_image + self.skipped_unreadable + self.skipped_outside_classes + self.skipped_system
-                + self.skipped_copies)
+                + self.skipped_copies + sum(self.unlabelled.values()))
 
     def summary(self) -> str:
         """One sentence for people: what was imported and what was skipped."""
@@ -73,6 +74,8 @@ class ZipImport:
             parts.append(f"{self.skipped_outside_classes} image(s) outside a class folder")
         if self.skipped_system:
             parts.append(f"{self.skipped_system} hidden/system file(s)")
+        for where, count in self.unlabelled.items():
+            parts.append(f"{count} image(s) {where} whose names carry no class (as in a Kaggle test set)")
         if self.skipped_copies:
             parts.append(f"{self.skipped_copies} image(s) in {', '.join(f'{name}/' for name in self.copies)}, which "
                          "repeats the folders beside it (a second copy of the data set)")
@@ -279,7 +282,8 @@ def _classes_from_names(result: ZipImport, candidates: list[tuple[zipfile.ZipInf
         folder, file_name = ("", parts[0]) if len(parts) == 1 else parts
         label = labelled[folder].get(file_name)
         if label is None:
-            result.skipped_outside_classes += 1
+            where = f"in {folder}/" if folder else "at the top"
+            result.unlabelled[where] = result.unlabelled.get(where, 0) + 1
             _note(result, "/".join(parts), "no class folder, and no class in its name")
         else:
             result.classes_from_names = result.classes_from_names or f"{file_name}: {label}"
