@@ -664,7 +664,8 @@ def test_classes_in_file_names_stand_in_for_class_folders(tmp_path, monkeypatch)
     _named_pets(flat, 6, names=("Normal ({}).png", "PNEUMONIA_{}.png"))
     for i in range(2):
         Image.fromarray(np.full((12, 12), 180, np.uint8)).save(flat / f"Pneumonia_{10 + i}.png")
-    assert data.get_dataset_info(str(flat)).class_names == ("Normal", "PNEUMONIA")
+    info = data.get_dataset_info(str(flat))
+    assert info.class_names == ("Normal", "PNEUMONIA") and info.layout.startswith("classes from the file names; split")
     assert [len(data.load_split(str(flat), split, image_size=12)) for split in ("train", "val", "test")] == [10, 2, 2]
 
 

@@ -429,7 +429,8 @@ def folder_info(name: str, scan: FolderScan, seed: int) -> DatasetInfo:
         n_samples=counts,
         root=str(scan.root),
         layout=(describe_layout(scan.given_splits) if scan.given_splits else
-                "class folders; split by this app per class (stratified) "
+                ("classes from the file names" if scan.classes_from_names else "class folders")
+                + "; split by this app per class (stratified) "
                 + "/".join(f"{f:.0%}" for f in FOLDER_SPLIT_FRACTIONS)),
     )
 
