@@ -47,8 +47,10 @@ def import_upload() -> None:
     """The zip uploader; a newly imported zip is selected in the picker."""
     st.markdown(
         "Zip a folder with **one sub-folder per class** (`cats/…`, `dogs/…`; a single wrapper folder around "
-        "them is fine). It becomes a data set for you only (other people using this app do not see it), also "
-        "offered by the training studio. Files that are not images are skipped and counted."
+        "them, and split folders `train/`, `test/` above them, are fine), or images named by class "
+        "(`cat.0.jpg`, `dog.0.jpg`, as Kaggle's Dogs vs. Cats). It becomes a data set for you only (other people "
+        "using this app do not see it), also offered by the training studio. Files that are not images are "
+        "skipped and counted."
     )
     imported = import_zip_upload("gallery_zip", "Zip of class folders")
     if imported:

@@ -32,7 +32,8 @@ def setup(owner: str, manager: runs.RunManager, active: runs.RunSnapshot | None)
     st.subheader(":material/tune: Set up a run")
     with st.expander("Add your own image folder (upload a zip)", icon=":material/upload:",
                      expanded=bool(st.session_state.get("studio_zip"))):
-        imported = import_zip_upload("studio_zip", "Zip of class folders (one sub-folder of images per class)")
+        imported = import_zip_upload("studio_zip", "Zip of class folders (one sub-folder of images per class), or of "
+                                     "images named by class (cat.0.jpg, dog.0.jpg)")
         if imported:
             st.session_state["studio_dataset"] = imported
     info = choose_dataset()

@@ -312,6 +312,27 @@ def test_upload_zip_of_class_folders_becomes_a_dataset(page):
     assert_no_exception(page)
 
 
+def test_a_zip_named_like_dogs_vs_cats_gets_its_classes_from_the_file_names(page):
+    # Kaggle's "Dogs vs. Cats" layout: train/cat.0.jpg, train/dog.0.jpg, an unlabelled test1/. It became two
+    # classes, "train" and "test1", each mixing both kinds.
+    members = {f"shapes-kaggle/train/{shape}.{i}.png": _png(150 + 10 * i, shape) for shape in ("square", "circle")
+               for i in range(10)}
+    members |= {f"shapes-kaggle/test1/{i + 1}.png": _png(200, "square") for i in range(4)}
+    _open_gallery(page, "retinamnist_224")
+    _upload(page, "named_shapes.zip", _zip(members))
+    page.get_by_text("is now the data set").wait_for(timeout=LOAD_TIMEOUT_MS)
+    message = page.locator('[data-testid="stAlert"]').first.inner_text()
+    assert "20 images in 2 classes" in message and "4 image(s) in test1/ whose names carry no class" in message
+    assert "the classes come from the file names (square.0.png: square, ...)" in message
+    page.get_by_role("heading", name="named_shapes (image folder)").wait_for(timeout=LOAD_TIMEOUT_MS)
+    _wait_for_gallery(page)
+    assert [row[1] for row in _counts_table(page)] == ["circle", "square"]
+    page.get_by_text(re.compile(r"Layout: split folders found \(train\); val and test carved from train")).last.wait_for()
+    page.get_by_text("In the Training Studio it is trained at 32×32, not 128×128", exact=False).wait_for()
+    save_screenshot(page, "gallery-upload-named-files")
+    assert_no_exception(page)
+
+
 def test_upload_zip_with_path_traversal_is_refused(page):
     _open_gallery(page, "retinamnist_224")  # a small entry: quick to show whether present or not
     evil = _zip({"a/1.png": _png(200, "square"), "b/1.png": _png(200, "circle"), "../../escape.png": b"x"})
