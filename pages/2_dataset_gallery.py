@@ -48,7 +48,8 @@ def import_upload() -> None:
     st.markdown(
         "Zip a folder with **one sub-folder per class** (`cats/…`, `dogs/…`; a single wrapper folder around "
         "them, and split folders `train/`, `test/` above them, are fine), or images named by class "
-        "(`cat.0.jpg`, `dog.0.jpg`, as Kaggle's Dogs vs. Cats). It becomes a data set for you only (other people "
+        "(`cat.0.jpg`, `dog.0.jpg`, as Kaggle's Dogs vs. Cats), or images beside a CSV label table (a column of "
+        "file names, a column called `label`, `class`, `diagnosis`...). It becomes a data set for you only (other people "
         "using this app do not see it), also offered by the training studio. Files that are not images are "
         "skipped and counted."
     )

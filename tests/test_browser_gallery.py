@@ -322,7 +322,7 @@ def test_a_zip_named_like_dogs_vs_cats_gets_its_classes_from_the_file_names(page
     _upload(page, "named_shapes.zip", _zip(members))
     page.get_by_text("is now the data set").wait_for(timeout=LOAD_TIMEOUT_MS)
     message = page.locator('[data-testid="stAlert"]').first.inner_text()
-    assert "20 images in 2 classes" in message and "4 image(s) in test1/ whose names carry no class" in message
+    assert "20 images in 2 classes" in message and "4 image(s) in test1/ with no class in their names" in message
     assert "the classes come from the file names (square.0.png: square, ...)" in message
     page.get_by_role("heading", name="named_shapes (image folder)").wait_for(timeout=LOAD_TIMEOUT_MS)
     _wait_for_gallery(page)

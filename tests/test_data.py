@@ -652,10 +652,10 @@ def test_classes_in_file_names_stand_in_for_class_folders(tmp_path, monkeypatch)
         Image.fromarray(np.full((12, 12), 100, np.uint8)).save(root / "test1" / f"{i + 1}.png")
     info = data.get_dataset_info("dogs_vs_cats")  # found under CNN_DATA_DIR like any image folder
     assert info.class_names == ("cat", "dog") and sum(info.n_samples.values()) == 60
-    assert "file names give their classes (cat.0.png: cat, ...)" in info.description
+    assert "whose classes come from the file names (cat.0.png: cat, ...)" in info.description
     assert "split folders found (train); val and test carved from train" in info.layout
     assert ("with no class folders, the classes come from the file names (cat.0.png: cat, ...); left out 5 image(s) "
-            "in test1/, whose names carry no class") in data.data_notes("dogs_vs_cats")
+            "in test1/, with no class there") in data.data_notes("dogs_vs_cats")
     for split in ("train", "val", "test"):
         loaded = data.load_split("dogs_vs_cats", split, image_size=12)
         assert ((loaded.images.float().mean(dim=(1, 2, 3)) > 100).long() == loaded.labels).all()
@@ -665,7 +665,7 @@ def test_classes_in_file_names_stand_in_for_class_folders(tmp_path, monkeypatch)
     for i in range(2):
         Image.fromarray(np.full((12, 12), 180, np.uint8)).save(flat / f"Pneumonia_{10 + i}.png")
     info = data.get_dataset_info(str(flat))
-    assert info.class_names == ("Normal", "PNEUMONIA") and info.layout.startswith("classes from the file names; split")
+    assert info.class_names == ("Normal", "PNEUMONIA") and info.layout.startswith("classes from the file names (Normal (0).png: Normal, ...); split by this app")
     assert [len(data.load_split(str(flat), split, image_size=12)) for split in ("train", "val", "test")] == [10, 2, 2]
 
 
@@ -692,6 +692,47 @@ def test_file_names_without_classes_give_none(tmp_path, monkeypatch):
     _named_pets(brain / "no", 6, names=("No{}.png", "no {}.png"))
     _named_pets(brain / "yes", 6, names=("Y{}.png", "y{}.png"))
     assert data.get_dataset_info(str(brain)).class_names == ("no", "yes")
+
+
+def test_a_label_table_beside_image_folders_gives_the_classes(tmp_path, monkeypatch):
+    # HAM10000 (DermaMNIST's source) ships HAM10000_metadata.csv (lesion_id, image_id, dx, ...) beside two image
+    # folders, HAM10000_images_part_1/ and _part_2/: read as class folders they were two classes mixing every lesion.
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "ham"
+    rows = ["lesion_id,image_id,dx,dx_type,age,sex,localization"]
+    for i in range(24):
+        part = root / f"HAM10000_images_part_{1 + i % 2}"
+        part.mkdir(parents=True, exist_ok=True)
+        dx, value = ("nv", 30 + i) if i % 3 else ("mel", 180 + i)
+        Image.fromarray(np.full((12, 12), value, np.uint8)).save(part / f"ISIC_{i:07d}.jpg")
+        rows.append(f"HAM_{i:07d},ISIC_{i:07d},{dx},histo,45.0,male,back")
+    (root / "HAM10000_metadata.csv").write_text("\ufeff" + "\n".join(rows) + "\n", encoding="utf-8")  # Excel's BOM
+    info = data.get_dataset_info(str(root))
+    assert info.class_names == ("mel", "nv") and sum(info.n_samples.values()) == 24
+    assert "the label table HAM10000_metadata.csv (image_id → dx)" in info.layout
+    for split in ("train", "val", "test"):
+        loaded = data.load_split(str(root), split, image_size=12)
+        assert ((loaded.images.float().mean(dim=(1, 2, 3)) > 100).long() == 1 - loaded.labels).all()  # mel is 0
+
+
+def test_which_label_table_column_is_the_class():
+    from cnn_core.data.layout import labels_from_tables
+
+    ids = [f"{i:012x}" for i in range(20)]
+    images = {"train_images": [f"{name}.png" for name in ids[:16]], "test_images": [f"{name}.png" for name in ids[16:]]}
+    aptos = "id_code,diagnosis\n" + "".join(f"{name},{i % 5}\n" for i, name in enumerate(ids[:16]))
+    labels, how = labels_from_tables("z", {"train.csv": aptos, "test.csv": "id_code\n" + "\n".join(ids[16:])}, [], images)
+    assert how == "train.csv (id_code → diagnosis)" and labels["test_images"] == {}
+    assert labels["train_images"][f"{ids[7]}.png"] == "2"
+    unnamed = "file,width,site\n" + "".join(f"{name}.png,{100 + i},{'ab'[i % 2]}\n" for i, name in enumerate(ids))
+    assert labels_from_tables("z", {"sizes.csv": unnamed}, [], images)[1] == "sizes.csv (file → site)"  # 2 values
+    unclear = "file,site,scanner\n" + "".join(f"{name}.png,{'ab'[i % 2]},{'xyz'[i % 3]}\n" for i, name in enumerate(ids))
+    with pytest.raises(DataError, match=r"sizes.csv names the images \(column 'file'\) but it is unclear which column"):
+        labels_from_tables("z", {"sizes.csv": unclear}, [], images)
+    assert labels_from_tables("z", {"notes.csv": "a,b\n1,2\n"}, [], images) is None  # it names no image
+    agree = "file,label\n" + "".join(f"{name}.png,{'cat' if i < 10 else 'dog'}\n" for i, name in enumerate(ids))
+    folders = {"cat": [f"{name}.png" for name in ids[:10]], "dog": [f"{name}.png" for name in ids[10:]]}
+    assert labels_from_tables("z", {"labels.csv": agree}, [], folders) is None  # class folders that agree win
 
 
 @pytest.mark.parametrize(("name", "label"), [

@@ -434,10 +434,10 @@ def test_a_zip_whose_file_names_carry_the_classes_gets_class_folders_by_name(tin
     result = import_zip(_zip(members), "dogs_cats")
     assert result.class_counts == {"cat": 6, "dog": 6} and result.unlabelled == {"in test1/": 3}
     assert (result.root / "train" / "dog" / "dog.5.png").read_bytes() == _png(205)
-    assert result.summary() == ("12 images in 2 classes; skipped 3 image(s) in test1/ whose names carry no class (as "
-                                "in a Kaggle test set); with no class folders, the classes come from the file names "
-                                "(cat.0.png: cat, ...).")
-    assert "test1/1.png (no class folder, and no class in its name)" in result.skipped_examples
+    assert result.summary() == ("12 images in 2 classes; skipped 3 image(s) in test1/ with no class in their names or "
+                                "a label table (as in a Kaggle test set); with no class folders, the classes come from "
+                                "the file names (cat.0.png: cat, ...).")
+    assert "test1/1.png (no class folder, and no class in its name or table)" in result.skipped_examples
     assert result.info.class_names == ("cat", "dog") and "split folders found (train)" in result.info.layout
     # everything at the top of the zip, as a phone's share sheet zips a selection
     flat = import_zip(_zip({f"{kind} ({i}).png": _png(i) for kind in ("benign", "malignant") for i in range(5)}),
@@ -445,6 +445,21 @@ def test_a_zip_whose_file_names_carry_the_classes_gets_class_folders_by_name(tin
     assert flat.class_counts == {"benign": 5, "malignant": 5}
     with pytest.raises(DataError, match="No images found in class folders"):  # a camera's names carry no class
         import_zip(_zip({f"IMG_{i:04d}.png": _png(i) for i in range(10)}), "camera_roll", register=False)
+
+
+def test_a_zip_with_a_label_table_gets_class_folders_by_its_class_column(tiny_data_dir):
+    # APTOS 2019 (RetinaMNIST-like grading): train.csv (id_code, diagnosis) beside train_images/<id_code>.png,
+    # and an unlabelled test_images/ with test.csv (id_code only).
+    ids = [f"{i:012x}" for i in range(12)]
+    members = {"aptos/train.csv": ("id_code,diagnosis\n" + "".join(f"{n},{i % 2}\n" for i, n in enumerate(ids[:10])))
+               .encode(), "aptos/test.csv": ("id_code\n" + "\n".join(ids[10:])).encode()}
+    members |= {f"aptos/train_images/{n}.png": _png(i) for i, n in enumerate(ids[:10])}
+    members |= {f"aptos/test_images/{n}.png": _png(i) for i, n in enumerate(ids[10:])}
+    result = import_zip(_zip(members), "aptos")
+    assert result.class_counts == {"0": 5, "1": 5} and result.unlabelled == {"in test_images/": 2}
+    assert result.classes_from == "the label table train.csv (id_code → diagnosis)"
+    assert (result.root / "train_images" / "1" / f"{ids[3]}.png").read_bytes() == _png(3)
+    assert result.info.class_names == ("0", "1")
 
 
 def test_class_folders_that_clean_to_one_name_stay_apart():

@@ -26,8 +26,8 @@ from .. import settings
 from ..errors import DataError
 from .cache import (CACHE_FORMAT, STATE_LOCK, cache_root, digest, human_bytes, reserved_memory, safe_name, short,
                     write_json)
-from .layout import (copies_note, copies_of_siblings, describe_layout, labels_in_file_names, small_classes,
-                     split_folders, split_of_folder, split_quotas, unify_split_classes)
+from .layout import (MAX_LABEL_TABLE_BYTES, classes_without_folders, copies_note, copies_of_siblings, describe_layout,
+                     small_classes, split_folders, split_of_folder, split_quotas, table_text, unify_split_classes)
 from .images import (ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_image, is_jpeg, maybe_image_name,
                      open_image)
 from .source import BuiltSplit, DataSource, Located, Progress
@@ -100,11 +100,11 @@ class FolderSource(DataSource):
                          f" (e.g. {', '.join(readable_name(name) for name in unreadable[:3])})")
         if self.scan.left_out:
             notes.append(copies_note(self.root.name, self.scan.left_out))  # no server path: notes reach cards
-        if self.scan.classes_from_names:
+        if self.scan.classes_from:
             left = ", ".join(f"{count} image(s) {'at' if where == 'the top' else 'in'} {where}"
                              for where, count in self.scan.unlabelled)
-            notes.append(f"with no class folders, the classes come from the file names ({self.scan.classes_from_names}"
-                         f", ...)" + (f"; left out {left}, whose names carry no class" if left else ""))
+            notes.append(f"with no class folders, the classes come from {self.scan.classes_from}"
+                         + (f"; left out {left}, with no class there" if left else ""))
         return notes + small_classes(sizes)
 
     def unreadable_in_class(self, class_name: str) -> list[str]:
@@ -153,8 +153,8 @@ class FolderScan:
     fingerprint: str
     given_splits: tuple[str, ...] = ()  # per file: its split folder's split; empty for class folders at the top
     left_out: tuple[str, ...] = ()  # folders (relative) that repeat their siblings: `layout.copies_of_siblings`
-    classes_from_names: str | None = None  # e.g. "cat.0.jpg: cat" when the file names gave the classes
-    unlabelled: tuple[tuple[str, int], ...] = ()  # then: images left out, their names carry no class ("test1/", n)
+    classes_from: str | None = None  # with no class folders: "the file names (cat.0.jpg: cat, ...)", a label table
+    unlabelled: tuple[tuple[str, int], ...] = ()  # then: images left out, with no class there ("test1/", n)
 
 
 @functools.lru_cache(maxsize=1)
@@ -219,7 +219,7 @@ def _count_image_classes(root: Path) -> int:
         top = [child for child in _class_dirs(root) if _has_image(child)]
         try:
             if (named := _named_layout(root, top)) is not None:
-                return len({name for labels in named.values() for name in labels.values()})
+                return len({name for labels in named[0].values() for name in labels.values()})
             splits = bool(_top_layout(root, top))
         except DataError:  # split and class folders mixed: listed, and `scan_folder` says what is wrong
             splits = True
@@ -255,15 +255,32 @@ def _has_image(class_dir: Path) -> bool:
     return bool(_image_files(class_dir))
 
 
-def _named_layout(root: Path, top: list[Path]) -> dict[str, dict[str, str]] | None:
-    """`layout.labels_in_file_names` for images in no class folder (Kaggle's train/cat.0.jpg), from the names
-    alone (nothing is opened or stat'ed: folder discovery asks this of every folder); None where there are class
-    folders."""
-    if len(top) > 1 and not any(split_of_folder(child.name) for child in top):  # class folders (cat/, dog/)
+def _named_layout(root: Path, top: list[Path]) -> tuple[dict[str, dict[str, str]], str] | None:
+    """`layout.classes_without_folders` for images in no class folder (APTOS's train.csv, Kaggle's
+    train/cat.0.jpg), from the names and the label tables at the top (no image is opened or stat'ed: folder
+    discovery asks this of every folder); None where there are class folders."""
+    tables = {path.name: text for path in sorted(root.glob("*.[cC][sS][vV]")) if (text := _label_table(path))}
+    if len(top) > 1 and not tables and not any(split_of_folder(child.name) for child in top):  # cat/, dog/
         return None
     if any(_has_image(sub) for child in top for sub in _class_dirs(child)):
         return None
-    return labels_in_file_names(str(root), _image_names(root), {child.name: _image_names(child) for child in top})
+    return classes_without_folders(str(root), tables, _image_names(root),
+                                   {child.name: _image_names(child) for child in top})
+
+
+def _label_table(path: Path) -> str | None:
+    try:
+        stat = path.stat()
+        return _read_label_table(str(path), stat.st_size, stat.st_mtime_ns) if path.is_file() else None
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _read_label_table(path: str, size: int, mtime_ns: int) -> str | None:
+    """A label table's text (`layout.table_text`), cached per version of the file; None when it is larger than
+    `layout.MAX_LABEL_TABLE_BYTES`."""
+    return table_text(Path(path).read_bytes()) if size <= MAX_LABEL_TABLE_BYTES else None
 
 
 def _image_names(folder: Path) -> list[str]:
@@ -272,21 +289,20 @@ def _image_names(folder: Path) -> list[str]:
                       if not is_hidden(entry.name) and maybe_image_name(entry.name) and entry.is_file())
 
 
-def _listed_by_name(root: Path, named: dict[str, dict[str, str]]) -> tuple[list, str | None, list[tuple[str, int]]]:
-    """The listing `scan_folder` builds from class folders, (split, class, files), for classes taken from file
-    names; an example ("cat.0.jpg: cat"); and the images left out as unlabelled, by folder ("test1/", 12500)."""
-    listed, example, unlabelled = [], None, []
+def _listed_by_name(root: Path, named: dict[str, dict[str, str]]) -> tuple[list, list[tuple[str, int]]]:
+    """The listing `scan_folder` builds from class folders, (split, class, files), for classes given by file
+    names or a label table, and the images left out as unlabelled, by folder ("test1/", 12500)."""
+    listed, unlabelled = [], []
     for folder, labels in named.items():
         by_class: dict[str, list] = {}
         entries = _image_files(root / folder, recursive=False) if folder else _image_files(root, recursive=False)
         for path, stat in entries:
             if path.name in labels:
                 by_class.setdefault(labels[path.name], []).append((path, stat))
-                example = example or f"{path.name}: {labels[path.name]}"
         listed += [(split_of_folder(folder) or "", name, files) for name, files in sorted(by_class.items())]
         if left := len(entries) - sum(map(len, by_class.values())):
             unlabelled.append((f"{folder}/" if folder else "the top", left))
-    return listed, example, unlabelled
+    return listed, unlabelled
 
 
 def scan_folder(root: Path) -> FolderScan:
@@ -302,12 +318,12 @@ def scan_folder(root: Path) -> FolderScan:
     try:
         top, left_out = _without_copies(root, [child for child in _class_dirs(root) if _has_image(child)])
         named = _named_layout(root, top)
-        if named:  # no class folders: the file names carry the classes
-            listed, example, unlabelled = _listed_by_name(root, named)
-            layout = {folder: split for folder in named if (split := split_of_folder(folder))} or None
-            groups = []
+        if named:  # no class folders: the file names or a label table give the classes
+            (labels, classes_from), groups = named, []
+            listed, unlabelled = _listed_by_name(root, labels)
+            layout = {folder: split for folder in labels if (split := split_of_folder(folder))} or None
         else:
-            listed, example, unlabelled = [], None, []
+            listed, classes_from, unlabelled = [], None, []
             layout = _top_layout(root, top)
             groups = [(child, layout[child.name]) for child in top] if layout else [(root, "")]
         for folder, split in groups:
@@ -349,7 +365,7 @@ def scan_folder(root: Path) -> FolderScan:
         fingerprint=fingerprint,
         given_splits=tuple(split for _, _, split in files) if layout else (),
         left_out=tuple(left_out),
-        classes_from_names=example,
+        classes_from=classes_from,
         unlabelled=tuple(unlabelled),
     )
     with STATE_LOCK:
@@ -413,8 +429,8 @@ def folder_info(name: str, scan: FolderScan, seed: int) -> DatasetInfo:
         splits=SPLITS,
         source=str(scan.root),
         description=(
-            (f"A folder of images whose file names give their classes ({scan.classes_from_names}, ...): "
-             if scan.classes_from_names else "A folder of images with one sub-folder per class: ")
+            (f"A folder of images whose classes come from {scan.classes_from}: "
+             if scan.classes_from else "A folder of images with one sub-folder per class: ")
             + f"{len(scan.files)} image files "
             f"({class_text}). "
             + (f"Layout: {describe_layout(scan.given_splits)} (seed {seed}); " if scan.given_splits else
@@ -429,7 +445,7 @@ def folder_info(name: str, scan: FolderScan, seed: int) -> DatasetInfo:
         n_samples=counts,
         root=str(scan.root),
         layout=(describe_layout(scan.given_splits) if scan.given_splits else
-                ("classes from the file names" if scan.classes_from_names else "class folders")
+                (f"classes from {scan.classes_from}" if scan.classes_from else "class folders")
                 + "; split by this app per class (stratified) "
                 + "/".join(f"{f:.0%}" for f in FOLDER_SPLIT_FRACTIONS)),
     )

@@ -9,6 +9,8 @@ may carry the classes instead (Kaggle's "Dogs vs. Cats": `train/cat.0.jpg`, `tra
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import re
 import unicodedata
@@ -263,3 +265,101 @@ def labels_in_file_names(where: str, top_files: Sequence[str], flat_folders: dic
             "as a split (train, val, test). Rename it, or put every class in its own folder (train/cat/, train/dog/)."
         )
     return {**{folder: {} for folder in flat_folders}, "": {}, **labelled}
+
+
+# ------------------------------------------------------------------------------------------ classes in a label table
+#: Column names that say "the class" in a label table (compared case-insensitively), as Kaggle's sets name them.
+LABEL_COLUMNS = ("label", "labels", "class", "class_name", "classname", "category", "target", "diagnosis", "dx",
+                 "level", "grade", "species", "breed", "type", "y")
+#: A label table larger than this is not read (a table of a million rows is a database, not a class list).
+MAX_LABEL_TABLE_BYTES = 20 * 2**20
+#: A column with more distinct values than this (or than half the rows it labels) is not a class column.
+MAX_TABLE_CLASSES = 100
+
+
+def labels_from_tables(where: str, tables: dict[str, str], top_files: Sequence[str],
+                       flat_folders: dict[str, Sequence[str]]) -> tuple[dict[str, dict[str, str]], str] | None:
+    """Classes from a label table (CSV) beside images that sit in no class folder, as Kaggle ships many medical
+    sets: APTOS 2019's `train.csv` (id_code, diagnosis) with `train_images/<id_code>.png`, HAM10000's
+    `HAM10000_metadata.csv` (image_id, dx, ...) with two image folders `HAM10000_images_part_1/` and `_2/`
+    (read as class folders, those two would be two classes that each mix every lesion).
+
+    `tables` maps each table's name to its text; `top_files` and `flat_folders` are as for
+    `labels_in_file_names`. A table's file column is the one whose values name the most images (by file name,
+    with or without its ending, case-insensitively; at least half of the images, or of the table's rows); its
+    class column is the first named like one (`LABEL_COLUMNS`, or `has_...`/`is_...`), else the only other
+    column with 2 to `MAX_TABLE_CLASSES` values. Returns ({folder: {file name: class}}, "train.csv (id_code →
+    diagnosis)"), or None when no table names the images, or when the folders beside the table are class folders
+    that agree with it. DataError when a table names the images but its class column is unclear."""
+    images = [(folder, name) for folder, names in (("", top_files), *flat_folders.items()) for name in names]
+    keys: dict[str, list[tuple[str, str]]] = {}
+    for folder, name in images:
+        for key in {name.casefold(), name.rsplit(".", 1)[0].casefold()}:
+            keys.setdefault(key, []).append((folder, name))
+    best = None
+    for table, text in sorted(tables.items()):
+        rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+        if len(rows) < 2:
+            continue
+        header, body = [cell.strip() for cell in rows[0]], rows[1:]
+        for column in range(len(header)):
+            hits = sum(1 for row in body if column < len(row) and _image_key(row[column]) in keys)
+            if hits >= 0.5 * min(len(images), len(body)) and hits and (best is None or hits > best[0]):
+                best = (hits, table, header, body, column)
+    if best is None:
+        return None
+    _, table, header, body, file_column = best
+    label_column = _class_column(where, table, header, body, file_column)
+    labels: dict[str, dict[str, str]] = {folder: {} for folder in ("", *flat_folders)}
+    for row in body:
+        if max(file_column, label_column) < len(row) and (label := row[label_column].strip()):
+            for folder, name in keys.get(_image_key(row[file_column]), []):
+                labels[folder][name] = label
+    named = [set(labels[folder].values()) for folder in flat_folders if not split_of_folder(folder)]
+    if len(named) >= 2 and all(len(classes) == 1 for classes in named) and len(set.union(*named)) == len(named):
+        return None  # cat/ holds the cats the table calls cat: the folders are the classes
+    return labels, f"{table} ({header[file_column]} → {header[label_column]})"
+
+
+def table_text(data: bytes) -> str:
+    """A label table's text: UTF-8, with or without the byte-order mark Excel writes, else Latin-1."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _image_key(cell: str) -> str:
+    return cell.strip().replace("\\", "/").rsplit("/", 1)[-1].casefold()
+
+
+def _class_column(where: str, table: str, header: list[str], body: list[list[str]], file_column: int) -> int:
+    others = [column for column in range(len(header)) if column != file_column]
+    named = [column for column in others if header[column].casefold() in LABEL_COLUMNS
+             or header[column].casefold().startswith(("has_", "is_"))]
+    if named:
+        return min(named, key=lambda column: (LABEL_COLUMNS + (header[column].casefold(),)).index(
+            header[column].casefold()))
+    distinct = {column: len({row[column].strip() for row in body if column < len(row)}) for column in others}
+    fitting = [column for column, n in distinct.items() if 2 <= n <= min(MAX_TABLE_CLASSES, len(body) / 2)]
+    if len(fitting) == 1:
+        return fitting[0]
+    raise DataError(
+        f"{where}: {table} names the images (column {header[file_column]!r}) but it is unclear which column holds "
+        f"their class ({', '.join(repr(header[column]) for column in (fitting or others))}). Call that column "
+        "'label', or put each class's images in their own folder."
+    )
+
+
+def classes_without_folders(where: str, tables: dict[str, str], top_files: Sequence[str],
+                            flat_folders: dict[str, Sequence[str]]) -> tuple[dict[str, dict[str, str]], str] | None:
+    """The classes of images that sit in no class folder: from a label table (`labels_from_tables`), else from
+    their file names (`labels_in_file_names`); with where they came from, in words ("the label table train.csv
+    (id_code → diagnosis)", "the file names (cat.0.jpg: cat, ...)"). None: the folders are the classes."""
+    if tables and (found := labels_from_tables(where, tables, top_files, flat_folders)):
+        return found[0], f"the label table {found[1]}"
+    labels = labels_in_file_names(where, top_files, flat_folders)
+    if labels is None:
+        return None
+    name, label = next((name, label) for named in labels.values() for name, label in named.items())
+    return labels, f"the file names ({name}: {label}, ...)"

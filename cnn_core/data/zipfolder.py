@@ -19,14 +19,15 @@ import stat
 import tempfile
 import unicodedata
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from ..errors import DataError, ImageError
 from .images import maybe_image_name, read_image
-from .layout import copies_of_siblings, labels_in_file_names, split_folders, split_of_folder, unify_split_classes
+from .layout import (MAX_LABEL_TABLE_BYTES, classes_without_folders, copies_of_siblings, split_folders,
+                     split_of_folder, table_text, unify_split_classes)
 from .registry import register_image_folder
 from .types import DatasetInfo
 from .uploads import (ZipLimits, _digest_path, _mib, _refuse_taken_name, _reserved_room, upload_root, zip_digest)
@@ -49,8 +50,8 @@ class ZipImport:
     skipped_examples: list[str] = field(default_factory=list)
     info: DatasetInfo | None = None
     name_encoding: str | None = None  # the legacy code page the member names were written in, if any
-    classes_from_names: str | None = None  # e.g. "cat.0.jpg: cat" when the file names gave the classes
-    unlabelled: dict[str, int] = field(default_factory=dict)  # then: images whose names carry no class, by folder
+    classes_from: str | None = None  # with no class folders: "the file names (cat.0.jpg: cat, ...)", a label table
+    unlabelled: dict[str, int] = field(default_factory=dict)  # then: images with no class there, by folder
 
     @property
     def images(self) -> int:
@@ -75,15 +76,15 @@ class ZipImport:
         if self.skipped_system:
             parts.append(f"{self.skipped_system} hidden/system file(s)")
         for where, count in self.unlabelled.items():
-            parts.append(f"{count} image(s) {where} whose names carry no class (as in a Kaggle test set)")
+            parts.append(f"{count} image(s) {where} with no class in their names or a label table (as in a Kaggle "
+                         "test set)")
         if self.skipped_copies:
             parts.append(f"{self.skipped_copies} image(s) in {', '.join(f'{name}/' for name in self.copies)}, which "
                          "repeats the folders beside it (a second copy of the data set)")
         if parts:
             text += "; skipped " + ", ".join(parts)
-        if self.classes_from_names:
-            text += (f"; with no class folders, the classes come from the file names ({self.classes_from_names}, "
-                     "...)")
+        if self.classes_from:
+            text += f"; with no class folders, the classes come from {self.classes_from}"
         if self.name_encoding:
             language = CODE_PAGE_LANGUAGES.get(self.name_encoding, self.name_encoding)
             text += f"; the file names were written in {language}, not UTF-8, and were read as such"
@@ -145,7 +146,7 @@ def import_zip(
             raise DataError(f"Unknown file-name encoding {name_encoding!r}; use one of "
                             f"{', '.join(CODE_PAGE_LANGUAGES)}.") from None
         _check_members(members, limits)
-        result, plan = _plan(members, name)
+        result, plan = _plan(members, name, lambda info: table_text(_read_member(archive, info, limits, 0)))
         result.name_encoding = legacy_encoding
         _check_plan(result, plan)
         with _reserved_room(members, owner, name, digest, limits):  # another tab's upload counts meanwhile
@@ -215,11 +216,13 @@ def _is_system_file(parts: list[str]) -> bool:
     return any(part.startswith((".", "__")) or part.lower() == "thumbs.db" for part in parts)
 
 
-def _plan(members: list[zipfile.ZipInfo], name: str) -> tuple[ZipImport, list[tuple[zipfile.ZipInfo, str, str, str]]]:
-    """Decide which members become which `class/file` (and which class each counts for) without reading any
-    data yet."""
+def _plan(members: list[zipfile.ZipInfo], name: str, read_table: Callable[[zipfile.ZipInfo], str] | None = None
+          ) -> tuple[ZipImport, list[tuple[zipfile.ZipInfo, str, str, str]]]:
+    """Decide which members become which `class/file` (and which class each counts for), reading no data but
+    the label tables (CSV) that `read_table` gives as text."""
     result = ZipImport(name=name, root=Path(), class_counts={})
     candidates: list[tuple[zipfile.ZipInfo, list[str]]] = []
+    tables: dict[str, str] = {}
     for info in members:
         if _is_directory(info):
             continue
@@ -229,9 +232,12 @@ def _plan(members: list[zipfile.ZipInfo], name: str) -> tuple[ZipImport, list[tu
         elif not maybe_image_name(parts[-1]):  # the others are told by their content when extracted
             result.skipped_non_image += 1
             _note(result, "/".join(parts), "not an image")
+            if read_table and parts[-1].lower().endswith(".csv") and info.file_size <= MAX_LABEL_TABLE_BYTES:
+                tables[parts[-1]] = read_table(info)
         else:
             candidates.append((info, parts))
-    candidates = _classes_from_names(result, _without_copies(result, _without_wrappers(candidates), depth=0))
+    candidates = _without_copies(result, _without_wrappers(candidates), depth=0)
+    candidates = _classes_without_folders(result, candidates, tables)
     # Split folders above the class folders (train/cat/1.png): kept, so the data set uses those splits.
     nested = {parts[0] for _, parts in candidates if len(parts) >= 3}  # a folder with sub-folders of images
     layout = split_folders("The zip", {parts[0] for _, parts in candidates if len(parts) >= 2},
@@ -264,29 +270,29 @@ def _plan(members: list[zipfile.ZipInfo], name: str) -> tuple[ZipImport, list[tu
     return result, plan
 
 
-def _classes_from_names(result: ZipImport, candidates: list[tuple[zipfile.ZipInfo, list[str]]]
-                        ) -> list[tuple[zipfile.ZipInfo, list[str]]]:
-    """Images in no class folder whose file names carry their classes (`layout.labels_in_file_names`: Kaggle's
-    train/cat.0.jpg) go into class folders by name (train/cat/cat.0.jpg); the unlabelled ones are skipped."""
+def _classes_without_folders(result: ZipImport, candidates: list[tuple[zipfile.ZipInfo, list[str]]],
+                             tables: dict[str, str]) -> list[tuple[zipfile.ZipInfo, list[str]]]:
+    """Images in no class folder whose classes a label table or their file names give
+    (`layout.classes_without_folders`: APTOS's train.csv, Kaggle's train/cat.0.jpg) go into class folders by
+    class (train/cat/cat.0.jpg); the unlabelled ones are skipped."""
     if any(len(parts) > 2 for _, parts in candidates):  # class folders somewhere: they say the classes
         return candidates
     flat: dict[str, list[str]] = {}
     for _, parts in candidates:
         if len(parts) == 2:
             flat.setdefault(parts[0], []).append(parts[1])
-    labelled = labels_in_file_names("The zip", [parts[0] for _, parts in candidates if len(parts) == 1], flat)
-    if labelled is None:
+    found = classes_without_folders("The zip", tables, [parts[0] for _, parts in candidates if len(parts) == 1], flat)
+    if found is None:
         return candidates
-    kept = []
+    (labelled, result.classes_from), kept = found, []
     for info, parts in candidates:
         folder, file_name = ("", parts[0]) if len(parts) == 1 else parts
         label = labelled[folder].get(file_name)
         if label is None:
             where = f"in {folder}/" if folder else "at the top"
             result.unlabelled[where] = result.unlabelled.get(where, 0) + 1
-            _note(result, "/".join(parts), "no class folder, and no class in its name")
+            _note(result, "/".join(parts), "no class folder, and no class in its name or table")
         else:
-            result.classes_from_names = result.classes_from_names or f"{file_name}: {label}"
             kept.append((info, [folder, label, file_name] if split_of_folder(folder) else [label, file_name]))
     return kept
 
