@@ -713,26 +713,63 @@ def test_a_label_table_beside_image_folders_gives_the_classes(tmp_path, monkeypa
     for split in ("train", "val", "test"):
         loaded = data.load_split(str(root), split, image_size=12)
         assert ((loaded.images.float().mean(dim=(1, 2, 3)) > 100).long() == 1 - loaded.labels).all()  # mel is 0
+    rows[1:4] = [row.replace(",mel,", ",bkl,").replace(",nv,", ",bkl,") for row in rows[1:4]]  # a corrected table
+    (root / "HAM10000_metadata.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert data.get_dataset_info(str(root)).class_names == ("bkl", "mel", "nv")  # not the listing cached before
 
 
 def test_which_label_table_column_is_the_class():
-    from cnn_core.data.layout import labels_from_tables
+    from cnn_core.data.layout import labels_from_tables, parse_table
+
+    def tables(**texts: str) -> dict:
+        return {name.replace("_csv", ".csv"): parse_table(text.encode()) for name, text in texts.items()}
 
     ids = [f"{i:012x}" for i in range(20)]
     images = {"train_images": [f"{name}.png" for name in ids[:16]], "test_images": [f"{name}.png" for name in ids[16:]]}
     aptos = "id_code,diagnosis\n" + "".join(f"{name},{i % 5}\n" for i, name in enumerate(ids[:16]))
-    labels, how = labels_from_tables("z", {"train.csv": aptos, "test.csv": "id_code\n" + "\n".join(ids[16:])}, [], images)
+    labels, how = labels_from_tables("z", tables(train_csv=aptos, test_csv="id_code\n" + "\n".join(ids[16:])), [], images)
     assert how == "train.csv (id_code → diagnosis)" and labels["test_images"] == {}
     assert labels["train_images"][f"{ids[7]}.png"] == "2"
     unnamed = "file,width,site\n" + "".join(f"{name}.png,{100 + i},{'ab'[i % 2]}\n" for i, name in enumerate(ids))
-    assert labels_from_tables("z", {"sizes.csv": unnamed}, [], images)[1] == "sizes.csv (file → site)"  # 2 values
+    assert labels_from_tables("z", tables(sizes_csv=unnamed), [], images)[1] == "sizes.csv (file → site)"  # 2 values
     unclear = "file,site,scanner\n" + "".join(f"{name}.png,{'ab'[i % 2]},{'xyz'[i % 3]}\n" for i, name in enumerate(ids))
     with pytest.raises(DataError, match=r"sizes.csv names the images \(column 'file'\) but it is unclear which column"):
-        labels_from_tables("z", {"sizes.csv": unclear}, [], images)
-    assert labels_from_tables("z", {"notes.csv": "a,b\n1,2\n"}, [], images) is None  # it names no image
-    agree = "file,label\n" + "".join(f"{name}.png,{'cat' if i < 10 else 'dog'}\n" for i, name in enumerate(ids))
-    folders = {"cat": [f"{name}.png" for name in ids[:10]], "dog": [f"{name}.png" for name in ids[10:]]}
-    assert labels_from_tables("z", {"labels.csv": agree}, [], folders) is None  # class folders that agree win
+        labels_from_tables("z", tables(sizes_csv=unclear), [], images)
+    assert labels_from_tables("z", tables(notes_csv="a,b\n1,2\n"), [], images) is None  # it names no image
+    # ISIC 2019's one-hot ground truth; European Excel's semicolons; "1.0" is "1"
+    onehot = "image;MEL;NV;BCC\n" + "".join(f"{name};{float(i % 3 == 0)};{float(i % 3 == 1)};{float(i % 3 == 2)}\n"
+                                              for i, name in enumerate(ids))
+    labels, how = labels_from_tables("z", tables(isic_csv=onehot), [], images)
+    assert how == "isic.csv (image → the one of MEL, NV, BCC that is 1)" and labels["train_images"][f"{ids[4]}.png"] == "NV"
+    with pytest.raises(DataError, match="gives some images several classes"):  # Chest X-ray 14's "Effusion|Mass"
+        labels_from_tables("z", tables(x_csv="image,label\n" + "".join(f"{n}.png,{'A|B' if i else 'A'}\n"
+                                                                        for i, n in enumerate(ids))), [], images)
+    assert parse_table(b'a,b\n"unclosed' + b"x" * 200_000) is None  # csv.Error: not a table, no traceback
+
+
+def test_a_label_table_never_overrides_class_folders_it_does_not_split_or_a_name_layout():
+    from cnn_core.data.layout import classes_without_folders, labels_from_tables, parse_table
+
+    # Kaggle's Dogs vs. Cats ships sampleSubmission.csv (id,label: every row 0) naming test1/'s images
+    names = {"train": [f"{kind}.{i}.jpg" for kind in ("cat", "dog") for i in range(10)],
+             "test1": [f"{i + 1}.jpg" for i in range(10)]}
+    sample = parse_table(("id,label\n" + "".join(f"{i + 1},0\n" for i in range(10))).encode())
+    assert classes_without_folders("z", {"sampleSubmission.csv": sample}, [], names)[1].startswith("the file names")
+    # class folders of numbered images beside a training log: the folders stay the classes
+    folders = {"cat": [f"{i}.jpg" for i in range(20)], "dog": [f"{i}.jpg" for i in range(20)]}
+    log = parse_table(("epoch,loss,phase\n" + "".join(f"{i},{1 / (i + 1)},{'train' if i % 2 else 'val'}\n"
+                                                        for i in range(20))).encode())
+    assert labels_from_tables("z", {"log.csv": log}, [], folders) is None
+    # healthy/ holds the table's grade 0, sick/ grades 1-4: the folders agree with the table, they stay
+    graded = {"healthy": [f"h{i}.png" for i in range(10)], "sick": [f"s{i}.png" for i in range(10)]}
+    grades = parse_table(("image,level\n" + "".join(f"h{i}.png,0\n" for i in range(10))
+                          + "".join(f"s{i}.png,{1 + i % 4}\n" for i in range(10))).encode())
+    assert labels_from_tables("z", {"grades.csv": grades}, [], graded) is None
+    # train.csv labels train/0.png, not test/0.png of the same name
+    split = {"train": [f"{i}.png" for i in range(10)], "test": [f"{i}.png" for i in range(5)]}
+    train = parse_table(("id,label\n" + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(10))).encode())
+    labels, _ = labels_from_tables("z", {"train.csv": train}, [], split)
+    assert len(labels["train"]) == 10 and labels["test"] == {}
 
 
 @pytest.mark.parametrize(("name", "label"), [

@@ -457,7 +457,7 @@ def test_a_zip_with_a_label_table_gets_class_folders_by_its_class_column(tiny_da
     members |= {f"aptos/test_images/{n}.png": _png(i) for i, n in enumerate(ids[10:])}
     result = import_zip(_zip(members), "aptos")
     assert result.class_counts == {"0": 5, "1": 5} and result.unlabelled == {"in test_images/": 2}
-    assert result.classes_from == "the label table train.csv (id_code → diagnosis)"
+    assert result.classes_from == "the label table aptos/train.csv (id_code → diagnosis)"
     assert (result.root / "train_images" / "1" / f"{ids[3]}.png").read_bytes() == _png(3)
     assert result.info.class_names == ("0", "1")
 

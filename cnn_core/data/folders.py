@@ -27,7 +27,8 @@ from ..errors import DataError
 from .cache import (CACHE_FORMAT, STATE_LOCK, cache_root, digest, human_bytes, reserved_memory, safe_name, short,
                     write_json)
 from .layout import (MAX_LABEL_TABLE_BYTES, classes_without_folders, copies_note, copies_of_siblings, describe_layout,
-                     small_classes, split_folders, split_of_folder, split_quotas, table_text, unify_split_classes)
+                     Table, parse_table, small_classes, split_folders, split_of_folder, split_quotas,
+                     unify_split_classes)
 from .images import (ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_image, is_jpeg, maybe_image_name,
                      open_image)
 from .source import BuiltSplit, DataSource, Located, Progress
@@ -259,7 +260,7 @@ def _named_layout(root: Path, top: list[Path]) -> tuple[dict[str, dict[str, str]
     """`layout.classes_without_folders` for images in no class folder (APTOS's train.csv, Kaggle's
     train/cat.0.jpg), from the names and the label tables at the top (no image is opened or stat'ed: folder
     discovery asks this of every folder); None where there are class folders."""
-    tables = {path.name: text for path in sorted(root.glob("*.[cC][sS][vV]")) if (text := _label_table(path))}
+    tables = {path.name: rows for path in _table_files(root) if (rows := _label_table(path))}
     if len(top) > 1 and not tables and not any(split_of_folder(child.name) for child in top):  # cat/, dog/
         return None
     if any(_has_image(sub) for child in top for sub in _class_dirs(child)):
@@ -268,19 +269,23 @@ def _named_layout(root: Path, top: list[Path]) -> tuple[dict[str, dict[str, str]
                                    {child.name: _image_names(child) for child in top})
 
 
-def _label_table(path: Path) -> str | None:
+def _table_files(root: Path) -> list[Path]:
+    return sorted(path for path in root.glob("*.[cC][sS][vV]") if path.is_file() and not is_hidden(path.name))
+
+
+def _label_table(path: Path) -> Table | None:
     try:
         stat = path.stat()
-        return _read_label_table(str(path), stat.st_size, stat.st_mtime_ns) if path.is_file() else None
+        return _read_label_table(str(path), stat.st_size, stat.st_mtime_ns)
     except OSError:
         return None
 
 
-@functools.lru_cache(maxsize=64)
-def _read_label_table(path: str, size: int, mtime_ns: int) -> str | None:
-    """A label table's text (`layout.table_text`), cached per version of the file; None when it is larger than
-    `layout.MAX_LABEL_TABLE_BYTES`."""
-    return table_text(Path(path).read_bytes()) if size <= MAX_LABEL_TABLE_BYTES else None
+@functools.lru_cache(maxsize=4)
+def _read_label_table(path: str, size: int, mtime_ns: int) -> Table | None:
+    """A label table's rows (`layout.parse_table`), parsed once per version of the file (folder discovery asks
+    again and again); None when it is larger than `layout.MAX_LABEL_TABLE_BYTES`."""
+    return parse_table(Path(path).read_bytes()) if size <= MAX_LABEL_TABLE_BYTES else None
 
 
 def _image_names(folder: Path) -> list[str]:
@@ -350,6 +355,8 @@ def scan_folder(root: Path) -> FolderScan:
             relative = path.relative_to(root).as_posix()
             files.append((relative, class_names.index(name), split))
             listing.append((relative, stat.st_size, stat.st_mtime_ns))
+    if named:  # the label tables too: a class corrected in train.csv is a new listing
+        listing += [(path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in _table_files(root)]
     files.sort()
     listing.sort()
     fingerprint = digest([str(root), listing])

@@ -15,7 +15,8 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import PurePosixPath
 
 from ..errors import DataError
 from .types import SPLITS
@@ -273,85 +274,143 @@ LABEL_COLUMNS = ("label", "labels", "class", "class_name", "classname", "categor
                  "level", "grade", "species", "breed", "type", "y")
 #: A label table larger than this is not read (a table of a million rows is a database, not a class list).
 MAX_LABEL_TABLE_BYTES = 20 * 2**20
-#: A column with more distinct values than this (or than half the rows it labels) is not a class column.
+#: A class column holds at most this many values (and at most half as many as the images it labels).
 MAX_TABLE_CLASSES = 100
+#: Tables that hold a competition's answer format, not labels (Kaggle's sampleSubmission.csv: every row "0").
+NOT_LABEL_TABLES = ("sample_submission", "samplesubmission", "submission")
+
+Table = list[list[str]]  # a label table's rows, the header first
 
 
-def labels_from_tables(where: str, tables: dict[str, str], top_files: Sequence[str],
+def parse_table(data: bytes) -> Table | None:
+    """A label table's rows: UTF-8 (with or without the byte-order mark Excel writes) else Latin-1; comma,
+    semicolon (European Excel) or tab separated, as its header line says; None when it is not a readable table."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    header = text.splitlines()[0] if text.strip() else ""
+    delimiter = max(",;\t", key=header.count)
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+                if any(cell.strip() for cell in row)]
+    except csv.Error:  # an unclosed quote, a field of a megabyte: not a label table
+        return None
+    return rows if len(rows) >= 2 else None
+
+
+def labels_from_tables(where: str, tables: dict[str, Table], top_files: Sequence[str],
                        flat_folders: dict[str, Sequence[str]]) -> tuple[dict[str, dict[str, str]], str] | None:
     """Classes from a label table (CSV) beside images that sit in no class folder, as Kaggle ships many medical
     sets: APTOS 2019's `train.csv` (id_code, diagnosis) with `train_images/<id_code>.png`, HAM10000's
     `HAM10000_metadata.csv` (image_id, dx, ...) with two image folders `HAM10000_images_part_1/` and `_2/`
-    (read as class folders, those two would be two classes that each mix every lesion).
+    (read as class folders, those two would be two classes that each mix every lesion), ISIC 2019's one-hot
+    ground truth (image, MEL, NV, ...).
 
-    `tables` maps each table's name to its text; `top_files` and `flat_folders` are as for
+    `tables` maps each table's name to its rows (`parse_table`); `top_files` and `flat_folders` are as for
     `labels_in_file_names`. A table's file column is the one whose values name the most images (by file name,
-    with or without its ending, case-insensitively; at least half of the images, or of the table's rows); its
-    class column is the first named like one (`LABEL_COLUMNS`, or `has_...`/`is_...`), else the only other
-    column with 2 to `MAX_TABLE_CLASSES` values. Returns ({folder: {file name: class}}, "train.csv (id_code →
-    diagnosis)"), or None when no table names the images, or when the folders beside the table are class folders
-    that agree with it. DataError when a table names the images but its class column is unclear."""
+    with or without its ending, case-insensitively; at least half of the images, or of the table's rows); a
+    table named for a split (`train.csv`, `train_labels.csv`) labels only images outside the other splits'
+    folders. The class comes from the first column named like one (`LABEL_COLUMNS`, `has_...`, `is_...`), else
+    from one-hot columns (a single 1 per row: the column's name), else from the only other column with 2 to
+    `MAX_TABLE_CLASSES` values. Returns ({folder: {file name: class}}, "train.csv (id_code → diagnosis)"), or
+    None when no table names the images in two classes, when its names repeat across folders (cat/1.jpg and
+    dog/1.jpg), or when folders beside it are class folders that agree with it (each of its classes within one
+    folder). DataError when a table names the images but its class
+    column is unclear and no folders could be the classes instead."""
     images = [(folder, name) for folder, names in (("", top_files), *flat_folders.items()) for name in names]
     keys: dict[str, list[tuple[str, str]]] = {}
     for folder, name in images:
         for key in {name.casefold(), name.rsplit(".", 1)[0].casefold()}:
             keys.setdefault(key, []).append((folder, name))
     best = None
-    for table, text in sorted(tables.items()):
-        rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
-        if len(rows) < 2:
+    for table, rows in sorted(tables.items()):
+        if PurePosixPath(table).stem.casefold().startswith(NOT_LABEL_TABLES):
             continue
         header, body = [cell.strip() for cell in rows[0]], rows[1:]
         for column in range(len(header)):
-            hits = sum(1 for row in body if column < len(row) and _image_key(row[column]) in keys)
-            if hits >= 0.5 * min(len(images), len(body)) and hits and (best is None or hits > best[0]):
-                best = (hits, table, header, body, column)
+            named = {image for row in body if column < len(row) for image in keys.get(_image_key(row[column]), ())}
+            if len(named) >= 0.5 * min(len(images), len(body)) and named and (best is None or len(named) > best[0]):
+                best = (len(named), table, header, body, column)
     if best is None:
         return None
     _, table, header, body, file_column = best
-    label_column = _class_column(where, table, header, body, file_column)
-    labels: dict[str, dict[str, str]] = {folder: {} for folder in ("", *flat_folders)}
-    for row in body:
-        if max(file_column, label_column) < len(row) and (label := row[label_column].strip()):
-            for folder, name in keys.get(_image_key(row[file_column]), []):
-                labels[folder][name] = label
-    named = [set(labels[folder].values()) for folder in flat_folders if not split_of_folder(folder)]
-    if len(named) >= 2 and all(len(classes) == 1 for classes in named) and len(set.union(*named)) == len(named):
-        return None  # cat/ holds the cats the table calls cat: the folders are the classes
-    return labels, f"{table} ({header[file_column]} → {header[label_column]})"
-
-
-def table_text(data: bytes) -> str:
-    """A label table's text: UTF-8, with or without the byte-order mark Excel writes, else Latin-1."""
+    class_folders = [folder for folder in flat_folders if not split_of_folder(folder)]
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
+        label_of, label_name = _class_reader(where, table, header, body, file_column)
+    except DataError:
+        if len(class_folders) >= 2:  # an unrelated table beside class folders: the folders say the classes
+            return None
+        raise
+    table_split = split_of_folder(re.split(r"[\s._-]+", PurePosixPath(table).stem)[0])
+    labels: dict[str, dict[str, str]] = {folder: {} for folder in ("", *flat_folders)}
+    repeated = 0  # rows naming images in two folders that could be classes (cat/1.jpg, dog/1.jpg)
+    for row in body:
+        label = label_of(row) if file_column < len(row) else None
+        matched = [(folder, name) for folder, name in keys.get(_image_key(row[file_column]), []) if label
+                   and (not table_split or split_of_folder(folder) in (None, table_split))]
+        repeated += len({folder for folder, _ in matched if folder in class_folders}) > 1
+        for folder, name in matched:
+            labels[folder][name] = label
+    if repeated:  # the names repeat across folders: only the folders tell those images apart
+        return None
+    classes = {label for named in labels.values() for label in named.values()}
+    if len(classes) < 2:
+        return None
+    within = [{folder for folder in class_folders if label in labels[folder].values()} for label in classes]
+    if len(class_folders) >= 2 and all(len(folders) <= 1 for folders in within):
+        return None  # healthy/ holds the table's 0s, sick/ its 1-4: the folders are the classes
+    return labels, f"{table} ({header[file_column]} → {label_name})"
 
 
 def _image_key(cell: str) -> str:
     return cell.strip().replace("\\", "/").rsplit("/", 1)[-1].casefold()
 
 
-def _class_column(where: str, table: str, header: list[str], body: list[list[str]], file_column: int) -> int:
+def _class_reader(where: str, table: str, header: list[str], body: Table, file_column: int
+                  ) -> tuple[Callable[[list[str]], str | None], str]:
+    """How a row gives its class, and the class column's name in words (`labels_from_tables`)."""
     others = [column for column in range(len(header)) if column != file_column]
-    named = [column for column in others if header[column].casefold() in LABEL_COLUMNS
-             or header[column].casefold().startswith(("has_", "is_"))]
+    values = {column: {_class_text(row[column]) for row in body if column < len(row)} - {""} for column in others}
+    named = sorted((LABEL_COLUMNS.index(header[column].casefold()) if header[column].casefold() in LABEL_COLUMNS
+                    else len(LABEL_COLUMNS), column) for column in others
+                   if header[column].casefold() in LABEL_COLUMNS or header[column].casefold().startswith(("has_", "is_")))
     if named:
-        return min(named, key=lambda column: (LABEL_COLUMNS + (header[column].casefold(),)).index(
-            header[column].casefold()))
-    distinct = {column: len({row[column].strip() for row in body if column < len(row)}) for column in others}
-    fitting = [column for column, n in distinct.items() if 2 <= n <= min(MAX_TABLE_CLASSES, len(body) / 2)]
+        column = named[0][1]
+        _check_classes(where, table, header[column], values[column], len(body))
+        return (lambda row: _class_text(row[column]) if column < len(row) else None), header[column]
+    onehot = [column for column in others if values[column] and values[column] <= {"0", "1"}]
+    if len(onehot) >= 2 and all(sum(_class_text(row[c]) == "1" for c in onehot if c < len(row)) == 1 for row in body):
+        return (lambda row: next(header[c] for c in onehot if c < len(row) and _class_text(row[c]) == "1"),
+                f"the one of {', '.join(header[c] for c in onehot[:4])}{', ...' if len(onehot) > 4 else ''} that is 1")
+    fitting = [column for column in others if 2 <= len(values[column]) <= min(MAX_TABLE_CLASSES, len(body) / 2)]
     if len(fitting) == 1:
-        return fitting[0]
+        column = fitting[0]
+        return (lambda row: _class_text(row[column]) if column < len(row) else None), header[column]
+    shown = [repr(header[column]) for column in (fitting or others)]
     raise DataError(
         f"{where}: {table} names the images (column {header[file_column]!r}) but it is unclear which column holds "
-        f"their class ({', '.join(repr(header[column]) for column in (fitting or others))}). Call that column "
-        "'label', or put each class's images in their own folder."
+        f"their class ({', '.join(shown[:8])}{', ...' if len(shown) > 8 else ''}). Call that column 'label' (with "
+        f"at most {MAX_TABLE_CLASSES} different values), or put each class's images in their own folder."
     )
 
 
-def classes_without_folders(where: str, tables: dict[str, str], top_files: Sequence[str],
+def _class_text(cell: str) -> str:
+    """A class as written, whole numbers as integers ("0.0" and "0" are one class)."""
+    text = cell.strip()
+    return text.split(".")[0] if re.fullmatch(r"-?\d+\.0+", text) else text
+
+
+def _check_classes(where: str, table: str, column: str, classes: set[str], rows: int) -> None:
+    if any("|" in value for value in classes):
+        raise DataError(f"{where}: {table}'s column {column!r} gives some images several classes ('A|B'): "
+                        "multi-label training is not supported. Keep one class per image.")
+    if len(classes) > min(MAX_TABLE_CLASSES, max(2, rows / 2)):
+        raise DataError(f"{where}: {table}'s column {column!r} has {len(classes)} different values, too many to be "
+                        f"classes (at most {MAX_TABLE_CLASSES}, and half as many as the images).")
+
+
+def classes_without_folders(where: str, tables: dict[str, Table], top_files: Sequence[str],
                             flat_folders: dict[str, Sequence[str]]) -> tuple[dict[str, dict[str, str]], str] | None:
     """The classes of images that sit in no class folder: from a label table (`labels_from_tables`), else from
     their file names (`labels_in_file_names`); with where they came from, in words ("the label table train.csv

@@ -27,7 +27,7 @@ from typing import BinaryIO
 from ..errors import DataError, ImageError
 from .images import maybe_image_name, read_image
 from .layout import (MAX_LABEL_TABLE_BYTES, classes_without_folders, copies_of_siblings, split_folders,
-                     split_of_folder, table_text, unify_split_classes)
+                     parse_table, split_of_folder, unify_split_classes)
 from .registry import register_image_folder
 from .types import DatasetInfo
 from .uploads import (ZipLimits, _digest_path, _mib, _refuse_taken_name, _reserved_room, upload_root, zip_digest)
@@ -146,7 +146,7 @@ def import_zip(
             raise DataError(f"Unknown file-name encoding {name_encoding!r}; use one of "
                             f"{', '.join(CODE_PAGE_LANGUAGES)}.") from None
         _check_members(members, limits)
-        result, plan = _plan(members, name, lambda info: table_text(_read_member(archive, info, limits, 0)))
+        result, plan = _plan(members, name, lambda info: _read_member(archive, info, limits, 0))
         result.name_encoding = legacy_encoding
         _check_plan(result, plan)
         with _reserved_room(members, owner, name, digest, limits):  # another tab's upload counts meanwhile
@@ -216,13 +216,13 @@ def _is_system_file(parts: list[str]) -> bool:
     return any(part.startswith((".", "__")) or part.lower() == "thumbs.db" for part in parts)
 
 
-def _plan(members: list[zipfile.ZipInfo], name: str, read_table: Callable[[zipfile.ZipInfo], str] | None = None
+def _plan(members: list[zipfile.ZipInfo], name: str, read: Callable[[zipfile.ZipInfo], bytes] | None = None
           ) -> tuple[ZipImport, list[tuple[zipfile.ZipInfo, str, str, str]]]:
-    """Decide which members become which `class/file` (and which class each counts for), reading no data but
-    the label tables (CSV) that `read_table` gives as text."""
+    """Decide which members become which `class/file` (and which class each counts for), reading no data but,
+    where there are no class folders, the label tables (CSV) that `read` gives."""
     result = ZipImport(name=name, root=Path(), class_counts={})
     candidates: list[tuple[zipfile.ZipInfo, list[str]]] = []
-    tables: dict[str, str] = {}
+    tables: dict[str, zipfile.ZipInfo] = {}
     for info in members:
         if _is_directory(info):
             continue
@@ -232,12 +232,12 @@ def _plan(members: list[zipfile.ZipInfo], name: str, read_table: Callable[[zipfi
         elif not maybe_image_name(parts[-1]):  # the others are told by their content when extracted
             result.skipped_non_image += 1
             _note(result, "/".join(parts), "not an image")
-            if read_table and parts[-1].lower().endswith(".csv") and info.file_size <= MAX_LABEL_TABLE_BYTES:
-                tables[parts[-1]] = read_table(info)
+            if parts[-1].lower().endswith(".csv") and info.file_size <= MAX_LABEL_TABLE_BYTES:
+                tables["/".join(parts)] = info
         else:
             candidates.append((info, parts))
     candidates = _without_copies(result, _without_wrappers(candidates), depth=0)
-    candidates = _classes_without_folders(result, candidates, tables)
+    candidates = _classes_without_folders(result, candidates, tables, read)
     # Split folders above the class folders (train/cat/1.png): kept, so the data set uses those splits.
     nested = {parts[0] for _, parts in candidates if len(parts) >= 3}  # a folder with sub-folders of images
     layout = split_folders("The zip", {parts[0] for _, parts in candidates if len(parts) >= 2},
@@ -271,7 +271,8 @@ def _plan(members: list[zipfile.ZipInfo], name: str, read_table: Callable[[zipfi
 
 
 def _classes_without_folders(result: ZipImport, candidates: list[tuple[zipfile.ZipInfo, list[str]]],
-                             tables: dict[str, str]) -> list[tuple[zipfile.ZipInfo, list[str]]]:
+                             tables: dict[str, zipfile.ZipInfo], read: Callable[[zipfile.ZipInfo], bytes] | None
+                             ) -> list[tuple[zipfile.ZipInfo, list[str]]]:
     """Images in no class folder whose classes a label table or their file names give
     (`layout.classes_without_folders`: APTOS's train.csv, Kaggle's train/cat.0.jpg) go into class folders by
     class (train/cat/cat.0.jpg); the unlabelled ones are skipped."""
@@ -281,7 +282,8 @@ def _classes_without_folders(result: ZipImport, candidates: list[tuple[zipfile.Z
     for _, parts in candidates:
         if len(parts) == 2:
             flat.setdefault(parts[0], []).append(parts[1])
-    found = classes_without_folders("The zip", tables, [parts[0] for _, parts in candidates if len(parts) == 1], flat)
+    parsed = {path: rows for path, info in tables.items() if read and (rows := parse_table(read(info)))}
+    found = classes_without_folders("The zip", parsed, [parts[0] for _, parts in candidates if len(parts) == 1], flat)
     if found is None:
         return candidates
     (labelled, result.classes_from), kept = found, []
