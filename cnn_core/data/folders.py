@@ -347,7 +347,8 @@ def scan_folder(root: Path) -> FolderScan:
         raise DataError(
             f"{root} is not an image folder data set: it needs one sub-folder per class with image files "
             f"(PNG, JPEG, HEIC, ...) in at least two of them, e.g. {root}/yes/*.jpg and {root}/no/*.jpg "
-            f"(or inside split folders: {root}/train/yes/*.jpg)."
+            f"(or inside split folders: {root}/train/yes/*.jpg), or images named by class (cat.0.jpg, dog.0.jpg), "
+            "or images beside a CSV label table."
         )
     files, listing = [], []
     for split, name, entries in listed:

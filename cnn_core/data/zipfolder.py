@@ -357,7 +357,8 @@ def _check_plan(result: ZipImport, plan: list) -> None:
     if not plan:
         raise DataError(
             "No images found in class folders. The zip must hold one folder per class with images inside "
-            f"(cats/1.png, dogs/2.jpg); {_skipped_text(result)}."
+            "(cats/1.png, dogs/2.jpg), images named by class (cat.0.jpg, dog.0.jpg) or images beside a CSV label "
+            f"table; {_skipped_text(result)}."
         )
 
 
