@@ -788,6 +788,23 @@ def test_the_class_a_file_name_carries(name, label):
     assert name_label(name) == label
 
 
+def test_a_wrapper_inside_each_split_folder_is_not_a_class(tmp_path, monkeypatch):
+    # Kaggle's "Cat and Dog" unpacks to training_set/training_set/{cats,dogs} and test_set/test_set/{cats,dogs}:
+    # the inner folder was the split's only class, and test_set's had no train folder of its name.
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "cat_and_dog"
+    for split, count in (("training_set", 8), ("test_set", 3)):
+        for name, base in (("cats", 30), ("dogs", 180)):
+            folder = root / split / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.fromarray(np.full((12, 12), base + i, np.uint8)).save(folder / f"{name}.{i}.png")
+    info = data.get_dataset_info(str(root))
+    assert info.class_names == ("cats", "dogs") and info.n_samples["test"] == 6
+    loaded = data.load_split(str(root), "test", image_size=12)
+    assert ((loaded.images.float().mean(dim=(1, 2, 3)) > 100).long() == loaded.labels).all()
+
+
 def folders_layout_split(name: str) -> str:
     from cnn_core.data.layout import split_of_folder
 

@@ -462,6 +462,16 @@ def test_a_zip_with_a_label_table_gets_class_folders_by_its_class_column(tiny_da
     assert result.info.class_names == ("0", "1")
 
 
+def test_a_wrapper_inside_each_split_folder_of_a_zip_is_not_a_class(tiny_data_dir):
+    # Kaggle's "Cat and Dog": training_set/training_set/cats/cat.1.jpg, test_set/test_set/dogs/dog.1.jpg
+    members = {f"{split}/{split}/{kind}s/{kind}.{i}.png": _png(i) for split in ("training_set", "test_set")
+               for kind in ("cat", "dog") for i in range(3)}
+    result = import_zip(_zip(members), "cat_and_dog", register=False)
+    assert result.class_counts == {"cats": 6, "dogs": 6}
+    assert sorted(path.relative_to(result.root).parts[:2] for path in result.root.rglob("*.png"))[0] == (
+        "test_set", "cats")
+
+
 def test_class_folders_that_clean_to_one_name_stay_apart():
     result = import_zip(_zip({"cat/1.png": _png(1), "cat./2.png": _png(2), "cat?/3.png": _png(3), "dog/4.png": _png(4)}),
                         "clean_names", register=False)

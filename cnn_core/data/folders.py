@@ -8,7 +8,6 @@ image size and center-cropped (`images.fit_image`); files that cannot be read ar
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -26,11 +25,11 @@ from .. import settings
 from ..errors import DataError
 from .cache import (CACHE_FORMAT, STATE_LOCK, cache_root, digest, human_bytes, reserved_memory, safe_name, short,
                     write_json)
-from .layout import (MAX_LABEL_TABLE_BYTES, classes_without_folders, copies_note, copies_of_siblings, describe_layout,
-                     Table, parse_table, small_classes, split_folders, split_of_folder, split_quotas,
-                     unify_split_classes)
-from .images import (ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_image, is_jpeg, maybe_image_name,
-                     open_image)
+from .layout import (copies_note, copies_of_siblings, describe_layout, small_classes, split_folders, split_of_folder,
+                     split_quotas, unify_split_classes)
+from .listing import (class_dirs, has_image, image_files, is_hidden, listed_by_name, named_layout, open_formats,
+                      table_files, unwrapped)
+from .images import DEFAULT_MAX_PIXELS, fit_image, is_jpeg, open_image
 from .source import BuiltSplit, DataSource, Located, Progress
 from .types import FOLDER_IMAGE_SIZE, FOLDER_SPLIT_FRACTIONS, FOLDER_SPLIT_SEED, SPLITS, DatasetInfo, DatasetStatus
 from .zipnames import readable_name
@@ -158,74 +157,19 @@ class FolderScan:
     unlabelled: tuple[tuple[str, int], ...] = ()  # then: images left out, with no class there ("test1/", n)
 
 
-@functools.lru_cache(maxsize=1)
-def _open_formats() -> tuple[str, ...]:
-    """The allowed formats Pillow can open. Pillow registers no opener for "MPO" (the JPEG plugin
-    opens MPO files), and naming an unregistered format makes `Image.open` raise KeyError."""
-    Image.init()
-    return tuple(name for name in ALLOWED_FORMATS if name in Image.OPEN)
-
-
-def is_hidden(name: str) -> bool:
-    """Whether a file or folder is system clutter that no data set counts: .DS_Store, macOS's ._x.jpg,
-    .ipynb_checkpoints/, __MACOSX/."""
-    return name.startswith(".") or name.startswith("__")
-
-
-def class_images(class_dir: Path) -> list[Path]:
-    """The image files a class folder holds, as a data set counts them: recursively, sorted, hidden files and
-    folders (.DS_Store, macOS's ._x.jpg, .ipynb_checkpoints/, __MACOSX/) skipped."""
-    return [path for path, _ in _image_files(class_dir)]
-
-
-def _image_files(class_dir: Path, recursive: bool = True) -> list[tuple[Path, os.stat_result]]:
-    """Image files under one class folder, recursively (or only those directly in it), sorted; hidden ones
-    skipped. A file counts by its name's ending (`IMAGE_SUFFIXES`) or, when the name says nothing (`img001`,
-    `scan.dat`), by its content."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(class_dir):
-        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d)) if recursive else []
-        for filename in sorted(filenames):
-            if is_hidden(filename) or not maybe_image_name(filename):
-                continue
-            path = Path(dirpath) / filename
-            try:
-                stat = path.stat()
-            except OSError:
-                continue  # a dangling link: not an image we can read
-            if path.suffix.lower() in IMAGE_SUFFIXES or _content_is_image(path, stat.st_size, stat.st_mtime_ns):
-                found.append((path, stat))
-    return found
-
-
-@functools.lru_cache(maxsize=65536)
-def _content_is_image(path: Path, size: int, mtime_ns: int) -> bool:
-    """Whether Pillow recognises the file's header as an allowed format (nothing is decoded); cached per
-    version of the file (`size`, `mtime_ns`). TGA has no signature to recognise, so only its name tells."""
-    try:
-        with Image.open(path, formats=[name for name in _open_formats() if name != "TGA"]):
-            return True
-    except Exception:  # noqa: BLE001 - not an image, or unreadable: either way not one
-        return False
-
-
-def _class_dirs(root: Path) -> list[Path]:
-    return sorted(child for child in root.iterdir() if child.is_dir() and not is_hidden(child.name))
-
-
 def _count_image_classes(root: Path) -> int:
     """Class folders with images: at the top, or inside split folders (`train/cat`) when those are there; else
     the classes the file names carry (`_classes_from_names`)."""
     try:
-        top = [child for child in _class_dirs(root) if _has_image(child)]
+        top = [child for child in class_dirs(root) if has_image(child)]
         try:
-            if (named := _named_layout(root, top)) is not None:
+            if (named := named_layout(root, top)) is not None:
                 return len({name for labels in named[0].values() for name in labels.values()})
             splits = bool(_top_layout(root, top))
         except DataError:  # split and class folders mixed: listed, and `scan_folder` says what is wrong
             splits = True
         if splits:
-            return len({cls.name for child in top for cls in _class_dirs(child) if _has_image(cls)})
+            return len({cls.name for child in top for cls in class_dirs(unwrapped(child)) if has_image(cls)})
         return len(top)
     except OSError:
         return 0
@@ -234,80 +178,17 @@ def _count_image_classes(root: Path) -> int:
 def _top_layout(root: Path, top: list[Path]) -> dict[str, str] | None:
     """`layout.split_folders` for the folders `top` under `root`, told which split-named ones are flat."""
     flat = [child.name for child in top
-            if split_of_folder(child.name) and not any(_has_image(sub) for sub in _class_dirs(child))]
+            if split_of_folder(child.name) and not any(has_image(sub) for sub in class_dirs(child))]
     return split_folders(str(root), [child.name for child in top], flat)
 
 
 def _without_copies(root: Path, folders: list[Path]) -> tuple[list[Path], list[str]]:
     """`folders` less those that hold their siblings again (`layout.copies_of_siblings`), and those left out
     (relative to `root`)."""
-    inner = {folder.name: {sub.name for sub in _class_dirs(folder) if _has_image(sub)} for folder in folders}
+    inner = {folder.name: {sub.name for sub in class_dirs(folder) if has_image(sub)} for folder in folders}
     copies = set(copies_of_siblings(inner))
     return ([folder for folder in folders if folder.name not in copies],
             [folder.relative_to(root).as_posix() for folder in folders if folder.name in copies])
-
-
-def _has_image(class_dir: Path) -> bool:
-    """Whether a folder holds an image, looking at names first (cheap) and at contents only if needed."""
-    for _, dirnames, filenames in os.walk(class_dir):
-        dirnames[:] = [d for d in dirnames if not is_hidden(d)]
-        if any(not is_hidden(f) and Path(f).suffix.lower() in IMAGE_SUFFIXES for f in filenames):
-            return True
-    return bool(_image_files(class_dir))
-
-
-def _named_layout(root: Path, top: list[Path]) -> tuple[dict[str, dict[str, str]], str] | None:
-    """`layout.classes_without_folders` for images in no class folder (APTOS's train.csv, Kaggle's
-    train/cat.0.jpg), from the names and the label tables at the top (no image is opened or stat'ed: folder
-    discovery asks this of every folder); None where there are class folders."""
-    tables = {path.name: rows for path in _table_files(root) if (rows := _label_table(path))}
-    if len(top) > 1 and not tables and not any(split_of_folder(child.name) for child in top):  # cat/, dog/
-        return None
-    if any(_has_image(sub) for child in top for sub in _class_dirs(child)):
-        return None
-    return classes_without_folders(str(root), tables, _image_names(root),
-                                   {child.name: _image_names(child) for child in top})
-
-
-def _table_files(root: Path) -> list[Path]:
-    return sorted(path for path in root.glob("*.[cC][sS][vV]") if path.is_file() and not is_hidden(path.name))
-
-
-def _label_table(path: Path) -> Table | None:
-    try:
-        stat = path.stat()
-        return _read_label_table(str(path), stat.st_size, stat.st_mtime_ns)
-    except OSError:
-        return None
-
-
-@functools.lru_cache(maxsize=4)
-def _read_label_table(path: str, size: int, mtime_ns: int) -> Table | None:
-    """A label table's rows (`layout.parse_table`), parsed once per version of the file (folder discovery asks
-    again and again); None when it is larger than `layout.MAX_LABEL_TABLE_BYTES`."""
-    return parse_table(Path(path).read_bytes()) if size <= MAX_LABEL_TABLE_BYTES else None
-
-
-def _image_names(folder: Path) -> list[str]:
-    with os.scandir(folder) as entries:
-        return sorted(entry.name for entry in entries
-                      if not is_hidden(entry.name) and maybe_image_name(entry.name) and entry.is_file())
-
-
-def _listed_by_name(root: Path, named: dict[str, dict[str, str]]) -> tuple[list, list[tuple[str, int]]]:
-    """The listing `scan_folder` builds from class folders, (split, class, files), for classes given by file
-    names or a label table, and the images left out as unlabelled, by folder ("test1/", 12500)."""
-    listed, unlabelled = [], []
-    for folder, labels in named.items():
-        by_class: dict[str, list] = {}
-        entries = _image_files(root / folder, recursive=False) if folder else _image_files(root, recursive=False)
-        for path, stat in entries:
-            if path.name in labels:
-                by_class.setdefault(labels[path.name], []).append((path, stat))
-        listed += [(split_of_folder(folder) or "", name, files) for name, files in sorted(by_class.items())]
-        if left := len(entries) - sum(map(len, by_class.values())):
-            unlabelled.append((f"{folder}/" if folder else "the top", left))
-    return listed, unlabelled
 
 
 def scan_folder(root: Path) -> FolderScan:
@@ -321,11 +202,11 @@ def scan_folder(root: Path) -> FolderScan:
     if not root.is_dir():
         raise DataError(f"The image folder {root} does not exist (any more).")
     try:
-        top, left_out = _without_copies(root, [child for child in _class_dirs(root) if _has_image(child)])
-        named = _named_layout(root, top)
+        top, left_out = _without_copies(root, [child for child in class_dirs(root) if has_image(child)])
+        named = named_layout(root, top)
         if named:  # no class folders: the file names or a label table give the classes
             (labels, classes_from), groups = named, []
-            listed, unlabelled = _listed_by_name(root, labels)
+            listed, unlabelled = listed_by_name(root, labels)
             layout = {folder: split for folder in labels if (split := split_of_folder(folder))} or None
         else:
             listed, classes_from, unlabelled = [], None, []
@@ -334,9 +215,10 @@ def scan_folder(root: Path) -> FolderScan:
         for folder, split in groups:
             classes = top
             if layout:
-                classes, copies = _without_copies(root, [child for child in _class_dirs(folder) if _has_image(child)])
+                inside = class_dirs(unwrapped(folder))
+                classes, copies = _without_copies(root, [child for child in inside if has_image(child)])
                 left_out += copies
-            listed += [(split, readable_name(child.name), _image_files(child)) for child in classes]
+            listed += [(split, readable_name(child.name), image_files(child)) for child in classes]
     except OSError as exc:
         raise DataError(f"The image folder {root} cannot be read ({short(exc)}).") from exc
     if layout:  # test/NORMAL is train/Normal's class; a class without train images is refused
@@ -357,7 +239,7 @@ def scan_folder(root: Path) -> FolderScan:
             files.append((relative, class_names.index(name), split))
             listing.append((relative, stat.st_size, stat.st_mtime_ns))
     if named:  # the label tables too: a class corrected in train.csv is a new listing
-        listing += [(path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in _table_files(root)]
+        listing += [(path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in table_files(root)]
     files.sort()
     listing.sort()
     fingerprint = digest([str(root), listing])
@@ -400,7 +282,7 @@ def _folder_channels(root: Path, relatives: Iterable[str]) -> int:
     any_readable = False
     for relative in relatives:
         try:
-            with Image.open(root / relative, formats=_open_formats()) as image:
+            with Image.open(root / relative, formats=open_formats()) as image:
                 if not _grayscale(image):
                     return 3
                 any_readable = True
@@ -557,7 +439,7 @@ def _remember_unreadable(scan: FolderScan, unreadable: frozenset[str]) -> None:
 def read_folder_image(path: Path, image_size: int, channels: int) -> np.ndarray | None:
     """One file as uint8 [C, S, S], or None when it is not a readable image or is too large."""
     try:
-        with open_image(path, _open_formats()) as image:
+        with open_image(path, open_formats()) as image:
             if is_jpeg(image):  # decode big JPEGs (and MPOs) at 1/2, 1/4, 1/8: a 48 MP phone photo costs 1 MP
                 image.draft(image.mode, (image_size, image_size))
             if image.width * image.height > MAX_IMAGE_PIXELS or image.width < 1 or image.height < 1:

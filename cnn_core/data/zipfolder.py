@@ -243,7 +243,7 @@ def _plan(members: list[zipfile.ZipInfo], name: str, read: Callable[[zipfile.Zip
     layout = split_folders("The zip", {parts[0] for _, parts in candidates if len(parts) >= 2},
                            flat={parts[0] for _, parts in candidates if len(parts) == 2} - nested)
     if layout:
-        candidates = _without_copies(result, candidates, depth=1)
+        candidates = _without_copies(result, _without_split_wrappers(candidates, layout), depth=1)
     planned: list[tuple[zipfile.ZipInfo, str, str, list[str]]] = []  # (member, split folder, class folder, rest)
     for info, parts in candidates:
         split_folder = ""
@@ -297,6 +297,20 @@ def _classes_without_folders(result: ZipImport, candidates: list[tuple[zipfile.Z
         else:
             kept.append((info, [folder, label, file_name] if split_of_folder(folder) else [label, file_name]))
     return kept
+
+
+def _without_split_wrappers(candidates: list[tuple[zipfile.ZipInfo, list[str]]], layout: dict[str, str]
+                            ) -> list[tuple[zipfile.ZipInfo, list[str]]]:
+    """`candidates` without a single wrapper folder inside a split folder, as Kaggle's "Cat and Dog" ships them:
+    training_set/training_set/cats/, test_set/test_set/cats/ (the wrapper would be the split's only class)."""
+    for split_folder in layout:
+        while True:
+            inside = [parts for _, parts in candidates if parts[0] == split_folder]
+            if len({parts[1] for parts in inside}) != 1 or any(len(parts) < 4 for parts in inside):
+                break
+            candidates = [(info, [parts[0], *parts[2:]] if parts[0] == split_folder else parts)
+                          for info, parts in candidates]
+    return candidates
 
 
 def _without_wrappers(candidates: list[tuple[zipfile.ZipInfo, list[str]]]) -> list[tuple[zipfile.ZipInfo, list[str]]]:

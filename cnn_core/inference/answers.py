@@ -48,7 +48,7 @@ def evaluate_files(loaded: LoadedCheckpoint, folder: str | Path, raw: bool = Fal
     "refused" and count as wrong in "accuracy_all"; the other metrics are over the files answered."""
     import torch
 
-    from ..data.folders import class_images, is_hidden
+    from ..data.listing import class_images, is_hidden
     from ..data.zipnames import readable_name
     from ..errors import DataError
     from .metrics import classification_metrics
