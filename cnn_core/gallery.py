@@ -50,7 +50,7 @@ def modality(info: Any) -> str:
         return "Scanned handwriting (grayscale digits)"
     if info.family == "medmnist":
         return MEDMNIST_MODALITIES.get(info.name.split("_")[0], "Medical images")
-    return "Your own images (one folder per class)"
+    return "Your own images (an image folder or zip)"
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ def entry_rows(entries: list[CheckpointEntry]) -> list[dict[str, object]]:
         test = reports.headline_metrics(entry.card.metrics)
         accuracy = test.pop("accuracy", None)
         rows.append({"name": entry.title, "model": entry.card.model, "data set": entry.card.dataset,
-                     "test accuracy": accuracy,
+                     "test accuracy": None if accuracy is None else 100 * accuracy,  # as the pickers round it
                      "other test metrics": ", ".join(f"{METRIC_LABELS.get(name, name)} {reports.metric_text(name, value)}"
                                                      for name, value in test.items()) or "—",
                      "kind": "shipped" if entry.shipped else "yours" + (" (stopped)" if entry.card.stopped_early else ""),

@@ -68,8 +68,8 @@ def show_checkpoints() -> None:
                                                                        "kind", "other test metrics", "file"),
                  column_config={
         "name": st.column_config.TextColumn("name", width="medium", pinned=True),
-        "test accuracy": st.column_config.ProgressColumn("test accuracy", format="percent", min_value=0.0,
-                                                         max_value=1.0, width=130),  # the whole header
+        "test accuracy": st.column_config.ProgressColumn("test accuracy", format="%.1f %%", min_value=0.0,
+                                                         max_value=100.0, width=130),  # the whole header
         "file": st.column_config.TextColumn("file", width="medium"),
     })
 

@@ -166,7 +166,8 @@ def show_why(loaded: LoadedCheckpoint, model_input: explain.ModelInput, predicti
                            "its maps is ≤ 0, so the map is blank. Try another layer, or read the saliency map.")
             elif heat.skipped:
                 st.caption(f"At {', '.join(heat.skipped)} nothing raised the score of {literal(names[index])} (the "
-                           f"weighted maps sum to ≤ 0 everywhere), so this is the next layer, {heat.layer}.")
+                           f"weighted maps sum to ≤ 0 everywhere), so this map is from an earlier layer inside it, "
+                           f"{heat.layer}.")
     with columns[3]:
         try:
             saliency = explain.gradient_saliency(model, model_input.tensor, prediction.index)

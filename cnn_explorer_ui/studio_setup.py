@@ -45,11 +45,14 @@ def training_images(info: data.DatasetInfo) -> int | None:
         return (info.n_samples or {}).get("train")
 
 
-def choose_dataset() -> data.DatasetInfo | None:
-    """A data set on this computer that can be trained (multi-label ones cannot yet)."""
+def choose_dataset(default: str | None = None) -> data.DatasetInfo | None:
+    """A data set on this computer that can be trained (multi-label ones cannot yet); a new tab starts at
+    `default` (the data set of the run it shows: a reload goes on with an upload, not with MNIST)."""
     present = present_datasets()
     trainable = {name: info for name, info in present.items() if not info.multi_label}
     multi_label = [info.title for info in present.values() if info.multi_label]
+    if "studio_dataset" not in st.session_state and default in trainable:
+        st.session_state["studio_dataset"] = default
     chosen = st.session_state.get("studio_dataset")
     if chosen is not None and chosen not in trainable:
         st.warning(f"The data set `{chosen}` is not on this computer any more (deleted or moved); choose another.",

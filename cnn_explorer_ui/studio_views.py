@@ -299,6 +299,9 @@ def compare_runs(manager: runs.RunManager, owner: str) -> None:
                  column_order=COMPARE_COLUMNS,
                  column_config={"run": st.column_config.NumberColumn(pinned=True, width="small", format="#%d"),
                                 "best val acc": percent, "test acc": percent, "image size": side,
+                                "time": st.column_config.TextColumn(help="From start to end: loading the data, "
+                                                                    "training and testing (the run's message gives "
+                                                                    "the training alone)"),
                                 "augmentation": st.column_config.TextColumn(width="medium")})
     labels = [_run_label(number, snap) for number, snap in zip(numbers, history)]
     figure = compare_figure(history, labels)

@@ -53,7 +53,7 @@ def import_upload() -> None:
         "using this app do not see it), also offered by the training studio. Files that are not images are "
         "skipped and counted."
     )
-    imported = import_zip_upload("gallery_zip", "Zip of class folders")
+    imported = import_zip_upload("gallery_zip", "Zip of images (class folders, names by class or a CSV label table)")
     if imported:
         st.session_state["gallery_base"] = imported
         st.session_state.pop("gallery_unknown_link", None)

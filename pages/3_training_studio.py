@@ -28,15 +28,15 @@ st.markdown(
 )
 
 
-def setup(owner: str, manager: runs.RunManager, active: runs.RunSnapshot | None) -> None:
+def setup(owner: str, manager: runs.RunManager, active: runs.RunSnapshot | None, dataset: str | None) -> None:
     st.subheader(":material/tune: Set up a run")
     with st.expander("Add your own image folder (upload a zip)", icon=":material/upload:",
                      expanded=bool(st.session_state.get("studio_zip"))):
-        imported = import_zip_upload("studio_zip", "Zip of class folders (one sub-folder of images per class), or of "
-                                     "images named by class (cat.0.jpg, dog.0.jpg)")
+        imported = import_zip_upload("studio_zip", "Zip of images: one sub-folder per class, names by class "
+                                     "(cat.0.jpg, dog.0.jpg), or a CSV label table beside them")
         if imported:
             st.session_state["studio_dataset"] = imported
-    info = choose_dataset()
+    info = choose_dataset(default=dataset)
     if info is None:
         return
     picked = choose_model(info)
@@ -99,7 +99,7 @@ elif not (run_manager.has_run(shown) and run_manager.snapshot(shown).owner == br
 st.session_state["studio_run"] = shown
 
 with st.container(border=True):
-    setup(browser_owner, run_manager, active_run)
+    setup(browser_owner, run_manager, active_run, run_manager.snapshot(shown).config.dataset if shown else None)
 
 if shown is not None:
     st.subheader(":material/monitoring: Your run", anchor="your-run")

@@ -785,3 +785,6 @@ def test_a_kaggle_style_zip_with_split_folders_and_cyrillic_classes_trains_on_it
     expect(confusion.first).to_be_visible()
     assert_no_exception(tab)
     save_screenshot(tab, "studio-kaggle-zip")
+    tab.reload()  # a reload goes on with the upload its run trained on, not with MNIST
+    wait_for_app(tab)
+    expect(tab.get_by_role("combobox", name="Data set")).to_have_value(re.compile("kaggle_pets"))

@@ -460,6 +460,13 @@ def test_a_zip_with_a_label_table_gets_class_folders_by_its_class_column(tiny_da
     assert result.classes_from == "the label table aptos/train.csv (id_code → diagnosis)"
     assert (result.root / "train_images" / "1" / f"{ids[3]}.png").read_bytes() == _png(3)
     assert result.info.class_names == ("0", "1")
+    # the table that gave the classes is no skipped file, and the data set still says where its classes came from
+    assert result.skipped_non_image == 1 and not any("train.csv" in text for text in result.skipped_examples)
+    assert "whose classes come from the label table aptos/train.csv (id_code → diagnosis)" in result.info.description
+    from cnn_core.data.folders import scan_folder
+
+    restarted = scan_folder(result.root)  # read again from disk, as after a server restart
+    assert restarted.classes_from == "the label table aptos/train.csv (id_code → diagnosis)"
 
 
 def test_a_wrapper_inside_each_split_folder_of_a_zip_is_not_a_class(tiny_data_dir):

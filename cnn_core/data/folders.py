@@ -27,8 +27,8 @@ from .cache import (CACHE_FORMAT, STATE_LOCK, cache_root, digest, human_bytes, r
                     write_json)
 from .layout import (copies_note, copies_of_siblings, describe_layout, small_classes, split_folders, split_of_folder,
                      split_quotas, unify_split_classes)
-from .listing import (class_dirs, has_image, image_files, is_hidden, listed_by_name, named_layout, open_formats,
-                      table_files, unwrapped)
+from .listing import (class_dirs, classes_note, has_image, image_files, is_hidden, listed_by_name, named_layout,
+                      open_formats, table_files, unwrapped)
 from .images import DEFAULT_MAX_PIXELS, fit_image, is_jpeg, open_image
 from .source import BuiltSplit, DataSource, Located, Progress
 from .types import FOLDER_IMAGE_SIZE, FOLDER_SPLIT_FRACTIONS, FOLDER_SPLIT_SEED, SPLITS, DatasetInfo, DatasetStatus
@@ -208,8 +208,8 @@ def scan_folder(root: Path) -> FolderScan:
             (labels, classes_from), groups = named, []
             listed, unlabelled = listed_by_name(root, labels)
             layout = {folder: split for folder in labels if (split := split_of_folder(folder))} or None
-        else:
-            listed, classes_from, unlabelled = [], None, []
+        else:  # an upload's class folders may have been made from its file names or label table
+            listed, classes_from, unlabelled = [], classes_note(root), []
             layout = _top_layout(root, top)
             groups = [(child, layout[child.name]) for child in top] if layout else [(root, "")]
         for folder, split in groups:

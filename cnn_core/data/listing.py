@@ -14,6 +14,19 @@ from .images import ALLOWED_FORMATS, IMAGE_SUFFIXES, maybe_image_name
 from .layout import MAX_LABEL_TABLE_BYTES, Table, classes_without_folders, parse_table, split_of_folder
 
 
+#: A hidden file in an unpacked upload that says where its classes came from when the zip had no class folders
+#: (the class folders were made from file names or a label table), for the folder's description and notes.
+CLASSES_NOTE = ".classes-from.txt"
+
+
+def classes_note(root: Path) -> str | None:
+    """What `CLASSES_NOTE` in `root` says ("the label table labels.csv (image_id → diagnosis)"), or None."""
+    try:
+        return (root / CLASSES_NOTE).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
 @functools.lru_cache(maxsize=1)
 def open_formats() -> tuple[str, ...]:
     """The allowed formats Pillow can open. Pillow registers no opener for "MPO" (the JPEG plugin

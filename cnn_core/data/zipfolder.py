@@ -28,6 +28,7 @@ from ..errors import DataError, ImageError
 from .images import maybe_image_name, read_image
 from .layout import (MAX_LABEL_TABLE_BYTES, classes_without_folders, copies_of_siblings, split_folders,
                      parse_table, split_of_folder, unify_split_classes)
+from .listing import CLASSES_NOTE
 from .registry import register_image_folder
 from .types import DatasetInfo
 from .uploads import (ZipLimits, _digest_path, _mib, _refuse_taken_name, _reserved_room, upload_root, zip_digest)
@@ -287,6 +288,10 @@ def _classes_without_folders(result: ZipImport, candidates: list[tuple[zipfile.Z
     if found is None:
         return candidates
     (labelled, result.classes_from), kept = found, []
+    used = next((path for path in parsed if result.classes_from.startswith(f"the label table {path} (")), None)
+    if used:  # the table that gave the classes was no skipped file
+        result.skipped_non_image -= 1
+        result.skipped_examples = [text for text in result.skipped_examples if not text.startswith(f"{used} (")]
     for info, parts in candidates:
         folder, file_name = ("", parts[0]) if len(parts) == 1 else parts
         label = labelled[folder].get(file_name)
@@ -409,6 +414,8 @@ def _extract(
         written = {tuple(path.relative_to(staging).parts) for path in staging.glob("*/*") if path.is_dir()}
         if written:  # split folders: a class whose train images were all unreadable has none now
             unify_split_classes("The zip", {(split_of_folder(split) or split, folder) for split, folder in written})
+        if result.classes_from:  # the folders made here are not the zip's: say where the classes came from
+            (staging / CLASSES_NOTE).write_text(result.classes_from, encoding="utf-8")
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)

@@ -41,8 +41,9 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
         ModelSpec(
             "fastnet32",
             "FastNet-32 (CNN Explorer)",
-            "FastNet at twice the width (32/64/128 filters): the CPU-friendly default for MedMNIST and image "
-            "folders, where colour and texture need more filters than digits.",
+            "FastNet at twice the width (32/64/128 filters): the CPU-friendly default for image folders and for "
+            "MedMNIST sets (but the smallest, which get the Small ResNet), where colour and texture need more "
+            "filters than digits.",
             functools.partial(FastNet, width=32),
             "CNN Explorer",
             defaults={"epochs": 24, "max_epochs": 32, "batch_size": 128, "lr": 0.005, "optimizer": "adamw",
