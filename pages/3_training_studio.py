@@ -15,6 +15,7 @@ import streamlit as st
 from cnn_core import runs
 from cnn_core.errors import CnnError
 from cnn_core.training import steps_per_epoch
+from cnn_core.training.config import SMALL_SET_IMAGES
 from cnn_explorer_ui import browser_id, import_zip_upload, live, show_error
 from cnn_explorer_ui.studio_setup import (choose_dataset, choose_image_size, choose_model, choose_options,
                                           training_images)
@@ -57,8 +58,10 @@ def setup(owner: str, manager: runs.RunManager, active: runs.RunSnapshot | None,
         if n_train:
             n_train = min(n_train, config.limit or n_train)
             steps = steps_per_epoch(n_train, resolved.batch_size)  # as the trainer counts them
+            small = (" A set this small gets many short epochs, so that the network takes enough steps to learn."
+                     if n_train < SMALL_SET_IMAGES and resolved.epochs >= 20 else "")
             st.caption(f"{n_train:,} training images in batches of {resolved.batch_size}: {steps:,} steps per "
-                       f"epoch, {steps * resolved.epochs:,} in all.")
+                       f"epoch, {steps * resolved.epochs:,} in all.{small}")
     running, waiting = manager.load()
     if active is not None:
         st.info("Your run is " + ("waiting for a free slot" if active.status is runs.RunStatus.QUEUED else "training")
