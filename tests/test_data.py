@@ -675,6 +675,9 @@ def test_file_names_without_classes_give_none(tmp_path, monkeypatch):
     _named_pets(phone, 6, names=("IMG_{:04d}.png", "IMG_2024010{}_1200.png"))
     with pytest.raises(DataError, match="needs one sub-folder per class"):
         data.get_dataset_info(str(phone))
+    (phone / "train.zip").write_bytes(b"PK\x05\x06" + bytes(18))  # a Kaggle download, still zipped inside
+    with pytest.raises(DataError, match=r"It holds archives \(train\.zip\): unzip them first\."):
+        data.get_dataset_info(str(phone))
     mixed = tmp_path / "mixed"  # train/ named by class beside another folder named by class: split or class?
     _named_pets(mixed / "train", 6)
     _named_pets(mixed / "extra", 6)

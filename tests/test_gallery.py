@@ -1010,3 +1010,14 @@ def test_the_uploader_says_both_limits_an_upload_meets(monkeypatch):
                                     "together, your unpacked uploads may use up to 200 MB on this server.")
     monkeypatch.setenv("CNN_UPLOAD_QUOTA_MB", "lots")  # the sidebar names a bad setting; the help keeps what it knows
     assert upload_limits_help() == f"Each zip may be up to {per_file:,} MB (this server's limit per file)."
+
+
+def test_a_kaggle_download_of_zips_in_a_zip_says_to_unzip_it_first(tiny_data_dir):
+    # Kaggle's Dogs vs. Cats download is dogs-vs-cats.zip holding train.zip, test1.zip and sampleSubmission.csv:
+    # "No images found in class folders" did not say why.
+    inner = _zip({f"train/cat.{i}.png": _png(i) for i in range(3)})
+    outer = _zip({"train.zip": inner, "test1.zip": inner, "sampleSubmission.csv": b"id,label\n1,0\n"})
+    with pytest.raises(DataError, match=r"The zip holds other archives \(train\.zip, test1\.zip\) and no images beside "
+                                        r"them, as Kaggle's downloads do\. Unzip it, then upload the archive with the "
+                                        r"images \(e\.g\. train\.zip\)"):
+        import_zip(outer, "dogs_vs_cats_download", register=False)

@@ -29,7 +29,7 @@ from .layout import (copies_note, copies_of_siblings, describe_layout, small_cla
                      split_quotas, unify_split_classes)
 from .listing import (class_dirs, classes_note, has_image, image_files, is_hidden, listed_by_name, named_layout,
                       open_formats, table_files, unwrapped)
-from .images import DEFAULT_MAX_PIXELS, fit_image, is_jpeg, open_image
+from .images import ARCHIVE_SUFFIXES, DEFAULT_MAX_PIXELS, fit_image, is_jpeg, open_image
 from .source import BuiltSplit, DataSource, Located, Progress
 from .types import FOLDER_IMAGE_SIZE, FOLDER_SPLIT_FRACTIONS, FOLDER_SPLIT_SEED, SPLITS, DatasetInfo, DatasetStatus
 from .zipnames import readable_name
@@ -226,11 +226,13 @@ def scan_folder(root: Path) -> FolderScan:
         listed = [(split, names.get((split, name), name), entries) for split, name, entries in listed]
     class_names = sorted({name for _, name, entries in listed if entries})
     if len(class_names) < 2:
+        archives = sorted(path.name for path in root.iterdir() if path.name.lower().endswith(ARCHIVE_SUFFIXES))
         raise DataError(
             f"{root} is not an image folder data set: it needs one sub-folder per class with image files "
             f"(PNG, JPEG, HEIC, ...) in at least two of them, e.g. {root}/yes/*.jpg and {root}/no/*.jpg "
             f"(or inside split folders: {root}/train/yes/*.jpg), or images named by class (cat.0.jpg, dog.0.jpg), "
             "or images beside a CSV label table."
+            + (f" It holds archives ({', '.join(archives[:4])}): unzip them first." if archives else "")
         )
     files, listing = [], []
     for split, name, entries in listed:

@@ -54,6 +54,8 @@ NOT_IMAGE_SUFFIXES = frozenset((
     ".xls", ".xlsx", ".zip", ".rar", ".7z", ".gz", ".tar", ".mp4", ".mov", ".avi", ".db", ".ini", ".log", ".yaml",
     ".yml", ".npz", ".npy", ".pt", ".pth", ".safetensors", ".dcm", ".nii",
 ))  # fmt: skip
+#: Archives: Kaggle's downloads wrap the data in more zips (Dogs vs. Cats: train.zip, test1.zip).
+ARCHIVE_SUFFIXES = (".zip", ".rar", ".7z", ".tar", ".gz", ".tgz")
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1")
 
 

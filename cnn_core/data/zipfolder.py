@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from ..errors import DataError, ImageError
-from .images import maybe_image_name, read_image
+from .images import ARCHIVE_SUFFIXES, maybe_image_name, read_image
 from .layout import (MAX_LABEL_TABLE_BYTES, classes_without_folders, copies_of_siblings, split_folders,
                      parse_table, split_of_folder, unify_split_classes)
 from .listing import CLASSES_NOTE
@@ -149,7 +149,7 @@ def import_zip(
         _check_members(members, limits)
         result, plan = _plan(members, name, lambda info: _read_member(archive, info, limits, 0))
         result.name_encoding = legacy_encoding
-        _check_plan(result, plan)
+        _check_plan(result, plan, members)
         with _reserved_room(members, owner, name, digest, limits):  # another tab's upload counts meanwhile
             root = _extract(archive, plan, result, target, limits)
             if digest is not None or isinstance(source, (bytes, bytearray, memoryview)):  # `digest`: the caller's
@@ -372,7 +372,15 @@ def _class_folder_names(folders: set[str]) -> dict[str, str]:
     return names
 
 
-def _check_plan(result: ZipImport, plan: list) -> None:
+def _check_plan(result: ZipImport, plan: list, members: list[zipfile.ZipInfo]) -> None:
+    archives = [PurePosixPath(info.filename.replace("\\", "/")).name for info in members
+                if info.filename.lower().endswith(ARCHIVE_SUFFIXES) and not _is_directory(info)]
+    if not plan and archives:
+        raise DataError(
+            f"The zip holds other archives ({', '.join(archives[:4])}{', ...' if len(archives) > 4 else ''}) and no "
+            "images beside them, as Kaggle's downloads do. Unzip it, then upload the archive with the images (e.g. "
+            f"{archives[0]}) or a zip of the unpacked folder."
+        )
     if not plan:
         raise DataError(
             "No images found in class folders. The zip must hold one folder per class with images inside "
