@@ -177,7 +177,7 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
                                  key=f"studio_schedule_{key}",
                                  help="onecycle: warm up, then anneal; cosine: anneal from the start.")
     row = st.container(horizontal=True)
-    keeps = row.container()
+    keeps = row.container(width=240)  # squeezed, it read "auto (suits the c"
     monitor = keeps.selectbox("Checkpoint keeps", MONITORS, index=0, format_func=MONITOR_LABELS.get,
                                 key=f"studio_monitor_{key}",
                                 help="Which epoch's weights the checkpoint keeps. auto: the last epoch for transfer "
