@@ -684,6 +684,7 @@ def test_file_names_without_classes_give_none(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"names the classes in its file names \(train/cat\.0\.png\) but also holds "
                                         r"extra/, whose names carry classes too but which is not named as a split"):
         data.get_dataset_info(str(mixed))
+    assert folders._count_image_classes(mixed) == 2  # under CNN_DATA_DIR it is listed, and its message shown
     # a small val/ (4 images) is read against train's classes, and training_set/ and test_set/ are splits
     sets = tmp_path / "sets"
     _named_pets(sets / "training_set", 8)
@@ -748,6 +749,15 @@ def test_which_label_table_column_is_the_class():
         labels_from_tables("z", tables(x_csv="image,label\n" + "".join(f"{n}.png,{'A|B' if i else 'A'}\n"
                                                                         for i, n in enumerate(ids))), [], images)
     assert parse_table(b'a,b\n"unclosed' + b"x" * 200_000) is None  # csv.Error: not a table, no traceback
+    # Excel's short total line names nothing; Plant Pathology's test.csv (image_id only) names as many images
+    # as its one-hot train.csv and gives way to it
+    short = "diagnosis,id_code\n" + "".join(f"{i % 2},{name}\n" for i, name in enumerate(ids)) + "2\n"
+    assert labels_from_tables("z", tables(train_csv=short), [], images)[1] == "train.csv (id_code → diagnosis)"
+    flat = {"images": [f"{name}.jpg" for name in ids]}
+    plants = "image_id,healthy,rust,scab\n" + "".join(f"{n},{int(i % 3 == 0)},{int(i % 3 == 1)},{int(i % 3 == 2)}\n"
+                                                       for i, n in enumerate(ids))
+    found = labels_from_tables("z", tables(train_csv=plants, test_csv="image_id\n" + "\n".join(ids)), [], flat)
+    assert found[1] == "train.csv (image_id → the one of healthy, rust, scab that is 1)"
 
 
 def test_a_label_table_never_overrides_class_folders_it_does_not_split_or_a_name_layout():
@@ -804,6 +814,15 @@ def test_a_wrapper_inside_each_split_folder_is_not_a_class(tmp_path, monkeypatch
                 Image.fromarray(np.full((12, 12), base + i, np.uint8)).save(folder / f"{name}.{i}.png")
     info = data.get_dataset_info(str(root))
     assert info.class_names == ("cats", "dogs") and info.n_samples["test"] == 6
+    one_class = tmp_path / "one_class_test"  # test/ holding one class with sub-folders is that class, no wrapper
+    for split, kinds in (("train", ("cat", "dog")), ("test", ("cat",))):
+        for kind in kinds:
+            for place in ("indoor", "outdoor"):
+                folder = one_class / split / kind / place
+                folder.mkdir(parents=True)
+                for i in range(3):
+                    Image.fromarray(np.full((12, 12), 30 + i, np.uint8)).save(folder / f"{i}.png")
+    assert data.get_dataset_info(str(one_class)).n_samples["test"] == 6
     loaded = data.load_split(str(root), "test", image_size=12)
     assert ((loaded.images.float().mean(dim=(1, 2, 3)) > 100).long() == loaded.labels).all()
 

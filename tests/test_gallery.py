@@ -462,6 +462,8 @@ def test_a_zip_with_a_label_table_gets_class_folders_by_its_class_column(tiny_da
     assert result.info.class_names == ("0", "1")
     # the table that gave the classes is no skipped file, and the data set still says where its classes came from
     assert result.skipped_non_image == 1 and not any("train.csv" in text for text in result.skipped_examples)
+    members["aptos/deeper/notes.csv"] = b"id_code,diagnosis\n" + b"".join(f"{n},7\n".encode() for n in ids)
+    assert import_zip(_zip(members), "aptos_deeper", register=False).class_counts == {"0": 5, "1": 5}  # the top's
     assert "whose classes come from the label table aptos/train.csv (id_code → diagnosis)" in result.info.description
     from cnn_core.data.folders import scan_folder
 

@@ -1,4 +1,6 @@
-"""Image folders: one sub-folder of images per class (a Kaggle download, an unzipped upload, brain_mri/).
+"""Image folders (a Kaggle download, an unzipped upload, brain_mri/): one sub-folder of images per class, or
+split folders above them, or, without class folders, classes from a label table or the file names
+(`listing.named_layout`).
 
 A folder is listed (class names, files, channels) without decoding images; its listing's fingerprint keys
 every cache. Files are split per class (stratified, seeded by a hash of each path, so the split does not
@@ -129,7 +131,8 @@ def clear_folder_caches() -> None:
 
 
 def discover_folders() -> dict[str, Path]:
-    """Every top-level folder of CNN_DATA_DIR with images in at least two class sub-folders, by name."""
+    """Every top-level folder of CNN_DATA_DIR whose images fall into at least two classes (class folders, a label
+    table or file names: `_count_image_classes`), by name."""
     data = settings.data_dir()
     try:
         children = sorted(data.iterdir()) if data.is_dir() else []
@@ -159,12 +162,16 @@ class FolderScan:
 
 def _count_image_classes(root: Path) -> int:
     """Class folders with images: at the top, or inside split folders (`train/cat`) when those are there; else
-    the classes the file names carry (`_classes_from_names`)."""
+    the classes a label table or the file names give (`listing.named_layout`)."""
     try:
         top = [child for child in class_dirs(root) if has_image(child)]
         try:
-            if (named := named_layout(root, top)) is not None:
-                return len({name for labels in named[0].values() for name in labels.values()})
+            named = named_layout(root, top)
+        except DataError:  # an unclear table or layout: listed, and `scan_folder` says what is wrong
+            return 2
+        if named is not None:
+            return len({name for labels in named[0].values() for name in labels.values()})
+        try:
             splits = bool(_top_layout(root, top))
         except DataError:  # split and class folders mixed: listed, and `scan_folder` says what is wrong
             splits = True
@@ -195,9 +202,9 @@ def scan_folder(root: Path) -> FolderScan:
     """List a folder data set (class names, files, channels); cached by its listing's fingerprint.
 
     Class folders at the top (`pets/cat`, `pets/dog`) or inside split folders (`pets/train/cat`,
-    `pets/test/cat`: see `layout.split_folders`); without class folders, classes in the file names
-    (`pets/train/cat.0.jpg`: `layout.labels_in_file_names`). DataError for a folder that is none of these, or
-    mixes them."""
+    `pets/test/cat`: see `layout.split_folders`); without class folders, classes from a label table at the top
+    or the file names (`pets/train.csv`, `pets/train/cat.0.jpg`: `layout.classes_without_folders`). DataError for
+    a folder that is none of these, or mixes them."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"The image folder {root} does not exist (any more).")

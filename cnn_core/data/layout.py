@@ -1,10 +1,12 @@
-"""Which layout an image folder (or a zip of one) has: class folders, or split folders above them.
+"""Which layout an image folder (or a zip of one) has: class folders, or split folders above them; and, where
+there are no class folders, the classes a label table or the file names give.
 
 Kaggle downloads and many course folders come split already: `pets/train/{cat,dog}`, `pets/test/{cat,dog}`
-(sometimes `valid/` or `validation/`, any case). Read as class folders, `train` and `test` would become two
-classes that each mix every animal. This module tells the layouts apart by the top-level names alone. Where there are no class folders, file names
-may carry the classes instead (Kaggle's "Dogs vs. Cats": `train/cat.0.jpg`, `train/dog.0.jpg`):
-`labels_in_file_names`. `split_quotas` shares a folder's images among the splits, class by class.
+(sometimes `valid/`, `validation/`, `training_set/`, any case). Read as class folders, `train` and `test` would
+become two classes that each mix every animal. This module tells the layouts apart by names alone. Without class
+folders, a label table (APTOS's `train.csv`: `labels_from_tables`) or the file names (Kaggle's "Dogs vs. Cats":
+`train/cat.0.jpg`: `labels_in_file_names`) give the classes (`classes_without_folders`). `split_quotas` shares a
+folder's images among the splits, class by class. Pure functions of names and table rows: nothing here reads disk.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ def split_of_folder(name: str) -> str | None:
     "test"), or None for a class name."""
     words = re.fullmatch(r"(?P<split>[a-z]+)(?:[ _-]?(?:set|data|dataset|images|imgs|split))?", name.strip().lower())
     return SPLIT_FOLDER_NAMES.get(words.group("split")) if words else None
+
+
+def is_split_wrapper(split_folder: str, inner: str) -> bool:
+    """Whether the only folder inside a split folder wraps its classes rather than being its one class: it
+    repeats the split's name (Kaggle's "Cat and Dog": training_set/training_set/cats/) or names the same split."""
+    return inner.casefold() == split_folder.casefold() or split_of_folder(inner) == split_of_folder(split_folder)
 
 
 def split_folders(where: str, top_names: Iterable[str], flat: Iterable[str] = ()) -> dict[str, str] | None:
@@ -216,7 +224,8 @@ def labels_from_names(file_names: Sequence[str], classes: Iterable[str] | None =
             spellings.setdefault(label.casefold(), Counter())[label] += 1
     if classes is not None:
         spelled = {name.casefold(): name for name in classes}
-        return {name: spelled[label.casefold()] for name, label in found.items() if label and label.casefold() in spelled}
+        return {name: spelled[label.casefold()] for name, label in found.items()
+                if label and label.casefold() in spelled}
     counts = {key: sum(spelled.values()) for key, spelled in spellings.items()}
     kept = {key for key, n in counts.items() if n >= MIN_FILES_PER_NAME_LABEL}
     covered = sum(counts[key] for key in kept)
@@ -313,54 +322,83 @@ def labels_from_tables(where: str, tables: dict[str, Table], top_files: Sequence
     table named for a split (`train.csv`, `train_labels.csv`) labels only images outside the other splits'
     folders. The class comes from the first column named like one (`LABEL_COLUMNS`, `has_...`, `is_...`), else
     from one-hot columns (a single 1 per row: the column's name), else from the only other column with 2 to
-    `MAX_TABLE_CLASSES` values. Returns ({folder: {file name: class}}, "train.csv (id_code → diagnosis)"), or
-    None when no table names the images in two classes, when its names repeat across folders (cat/1.jpg and
-    dog/1.jpg), or when folders beside it are class folders that agree with it (each of its classes within one
-    folder). DataError when a table names the images but its class
-    column is unclear and no folders could be the classes instead."""
-    images = [(folder, name) for folder, names in (("", top_files), *flat_folders.items()) for name in names]
-    keys: dict[str, list[tuple[str, str]]] = {}
-    for folder, name in images:
-        for key in {name.casefold(), name.rsplit(".", 1)[0].casefold()}:
-            keys.setdefault(key, []).append((folder, name))
-    best = None
-    for table, rows in sorted(tables.items()):
-        if PurePosixPath(table).stem.casefold().startswith(NOT_LABEL_TABLES):
-            continue
-        header, body = [cell.strip() for cell in rows[0]], rows[1:]
-        for column in range(len(header)):
-            named = {image for row in body if column < len(row) for image in keys.get(_image_key(row[column]), ())}
-            if len(named) >= 0.5 * min(len(images), len(body)) and named and (best is None or len(named) > best[0]):
-                best = (len(named), table, header, body, column)
-    if best is None:
-        return None
-    _, table, header, body, file_column = best
+    `MAX_TABLE_CLASSES` values; of the tables that name images and have a class column, the one naming the most
+    wins (APTOS's test.csv names as many, without classes). Returns ({folder: {file name: class}}, "train.csv
+    (id_code → diagnosis)"), or None when no table names the images in two classes, when its names repeat across
+    folders (cat/1.jpg and dog/1.jpg), or when folders beside it are class folders that agree with it (each of its
+    classes within one folder). DataError when a table names the images but its class column is unclear and no
+    folders could be the classes instead."""
+    keys = _image_keys(top_files, flat_folders)
+    n_images = len(top_files) + sum(len(names) for names in flat_folders.values())
     class_folders = [folder for folder in flat_folders if not split_of_folder(folder)]
-    try:
-        label_of, label_name = _class_reader(where, table, header, body, file_column)
-    except DataError:
-        if len(class_folders) >= 2:  # an unrelated table beside class folders: the folders say the classes
-            return None
-        raise
+    found, unclear = [], None
+    for table, rows in sorted(tables.items()):
+        header, body = [cell.strip() for cell in rows[0]], rows[1:]
+        file_column = _file_column(header, body, keys, n_images)
+        if PurePosixPath(table).stem.casefold().startswith(NOT_LABEL_TABLES) or file_column is None:
+            continue
+        try:  # a table without a class column (APTOS's test.csv) gives way to one with
+            found.append((file_column[0], table, header, body, file_column[1],
+                          *_class_reader(where, table, header, body, file_column[1])))
+        except DataError as exc:
+            unclear = unclear or exc
+    if not found:
+        if unclear is not None and len(class_folders) < 2:  # beside class folders, a stray table is no error
+            raise unclear
+        return None
+    _, table, header, body, file_column, label_of, label_name = max(found, key=lambda item: item[0])
+    labels = _labels_by_folder(table, body, file_column, label_of, keys, flat_folders, class_folders)
+    if labels is None or _folders_are_classes(labels, class_folders):
+        return None
+    return labels, f"{table} ({header[file_column]} → {label_name})"
+
+
+def _image_keys(top_files: Sequence[str], flat_folders: dict[str, Sequence[str]]) -> dict[str, list[tuple[str, str]]]:
+    """{file name or name without its ending, case-folded: [(folder, file name), ...]}."""
+    keys: dict[str, list[tuple[str, str]]] = {}
+    for folder, names in (("", top_files), *flat_folders.items()):
+        for name in names:
+            for key in {name.casefold(), name.rsplit(".", 1)[0].casefold()}:
+                keys.setdefault(key, []).append((folder, name))
+    return keys
+
+
+def _file_column(header: list[str], body: Table, keys: dict, n_images: int) -> tuple[int, int] | None:
+    """(images named, column) of the column whose values name the most images, at least half of the images or
+    of the table's rows; None when no column does."""
+    best = None
+    for column in range(len(header)):
+        named = len({image for row in body if column < len(row) for image in keys.get(_image_key(row[column]), ())})
+        if named and named >= 0.5 * min(n_images, len(body)) and (best is None or named > best[0]):
+            best = (named, column)
+    return best
+
+
+def _labels_by_folder(table: str, body: Table, file_column: int, label_of: Callable[[list[str]], str | None],
+                      keys: dict, flat_folders: dict[str, Sequence[str]], class_folders: list[str]
+                      ) -> dict[str, dict[str, str]] | None:
+    """{folder: {file name: class}} from a table's rows; a table named for a split (`train.csv`) labels no image
+    in another split's folder. None when its names repeat across folders that could be classes (cat/1.jpg and
+    dog/1.jpg: only the folders tell those apart), or when it gives fewer than two classes."""
     table_split = split_of_folder(re.split(r"[\s._-]+", PurePosixPath(table).stem)[0])
     labels: dict[str, dict[str, str]] = {folder: {} for folder in ("", *flat_folders)}
-    repeated = 0  # rows naming images in two folders that could be classes (cat/1.jpg, dog/1.jpg)
     for row in body:
-        label = label_of(row) if file_column < len(row) else None
-        matched = [(folder, name) for folder, name in keys.get(_image_key(row[file_column]), []) if label
-                   and (not table_split or split_of_folder(folder) in (None, table_split))]
-        repeated += len({folder for folder, _ in matched if folder in class_folders}) > 1
+        label = label_of(row) if file_column < len(row) else None  # a short row (Excel's total line) names nothing
+        matched = [(folder, name) for folder, name in keys.get(_image_key(row[file_column]), [])
+                   if not table_split or split_of_folder(folder) in (None, table_split)] if label else []
+        if len({folder for folder, _ in matched if folder in class_folders}) > 1:
+            return None
         for folder, name in matched:
             labels[folder][name] = label
-    if repeated:  # the names repeat across folders: only the folders tell those images apart
-        return None
+    return labels if len({label for named in labels.values() for label in named.values()}) >= 2 else None
+
+
+def _folders_are_classes(labels: dict[str, dict[str, str]], class_folders: list[str]) -> bool:
+    """Whether folders beside a table agree with it, each of its classes within one folder (healthy/ holds the
+    table's grade 0, sick/ its 1-4): then the folders are the classes, not the table's."""
     classes = {label for named in labels.values() for label in named.values()}
-    if len(classes) < 2:
-        return None
-    within = [{folder for folder in class_folders if label in labels[folder].values()} for label in classes]
-    if len(class_folders) >= 2 and all(len(folders) <= 1 for folders in within):
-        return None  # healthy/ holds the table's 0s, sick/ its 1-4: the folders are the classes
-    return labels, f"{table} ({header[file_column]} → {label_name})"
+    return len(class_folders) >= 2 and all(
+        sum(label in labels[folder].values() for folder in class_folders) <= 1 for label in classes)
 
 
 def _image_key(cell: str) -> str:
@@ -372,27 +410,30 @@ def _class_reader(where: str, table: str, header: list[str], body: Table, file_c
     """How a row gives its class, and the class column's name in words (`labels_from_tables`)."""
     others = [column for column in range(len(header)) if column != file_column]
     values = {column: {_class_text(row[column]) for row in body if column < len(row)} - {""} for column in others}
-    named = sorted((LABEL_COLUMNS.index(header[column].casefold()) if header[column].casefold() in LABEL_COLUMNS
-                    else len(LABEL_COLUMNS), column) for column in others
-                   if header[column].casefold() in LABEL_COLUMNS or header[column].casefold().startswith(("has_", "is_")))
-    if named:
-        column = named[0][1]
+    rank = {column: LABEL_COLUMNS.index(name) if name in LABEL_COLUMNS else len(LABEL_COLUMNS)
+            for column in others if (name := header[column].casefold()) in LABEL_COLUMNS
+            or name.startswith(("has_", "is_"))}
+    if rank:
+        column = min(rank, key=rank.get)
         _check_classes(where, table, header[column], values[column], len(body))
-        return (lambda row: _class_text(row[column]) if column < len(row) else None), header[column]
+        return _column_reader(column), header[column]
     onehot = [column for column in others if values[column] and values[column] <= {"0", "1"}]
     if len(onehot) >= 2 and all(sum(_class_text(row[c]) == "1" for c in onehot if c < len(row)) == 1 for row in body):
         return (lambda row: next(header[c] for c in onehot if c < len(row) and _class_text(row[c]) == "1"),
                 f"the one of {', '.join(header[c] for c in onehot[:4])}{', ...' if len(onehot) > 4 else ''} that is 1")
     fitting = [column for column in others if 2 <= len(values[column]) <= min(MAX_TABLE_CLASSES, len(body) / 2)]
     if len(fitting) == 1:
-        column = fitting[0]
-        return (lambda row: _class_text(row[column]) if column < len(row) else None), header[column]
+        return _column_reader(fitting[0]), header[fitting[0]]
     shown = [repr(header[column]) for column in (fitting or others)]
     raise DataError(
         f"{where}: {table} names the images (column {header[file_column]!r}) but it is unclear which column holds "
         f"their class ({', '.join(shown[:8])}{', ...' if len(shown) > 8 else ''}). Call that column 'label' (with "
         f"at most {MAX_TABLE_CLASSES} different values), or put each class's images in their own folder."
     )
+
+
+def _column_reader(column: int) -> Callable[[list[str]], str | None]:
+    return lambda row: _class_text(row[column]) if column < len(row) else None
 
 
 def _class_text(cell: str) -> str:

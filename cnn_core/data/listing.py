@@ -11,7 +11,8 @@ from pathlib import Path
 from PIL import Image
 
 from .images import ALLOWED_FORMATS, IMAGE_SUFFIXES, maybe_image_name
-from .layout import MAX_LABEL_TABLE_BYTES, Table, classes_without_folders, parse_table, split_of_folder
+from .layout import (MAX_LABEL_TABLE_BYTES, Table, classes_without_folders, is_split_wrapper, parse_table,
+                     split_of_folder)
 
 
 #: A hidden file in an unpacked upload that says where its classes came from when the zip had no class folders
@@ -83,9 +84,10 @@ def class_dirs(root: Path) -> list[Path]:
 
 
 def unwrapped(folder: Path) -> Path:
-    """A split folder's single wrapper folder skipped: training_set/training_set/cats/ (Kaggle's "Cat and Dog")."""
-    while len(inner := [child for child in class_dirs(folder) if has_image(child)]) == 1 and any(
-            has_image(sub) for sub in class_dirs(inner[0])):
+    """A split folder's single wrapper folder skipped: training_set/training_set/cats/ (Kaggle's "Cat and Dog");
+    `layout.is_split_wrapper` says which inner folder is one."""
+    while len(inner := [child for child in class_dirs(folder) if has_image(child)]) == 1 and is_split_wrapper(
+            folder.name, inner[0].name) and any(has_image(sub) for sub in class_dirs(inner[0])):
         folder = inner[0]
     return folder
 
@@ -101,8 +103,9 @@ def has_image(class_dir: Path) -> bool:
 
 def named_layout(root: Path, top: list[Path]) -> tuple[dict[str, dict[str, str]], str] | None:
     """`layout.classes_without_folders` for images in no class folder (APTOS's train.csv, Kaggle's
-    train/cat.0.jpg), from the names and the label tables at the top (no image is opened or stat'ed: folder
-    discovery asks this of every folder); None where there are class folders."""
+    train/cat.0.jpg), from the names and the label tables at the top (images are not decoded or stat'ed: folder
+    discovery asks this of every folder; only a file without an image ending is sniffed, as everywhere); None
+    where there are class folders."""
     tables = {path.name: rows for path in table_files(root) if (rows := label_table(path))}
     if len(top) > 1 and not tables and not any(split_of_folder(child.name) for child in top):  # cat/, dog/
         return None
@@ -124,10 +127,10 @@ def label_table(path: Path) -> Table | None:
         return None
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _read_label_table(path: str, size: int, mtime_ns: int) -> Table | None:
     """A label table's rows (`layout.parse_table`), parsed once per version of the file (folder discovery asks
-    again and again); None when it is larger than `layout.MAX_LABEL_TABLE_BYTES`."""
+    again and again; Kaggle sets ship 3-4 tables each); None when it is larger than `layout.MAX_LABEL_TABLE_BYTES`."""
     return parse_table(Path(path).read_bytes()) if size <= MAX_LABEL_TABLE_BYTES else None
 
 

@@ -167,7 +167,7 @@ def list_datasets(*, owner: str | None = None) -> list[DatasetInfo]:
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
-    """The description of `name`: a registry name or the path of a folder with one sub-folder per class."""
+    """The description of `name`: a registry name or the path of an image folder."""
     return resolve(name).info
 
 

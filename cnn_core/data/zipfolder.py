@@ -1,4 +1,5 @@
-"""Turning an uploaded zip with one folder per class into an image-folder data set, safely.
+"""Turning an uploaded zip of images (one folder per class, or images named by class or beside a label table)
+into an image-folder data set, safely.
 
 A zip is untrusted input. Before anything is written, every member name is checked: no `..`, no absolute
 or drive paths, no symlinks, no encrypted members, and the declared sizes and file count must stay within
@@ -26,8 +27,8 @@ from typing import BinaryIO
 
 from ..errors import DataError, ImageError
 from .images import ARCHIVE_SUFFIXES, maybe_image_name, read_image
-from .layout import (MAX_LABEL_TABLE_BYTES, classes_without_folders, copies_of_siblings, split_folders,
-                     parse_table, split_of_folder, unify_split_classes)
+from .layout import (MAX_LABEL_TABLE_BYTES, NOT_LABEL_TABLES, classes_without_folders, copies_of_siblings,
+                     is_split_wrapper, parse_table, split_folders, split_of_folder, unify_split_classes)
 from .listing import CLASSES_NOTE
 from .registry import register_image_folder
 from .types import DatasetInfo
@@ -283,7 +284,8 @@ def _classes_without_folders(result: ZipImport, candidates: list[tuple[zipfile.Z
     for _, parts in candidates:
         if len(parts) == 2:
             flat.setdefault(parts[0], []).append(parts[1])
-    parsed = {path: rows for path, info in tables.items() if read and (rows := parse_table(read(info)))}
+    parsed = {path: rows for path, info in _shallowest_tables(tables).items()
+              if read and (rows := parse_table(read(info)))}
     found = classes_without_folders("The zip", parsed, [parts[0] for _, parts in candidates if len(parts) == 1], flat)
     if found is None:
         return candidates
@@ -304,6 +306,20 @@ def _classes_without_folders(result: ZipImport, candidates: list[tuple[zipfile.Z
     return kept
 
 
+def _shallowest_tables(tables: dict[str, zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
+    """The label tables worth reading: at the shallowest depth any table sits (the top, or beside the wrapper's
+    contents, as a folder reads them), no answer format (`layout.NOT_LABEL_TABLES`), and together at most
+    `layout.MAX_LABEL_TABLE_BYTES` (a zip of 512 MB could otherwise hold gigabytes of rows to parse)."""
+    candidates = {path: info for path, info in tables.items()
+                  if not PurePosixPath(path).stem.casefold().startswith(NOT_LABEL_TABLES)}
+    depth = min((path.count("/") for path in candidates), default=0)
+    chosen, total = {}, 0
+    for path, info in sorted(candidates.items()):
+        if path.count("/") == depth and total + info.file_size <= MAX_LABEL_TABLE_BYTES:
+            chosen[path], total = info, total + info.file_size
+    return chosen
+
+
 def _without_split_wrappers(candidates: list[tuple[zipfile.ZipInfo, list[str]]], layout: dict[str, str]
                             ) -> list[tuple[zipfile.ZipInfo, list[str]]]:
     """`candidates` without a single wrapper folder inside a split folder, as Kaggle's "Cat and Dog" ships them:
@@ -311,7 +327,8 @@ def _without_split_wrappers(candidates: list[tuple[zipfile.ZipInfo, list[str]]],
     for split_folder in layout:
         while True:
             inside = [parts for _, parts in candidates if parts[0] == split_folder]
-            if len({parts[1] for parts in inside}) != 1 or any(len(parts) < 4 for parts in inside):
+            if (len({parts[1] for parts in inside}) != 1 or any(len(parts) < 4 for parts in inside)
+                    or not is_split_wrapper(split_folder, inside[0][1])):
                 break
             candidates = [(info, [parts[0], *parts[2:]] if parts[0] == split_folder else parts)
                           for info, parts in candidates]

@@ -84,6 +84,7 @@ def forget_owner(owner: str, store: RunStore | None = None) -> Forgotten:
     if store.run_ids(owner, tuple(status for status in RunStatus if status.active)):
         raise ConfigError("A run of yours is queued or training: stop it in the Training Studio first, then forget "
                           "this browser.")
+    store.mark_forgotten(owner)  # first: a stale tab's Start from now on is refused (`RunManager.submit`)
     checkpoints = store.checkpoints(owner)
     for _, path, _ in checkpoints:
         remove_checkpoint(path)
@@ -93,7 +94,6 @@ def forget_owner(owner: str, store: RunStore | None = None) -> Forgotten:
     store.forget(run_ids)
     uploads = remove_owner_uploads(owner)
     store.forget_uploads(owner)
-    store.mark_forgotten(owner)
     return Forgotten(tuple(uploads), len(run_ids), len(checkpoints))
 
 
