@@ -146,7 +146,7 @@ def listed_by_name(root: Path, named: dict[str, dict[str, str]]) -> tuple[list, 
     listed, unlabelled = [], []
     for folder, labels in named.items():
         by_class: dict[str, list] = {}
-        entries = image_files(root / folder, recursive=False) if folder else image_files(root, recursive=False)
+        entries = image_files(root / folder, recursive=False)  # folder "": the top
         for path, stat in entries:
             if path.name in labels:
                 by_class.setdefault(labels[path.name], []).append((path, stat))
