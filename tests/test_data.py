@@ -731,11 +731,11 @@ def test_which_label_table_column_is_the_class():
     ids = [f"{i:012x}" for i in range(20)]
     images = {"train_images": [f"{name}.png" for name in ids[:16]], "test_images": [f"{name}.png" for name in ids[16:]]}
     aptos = "id_code,diagnosis\n" + "".join(f"{name},{i % 5}\n" for i, name in enumerate(ids[:16]))
-    labels, how = labels_from_tables("z", tables(train_csv=aptos, test_csv="id_code\n" + "\n".join(ids[16:])), [], images)
-    assert how == "train.csv (id_code → diagnosis)" and labels["test_images"] == {}
-    assert labels["train_images"][f"{ids[7]}.png"] == "2"
+    found = labels_from_tables("z", tables(train_csv=aptos, test_csv="id_code\n" + "\n".join(ids[16:])), [], images)
+    assert found.source == "the label table train.csv (id_code → diagnosis)" and found.table == "train.csv"
+    assert found.labels["test_images"] == {} and found.labels["train_images"][f"{ids[7]}.png"] == "2"
     unnamed = "file,width,site\n" + "".join(f"{name}.png,{100 + i},{'ab'[i % 2]}\n" for i, name in enumerate(ids))
-    assert labels_from_tables("z", tables(sizes_csv=unnamed), [], images)[1] == "sizes.csv (file → site)"  # 2 values
+    assert labels_from_tables("z", tables(sizes_csv=unnamed), [], images).source.endswith("(file → site)")  # 2 values
     unclear = "file,site,scanner\n" + "".join(f"{name}.png,{'ab'[i % 2]},{'xyz'[i % 3]}\n" for i, name in enumerate(ids))
     with pytest.raises(DataError, match=r"sizes.csv names the images \(column 'file'\) but it is unclear which column"):
         labels_from_tables("z", tables(sizes_csv=unclear), [], images)
@@ -743,8 +743,9 @@ def test_which_label_table_column_is_the_class():
     # ISIC 2019's one-hot ground truth; European Excel's semicolons; "1.0" is "1"
     onehot = "image;MEL;NV;BCC\n" + "".join(f"{name};{float(i % 3 == 0)};{float(i % 3 == 1)};{float(i % 3 == 2)}\n"
                                               for i, name in enumerate(ids))
-    labels, how = labels_from_tables("z", tables(isic_csv=onehot), [], images)
-    assert how == "isic.csv (image → the one of MEL, NV, BCC that is 1)" and labels["train_images"][f"{ids[4]}.png"] == "NV"
+    found = labels_from_tables("z", tables(isic_csv=onehot), [], images)
+    assert found.source == "the label table isic.csv (image → the one of MEL, NV, BCC that is 1)"
+    assert found.labels["train_images"][f"{ids[4]}.png"] == "NV"
     with pytest.raises(DataError, match="gives some images several classes"):  # Chest X-ray 14's "Effusion|Mass"
         labels_from_tables("z", tables(x_csv="image,label\n" + "".join(f"{n}.png,{'A|B' if i else 'A'}\n"
                                                                         for i, n in enumerate(ids))), [], images)
@@ -752,12 +753,15 @@ def test_which_label_table_column_is_the_class():
     # Excel's short total line names nothing; Plant Pathology's test.csv (image_id only) names as many images
     # as its one-hot train.csv and gives way to it
     short = "diagnosis,id_code\n" + "".join(f"{i % 2},{name}\n" for i, name in enumerate(ids)) + "2\n"
-    assert labels_from_tables("z", tables(train_csv=short), [], images)[1] == "train.csv (id_code → diagnosis)"
+    assert labels_from_tables("z", tables(train_csv=short), [], images).source.endswith("(id_code → diagnosis)")
+    twice = aptos + f"{ids[0]},4\n{ids[1]},4\n"  # RSNA-style repeated rows, two of them disagreeing
+    assert labels_from_tables("z", tables(train_csv=twice), [], images).source == (
+        "the label table train.csv (id_code → diagnosis; 2 image(s) named twice with two classes take the last row's)")
     flat = {"images": [f"{name}.jpg" for name in ids]}
     plants = "image_id,healthy,rust,scab\n" + "".join(f"{n},{int(i % 3 == 0)},{int(i % 3 == 1)},{int(i % 3 == 2)}\n"
                                                        for i, n in enumerate(ids))
     found = labels_from_tables("z", tables(train_csv=plants, test_csv="image_id\n" + "\n".join(ids)), [], flat)
-    assert found[1] == "train.csv (image_id → the one of healthy, rust, scab that is 1)"
+    assert found.source == "the label table train.csv (image_id → the one of healthy, rust, scab that is 1)"
 
 
 def test_a_label_table_never_overrides_class_folders_it_does_not_split_or_a_name_layout():
@@ -767,7 +771,7 @@ def test_a_label_table_never_overrides_class_folders_it_does_not_split_or_a_name
     names = {"train": [f"{kind}.{i}.jpg" for kind in ("cat", "dog") for i in range(10)],
              "test1": [f"{i + 1}.jpg" for i in range(10)]}
     sample = parse_table(("id,label\n" + "".join(f"{i + 1},0\n" for i in range(10))).encode())
-    assert classes_without_folders("z", {"sampleSubmission.csv": sample}, [], names)[1].startswith("the file names")
+    assert classes_without_folders("z", {"sampleSubmission.csv": sample}, [], names).source.startswith("the file names")
     # class folders of numbered images beside a training log: the folders stay the classes
     folders = {"cat": [f"{i}.jpg" for i in range(20)], "dog": [f"{i}.jpg" for i in range(20)]}
     log = parse_table(("epoch,loss,phase\n" + "".join(f"{i},{1 / (i + 1)},{'train' if i % 2 else 'val'}\n"
@@ -781,7 +785,7 @@ def test_a_label_table_never_overrides_class_folders_it_does_not_split_or_a_name
     # train.csv labels train/0.png, not test/0.png of the same name
     split = {"train": [f"{i}.png" for i in range(10)], "test": [f"{i}.png" for i in range(5)]}
     train = parse_table(("id,label\n" + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(10))).encode())
-    labels, _ = labels_from_tables("z", {"train.csv": train}, [], split)
+    labels = labels_from_tables("z", {"train.csv": train}, [], split).labels
     assert len(labels["train"]) == 10 and labels["test"] == {}
 
 

@@ -170,7 +170,7 @@ def _count_image_classes(root: Path) -> int:
         except DataError:  # an unclear table or layout: listed, and `scan_folder` says what is wrong
             return 2
         if named is not None:
-            return len({name for labels in named[0].values() for name in labels.values()})
+            return len({name for labels in named.labels.values() for name in labels.values()})
         try:
             splits = bool(_top_layout(root, top))
         except DataError:  # split and class folders mixed: listed, and `scan_folder` says what is wrong
@@ -212,9 +212,9 @@ def scan_folder(root: Path) -> FolderScan:
         top, left_out = _without_copies(root, [child for child in class_dirs(root) if has_image(child)])
         named = named_layout(root, top)
         if named:  # no class folders: the file names or a label table give the classes
-            (labels, classes_from), groups = named, []
-            listed, unlabelled = listed_by_name(root, labels)
-            layout = {folder: split for folder in labels if (split := split_of_folder(folder))} or None
+            classes_from, groups = named.source, []
+            listed, unlabelled = listed_by_name(root, named.labels)
+            layout = {folder: split for folder in named.labels if (split := split_of_folder(folder))} or None
         else:  # an upload's class folders may have been made from its file names or label table
             listed, classes_from, unlabelled = [], classes_note(root), []
             layout = _top_layout(root, top)

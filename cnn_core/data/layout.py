@@ -18,6 +18,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from ..errors import DataError
@@ -291,6 +292,18 @@ NOT_LABEL_TABLES = ("sample_submission", "samplesubmission", "submission")
 Table = list[list[str]]  # a label table's rows, the header first
 
 
+@dataclass(frozen=True)
+class Classes:
+    """The classes of images that sit in no class folder (`classes_without_folders`): {folder: {file name:
+    class}} ("" for the top; an empty mapping for a folder left out as unlabelled), where they came from in words
+    ("the label table train.csv (id_code → diagnosis)", "the file names (cat.0.jpg: cat, ...)"), and the label
+    table's name when one gave them."""
+
+    labels: dict[str, dict[str, str]]
+    source: str
+    table: str | None = None
+
+
 def parse_table(data: bytes) -> Table | None:
     """A label table's rows: UTF-8 (with or without the byte-order mark Excel writes) else Latin-1; comma,
     semicolon (European Excel) or tab separated, as its header line says; None when it is not a readable table."""
@@ -309,7 +322,7 @@ def parse_table(data: bytes) -> Table | None:
 
 
 def labels_from_tables(where: str, tables: dict[str, Table], top_files: Sequence[str],
-                       flat_folders: dict[str, Sequence[str]]) -> tuple[dict[str, dict[str, str]], str] | None:
+                       flat_folders: dict[str, Sequence[str]]) -> Classes | None:
     """Classes from a label table (CSV) beside images that sit in no class folder, as Kaggle ships many medical
     sets: APTOS 2019's `train.csv` (id_code, diagnosis) with `train_images/<id_code>.png`, HAM10000's
     `HAM10000_metadata.csv` (image_id, dx, ...) with two image folders `HAM10000_images_part_1/` and `_2/`
@@ -323,10 +336,10 @@ def labels_from_tables(where: str, tables: dict[str, Table], top_files: Sequence
     folders. The class comes from the first column named like one (`LABEL_COLUMNS`, `has_...`, `is_...`), else
     from one-hot columns (a single 1 per row: the column's name), else from the only other column with 2 to
     `MAX_TABLE_CLASSES` values; of the tables that name images and have a class column, the one naming the most
-    wins (APTOS's test.csv names as many, without classes). Returns ({folder: {file name: class}}, "train.csv
-    (id_code → diagnosis)"), or None when no table names the images in two classes, when its names repeat across
-    folders (cat/1.jpg and dog/1.jpg), or when folders beside it are class folders that agree with it (each of its
-    classes within one folder). DataError when a table names the images but its class column is unclear and no
+    wins (APTOS's test.csv names as many, without classes); an image a table names twice with two classes takes
+    the last row's, and the source says how many did. Returns the `Classes`, or None when no table names the
+    images in two classes, when its names repeat across folders (cat/1.jpg and dog/1.jpg), or when folders beside
+    it are class folders that agree with it (each of its classes within one folder). DataError when a table names the images but its class column is unclear and no
     folders could be the classes instead."""
     keys = _image_keys(top_files, flat_folders)
     n_images = len(top_files) + sum(len(names) for names in flat_folders.values())
@@ -347,10 +360,11 @@ def labels_from_tables(where: str, tables: dict[str, Table], top_files: Sequence
             raise unclear
         return None
     _, table, header, body, file_column, label_of, label_name = max(found, key=lambda item: item[0])
-    labels = _labels_by_folder(table, body, file_column, label_of, keys, flat_folders, class_folders)
-    if labels is None or _folders_are_classes(labels, class_folders):
+    labelled = _labels_by_folder(table, body, file_column, label_of, keys, flat_folders, class_folders)
+    if labelled is None or _folders_are_classes(labelled[0], class_folders):
         return None
-    return labels, f"{table} ({header[file_column]} → {label_name})"
+    twice = f"; {labelled[1]} image(s) named twice with two classes take the last row's" if labelled[1] else ""
+    return Classes(labelled[0], f"the label table {table} ({header[file_column]} → {label_name}{twice})", table)
 
 
 def _image_keys(top_files: Sequence[str], flat_folders: dict[str, Sequence[str]]) -> dict[str, list[tuple[str, str]]]:
@@ -376,12 +390,14 @@ def _file_column(header: list[str], body: Table, keys: dict, n_images: int) -> t
 
 def _labels_by_folder(table: str, body: Table, file_column: int, label_of: Callable[[list[str]], str | None],
                       keys: dict, flat_folders: dict[str, Sequence[str]], class_folders: list[str]
-                      ) -> dict[str, dict[str, str]] | None:
-    """{folder: {file name: class}} from a table's rows; a table named for a split (`train.csv`) labels no image
-    in another split's folder. None when its names repeat across folders that could be classes (cat/1.jpg and
-    dog/1.jpg: only the folders tell those apart), or when it gives fewer than two classes."""
+                      ) -> tuple[dict[str, dict[str, str]], int] | None:
+    """({folder: {file name: class}}, images named twice with two classes) from a table's rows; a table named for a
+    split (`train.csv`) labels no image in another split's folder. None when its names repeat across folders that
+    could be classes (cat/1.jpg and dog/1.jpg: only the folders tell those apart), or when it gives fewer than two
+    classes."""
     table_split = split_of_folder(re.split(r"[\s._-]+", PurePosixPath(table).stem)[0])
     labels: dict[str, dict[str, str]] = {folder: {} for folder in ("", *flat_folders)}
+    twice: set[tuple[str, str]] = set()
     for row in body:
         label = label_of(row) if file_column < len(row) else None  # a short row (Excel's total line) names nothing
         matched = [(folder, name) for folder, name in keys.get(_image_key(row[file_column]), [])
@@ -389,8 +405,11 @@ def _labels_by_folder(table: str, body: Table, file_column: int, label_of: Calla
         if len({folder for folder, _ in matched if folder in class_folders}) > 1:
             return None
         for folder, name in matched:
+            if labels[folder].get(name, label) != label:
+                twice.add((folder, name))
             labels[folder][name] = label
-    return labels if len({label for named in labels.values() for label in named.values()}) >= 2 else None
+    classes = {label for named in labels.values() for label in named.values()}
+    return (labels, len(twice)) if len(classes) >= 2 else None
 
 
 def _folders_are_classes(labels: dict[str, dict[str, str]], class_folders: list[str]) -> bool:
@@ -452,14 +471,13 @@ def _check_classes(where: str, table: str, column: str, classes: set[str], rows:
 
 
 def classes_without_folders(where: str, tables: dict[str, Table], top_files: Sequence[str],
-                            flat_folders: dict[str, Sequence[str]]) -> tuple[dict[str, dict[str, str]], str] | None:
+                            flat_folders: dict[str, Sequence[str]]) -> Classes | None:
     """The classes of images that sit in no class folder: from a label table (`labels_from_tables`), else from
-    their file names (`labels_in_file_names`); with where they came from, in words ("the label table train.csv
-    (id_code → diagnosis)", "the file names (cat.0.jpg: cat, ...)"). None: the folders are the classes."""
+    their file names (`labels_in_file_names`). None: the folders are the classes."""
     if tables and (found := labels_from_tables(where, tables, top_files, flat_folders)):
-        return found[0], f"the label table {found[1]}"
+        return found
     labels = labels_in_file_names(where, top_files, flat_folders)
     if labels is None:
         return None
     name, label = next((name, label) for named in labels.values() for name, label in named.items())
-    return labels, f"the file names ({name}: {label}, ...)"
+    return Classes(labels, f"the file names ({name}: {label}, ...)")

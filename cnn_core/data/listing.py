@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from .images import ALLOWED_FORMATS, IMAGE_SUFFIXES, maybe_image_name
-from .layout import (MAX_LABEL_TABLE_BYTES, Table, classes_without_folders, is_split_wrapper, parse_table,
+from .layout import (MAX_LABEL_TABLE_BYTES, Classes, Table, classes_without_folders, is_split_wrapper, parse_table,
                      split_of_folder)
 
 
@@ -101,7 +101,7 @@ def has_image(class_dir: Path) -> bool:
     return bool(image_files(class_dir))
 
 
-def named_layout(root: Path, top: list[Path]) -> tuple[dict[str, dict[str, str]], str] | None:
+def named_layout(root: Path, top: list[Path]) -> Classes | None:
     """`layout.classes_without_folders` for images in no class folder (APTOS's train.csv, Kaggle's
     train/cat.0.jpg), from the names and the label tables at the top (images are not decoded or stat'ed: folder
     discovery asks this of every folder; only a file without an image ending is sniffed, as everywhere); None

@@ -289,11 +289,10 @@ def _classes_without_folders(result: ZipImport, candidates: list[tuple[zipfile.Z
     found = classes_without_folders("The zip", parsed, [parts[0] for _, parts in candidates if len(parts) == 1], flat)
     if found is None:
         return candidates
-    (labelled, result.classes_from), kept = found, []
-    used = next((path for path in parsed if result.classes_from.startswith(f"the label table {path} (")), None)
-    if used:  # the table that gave the classes was no skipped file
+    labelled, result.classes_from, kept = found.labels, found.source, []
+    if found.table:  # the table that gave the classes was no skipped file
         result.skipped_non_image -= 1
-        result.skipped_examples = [text for text in result.skipped_examples if not text.startswith(f"{used} (")]
+        result.skipped_examples = [text for text in result.skipped_examples if not text.startswith(f"{found.table} (")]
     for info, parts in candidates:
         folder, file_name = ("", parts[0]) if len(parts) == 1 else parts
         label = labelled[folder].get(file_name)
