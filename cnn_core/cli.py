@@ -306,9 +306,9 @@ def _record_cli_run(config: "TrainConfig"):
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """`runs list`: every recorded run, the app's and the CLI's."""
-    import hashlib
     import time
 
+    from .data.uploads import owner_digest
     from .runs import CLI_OWNER, RunStore
 
     store = RunStore()
@@ -318,7 +318,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     rows = store.summaries()
     for row in rows:  # a browser's id is its cookie: show a digest, never the id itself
         if row["owner"] != CLI_OWNER:
-            row["owner"] = "browser " + hashlib.sha256(row["owner"].encode()).hexdigest()[:8]
+            row["owner"] = "browser " + owner_digest(row["owner"])[:8]
     if args.json:
         print(json.dumps(rows))
         return 0

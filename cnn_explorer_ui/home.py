@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cnn_core import runs, settings
+from cnn_core import data, runs, settings
 from cnn_core.errors import CnnError
 
 from .cards import checkpoint_entries, entry_rows
@@ -38,8 +38,10 @@ def show_datasets() -> None:
     st.subheader(":material/database: Data sets")
     statuses = list(dataset_statuses(browser_id()).values())
     data_dir = settings.data_dir()
-    found = [{"data set": a.info.title, "key": a.info.name, "where": _short_path(a.status.location, data_dir)}
-             for a in statuses if a.available]
+    owner = browser_id()
+    found = [{"data set": a.info.title, "key": a.info.name,
+              "where": "your upload" if data.folder_owner(a.info.name) == owner  # not a long cache path
+              else _short_path(a.status.location, data_dir)} for a in statuses if a.available]
     missing = [{"data set": a.info.title, "key": a.info.name,
                 "how to get it": without_server_paths(a.status.how_to_get if a.status else a.problem)}
                for a in statuses if not a.available]

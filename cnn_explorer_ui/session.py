@@ -32,11 +32,18 @@ def browser_id() -> str:
     return owner
 
 
+@st.cache_resource(show_spinner=False)
+def _run_store(path: str) -> runs.RunStore:
+    """One run store per server (per database file): the check runs on every page's rerun, and opening a store
+    makes its folder and connects anew."""
+    return runs.RunStore(path)
+
+
 def _forgotten(owner: str) -> bool:
     """`runs.was_forgotten`, False when the run database cannot be read (a locked or read-only file): the page
     that needs the database says so; this check must not take every page down with it."""
     try:
-        return runs.was_forgotten(owner)
+        return runs.was_forgotten(owner, _run_store(str(runs.default_db_path())))
     except (CnnError, OSError, sqlite3.Error) as exc:
         log.warning("could not check whether this browser was forgotten: %s", exc)
         return False

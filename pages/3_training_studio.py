@@ -102,7 +102,8 @@ elif not (run_manager.has_run(shown) and run_manager.snapshot(shown).owner == br
 st.session_state["studio_run"] = shown
 
 with st.container(border=True):
-    setup(browser_owner, run_manager, active_run, run_manager.snapshot(shown).config.dataset if shown else None)
+    first_look = shown is not None and "studio_dataset" not in st.session_state  # a new tab: the shown run's data
+    setup(browser_owner, run_manager, active_run, run_manager.snapshot(shown).config.dataset if first_look else None)
 
 if shown is not None:
     st.subheader(":material/monitoring: Your run", anchor="your-run")

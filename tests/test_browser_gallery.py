@@ -327,10 +327,14 @@ def test_a_zip_named_like_dogs_vs_cats_gets_its_classes_from_the_file_names(page
     page.get_by_role("heading", name="named_shapes (image folder)").wait_for(timeout=LOAD_TIMEOUT_MS)
     _wait_for_gallery(page)
     assert [row[1] for row in _counts_table(page)] == ["circle", "square"]
-    page.get_by_text(re.compile(r"Layout: split folders found \(train\); val and test carved from train")).last.wait_for()
+    page.get_by_text(re.compile(r"Layout: classes from the file names \(square\.0\.png: square, \.\.\.\); split folders "
+                                r"found \(train\); val and test carved from train")).wait_for()
     page.get_by_text("In the Training Studio it is trained at 32×32, not 128×128", exact=False).wait_for()
     save_screenshot(page, "gallery-upload-named-files")
     assert_no_exception(page)
+    page.goto(page.url.split("/dataset-gallery")[0] + "/")  # Home lists it as the student's own upload
+    page.wait_for_function("() => document.body.innerHTML.includes('named_shapes')", timeout=LOAD_TIMEOUT_MS)
+    assert "your upload" in page.content() and "/uploads/" not in page.content()
 
 
 def test_upload_zip_with_path_traversal_is_refused(page):

@@ -653,9 +653,11 @@ def test_classes_in_file_names_stand_in_for_class_folders(tmp_path, monkeypatch)
     info = data.get_dataset_info("dogs_vs_cats")  # found under CNN_DATA_DIR like any image folder
     assert info.class_names == ("cat", "dog") and sum(info.n_samples.values()) == 60
     assert "whose classes come from the file names (cat.0.png: cat, ...)" in info.description
-    assert "split folders found (train); val and test carved from train" in info.layout
-    assert ("with no class folders, the classes come from the file names (cat.0.png: cat, ...); left out 5 image(s) "
-            "in test1/, with no class there") in data.data_notes("dogs_vs_cats")
+    assert info.layout.startswith("classes from the file names (cat.0.png: cat, ...); split folders found (train); val "
+                                  "and test carved from train")  # said as a fact of the layout, not as a warning
+    assert info.classes_from == "the file names (cat.0.png: cat, ...)"
+    assert ("left out 5 image(s) in test1/, with no class in their names or a label table"
+            in data.data_notes("dogs_vs_cats"))
     for split in ("train", "val", "test"):
         loaded = data.load_split("dogs_vs_cats", split, image_size=12)
         assert ((loaded.images.float().mean(dim=(1, 2, 3)) > 100).long() == loaded.labels).all()
@@ -665,7 +667,8 @@ def test_classes_in_file_names_stand_in_for_class_folders(tmp_path, monkeypatch)
     for i in range(2):
         Image.fromarray(np.full((12, 12), 180, np.uint8)).save(flat / f"Pneumonia_{10 + i}.png")
     info = data.get_dataset_info(str(flat))
-    assert info.class_names == ("Normal", "PNEUMONIA") and info.layout.startswith("classes from the file names (Normal (0).png: Normal, ...); split by this app")
+    assert info.class_names == ("Normal", "PNEUMONIA") and info.layout.startswith(
+        "classes from the file names (Normal (0).png: Normal, ...); split by this app")
     assert [len(data.load_split(str(flat), split, image_size=12)) for split in ("train", "val", "test")] == [10, 2, 2]
 
 

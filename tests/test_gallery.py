@@ -1023,3 +1023,16 @@ def test_a_kaggle_download_of_zips_in_a_zip_says_to_unzip_it_first(tiny_data_dir
                                         r"them, as Kaggle's downloads do\. Unzip it, then upload the archive with the "
                                         r"images \(e\.g\. train\.zip\)"):
         import_zip(outer, "dogs_vs_cats_download", register=False)
+
+
+def test_a_zip_and_its_unpacked_folder_agree_that_two_plain_folders_are_the_classes(tiny_data_dir, tmp_path):
+    # Named images at the top beside cat/ and dog/: the folders are the classes in the zip as on disk (the zip
+    # had left both folders out as unlabelled)
+    members = {f"{kind}/{i}.png": _png(i) for kind in ("cat", "dog") for i in range(6)}
+    members |= {f"bird.{i}.png": _png(i) for i in range(6)} | {f"fish.{i}.png": _png(i) for i in range(6)}
+    assert import_zip(_zip(members), "plain_folders", register=False).class_counts == {"cat": 6, "dog": 6}
+    from cnn_core.data.folders import scan_folder
+
+    with zipfile.ZipFile(io.BytesIO(_zip(members))) as archive:
+        archive.extractall(tmp_path / "unpacked")
+    assert scan_folder(tmp_path / "unpacked").class_names == ("cat", "dog")

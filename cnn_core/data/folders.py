@@ -102,11 +102,10 @@ class FolderSource(DataSource):
                          f" (e.g. {', '.join(readable_name(name) for name in unreadable[:3])})")
         if self.scan.left_out:
             notes.append(copies_note(self.root.name, self.scan.left_out))  # no server path: notes reach cards
-        if self.scan.classes_from:
+        if self.scan.unlabelled:  # where the classes came from is the layout's (`DatasetInfo.classes_from`)
             left = ", ".join(f"{count} image(s) {'at' if where == 'the top' else 'in'} {where}"
                              for where, count in self.scan.unlabelled)
-            notes.append(f"with no class folders, the classes come from {self.scan.classes_from}"
-                         + (f"; left out {left}, with no class there" if left else ""))
+            notes.append(f"left out {left}, with no class in their names or a label table")
         return notes + small_classes(sizes)
 
     def unreadable_in_class(self, class_name: str) -> list[str]:
@@ -343,10 +342,11 @@ def folder_info(name: str, scan: FolderScan, seed: int) -> DatasetInfo:
         license="as given by the folder's owner",
         n_samples=counts,
         root=str(scan.root),
-        layout=(describe_layout(scan.given_splits) if scan.given_splits else
-                (f"classes from {scan.classes_from}" if scan.classes_from else "class folders")
-                + "; split by this app per class (stratified) "
-                + "/".join(f"{f:.0%}" for f in FOLDER_SPLIT_FRACTIONS)),
+        layout=(f"classes from {scan.classes_from}; " if scan.classes_from else "")
+        + (describe_layout(scan.given_splits) if scan.given_splits else
+           ("" if scan.classes_from else "class folders; ") + "split by this app per class (stratified) "
+           + "/".join(f"{f:.0%}" for f in FOLDER_SPLIT_FRACTIONS)),
+        classes_from=scan.classes_from,
     )
 
 

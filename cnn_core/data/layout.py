@@ -473,7 +473,10 @@ def _check_classes(where: str, table: str, column: str, classes: set[str], rows:
 def classes_without_folders(where: str, tables: dict[str, Table], top_files: Sequence[str],
                             flat_folders: dict[str, Sequence[str]]) -> Classes | None:
     """The classes of images that sit in no class folder: from a label table (`labels_from_tables`), else from
-    their file names (`labels_in_file_names`). None: the folders are the classes."""
+    their file names (`labels_in_file_names`). None: the folders are the classes, as always where two folders
+    that are no split folders hold images and no label table speaks for them (cat/, dog/)."""
+    if not tables and sum(not split_of_folder(folder) for folder in flat_folders) >= 2:
+        return None
     if tables and (found := labels_from_tables(where, tables, top_files, flat_folders)):
         return found
     labels = labels_in_file_names(where, top_files, flat_folders)

@@ -106,11 +106,12 @@ def named_layout(root: Path, top: list[Path]) -> Classes | None:
     train/cat.0.jpg), from the names and the label tables at the top (images are not decoded or stat'ed: folder
     discovery asks this of every folder; only a file without an image ending is sniffed, as everywhere); None
     where there are class folders."""
-    tables = {path.name: rows for path in table_files(root) if (rows := label_table(path))}
-    if len(top) > 1 and not tables and not any(split_of_folder(child.name) for child in top):  # cat/, dog/
+    paths = table_files(root)
+    if not paths and sum(not split_of_folder(child.name) for child in top) >= 2:  # cat/, dog/: as the layout rules
         return None
     if any(has_image(sub) for child in top for sub in class_dirs(child)):
         return None
+    tables = {path.name: rows for path in paths if (rows := label_table(path))}  # read only where they may count
     return classes_without_folders(str(root), tables, image_names(root),
                                    {child.name: image_names(child) for child in top})
 

@@ -43,6 +43,7 @@ class DatasetInfo:
     n_samples: dict[str, int] | None
     root: str | None
     layout: str = ""  # image folders: how the splits were found ("split folders found (train, test); ...")
+    classes_from: str | None = None  # image folders without class folders: "the file names (cat.0.jpg: cat, ...)"
 
     @property
     def n_classes(self) -> int:

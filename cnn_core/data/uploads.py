@@ -68,7 +68,13 @@ def upload_root(name: str, owner: str | None = None) -> Path:
     """
     if owner is None:
         return uploads_dir() / name
-    return uploads_dir() / hashlib.sha256(owner.encode()).hexdigest()[:16] / name
+    return uploads_dir() / owner_digest(owner)[:16] / name
+
+
+def owner_digest(owner: str) -> str:
+    """SHA-256 of an owner id (a browser's cookie) in hex: what folders, the run store and `runs list` show or keep
+    instead of the id itself."""
+    return hashlib.sha256(owner.encode()).hexdigest()
 
 
 #: Beside an upload's folder (`<name>.zip.sha256`): the SHA-256 of the zip its images came from.

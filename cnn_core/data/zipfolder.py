@@ -218,7 +218,7 @@ def _is_system_file(parts: list[str]) -> bool:
     return any(part.startswith((".", "__")) or part.lower() == "thumbs.db" for part in parts)
 
 
-def _plan(members: list[zipfile.ZipInfo], name: str, read: Callable[[zipfile.ZipInfo], bytes] | None = None
+def _plan(members: list[zipfile.ZipInfo], name: str, read: Callable[[zipfile.ZipInfo], bytes]
           ) -> tuple[ZipImport, list[tuple[zipfile.ZipInfo, str, str, str]]]:
     """Decide which members become which `class/file` (and which class each counts for), reading no data but,
     where there are no class folders, the label tables (CSV) that `read` gives."""
@@ -231,15 +231,18 @@ def _plan(members: list[zipfile.ZipInfo], name: str, read: Callable[[zipfile.Zip
         parts = _member_parts(info.filename)
         if _is_system_file(parts):
             result.skipped_system += 1
+        elif parts[-1].lower().endswith(".csv") and info.file_size <= MAX_LABEL_TABLE_BYTES:
+            tables["/".join(parts)] = info  # a label table, or skipped below as a non-image file
         elif not maybe_image_name(parts[-1]):  # the others are told by their content when extracted
             result.skipped_non_image += 1
             _note(result, "/".join(parts), "not an image")
-            if parts[-1].lower().endswith(".csv") and info.file_size <= MAX_LABEL_TABLE_BYTES:
-                tables["/".join(parts)] = info
         else:
             candidates.append((info, parts))
     candidates = _without_copies(result, _without_wrappers(candidates), depth=0)
-    candidates = _classes_without_folders(result, candidates, tables, read)
+    candidates, used = _classes_without_folders(result, candidates, tables, read)
+    for path in sorted(set(tables) - {used}):
+        result.skipped_non_image += 1
+        _note(result, path, "not an image")
     # Split folders above the class folders (train/cat/1.png): kept, so the data set uses those splits.
     nested = {parts[0] for _, parts in candidates if len(parts) >= 3}  # a folder with sub-folders of images
     layout = split_folders("The zip", {parts[0] for _, parts in candidates if len(parts) >= 2},
@@ -273,26 +276,22 @@ def _plan(members: list[zipfile.ZipInfo], name: str, read: Callable[[zipfile.Zip
 
 
 def _classes_without_folders(result: ZipImport, candidates: list[tuple[zipfile.ZipInfo, list[str]]],
-                             tables: dict[str, zipfile.ZipInfo], read: Callable[[zipfile.ZipInfo], bytes] | None
-                             ) -> list[tuple[zipfile.ZipInfo, list[str]]]:
+                             tables: dict[str, zipfile.ZipInfo], read: Callable[[zipfile.ZipInfo], bytes]
+                             ) -> tuple[list[tuple[zipfile.ZipInfo, list[str]]], str | None]:
     """Images in no class folder whose classes a label table or their file names give
     (`layout.classes_without_folders`: APTOS's train.csv, Kaggle's train/cat.0.jpg) go into class folders by
-    class (train/cat/cat.0.jpg); the unlabelled ones are skipped."""
+    class (train/cat/cat.0.jpg); the unlabelled ones are skipped. Also returns the table used, if one was."""
     if any(len(parts) > 2 for _, parts in candidates):  # class folders somewhere: they say the classes
-        return candidates
+        return candidates, None
     flat: dict[str, list[str]] = {}
     for _, parts in candidates:
         if len(parts) == 2:
             flat.setdefault(parts[0], []).append(parts[1])
-    parsed = {path: rows for path, info in _shallowest_tables(tables).items()
-              if read and (rows := parse_table(read(info)))}
+    parsed = {path: rows for path, info in _shallowest_tables(tables).items() if (rows := parse_table(read(info)))}
     found = classes_without_folders("The zip", parsed, [parts[0] for _, parts in candidates if len(parts) == 1], flat)
     if found is None:
-        return candidates
+        return candidates, None
     labelled, result.classes_from, kept = found.labels, found.source, []
-    if found.table:  # the table that gave the classes was no skipped file
-        result.skipped_non_image -= 1
-        result.skipped_examples = [text for text in result.skipped_examples if not text.startswith(f"{found.table} (")]
     for info, parts in candidates:
         folder, file_name = ("", parts[0]) if len(parts) == 1 else parts
         label = labelled[folder].get(file_name)
@@ -302,7 +301,7 @@ def _classes_without_folders(result: ZipImport, candidates: list[tuple[zipfile.Z
             _note(result, "/".join(parts), "no class folder, and no class in its name or table")
         else:
             kept.append((info, [folder, label, file_name] if split_of_folder(folder) else [label, file_name]))
-    return kept
+    return kept, found.table
 
 
 def _shallowest_tables(tables: dict[str, zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:

@@ -159,10 +159,9 @@ class RunManager:
         """The owner's newest runs, oldest first, each with its number (the owner's runs numbered from 1 as they
         were made, `RunStore.run_numbers`), for the compare table: without batch events and misclassified
         images (`snapshot(run_id)` has them)."""
-        run_ids = self.store.run_ids(owner)
-        first = max(0, len(run_ids) - RUNS_SHOWN_PER_OWNER)
+        numbers = self.store.run_numbers(owner)  # oldest first
         return [(number, self.store.snapshot(run_id, queue_ahead=self._ahead(run_id), detail=False))
-                for number, run_id in enumerate(run_ids[first:], first + 1)]
+                for run_id, number in list(numbers.items())[-RUNS_SHOWN_PER_OWNER:]]
 
     def latest_run(self, owner: str) -> RunSnapshot | None:
         run_ids = self.store.run_ids(owner)
@@ -207,7 +206,8 @@ class RunManager:
                         if self.backend.alive(process):
                             continue
                         del self._workers[run_id]
-                        if self.store.status(run_id).active:
+                        status = self.store.status(run_id)  # None: forgotten with its browser meanwhile
+                        if status is not None and status.active:
                             self.store.finish(run_id, RunStatus.FAILED, error=self.backend.exit_note(process))
                     self._start_waiting_runs()
                 except Exception:  # noqa: BLE001 - e.g. a locked database: look again next time

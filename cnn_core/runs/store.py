@@ -13,7 +13,6 @@ every write is one short transaction.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from ..data.augment import AugmentConfig
+from ..data.uploads import owner_digest
 from ..errors import CnnError
 from ..models.card import Card
 from ..settings import cache_dir
@@ -70,10 +70,6 @@ CREATE TABLE IF NOT EXISTS uploads (
 );
 CREATE TABLE IF NOT EXISTS forgotten_owners (digest TEXT PRIMARY KEY, forgotten REAL NOT NULL);
 """
-
-
-def _digest(owner: str) -> str:
-    return hashlib.sha256(owner.encode()).hexdigest()
 
 
 def _damaged(exc: sqlite3.DatabaseError) -> bool:
@@ -376,11 +372,12 @@ class RunStore:
         """Remember that `owner` was forgotten (as a SHA-256 digest: the id itself is a browser's cookie), so a
         tab or a cookie still holding it is not taken for a live browser."""
         with self._connect() as db:
-            db.execute("INSERT OR REPLACE INTO forgotten_owners VALUES (?, ?)", (_digest(owner), time.time()))
+            db.execute("INSERT OR REPLACE INTO forgotten_owners VALUES (?, ?)", (owner_digest(owner), time.time()))
 
     def was_forgotten(self, owner: str) -> bool:
         with self._connect(write=False) as db:
-            return db.execute("SELECT 1 FROM forgotten_owners WHERE digest = ?", (_digest(owner),)).fetchone() is not None
+            row = db.execute("SELECT 1 FROM forgotten_owners WHERE digest = ?", (owner_digest(owner),)).fetchone()
+        return row is not None
 
     def uploads(self, owner: str | None = None) -> list[tuple[str, str, Path, int]]:
         """(owner, name, folder, split seed) of recorded uploads, oldest first."""

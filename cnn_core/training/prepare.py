@@ -80,9 +80,15 @@ def prepare_data(config: TrainConfig, resolved: ResolvedConfig, device: torch.de
         preprocess=preprocess,
         normalization={"mean": list(mean), "std": list(std)},
         skipped=skipped,
-        notes=tuple(data_registry.data_notes(config.dataset)) + _resize_note(info, native, config.image_size)
+        notes=_classes_note(info) + tuple(data_registry.data_notes(config.dataset))
+        + _resize_note(info, native, config.image_size)
         + _small_set_note(native, resolved.image_size if config.image_size is None else None),
     )
+
+
+def _classes_note(info: data_registry.DatasetInfo) -> tuple[str, ...]:
+    """Where an image folder's classes came from when it had no class folders, for the CLI and the card."""
+    return (f"with no class folders, the classes come from {info.classes_from}",) if info.classes_from else ()
 
 
 def _resize_note(info: data_registry.DatasetInfo, native: int, size: int | None) -> tuple[str, ...]:
