@@ -383,6 +383,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps({"dataset": card.dataset, **where, **metrics}))
         return 0
     refused = f"; {len(metrics['refused'])} refused, accuracy with them {_percent(metrics['accuracy_all'])}" if args.images else ""
+    refused += f"; {metrics['unlabelled']} without a class left out" if metrics.get("unlabelled") else ""
     print(f"{Path(args.checkpoint).name} on {args.images or f'{card.dataset} {args.split}'} ({metrics['n']} images{refused}):")
     keys = [k for k in card_module.METRIC_ROWS if k in metrics]
     width = max((len(card_module.metric_label(key, metrics)) for key in keys), default=17)
@@ -544,8 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint file (.safetensors)")
     p.add_argument("--data", help="data set it must have been trained on (default: the card's)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split (default test)")
-    p.add_argument("--images", metavar="FOLDER", help="image files in class folders named by class or number (FOLDER/cat/*.png, FOLDER/7/*.png), prepared as "
-                   "`predict` prepares them, instead of a split")
+    p.add_argument("--images", metavar="FOLDER", help="image files in class folders named by class or number (FOLDER/cat/*.png, FOLDER/7/*.png), or "
+                   "labelled by a CSV table or their names (cat.1.png), prepared as `predict` prepares them, instead of a split")
     p.add_argument("--raw", action="store_true", help="with --images: digit models only resize, as `predict --raw`")
 
     p = _command(sub, cmd_predict, "predict", json_help="one JSON line per image (with a trust field)",

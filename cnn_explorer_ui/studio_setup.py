@@ -16,8 +16,8 @@ from cnn_core.data.augment import AugmentConfig, default_augment
 from cnn_core.errors import CnnError
 from cnn_core.training import (MIN_BATCH_SIZE, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig, checkpoint_keeps,
                                resolve_monitor)
-from cnn_core.training.config import (MIN_DEFAULT_STEPS, MIN_VAL_IMAGES_PER_CLASS, default_image_size, default_recipe,
-                                     small_side_reason)
+from cnn_core.training.config import (MIN_DEFAULT_SIDE, MIN_DEFAULT_STEPS, MIN_VAL_IMAGES_PER_CLASS, SMALL_SET_IMAGES,
+                                     default_image_size, default_recipe, small_side_reason)
 
 from .data_sets import present_datasets
 from .pickers import dataset_picker, model_arg_picker, model_picker
@@ -137,8 +137,9 @@ def choose_image_size(info: data.DatasetInfo, spec: models.ModelSpec) -> int | N
     chosen = st.select_slider("Image size for training (pixels a side)", sizes, value=wanted if wanted in sizes else
                               sizes[-1], key=f"studio_size_{info.name}_{spec.name}",
                               help=f"The images ({info.image_size}×{info.image_size}) are resized to this square; "
-                                   "smaller trains faster. A set under 5,000 images starts at its side halved until "
-                                   "it is 28-55 px (128 → 32, 224 → 28): in the same time, many epochs at a small "
+                                   f"smaller trains faster. A set under {SMALL_SET_IMAGES:,} images starts at its side "
+                                   f"halved while the half is at least {MIN_DEFAULT_SIDE} px (128 → 32, 224 → 28): in "
+                                   "the same time, many epochs at a small "
                                    "size learned more than a few at full size.")
     if side is not None and chosen == side:
         reason = small_side_reason(info.image_size, side)
@@ -160,7 +161,7 @@ def choose_options(info: data.DatasetInfo, spec: models.ModelSpec, model_args: d
                                                                      image_size=image_size))  # the CLI's recipe
     epochs = row.number_input("Epochs", value=suggested, step=1, key=f"studio_epochs_{key}_{image_size}",
                                   help="Passes over the training set (1–1000). As on the command line, a training "
-                                       "set under 5,000 images gets more epochs "
+                                       f"set under {SMALL_SET_IMAGES:,} images gets more epochs "
                                        f"({int(d.get('small_set_steps', MIN_DEFAULT_STEPS)):,} gradient steps for "
                                        "this model) within a budget of image passes that keeps it under a minute "
                                        "on a laptop CPU.")

@@ -139,9 +139,32 @@ def test_a_card_names_the_data_and_cache_folders_by_their_variables(tiny_data_di
     capsys.readouterr()
     assert main(["evaluate", "--checkpoint", str(out), "--images", str(by_number), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] >= 2
-    (by_number / "2").mkdir()
+    write_class_folder(by_number / "2", bright=True)
     assert main(["evaluate", "--checkpoint", str(out), "--images", str(by_number)]) == 2
-    assert "classes ('calm', 'storm') or by their numbers (0 to 1); not 2." in capsys.readouterr().err
+    assert "classes ('calm', 'storm') or by their numbers (0 to 1), or images whose label table or file names " \
+        "give those classes; 2 is none of them." in capsys.readouterr().err
+    # no class folders: a label table gives the classes, as a training folder's may (Kaggle's train.csv)
+    from PIL import Image
+
+    tabled = settings.cache_dir() / "tabled"
+    (tabled / "images").mkdir(parents=True)
+    for index in range(7):
+        Image.new("RGB", (20, 20), (40 if index % 2 else 220,) * 3).save(tabled / "images" / f"scan{index}.png")
+    rows = ["file,label"] + [f"scan{index},{'calm' if index % 2 else 'storm'}" for index in range(6)]  # one unlabelled
+    (tabled / "labels.csv").write_text("\n".join(rows) + "\n")
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out), "--images", str(tabled), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["files"] == 6 and metrics["unlabelled"] == 1 and metrics["n"] == 6
+    named = settings.cache_dir() / "named"  # or the file names do (Kaggle's Dogs vs. Cats: cat.0.jpg)
+    named.mkdir()
+    for index in range(2):  # too few to name classes on their own: read against the checkpoint's
+        for name, value in (("calm", 40), ("Storm", 220)):
+            Image.new("RGB", (20, 20), (value,) * 3).save(named / f"{name}.{index}.png")
+    Image.new("RGB", (20, 20)).save(named / "IMG_0001.png")
+    assert main(["evaluate", "--checkpoint", str(out), "--images", str(named), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["files"] == 4 and metrics["unlabelled"] == 1
 
 
 def test_binary_evaluate_has_sensitivity_and_specificity(tiny_data_dir, tmp_path, capsys):

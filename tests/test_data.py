@@ -77,6 +77,8 @@ def test_registry_lists_builtins_and_discovered_folders(tiny_data_dir):
     assert infos["pathmnist_224"].image_size == 224 and "224×224" in infos["pathmnist_224"].description
     assert infos["chestmnist"].task == "multi-label, binary-class" and infos["chestmnist"].n_classes == 14
     assert infos["retinamnist"].task == "ordinal-regression"
+    assert infos["retinamnist_128"].class_names == ("0 no DR", "1 mild NPDR", "2 moderate NPDR", "3 severe NPDR",
+                                                    "4 proliferative DR")  # medmnist's INFO says "0"-"4"
     assert infos["breastmnist"].task == "binary-class" and infos["breastmnist"].channels == 1
     # n_samples come from the files when present (tiny), from medmnist's INFO when not
     assert path.n_samples == {"train": 180, "val": 27, "test": 27}

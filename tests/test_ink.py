@@ -341,6 +341,7 @@ def test_evaluate_reads_image_files_in_class_folders_like_predict(shipped, tmp_p
     assert main(["evaluate", "--checkpoint", str(shipped.path), "--images", str(tmp_path)]) == 0
     assert "(9 images; 1 refused, accuracy with them 90.00 %):" in capsys.readouterr().out
     (tmp_path / "eight").mkdir()
+    (tmp_path / "eight" / "a.png").write_bytes(clutter)
     assert main(["evaluate", "--checkpoint", str(shipped.path), "--images", str(tmp_path)]) == 2
     assert "named like the checkpoint's classes" in capsys.readouterr().err
 

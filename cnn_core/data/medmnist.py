@@ -29,6 +29,14 @@ from .types import MEDMNIST_SIZES, SPLITS, DatasetInfo, DatasetStatus
 
 NPY_CHUNK_BYTES = 4 * 1024**2  # decompressed per progress report
 
+#: Class names where medmnist's INFO gives only numbers. RetinaMNIST's labels are DeepDRiD's diabetic-retinopathy
+#: grades 0-4 on the International Clinical Diabetic Retinopathy Disease Severity Scale (Wilkinson et al.,
+#: Ophthalmology 110(9), 2003); NPDR: non-proliferative diabetic retinopathy. The grade stays first, so the order
+#: (an ordinal scale) reads from the name.
+NAMED_CLASSES: dict[str, tuple[str, ...]] = {
+    "retinamnist": ("0 no DR", "1 mild NPDR", "2 moderate NPDR", "3 severe NPDR", "4 proliferative DR"),
+}
+
 
 class MedmnistSource(DataSource):
     """One MedMNIST flag at one size, e.g. ("pathmnist", 28) or ("dermamnist", 64)."""
@@ -131,6 +139,8 @@ def _medmnist_info(flag: str, size: int) -> DatasetInfo:
     medinfo = medmnist_table()[flag]
     labels = medinfo["label"]
     class_names = tuple(labels[key] for key in sorted(labels, key=int))
+    if len(NAMED_CLASSES.get(flag, ())) == len(class_names):
+        class_names = NAMED_CLASSES[flag]
     path, _ = _find_npz(flag, size)
     counts = _npz_split_counts(*file_stamp(path)) if path is not None else None
     description = medinfo["description"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import DataError
 from ..models.checkpoints import LoadedCheckpoint
 from .explain import assess_trust, percent
 from .predict import predict_inputs, predict_tensor, prepare_files
@@ -43,30 +44,18 @@ def answer_line(answer: dict) -> str:
 
 
 def evaluate_files(loaded: LoadedCheckpoint, folder: str | Path, raw: bool = False) -> dict:
-    """A checkpoint's metrics on image files sorted into class folders named like its classes (`digits/7/*.png`),
-    each file prepared as `predict` prepares it. Files that cannot be read or hold no digit are named under
-    "refused" and count as wrong in "accuracy_all"; the other metrics are over the files answered."""
+    """A checkpoint's metrics on labelled image files, each prepared as `predict` prepares it: in class folders
+    named like its classes or by their numbers (`digits/7/*.png`), or in no class folder with their classes in a
+    label table or their file names, as a training folder may be (`data.listing.named_layout`: `labels.csv`,
+    `cat.0.jpg`). Files that cannot be read or hold no digit are named under "refused" and count as wrong in
+    "accuracy_all"; the other metrics are over the files answered; images with no class are counted under
+    "unlabelled". DataError for a folder with none of these layouts or with classes the checkpoint lacks."""
     import torch
 
-    from ..data.listing import class_images, is_hidden
-    from ..data.zipnames import readable_name
-    from ..errors import DataError
     from .metrics import classification_metrics
 
     root = Path(folder)
-    names = {readable_name(name).lower(): index for index, name in enumerate(loaded.card.class_names)}
-    numbered = not any(name.isdigit() for name in loaded.card.class_names)  # "1" must not mean class 1 and "1"
-    for index in range(len(loaded.card.class_names) if numbered else 0):  # by label number (MedMNIST: 0/, 1/)
-        names.setdefault(str(index), index)
-    # the files a data set would count: no __MACOSX/ or .ipynb_checkpoints/, no ._x.jpg (open-mmlab/mmpretrain#507)
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p.name)) if root.is_dir() else []
-    unknown = [path.name for path in folders if readable_name(path.name).lower() not in names]
-    if not folders or unknown:
-        classes = ", ".join(f"'{name}'" for name in loaded.card.class_names)
-        raise DataError(f"{root} must hold one folder per class, named like the checkpoint's classes ({classes})"
-                        + (f" or by their numbers (0 to {len(loaded.card.class_names) - 1})" if numbered else "")
-                        + (f"; not {', '.join(unknown)}." if unknown else "."))
-    files = [(path, names[readable_name(sub.name).lower()]) for sub in folders for path in class_images(sub)]
+    files, unlabelled = _labelled_files(loaded, root)
     results = prepare_files(loaded, [path for path, _ in files], raw=raw)
     ready = [(result.model_input, label) for result, (_, label) in zip(results, files) if result.error is None]
     if not ready:
@@ -76,4 +65,45 @@ def evaluate_files(loaded: LoadedCheckpoint, folder: str | Path, raw: bool = Fal
     metrics = classification_metrics(probs, labels, loaded.card.n_classes, loaded.card.class_names)
     right = int((probs.argmax(1) == labels).sum())
     refused = [str(result.path) for result in results if result.error is not None]
-    return {**metrics, "files": len(files), "refused": refused, "accuracy_all": right / len(files)}
+    return {**metrics, "files": len(files), "refused": refused, "accuracy_all": right / len(files),
+            "unlabelled": unlabelled}
+
+
+def _labelled_files(loaded: LoadedCheckpoint, root: Path) -> tuple[list[tuple[Path, int]], int]:
+    """(image file, class index of the checkpoint) for every labelled image under `root`, and how many images
+    had no class (named layouts only)."""
+    from ..data.layout import Classes, labels_from_names
+    from ..data.listing import class_dirs, class_images, has_image, image_files, listed_by_name, named_layout
+    from ..data.zipnames import readable_name
+
+    class_names = loaded.card.class_names
+    names = {readable_name(name).lower(): index for index, name in enumerate(class_names)}
+    numbered = not any(name.isdigit() for name in class_names)  # "1" must not mean class 1 and "1"
+    for index in range(len(class_names) if numbered else 0):  # by label number (MedMNIST: 0/, 1/)
+        names.setdefault(str(index), index)
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder (evaluate --images takes a folder of labelled images).")
+    try:
+        # the files a data set would count: no __MACOSX/ or .ipynb_checkpoints/, no ._x.jpg (open-mmlab/mmpretrain#507)
+        top = [child for child in class_dirs(root) if has_image(child)]
+        named = named_layout(root, top)
+        if named is None and not top:  # a few images named by class (cat.1.jpg): read against the known classes
+            loose = [path.name for path, _ in image_files(root, recursive=False)]
+            named = Classes({"": labels_from_names(loose, class_names)}, "the file names") if loose else None
+        if named:
+            listed, unlabelled = listed_by_name(root, named.labels)
+            groups = [(name, [path for path, _ in entries]) for _, name, entries in listed]
+        else:
+            groups, unlabelled = [(sub.name, class_images(sub)) for sub in top], []
+    except OSError as exc:
+        raise DataError(f"{root} cannot be read ({exc.strerror or exc}).") from exc
+    unknown = sorted({name for name, _ in groups if readable_name(name).lower() not in names})
+    if not groups or unknown:
+        known = ", ".join(f"'{name}'" for name in class_names)
+        raise DataError(f"{root} must hold one folder per class, named like the checkpoint's classes ({known})"
+                        + (f" or by their numbers (0 to {len(class_names) - 1})" if numbered else "")
+                        + ", or images whose label table or file names give those classes"
+                        + (f"; {', '.join(unknown[:8])} {'is' if len(unknown) == 1 else 'are'} none of them."
+                           if unknown else "."))
+    files = [(path, names[readable_name(name).lower()]) for name, paths in groups for path in paths]
+    return files, sum(count for _, count in unlabelled)
