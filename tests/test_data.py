@@ -989,6 +989,36 @@ def test_exif_rotation_is_applied():
     assert array[:, 12:].mean() > 200 and array[:, :8].mean() < 50
 
 
+def test_a_damaged_exif_block_is_no_rotation_not_a_crash():
+    """Pillow's exif_transpose raised TypeError or struct.error on damaged EXIF blocks (python-pillow/Pillow#3973,
+    #7839, #8965) though the pixels decode: a zip upload with one such phone photo failed with a traceback."""
+    import io
+    import random
+
+    from cnn_core.data.images import read_image
+    from cnn_core.errors import ImageError
+
+    pixels = (np.random.default_rng(0).random((32, 48, 3)) * 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F], exif[0x8769] = 6, "Canon", {0x9003: "2020:01:01 00:00:00"}
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", exif=exif.tobytes())
+    whole = buffer.getvalue()
+    assert read_image(whole).size == (32, 48)  # orientation 6: stored 48 wide, shown 32 wide
+    start = whole.find(b"Exif")
+    end = start + 2 + int.from_bytes(whole[start - 2:start], "big")
+    rng, outcomes = random.Random(1), set()
+    for _ in range(1500):  # 1-4 bytes of the EXIF block changed: an image, or an ImageError, never another error
+        damaged = bytearray(whole)
+        for _ in range(rng.randint(1, 4)):
+            damaged[rng.randrange(start + 6, end - 2)] = rng.randrange(256)
+        try:
+            outcomes.add(read_image(bytes(damaged), name="phone.jpg").size)
+        except ImageError:
+            outcomes.add("refused")
+    assert {(32, 48), (48, 32)} <= outcomes  # rotated when the tag survives, as stored when it does not
+
+
 def test_fit_image_keeps_aspect_by_center_crop():
     wide = np.zeros((20, 60), np.uint8)
     wide[:, 20:40] = 255  # the middle third is bright

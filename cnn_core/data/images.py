@@ -144,6 +144,7 @@ def open_image(fp: BinaryIO | Path, formats: list[str]) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # damaged metadata ("Possibly corrupt EXIF data"): pixels count
             return Image.open(fp, formats=formats)
     except Image.DecompressionBombError:
         if "JPEG" not in formats:
@@ -186,7 +187,7 @@ def to_standard_mode(image: Image.Image, keep_alpha: bool = False) -> Image.Imag
     floating-point images are stretched from their darkest to their brightest value, so a 12-bit scan
     stored in 16 bits does not come out black.
     """
-    image = ImageOps.exif_transpose(image)
+    image = upright(image)
     mode = image.mode
     if mode in ("L", "RGB"):
         return image
@@ -209,6 +210,29 @@ def to_standard_mode(image: Image.Image, keep_alpha: bool = False) -> Image.Imag
         flat = Image.alpha_composite(background, rgba).convert("RGB")
         return flat if has_colour else flat.convert("L")
     return image.convert("RGB")
+
+
+#: EXIF orientation (tag 0x0112, values 2-8) -> the transpose that shows the picture upright, as Pillow's
+#: `ImageOps.exif_transpose` maps them (EXIF 2.32, "Orientation").
+EXIF_ORIENTATION = 0x0112
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The picture as a viewer shows it: its EXIF orientation applied (a phone photo taken upright is stored
+    sideways with orientation 6). Read here rather than by `ImageOps.exif_transpose`, which also rewrites the
+    EXIF block and raises on damaged ones (TypeError, struct.error, SyntaxError: python-pillow/Pillow#3973, #7839,
+    #8348, #8965) though the pixels are fine; an EXIF block that cannot be read counts as no rotation."""
+    try:
+        with warnings.catch_warnings():  # "Possibly corrupt EXIF data": said once per tag, on stderr
+            warnings.simplefilter("ignore", UserWarning)
+            orientation = image.getexif().get(EXIF_ORIENTATION)
+    except Exception:  # noqa: BLE001 - Pillow's EXIF parser raises many types on damaged blocks
+        return image
+    method = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+    return image if method is None else image.transpose(method)
 
 
 def _stretch_to_uint8(image: Image.Image) -> Image.Image:
