@@ -836,6 +836,48 @@ def test_a_wrapper_inside_each_split_folder_is_not_a_class(tmp_path, monkeypatch
     assert ((loaded.images.float().mean(dim=(1, 2, 3)) > 100).long() == loaded.labels).all()
 
 
+@pytest.mark.parametrize("name, split", [
+    ("trainset", "train"), ("TrainSet", "train"), ("trainingset", "train"), ("validset", "val"),
+    ("seg_train", "train"), ("seg_test", "test"), ("training_set", "train"), ("test-images", "test"),
+    ("seg_pred", None), ("tests", None), ("dataset", None), ("test1", None), ("images", None),
+])
+def test_split_folder_names_as_kaggle_sets_spell_them(name, split):
+    assert folders_layout_split(name) == split
+
+
+def test_a_flat_folder_beside_split_folders_is_left_out_as_unlabelled(tmp_path, monkeypatch):
+    # The Intel Image Classification set: seg_train/seg_train/<class>, seg_test/seg_test/<class> and unlabelled
+    # seg_pred/seg_pred/*.jpg were three classes, seg_pred, seg_test and seg_train, each mixing every scene.
+    # Fruits-360 ships Training/<class>, Test/<class> and a flat test-multiple_fruits/: refused as a mixed layout.
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+
+    def write(folder, count, base):
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            Image.fromarray(np.full((12, 12), base + i, np.uint8)).save(folder / f"{base}_{i}.png")
+
+    intel = tmp_path / "intel"
+    for split, count in (("seg_train", 6), ("seg_test", 3)):
+        for name, base in (("forest", 30), ("sea", 180)):
+            write(intel / split / split / name, count, base)
+    write(intel / "seg_pred" / "seg_pred", 5, 100)
+    info = data.get_dataset_info(str(intel))
+    assert info.class_names == ("forest", "sea") and info.n_samples["test"] == 6 and sum(info.n_samples.values()) == 18
+    assert any("seg_pred/" in note for note in data.data_notes(str(intel)))
+    fruits = tmp_path / "fruits"
+    for split in ("Training", "Test"):
+        for name, base in (("Apple", 30), ("Kiwi", 180)):
+            write(fruits / split / name, 4, base)
+    write(fruits / "test-multiple_fruits", 3, 100)
+    assert data.get_dataset_info(str(fruits)).class_names == ("Apple", "Kiwi")
+    mixed = tmp_path / "mixed"  # a flat cat/ beside train/cat/ is a class: still a mixed layout, refused
+    for name, base in (("cat", 30), ("dog", 180)):
+        write(mixed / "train" / name, 4, base)
+    write(mixed / "cat", 3, 40)
+    with pytest.raises(DataError, match="mixes split folders"):
+        data.get_dataset_info(str(mixed))
+
+
 def folders_layout_split(name: str) -> str:
     from cnn_core.data.layout import split_of_folder
 
@@ -932,7 +974,8 @@ def test_split_folders_mixed_with_class_folders_are_refused(tmp_path, monkeypatc
     _kaggle_pets(tmp_path / "data" / "pets" / "extra", {"": 2})  # pets/extra/{cat,dog}
     (tmp_path / "data" / "pets" / "bird").mkdir()
     Image.new("L", (8, 8)).save(tmp_path / "data" / "pets" / "bird" / "b.png")
-    with pytest.raises(DataError, match=r"mixes split folders \(train\) with other folders \(bird, extra\)"):
+    # bird/ holds images and no class folder, like Intel's seg_pred/: left out as unlabelled, not named here
+    with pytest.raises(DataError, match=r"mixes split folders \(train\) with other folders \(extra\)"):
         data.load_split(str(tmp_path / "data" / "pets"), "train")
     both = tmp_path / "two_vals"
     _kaggle_pets(both, {"train": 4, "val": 2, "valid": 2})

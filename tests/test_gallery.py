@@ -481,6 +481,22 @@ def test_a_wrapper_inside_each_split_folder_of_a_zip_is_not_a_class(tiny_data_di
         "test_set", "cats")
 
 
+def test_a_flat_folder_beside_split_folders_of_a_zip_is_left_out_as_unlabelled(tiny_data_dir):
+    # The Intel Image Classification set's zip: seg_train/seg_train/<class>/, seg_test/seg_test/<class>/ and
+    # seg_pred/seg_pred/*.jpg, which became a class beside seg_test and seg_train
+    members = {f"{split}/{split}/{kind}/{i}.png": _png(i) for split in ("seg_train", "seg_test")
+               for kind in ("forest", "sea") for i in range(3)}
+    members.update({f"seg_pred/seg_pred/{i}.png": _png(i) for i in range(4)})
+    result = import_zip(_zip(members), "intel", register=False)
+    assert result.class_counts == {"forest": 6, "sea": 6} and result.unlabelled == {"in seg_pred/": 4}
+    trainset = {f"{split}/{kind}/{i}.png": _png(i) for split in ("trainset", "testset")
+                for kind in ("cat", "dog") for i in range(3)}
+    result = import_zip(_zip(trainset), "sets", register=False)
+    assert result.class_counts == {"cat": 6, "dog": 6}  # not two classes, testset and trainset
+    assert sorted(path.relative_to(result.root).parts[0] for path in result.root.glob("*/*/")) == [
+        "testset", "testset", "trainset", "trainset"]
+
+
 def test_class_folders_that_clean_to_one_name_stay_apart():
     result = import_zip(_zip({"cat/1.png": _png(1), "cat./2.png": _png(2), "cat?/3.png": _png(3), "dog/4.png": _png(4)}),
                         "clean_names", register=False)

@@ -182,10 +182,13 @@ def _count_image_classes(root: Path) -> int:
 
 
 def _top_layout(root: Path, top: list[Path]) -> dict[str, str] | None:
-    """`layout.split_folders` for the folders `top` under `root`, told which split-named ones are flat."""
-    flat = [child.name for child in top
-            if split_of_folder(child.name) and not any(has_image(sub) for sub in class_dirs(child))]
-    return split_folders(str(root), [child.name for child in top], flat)
+    """`layout.split_folders` for the folders `top` under `root`, told which are flat (a wrapper skipped)."""
+    inner = {child.name: [sub for sub in class_dirs(unwrapped(child)) if has_image(sub)] for child in top}
+    flat = [name for name, folders in inner.items()  # images only, or only in a wrapper of its name (seg_pred/seg_pred/)
+            if not folders or (len(folders) == 1 and folders[0].name.casefold() == name.casefold()
+                               and not any(has_image(sub) for sub in class_dirs(folders[0])))]
+    return split_folders(str(root), list(inner), flat,
+                         [sub.name for name, folders in inner.items() if split_of_folder(name) for sub in folders])
 
 
 def _without_copies(root: Path, folders: list[Path]) -> tuple[list[Path], list[str]]:
@@ -217,7 +220,9 @@ def scan_folder(root: Path) -> FolderScan:
         else:  # an upload's class folders may have been made from its file names or label table
             listed, classes_from, unlabelled = [], classes_note(root), []
             layout = _top_layout(root, top)
-            groups = [(child, layout[child.name]) for child in top] if layout else [(root, "")]
+            groups = [(child, layout[child.name]) for child in top if child.name in layout] if layout else [(root, "")]
+            unlabelled = [(f"{child.name}/", len(image_files(child))) for child in top
+                          if layout and child.name not in layout]  # seg_pred/ beside seg_train/<class>/
         for folder, split in groups:
             classes = top
             if layout:

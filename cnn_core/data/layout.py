@@ -32,10 +32,16 @@ SPLIT_FOLDER_NAMES = {
 }  # fmt: skip
 
 
+#: Words around a split's name in a folder name: before it (the Intel Image Classification set's `seg_train/`),
+#: after it (`training_set/`, `trainset/`, `test-images/`).
+_SPLIT_NAME = re.compile(r"(?:(?:seg|data|dataset|images?|imgs?)[ _-])?(?P<split>[a-z]+?)"
+                         r"(?:[ _-]?(?:set|data|dataset|images|imgs|split))?")
+
+
 def split_of_folder(name: str) -> str | None:
-    """The split a folder name stands for ("Validation" -> "val", "training_set" -> "train", "test-images" ->
-    "test"), or None for a class name."""
-    words = re.fullmatch(r"(?P<split>[a-z]+)(?:[ _-]?(?:set|data|dataset|images|imgs|split))?", name.strip().lower())
+    """The split a folder name stands for ("Validation" -> "val", "training_set" and "trainset" -> "train",
+    "test-images" -> "test", "seg_test" -> "test"), or None for a class name."""
+    words = _SPLIT_NAME.fullmatch(name.strip().lower())
     return SPLIT_FOLDER_NAMES.get(words.group("split")) if words else None
 
 
@@ -45,21 +51,29 @@ def is_split_wrapper(split_folder: str, inner: str) -> bool:
     return inner.casefold() == split_folder.casefold() or split_of_folder(inner) == split_of_folder(split_folder)
 
 
-def split_folders(where: str, top_names: Iterable[str], flat: Iterable[str] = ()) -> dict[str, str] | None:
-    """{folder name: split} when the top level holds split folders only, None when it holds class folders
-    only. DataError when it mixes both (which folder is a class?) or names one split twice (`val` and
+def split_folders(where: str, top_names: Iterable[str], flat: Iterable[str] = (),
+                  split_classes: Iterable[str] = ()) -> dict[str, str] | None:
+    """{folder name: split} when the top level holds split folders (of class folders), None when it holds class
+    folders only. DataError when it mixes both (which folder is a class?) or names one split twice (`val` and
     `valid`); `where` names the folder or zip in the message.
 
-    `flat` names the top folders that hold images and no sub-folder with images: beside class folders, a flat
-    `train/` is a class (CIFAR-100's and many vehicle sets' "train", beside "bus" and "car"), not a split."""
+    `flat` names the top folders that hold images and no sub-folder with images (a wrapper that repeats the
+    folder's name skipped): beside class folders, a flat `train/` is a class (CIFAR-100's and many vehicle sets'
+    "train", beside "bus" and "car"), not a split; beside split folders of class folders, a flat folder holds
+    images without classes (the Intel Image Classification set's `seg_pred/`, Fruits-360's
+    `test-multiple_fruits/`): it is not in the result, and the caller leaves it out as unlabelled, unless it is
+    named like one of the `split_classes` (the class folders inside the split folders): then it is a class."""
     names = sorted(set(top_names))
     splits = {name: split_of_folder(name) for name in names}
     as_splits = {name: split for name, split in splits.items() if split}
     if not as_splits:
         return None
+    flat = set(flat)
     others = [name for name, split in splits.items() if not split]
-    if others and set(as_splits) <= set(flat):
+    if others and set(as_splits) <= flat:
         return None
+    classes = {name.casefold() for name in split_classes}
+    others = [name for name in others if name not in flat or name.casefold() in classes]
     if others:
         raise DataError(
             f"{where} mixes split folders ({', '.join(sorted(as_splits))}) with other folders ({', '.join(others)}) "

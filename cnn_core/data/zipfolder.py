@@ -244,9 +244,10 @@ def _plan(members: list[zipfile.ZipInfo], name: str, read: Callable[[zipfile.Zip
         result.skipped_non_image += 1
         _note(result, path, "not an image")
     # Split folders above the class folders (train/cat/1.png): kept, so the data set uses those splits.
-    nested = {parts[0] for _, parts in candidates if len(parts) >= 3}  # a folder with sub-folders of images
-    layout = split_folders("The zip", {parts[0] for _, parts in candidates if len(parts) >= 2},
-                           flat={parts[0] for _, parts in candidates if len(parts) == 2} - nested)
+    inner = {top: _folders_inside(candidates, top) for top in {parts[0] for _, parts in candidates if len(parts) >= 2}}
+    layout = split_folders("The zip", inner, flat={top for top, folders in inner.items() if not folders},
+                           split_classes={name for top, folders in inner.items() if split_of_folder(top)
+                                          for name in folders})
     if layout:
         candidates = _without_copies(result, _without_split_wrappers(candidates, layout), depth=1)
     planned: list[tuple[zipfile.ZipInfo, str, str, list[str]]] = []  # (member, split folder, class folder, rest)
@@ -254,6 +255,10 @@ def _plan(members: list[zipfile.ZipInfo], name: str, read: Callable[[zipfile.Zip
         split_folder = ""
         if layout and parts[0] in layout:
             split_folder, parts = parts[0], parts[1:]
+        elif layout and len(parts) >= 2:  # seg_pred/ beside seg_train/<class>/: images without classes
+            where = f"in {parts[0]}/"
+            result.unlabelled[where] = result.unlabelled.get(where, 0) + 1
+            continue
         if len(parts) < 2:
             result.skipped_outside_classes += 1
             where = f"directly in {split_folder}/, unlabelled" if split_folder else "not inside a class folder"
@@ -331,6 +336,17 @@ def _without_split_wrappers(candidates: list[tuple[zipfile.ZipInfo, list[str]]],
             candidates = [(info, [parts[0], *parts[2:]] if parts[0] == split_folder else parts)
                           for info, parts in candidates]
     return candidates
+
+
+def _folders_inside(candidates: list[tuple[zipfile.ZipInfo, list[str]]], top: str) -> set[str]:
+    """The folders with images inside the top folder `top`, behind a wrapper that repeats its name
+    (seg_pred/seg_pred/, training_set/training_set/: `layout.is_split_wrapper`)."""
+    inside = [parts[1:] for _, parts in candidates if parts[0] == top]
+    while True:
+        folders = {rest[0] for rest in inside if len(rest) >= 2}
+        if not (len(folders) == 1 and all(len(rest) >= 2 for rest in inside) and is_split_wrapper(top, *folders)):
+            return folders
+        inside = [rest[1:] for rest in inside]
 
 
 def _without_wrappers(candidates: list[tuple[zipfile.ZipInfo, list[str]]]) -> list[tuple[zipfile.ZipInfo, list[str]]]:
