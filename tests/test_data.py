@@ -792,6 +792,22 @@ def test_a_label_table_never_overrides_class_folders_it_does_not_split_or_a_name
     train = parse_table(("id,label\n" + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(10))).encode())
     labels = labels_from_tables("z", {"train.csv": train}, [], split).labels
     assert len(labels["train"]) == 10 and labels["test"] == {}
+    # the table names each image by its folder too (patient01/slice_00.png): names that repeat across folders
+    # are told apart by it (the folders became the classes before); a longer path or backslashes are alike
+    patients = {f"patient{p}": [f"slice_{i:02d}.png" for i in range(5)] for p in range(4)}
+    windows = "data\\"
+    rows = "path,label\n" + "".join(f"{windows if p == 3 else ''}patient{p}/slice_{i:02d}.png,"
+                                    f"{'tumour' if p % 2 else 'healthy'}\n" for p in range(4) for i in range(5))
+    found = labels_from_tables("z", {"labels.csv": parse_table(rows.encode())}, [], patients)
+    assert found.labels["patient1"]["slice_03.png"] == "tumour" and found.labels["patient3"]["slice_00.png"] == "tumour"
+    assert found.labels["patient2"]["slice_04.png"] == "healthy"
+    # macOS writes file names decomposed (NFD), a table holds them composed (NFC)
+    import unicodedata
+
+    accents = {"images": [unicodedata.normalize("NFD", f"élève_{i}.png") for i in range(10)]}
+    table = parse_table(("file,label\n" + "".join(f"élève_{i}.png,{'ab'[i % 2]}\n" for i in range(10))).encode())
+    found = labels_from_tables("z", {"t.csv": table}, [], accents)
+    assert found.labels["images"][unicodedata.normalize("NFD", "élève_3.png")] == "b"
 
 
 @pytest.mark.parametrize(("name", "label"), [

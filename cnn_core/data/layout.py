@@ -382,13 +382,28 @@ def labels_from_tables(where: str, tables: dict[str, Table], top_files: Sequence
 
 
 def _image_keys(top_files: Sequence[str], flat_folders: dict[str, Sequence[str]]) -> dict[str, list[tuple[str, str]]]:
-    """{file name or name without its ending, case-folded: [(folder, file name), ...]}."""
+    """{file name or name without its ending, alone and after its folder ("patient01/slice_00.png"), case-folded in
+    Unicode NFC (macOS writes NFD names, tables NFC): [(folder, file name), ...]}."""
     keys: dict[str, list[tuple[str, str]]] = {}
     for folder, names in (("", top_files), *flat_folders.items()):
         for name in names:
-            for key in {name.casefold(), name.rsplit(".", 1)[0].casefold()}:
+            for key in {name, name.rsplit(".", 1)[0]}:
+                key = unicodedata.normalize("NFC", key).casefold()
                 keys.setdefault(key, []).append((folder, name))
+                if folder:
+                    keys.setdefault(f"{unicodedata.normalize('NFC', folder).casefold()}/{key}", []).append((folder, name))
     return keys
+
+
+def _images_named(keys: dict[str, list[tuple[str, str]]], cell: str) -> list[tuple[str, str]]:
+    """The images a table's cell names: by its path's longest ending that is a folder and file name
+    ("data/patient01/slice_00.png" names patient01/slice_00.png), else by its file name alone (then possibly
+    several, in several folders)."""
+    parts = [part for part in unicodedata.normalize("NFC", cell.strip()).replace("\\", "/").casefold().split("/")
+             if part not in ("", ".")]
+    if len(parts) >= 2 and (found := keys.get("/".join(parts[-2:]))):
+        return found
+    return keys.get(parts[-1], []) if parts else []
 
 
 def _file_column(header: list[str], body: Table, keys: dict, n_images: int) -> tuple[int, int] | None:
@@ -396,7 +411,7 @@ def _file_column(header: list[str], body: Table, keys: dict, n_images: int) -> t
     of the table's rows; None when no column does."""
     best = None
     for column in range(len(header)):
-        named = len({image for row in body if column < len(row) for image in keys.get(_image_key(row[column]), ())})
+        named = len({image for row in body if column < len(row) for image in _images_named(keys, row[column])})
         if named and named >= 0.5 * min(n_images, len(body)) and (best is None or named > best[0]):
             best = (named, column)
     return best
@@ -414,7 +429,7 @@ def _labels_by_folder(table: str, body: Table, file_column: int, label_of: Calla
     twice: set[tuple[str, str]] = set()
     for row in body:
         label = label_of(row) if file_column < len(row) else None  # a short row (Excel's total line) names nothing
-        matched = [(folder, name) for folder, name in keys.get(_image_key(row[file_column]), [])
+        matched = [(folder, name) for folder, name in _images_named(keys, row[file_column])
                    if not table_split or split_of_folder(folder) in (None, table_split)] if label else []
         if len({folder for folder, _ in matched if folder in class_folders}) > 1:
             return None
@@ -433,9 +448,6 @@ def _folders_are_classes(labels: dict[str, dict[str, str]], class_folders: list[
     return len(class_folders) >= 2 and all(
         sum(label in labels[folder].values() for folder in class_folders) <= 1 for label in classes)
 
-
-def _image_key(cell: str) -> str:
-    return cell.strip().replace("\\", "/").rsplit("/", 1)[-1].casefold()
 
 
 def _class_reader(where: str, table: str, header: list[str], body: Table, file_column: int
