@@ -894,6 +894,32 @@ def test_a_flat_folder_beside_split_folders_is_left_out_as_unlabelled(tmp_path, 
         data.get_dataset_info(str(mixed))
 
 
+def test_segmentation_masks_beside_their_images_are_left_out(tmp_path, monkeypatch):
+    # Kaggle's Breast Ultrasound Images (BUSI, BreastMNIST's source): benign/benign (1).png beside
+    # benign (1)_mask.png and benign (4)_mask_1.png. The masks were trained as images of their class (twice the
+    # images, and "normal"'s all-black masks gave that class away); flat, they kept the names from naming classes.
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    busi, flat = tmp_path / "busi", tmp_path / "busi_flat"
+    for kind, base in (("benign", 40), ("malignant", 200)):
+        (busi / kind).mkdir(parents=True)
+        flat.mkdir(exist_ok=True)
+        for i in range(1, 7):
+            for folder in (busi / kind, flat):
+                Image.fromarray(np.full((12, 12), base + i, np.uint8)).save(folder / f"{kind} ({i}).png")
+                Image.fromarray(np.full((12, 12), 255, np.uint8)).save(folder / f"{kind} ({i})_mask.png")
+                if i == 4:
+                    Image.fromarray(np.zeros((12, 12), np.uint8)).save(folder / f"{kind} ({i})_mask_1.png")
+    (busi / "with_mask").mkdir()  # the Face Mask Detection set's class: no image of that name beside these
+    for i in range(3):
+        Image.fromarray(np.full((12, 12), 120, np.uint8)).save(busi / "with_mask" / f"with_mask_{i}.png")
+    info = data.get_dataset_info(str(busi))
+    assert info.class_names == ("benign", "malignant", "with_mask") and sum(info.n_samples.values()) == 15
+    assert any("left out 14 segmentation mask(s) (e.g. benign (1)_mask.png)" in note for note in data.data_notes(str(busi)))
+    info = data.get_dataset_info(str(flat))
+    assert info.class_names == ("benign", "malignant") and sum(info.n_samples.values()) == 12
+    assert info.classes_from.startswith("the file names")
+
+
 def folders_layout_split(name: str) -> str:
     from cnn_core.data.layout import split_of_folder
 

@@ -497,6 +497,15 @@ def test_a_flat_folder_beside_split_folders_of_a_zip_is_left_out_as_unlabelled(t
         "testset", "testset", "trainset", "trainset"]
 
 
+def test_segmentation_masks_in_a_zip_are_skipped(tiny_data_dir):
+    # Dataset_BUSI_with_GT.zip: benign/benign (1).png beside benign (1)_mask.png
+    members = {f"Dataset_BUSI_with_GT/{kind}/{kind} ({i}){mask}.png": _png(i) for kind in ("benign", "normal")
+               for i in range(1, 4) for mask in ("", "_mask")}
+    result = import_zip(_zip(members), "busi", register=False)
+    assert result.class_counts == {"benign": 3, "normal": 3} and result.skipped_masks == 6
+    assert "6 segmentation mask(s) beside their images" in result.summary()
+
+
 def test_class_folders_that_clean_to_one_name_stay_apart():
     result = import_zip(_zip({"cat/1.png": _png(1), "cat./2.png": _png(2), "cat?/3.png": _png(3), "dog/4.png": _png(4)}),
                         "clean_names", register=False)

@@ -27,8 +27,8 @@ from .. import settings
 from ..errors import DataError
 from .cache import (CACHE_FORMAT, STATE_LOCK, cache_root, digest, human_bytes, reserved_memory, safe_name, short,
                     write_json)
-from .layout import (copies_note, copies_of_siblings, describe_layout, small_classes, split_folders, split_of_folder,
-                     split_quotas, unify_split_classes)
+from .layout import (copies_note, copies_of_siblings, describe_layout, masks_note, small_classes, split_folders,
+                     split_of_folder, split_quotas, unify_split_classes)
 from .listing import (class_dirs, classes_note, has_image, image_files, is_hidden, listed_by_name, named_layout,
                       open_formats, table_files, unwrapped)
 from .images import ARCHIVE_SUFFIXES, DEFAULT_MAX_PIXELS, fit_image, is_jpeg, open_image
@@ -106,6 +106,8 @@ class FolderSource(DataSource):
             left = ", ".join(f"{count} image(s) {'at' if where == 'the top' else 'in'} {where}"
                              for where, count in self.scan.unlabelled)
             notes.append(f"left out {left}, with no class in their names or a label table")
+        if self.scan.masks:
+            notes.append(masks_note(self.scan.masks))
         return notes + small_classes(sizes)
 
     def unreadable_in_class(self, class_name: str) -> list[str]:
@@ -157,6 +159,7 @@ class FolderScan:
     left_out: tuple[str, ...] = ()  # folders (relative) that repeat their siblings: `layout.copies_of_siblings`
     classes_from: str | None = None  # with no class folders: "the file names (cat.0.jpg: cat, ...)", a label table
     unlabelled: tuple[tuple[str, int], ...] = ()  # then: images left out, with no class there ("test1/", n)
+    masks: tuple[str, ...] = ()  # segmentation masks left out (relative): `layout.segmentation_masks`
 
 
 def _count_image_classes(root: Path) -> int:
@@ -210,12 +213,13 @@ def scan_folder(root: Path) -> FolderScan:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"The image folder {root} does not exist (any more).")
+    masks: list[Path] = []  # segmentation masks beside their images (BUSI's "benign (1)_mask.png"): left out
     try:
         top, left_out = _without_copies(root, [child for child in class_dirs(root) if has_image(child)])
         named = named_layout(root, top)
         if named:  # no class folders: the file names or a label table give the classes
             classes_from, groups = named.source, []
-            listed, unlabelled = listed_by_name(root, named.labels)
+            listed, unlabelled = listed_by_name(root, named.labels, masks)
             layout = {folder: split for folder in named.labels if (split := split_of_folder(folder))} or None
         else:  # an upload's class folders may have been made from its file names or label table
             listed, classes_from, unlabelled = [], classes_note(root), []
@@ -229,7 +233,7 @@ def scan_folder(root: Path) -> FolderScan:
                 inside = class_dirs(unwrapped(folder))
                 classes, copies = _without_copies(root, [child for child in inside if has_image(child)])
                 left_out += copies
-            listed += [(split, readable_name(child.name), image_files(child)) for child in classes]
+            listed += [(split, readable_name(child.name), image_files(child, masks=masks)) for child in classes]
     except OSError as exc:
         raise DataError(f"The image folder {root} cannot be read ({short(exc)}).") from exc
     if layout:  # test/NORMAL is train/Normal's class; a class without train images is refused
@@ -270,6 +274,7 @@ def scan_folder(root: Path) -> FolderScan:
         left_out=tuple(left_out),
         classes_from=classes_from,
         unlabelled=tuple(unlabelled),
+        masks=tuple(path.relative_to(root).as_posix() for path in masks),
     )
     with STATE_LOCK:
         _FOLDER_SCANS[fingerprint] = scan

@@ -150,6 +150,34 @@ def unify_split_classes(where: str, split_classes: Iterable[tuple[str, str]]) ->
 
 
 # ------------------------------------------------------------------------------------------ stratified splits
+#: A segmentation mask's name: its image's name plus "_mask" (and a number when an image has several), as the
+#: Breast Ultrasound Images set (BUSI, BreastMNIST's source) ships "benign (1)_mask.png" and "benign (4)_mask_1.png"
+#: beside "benign (1).png", and the LGG brain-MRI segmentation set "TCGA_..._1_mask.tif" beside "TCGA_..._1.tif".
+_MASK_NAME = re.compile(r"(?P<image>.+?)[ _-]?mask(?:[ _-]?\d+)?", re.IGNORECASE)
+
+
+def segmentation_masks(file_names: Iterable[str]) -> set[str]:
+    """The names among `file_names` (one folder's) that are segmentation masks of another file there: named as
+    it plus "_mask" (`_MASK_NAME`). Trained as images of their class, masks doubled the set with pictures of
+    white shapes (BUSI's "normal" masks are all black, a class given away by its masks). A file named with
+    "mask" whose image is not beside it stays (the Face Mask Detection set's with_mask_1.jpg)."""
+    names = list(file_names)
+    stems = {PurePosixPath(name).stem.casefold() for name in names}
+    masks = set()
+    for name in names:
+        match = _MASK_NAME.fullmatch(PurePosixPath(name).stem)
+        if match and match.group("image").casefold() in stems:
+            masks.add(name)
+    return masks
+
+
+def masks_note(masks: Sequence[str]) -> str:
+    """What the data set notes say of the segmentation masks left out (`segmentation_masks`)."""
+    example = PurePosixPath(masks[0]).name
+    return (f"left out {len(masks)} segmentation mask(s) (e.g. {example}), which outline an image beside them "
+            "rather than being images of its class")
+
+
 def split_quotas(class_sizes: list[int], fractions: Iterable[float]) -> list[list[int]]:
     """quotas[split][class]: split totals are round(fraction * N) (the last split takes the rest),
     shared among classes in proportion to what each class has left (largest remainder). Then every class

@@ -12,7 +12,7 @@ from PIL import Image
 
 from .images import ALLOWED_FORMATS, IMAGE_SUFFIXES, maybe_image_name
 from .layout import (MAX_LABEL_TABLE_BYTES, Classes, Table, classes_without_folders, is_split_wrapper, parse_table,
-                     split_of_folder)
+                     segmentation_masks, split_of_folder)
 
 
 #: A hidden file in an unpacked upload that says where its classes came from when the zip had no class folders
@@ -48,15 +48,20 @@ def class_images(class_dir: Path) -> list[Path]:
     return [path for path, _ in image_files(class_dir)]
 
 
-def image_files(class_dir: Path, recursive: bool = True) -> list[tuple[Path, os.stat_result]]:
+def image_files(class_dir: Path, recursive: bool = True, masks: list[Path] | None = None
+                ) -> list[tuple[Path, os.stat_result]]:
     """Image files under one class folder, recursively (or only those directly in it), sorted; hidden ones
-    skipped. A file counts by its name's ending (`IMAGE_SUFFIXES`) or, when the name says nothing (`img001`,
-    `scan.dat`), by its content."""
+    skipped, and segmentation masks beside their images (`layout.segmentation_masks`: BUSI's "benign (1)_mask.png"),
+    which are added to `masks` when it is given. A file counts by its name's ending (`IMAGE_SUFFIXES`) or, when the
+    name says nothing (`img001`, `scan.dat`), by its content."""
     found = []
     for dirpath, dirnames, filenames in os.walk(class_dir):
         dirnames[:] = sorted(d for d in dirnames if not is_hidden(d)) if recursive else []
+        beside = segmentation_masks(filenames)
+        if masks is not None:
+            masks += [Path(dirpath) / name for name in sorted(beside)]
         for filename in sorted(filenames):
-            if is_hidden(filename) or not maybe_image_name(filename):
+            if is_hidden(filename) or not maybe_image_name(filename) or filename in beside:
                 continue
             path = Path(dirpath) / filename
             try:
@@ -136,18 +141,23 @@ def _read_label_table(path: str, size: int, mtime_ns: int) -> Table | None:
 
 
 def image_names(folder: Path) -> list[str]:
+    """The names of the images directly in `folder` (by their endings), segmentation masks left out."""
     with os.scandir(folder) as entries:
-        return sorted(entry.name for entry in entries
-                      if not is_hidden(entry.name) and maybe_image_name(entry.name) and entry.is_file())
+        names = sorted(entry.name for entry in entries
+                       if not is_hidden(entry.name) and maybe_image_name(entry.name) and entry.is_file())
+    masks = segmentation_masks(names)
+    return [name for name in names if name not in masks]
 
 
-def listed_by_name(root: Path, named: dict[str, dict[str, str]]) -> tuple[list, list[tuple[str, int]]]:
+def listed_by_name(root: Path, named: dict[str, dict[str, str]], masks: list[Path] | None = None
+                   ) -> tuple[list, list[tuple[str, int]]]:
     """The listing `scan_folder` builds from class folders, (split, class, files), for classes given by file
-    names or a label table, and the images left out as unlabelled, by folder ("test1/", 12500)."""
+    names or a label table, and the images left out as unlabelled, by folder ("test1/", 12500); segmentation
+    masks beside their images are added to `masks` (`image_files`)."""
     listed, unlabelled = [], []
     for folder, labels in named.items():
         by_class: dict[str, list] = {}
-        entries = image_files(root / folder, recursive=False)  # folder "": the top
+        entries = image_files(root / folder, recursive=False, masks=masks)  # folder "": the top
         for path, stat in entries:
             if path.name in labels:
                 by_class.setdefault(labels[path.name], []).append((path, stat))

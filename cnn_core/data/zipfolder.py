@@ -28,7 +28,8 @@ from typing import BinaryIO
 from ..errors import DataError, ImageError
 from .images import ARCHIVE_SUFFIXES, maybe_image_name, read_image
 from .layout import (MAX_LABEL_TABLE_BYTES, NOT_LABEL_TABLES, classes_without_folders, copies_of_siblings,
-                     is_split_wrapper, parse_table, split_folders, split_of_folder, unify_split_classes)
+                     is_split_wrapper, parse_table, segmentation_masks, split_folders, split_of_folder,
+                     unify_split_classes)
 from .listing import CLASSES_NOTE
 from .registry import register_image_folder
 from .types import DatasetInfo
@@ -48,6 +49,7 @@ class ZipImport:
     skipped_outside_classes: int = 0  # images not inside a class folder
     skipped_system: int = 0           # __MACOSX/, .DS_Store and other hidden files
     skipped_copies: int = 0           # images in folders that repeat their siblings (a second copy of the set)
+    skipped_masks: int = 0            # segmentation masks beside their images (BUSI's "benign (1)_mask.png")
     copies: list[str] = field(default_factory=list)  # those folders
     skipped_examples: list[str] = field(default_factory=list)
     info: DatasetInfo | None = None
@@ -62,7 +64,7 @@ class ZipImport:
     @property
     def skipped(self) -> int:
         return (self.skipped_non_image + self.skipped_unreadable + self.skipped_outside_classes + self.skipped_system
-                + self.skipped_copies + sum(self.unlabelled.values()))
+                + self.skipped_copies + self.skipped_masks + sum(self.unlabelled.values()))
 
     def summary(self) -> str:
         """One sentence for people: what was imported and what was skipped."""
@@ -77,6 +79,8 @@ class ZipImport:
             parts.append(f"{self.skipped_outside_classes} image(s) outside a class folder")
         if self.skipped_system:
             parts.append(f"{self.skipped_system} hidden/system file(s)")
+        if self.skipped_masks:
+            parts.append(f"{self.skipped_masks} segmentation mask(s) beside their images (x_mask.png beside x.png)")
         for where, count in self.unlabelled.items():
             parts.append(f"{count} image(s) {where} with no class in their names or a label table (as in a Kaggle "
                          "test set)")
@@ -238,6 +242,7 @@ def _plan(members: list[zipfile.ZipInfo], name: str, read: Callable[[zipfile.Zip
             _note(result, "/".join(parts), "not an image")
         else:
             candidates.append((info, parts))
+    candidates = _without_masks(result, candidates)
     candidates = _without_copies(result, _without_wrappers(candidates), depth=0)
     candidates, used = _classes_without_folders(result, candidates, tables, read)
     for path in sorted(set(tables) - {used}):
@@ -336,6 +341,20 @@ def _without_split_wrappers(candidates: list[tuple[zipfile.ZipInfo, list[str]]],
             candidates = [(info, [parts[0], *parts[2:]] if parts[0] == split_folder else parts)
                           for info, parts in candidates]
     return candidates
+
+
+def _without_masks(result: ZipImport, candidates: list[tuple[zipfile.ZipInfo, list[str]]]
+                   ) -> list[tuple[zipfile.ZipInfo, list[str]]]:
+    """`candidates` less segmentation masks beside their images (`layout.segmentation_masks`: BUSI's
+    "benign (1)_mask.png"); counted and noted."""
+    by_folder: dict[tuple[str, ...], list[str]] = {}
+    for _, parts in candidates:
+        by_folder.setdefault(tuple(parts[:-1]), []).append(parts[-1])
+    masks = {(folder, name) for folder, names in by_folder.items() for name in segmentation_masks(names)}
+    for folder, name in sorted(masks):
+        result.skipped_masks += 1
+        _note(result, "/".join([*folder, name]), "a segmentation mask")
+    return [(info, parts) for info, parts in candidates if (tuple(parts[:-1]), parts[-1]) not in masks]
 
 
 def _folders_inside(candidates: list[tuple[zipfile.ZipInfo, list[str]]], top: str) -> set[str]:
