@@ -920,6 +920,30 @@ def test_segmentation_masks_beside_their_images_are_left_out(tmp_path, monkeypat
     assert info.classes_from.startswith("the file names")
 
 
+def test_wrapper_folders_around_the_classes_are_skipped(tmp_path, monkeypatch):
+    # Windows' "Extract All" of pets.zip makes pets/pets/{cat,dog}/: a folder data set of one class, "pets", was
+    # refused as "not an image folder data set" (the zip import skipped the wrapper already)
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    data.clear_caches(forget_registered=True)
+    root = tmp_path / "data" / "pets"
+    for name, base in (("cat", 30), ("dog", 180)):
+        (root / "pets" / "pets" / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((12, 12), base + i, np.uint8)).save(root / "pets" / "pets" / name / f"{i}.png")
+    info = data.get_dataset_info(str(root))
+    assert info.class_names == ("cat", "dog") and sum(info.n_samples.values()) == 8
+    assert "pets" in {info.name for info in data.list_datasets()}  # found by `datasets` as well
+    assert data.get_dataset_info("pets").class_names == ("cat", "dog")
+    flat = tmp_path / "flat"  # a folder of images beside the only folder is no wrapper
+    for place in ("indoor", "outdoor"):
+        (flat / "cat" / place).mkdir(parents=True)
+        Image.new("L", (8, 8)).save(flat / "cat" / place / "0.png")
+    Image.new("L", (8, 8)).save(flat / "cover.png")
+    with pytest.raises(DataError, match="is not an image folder data set"):
+        data.get_dataset_info(str(flat))
+
+
 def folders_layout_split(name: str) -> str:
     from cnn_core.data.layout import split_of_folder
 

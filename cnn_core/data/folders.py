@@ -30,7 +30,7 @@ from .cache import (CACHE_FORMAT, STATE_LOCK, cache_root, digest, human_bytes, r
 from .layout import (copies_note, copies_of_siblings, describe_layout, masks_note, small_classes, split_folders,
                      split_of_folder, split_quotas, unify_split_classes)
 from .listing import (class_dirs, classes_note, has_image, image_files, is_hidden, listed_by_name, named_layout,
-                      open_formats, table_files, unwrapped)
+                      open_formats, table_files, unwrapped, wrapped_root)
 from .images import ARCHIVE_SUFFIXES, DEFAULT_MAX_PIXELS, fit_image, is_jpeg, open_image
 from .source import BuiltSplit, DataSource, Located, Progress
 from .types import FOLDER_IMAGE_SIZE, FOLDER_SPLIT_FRACTIONS, FOLDER_SPLIT_SEED, SPLITS, DatasetInfo, DatasetStatus
@@ -166,6 +166,7 @@ def _count_image_classes(root: Path) -> int:
     """Class folders with images: at the top, or inside split folders (`train/cat`) when those are there; else
     the classes a label table or the file names give (`listing.named_layout`)."""
     try:
+        root = wrapped_root(root)
         top = [child for child in class_dirs(root) if has_image(child)]
         try:
             named = named_layout(root, top)
@@ -215,6 +216,7 @@ def scan_folder(root: Path) -> FolderScan:
         raise DataError(f"The image folder {root} does not exist (any more).")
     masks: list[Path] = []  # segmentation masks beside their images (BUSI's "benign (1)_mask.png"): left out
     try:
+        root = wrapped_root(root)  # pets/pets/{cat,dog}: the files are listed from the inner folder
         top, left_out = _without_copies(root, [child for child in class_dirs(root) if has_image(child)])
         named = named_layout(root, top)
         if named:  # no class folders: the file names or a label table give the classes

@@ -97,6 +97,21 @@ def unwrapped(folder: Path) -> Path:
     return folder
 
 
+def wrapped_root(root: Path) -> Path:
+    """`root` without the wrapper folders around its class or split folders, as Windows' "Extract All" makes
+    pets/pets/{cat,dog}/ of pets.zip: a folder that holds one folder with images (not a split folder), no image
+    or label table beside it, and in it two folders with images or a split folder (the zip import skips these
+    wrappers too)."""
+    inside = root
+    while True:
+        folders = [child for child in class_dirs(inside) if has_image(child)]
+        if inside != root and (len(folders) >= 2 or any(split_of_folder(child.name) for child in folders)):
+            return inside
+        if len(folders) != 1 or split_of_folder(folders[0].name) or image_names(inside) or table_files(inside):
+            return root
+        inside = folders[0]
+
+
 def has_image(class_dir: Path) -> bool:
     """Whether a folder holds an image, looking at names first (cheap) and at contents only if needed."""
     for _, dirnames, filenames in os.walk(class_dir):

@@ -20,6 +20,7 @@ import stat
 import tempfile
 import unicodedata
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -371,13 +372,16 @@ def _folders_inside(candidates: list[tuple[zipfile.ZipInfo, list[str]]], top: st
 def _without_wrappers(candidates: list[tuple[zipfile.ZipInfo, list[str]]]) -> list[tuple[zipfile.ZipInfo, list[str]]]:
     """`candidates` without the wrapper folders around their class folders: a zip of "mydata/", or "pets/pets/" after
     Windows' "Extract All" and zipping again. An image beside the class folders (a cover picture) does not stop it:
-    it is then skipped as outside a class folder. A split folder (train/) is never a wrapper."""
+    it is then skipped as outside a class folder, as are a few images beside the wrapper (a cover.png at the top,
+    under a tenth of the images). A split folder (train/) is never a wrapper."""
     while True:
-        tops = {parts[0] for _, parts in candidates}
-        if (len(tops) != 1 or split_of_folder(next(iter(tops))) is not None
-                or any(len(parts) < 2 for _, parts in candidates) or all(len(parts) < 3 for _, parts in candidates)):
+        inside = [(info, parts) for info, parts in candidates if len(parts) >= 2]
+        loose = [(info, parts) for info, parts in candidates if len(parts) < 2]
+        tops = {parts[0] for _, parts in inside}
+        if (len(tops) != 1 or split_of_folder(next(iter(tops))) is not None or len(loose) * 10 > len(inside)
+                or all(len(parts) < 3 for _, parts in inside)):
             return candidates
-        candidates = [(info, parts[1:]) for info, parts in candidates]
+        candidates = loose + [(info, parts[1:]) for info, parts in inside]
 
 
 def _is_directory(info: zipfile.ZipInfo) -> bool:
@@ -453,7 +457,12 @@ def _extract(
     try:
         total = 0
         for info, class_name, file_name, label in plan:
-            data = _read_member(archive, info, limits, total)
+            try:
+                data = _read_member(archive, info, limits, total)
+            except DamagedMember:
+                result.skipped_unreadable += 1
+                _note(result, info.filename, "damaged in the zip (its checksum or compressed data is wrong)")
+                continue
             total += len(data)
             try:
                 read_image(data, name=info.filename)
@@ -498,11 +507,18 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ZipLim
                         "(possible zip bomb). Nothing was kept."
                     )
                 chunks.append(chunk)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:  # a bad CRC-32, a cut or garbled deflate stream
+        raise DamagedMember(f"The zip member {info.filename!r} is damaged ({exc}).") from exc
+    except (zipfile.LargeZipFile, OSError, NotImplementedError, RuntimeError) as exc:  # encrypted, unsupported
         raise DataError(
             f"The zip member {info.filename!r} is damaged or uses an unsupported format ({exc})."
         ) from exc
     return b"".join(chunks)
+
+
+class DamagedMember(DataError):
+    """One member's bytes are damaged (its CRC-32 or its compressed stream): that image is skipped and counted
+    as unreadable, as a damaged file in a folder is, and the rest of the upload is kept."""
 
 
 def _check_classes(result: ZipImport) -> None:
