@@ -115,27 +115,50 @@ def import_zip_upload(key: str, label: str) -> str | None:
     done = st.session_state.setdefault(f"{key}_imports", {})
     imported = None
     if uploaded.file_id not in done:
-        owner = browser_id()
-        try:
-            digest = uploads.zip_digest(uploaded.getvalue())  # once: a 512 MB zip takes about a second
-            name = uploads.available_name(zipfolder.dataset_name_for(uploaded.name), owner, digest)
-            with st.spinner(f"Checking and unpacking {uploaded.name}…"):
-                result = zipfolder.import_zip(uploaded.getvalue(), name, owner=owner, digest=digest)
-            runs.record_upload(owner, result.info, FOLDER_SPLIT_SEED)  # offered again after a server restart
-            done[uploaded.file_id] = ("ok", name, result.summary())
-            imported = name
-            forget_dataset_statuses()
-        except CnnError as exc:
-            done[uploaded.file_id] = ("error", None, str(exc))
-    outcome, name, message = done[uploaded.file_id]
+        imported = _import_upload(uploaded, done)
+    outcome, name, message, encoding = done[uploaded.file_id]
     if outcome == "ok" and data.folder_owner(name) is None:  # removed since (`own_upload_controls`)
         st.caption(f"{literal(uploaded.name)} was the data set `{name}`, which you removed. Remove the file here "
                    "(×) and choose it again to upload it again.")
     elif outcome == "ok":
         st.success(f"**{literal(uploaded.name)}** is now the data set `{name}`: {message}", icon=":material/check_circle:")
+        if encoding and (chosen := _name_encoding_picker(key, uploaded.file_id, encoding)) != encoding:
+            imported = _import_upload(uploaded, done, chosen)
+            st.rerun()
     else:
         show_error(f"{literal(uploaded.name)} was refused. {literal(without_server_paths(message))}")
     return imported
+
+
+def _import_upload(uploaded, done: dict, name_encoding: str | None = None) -> str | None:
+    """Import one uploaded zip for this browser (again, with `name_encoding`: the same zip replaces its upload)
+    and keep the outcome in `done`: ("ok", name, summary, code page the names were read in) or ("error", None,
+    message, None). Returns the data set's name when it was imported."""
+    owner = browser_id()
+    try:
+        digest = uploads.zip_digest(uploaded.getvalue())  # once: a 512 MB zip takes about a second
+        name = uploads.available_name(zipfolder.dataset_name_for(uploaded.name), owner, digest)
+        with st.spinner(f"Checking and unpacking {uploaded.name}…"):
+            result = zipfolder.import_zip(uploaded.getvalue(), name, owner=owner, digest=digest,
+                                          name_encoding=name_encoding)
+        runs.record_upload(owner, result.info, FOLDER_SPLIT_SEED)  # offered again after a server restart
+        done[uploaded.file_id] = ("ok", name, result.summary(), result.name_encoding)
+        forget_dataset_statuses()
+        return name
+    except CnnError as exc:
+        done[uploaded.file_id] = ("error", None, str(exc), None)
+        return None
+
+
+def _name_encoding_picker(key: str, file_id: str, encoding: str) -> str:
+    """For a zip whose names were not UTF-8: the code page they were read in, to choose another when the
+    class names came out garbled (a few short names can read as words in two code pages)."""
+    languages = list(zipfolder.CODE_PAGE_LANGUAGES)
+    return st.selectbox("File names read as", languages, index=languages.index(encoding),
+                        format_func=zipfolder.CODE_PAGE_LANGUAGES.get, key=f"{key}_encoding_{file_id}",
+                        help="The zip was made on a computer that wrote its file names in a language's code page, "
+                             "not UTF-8, and did not say which; it was guessed from the names. If the class names "
+                             "above look garbled, choose the language the zip was made in: it is read again.")
 
 
 def upload_limits_help() -> str:

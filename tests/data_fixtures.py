@@ -400,3 +400,24 @@ def serve_files(files: dict[str, bytes], **options):
         yield server
     finally:
         server.stop()
+
+
+def zip_with_raw_names(members: dict[bytes, bytes]) -> bytes:
+    """A zip whose member names are these bytes with the UTF-8 flag unset, as Windows Explorer (OEM code page)
+    and macOS (UTF-8) write them: zipfile itself would flag any non-ASCII name, so ASCII stand-ins of the same
+    length are written and then replaced in the local headers and the central directory."""
+    stand_ins = {}
+    for number, raw in enumerate(members):
+        stand_in = f"{number:04d}".encode() + b"q" * (len(raw) - 4)
+        assert len(raw) >= 8 and len(stand_in) == len(raw)
+        stand_ins[stand_in] = raw
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for stand_in, raw in stand_ins.items():
+            archive.writestr(zipfile.ZipInfo(stand_in.decode(), date_time=(2026, 1, 1, 0, 0, 0)), members[raw],
+                             compress_type=zipfile.ZIP_DEFLATED)
+    data = buffer.getvalue()
+    for stand_in, raw in stand_ins.items():
+        assert data.count(stand_in) == 2
+        data = data.replace(stand_in, raw)
+    return data

@@ -23,7 +23,7 @@ from browser_fixtures import (
     serve_app,
     wait_for_app,
 )
-from data_fixtures import md5_line, npz_bytes, serve_files, tiny_dermamnist_arrays
+from data_fixtures import md5_line, npz_bytes, serve_files, tiny_dermamnist_arrays, zip_with_raw_names
 
 pytestmark = pytest.mark.browser
 
@@ -335,6 +335,26 @@ def test_a_zip_named_like_dogs_vs_cats_gets_its_classes_from_the_file_names(page
     page.goto(page.url.split("/dataset-gallery")[0] + "/")  # Home lists it as the student's own upload
     page.wait_for_function("() => document.body.innerHTML.includes('named_shapes')", timeout=LOAD_TIMEOUT_MS)
     assert "your upload" in page.content() and "/uploads/" not in page.content()
+
+
+def test_file_names_of_a_windows_zip_can_be_read_in_another_code_page(page):
+    # A Greek Windows zips γάτα/ and σκύλος/ in CP737 and says nothing of it; names this short read as Cyrillic
+    # words just as well, so the guess is CP866. The student sees garbled classes and picks the language.
+    members = {f"{name}/scan{i}.png".encode("cp737"): _png(150 + 10 * i, shape)
+               for name, shape in (("γάτα", "circle"), ("σκύλος", "square")) for i in range(6)}
+    _open_gallery(page, "retinamnist_224")
+    _upload(page, "greek_pets.zip", zip_with_raw_names(members))
+    page.get_by_text("is now the data set").wait_for(timeout=LOAD_TIMEOUT_MS)
+    assert "written in Cyrillic (CP866), not UTF-8" in page.locator('[data-testid="stAlert"]').first.inner_text()
+    wait_for_app(page)
+    page.get_by_role("combobox", name="File names read as").click()
+    page.get_by_role("option").filter(has_text="Greek (CP737)").click()
+    page.get_by_text("written in Greek (CP737), not UTF-8").wait_for(timeout=LOAD_TIMEOUT_MS)
+    page.get_by_role("heading", name="greek_pets (image folder)").wait_for(timeout=LOAD_TIMEOUT_MS)
+    _wait_for_gallery(page)
+    assert [row[1] for row in _counts_table(page)] == ["γάτα", "σκύλος"]
+    save_screenshot(page, "gallery-upload-code-page")
+    assert_no_exception(page)
 
 
 def test_upload_zip_with_path_traversal_is_refused(page):

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from data_fixtures import zip_with_raw_names
 from image_samples import png_bomb
 from PIL import Image
 
@@ -215,31 +216,16 @@ def test_zip_of_class_folders_becomes_an_image_folder():
     assert "2 non-image file(s), 1 file(s) that could not be read as images" in result.summary()
 
 
-def _zip_with_raw_names(members: dict[bytes, bytes]) -> bytes:
-    """A zip whose member names are these bytes with the UTF-8 flag unset, as Windows Explorer (OEM code page)
-    and macOS (UTF-8) write them: zipfile itself would flag any non-ASCII name, so ASCII stand-ins of the same
-    length are written and then replaced in the local headers and the central directory."""
-    stand_ins = {}
-    for number, raw in enumerate(members):
-        stand_in = f"{number:04d}".encode() + b"q" * (len(raw) - 4)
-        assert len(raw) >= 8 and len(stand_in) == len(raw)
-        stand_ins[stand_in] = raw
-    data = _zip({stand_in.decode(): members[raw] for stand_in, raw in stand_ins.items()})
-    for stand_in, raw in stand_ins.items():
-        assert data.count(stand_in) == 2
-        data = data.replace(stand_in, raw)
-    return data
-
-
 @pytest.mark.parametrize("names, code_page", [
     (["кошки", "собаки"], "cp866"),  # Cyrillic from a Russian Windows Explorer
     (["正常组织", "肿瘤组织"], "gbk"),  # Chinese from a Chinese Windows
     (["ねこ写真", "いぬ写真"], "cp932"),  # Japanese
+    (["陽性", "陰性"], "cp932"),  # two kanji each: read as CP866 they were Cyrillic with Latin letters inside, ЧzРл
     (["café_crème", "pâtisserie"], "cp850"),  # accented Latin from a Western European Windows
 ])
 def test_zip_names_in_a_windows_code_page_are_decoded(names, code_page):
     members = {f"{name}/scan{i}.png".encode(code_page): _png(10 * i) for i, name in enumerate(names * 2)}
-    result = import_zip(_zip_with_raw_names(members), "legacy_names", register=False)
+    result = import_zip(zip_with_raw_names(members), "legacy_names", register=False)
     assert result.class_counts == {name: 2 for name in names}
     assert sorted(p.name for p in result.root.iterdir()) == sorted(names)
     # CP437 and CP850 share their accented letters: either reads these names right
@@ -251,7 +237,7 @@ def test_utf8_zip_names_without_the_flag_and_decomposed_accents_read_as_utf8():
     # macOS writes UTF-8 without the flag, and decomposed accents (e + U+0301): "café" must not become "caf├⌐"
     members = {"café/1.png".encode(): _png(1), "cafe\u0301/2.png".encode(): _png(2), "🐱 chats/3.png".encode(): _png(3),
                "🐶 chiens/4.png".encode(): _png(4)}
-    result = import_zip(_zip_with_raw_names(members), "mac_names", register=False)
+    result = import_zip(zip_with_raw_names(members), "mac_names", register=False)
     assert result.class_counts == {"café": 2, "🐱 chats": 1, "🐶 chiens": 1}
     assert result.name_encoding is None
 
@@ -260,10 +246,10 @@ def test_flagged_utf8_names_and_a_chosen_code_page():
     flagged = _zip({"正常/1.png": _png(1), "Опухоль/2.png": _png(2)})  # zipfile sets the UTF-8 flag
     assert import_zip(flagged, "flagged", register=False).class_counts == {"Опухоль": 1, "正常": 1}
     korean = {"고양이/1.png".encode("cp949"): _png(1), "강아지/2.png".encode("cp949"): _png(2)}
-    result = import_zip(_zip_with_raw_names(korean), "korean", register=False, name_encoding="cp949")
+    result = import_zip(zip_with_raw_names(korean), "korean", register=False, name_encoding="cp949")
     assert result.class_counts == {"강아지": 1, "고양이": 1}
     with pytest.raises(DataError, match="Unknown file-name encoding 'klingon'"):
-        import_zip(_zip_with_raw_names(korean), "korean2", register=False, name_encoding="klingon")
+        import_zip(zip_with_raw_names(korean), "korean2", register=False, name_encoding="klingon")
     # Flagged names are UTF-8 but may be decomposed (a Mac's folders zipped by 7-Zip or Python): one class
     decomposed = _zip({"Ödem/1.png": _png(1), "O\u0308dem/2.png": _png(2), "normal/3.png": _png(3)})
     assert import_zip(decomposed, "flagged_nfd", register=False).class_counts == {"normal": 1, "Ödem": 2}
@@ -345,7 +331,7 @@ def test_shift_jis_names_whose_second_byte_is_a_backslash_stay_whole():
     # "ソ" is 83 5C and "表" 95 5C in Shift JIS: read byte by byte, 5C is a folder separator (rubyzip#308)
     names = ["ソフト", "ソース", "表示"]
     members = {f"{name}/scan{i}.png".encode("cp932"): _png(10 * i) for i, name in enumerate(names * 2)}
-    result = import_zip(_zip_with_raw_names(members), "sjis_names", register=False)
+    result = import_zip(zip_with_raw_names(members), "sjis_names", register=False)
     assert result.name_encoding == "cp932"
     assert result.class_counts == {name: 2 for name in names}
     assert sorted(p.name for p in result.root.iterdir()) == sorted(names)

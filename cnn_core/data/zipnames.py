@@ -101,8 +101,19 @@ def oddity(name: str, code_page: str = "") -> int:
                 scripts.add(_SCRIPT_GROUPS.get(unicodedata.name(char, "?").split(" ")[0], "other"))
         if {"han", "japanese"} <= scripts:
             scripts.discard("han")
-        score += 2 * max(0, len(scripts) - 1)
+        score += 2 * max(0, len(scripts) - 1) + 2 * _latin_inside_letters(part)
     return score
+
+
+def _latin_inside_letters(part: str) -> int:
+    """How often an ASCII letter touches a letter of another alphabet within a word: a single-byte code page
+    reads the second byte of a double-byte character as ASCII (Shift JIS "陽性" read as CP866 is "ЧzРл")."""
+    return sum(a.isalpha() and b.isalpha() and a.isascii() != b.isascii() and not (_is_latin(a) and _is_latin(b))
+               for a, b in zip(part, part[1:]))
+
+
+def _is_latin(char: str) -> bool:
+    return char.isascii() or unicodedata.name(char, "").startswith("LATIN")
 
 
 def _in_gb2312(char: str) -> bool:
