@@ -944,6 +944,17 @@ def test_wrapper_folders_around_the_classes_are_skipped(tmp_path, monkeypatch):
         data.get_dataset_info(str(flat))
 
 
+def test_a_split_folder_without_a_class_is_noted(tmp_path, monkeypatch):
+    # test/ holds cats only: training ended with "ROC-AUC n/a (no 'dog' image ...)" and the gallery said nothing
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "pets"
+    _kaggle_pets(root, {"train": 6})
+    (root / "test" / "cat").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((12, 12), 30 + i, np.uint8)).save(root / "test" / "cat" / f"{i}.png")
+    assert "the test folder holds no image of dog: its recall and ROC-AUC on test are n/a" in data.data_notes(str(root))
+
+
 def folders_layout_split(name: str) -> str:
     from cnn_core.data.layout import split_of_folder
 

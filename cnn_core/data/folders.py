@@ -93,9 +93,11 @@ class FolderSource(DataSource):
         return counts
 
     def notes(self) -> list[str]:
-        """Unreadable files (count and the first names) and classes too small for every split."""
+        """Unreadable files (count and the first names), what was left out, classes too small for every split
+        and classes missing from a split folder."""
         unreadable = sorted(unreadable_files(self.scan))
-        sizes = dict(zip(self.scan.class_names, map(sum, zip(*self.class_counts().values()))))
+        counts = self.class_counts()
+        sizes = dict(zip(self.scan.class_names, map(sum, zip(*counts.values()))))
         notes = []
         if unreadable:
             notes.append(f"{len(unreadable)} file(s) could not be read as images and are left out"
@@ -108,7 +110,14 @@ class FolderSource(DataSource):
             notes.append(f"left out {left}, with no class in their names or a label table")
         if self.scan.masks:
             notes.append(masks_note(self.scan.masks))
-        return notes + small_classes(sizes)
+        notes += small_classes(sizes)
+        for split in sorted(set(self.scan.given_splits) - {"train"}):  # a test/ folder that lacks a class
+            missing = [name for name, count in zip(self.scan.class_names, counts[split])
+                       if count == 0 and sizes[name] >= len(SPLITS)]
+            if missing:
+                notes.append(f"the {split} folder holds no image of {', '.join(missing)}: "
+                             f"{'its' if len(missing) == 1 else 'their'} recall and ROC-AUC on {split} are n/a")
+        return notes
 
     def unreadable_in_class(self, class_name: str) -> list[str]:
         """The unreadable files of one class (relative paths), e.g. to say why the class is empty."""
