@@ -117,6 +117,23 @@ def shadow(ink, strength, rng):
     return encode(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), f"shadow{low}")
 
 
+#: (how much darker the shaded part is, the edge's softness in pixels) of a cast shadow (`shadow_edge`)
+SHADOW_EDGES = ((0.9, 0), (0.45, 0), (0.6, 25), (0.8, 0), (0.55, 60), (0.7, 8))
+
+
+def shadow_edge(ink, strength, rng):
+    """A hand's or a phone's shadow: part of the page darker, its edge sharp or soft, through or beside the digit
+    (a shadow's edge read as a stroke the picture's height, and a half-page shadow as the desk around a sheet)."""
+    share, soft = SHADOW_EDGES[strength % len(SHADOW_EDGES)]
+    angle = rng.uniform(0, 2 * np.pi)
+    y, x = np.mgrid[0:CANVAS, 0:CANVAS] - (CANVAS - 1) / 2
+    along = x * np.cos(angle) + y * np.sin(angle) - rng.uniform(-0.25, 0.25) * CANVAS  # the edge: a line
+    dark = 1 / (1 + np.exp(-along / max(soft / 4, 0.3)))  # 1 in the shadow
+    light = (1 - (1 - share) * dark)[..., None]
+    rgb = on_paper(place(ink), 245, 20).astype(np.float32) * light
+    return encode(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), f"shadow_edge{share:.2f}_{soft}")
+
+
 def transparent(ink, strength, rng, colour=(255, 255, 255)):
     """A drawing tool's export: the stroke colour everywhere, the ink as opacity."""
     canvas = place(ink)
@@ -261,7 +278,7 @@ def lined_page_scan(ink, strength, rng):
 
 INK_KINDS = {
     "white paper": white_paper, "gray paper 100-55%": gray_paper, "tinted paper": tinted_paper,
-    "shadow 250->140": shadow, "transparent, white strokes": transparent_white,
+    "shadow 250->140": shadow, "shadow's edge across the page": shadow_edge, "transparent, white strokes": transparent_white,
     "transparent, black strokes": transparent_black, "squared paper": squared_paper, "lined paper": lined_paper,
     "thin pencil": pencil, "specks of dirt": specks, "photo (blur, noise, JPEG)": photo,
     "light on dark (inverted)": inverted, "sheet photographed on a desk": sheet_on_desk,
