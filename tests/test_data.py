@@ -1139,6 +1139,21 @@ def test_a_damaged_exif_block_is_no_rotation_not_a_crash():
     assert {(32, 48), (48, 32)} <= outcomes  # rotated when the tag survives, as stored when it does not
 
 
+def test_a_huge_file_or_a_folder_is_refused_before_anything_is_read(tmp_path):
+    # predict read a 3 GB non-image whole (3.7 GB of memory) to say "not an image"; a folder was "not found"
+    from cnn_core.data.images import read_image
+    from cnn_core.errors import ImageError
+
+    huge = tmp_path / "scan.png"
+    with open(huge, "wb") as file:
+        file.truncate(400 * 2**20)  # sparse: no disk, no memory
+    with pytest.raises(ImageError, match=r"'scan.png' is 400 MB, more than the 320 MB an image file may be here"):
+        read_image(huge)
+    (tmp_path / "photos.jpg").mkdir()
+    with pytest.raises(ImageError, match="'photos.jpg' is a folder, not an image file"):
+        read_image(tmp_path / "photos.jpg")
+
+
 def test_fit_image_keeps_aspect_by_center_crop():
     wide = np.zeros((20, 60), np.uint8)
     wide[:, 20:40] = 255  # the middle third is bright

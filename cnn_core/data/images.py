@@ -22,6 +22,9 @@ from ..errors import DataError, ImageError
 
 #: Largest image (width x height) read by default: a 40-megapixel photo is fine, a 20000x20000 bomb is not.
 DEFAULT_MAX_PIXELS = 40_000_000
+#: Largest image file read (bytes): a 200-megapixel phone JPEG is about 100 MB, 40 megapixels of 16-bit RGB in an
+#: uncompressed TIFF 240 MB. A larger file is refused before it is read into memory.
+MAX_IMAGE_FILE_BYTES = 320 * 2**20
 
 try:  # iPhone photos (HEIC) through pillow-heif, a maintained Pillow plugin; without it they get a clear message
     from pillow_heif import register_heif_opener
@@ -255,9 +258,14 @@ def _read_bytes(source: ImageSource, name: str | None) -> tuple[bytes, str]:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         label = _label(name or path.name)
+        if path.is_dir():
+            raise ImageError(f"{label} is a folder, not an image file.")
         if not path.is_file():
             raise ImageError(f"{label} was not found at {path}.")
         try:
+            if (size := path.stat().st_size) > MAX_IMAGE_FILE_BYTES:
+                raise ImageError(f"{label} is {size / 2**20:,.0f} MB, more than the {MAX_IMAGE_FILE_BYTES / 2**20:.0f} MB "
+                                 "an image file may be here; it is not read. Shrink the image and try again.")
             return path.read_bytes(), label
         except OSError as exc:
             raise ImageError(f"{label} could not be read ({exc.strerror or exc}).") from exc
