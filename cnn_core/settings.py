@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -73,3 +76,19 @@ def local_path(text: str) -> str:
             parts = [part for part in text[len(variable):].replace("\\", "/").split("/") if part]
             return str(folder.joinpath(*parts))
     return text
+
+
+@contextlib.contextmanager
+def replaced_on_success(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` to write; it replaces `path` only when the block ends without an error, so
+    a full disk or a failed write leaves the earlier file whole (and no half-written one), and is removed
+    otherwise. OSError from the replacement names `path`."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        yield temporary
+        try:
+            os.replace(temporary, path)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    finally:
+        temporary.unlink(missing_ok=True)

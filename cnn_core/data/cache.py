@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import lzma
-import os
 import re
 import threading
 import zipfile
@@ -168,17 +167,16 @@ def read_tensor_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor, int] | No
 
 def write_tensor_cache(path: Path, images: torch.Tensor, labels: torch.Tensor, skipped: int) -> None:
     """Write atomically (temporary file, then rename) and drop older versions of the same split."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"images": _own_storage(images), "labels": _own_storage(labels), "skipped": int(skipped)}, temporary)
-        os.replace(temporary, path)
+        with settings.replaced_on_success(path) as temporary:
+            torch.save({"images": _own_storage(images), "labels": _own_storage(labels), "skipped": int(skipped)},
+                       temporary)
         prefix = path.name.rsplit("-", 1)[0] + "-"
         for old in path.parent.glob(f"{glob.escape(prefix)}*.pt"):
             if old != path and len(old.name) == len(path.name):
                 old.unlink(missing_ok=True)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         log.warning("Could not write the cache file %s (%s); the data will be re-read next time.", path, exc)
 
 
@@ -191,13 +189,11 @@ def _own_storage(tensor: torch.Tensor) -> torch.Tensor:
 
 def write_json(path: Path, payload: dict) -> None:
     """Write a small JSON note atomically; a read-only cache costs a recomputation later, not an error."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(json.dumps(payload))
-        os.replace(temporary, path)
+        with settings.replaced_on_success(path) as temporary:
+            temporary.write_text(json.dumps(payload))
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         log.warning("Could not write %s (%s)", path, exc)
 
 

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..data.augment import orient
 from ..errors import CnnError
+from ..settings import replaced_on_success
 from ..models.card import Card
 from ..models.checkpoints import LoadedCheckpoint, load_checkpoint
 from .predict import card_views
@@ -163,9 +164,11 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, fmt: str = "onnx"
         raise ExportError(f"The folder {out.parent} does not exist.")
     exported = export_onnx_bytes(load_checkpoint(checkpoint), input_dtype)
     card_file = card_path_for_onnx(out)
-    try:
-        out.write_bytes(exported.model_bytes)
-        card_file.write_text(json.dumps(exported.card, indent=2) + "\n")
+    try:  # both or neither: a failed write keeps an earlier export and its card whole
+        with replaced_on_success(out) as model_file, replaced_on_success(card_file) as card_text:
+            model_file.write_bytes(exported.model_bytes)
+            card_text.write_text(json.dumps(exported.card, indent=2) + "\n")
     except OSError as exc:
-        raise ExportError(f"Could not write {out}: {exc.strerror or exc}.") from None
+        written = exc.filename if exc.filename in (str(out), str(card_file)) else out
+        raise ExportError(f"Could not write {written}: {exc.strerror or exc}.") from None
     return out, card_file

@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from ..errors import CheckpointError, CnnError
-from ..settings import models_dir, runs_dir
+from ..settings import models_dir, replaced_on_success, runs_dir
 from .card import Card, model_card_markdown
 from .registry import build_model
 from .spec import Classifier
@@ -94,9 +94,12 @@ def save_checkpoint(model: Classifier, card: Card, path: Path) -> Path:
     card = replace(card, weights="partial" if model.stores_partial_weights else "full")
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.checkpoint_state_dict().items()}
     card_json = card.to_json()
-    save_file(tensors, str(path), metadata={"format": "cnn-explorer", "card": card_json})
-    card_path.write_text(card_json + "\n")
-    model_card_path.write_text(model_card_markdown(card, path.name))
+    # all three or none: a full disk while a run overwrites its --out must not destroy the earlier checkpoint
+    with (replaced_on_success(path) as weights, replaced_on_success(card_path) as card_file,
+          replaced_on_success(model_card_path) as markdown):
+        save_file(tensors, str(weights), metadata={"format": "cnn-explorer", "card": card_json})
+        card_file.write_text(card_json + "\n")
+        markdown.write_text(model_card_markdown(card, path.name))
     return path
 
 
