@@ -120,11 +120,31 @@ def test_list_checkpoints_reads_cards(tmp_path):
     ({"channels": 4}, "channels is 4, not 1 or 3"),
     ({"class_names": ["a", "a", "b"]}, "two or more different class names"),
     ({"class_names": ["only"]}, "two or more different class names"),
+    ({"dataset": None}, "card lacks dataset"),  # a TypeError traceback from Card()
+    ({"model": 5}, "model is 5, not a name"),
+    ({"normalization": {"mean": [0.1, 0.2, 0.3], "std": [0.3] * 3}}, "normalization mean must be 1 finite"),  # 1 channel
+    ({"test_time_augmentation": ["hflip", "nonsense"]}, "names no orientation 'nonsense'"),  # read a 7 as 5 (99 %)
 ])
 def test_a_damaged_card_is_refused_before_a_model_is_built_from_it(change, says):
     # each of these gave a traceback, NaN outputs, duplicate answers or a 400 GB allocation
     with pytest.raises(CheckpointError, match=re.escape(says)):
         _card(**change)
+
+
+@pytest.mark.parametrize("args, says", [
+    ({"stem_stride": 0}, "stem_stride of 'fastnet' must be at least 1"),  # ZeroDivisionError
+    ({"width": 0}, "width of 'fastnet' must be at least 1"),  # torchinfo's RuntimeError
+    ({"blocks": 12}, "would have 6,442,908,538 parameters, more than the 200,000,000 allowed"),  # 20 GB, killed
+    ({"blocks": 100}, "Bad arguments for model 'fastnet'"),  # shapes past 2**63
+])
+def test_model_arguments_out_of_range_are_refused_before_memory_is_asked_for(args, says):
+    from cnn_core.errors import ConfigError
+    from cnn_core.models.checkpoints import build_from_card
+
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        build_model("fastnet", 1, 10, 28, **args)
+    with pytest.raises(CheckpointError, match=re.escape(says)):  # a card that asks for them
+        build_from_card(_card(model="fastnet", model_args=args))
 
 
 @pytest.mark.parametrize("damage, says", [

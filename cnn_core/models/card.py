@@ -54,7 +54,7 @@ class Card:
         """A card from its JSON form; CheckpointError when a required key is missing or of the wrong type."""
         if not isinstance(data, dict):
             raise CheckpointError(f"{source}'s card is not a JSON object; it is not a CNN Explorer checkpoint.")
-        missing = [key for key in REQUIRED_KEYS if key not in data]
+        missing = [key for key in REQUIRED_KEYS if data.get(key) is None]
         if missing:
             raise CheckpointError(f"{source}'s card lacks {', '.join(missing)}; it is not a CNN Explorer checkpoint.")
         known = {f.name for f in fields(cls)} - {"extra"}
@@ -164,6 +164,11 @@ def _card_problem(values: dict, data: dict) -> str | None:
     400 GB)."""
     from ..data.types import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
+    from ..data.augment import ORIENTATIONS
+
+    for key in ("model", "dataset"):
+        if not isinstance(values[key], str) or not values[key]:
+            return f"{key} is {values[key]!r}, not a name"
     names = values["class_names"]
     if len(names) < 2 or len(set(names)) != len(names):
         return f"it needs two or more different class names, not {list(names)[:10]}"
@@ -178,10 +183,13 @@ def _card_problem(values: dict, data: dict) -> str | None:
         finite = isinstance(numbers, list) and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers)
         # 3 values on a 1-channel card: a transfer model, whose gray input is repeated into ImageNet's 3 channels
-        if not finite or len(numbers) not in (1, values["channels"], 3):
+        lengths = (1, values["channels"], 3) if values["model"].startswith("transfer:") else (1, values["channels"])
+        if not finite or len(numbers) not in lengths:
             return f"normalization {key} must be {values['channels']} finite number(s), not {numbers!r}"
     if any(v <= 0 for v in data["normalization"]["std"]):
         return "a normalization std is 0 or negative"
+    if unknown := [view for view in values["test_time_augmentation"] if view not in ORIENTATIONS]:
+        return f"test_time_augmentation names no orientation {unknown[0]!r} (known: {', '.join(ORIENTATIONS)})"
     return None
 
 

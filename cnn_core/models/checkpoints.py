@@ -209,7 +209,7 @@ def _card_in(path: Path) -> dict | None:
     """The file's JSON content when it reads as a CNN Explorer card (it names a model and class names)."""
     try:
         content = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         return None
     return content if isinstance(content, dict) and {"model", "class_names"} <= content.keys() else None
 
@@ -245,7 +245,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         return weights, card
     try:
         return weights, json.loads(metadata["card"])
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, or JSON nested thousands deep
         raise CheckpointError(f"{path.name} has a damaged card.") from None
 
 
@@ -298,7 +298,7 @@ def _sidecar_card(path: Path) -> dict | None:
     if side.is_file():
         try:
             card = json.loads(side.read_text())
-        except (json.JSONDecodeError, OSError, UnicodeDecodeError):
+        except (ValueError, OSError, RecursionError):
             return None
         return card if isinstance(card, dict) else None
     return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import inspect
 
+import torch
 from torch import nn
 
 from ..errors import ConfigError
@@ -106,23 +107,47 @@ def build_model(name: str, in_channels: int, num_classes: int, image_size: int, 
         raise ConfigError(f"{spec.title} needs images of at least {spec.min_image_size} px; got {image_size} px.")
     if num_classes < 2:
         raise ConfigError(f"A classifier needs at least two classes; the data set has {num_classes}.")
-    _check_model_args(name, spec.builder, kwargs)
+    if _check_model_args(name, spec.builder, kwargs):
+        _check_model_size(name, spec.builder, in_channels, num_classes, image_size, kwargs)
     try:
         return spec.builder(in_channels=in_channels, num_classes=num_classes, image_size=image_size, **kwargs)
-    except (TypeError, ValueError, RuntimeError) as exc:
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as exc:
         given = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
         raise ConfigError(f"Bad arguments for model {name!r} ({given}): {exc}") from None
 
 
-def _check_model_args(name: str, builder, kwargs: dict) -> None:
-    """ConfigError naming an argument the model does not take, or a value of another type than its default's
-    (`width=abc` where a whole number is meant)."""
+#: Most parameters a registry model may have (VGG-16, the largest backbone offered, has 138 million).
+MAX_MODEL_PARAMETERS = 200_000_000
+
+
+def _check_model_size(name: str, builder, in_channels: int, num_classes: int, image_size: int, kwargs: dict) -> None:
+    """ConfigError when the model these arguments make would have more than `MAX_MODEL_PARAMETERS` parameters
+    (FastNet with blocks=12 doubles its filters 11 times: 5 billion parameters, 20 GB, and the process was
+    killed). Built on PyTorch's meta device first: shapes only, no memory."""
+    try:
+        with torch.device("meta"):
+            model = builder(in_channels=in_channels, num_classes=num_classes, image_size=image_size, **kwargs)
+        size = sum(parameter.numel() for parameter in model.parameters())
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, OverflowError) as exc:
+        given = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
+        raise ConfigError(f"Bad arguments for model {name!r} ({given}): {exc}") from None
+    if size > MAX_MODEL_PARAMETERS:
+        given = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
+        raise ConfigError(f"Model {name!r} with {given} would have {size:,} parameters, more than the "
+                          f"{MAX_MODEL_PARAMETERS:,} allowed here; use smaller values.")
+
+
+def _check_model_args(name: str, builder, kwargs: dict) -> bool:
+    """ConfigError naming an argument the model does not take, a value of another type than its default's
+    (`width=abc` where a whole number is meant), or a count or size under 1 (`stem_stride=0` divided by zero,
+    `width=0` made empty layers). True when the builder's arguments were all checked here (the registry's own
+    CNNs); False for builders that check their own (transfer models)."""
     try:
         parameters = inspect.signature(builder).parameters
     except (TypeError, ValueError):  # a builder without a signature: its own errors will tell
-        return
+        return False
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
+        return False
     own = {key: p for key, p in parameters.items() if key not in ("in_channels", "num_classes", "image_size")}
     for key, value in kwargs.items():
         if key not in own:
@@ -132,6 +157,10 @@ def _check_model_args(name: str, builder, kwargs: dict) -> None:
         kind, allowed = _ARG_KINDS.get(type(default), ("", object))
         if not isinstance(value, allowed) or (isinstance(value, bool) and type(default) is not bool):
             raise ConfigError(f"Model argument {key} of {name!r} must be {kind} (default {default!r}); got {value!r}.")
+        counts = value if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in counts):
+            raise ConfigError(f"Model argument {key} of {name!r} must be at least 1 (default {default!r}); got {value!r}.")
+    return True
 
 
 #: What a model argument's default says its values must be: words for people, and the types that fit.
