@@ -404,3 +404,19 @@ def test_in_a_log_the_progress_bar_is_redrawn_around_the_epoch_lines_not_at_ever
     steps = int(re.search(r"\| (\d+)/\1 \[", result.stderr).group(1))
     assert steps >= 300 and result.stderr.count("\r") <= 12, result.stderr[-2000:]  # one carriage return a redraw
     assert result.stderr.count("epoch 3: train loss") == 1
+
+
+def test_output_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path):
+    # `predict --json ... | head -1` ended in a BrokenPipeError traceback; `> /dev/full` in an OSError one
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "cnn_core", "models"]
+    piped = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    piped.stdout.close()  # the reader has gone before the output comes, as `head -1` after its line
+    assert piped.wait(timeout=120) == 1 and piped.stderr.read() == b""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr == "error: the output could not be written (No space left on device).\n"
