@@ -390,6 +390,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for key in keys:  # as `train` and the studio show them: percentages, kappa a number
         why, label = metrics.get("undefined", {}).get(key), card_module.metric_label(key, metrics)
         print(f"  {label:<{width}} {metric_text(key, metrics[key], decimals=2)}" + (f" ({why})" if why else ""))
+    for path, why in list(zip(metrics.get("refused", []), metrics.get("refused_reasons", [])))[:5]:
+        print(f"refused {path}: {why}", file=sys.stderr)
     return 0
 
 

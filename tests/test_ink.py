@@ -339,7 +339,12 @@ def test_evaluate_reads_image_files_in_class_folders_like_predict(shipped, tmp_p
     assert metrics["files"] == 10 and metrics["n"] == 9 and metrics["accuracy"] == 1.0
     assert metrics["refused"] == [str(tmp_path / "0" / "blank.png")] and metrics["accuracy_all"] == 0.9
     assert main(["evaluate", "--checkpoint", str(shipped.path), "--images", str(tmp_path)]) == 0
-    assert "(9 images; 1 refused, accuracy with them 90.00 %):" in capsys.readouterr().out
+    shown = capsys.readouterr()
+    assert "(9 images; 1 refused, accuracy with them 90.00 %):" in shown.out
+    assert f"refused {tmp_path / '0' / 'blank.png'}: No digit found" in shown.err  # which, and why
+    from cnn_core.inference.answers import _class_key
+
+    assert _class_key("smooth_muscle") == _class_key("Smooth  muscle") == _class_key("smooth-muscle")  # PathMNIST
     (tmp_path / "eight").mkdir()
     (tmp_path / "eight" / "a.png").write_bytes(clutter)
     assert main(["evaluate", "--checkpoint", str(shipped.path), "--images", str(tmp_path)]) == 2

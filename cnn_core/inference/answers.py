@@ -3,6 +3,7 @@ prepares an upload (`prepare.prepare_file`), predicted in one batch, with the pa
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..errors import DataError
@@ -65,8 +66,17 @@ def evaluate_files(loaded: LoadedCheckpoint, folder: str | Path, raw: bool = Fal
     metrics = classification_metrics(probs, labels, loaded.card.n_classes, loaded.card.class_names)
     right = int((probs.argmax(1) == labels).sum())
     refused = [str(result.path) for result in results if result.error is not None]
-    return {**metrics, "files": len(files), "refused": refused, "accuracy_all": right / len(files),
-            "unlabelled": unlabelled}
+    reasons = [str(result.error) for result in results if result.error is not None]
+    return {**metrics, "files": len(files), "refused": refused, "refused_reasons": reasons,
+            "accuracy_all": right / len(files), "unlabelled": unlabelled}
+
+
+def _class_key(name: str) -> str:
+    """A class or folder name as compared: NFC, case, and spaces, underscores and hyphens alike (a folder
+    `smooth_muscle/` for PathMNIST's class "smooth muscle")."""
+    from ..data.zipnames import readable_name
+
+    return re.sub(r"[\s_-]+", " ", readable_name(name)).strip().casefold()
 
 
 def _labelled_files(loaded: LoadedCheckpoint, root: Path) -> tuple[list[tuple[Path, int]], int]:
@@ -74,10 +84,9 @@ def _labelled_files(loaded: LoadedCheckpoint, root: Path) -> tuple[list[tuple[Pa
     had no class (named layouts only)."""
     from ..data.layout import Classes, labels_from_names
     from ..data.listing import class_dirs, class_images, has_image, image_files, listed_by_name, named_layout
-    from ..data.zipnames import readable_name
 
     class_names = loaded.card.class_names
-    names = {readable_name(name).lower(): index for index, name in enumerate(class_names)}
+    names = {_class_key(name): index for index, name in enumerate(class_names)}
     numbered = not any(name.isdigit() for name in class_names)  # "1" must not mean class 1 and "1"
     for index in range(len(class_names) if numbered else 0):  # by label number (MedMNIST: 0/, 1/)
         names.setdefault(str(index), index)
@@ -97,7 +106,7 @@ def _labelled_files(loaded: LoadedCheckpoint, root: Path) -> tuple[list[tuple[Pa
             groups, unlabelled = [(sub.name, class_images(sub)) for sub in top], []
     except OSError as exc:
         raise DataError(f"{root} cannot be read ({exc.strerror or exc}).") from exc
-    unknown = sorted({name for name, _ in groups if readable_name(name).lower() not in names})
+    unknown = sorted({name for name, _ in groups if _class_key(name) not in names})
     if not groups or unknown:
         known = ", ".join(f"'{name}'" for name in class_names)
         raise DataError(f"{root} must hold one folder per class, named like the checkpoint's classes ({known})"
@@ -105,5 +114,5 @@ def _labelled_files(loaded: LoadedCheckpoint, root: Path) -> tuple[list[tuple[Pa
                         + ", or images whose label table or file names give those classes"
                         + (f"; {', '.join(unknown[:8])} {'is' if len(unknown) == 1 else 'are'} none of them."
                            if unknown else "."))
-    files = [(path, names[readable_name(name).lower()]) for name, paths in groups for path in paths]
+    files = [(path, names[_class_key(name)]) for name, paths in groups for path in paths]
     return files, sum(count for _, count in unlabelled)
