@@ -955,6 +955,21 @@ def test_a_split_folder_without_a_class_is_noted(tmp_path, monkeypatch):
     assert "the test folder holds no image of dog: its recall and ROC-AUC on test are n/a" in data.data_notes(str(root))
 
 
+def test_a_label_table_beside_a_chain_of_single_folders_labels_their_images(tmp_path, monkeypatch):
+    # labels.csv at the top, the images in data/images/: a folder data set of one class, "data" (a zip was fine)
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "scans"
+    (root / "data" / "images").mkdir(parents=True)
+    rows = ["image,label"]
+    for i in range(12):
+        Image.fromarray(np.full((12, 12), 30 if i % 2 else 200, np.uint8)).save(root / "data" / "images" / f"s{i}.png")
+        rows.append(f"s{i}.png,{'dark' if i % 2 else 'bright'}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    info = data.get_dataset_info(str(root))
+    assert info.class_names == ("bright", "dark") and sum(info.n_samples.values()) == 12
+    assert "the label table labels.csv (image → label)" in info.layout
+
+
 def folders_layout_split(name: str) -> str:
     from cnn_core.data.layout import split_of_folder
 

@@ -40,8 +40,9 @@ _SPLIT_NAME = re.compile(r"(?:(?:seg|data|dataset|images?|imgs?)[ _-])?(?P<split
 
 def split_of_folder(name: str) -> str | None:
     """The split a folder name stands for ("Validation" -> "val", "training_set" and "trainset" -> "train",
-    "test-images" -> "test", "seg_test" -> "test"), or None for a class name."""
-    words = _SPLIT_NAME.fullmatch(name.strip().lower())
+    "test-images" -> "test", "seg_test" -> "test"; of a relative path, its first folder's: "train/images" ->
+    "train"), or None for a class name."""
+    words = _SPLIT_NAME.fullmatch(name.split("/")[0].strip().lower())
     return SPLIT_FOLDER_NAMES.get(words.group("split")) if words else None
 
 
@@ -418,8 +419,9 @@ def _image_keys(top_files: Sequence[str], flat_folders: dict[str, Sequence[str]]
             for key in {name, name.rsplit(".", 1)[0]}:
                 key = unicodedata.normalize("NFC", key).casefold()
                 keys.setdefault(key, []).append((folder, name))
-                if folder:
-                    keys.setdefault(f"{unicodedata.normalize('NFC', folder).casefold()}/{key}", []).append((folder, name))
+                if folder:  # its own name: "data/images" is "images"
+                    own = unicodedata.normalize("NFC", folder.rsplit("/", 1)[-1]).casefold()
+                    keys.setdefault(f"{own}/{key}", []).append((folder, name))
     return keys
 
 

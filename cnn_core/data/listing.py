@@ -129,11 +129,22 @@ def named_layout(root: Path, top: list[Path]) -> Classes | None:
     paths = table_files(root)
     if not paths and sum(not split_of_folder(child.name) for child in top) >= 2:  # cat/, dog/: as the layout rules
         return None
-    if any(has_image(sub) for child in top for sub in class_dirs(child)):
+    flat = {child: _flat_end(child) for child in top}
+    if any(end is None for end in flat.values()):
         return None
     tables = {path.name: rows for path in paths if (rows := label_table(path))}  # read only where they may count
     return classes_without_folders(str(root), tables, image_names(root),
-                                   {child.name: image_names(child) for child in top})
+                                   {end.relative_to(root).as_posix(): image_names(end) for end in flat.values()})
+
+
+def _flat_end(folder: Path) -> Path | None:
+    """The folder of images at the end of `folder`'s chain of single sub-folders (data/images/ beside a label
+    table, as a zip's wrapper folders are skipped), or None where a folder holds class-like sub-folders."""
+    while subs := [sub for sub in class_dirs(folder) if has_image(sub)]:
+        if len(subs) > 1 or image_names(folder):
+            return None
+        folder = subs[0]
+    return folder
 
 
 def table_files(root: Path) -> list[Path]:
