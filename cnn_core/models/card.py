@@ -164,8 +164,6 @@ def _card_problem(values: dict, data: dict) -> str | None:
     400 GB)."""
     from ..data.types import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
-    from ..data.augment import ORIENTATIONS
-
     for key in ("model", "dataset"):
         if not isinstance(values[key], str) or not values[key]:
             return f"{key} is {values[key]!r}, not a name"
@@ -188,8 +186,6 @@ def _card_problem(values: dict, data: dict) -> str | None:
             return f"normalization {key} must be {values['channels']} finite number(s), not {numbers!r}"
     if any(v <= 0 for v in data["normalization"]["std"]):
         return "a normalization std is 0 or negative"
-    if unknown := [view for view in values["test_time_augmentation"] if view not in ORIENTATIONS]:
-        return f"test_time_augmentation names no orientation {unknown[0]!r} (known: {', '.join(ORIENTATIONS)})"
     return None
 
 
