@@ -367,8 +367,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     expected = data.get_dataset_info(args.data).name if args.data and not args.images else args.data
     loaded = load_checkpoint(args.checkpoint, expect_dataset=expected)
     card = loaded.card
-    if args.images:  # image files in class folders, prepared as `predict` prepares them
-        from .inference.answers import evaluate_files
+    if args.images:  # labelled image files, prepared as `predict` prepares them
+        from .inference.answers import evaluate_files, files_note, refused_lines
         metrics, where = evaluate_files(loaded, args.images, raw=args.raw), {"images": args.images}
     else:
         source = args.data or card.data_source()
@@ -382,16 +382,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"dataset": card.dataset, **where, **metrics}))
         return 0
-    refused = f"; {len(metrics['refused'])} refused, accuracy with them {_percent(metrics['accuracy_all'])}" if args.images else ""
-    refused += f"; {metrics['unlabelled']} without a class left out" if metrics.get("unlabelled") else ""
+    refused = files_note(metrics) if args.images else ""
     print(f"{Path(args.checkpoint).name} on {args.images or f'{card.dataset} {args.split}'} ({metrics['n']} images{refused}):")
     keys = [k for k in card_module.METRIC_ROWS if k in metrics]
     width = max((len(card_module.metric_label(key, metrics)) for key in keys), default=17)
     for key in keys:  # as `train` and the studio show them: percentages, kappa a number
         why, label = metrics.get("undefined", {}).get(key), card_module.metric_label(key, metrics)
         print(f"  {label:<{width}} {metric_text(key, metrics[key], decimals=2)}" + (f" ({why})" if why else ""))
-    for path, why in list(zip(metrics.get("refused", []), metrics.get("refused_reasons", [])))[:5]:
-        print(f"refused {path}: {why}", file=sys.stderr)
+    for line in refused_lines(metrics) if args.images else []:
+        print(line, file=sys.stderr)
     return 0
 
 

@@ -253,6 +253,17 @@ def test_cut_off_checkpoints_say_the_copy_did_not_finish(tmp_path):
         load_checkpoint(torch_file)
 
 
+def test_an_earlier_cards_class_numbers_match_their_names_now():
+    # RetinaMNIST's classes were "0"-"4" (medmnist's INFO) and are named by their grade now: earlier checkpoints
+    # still evaluate; other renames are still refused
+    names = ("0 no DR", "1 mild NPDR", "2 moderate NPDR", "3 severe NPDR", "4 proliferative DR")
+    _card(class_names=[str(i) for i in range(5)]).check_classes(names, "RetinaMNIST")
+    with pytest.raises(CheckpointError, match="new: cat food"):
+        _card(class_names=["cat", "dog"]).check_classes(("cat food", "dog"), "pets")
+    with pytest.raises(CheckpointError):
+        _card(class_names=["0", "1"]).check_classes(("1 mild", "0 none"), "swapped")
+
+
 def test_a_data_sets_classes_must_be_the_checkpoints_by_name_and_order():
     from dataclasses import replace
 

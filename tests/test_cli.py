@@ -156,6 +156,11 @@ def test_a_card_names_the_data_and_cache_folders_by_their_variables(tiny_data_di
     assert main(["evaluate", "--checkpoint", str(out), "--images", str(tabled), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["files"] == 6 and metrics["unlabelled"] == 1 and metrics["n"] == 6
+    wrapped = settings.cache_dir() / "wrapped"  # Windows' Extract All: wrapped/wrapped/{calm,storm}
+    for name, bright in (("calm", False), ("storm", True)):
+        write_class_folder(wrapped / "wrapped" / name, bright=bright)
+    assert main(["evaluate", "--checkpoint", str(out), "--images", str(wrapped), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["files"] == 2 * len(list((wrapped / "wrapped" / "calm").rglob("*.*")))
     named = settings.cache_dir() / "named"  # or the file names do (Kaggle's Dogs vs. Cats: cat.0.jpg)
     named.mkdir()
     for index in range(2):  # too few to name classes on their own: read against the checkpoint's

@@ -909,6 +909,7 @@ def test_segmentation_masks_beside_their_images_are_left_out(tmp_path, monkeypat
                 Image.fromarray(np.full((12, 12), 255, np.uint8)).save(folder / f"{kind} ({i})_mask.png")
                 if i == 4:
                     Image.fromarray(np.zeros((12, 12), np.uint8)).save(folder / f"{kind} ({i})_mask_1.png")
+    (busi / "benign" / "._benign (1)_mask.png").write_bytes(b"\0" * 4096)  # macOS's resource fork on exFAT
     (busi / "with_mask").mkdir()  # the Face Mask Detection set's class: no image of that name beside these
     for i in range(3):
         Image.fromarray(np.full((12, 12), 120, np.uint8)).save(busi / "with_mask" / f"with_mask_{i}.png")
@@ -1122,6 +1123,13 @@ def test_exif_rotation_is_applied():
     with Image.open(buffer) as image:
         array = data.fit_image(image, 20, 1)[0].astype(float)
     assert array[:, 12:].mean() > 200 and array[:, :8].mean() < 50
+    # turned once only: predict reads the file (turned), then fits it (which turned it back, sideways, until the
+    # orientation was dropped from the turned picture's metadata)
+    from cnn_core.data.images import read_image, to_grayscale_float
+
+    upright = read_image(buffer.getvalue())
+    assert np.array_equal(data.fit_image(upright, 20, 1)[0], array.astype(np.uint8))
+    assert to_grayscale_float(upright)[:, 30:].mean() > 0.8
 
 
 def test_a_damaged_exif_block_is_no_rotation_not_a_crash():

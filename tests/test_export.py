@@ -132,6 +132,7 @@ def test_bad_input_is_one_line_and_status_2(args, message):
 def test_a_failed_export_or_save_keeps_the_earlier_files_whole(digits_checkpoint, tmp_path, monkeypatch):
     # A full disk left a truncated .onnx beside the earlier export's card, and the earlier export was gone; a card
     # path that is a folder had the .onnx written anyway, and the message named the .onnx.
+    from cnn_core.errors import CheckpointError
     from cnn_core.inference.export import ExportError
     from cnn_core.models import checkpoints
 
@@ -147,19 +148,20 @@ def test_a_failed_export_or_save_keeps_the_earlier_files_whole(digits_checkpoint
     exported = export.export_onnx_bytes(load_checkpoint(digits_checkpoint))
     monkeypatch.setattr(export, "export_onnx_bytes", lambda *args: exported)
     monkeypatch.setattr(export.json, "dumps", lambda *args, **kwargs: full_disk())  # the card is written second
-    with pytest.raises(ExportError, match="No space left on device"):
-        export_checkpoint(digits_checkpoint, out)
+    with pytest.raises(ExportError, match=r"Could not write .*digits\.onnx\.json: No space left on device"):
+        export_checkpoint(digits_checkpoint, out)  # the file that failed is named
     monkeypatch.undo()
     assert (out.read_bytes(), (tmp_path / "digits.onnx.json").read_text()) == before
     assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []  # no leftovers
     (tmp_path / "other.onnx.json").mkdir()
-    with pytest.raises(ExportError, match=r"Could not write .*other\.onnx\.json"):
+    with pytest.raises(ExportError, match=r"Could not write .*other\.onnx\.json: it is a folder"):
         export_checkpoint(digits_checkpoint, tmp_path / "other.onnx")
     assert not (tmp_path / "other.onnx").exists()
     weights = digits_checkpoint.read_bytes()  # a run that saves over an earlier checkpoint and fails midway
     loaded = load_checkpoint(digits_checkpoint)
     monkeypatch.setattr(checkpoints, "model_card_markdown", full_disk)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match=r"could not be saved as .*digits.safetensors \(No space left on "
+                                              r"device\); an earlier file there is kept"):
         checkpoints.save_checkpoint(loaded.model, loaded.card, digits_checkpoint)
     assert digits_checkpoint.read_bytes() == weights
 

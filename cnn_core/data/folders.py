@@ -27,8 +27,8 @@ from .. import settings
 from ..errors import DataError
 from .cache import (CACHE_FORMAT, STATE_LOCK, cache_root, digest, human_bytes, reserved_memory, safe_name, short,
                     write_json)
-from .layout import (copies_note, copies_of_siblings, describe_layout, masks_note, small_classes, split_folders,
-                     split_of_folder, split_quotas, unify_split_classes)
+from .layout import (copies_note, copies_of_siblings, describe_layout, is_split_wrapper, masks_note, small_classes,
+                     split_folders, split_of_folder, split_quotas, unify_split_classes)
 from .listing import (class_dirs, classes_note, has_image, image_files, is_hidden, listed_by_name, named_layout,
                       open_formats, table_files, unwrapped, wrapped_root)
 from .images import ARCHIVE_SUFFIXES, DEFAULT_MAX_PIXELS, fit_image, is_jpeg, open_image
@@ -198,7 +198,7 @@ def _top_layout(root: Path, top: list[Path]) -> dict[str, str] | None:
     """`layout.split_folders` for the folders `top` under `root`, told which are flat (a wrapper skipped)."""
     inner = {child.name: [sub for sub in class_dirs(unwrapped(child)) if has_image(sub)] for child in top}
     flat = [name for name, folders in inner.items()  # images only, or only in a wrapper of its name (seg_pred/seg_pred/)
-            if not folders or (len(folders) == 1 and folders[0].name.casefold() == name.casefold()
+            if not folders or (len(folders) == 1 and is_split_wrapper(name, folders[0].name)
                                and not any(has_image(sub) for sub in class_dirs(folders[0])))]
     return split_folders(str(root), list(inner), flat,
                          [sub.name for name, folders in inner.items() if split_of_folder(name) for sub in folders])

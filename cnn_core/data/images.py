@@ -235,7 +235,16 @@ def upright(image: Image.Image) -> Image.Image:
     except Exception:  # noqa: BLE001 - Pillow's EXIF parser raises many types on damaged blocks
         return image
     method = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
-    return image if method is None else image.transpose(method)
+    if method is None:
+        return image
+    turned = image.transpose(method)
+    for key in EXIF_INFO_KEYS:  # turned once: a second call (fit_image after read_image) must not turn it again
+        turned.info.pop(key, None)
+    return turned
+
+
+#: Where Pillow keeps a picture's EXIF (and the XMP copy of its orientation) in `Image.info`.
+EXIF_INFO_KEYS = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
 
 
 def _stretch_to_uint8(image: Image.Image) -> Image.Image:

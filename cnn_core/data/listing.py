@@ -57,7 +57,7 @@ def image_files(class_dir: Path, recursive: bool = True, masks: list[Path] | Non
     found = []
     for dirpath, dirnames, filenames in os.walk(class_dir):
         dirnames[:] = sorted(d for d in dirnames if not is_hidden(d)) if recursive else []
-        beside = segmentation_masks(filenames)
+        beside = segmentation_masks(f for f in filenames if not is_hidden(f) and maybe_image_name(f))
         if masks is not None:
             masks += [Path(dirpath) / name for name in sorted(beside)]
         for filename in sorted(filenames):

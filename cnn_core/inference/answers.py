@@ -71,6 +71,21 @@ def evaluate_files(loaded: LoadedCheckpoint, folder: str | Path, raw: bool = Fal
             "accuracy_all": right / len(files), "unlabelled": unlabelled}
 
 
+def files_note(metrics: dict) -> str:
+    """What `evaluate_files` refused and left out, after the number of images it answered."""
+    from ..reports import metric_text
+
+    note = f"; {len(metrics['refused'])} refused, accuracy with them {metric_text('accuracy', metrics['accuracy_all'], 2)}"
+    return note + (f"; {metrics['unlabelled']} without a class left out" if metrics.get("unlabelled") else "")
+
+
+def refused_lines(metrics: dict, shown: int = 5) -> list[str]:
+    """The first `shown` files `evaluate_files` refused, each with why, and how many more, for people."""
+    refused = [f"refused {path}: {why}" for path, why in zip(metrics["refused"], metrics["refused_reasons"])]
+    more = [f"... and {len(refused) - shown} more refused (--json names them all)"] if len(refused) > shown else []
+    return refused[:shown] + more
+
+
 def _class_key(name: str) -> str:
     """A class or folder name as compared: NFC, case, and spaces, underscores and hyphens alike (a folder
     `smooth_muscle/` for PathMNIST's class "smooth muscle")."""
@@ -83,7 +98,8 @@ def _labelled_files(loaded: LoadedCheckpoint, root: Path) -> tuple[list[tuple[Pa
     """(image file, class index of the checkpoint) for every labelled image under `root`, and how many images
     had no class (named layouts only)."""
     from ..data.layout import Classes, labels_from_names
-    from ..data.listing import class_dirs, class_images, has_image, image_files, listed_by_name, named_layout
+    from ..data.listing import (class_dirs, class_images, has_image, image_files, listed_by_name, named_layout,
+                                wrapped_root)
 
     class_names = loaded.card.class_names
     names = {_class_key(name): index for index, name in enumerate(class_names)}
@@ -93,6 +109,7 @@ def _labelled_files(loaded: LoadedCheckpoint, root: Path) -> tuple[list[tuple[Pa
     if not root.is_dir():
         raise DataError(f"{root} is not a folder (evaluate --images takes a folder of labelled images).")
     try:
+        root = wrapped_root(root)  # pets/pets/{cat,dog}, as training reads it
         # the files a data set would count: no __MACOSX/ or .ipynb_checkpoints/, no ._x.jpg (open-mmlab/mmpretrain#507)
         top = [child for child in class_dirs(root) if has_image(child)]
         named = named_layout(root, top)

@@ -164,11 +164,15 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, fmt: str = "onnx"
         raise ExportError(f"The folder {out.parent} does not exist.")
     exported = export_onnx_bytes(load_checkpoint(checkpoint), input_dtype)
     card_file = card_path_for_onnx(out)
-    try:  # both or neither: a failed write keeps an earlier export and its card whole
-        with replaced_on_success(out) as model_file, replaced_on_success(card_file) as card_text:
+    if folder := next((target for target in (out, card_file) if target.is_dir()), None):
+        raise ExportError(f"Could not write {folder}: it is a folder.")
+    writing = out
+    try:  # both written before either replaces an earlier export (the model first, then its card)
+        with replaced_on_success(card_file) as card_text, replaced_on_success(out) as model_file:
             model_file.write_bytes(exported.model_bytes)
+            writing = card_file
             card_text.write_text(json.dumps(exported.card, indent=2) + "\n")
     except OSError as exc:
-        written = exc.filename if exc.filename in (str(out), str(card_file)) else out
+        written = exc.filename if exc.filename in (str(out), str(card_file)) else writing
         raise ExportError(f"Could not write {written}: {exc.strerror or exc}.") from None
     return out, card_file

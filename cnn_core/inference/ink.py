@@ -244,8 +244,8 @@ def paper_level(thumb: np.ndarray, window: int, ink_is_light: bool) -> np.ndarra
 def upsampled_paper(level: np.ndarray, page: np.ndarray) -> np.ndarray:
     """The paper's brightness at every pixel of `page` (dark ink on bright paper, float32 [H, W]) from its level
     on the thumbnail (`level`, [h, w]): interpolated, but never above the lowest level of the nine thumbnail
-    cells around the pixel that it could be paper of (a level no more than `MIN_CONTRAST` of itself above the
-    pixel). Across a shadow's edge the interpolation mixes the shaded and the lit paper over a cell's width,
+    cells around the pixel that it could be paper of (a level above the pixel's, or at most `MIN_CONTRAST` of
+    itself below it: paper noise). Across a shadow's edge the interpolation mixes the shaded and the lit paper over a cell's width,
     and the shaded paper beside the edge read as a stroke the height of the picture."""
     smooth = _resize(level, page.shape)
     h, w = level.shape

@@ -123,8 +123,9 @@ class Card:
         from ..data.zipnames import readable_name  # names as the data reads them (NFC): a Mac's Ö is a PC's Ö
 
         ours, theirs = [readable_name(c) for c in self.class_names], [readable_name(c) for c in class_names]
-        if ours == theirs:
-            return
+        if ours == theirs or (len(ours) == len(theirs) and all(
+                a == b or (a.isdigit() and b.split(" ", 1)[0] == a) for a, b in zip(ours, theirs))):
+            return  # an earlier card's class numbers ("0"-"4") against their names now ("0 no DR": RetinaMNIST)
         added, missing = [c for c in theirs if c not in ours], [c for c in ours if c not in theirs]
         change = "; ".join(text for text in (f"new: {', '.join(added)}" if added else "",
                                              f"gone: {', '.join(missing)}" if missing else "") if text)

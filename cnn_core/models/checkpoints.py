@@ -94,12 +94,17 @@ def save_checkpoint(model: Classifier, card: Card, path: Path) -> Path:
     card = replace(card, weights="partial" if model.stores_partial_weights else "full")
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.checkpoint_state_dict().items()}
     card_json = card.to_json()
-    # all three or none: a full disk while a run overwrites its --out must not destroy the earlier checkpoint
-    with (replaced_on_success(path) as weights, replaced_on_success(card_path) as card_file,
-          replaced_on_success(model_card_path) as markdown):
-        save_file(tensors, str(weights), metadata={"format": "cnn-explorer", "card": card_json})
-        card_file.write_text(card_json + "\n")
-        markdown.write_text(model_card_markdown(card, path.name))
+    # written in full before any replaces the earlier files (the weights first, then their cards): a full disk
+    # while a run overwrites its --out must not destroy the earlier checkpoint
+    try:
+        with (replaced_on_success(model_card_path) as markdown, replaced_on_success(card_path) as card_file,
+              replaced_on_success(path) as weights):
+            save_file(tensors, str(weights), metadata={"format": "cnn-explorer", "card": card_json})
+            card_file.write_text(card_json + "\n")
+            markdown.write_text(model_card_markdown(card, path.name))
+    except OSError as exc:
+        raise CheckpointError(f"The checkpoint could not be saved as {path} ({exc.strerror or exc}); "
+                              "an earlier file there is kept.") from None
     return path
 
 

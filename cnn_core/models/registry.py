@@ -157,8 +157,7 @@ def _check_model_args(name: str, builder, kwargs: dict) -> bool:
         kind, allowed = _ARG_KINDS.get(type(default), ("", object))
         if not isinstance(value, allowed) or (isinstance(value, bool) and type(default) is not bool):
             raise ConfigError(f"Model argument {key} of {name!r} must be {kind} (default {default!r}); got {value!r}.")
-        counts = value if isinstance(value, (tuple, list)) else (value,)
-        if any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in counts):
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:  # a stage of a tuple may be 0
             raise ConfigError(f"Model argument {key} of {name!r} must be at least 1 (default {default!r}); got {value!r}.")
     return True
 
