@@ -60,8 +60,8 @@ def setup(owner: str, manager: runs.RunManager, active: runs.RunSnapshot | None,
             steps = steps_per_epoch(n_train, resolved.batch_size)  # as the trainer counts them
             small = (" A set this small gets many short epochs, so that the network takes enough steps to learn."
                      if n_train < SMALL_SET_IMAGES and resolved.epochs >= 20 else "")
-            st.caption(f"{n_train:,} training images in batches of {resolved.batch_size}: {steps:,} steps per "
-                       f"epoch, {steps * resolved.epochs:,} in all.{small}")
+            st.caption(f"{n_train:,} training images in batches of {resolved.batch_size}: {steps:,} "
+                       f"step{'s' if steps != 1 else ''} per epoch, {steps * resolved.epochs:,} in all.{small}")
     running, waiting = manager.load()
     if active is not None:
         st.info("Your run is " + ("waiting for a free slot" if active.status is runs.RunStatus.QUEUED else "training")

@@ -317,6 +317,12 @@ def test_cli_predict_reads_a_shadowed_photo_and_says_how_sure(shipped, tmp_path,
     assert main(["predict", "--checkpoint", checkpoint, str(path), "--raw"]) == 0
     text = capsys.readouterr().out
     assert "(unsure)" in text and "Not trustworthy" in text.splitlines()[1]
+    # a photo of leaves given as it is: gray, not white on black ("8, 100 %" with the green badge)
+    leaves = (np.random.default_rng(3).random((60, 80, 3)) * [60, 160, 60]).astype(np.uint8)
+    Image.fromarray(leaves).save(tmp_path / "forest.jpg")
+    assert main(["predict", "--checkpoint", checkpoint, str(tmp_path / "forest.jpg"), "--raw", "--json"]) == 0
+    raw = json.loads(capsys.readouterr().out)
+    assert raw["trustworthy"] is False and "on a gray or textured background, not black" in raw["trust"]
 
 
 def test_evaluate_reads_image_files_in_class_folders_like_predict(shipped, tmp_path, capsys):

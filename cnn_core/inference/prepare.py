@@ -194,7 +194,13 @@ def prepare_pixels(pixels: np.ndarray, card: Card) -> ModelInput:
 def no_digit_message(name: str | None) -> str:
     what = f"'{Path(name).name}'" if name else "the image"
     return (f"No digit found in {what}: there is no ink on it (one flat colour, or blank paper). Give a picture "
-            "of a digit, or turn off the handwritten-digit preparation (`--raw`, the page's toggle).")
+            "of a digit, or turn off the handwritten-digit preparation (the Predict page's \"Treat it as a "
+            "handwritten digit\" switch; `predict --raw` on the command line).")
+
+
+#: The brightest median edge (0-255) of an image given to a digit model as it is (`raw`) that still looks like
+#: MNIST's, whose digits sit on black: a photo of green leaves, read as gray, was "8, 100 %, confident".
+MNIST_BORDER_LEVEL = 40
 
 
 def prepare_input(image: Image.Image | np.ndarray, card: Card, *, raw: bool = False, name: str | None = None,
@@ -213,10 +219,13 @@ def prepare_input(image: Image.Image | np.ndarray, card: Card, *, raw: bool = Fa
     if card.is_digit_model:
         border = np.concatenate([model_input.pixels[0, 0], model_input.pixels[0, -1],
                                  model_input.pixels[0, :, 0], model_input.pixels[0, :, -1]])
-        if float(np.median(border)) > 127:
+        level = float(np.median(border))
+        if level > MNIST_BORDER_LEVEL:  # MNIST's edges are black (0): its digits are centred in a 20 px box
+            looks = ("dark on a light background" if level > 127 else
+                     "on a gray or textured background, not black")
             model_input = replace(model_input, unlike_training=(
-                "the image is dark on a light background, unlike the white-on-black digits the model was trained "
-                "on (without --raw, or with the page's digit option on, it would be prepared the MNIST way)"))
+                f"the image is {looks}, unlike the white-on-black digits the model was trained on (with the "
+                "page's digit option on, or without --raw, it would be prepared the MNIST way)"))
     return model_input
 
 
