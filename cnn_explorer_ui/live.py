@@ -26,7 +26,11 @@ import streamlit as st
 from cnn_core import runs
 
 POLL_SECONDS = 1.0  # how often the browser asks for the run's progress (a fetch of ~300 bytes, no rerun)
-CHART_REFRESH_SECONDS = 10.0  # the charts are redrawn at most this often while the run trains
+CHART_REFRESH_SECONDS = 10.0  # the charts are redrawn at most this often while the run trains ...
+#: ... once they show `EARLY_POINTS` batch points; before, every `EARLY_REFRESH_SECONDS`, and at once when the first
+#: points arrive: a default MNIST run or a small upload's ends in about 10 s, and its charts stayed empty until done.
+EARLY_REFRESH_SECONDS = 2.0
+EARLY_POINTS = 20
 FALLBACK_SECONDS = 3.0  # the panel reruns this often when the endpoint cannot be reached
 PROGRESS_PATH = "/_cnn/runs/{run_id}/progress"
 _KEY = secrets.token_bytes(32)  # per server process: a restarted server hands out new tokens with new pages
@@ -146,11 +150,16 @@ def progress_json(run_id: str, token: str) -> tuple[int, dict]:
 _component = st.components.v2.component("cnn_live_progress", js=_JS, css=_CSS)
 
 
+def chart_refresh_seconds(points: int) -> float:
+    """How long the charts showing `points` batch points wait before they are redrawn with newer ones."""
+    return 0.0 if points == 0 else EARLY_REFRESH_SECONDS if points < EARLY_POINTS else CHART_REFRESH_SECONDS
+
+
 def live_progress(snap: runs.RunSnapshot) -> None:
     """Mount the self-updating progress bar for an active run. The enclosing fragment reruns when the bar
     asks for it (`on_changed_change`): the caller draws what changed."""
     base = (st.get_option("server.baseUrlPath") or "").strip("/")
     url = ("/" + base if base else "") + PROGRESS_PATH.format(run_id=snap.id) + f"?token={run_token(snap.id)}"
     data = {**progress_state(snap), "url": url, "poll_ms": int(POLL_SECONDS * 1000),
-            "redraw_ms": int(CHART_REFRESH_SECONDS * 1000), "fallback_ms": int(FALLBACK_SECONDS * 1000)}
+            "redraw_ms": int(1000 * chart_refresh_seconds(len(snap.batches))), "fallback_ms": int(FALLBACK_SECONDS * 1000)}
     _component(key=f"studio_live_{snap.id}", data=data, on_changed_change=lambda: None)

@@ -82,3 +82,11 @@ def test_a_stopped_run_says_whether_its_last_epoch_finished():
     assert _kept_at_stop(whole) == " The checkpoint keeps the best weights so far (epoch 1)."
     whole.end.checkpoint_path = None
     assert _kept_at_stop(whole) == ""
+
+
+def test_charts_are_drawn_when_their_first_points_come_then_less_and_less_often():
+    # a default MNIST run ends in about 10 s: redrawn only every 10 s, its "live" charts stayed empty until done
+    assert live.chart_refresh_seconds(0) == 0.0
+    assert live.chart_refresh_seconds(1) == live.EARLY_REFRESH_SECONDS < live.CHART_REFRESH_SECONDS
+    assert live.chart_refresh_seconds(live.EARLY_POINTS) == live.CHART_REFRESH_SECONDS
+    assert "data.redraw_ms" in live._JS  # the component waits what the panel says
