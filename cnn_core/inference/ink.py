@@ -54,6 +54,10 @@ SPECK_SHARE = 0.02
 PAPER_MIN_SHARE = 0.2
 PAPER_SOLID = 0.85
 DESK_MIN_SHARE = 0.03
+#: Ink under this share of the firm ink's level is kept only within this many stroke widths of firm ink
+#: (`_clean`'s hysteresis).
+FAINT_SHARE = 0.7
+HYSTERESIS_REACH = 2.0
 #: MNIST's stroke width as a share of the digit box's longer side (the median over MNIST training digits,
 #: measured with `stroke_width` on them enlarged 10x); strokes thinner than `THIN_SHARE` of it are thickened to it.
 MNIST_STROKE_SHARE = 0.12
@@ -364,10 +368,17 @@ def _clean(residual: np.ndarray, noise: float) -> np.ndarray:
     high = max(otsu_threshold(candidates), MIN_CONTRAST, NOISE_SIGMAS * noise)
     low = max(high / 2, floor)
     structure = np.ones((3, 3), bool)
-    labels, count = ndimage.label(residual > low, structure=structure)
+    strong = residual >= high
+    # Hysteresis: ink counts where it joins firm ink; ink much fainter than the firm ink (under FAINT_SHARE of its
+    # level) only within HYSTERESIS_REACH stroke widths of it. Joined alone, a shadow's band across the digit (a
+    # pen's or a ruler's: 0.3-0.5 beside ink's 0.9) was kept whole, a stroke the picture's height.
+    faint = residual < FAINT_SHARE * float(np.median(residual[strong])) if strong.any() else residual > 0
+    near = ndimage.binary_dilation(strong, iterations=max(2, round(HYSTERESIS_REACH * stroke_width(strong))))
+    weak = (residual > low) & (~faint | near)
+    labels, count = ndimage.label(weak, structure=structure)
     if not count:
         return np.zeros_like(residual)
-    firm = np.unique(labels[residual >= high])
+    firm = np.unique(labels[strong])
     areas = ndimage.sum_labels(np.ones_like(residual), labels, index=np.arange(1, count + 1))
     keep = np.zeros(count + 1, bool)
     keep[firm[firm > 0]] = True  # hysteresis: a piece counts when part of it is firmly inked
