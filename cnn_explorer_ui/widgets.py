@@ -116,6 +116,8 @@ def import_zip_upload(key: str, label: str) -> str | None:
     imported = None
     if uploaded.file_id not in done:
         imported = _import_upload(uploaded, done)
+        if imported:
+            st.session_state[LAST_UPLOAD_KEY] = imported  # the other pages start at it
     outcome, name, message, encoding = done[uploaded.file_id]
     if outcome == "ok" and data.folder_owner(name) is None:  # removed since (`own_upload_controls`)
         st.caption(f"{literal(uploaded.name)} was the data set `{name}`, which you removed. Remove the file here "
@@ -187,6 +189,7 @@ def _upload_bytes(owner: str, _shown: str) -> int:
     return uploads.owner_upload_bytes(owner)
 
 
+LAST_UPLOAD_KEY = "last_upload"  # the data set this browser tab uploaded last: where the Training Studio starts
 REMOVED_KEY = "upload_removed"  # the name of the upload just removed, for the page's next run to say so
 
 

@@ -17,6 +17,7 @@ from cnn_core.errors import CnnError
 from cnn_core.training import steps_per_epoch
 from cnn_core.training.config import SMALL_SET_IMAGES
 from cnn_explorer_ui import browser_id, import_zip_upload, live, show_error
+from cnn_explorer_ui.widgets import LAST_UPLOAD_KEY
 from cnn_explorer_ui.studio_setup import (choose_dataset, choose_image_size, choose_model, choose_options,
                                           training_images)
 from cnn_explorer_ui.studio_views import compare_runs, show_live, show_results
@@ -37,7 +38,7 @@ def setup(owner: str, manager: runs.RunManager, active: runs.RunSnapshot | None,
                                      "(cat.0.jpg, dog.0.jpg), or a CSV label table beside them")
         if imported:
             st.session_state["studio_dataset"] = imported
-    info = choose_dataset(default=dataset)
+    info = choose_dataset(default=dataset or st.session_state.get(LAST_UPLOAD_KEY))  # a run's, else the last upload
     if info is None:
         return
     picked = choose_model(info)
