@@ -368,3 +368,18 @@ def test_a_forms_box_around_the_digit_is_not_the_digit(shipped, tmp_path):
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     assert _answer(shipped, buffer.getvalue(), "form.png", tmp_path) == "7"
+
+
+def test_two_digits_side_by_side_are_flagged_not_read_as_one(shipped, tmp_path):
+    # "14" on one sheet read as 4 at 99.8 %, nothing said it held two digits
+    from cnn_core.inference.answers import answer_files
+
+    four, seven = renders.synthetic_ink("4"), renders.synthetic_ink("7")
+    pair = np.concatenate([four, np.zeros((four.shape[0], 30), four.dtype), seven], axis=1)  # "47"
+    paper = np.full(pair.shape + (3,), 245.0) * (1 - pair[..., None]) + 20 * pair[..., None]
+    Image.fromarray(np.pad(paper, ((40, 40), (40, 40), (0, 0)), constant_values=245).astype(np.uint8)).save(
+        tmp_path / "47.png")
+    Image.fromarray(renders.on_paper(renders.place(four), 245, 20)).save(tmp_path / "4.png")  # alone: not flagged
+    pair_answer, one_answer = answer_files(shipped, [tmp_path / "47.png", tmp_path / "4.png"])
+    assert pair_answer["trustworthy"] is False and "seems to hold 2 digits side by side" in pair_answer["trust"]
+    assert one_answer["label"] == "4" and one_answer["trustworthy"] is True

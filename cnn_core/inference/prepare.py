@@ -21,7 +21,7 @@ from ..data.augment import BatchPreprocessor
 from ..data.images import ImageSource, fit_image, read_image, tensor_to_image
 from ..errors import ConfigError, ImageError
 from ..models.card import Card
-from .ink import ink_map
+from .ink import digits_side_by_side, ink_map
 
 #: MNIST's recipe (LeCun et al.): the digit's bounding box is scaled to fit 20x20, then placed in a
 #: 28x28 frame so that its centre of mass sits in the middle.
@@ -158,11 +158,15 @@ def prepare_drawing(image: Image.Image | np.ndarray, card: Card,
     """
     channels, size = _card_shape(card)
     box = max(1, round(size * MNIST_BOX / MNIST_FRAME))
-    digit = center_digit(ink_map(image), frame=size, box=box, empty_message=empty_message)
+    ink = ink_map(image)
+    digit = center_digit(ink, frame=size, box=box, empty_message=empty_message)
     pixels = np.repeat(digit[None], channels, axis=0)
     notes = (f"cropped to the ink, scaled to fit {box}×{box} and centred by its centre of mass in "
              f"{size}×{size}, white on black like MNIST",)
-    return ModelInput(pixels=pixels, tensor=normalize(pixels, card), notes=notes)
+    several = digits_side_by_side(ink)
+    unlike = (f"the picture seems to hold {several} digits side by side, and the model reads one digit: crop the "
+              "picture to the digit you mean" if several > 1 else None)
+    return ModelInput(pixels=pixels, tensor=normalize(pixels, card), notes=notes, unlike_training=unlike)
 
 
 def prepare_image(image: Image.Image, card: Card) -> ModelInput:
