@@ -40,6 +40,10 @@ def _axes(col: int) -> dict:
     return {"xaxis": "x" if col == 1 else f"x{col}", "yaxis": "y" if col == 1 else f"y{col}"}
 
 
+#: Accuracy axes stop here: Plotly's padding drew a run at 100 % on an axis up to 101 % (a marker's half room).
+PERCENT_AXIS = dict(autorangeoptions=dict(clipmin=-0.5, clipmax=100.5))
+
+
 def _epoch_axes(figure: go.Figure, last_epoch: int, *, span: bool) -> None:
     """Both panels' x axes in whole epochs up to `last_epoch` (`span`: from the first epoch, fixed)."""
     for axis in ("xaxis", "xaxis2"):
@@ -63,6 +67,7 @@ def batch_figure(snap: runs.RunSnapshot, smoothing: float) -> go.Figure:
     for axis in ("xaxis", "xaxis2", "xaxis3"):
         figure.layout[axis].title = "step"
     figure.layout.yaxis3.update(exponentformat="e", rangemode="tozero")
+    figure.layout.yaxis2.update(**PERCENT_AXIS)
     return figure
 
 
@@ -79,6 +84,7 @@ def epoch_figure(snap: runs.RunSnapshot) -> go.Figure:
     planned = snap.start.epochs if snap.start else 1
     _epoch_axes(figure, reports.epoch_axis_end(len(curves.epochs) and curves.epochs[-1], planned,
                                                live=snap.end is None), span=True)
+    figure.layout.yaxis2.update(**PERCENT_AXIS)
     return figure
 
 
@@ -96,6 +102,7 @@ def compare_figure(history: list[runs.RunSnapshot], labels: list[str]) -> go.Fig
     if not figure.data:
         return None
     _epoch_axes(figure, max(len(snap.epochs) for snap in history), span=False)
+    figure.layout.yaxis.update(**PERCENT_AXIS)
     return figure
 
 

@@ -152,3 +152,13 @@ def test_balanced_accuracy_tile_appears_for_an_imbalanced_test_split():
     assert [t.key for t in skewed][:2] == ["accuracy", "balanced_accuracy"] and skewed[1].text == "60.0 %"
     na = reports.metric_tiles({"auroc": None, "undefined": {"auroc": "no 'b' image in the split"}}, ["a", "b"], labels)
     assert [t.why for t in na if t.key == "auroc"] == ["no 'b' image in the split"]
+
+
+def test_accuracy_axes_stop_at_100_percent():
+    # a run at 100 % validation accuracy was drawn on an axis up to 101 %
+    from cnn_explorer_ui.studio_charts import compare_figure, epoch_figure
+
+    perfect = _snapshot(epochs=[_epoch(1, 1.0), _epoch(2, 1.0)])
+    perfect.start, perfect.end = SimpleNamespace(epochs=2), None
+    for axis in (compare_figure([perfect], ["run #1"]).layout.yaxis, epoch_figure(perfect).layout.yaxis2):
+        assert (axis.autorangeoptions.clipmin, axis.autorangeoptions.clipmax) == (-0.5, 100.5)
