@@ -121,14 +121,18 @@ def show_overview(info: data.DatasetInfo, status: data.DatasetStatus, splits: di
     show_description(info)
     n_images = sum(len(split) for split in splits.values())
     metrics = st.columns(4)
-    metrics[0].metric("Image size", f"{info.image_size}×{info.image_size}")
+    read_as = ("Each image is scaled so its shorter side fits this size and centre-cropped to a square when the "
+               "folder is read, whatever its own size." if info.family == "folder" else None)
+    metrics[0].metric("Image size" + (" (as read)" if read_as else ""), f"{info.image_size}×{info.image_size}",
+                      help=read_as)
     metrics[1].metric(f"Channels ({'grayscale' if info.channels == 1 else 'RGB'})", info.channels)
     metrics[2].metric("Classes", len(info.class_names))
     metrics[3].metric("Images", f"{n_images:,}")
     default = TrainConfig(dataset=info.name, model=default_model(info))
     if (side := default_image_size(info, default)) is not None:  # a small set of large images trains smaller
         reason = small_side_reason(info.image_size, side)
-        st.caption(f":material/photo_size_select_small: Shown here at full size. In the Training Studio it is "
+        shown = "as read" if read_as else "at full size"
+        st.caption(f":material/photo_size_select_small: Shown here {shown}. In the Training Studio it is "
                    f"{reason} (raise the studio's image size to keep more detail, at the cost of fewer epochs).")
     paths = show_server_paths()  # a server path, for its own machine only (a folder's source is its path)
     source = info.source if paths or info.family != "folder" else "an image folder on the server"

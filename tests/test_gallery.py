@@ -958,12 +958,14 @@ def test_page_shows_every_kind_of_data_set(tiny_data_dir, monkeypatch, dataset):
     means = _picture_rows(app, "gallery_class_means")
     assert not means["clickable"] and len(means["rows"][0]["images"]) == len(info.class_names)
     # a small folder is shown at 128 px but trains at 32 px by default: the page says so, as the studio does
-    sizes = [caption.value for caption in app.caption if "Shown here at" in caption.value]
-    assert sizes == ([":material/photo_size_select_small: Shown here at full size. In the Training Studio it is "
+    sizes = [caption.value for caption in app.caption if "Shown here" in caption.value]
+    assert sizes == ([":material/photo_size_select_small: Shown here as read. In the Training Studio it is "
                       "trained at 32×32, not 128×128: with a set this small, many epochs at a small size learn more "
                       "than a few at full size in the same time (raise the studio's image size to keep more detail, "
                       "at the cost of fewer epochs)."]
                      if dataset == "scans" else [])
+    size = next(metric for metric in app.metric if metric.label.startswith("Image size"))
+    assert (size.label == "Image size (as read)") == (info.family == "folder")  # 64-px files read at 128 px
 
 
 def test_page_reshuffle_changes_the_seed(tiny_data_dir, monkeypatch):
