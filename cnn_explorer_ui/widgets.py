@@ -126,13 +126,14 @@ def import_zip_upload(key: str, label: str) -> str | None:
         st.success(f"**{literal(uploaded.name)}** is now the data set `{name}`: {message}", icon=":material/check_circle:")
         failed = st.session_state.setdefault(f"{key}_encoding_failed", {})  # file id -> (code page, why)
         chosen = _name_encoding_picker(key, uploaded.file_id, encoding) if encoding else None
-        if chosen and chosen != encoding and chosen != failed.get(uploaded.file_id, (None,))[0]:
+        refused_code_page = failed.get(uploaded.file_id, (None, None))[0]
+        if chosen and chosen not in (encoding, refused_code_page):
             earlier = done[uploaded.file_id]
             imported = _import_upload(uploaded, done, chosen)
             if done[uploaded.file_id][0] == "error":  # the earlier reading stays the data set
                 failed[uploaded.file_id], done[uploaded.file_id] = (chosen, done[uploaded.file_id][2]), earlier
             st.rerun()
-        if chosen and chosen == failed.get(uploaded.file_id, (None,))[0]:
+        if chosen and chosen == refused_code_page:
             show_error(f"Read as {zipfolder.CODE_PAGE_LANGUAGES[chosen]}, the zip was refused: "
                        f"{literal(without_server_paths(failed[uploaded.file_id][1]))} The data set keeps the names "
                        f"read as {zipfolder.CODE_PAGE_LANGUAGES[encoding]}.")

@@ -21,6 +21,7 @@ import tempfile
 import unicodedata
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -56,7 +57,7 @@ class ZipImport:
     info: DatasetInfo | None = None
     name_encoding: str | None = None  # the legacy code page the member names were written in, if any
     classes_from: str | None = None  # with no class folders: "the file names (cat.0.jpg: cat, ...)", a label table
-    unlabelled: dict[str, int] = field(default_factory=dict)  # then: images with no class there, by folder
+    unlabelled: Counter[str] = field(default_factory=Counter)  # then: images with no class there, by folder
 
     @property
     def images(self) -> int:
@@ -263,7 +264,7 @@ def _plan(members: list[zipfile.ZipInfo], name: str, read: Callable[[zipfile.Zip
             split_folder, parts = parts[0], parts[1:]
         elif layout and len(parts) >= 2:  # seg_pred/ beside seg_train/<class>/: images without classes
             where = f"in {parts[0]}/"
-            result.unlabelled[where] = result.unlabelled.get(where, 0) + 1
+            result.unlabelled[where] += 1
             continue
         if len(parts) < 2:
             result.skipped_outside_classes += 1
@@ -308,7 +309,7 @@ def _classes_without_folders(result: ZipImport, candidates: list[tuple[zipfile.Z
         label = labelled[folder].get(file_name)
         if label is None:
             where = f"in {folder}/" if folder else "at the top"
-            result.unlabelled[where] = result.unlabelled.get(where, 0) + 1
+            result.unlabelled[where] += 1
             _note(result, "/".join(parts), "no class folder, and no class in its name or table")
         else:
             kept.append((info, [folder, label, file_name] if split_of_folder(folder) else [label, file_name]))
