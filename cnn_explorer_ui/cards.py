@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cnn_core import reports, runs, settings
+from cnn_core import data, reports, runs, settings
 from cnn_core.inference.metrics import METRIC_LABELS
 from cnn_core.models.card import Card
 from cnn_core.models.checkpoints import CheckpointEntry
@@ -52,7 +52,7 @@ def entry_rows(entries: list[CheckpointEntry]) -> list[dict[str, object]]:
     for entry in entries:
         test = reports.headline_metrics(entry.card.metrics)
         accuracy = test.pop("accuracy", None)
-        rows.append({"name": entry.title, "model": entry.card.model, "data set": entry.card.dataset,
+        rows.append({"name": entry.title, "model": entry.card.model, "data set": data.shown_name(entry.card.dataset),
                      "test accuracy": None if accuracy is None else 100 * accuracy,  # as the pickers round it
                      "other test metrics": ", ".join(f"{METRIC_LABELS.get(name, name)} {reports.metric_text(name, value)}"
                                                      for name, value in test.items()) or "—",

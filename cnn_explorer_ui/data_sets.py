@@ -6,6 +6,7 @@ new folders under CNN_DATA_DIR show up within that time; an upload or a download
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,10 +65,26 @@ def is_present(name: str) -> bool:
     return name in present_datasets()
 
 
-@st.cache_resource(show_spinner="Loading test images…", max_entries=4)
+def dataset_version(status: data.DatasetStatus) -> str:
+    """Changes when the data set's files change (a re-uploaded zip, a replaced npz, images added to a
+    folder): part of the cache keys, so the gallery never shows a stale summary."""
+    location = status.location
+    try:
+        stamp = os.stat(location).st_mtime_ns if location else "none"
+    except OSError:
+        stamp = "gone"
+    return f"{location}:{stamp}:{status.info.n_samples}"
+
+
 def test_split(name: str, image_size: int | None = None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
     """A data set's test split as numpy arrays: (images uint8 [N, C, H, W], labels, class names, title), at
-    `image_size` (None: the set's own) resized as training resizes."""
+    `image_size` (None: the set's own) resized as training resizes; loaded again when its files change."""
+    found = dataset_statuses(browser_id()).get(name)
+    return _test_split(name, image_size, dataset_version(found.status) if found and found.status else "")
+
+
+@st.cache_resource(show_spinner="Loading test images…", max_entries=4)
+def _test_split(name: str, image_size: int | None, version: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
     split = data.load_split(name, "test", image_size=image_size)
     return split.images.numpy(), split.labels.numpy(), tuple(split.info.class_names), split.info.title
 

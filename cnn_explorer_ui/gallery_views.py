@@ -6,7 +6,6 @@ View code only: every number and picture comes from `cnn_core.gallery`. State li
 
 from __future__ import annotations
 
-import os
 import time
 
 import plotly.graph_objects as go
@@ -26,17 +25,6 @@ CHANNEL_NAMES = ("red", "green", "blue")
 
 
 # ------------------------------------------------------------------------------------------ caches
-def dataset_version(status: data.DatasetStatus) -> str:
-    """Changes when the data set's files change (a re-uploaded zip, a replaced npz, images added to a
-    folder): part of the cache keys, so the gallery never shows a stale summary."""
-    location = status.location
-    try:
-        stamp = os.stat(location).st_mtime_ns if location else "none"
-    except OSError:
-        stamp = "gone"
-    return f"{location}:{stamp}:{status.info.n_samples}"
-
-
 PROGRESS_AFTER_S = 1.0  # loads that take longer show a progress bar
 _LOADED: set[tuple[str, str]] = set()  # (name, version) whose splits and statistics this process has read
 

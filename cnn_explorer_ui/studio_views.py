@@ -291,6 +291,7 @@ def compare_runs(manager: runs.RunManager, owner: str) -> None:
         for column in ("best val acc", "test acc"):
             row[column] = None if row[column] is None else 100 * row[column]  # blank: a stopped run has no test
         row["image size"] = row["image size"] or _own_side(snap)
+        row["data set"] = data.shown_name(row["data set"])  # an upload's without its owner tag
     percent = st.column_config.NumberColumn(width="small", format="%.1f%%")
     side = st.column_config.NumberColumn("image size", width="small", format="%d px",
                                          help="The side the images were resized to for training (pixels)")

@@ -120,10 +120,10 @@ def import_zip_upload(key: str, label: str) -> str | None:
             st.session_state[LAST_UPLOAD_KEY] = imported  # the other pages start at it
     outcome, name, message, encoding = done[uploaded.file_id]
     if outcome == "ok" and data.folder_owner(name) is None:  # removed since (`own_upload_controls`)
-        st.caption(f"{literal(uploaded.name)} was the data set `{name}`, which you removed. Remove the file here "
+        st.caption(f"{literal(uploaded.name)} was the data set `{data.shown_name(name)}`, which you removed. Remove the file here "
                    "(×) and choose it again to upload it again.")
     elif outcome == "ok":
-        st.success(f"**{literal(uploaded.name)}** is now the data set `{name}`: {message}", icon=":material/check_circle:")
+        st.success(f"**{literal(uploaded.name)}** is now the data set `{data.shown_name(name)}`: {message}", icon=":material/check_circle:")
         failed = st.session_state.setdefault(f"{key}_encoding_failed", {})  # file id -> (code page, why)
         chosen = _name_encoding_picker(key, uploaded.file_id, encoding) if encoding else None
         refused_code_page = failed.get(uploaded.file_id, (None, None))[0]
@@ -209,7 +209,7 @@ def own_upload_controls(name: str) -> None:
     left.caption(f":material/folder_shared: Your upload, seen only in this browser. Your uploads take "
                  f"{used / 2**20:,.0f} MB of the {quota / 2**20:,.0f} MB each person may use on this server.")
     with right.popover("Remove this upload", icon=":material/delete:", width="stretch"):
-        st.markdown(f"Delete **{literal(name)}**'s images from the server? Checkpoints trained on it stay.")
+        st.markdown(f"Delete **{literal(data.shown_name(name))}**'s images from the server? Checkpoints trained on it stay.")
         if st.button("Remove", type="primary", key=f"remove_upload_{name}", icon=":material/delete:"):
             try:
                 uploads.remove_upload(name, owner)

@@ -19,7 +19,8 @@ from cnn_explorer_ui import browser_datasets, browser_id, dataset_statuses, impo
 from cnn_explorer_ui.thumbnails import ThumbnailRow, thumbnail_rows
 from cnn_explorer_ui.widgets import (REMOVED_KEY, literal, own_upload_controls, scaled, show_folder_notes,
                                      show_server_paths)
-from cnn_explorer_ui.gallery_views import (CHANNEL_NAMES, counts_figure, dataset_version, grid_png,
+from cnn_explorer_ui.data_sets import dataset_version
+from cnn_explorer_ui.gallery_views import (CHANNEL_NAMES, counts_figure, grid_png,
                                            load_with_progress, samples, show_description, show_image, show_missing,
                                            summary)
 
@@ -68,10 +69,9 @@ def choose_dataset() -> str | None:
         return None
     wanted = st.query_params.get("dataset")
     if "gallery_base" not in st.session_state and wanted:
-        base = next((key for key, entry in catalogue.items() if wanted in entry.sizes.values()), None)
-        if base:
+        if linked := _linked_entry(catalogue, wanted):
+            base, size = linked
             st.session_state["gallery_base"] = base
-            size = next(side for side, name in catalogue[base].sizes.items() if name == wanted)
             st.session_state[f"gallery_size_{base}"] = size
         else:
             st.session_state["gallery_unknown_link"] = wanted
@@ -114,6 +114,15 @@ def choose_dataset() -> str | None:
     name = sizes[size]
     st.query_params["dataset"] = name
     return name
+
+
+def _linked_entry(catalogue: dict, wanted: str) -> tuple[str, int] | None:
+    """(catalogue key, image size) of the data set a link names: by its registry name, else one of this browser's
+    uploads by the name shown for it (`data.shown_name`: a link copied without the owner tag)."""
+    entries = [(key, side, name) for key, entry in catalogue.items() for side, name in entry.sizes.items()]
+    found = next((e for e in entries if e[2] == wanted), None) or next(
+        (e for e in entries if data.shown_name(e[2]) == wanted), None)
+    return found[:2] if found else None
 
 
 # ------------------------------------------------------------------------------------------ present
@@ -220,7 +229,7 @@ def show_samples(info: data.DatasetInfo, status: data.DatasetStatus,
     scale = gallery.display_scale(info.image_size, THUMBNAIL_PX)
     picture = grid_png(info.name, dataset_version(status), split, per_class, seed, scale)
     right.download_button("Save grid as PNG", picture,
-                          file_name=f"{info.name}-{split}-seed{seed}.png", mime="image/png",
+                          file_name=f"{data.shown_name(info.name)}-{split}-seed{seed}.png", mime="image/png",
                           icon=":material/download:", key="gallery_save_grid", width="stretch",
                           on_click="ignore")
     return clicked
@@ -243,7 +252,7 @@ with st.expander("Add your own image folder (upload a zip)", icon=":material/upl
 
 with picker_area:
     if removed := st.session_state.pop(REMOVED_KEY, None):
-        st.success(f"Removed your upload {literal(removed)}.", icon=":material/delete:")
+        st.success(f"Removed your upload {literal(data.shown_name(removed))}.", icon=":material/delete:")
     chosen = choose_dataset()
 
 if chosen is not None:

@@ -7,8 +7,6 @@ A thin view: the summary, the autograd graph and the feature maps come from `cnn
 
 from __future__ import annotations
 
-import hashlib
-import re
 import shutil
 from pathlib import Path
 
@@ -16,12 +14,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cnn_core import data
+from cnn_core import data, runs
 from cnn_core.inference import graph
 from cnn_core.errors import CnnError
 from cnn_core.models import backbones
-from cnn_core.settings import cache_dir
 from cnn_explorer_ui import browser_datasets, checkpoint_entries, is_present, present_datasets, show_error
+from cnn_explorer_ui.session import browser_id
 from cnn_explorer_ui.widgets import literal
 from cnn_explorer_ui.cards import dataset_title
 from cnn_explorer_ui.graph_views import (MAPS_PER_LAYER, ModelChoice, checkpoint_choice, feature_maps, graph_files,
@@ -91,28 +89,10 @@ def _uploaded_checkpoint() -> Path | None:
     if uploaded.file_id in refused:  # refused once: not written to the server's disk again on every rerun
         show_error(refused[uploaded.file_id])
         return REFUSED
-    payload = uploaded.getvalue()
-    # One folder per content, the file keeps its name (messages then name the file the student chose).
-    folder = cache_dir() / "uploaded_checkpoints" / hashlib.sha256(payload).hexdigest()[:16]
-    folder.mkdir(parents=True, exist_ok=True)
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(uploaded.name).name).lstrip(".") or "checkpoint.safetensors"
-    path = folder / name
-    if not path.is_file():
-        path.write_bytes(payload)
-    return path
+    return runs.store_uploaded_checkpoint(uploaded.getvalue(), uploaded.name, browser_id())
 
 
 REFUSED = Path("refused")  # `_uploaded_checkpoint`'s answer for an upload already refused (its error shown)
-KEPT_UPLOADED_CHECKPOINTS = 20  # uploaded checkpoints kept on the server (the newest; each may be up to 2 GB)
-
-
-def _keep_newest(store: Path, keep: int, keep_also: Path) -> None:
-    """Delete all but the `keep` newest upload folders (and `keep_also`, the one being shown): uploads must not
-    fill the server's disk. Only checkpoints that loaded are kept at all."""
-    folders = sorted((f for f in store.iterdir() if f.is_dir() and f != keep_also), key=lambda f: f.stat().st_mtime,
-                     reverse=True)
-    for old in folders[keep - 1:]:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def choose_checkpoint() -> ModelChoice | None:
@@ -138,7 +118,7 @@ def choose_checkpoint() -> ModelChoice | None:
             st.session_state["graph_refused_uploads"][st.session_state["graph_upload"].file_id] = str(message)
         return None
     if uploaded is not None:
-        _keep_newest(uploaded.parent.parent, KEPT_UPLOADED_CHECKPOINTS, keep_also=uploaded.parent)
+        runs.keep_newest_uploaded_checkpoints(browser_id(), shown=uploaded)
     name = f"{entry.title} ({path.name})" if uploaded is None and entry.run_number else path.name  # "run #3 (...)"
     st.caption(f"{literal(name)}: {literal(card.model)} trained on {literal(dataset_title(card))}, "
                f"{card.channels}×{card.image_size}×{card.image_size} input.")

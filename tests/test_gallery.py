@@ -21,7 +21,7 @@ from cnn_core import gallery
 from cnn_core.errors import DataError
 from cnn_core.data import zipfolder
 from cnn_core.data.zipfolder import dataset_name_for, import_zip
-from cnn_core.data.uploads import ZipLimits, available_name, uploads_dir
+from cnn_core.data.uploads import ZipLimits, available_name, owned_name, uploads_dir
 
 
 # --- gallery: counts, sampling, statistics -------------------------------------------------------------
@@ -742,10 +742,9 @@ def test_another_owners_upload_keeps_its_name_and_its_files(tiny_data_dir):
         import_zip(_two_class_zip(200), "pets", owner="bob")
     with pytest.raises(DataError, match="another user's upload"):
         import_zip(_two_class_zip(200), "pets")  # nor an upload without an owner
-    assert available_name("pets", "bob") == "pets_upload"
-    assert available_name("pets", "alice") == "pets"  # her own upload may be replaced
-    bobs = import_zip(_two_class_zip(200), available_name("pets", "bob"), owner="bob")
-    assert {info.name for info in data.list_datasets(owner="bob") if info.family == "folder"} == {"scans", "pets_upload"}
+    bobs_name = available_name("pets", "bob")
+    bobs = import_zip(_two_class_zip(200), bobs_name, owner="bob")
+    assert {info.name for info in data.list_datasets(owner="bob") if info.family == "folder"} == {"scans", bobs_name}
     after = sorted((p.relative_to(first.root).as_posix(), p.read_bytes()) for p in first.root.rglob("*.png"))
     assert after == before and bobs.root != first.root
     with pytest.raises(DataError, match="another user's"):
@@ -754,21 +753,41 @@ def test_another_owners_upload_keeps_its_name_and_its_files(tiny_data_dir):
     assert again.info.class_names == ("x", "y", "z") and data.folder_owner("pets") == "alice"
 
 
+def test_the_name_an_upload_gets_never_tells_of_another_students_upload(tiny_data_dir):
+    # Bob's pets.zip became "pets_upload" because Alice had uploaded a pets.zip: the name told Bob of an upload
+    # he must not know of. Every owner's names now carry the owner's tag, shown without it.
+    from cnn_core import data
+
+    before = available_name("pets", "bob")
+    alices = import_zip(_two_class_zip(100), available_name("pets", "alice"), owner="alice")
+    bobs = import_zip(_two_class_zip(200), available_name("pets", "bob"), owner="bob")
+    assert bobs.info.name == before != alices.info.name
+    assert data.shown_name(bobs.info.name) == data.shown_name(alices.info.name) == "pets"
+    assert bobs.info.title == alices.info.title == "pets (image folder)"
+    assert bobs.root.parent != alices.root.parent and "bob" not in bobs.info.name  # a digest, not the id
+    assert {info.name for info in data.list_datasets(owner="bob") if info.family == "folder"} == {"scans", before}
+    assert available_name("scans", "bob") == owned_name("scans", "bob")  # a data folder's name: no collision
+    assert available_name("pets") == "pets"  # without an owner (the CLI) names stay plain
+    assert data.shown_name("scans") == "scans" and data.shown_name("x@12345") == "x@12345"
+
+
 def test_another_zip_under_an_upload_name_of_ones_own_gets_a_new_name(tiny_data_dir):
     # A student uploaded cats.zip, trained on it, then uploaded a different cats.zip: the new images silently
     # replaced the old ones, and Predict judged the old checkpoint on them ("true label: zebra").
+    from cnn_core import data
     from cnn_core.data.uploads import zip_digest
 
     first_zip, other_zip = _two_class_zip(100), _zip({f"{cls}/1.png": _png() for cls in ("ant", "bee", "zebra")})
     first = import_zip(first_zip, available_name("cats", "ana", zip_digest(first_zip)), owner="ana")
-    assert first.info.name == "cats"
-    assert available_name("cats", "ana", zip_digest(first_zip)) == "cats"  # the same zip again: the same set
+    tag = first.info.name.removeprefix("cats")
+    assert first.info.name == owned_name("cats", "ana") and tag.startswith("@")
+    assert available_name("cats", "ana", zip_digest(first_zip)) == "cats" + tag  # the same zip again: the same set
     second_name = available_name("cats", "ana", zip_digest(other_zip))
-    assert second_name == "cats_2"
+    assert second_name == "cats_2" + tag and data.shown_name(second_name) == "cats_2"
     second = import_zip(other_zip, second_name, owner="ana")
     assert first.info.class_names == ("a", "b") and second.info.class_names == ("ant", "bee", "zebra")
     assert sorted(p.name for p in first.root.rglob("*.png")) and first.root.is_dir()
-    assert available_name("cats", "ana", zip_digest(_two_class_zip(300))) == "cats_3"
+    assert available_name("cats", "ana", zip_digest(_two_class_zip(300))) == "cats_3" + tag
 
 
 def test_an_owners_uploads_stay_within_a_quota_and_can_be_removed(tiny_data_dir):
@@ -777,29 +796,30 @@ def test_an_owners_uploads_stay_within_a_quota_and_can_be_removed(tiny_data_dir)
     from cnn_core import data
     from cnn_core.data.uploads import owner_upload_bytes, remove_upload
 
-    first = import_zip(_two_class_zip(100), "pets", owner="uma")
+    pets = owned_name("pets", "uma")
+    first = import_zip(_two_class_zip(100), pets, owner="uma")
     size = owner_upload_bytes("uma")
     assert size == sum(p.stat().st_size for p in first.root.rglob("*") if p.is_file()) > 0
     tight = ZipLimits(owner_quota_bytes=size + 100)
     with pytest.raises(DataError, match=r"your uploads already take .* Remove an upload you no longer need"):
         import_zip(_two_class_zip(200), "more_pets", owner="uma", limits=tight)
     assert not (uploads_dir() / first.root.parent.name / "more_pets").exists()  # nothing unpacked
-    import_zip(_two_class_zip(200), "pets", owner="uma", limits=tight)  # replacing the same name fits
+    import_zip(_two_class_zip(200), pets, owner="uma", limits=tight)  # replacing the same name fits
     vics = import_zip(_two_class_zip(200), available_name("pets", "vic"), owner="vic", limits=tight)  # their own
     with pytest.raises(DataError, match="not one of your uploads"):
-        remove_upload("pets", "vic")  # uma's
+        remove_upload(pets, "vic")  # uma's
     assert vics.root.is_dir()
-    data.load_split("pets", "train")  # decoded tensors in the cache: removed with the upload
+    data.load_split(pets, "train")  # decoded tensors in the cache: removed with the upload
     from cnn_core.data.uploads import _upload_caches, zip_digest
 
-    assert _upload_caches("pets")
-    remove_upload("pets", "uma")
-    assert not first.root.exists() and owner_upload_bytes("uma") == 0 and not _upload_caches("pets")
-    assert "pets" not in {info.name for info in data.list_datasets(owner="uma")}
+    assert _upload_caches(pets)
+    remove_upload(pets, "uma")
+    assert not first.root.exists() and owner_upload_bytes("uma") == 0 and not _upload_caches(pets)
+    assert pets not in {info.name for info in data.list_datasets(owner="uma")}
     import_zip(_two_class_zip(200), "more_pets", owner="uma", limits=tight)  # room again
     # A removed name stays with the zip it held: another zip gets a new name (checkpoints name their data by it)
-    assert available_name("pets", "uma", zip_digest(_two_class_zip(300))) == "pets_2"
-    assert available_name("pets", "uma", zip_digest(_two_class_zip(200))) == "pets"  # the same zip again
+    assert available_name("pets", "uma", zip_digest(_two_class_zip(300))) == owned_name("pets_2", "uma")
+    assert available_name("pets", "uma", zip_digest(_two_class_zip(200))) == pets  # the same zip again
 
 
 def test_a_bad_upload_quota_setting_is_one_clear_message(monkeypatch):
@@ -870,11 +890,11 @@ def test_two_uploads_at_once_cannot_both_pass_the_quota(tiny_data_dir, monkeypat
     outcomes.clear()
     first_zip, other_zip = _two_class_zip(10), _two_class_zip(30)
     names = [available_name("cats", "ana", uploads.zip_digest(z)) for z in (first_zip, other_zip)]
-    assert names == ["cats", "cats"]
+    assert names == [owned_name("cats", "ana")] * 2
 
     def upload_cats(payload: bytes) -> None:
         try:
-            import_zip(payload, "cats", owner="ana", digest=uploads.zip_digest(payload))
+            import_zip(payload, names[0], owner="ana", digest=uploads.zip_digest(payload))
             outcomes.append("landed")
         except DataError as exc:
             outcomes.append(str(exc)[:40])
@@ -885,9 +905,9 @@ def test_two_uploads_at_once_cannot_both_pass_the_quota(tiny_data_dir, monkeypat
     for thread in threads:
         thread.join()
     assert sorted(outcomes) == ["Another upload named 'cats' arrived at t", "landed"], outcomes
-    landed = first_zip if uploads._digest_path(uploads.upload_root("cats", "ana")).read_text() == \
+    landed = first_zip if uploads._digest_path(uploads.upload_root(names[0], "ana")).read_text() == \
         uploads.zip_digest(first_zip) else other_zip
-    assert available_name("cats", "ana", uploads.zip_digest(landed)) == "cats"  # its record names the zip that landed
+    assert available_name("cats", "ana", uploads.zip_digest(landed)) == names[0]  # its record names the zip that landed
     upload_cats(other_zip if landed is first_zip else first_zip)  # afterwards, too (the name was chosen before)
     assert outcomes[-1].startswith("Another upload named 'cats'")
 

@@ -99,3 +99,27 @@ def test_card_paths_written_on_one_system_read_on_another(monkeypatch, tmp_path)
     assert settings.local_path("$CNN_CACHE_DIR/uploads/ab12/cats") == str(inside)
     assert settings.local_path("$CNN_CACHE_DIR\\uploads\\ab12\\cats") == str(inside)  # written on Windows
     assert settings.portable_path("/elsewhere/pets") == "/elsewhere/pets" == settings.local_path("/elsewhere/pets")
+
+
+def test_the_test_images_a_page_shows_follow_the_folders_files(tiny_data_dir, monkeypatch):
+    # Predict's test images were cached by the data set's name alone, for the server's life: after a folder's
+    # images changed (or an upload's name was given to another zip) the page showed the old images and labels.
+    import shutil
+
+    from PIL import Image
+
+    from cnn_explorer_ui import data_sets
+
+    monkeypatch.setattr(data_sets, "browser_id", lambda: "tess")
+    data_sets.forget_dataset_statuses()
+    _, labels, class_names, _ = data_sets.test_split("scans")
+    assert class_names == ("a", "b")
+    shutil.rmtree(tiny_data_dir / "scans" / "b")
+    for cls in ("b", "c"):
+        (tiny_data_dir / "scans" / cls).mkdir()
+        for i in range(10):
+            Image.new("L", (20, 20), 40 * i).save(tiny_data_dir / "scans" / cls / f"{i}.png")
+    data_sets.forget_dataset_statuses()  # what an upload does; otherwise within `STATUS_TTL_S`
+    _, labels_now, class_names_now, _ = data_sets.test_split("scans")
+    assert class_names_now == ("a", "b", "c") and labels_now.max() == 2
+    data_sets.forget_dataset_statuses()

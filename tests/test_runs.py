@@ -542,6 +542,14 @@ def test_forgetting_a_browser_deletes_its_uploads_runs_checkpoints_and_logs_and_
     for owner, name in (("quinn", "q_scans"), ("rosa", "r_scans")):
         record_upload(owner, import_zip(Path(archive).read_bytes(), name, owner=owner).info, 0, manager.store)
     assert len(data.load_split("q_scans", "train")) > 0  # its decoded tensors are cached too
+    data.channel_stats("q_scans")  # and its channel statistics
+    from cnn_core.runs import store_uploaded_checkpoint
+    from cnn_core.settings import cache_dir
+
+    looked_at = {owner: store_uploaded_checkpoint(Path(mine.checkpoint_path).read_bytes(), "my model.safetensors", owner)
+                 for owner in ("quinn", "rosa")}  # Model Graph: a checkpoint downloaded, then uploaded to look at
+    assert looked_at["quinn"].name == "my_model.safetensors" and looked_at["quinn"] != looked_at["rosa"]
+    assert any("q_scans" in path.name for path in (cache_dir() / "stats").iterdir())
     training = manager.submit("quinn", TrainConfig(**LONG))
     _wait_until(lambda: len(manager.snapshot(training).epochs) >= 1, timeout=60, what="one epoch")
     with pytest.raises(ConfigError, match="A run of yours is queued or training: stop it in the Training Studio"):
@@ -558,6 +566,8 @@ def test_forgetting_a_browser_deletes_its_uploads_runs_checkpoints_and_logs_and_
     assert manager.store.run_ids("quinn") == [] and manager.store.uploads("quinn") == []
     assert [e for e in checkpoints_for("quinn", manager.store) if not e.shipped] == []
     assert "q_scans" not in {info.name for info in data.list_datasets(owner="quinn")}
+    assert not looked_at["quinn"].exists() and looked_at["rosa"].is_file()
+    assert not any("q_scans" in path.name for path in cache_dir().rglob("*"))  # no cache named after the upload
     with pytest.raises(DataError):
         data.load_split("q_scans", "train")
     # everybody else's stays
@@ -636,12 +646,15 @@ def test_after_a_restart_an_uploads_name_stays_its_owners(tiny_data_dir):
     from cnn_core.data import uploads
     from cnn_core.runs import record_upload, restore_uploads
 
-    folder = shutil.copytree(tiny_data_dir / "scans", uploads.upload_root("flowers", "wes"))
-    record_upload("wes", data.register_image_folder("flowers", folder, owner="wes"), 0, RunStore())
+    flowers = uploads.available_name("flowers", "wes")
+    folder = shutil.copytree(tiny_data_dir / "scans", uploads.upload_root(flowers, "wes"))
+    record_upload("wes", data.register_image_folder(flowers, folder, owner="wes"), 0, RunStore())
     data.clear_caches(forget_registered=True)  # a restart
-    assert restore_uploads(None, RunStore()) == ["flowers"]  # what the app does once when it starts
-    assert uploads.available_name("flowers", "xia") == "flowers_upload"
-    assert uploads.available_name("flowers", "wes") == "flowers"
+    assert restore_uploads(None, RunStore()) == [flowers]  # what the app does once when it starts
+    assert data.folder_owner(flowers) == "wes" and uploads.available_name("flowers", "wes") == flowers
+    with pytest.raises(DataError, match="another user's"):
+        data.register_image_folder(flowers, folder, owner="xia")
+    assert uploads.available_name("flowers", "xia") != flowers
 
 
 def test_a_run_database_of_an_older_layout_gains_what_is_new_and_a_newer_one_is_refused(tmp_path):
@@ -660,3 +673,20 @@ def test_a_run_database_of_an_older_layout_gains_what_is_new_and_a_newer_one_is_
         db.commit()
     with pytest.raises(CnnError, match="written by a newer CNN Explorer"):
         RunStore(path)
+
+
+def test_uploaded_checkpoints_are_kept_per_owner_newest_first(tmp_path):
+    # One shared folder of the last 20 uploads: another student's uploads pushed out the one a student looked at,
+    # and "Forget this browser" could not tell whose were whose.
+    import os
+
+    from cnn_core.runs import keep_newest_uploaded_checkpoints, store_uploaded_checkpoint
+
+    paths = [store_uploaded_checkpoint(bytes([i]) * 10, f"m{i}.safetensors", "uli") for i in range(4)]
+    for age, path in enumerate(reversed(paths)):  # m3 newest
+        os.utime(path.parent, (1_000_000 - age, 1_000_000 - age))
+    theirs = store_uploaded_checkpoint(bytes([9]) * 10, "m9.safetensors", "vera")
+    keep_newest_uploaded_checkpoints("uli", shown=paths[0], keep=2)
+    assert [path.exists() for path in paths] == [True, False, False, True]  # the shown one, and the newest
+    assert theirs.is_file()
+    assert store_uploaded_checkpoint(bytes([3]) * 10, "..", "uli").name == "checkpoint.safetensors"

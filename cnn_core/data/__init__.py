@@ -41,6 +41,7 @@ from .types import (
     DatasetInfo,
     DatasetStatus,
     SplitData,
+    shown_name,
 )
 
 __all__ = [
@@ -76,4 +77,5 @@ __all__ = [
     "clear_caches",
     "same_images_kind",
     "forget_image_folder",
+    "shown_name",
 ]

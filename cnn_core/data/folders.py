@@ -33,7 +33,8 @@ from .listing import (class_dirs, classes_note, has_image, image_files, is_hidde
                       open_formats, table_files, unwrapped, wrapped_root)
 from .images import ARCHIVE_SUFFIXES, DEFAULT_MAX_PIXELS, fit_image, is_jpeg, open_image
 from .source import BuiltSplit, DataSource, Located, Progress
-from .types import FOLDER_IMAGE_SIZE, FOLDER_SPLIT_FRACTIONS, FOLDER_SPLIT_SEED, SPLITS, DatasetInfo, DatasetStatus
+from .types import (FOLDER_IMAGE_SIZE, FOLDER_SPLIT_FRACTIONS, FOLDER_SPLIT_SEED, SPLITS, DatasetInfo, DatasetStatus,
+                    shown_name)
 from .zipnames import readable_name
 
 log = logging.getLogger(__name__)
@@ -339,7 +340,7 @@ def folder_info(name: str, scan: FolderScan, seed: int) -> DatasetInfo:
     class_text = ", ".join(f"{cls} {count}" for cls, count in zip(scan.class_names, per_class))
     return DatasetInfo(
         name=name,
-        title=f"{name} (image folder)",
+        title=f"{shown_name(name)} (image folder)",
         family="folder",
         class_names=scan.class_names,
         channels=scan.channels,

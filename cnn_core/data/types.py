@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,16 @@ MEDMNIST_SIZES: tuple[int, ...] = (28, 64, 128, 224)
 FOLDER_IMAGE_SIZE = 128
 FOLDER_SPLIT_FRACTIONS: tuple[float, float, float] = (0.8, 0.1, 0.1)
 FOLDER_SPLIT_SEED = 0
+
+#: An upload's registry name ends in "@" and six hex digits of its owner's digest (`uploads.owned_name`): two
+#: students' zips of one name never collide, so the name one gets never tells of another's upload.
+OWNER_TAG = re.compile(r"@[0-9a-f]{6}$")
+
+
+def shown_name(name: str) -> str:
+    """`name` as people read it: an upload's without its owner tag ("cats@3f9a2c" -> "cats")."""
+    return OWNER_TAG.sub("", name)
+
 
 #: Sides accepted for `image_size`, in pixels.
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 1024

@@ -19,6 +19,7 @@ from ..errors import DataError
 from ..settings import cache_dir
 from .cache import cache_root, safe_name
 from .registry import folder_owner, forget_image_folder, list_datasets
+from .types import shown_name
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def _reserved_room(members: list[zipfile.ZipInfo], owner: str | None, name: str,
     key = (owner, name)
     with _UNPACKING_LOCK:
         if key in _UNPACKING or (digest is not None and _other_zip_of(name, owner, digest)):
-            raise DataError(f"Another upload named {name!r} arrived at the same time (a second tab?). Upload this "
+            raise DataError(f"Another upload named {shown_name(name)!r} arrived at the same time (a second tab?). Upload this "
                             "zip again: it gets a name of its own.")
         _check_quota(members, owner, name, limits)
         _UNPACKING[key] = sum(info.file_size for info in members)
@@ -167,7 +168,7 @@ def remove_upload(name: str, owner: str) -> None:
     is not `owner`'s upload."""
     root = upload_root(name, owner)
     if folder_owner(name) != owner or not root.is_dir():
-        raise DataError(f"{name!r} is not one of your uploads.")
+        raise DataError(f"{shown_name(name)!r} is not one of your uploads.")
     shutil.rmtree(root)  # its digest record stays: another zip of this name gets a new name (`available_name`)
     _forget_upload(name, owner)
 
@@ -192,10 +193,12 @@ def _forget_upload(name: str, owner: str) -> None:
 
 
 def _upload_caches(name: str) -> list[Path]:
-    """The files `cache` and `folders` made from the upload `name`: its decoded tensors
-    (`tensors/<name>-<size>-<split>-<fingerprint>.pt`) and its folder listings (`folders/<name>-<fingerprint>*.json`)."""
+    """The files `cache`, `folders` and `registry` made from the upload `name`: its decoded tensors
+    (`tensors/<name>-<size>-<split>-<fingerprint>.pt`), its folder listings (`folders/<name>-<fingerprint>*.json`)
+    and its channel statistics (`stats/<name>-<size>-<fingerprint>.json`)."""
     safe = re.escape(safe_name(name))
-    patterns = {"tensors": rf"{safe}-\d+-\w+-[0-9a-f]{{16}}\.pt", "folders": rf"{safe}-[0-9a-f]{{16}}(-unreadable)?\.json"}
+    patterns = {"tensors": rf"{safe}-\d+-\w+-[0-9a-f]{{16}}\.pt", "folders": rf"{safe}-[0-9a-f]{{16}}(-unreadable)?\.json",
+                "stats": rf"{safe}-\d+-[0-9a-f]{{16}}\.json"}
     found = []
     for folder, pattern in patterns.items():
         where = cache_root() / folder
@@ -204,19 +207,25 @@ def _upload_caches(name: str) -> list[Path]:
     return found
 
 
+def owned_name(name: str, owner: str | None) -> str:
+    """The registry name of `owner`'s upload called `name`: `name@` and six hex digits of the owner's digest
+    (`types.OWNER_TAG`; pages show it without them, `shown_name`). Every owner's names are their own, so the
+    name a zip gets never depends on what other students uploaded. Without an owner (the CLI): `name`."""
+    return name if owner is None else f"{name}@{owner_digest(owner)[:6]}"
+
+
 def available_name(name: str, owner: str | None = None, digest: str | None = None) -> str:
-    """`name`, or `name_upload` (`name_upload_2`, ...) when a built-in set, a data folder or another owner's
-    upload already has it. `owner`'s own earlier upload of that name is replaced only by the same zip again
-    (its `digest`, see `zip_digest`): another zip of the same name gets `name_2` (`name_3`, ...), so the
-    images an earlier run trained and tested on stay what its checkpoint says they are."""
-    candidate, counter = name, 1
-    while _taken_by(candidate, owner) or _other_zip_of(candidate, owner, digest):
+    """The registry name for `owner`'s upload of a zip called `name` (`owned_name`), or `name_upload`
+    (`name_upload_2`, ...) where a built-in set, a data folder or another upload already has it (without an
+    owner; with one, only when two owners' tags coincide). `owner`'s own earlier upload of that name is
+    replaced only by the same zip again (its `digest`, see `zip_digest`): another zip of the same name gets
+    `name_2` (`name_3`, ...), so the images an earlier run trained and tested on stay what its checkpoint says."""
+    taken = _taken_by(owned_name(name, owner), owner)
+    plain, counter = name, 1
+    while _taken_by(owned_name(plain, owner), owner) or _other_zip_of(owned_name(plain, owner), owner, digest):
         counter += 1
-        if _taken_by(name, owner):
-            candidate = f"{name}_upload" if counter == 2 else f"{name}_upload_{counter - 1}"
-        else:
-            candidate = f"{name}_{counter}"
-    return candidate
+        plain = (f"{name}_upload" if counter == 2 else f"{name}_upload_{counter - 1}") if taken else f"{name}_{counter}"
+    return owned_name(plain, owner)
 
 
 def _other_zip_of(name: str, owner: str | None, digest: str | None) -> bool:

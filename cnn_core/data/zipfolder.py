@@ -34,8 +34,9 @@ from .layout import (MAX_LABEL_TABLE_BYTES, NOT_LABEL_TABLES, classes_without_fo
                      unify_split_classes)
 from .listing import CLASSES_NOTE
 from .registry import register_image_folder
-from .types import DatasetInfo
-from .uploads import (ZipLimits, _digest_path, _mib, _refuse_taken_name, _reserved_room, upload_root, zip_digest)
+from .types import DatasetInfo, shown_name
+from .uploads import (ZipLimits, _digest_path, _mib, _refuse_taken_name, _reserved_room, owned_name, upload_root,
+                      zip_digest)
 from .zipnames import CODE_PAGE_LANGUAGES, decode_names
 
 
@@ -134,7 +135,8 @@ def import_zip(
     unusable or over-quota zip.
     """
     limits = limits or ZipLimits()
-    if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
+    plain = shown_name(name)
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", plain) or name not in (plain, owned_name(plain, owner)):
         raise DataError(f"{name!r} is not a valid data set name: use lowercase letters, digits and '_'.")
     target = upload_root(name, owner)
     if register:

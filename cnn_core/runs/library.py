@@ -3,14 +3,17 @@ and their uploaded data sets, registered again after a server restart."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import shutil
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from .. import data as data_registry
-from ..data.uploads import remove_owner_uploads
+from ..data.uploads import owner_digest, remove_owner_uploads
 from ..errors import ConfigError, DataError
 from ..models.checkpoints import CheckpointEntry, checkpoint_entry, list_checkpoints
-from ..settings import models_dir
+from ..settings import cache_dir, models_dir
 from .logs import run_log_dir
 from .records import RunStatus
 from .store import RunStore
@@ -94,6 +97,7 @@ def forget_owner(owner: str, store: RunStore | None = None) -> Forgotten:
     store.forget(run_ids)
     uploads = remove_owner_uploads(owner)
     store.forget_uploads(owner)
+    shutil.rmtree(uploaded_checkpoints_dir(owner), ignore_errors=True)
     return Forgotten(tuple(uploads), len(run_ids), len(checkpoints))
 
 
@@ -101,3 +105,35 @@ def was_forgotten(owner: str, store: RunStore | None = None) -> bool:
     """Whether `forget_owner(owner)` ran: a tab still holding that id must be reloaded (its browser has a new
     one), and a cookie holding it is not reused."""
     return (store or RunStore()).was_forgotten(owner)
+
+
+#: Checkpoints uploaded to look at (Model Graph) kept per owner: the newest; each may be up to 2 GB.
+KEPT_UPLOADED_CHECKPOINTS = 20
+
+
+def uploaded_checkpoints_dir(owner: str) -> Path:
+    """`CNN_CACHE_DIR/uploaded_checkpoints/<owner digest>`: the checkpoints `owner` uploaded, one folder each."""
+    return cache_dir() / "uploaded_checkpoints" / owner_digest(owner)[:16]
+
+
+def store_uploaded_checkpoint(payload: bytes, file_name: str, owner: str) -> Path:
+    """Write an uploaded checkpoint (not yet read: `models.load_checkpoint` checks it) to the owner's folder,
+    one sub-folder per content (a SHA-256 digest), keeping the file's own name so messages name the file the
+    student chose; returns its path. Nothing is unpickled here."""
+    folder = uploaded_checkpoints_dir(owner) / hashlib.sha256(payload).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(file_name).name).lstrip(".") or "checkpoint.safetensors"
+    path = folder / name
+    if not path.is_file():
+        path.write_bytes(payload)
+    return path
+
+
+def keep_newest_uploaded_checkpoints(owner: str, shown: Path, keep: int = KEPT_UPLOADED_CHECKPOINTS) -> None:
+    """Delete all but the owner's `keep` newest uploaded checkpoints (and `shown`'s folder, the one in use):
+    uploads must not fill the server's disk. Only checkpoints that loaded are kept at all."""
+    own = uploaded_checkpoints_dir(owner)
+    folders = sorted((f for f in own.iterdir() if f.is_dir() and f != shown.parent), key=lambda f: f.stat().st_mtime,
+                     reverse=True) if own.is_dir() else []
+    for old in folders[keep - 1:]:
+        shutil.rmtree(old, ignore_errors=True)
