@@ -305,32 +305,25 @@ def _record_cli_run(config: "TrainConfig"):
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    """`runs list`: every recorded run, the app's and the CLI's."""
-    import time
-
-    from .data.uploads import owner_digest
-    from .runs import CLI_OWNER, RunStore
+    """`runs list`: every recorded run, the app's and the CLI's; `runs stop ID...`: stop queued or training runs."""
+    from .runs import RunStore
+    from .runs.admin import run_rows, run_table, stop_runs
 
     store = RunStore()
     if store.set_aside is not None:
         print(f"warning: the run database was damaged; it was moved to {store.set_aside} and a new one started.",
               file=sys.stderr)
-    rows = store.summaries()
-    for row in rows:  # a browser's id is its cookie: show a digest, never the id itself
-        if row["owner"] != CLI_OWNER:
-            row["owner"] = "browser " + owner_digest(row["owner"])[:8]
-    if args.json:
-        print(json.dumps(rows))
+    if args.action == "stop":
+        if not args.ids:
+            raise CnnError("Name the runs to stop: `runs stop ID...` (ids from `runs list`), or `runs stop active`.")
+        stopped = stop_runs(args.ids, store)
+        said = (f"Asked {len(stopped)} run(s) to stop: each keeps its best weights so far; a queued one leaves the "
+                "queue." if stopped else "No run is queued or training.")
+        print(json.dumps(stopped) if args.json else said)
         return 0
-    if not rows:
-        print("No runs recorded yet: `python -m cnn_core train --data mnist` records one.")
-        return 0
-    print(f"{'id':<10} {'owner':<17} {'data set':<16} {'model':<28} {'status':<12} {'test acc':>8}  checkpoint")
-    for row in rows:
-        accuracy = _percent(row["test_accuracy"]) if row["test_accuracy"] is not None else "—"
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["created"]))
-        print(f"{row['id'][:8]:<10} {row['owner']:<17} {row['dataset'][:16]:<16} {row['model'][:28]:<28} "
-              f"{row['status']:<12} {accuracy:>8}  {row['checkpoint'] or '—'}   ({when})")
+    rows = run_rows(store)
+    print(json.dumps(rows) if args.json else run_table(rows) if rows else
+          "No runs recorded yet: `python -m cnn_core train --data mnist` records one.")
     return 0
 
 
@@ -540,7 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, cmd_runs, "runs", json_help="print JSON",
                  help="the recorded training runs (the app's and the command line's)")
-    p.add_argument("action", choices=["list"], help="list: one line per run")
+    p.add_argument("action", choices=["list", "stop"], help="list: one line per run; stop: stop the runs named")
+    p.add_argument("ids", nargs="*", metavar="ID", help="stop: run ids (or their first characters, as listed), or "
+                   "'active' for every queued and training run")
 
     p = _command(sub, cmd_evaluate, "evaluate", json_help="print JSON", help="metrics of a checkpoint on a split")
     p.add_argument("--checkpoint", required=True, help="checkpoint file (.safetensors)")

@@ -118,7 +118,7 @@ def progress_text(snap: runs.RunSnapshot) -> str:
                 + (", stopped early" if snap.end.stopped_early else "")
                 + f", {progress.step:,} steps, {elapsed} from start to end (loading and testing included)")
     if snap.status is runs.RunStatus.CANCELLED:
-        return f"Stopped at {where}, {elapsed} from the start"
+        return f"Stopped at {where}, {elapsed} from the start" if snap.start else "Stopped before it started"
     if snap.status is runs.RunStatus.FAILED:
         return f"Failed at {where} after {elapsed}" if snap.start else f"Failed after {elapsed}"
     if snap.status is runs.RunStatus.INTERRUPTED:

@@ -63,6 +63,9 @@ def setup(owner: str, manager: runs.RunManager, active: runs.RunSnapshot | None,
                      if n_train < SMALL_SET_IMAGES and resolved.epochs >= 20 else "")
             st.caption(f"{n_train:,} training images in batches of {resolved.batch_size}: {steps:,} "
                        f"step{'s' if steps != 1 else ''} per epoch, {steps * resolved.epochs:,} in all.{small}")
+    if limit := time_limit():
+        st.caption(f":material/timer: This server stops each run after {limit / 60:g} minute(s) from its start; "
+                   "the checkpoint then keeps the best weights so far.")
     running, waiting = manager.load()
     if active is not None:
         st.info("Your run is " + ("waiting for a free slot" if active.status is runs.RunStatus.QUEUED else "training")
@@ -80,6 +83,14 @@ def setup(owner: str, manager: runs.RunManager, active: runs.RunSnapshot | None,
             show_error(exc)
             return
         st.rerun()
+
+
+def time_limit() -> float | None:
+    """The server's `CNN_MAX_RUN_MINUTES` in seconds (None: none, or a bad value the server named at start)."""
+    try:
+        return runs.max_run_seconds()
+    except CnnError:
+        return None
 
 
 # ------------------------------------------------------------------------------------------ page

@@ -59,7 +59,8 @@ def _serve(base: Path, log_name: str, **extra_env: str):
 
 @pytest.fixture(scope="module")
 def studio_server(tmp_path_factory) -> dict:
-    yield from _serve(tmp_path_factory.mktemp("studio"), "streamlit-server-studio.log")
+    yield from _serve(tmp_path_factory.mktemp("studio"), "streamlit-server-studio.log",
+                      CNN_MAX_RUN_MINUTES="90")  # a class server's cap, far above any test's run
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +236,7 @@ def test_a_tiny_mnist_run_shows_live_charts_metrics_confusion_matrix_and_checkpo
     # 50 images per split and 4 steps: short enough to leave mistakes for the gallery.
     _configure_run(tab, epochs=1, batch=16, subset=50)
     expect(tab.get_by_text("50 training images in batches of 16: 4 steps per epoch, 4 in all.")).to_be_visible()
+    expect(tab.get_by_text("This server stops each run after 90 minute(s) from its start")).to_be_visible()
     _start(tab)
     expect(tab.locator("h3#your-run")).to_be_visible()
     # The progress bar ends, and the batch chart holds a point for each of the 4 steps.

@@ -1050,9 +1050,11 @@ def test_wrong_server_settings_are_named_when_the_server_starts(monkeypatch):
     assert server_setting_problems() == []
     monkeypatch.setenv("CNN_UPLOADS_TOTAL_MB", "20GB")
     monkeypatch.setenv("CNN_MAX_CONCURRENT_RUNS", "0")
+    monkeypatch.setenv("CNN_MAX_RUN_MINUTES", "half an hour")
     assert server_setting_problems() == [
         "CNN_MAX_CONCURRENT_RUNS must be a whole number of at least 1; got '0'.",
-        "CNN_UPLOADS_TOTAL_MB must be a positive number of megabytes; got '20GB'."]
+        "CNN_UPLOADS_TOTAL_MB must be a positive number of megabytes; got '20GB'.",
+        "CNN_MAX_RUN_MINUTES must be a positive number of minutes; got 'half an hour'."]
 
 
 def test_the_uploader_says_both_limits_an_upload_meets(monkeypatch):

@@ -65,6 +65,8 @@ def test_a_queued_run_says_how_many_are_ahead_and_a_training_one_where_it_is(man
         manager.cancel(second)
         manager.cancel(first)
         assert manager.wait(first, timeout=30).status is RunStatus.CANCELLED
+    left = live.progress_json(second, live.run_token(second))[1]  # it left the queue: no step 0 of 0
+    assert left["text"] == "Stopped before it started", left["text"]
 
 
 def test_a_stopped_run_says_whether_its_last_epoch_finished():

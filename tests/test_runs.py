@@ -690,3 +690,36 @@ def test_uploaded_checkpoints_are_kept_per_owner_newest_first(tmp_path):
     assert [path.exists() for path in paths] == [True, False, False, True]  # the shown one, and the newest
     assert theirs.is_file()
     assert store_uploaded_checkpoint(bytes([3]) * 10, "..", "uli").name == "checkpoint.safetensors"
+
+
+def test_a_server_can_cap_how_long_a_run_trains(tiny_data_dir, monkeypatch):
+    # One student's 1,000 epochs held a class server's only trainer for hours while the others waited.
+    monkeypatch.setenv("CNN_MAX_RUN_MINUTES", "0.05")  # 3 s
+    manager = RunManager(max_concurrent=1)
+    long_run = manager.submit("wren", TrainConfig(**LONG))
+    waiting = manager.submit("xavi", TrainConfig(**QUICK))
+    ended = manager.wait(long_run, timeout=120)
+    assert ended.status is RunStatus.CANCELLED and ended.checkpoint_path and Path(ended.checkpoint_path).is_file()
+    assert "time limit of 0.05 minute(s) per run (CNN_MAX_RUN_MINUTES" in ended.note
+    assert manager.wait(waiting, timeout=120).status is RunStatus.FINISHED  # the queue moved on
+
+
+def test_whoever_runs_the_server_can_stop_any_run_from_the_command_line(tiny_data_dir, capsys):
+    # A student who lost the cookie of a 1,000-epoch run had no Stop button, and the CLI could only list runs.
+    from cnn_core.cli import main
+
+    manager = RunManager(max_concurrent=1)
+    training, queued = manager.submit("yara", TrainConfig(**LONG)), manager.submit("zeno", TrainConfig(**LONG))
+    _wait_until(lambda: len(manager.snapshot(training).batches) > 0, timeout=60, what="training")
+    assert main(["runs", "stop", queued[:8]]) == 0
+    _wait_until(lambda: manager.snapshot(queued).status is RunStatus.CANCELLED, timeout=10, what="the queue left")
+    assert manager.snapshot(queued).note == "Stopped before it started." and manager.snapshot(training).status.active
+    assert main(["runs", "stop", "active", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == [training]
+    stopped = manager.wait(training, timeout=30)
+    assert stopped.status is RunStatus.CANCELLED and stopped.checkpoint_path  # its best weights kept
+    for args, said in (([training[:8]], "is cancelled: only a queued or training run"), (["zz"], "'zz' names no run"),
+                       ([], "Name the runs to stop")):
+        assert main(["runs", "stop", *args]) == 2
+        assert said in capsys.readouterr().err
+    assert main(["runs", "stop", "active"]) == 0 and "No run is queued or training." in capsys.readouterr().out

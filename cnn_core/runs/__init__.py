@@ -16,7 +16,7 @@ from .logs import has_tensorboard_log, run_log_dir, tensorboard_zip
 from .manager import RUNS_SHOWN_PER_OWNER, RunBusyError, RunManager
 from .records import MISCLASSIFIED_KEPT, Misclassified, Progress, RunSnapshot, RunStatus, format_seconds, misclassified_examples, run_progress, smooth
 from .store import CLI_OWNER, RunStore, default_db_path
-from .worker import record_run
+from .worker import max_run_seconds, record_run
 
 __all__ = [
     "CLI_OWNER",
@@ -47,6 +47,7 @@ __all__ = [
     "record_run",
     "record_upload",
     "restore_uploads",
+    "max_run_seconds",
     "store_uploaded_checkpoint",
     "keep_newest_uploaded_checkpoints",
     "server_setting_problems",

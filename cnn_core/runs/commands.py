@@ -14,6 +14,7 @@ from .. import data as data_registry
 from ..errors import CnnError, ConfigError, DataError
 from ..settings import portable_path, runs_dir
 from ..training import ResolvedConfig, TrainConfig, resolve_config
+from .worker import max_run_seconds
 
 ENV_MAX_CONCURRENT = "CNN_MAX_CONCURRENT_RUNS"
 
@@ -43,7 +44,7 @@ def server_setting_problems() -> list[str]:
     from ..data.uploads import ZipLimits
 
     problems = []
-    for check in (default_max_concurrent, ZipLimits):
+    for check in (default_max_concurrent, ZipLimits, max_run_seconds):
         try:
             check()
         except CnnError as exc:
@@ -81,7 +82,8 @@ def check_run_config(config: TrainConfig) -> tuple[ResolvedConfig, data_registry
 def checkpoint_path_for(config: TrainConfig, model: str, run_id: str) -> Path:
     """Where the app saves a run's checkpoint: the runs folder, named after data set, model and time."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{config.dataset}-{model}-{stamp}-{run_id[:6]}")
+    dataset = data_registry.shown_name(config.dataset)  # an upload's without its owner tag
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset}-{model}-{stamp}-{run_id[:6]}")
     return runs_dir() / f"{stem}.safetensors"
 
 

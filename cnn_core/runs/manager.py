@@ -180,6 +180,7 @@ class RunManager:
 
     def _start_waiting_runs(self) -> None:
         with self._lock:
+            self._drop_stopped_from_queue()
             while self._queue and len(self._workers) < self.max_concurrent:
                 job = self._queue.popleft()
                 try:
@@ -195,6 +196,12 @@ class RunManager:
             if self._workers and (self._monitor is None or not self._monitor.is_alive()):
                 self._monitor = threading.Thread(target=self._watch_workers, name="cnn-run-monitor", daemon=True)
                 self._monitor.start()
+
+    def _drop_stopped_from_queue(self) -> None:
+        """Queued runs stopped from outside this process (`runs stop`: the store's flag) leave the queue."""
+        for job in [job for job in self._queue if self.store.cancel_requested(job.run_id)]:
+            self._queue.remove(job)
+            self.store.finish(job.run_id, RunStatus.CANCELLED, note="Stopped before it started.")
 
     def _watch_workers(self) -> None:
         """End the runs of workers that died without ending them; start waiting runs as slots free up."""

@@ -20,12 +20,13 @@ import os
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
 from .. import data as data_registry
-from ..errors import CnnError
+from ..errors import CnnError, ConfigError
 from ..training import BatchEvent, EndEvent, EpochEvent, Event, StartEvent, StatusEvent, TrainConfig, train
 from ..training.tensorboard import tensorboard_logged
 from .records import Misclassified, RunStatus, misclassified_examples
@@ -34,7 +35,11 @@ from .store import RunStore
 log = logging.getLogger(__name__)
 
 #: Environment variables a worker takes from the server that started it (the forkserver's may be older).
-INHERITED_ENV = ("CNN_DATA_DIR", "CNN_CACHE_DIR", "CNN_RUNS_DIR", "CNN_DEVICE", "CNN_DOWNLOAD_MIRROR", "TORCH_HOME")
+INHERITED_ENV = ("CNN_DATA_DIR", "CNN_CACHE_DIR", "CNN_RUNS_DIR", "CNN_DEVICE", "CNN_DOWNLOAD_MIRROR", "TORCH_HOME",
+                 "CNN_MAX_RUN_MINUTES")
+#: A class server's cap on one run (minutes from its start; unset: none): one student's 1,000 epochs must not
+#: hold the trainer for hours while the class waits in the queue.
+ENV_MAX_RUN_MINUTES = "CNN_MAX_RUN_MINUTES"
 #: The signal that asks a worker to stop (POSIX); elsewhere the store's flag does it alone.
 STOP_SIGNAL = getattr(signal, "SIGUSR1", None)
 #: Seconds between the worker's looks at the store (a stop asked for) and at the server (still there).
@@ -62,6 +67,27 @@ class WorkerJob:
 def job_environment() -> dict[str, str]:
     """The settings of this process that a worker must share."""
     return {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
+
+
+def max_run_seconds() -> float | None:
+    """`CNN_MAX_RUN_MINUTES` in seconds, None when unset. ConfigError for a value that is not a positive number."""
+    raw = os.environ.get(ENV_MAX_RUN_MINUTES, "").strip()
+    if not raw:
+        return None
+    try:
+        minutes = float(raw)
+    except ValueError:
+        minutes = 0.0
+    if not 0 < minutes < 10**6:  # also refuses nan and inf
+        raise ConfigError(f"{ENV_MAX_RUN_MINUTES} must be a positive number of minutes; got {raw!r}.")
+    return minutes * 60
+
+
+def time_limit_note(limit: float | None) -> str:
+    """What a run stopped by `CNN_MAX_RUN_MINUTES` says about it."""
+    minutes = f"{(limit or 0) / 60:g}"
+    return (f"Stopped by this server's time limit of {minutes} minute(s) per run (CNN_MAX_RUN_MINUTES, set by whoever "
+            "runs the server); the checkpoint keeps the best weights so far.")
 
 
 class Recorder(Protocol):
@@ -99,11 +125,16 @@ def execute(job: WorkerJob, store: Recorder) -> None:
     for name in INHERITED_ENV:
         os.environ.pop(name, None)
     os.environ.update(job.env)
-    cancel, orphaned, done = threading.Event(), threading.Event(), threading.Event()
+    cancel, orphaned, done, timed_out = threading.Event(), threading.Event(), threading.Event(), threading.Event()
+    try:
+        limit = max_run_seconds()
+    except ConfigError:  # the server said so when it started; a worker does not fail a student's run for it
+        limit = None
     if job.use_stop_signal and STOP_SIGNAL is not None and threading.current_thread() is threading.main_thread():
         _stop_on_signals(cancel, orphaned)
         store.update(job.run_id, stop_signal_ready=1)
-    watcher = threading.Thread(target=_watch, args=(store, job, cancel, orphaned, done), daemon=True)
+    watcher = threading.Thread(target=_watch, args=(store, job, cancel, orphaned, done, (limit, timed_out)),
+                               daemon=True)
     watcher.start()
     try:
         if job.folder is not None:
@@ -114,7 +145,8 @@ def execute(job: WorkerJob, store: Recorder) -> None:
         if orphaned.is_set():
             store.finish(job.run_id, RunStatus.INTERRUPTED, note="The server stopped while this run was training.")
         else:
-            store.finish(job.run_id, RunStatus.CANCELLED if end.cancelled else RunStatus.FINISHED)
+            store.finish(job.run_id, RunStatus.CANCELLED if end.cancelled else RunStatus.FINISHED,
+                         note=time_limit_note(limit) if timed_out.is_set() else None)
     except CnnError as exc:
         store.finish(job.run_id, RunStatus.FAILED, error=str(exc))
     except KeyboardInterrupt:
@@ -212,15 +244,19 @@ def remove_checkpoint(path: Path) -> None:
 
 
 def _watch(
-    store: Recorder, job: WorkerJob, cancel: threading.Event, orphaned: threading.Event, done: threading.Event
+    store: Recorder, job: WorkerJob, cancel: threading.Event, orphaned: threading.Event, done: threading.Event,
+    time_limit: tuple[float | None, threading.Event] = (None, threading.Event()),
 ) -> None:
-    """Stop the run when the store says so, or when the server that started the worker is gone; ends with
-    the run."""
-    parent = os.getppid()
+    """Stop the run when the store says so, when the server that started the worker is gone, or (setting
+    `time_limit`'s event) when it has run longer than its seconds; ends with the run."""
+    parent, started, (limit, timed_out) = os.getppid(), time.monotonic(), time_limit
     while not cancel.is_set() and not done.wait(WATCH_INTERVAL_S):
         gone = os.getppid() != parent or (job.server_pid is not None and not process_alive(job.server_pid))
         if gone:
             orphaned.set()
+        if limit is not None and time.monotonic() - started > limit:
+            timed_out.set()
+            cancel.set()
         try:
             asked = store.cancel_requested(job.run_id)
         except Exception:  # noqa: BLE001 - a locked or vanished database must not kill the run by itself
