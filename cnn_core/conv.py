@@ -206,20 +206,26 @@ class SizeFormula:
                 rf"{{{self.stride}}} \right\rfloor + 1 = \left\lfloor \frac{{{self.numerator}}}{{{self.stride}}}"
                 rf" \right\rfloor + 1 = {result}")
 
-    def why_no_output(self, extent: str = "high") -> str:
-        """Plain words on why there is no output along this axis ('' when there is one).
+    def why_no_output(self, extent: str = "high", pooling: bool = False) -> str:
+        """Plain words on why there is no output along this axis ('' when there is one), with what would give
+        one: padding p ≥ ⌈(span − n) / 2⌉ in all, a smaller kernel or dilation, a larger input; for `pooling`
+        (no padding, no dilation) a smaller window.
 
         `extent` names the axis as an adjective: "high", "wide" or "high and wide".
         """
         if self.fits:
             return ""
+        if pooling:
+            return (f"The pooling window covers {self.k} cells but the map is only {self.n} cell"
+                    f"{'s' if self.n != 1 else ''} {extent}, so there is no place to put it even once. Choose a "
+                    f"window of at most {self.n}.")
         dilated = f" (a {self.k}-cell kernel with dilation {self.dilation})" if self.dilation > 1 else ""
         needed = math.ceil((self.span - self.n) / 2)
+        more = f" ({needed - self.padding} more than now)" if self.padding else ""
         return (f"The kernel covers {self.span} cells{dilated} but the padded input is only "
                 f"{self.n} + 2·{self.padding} = {self.padded} cells {extent}, so there is no place to put it "
-                "even once. "
-                f"Add at least {needed} cell{'s' if needed > 1 else ''} of padding, use a smaller kernel or "
-                "dilation, or pick a larger input.")
+                f"even once. Use padding of at least {needed}{more}, a smaller kernel or dilation, or a larger "
+                "input.")
 
 
 def size_formula(n: int, k: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> SizeFormula:
@@ -330,11 +336,12 @@ def plan_conv(height: int, width: int, kernel_size: int, settings: ConvSettings)
     return formula_h, formula_w
 
 
-def no_output_reason(formula_h: SizeFormula, formula_w: SizeFormula) -> str:
-    """Why a kernel has nowhere to go ('' when it fits on both axes)."""
+def no_output_reason(formula_h: SizeFormula, formula_w: SizeFormula, pooling: bool = False) -> str:
+    """Why a kernel (a pooling window) has nowhere to go ('' when it fits on both axes)."""
     if not formula_h.fits and not formula_w.fits and formula_h.n == formula_w.n:
-        return formula_h.why_no_output("high and wide")
-    return " ".join(r for r in (formula_h.why_no_output("high"), formula_w.why_no_output("wide")) if r)
+        return formula_h.why_no_output("high and wide", pooling)
+    return " ".join(r for r in (formula_h.why_no_output("high", pooling), formula_w.why_no_output("wide", pooling))
+                    if r)
 
 
 def convolve(image: np.ndarray, kernel: np.ndarray, settings: ConvSettings = ConvSettings()) -> ConvResult:
@@ -444,9 +451,9 @@ def pool(image: np.ndarray, kind: str = "max", window: int = 2, stride: int | No
     stride = window if stride is None else stride
     formula_h = size_formula(array.shape[0], window, stride, 0, 1)
     formula_w = size_formula(array.shape[1], window, stride, 0, 1)
-    reason = no_output_reason(formula_h, formula_w)
+    reason = no_output_reason(formula_h, formula_w, pooling=True)
     if reason:
-        raise ConfigError(reason.replace("kernel", "pooling window"))
+        raise ConfigError(reason)
     tensor = torch.from_numpy(array)[None, None]
     winners = None
     with torch.no_grad():
@@ -536,41 +543,34 @@ def heatmap_data(values: np.ndarray, *, robust: bool = True) -> HeatmapData:
         robust_high = float(np.percentile(finite, ROBUST_PERCENTILE))
         if low < robust_high < high:
             high, clipped = robust_high, True
-    if high <= low:
-        high = low + 1.0
+    if high <= low:  # one value everywhere: from 0 up to it (a white image is white, not the scale's bottom)
+        low, high = (0.0, high) if high > 0 else (low, low + 1.0)
     return HeatmapData(z, low, high, False, clipped)
 
 
 def format_number(value: float) -> str:
-    """Short numbers for small grids: '3', '-0.25', '0.111'."""
+    """Short numbers for small grids: '3', '-0.25', '0.111', and two significant digits below 0.001 ('0.00024',
+    a 7×7 Gaussian's corner weight, not '0')."""
     value = float(value)
     if not math.isfinite(value):
         return str(value)
     if abs(value - round(value)) < 1e-6:
         return str(int(round(value)))
-    text = f"{value:.3f}".rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+    return f"{value:.3f}".rstrip("0").rstrip(".") if abs(value) >= 1e-3 else f"{value:.2g}"
 
 
 # ------------------------------------------------------------------------------------ sample inputs
 #: A 7x7 "7" with intensities 0-9: small enough to follow every multiplication by hand.
-DIGIT_GRID_7X7 = np.array(
-    [
-        [0, 0, 0, 0, 0, 0, 0],
-        [0, 9, 9, 9, 9, 9, 0],
-        [0, 0, 0, 0, 8, 5, 0],
-        [0, 0, 0, 3, 9, 0, 0],
-        [0, 0, 0, 8, 5, 0, 0],
-        [0, 0, 3, 9, 0, 0, 0],
-        [0, 0, 7, 6, 0, 0, 0],
-    ],
-    dtype=np.float32,
-)
+DIGIT_GRID_7X7 = np.array([[int(cell) for cell in row] for row in (
+    "0000000", "0999990", "0000850", "0003900", "0008500", "0039000", "0076000")], dtype=np.float32)
 
 
-def crop_origin(shape: tuple[int, ...], top: int, left: int, size: int) -> tuple[int, int]:
-    """The top-left corner of a `size`×`size` window at (top, left), moved inside an image of `shape`."""
-    return int(min(max(top, 0), max(shape[0] - size, 0))), int(min(max(left, 0), max(shape[1] - size, 0)))
+def crop_origin(shape: tuple[int, ...], top: int, left: int, size: int, stride: int = 1) -> tuple[int, int]:
+    """The top-left corner of a `size`×`size` window at (top, left), moved inside an image of `shape` and down
+    to a multiple of `stride`: only there does the window's first output sit on the whole image's output grid
+    (output row i reads padded rows from i·s), so the window's outputs are output cells of the whole image."""
+    top, left = min(max(top, 0), max(shape[0] - size, 0)), min(max(left, 0), max(shape[1] - size, 0))
+    return int(top - top % stride), int(left - left % stride)
 
 
 def crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
@@ -584,9 +584,9 @@ def convolve_window(image: np.ndarray, kernel: np.ndarray, settings: ConvSetting
                     size: int) -> ConvResult:
     """A `size`×`size` window of a larger image convolved as in the whole image: the p cells around it are the
     image's own pixels where it goes on, padding only beyond its edge (`pad_mask`); the output is that part of
-    the full output."""
+    the full output, from cell (top // s, left // s) (the window starts at `crop_origin`, on the stride's grid)."""
     array, weights = _as_2d_float(image), validate_kernel(kernel)
-    top, left = crop_origin(array.shape, top, left, size)
+    top, left = crop_origin(array.shape, top, left, size, settings.stride)
     rows, cols, p = min(size, array.shape[0]), min(size, array.shape[1]), settings.padding
     formula_h, formula_w = plan_conv(rows, cols, weights.shape[0], settings)
     if reason := no_output_reason(formula_h, formula_w):

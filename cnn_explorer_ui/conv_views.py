@@ -77,23 +77,36 @@ def show_step_through(image: np.ndarray, origin: tuple[int, int], kernel: np.nda
     """The sweep over the window of `image` at `origin`, whose surrounding cells are the image's own pixels
     (padding only beyond the image's edge); its result (None when the kernel has no place in the window)."""
     rows, cols = min(STEP_MAX_SIDE, image.shape[0]), min(STEP_MAX_SIDE, image.shape[1])
+    whole = (rows, cols) == image.shape
     formula_h, formula_w = conv.plan_conv(rows, cols, kernel.shape[0], settings)
-    reason = conv.no_output_reason(formula_h, formula_w)
-    if reason:
-        st.warning(f"No output for this small window. {reason}", icon=":material/block:")
+    if not whole and not (formula_h.fits and formula_w.fits):  # the image is large enough; the window is not
+        st.info(f"The kernel covers {formula_h.span} cells, more than the {rows}×{cols} window the step-through can "
+                "show (with its padding), so there is nothing to step through here. The feature map of the whole "
+                "image above is computed; choose a smaller kernel or dilation to step through it.",
+                icon=":material/zoom_out_map:")
         return None
+    if reason := conv.no_output_reason(formula_h, formula_w):
+        st.warning(f"No output for this input. {reason}", icon=":material/block:")
+        return None
+    origin = conv.crop_origin(image.shape, *origin, STEP_MAX_SIDE, settings.stride)  # as `convolve_window` moves it
     try:
         result = conv.convolve_window(image, kernel, settings, *origin, STEP_MAX_SIDE)
     except CnnError as exc:
         show_error(exc)
         return None
-    whole = (rows, cols) == image.shape
     _sweep(result, value_range, None if whole else origin)
     return result
 
 
+def _output_origin(result: conv.ConvResult, origin: tuple[int, int] | None) -> tuple[int, int]:
+    """The whole image's output cell that the window's output (0, 0) is (the window starts on the stride's grid)."""
+    stride = result.settings.stride
+    return (0, 0) if origin is None else (origin[0] // stride, origin[1] // stride)
+
+
 def _sweep(result: conv.ConvResult, value_range: tuple[float, float], origin: tuple[int, int] | None) -> None:
     out_h, out_w = result.output.shape
+    first_row, first_col = _output_origin(result, origin)
     total = out_h * out_w
     if st.session_state.pop("conv_stop_playing", False):  # the sweep reached its end in the last run
         st.session_state["conv_playing"] = False
@@ -129,7 +142,8 @@ def _sweep(result: conv.ConvResult, value_range: tuple[float, float], origin: tu
             with buttons[4]:
                 index = st.select_slider(
                     "Output cell (in sweep order)", list(range(total)), key="conv_step",
-                    format_func=lambda i: "({}, {})".format(*conv.sweep_position(i, out_w)),
+                    format_func=lambda i: "({}, {})".format(first_row + conv.sweep_position(i, out_w)[0],
+                                                            first_col + conv.sweep_position(i, out_w)[1]),
                     label_visibility="collapsed",
                     help="The kernel visits the output cells row by row, left to right.")
         _show_step(result, index, value_range, origin)
@@ -144,19 +158,22 @@ def _show_step(result: conv.ConvResult, index: int, value_range: tuple[float, fl
     out_h, out_w = result.output.shape
     out_row, out_col = conv.sweep_position(index, out_w)
     step = conv.conv_step(result, out_row, out_col)
+    first_row, first_col = _output_origin(result, origin)
+    cell = f"({first_row + out_row}, {first_col + out_col})"  # the whole image's output cell
     hits = [(r, c) for r in step.rows for c in step.cols]
     done = [conv.sweep_position(i, out_w) for i in range(index + 1)]
     fmt = conv.format_number
     rows, cols = result.padded.shape
+    p = result.settings.padding
     if origin is None:
         padded_title = f"Padded input {rows}×{cols}"
     else:  # the cells around the window are the image's own pixels, padding only beyond its edge
-        p = result.settings.padding
         padded_title = (f"{'Padded window' if p else 'Window'} {rows}×{cols}: image rows {origin[0] - p}–"
                         f"{origin[0] - p + rows - 1}, columns {origin[1] - p}–{origin[1] - p + cols - 1}")
-    padded_title += f"; the orange cells are what output ({out_row}, {out_col}) reads"
+    padded_title += f"; the orange cells are what output {cell} reads"
     input_grid = grid_html(result.padded, title=padded_title, fmt=fmt, value_range=value_range,
-                           padding_mask=result.pad_mask, hits=hits, test_id="conv-padded-input")
+                           padding_mask=result.pad_mask, hits=hits, test_id="conv-padded-input",
+                           first_index=(0, 0) if origin is None else (origin[0] - p, origin[1] - p))
     legend = legend_html([("outline: 2px solid #f97316", "receptive field"),
                           (PADDING_LEGEND, f"padding ({result.settings.padding_mode})")])
     kernel_grid = grid_html(result.kernel, title="Kernel weights", fmt=fmt, diverging=True,
@@ -164,10 +181,12 @@ def _show_step(result: conv.ConvResult, index: int, value_range: tuple[float, fl
     bound = float(np.abs(step.products).max()) or 1.0
     product_grid = grid_html(step.products, title="Window × weights, cell by cell", fmt=fmt, diverging=True,
                              value_range=(-bound, bound), show_indices=False, test_id="conv-products")
-    output_grid = grid_html(result.output, title=f"Output {out_h}×{out_w} (faded: not computed yet)",
+    output_title = f"Output {out_h}×{out_w}" if origin is None else (
+        f"Output rows {first_row}–{first_row + out_h - 1}, columns {first_col}–{first_col + out_w - 1}")
+    output_grid = grid_html(result.output, title=f"{output_title} (faded: not computed yet)",
                             fmt=fmt, diverging=bool(result.output.min() < 0), current=(out_row, out_col),
-                            dim_outside=done, test_id="conv-output")
-    st.markdown(f"**Output cell ({out_row}, {out_col})** — step {index + 1} of {out_h * out_w}")
+                            dim_outside=done, test_id="conv-output", first_index=(first_row, first_col))
+    st.markdown(f"**Output cell {cell}** — step {index + 1} of {out_h * out_w}")
     left, middle, right = st.columns([4.5, 3, 4.5], gap="medium")
     with left:
         render_html(input_grid, legend)
@@ -179,7 +198,7 @@ def _show_step(result: conv.ConvResult, index: int, value_range: tuple[float, fl
         st.markdown(f"Sum of {expression} = **{fmt(step.total)}**")
     with right:
         render_html(output_grid)
-        st.caption(f"Output ({out_row}, {out_col}) = {fmt(float(result.output[out_row, out_col]))}, "
+        st.caption(f"Output {cell} = {fmt(float(result.output[out_row, out_col]))}, "
                    "exactly the sum on the left, as PyTorch computed it.")
 
 

@@ -63,7 +63,12 @@ def test_kernel_larger_than_padded_input_explains_instead_of_failing():
     assert not formula_h.fits and not formula_w.fits
     reason = conv.no_output_reason(formula_h, formula_w)
     assert "covers 7 cells" in reason and "3 + 2·1 = 5 cells high" in reason and "wide" in reason
-    assert "Add at least 2 cells of padding" in reason
+    assert "Use padding of at least 2 (1 more than now), a smaller kernel" in reason  # "add 2" read as 3 in all
+    assert "Use padding of at least 2, a smaller" in conv.no_output_reason(*conv.plan_conv(3, 3, 7, conv.ConvSettings()))
+    with pytest.raises(ConfigError) as pooled:  # pooling has no padding or dilation to offer
+        conv.pool(np.ones((1, 1)), "max", 2)
+    assert str(pooled.value) == ("The pooling window covers 2 cells but the map is only 1 cell high and wide, so "
+                                 "there is no place to put it even once. Choose a window of at most 1.")
     with pytest.raises(ConfigError, match="no place to put it"):
         conv.convolve(np.ones((3, 4)), np.ones((7, 7)), conv.ConvSettings(padding=1))
     assert conv.no_output_reason(*conv.plan_conv(3, 3, 7, conv.ConvSettings())).count("covers") == 1
@@ -248,6 +253,15 @@ def test_heatmap_data_is_symmetric_for_signed_maps():
     assert signed.z.dtype == np.float32 and not signed.clipped
 
 
+def test_a_map_of_one_value_is_drawn_as_that_value_not_as_the_bottom_of_the_scale():
+    # An all-white image was drawn black under a colour bar "255 ... 256" (a gray level that does not exist).
+    for value in (255.0, 200.0, 18.0):
+        data = conv.heatmap_data(np.full((20, 20), value), robust=False)
+        assert (data.zmin, data.zmax) == (0.0, value)  # the top of its scale
+    zeros = conv.heatmap_data(np.zeros((4, 4)))
+    assert (zeros.zmin, zeros.zmax) == (0.0, 1.0)  # black, at the bottom
+
+
 def test_heatmap_range_of_large_maps_ignores_a_few_extremes():
     edges = np.zeros((100, 100), np.float32)
     edges[:, 50] = 1.0
@@ -261,7 +275,8 @@ def test_heatmap_range_of_large_maps_ignores_a_few_extremes():
 
 
 @pytest.mark.parametrize("value,text", [(3.0, "3"), (-0.25, "-0.25"), (1 / 9, "0.111"), (-0.0, "0"),
-                                        (-0.0001, "0"), (float("nan"), "nan")])
+                                        (-0.0001, "-0.0001"), (1 / 4096, "0.00024"), (1e-7, "0"),
+                                        (float("nan"), "nan")])
 def test_format_number(value, text):
     assert conv.format_number(value) == text
 
@@ -550,6 +565,23 @@ def test_a_window_from_the_middle_reads_the_image_around_it_not_padding():
     whole = conv.convolve(image, kernel, settings)
     np.testing.assert_array_equal(window.output, whole.output[5:15, 7:17])
     assert np.all(window.output == 8)  # Sobel x on a ramp rising by 1 per column: 4 * (1 + 1) = 8
+
+
+@pytest.mark.parametrize("stride,padding,dilation", [(2, 1, 1), (3, 2, 1), (2, 0, 2), (4, 3, 1)])
+def test_a_window_with_stride_shows_cells_of_the_whole_images_output(stride, padding, dilation):
+    # Stride 2 with the window at an odd row (251): the sweep's outputs were values found nowhere in the
+    # photo's real feature map, though the page said "exactly as PyTorch computed it".
+    image = np.random.default_rng(3).integers(0, 256, (41, 37)).astype(np.float32)
+    settings = conv.ConvSettings(stride=stride, padding=padding, dilation=dilation)
+    kernel = conv.preset_kernel("sobel_x")
+    whole = conv.convolve(image, kernel, settings).output
+    for top, left in ((0, 0), (11, 13), (25, 27), (31, 30)):
+        window = conv.convolve_window(image, kernel, settings, top, left, 10)
+        top0, left0 = conv.crop_origin(image.shape, top, left, 10, stride)
+        assert top0 % stride == left0 % stride == 0 and top0 <= top and left0 <= left
+        out_h, out_w = window.output.shape
+        np.testing.assert_array_equal(
+            window.output, whole[top0 // stride:top0 // stride + out_h, left0 // stride:left0 // stride + out_w])
 
 
 def test_a_window_at_the_corner_has_padding_only_beyond_the_image_edge():
