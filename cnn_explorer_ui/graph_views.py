@@ -43,6 +43,7 @@ class ModelChoice:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     trained: bool
+    views: int = 1  # test-time views a checkpoint's predictions average (its card's `test_time_augmentation`)
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -66,7 +67,7 @@ def checkpoint_choice(path: Path) -> tuple[ModelChoice, Card]:
     card = held_model(key).card
     mean, std = tuple(card.normalization["mean"]), tuple(card.normalization["std"])
     choice = ModelChoice(key, f"{card.model} ({path.stem})", card.dataset, card.channels, card.image_size,
-                         card.class_names, mean, std, trained=True)
+                         card.class_names, mean, std, trained=True, views=max(1, len(card.test_time_augmentation)))
     return choice, card
 
 

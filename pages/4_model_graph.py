@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from cnn_core import data, runs
-from cnn_core.inference import graph
+from cnn_core.inference import explain, graph
 from cnn_core.errors import CnnError
 from cnn_core.models import backbones
 from cnn_explorer_ui import browser_datasets, checkpoint_entries, is_present, present_datasets, show_error
@@ -106,19 +106,23 @@ def choose_checkpoint() -> ModelChoice | None:
     path = uploaded or (entry.path if entry else None)
     if path is None:
         return None
+    instead = " Remove the file (×) to see the checkpoint chosen on the left." if entry is not None else ""
     if path is REFUSED:
+        st.caption(instead)
         return None
     try:
         choice, card = checkpoint_choice(path)
     except (CnnError, OSError) as exc:
         message = exc if isinstance(exc, CnnError) else f"Cannot read {path.name}: {exc}"
-        show_error(message)
+        show_error(f"{message}{instead if uploaded is not None else ''}")
         if uploaded is not None:  # a refused upload is not kept, nor written again on the next rerun
             shutil.rmtree(uploaded.parent, ignore_errors=True)
             st.session_state["graph_refused_uploads"][st.session_state["graph_upload"].file_id] = str(message)
         return None
     if uploaded is not None:
         runs.keep_newest_uploaded_checkpoints(browser_id(), shown=uploaded)
+        if entry is not None:  # the upload wins over the picker: say so
+            st.caption(f"Your uploaded file is shown, not the checkpoint chosen on the left.{instead}")
     name = f"{entry.title} ({path.name})" if uploaded is None and entry.run_number else path.name  # "run #3 (...)"
     st.caption(f"{literal(name)}: {literal(card.model)} trained on {literal(dataset_title(card))}, "
                f"{card.channels}×{card.image_size}×{card.image_size} input.")
@@ -178,11 +182,19 @@ def show_graph(choice: ModelChoice) -> None:
                "browser.")
 
 
+def _title(name: str) -> str:
+    """A data set's title ("PathMNIST (64×64)"), or its name when this server does not know it."""
+    try:
+        return data.get_dataset_info(name).title
+    except CnnError:
+        return data.shown_name(name)
+
+
 def show_feature_maps(choice: ModelChoice) -> None:
     st.subheader(":material/layers: Feature maps")
     if not is_present(choice.dataset):
-        st.info(f"No sample image: the data set {literal(choice.dataset)} is not on this computer. The home page says how "
-                "to get it.")
+        st.info(f"No sample image: the data set {literal(_title(choice.dataset))} is not on this computer. The home page "
+                "says how to get it.")
         return
     try:
         n_test = len(data.load_split(choice.dataset, "test", image_size=choice.image_size))
@@ -201,8 +213,11 @@ def show_feature_maps(choice: ModelChoice) -> None:
         if 0 <= label < len(choice.class_names):
             st.caption(f"True class: **{literal(choice.class_names[label])}**")
         top = int(np.argmax(probs))
-        if choice.trained:
-            st.caption(f"The model says **{literal(choice.class_names[top])}** ({100 * probs[top]:.0f} %).")
+        if choice.trained:  # the pass the maps come from; Predict averages the card's test-time views
+            other = (f" Predict averages the card's {choice.views} test-time views (flips, turns), so it may say a "
+                     "slightly different figure." if choice.views > 1 else "")
+            st.caption(f"In this one pass the model says **{literal(choice.class_names[top])}** "
+                       f"({explain.percent(probs[top])}).{other}")
     with right:
         if not grids:
             st.info("This model has no convolution layers.")

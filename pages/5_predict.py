@@ -36,6 +36,10 @@ st.markdown(
     "(Grad-CAM and saliency), what each convolution layer saw, and how sure the model really is."
 )
 
+SWITCH = "Treat it as a handwritten digit"
+NO_INK = ("No digit found in '{name}': there is no ink on it (one flat colour, or blank paper). Give a picture of a "
+          f"digit, or switch off “{SWITCH}” above: the picture then goes to the model only resized.")
+
 
 # ------------------------------------------------------------------------------------------ models
 def _load(path: str) -> LoadedCheckpoint:
@@ -143,7 +147,7 @@ def upload_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
     digit_style = False
     if explain.is_digit_model(loaded.card):
         digit_style = st.toggle(
-            "Treat it as a handwritten digit (crop to the ink, centre it, white on black: MNIST's recipe)",
+            f"{SWITCH} (crop to the ink, centre it, white on black: MNIST's recipe)",
             value=True, key="predict_upload_digit",
             help="Off: the image is only resized, as for any data set (the CLI's `predict --raw`). A photo or "
                  "scan of a digit on paper, or a drawing on a transparent background, needs this.")
@@ -154,11 +158,12 @@ def upload_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
                          f"{ {'RGB': 'colour', 'RGBA': 'with transparency'}.get(picture.mode, 'grayscale')}")
     with right:
         try:  # the one preparation the CLI's `predict` uses too
-            model_input = explain.prepare_input(picture, loaded.card, raw=not digit_style, name=uploaded.name)
+            model_input = explain.prepare_input(picture, loaded.card, raw=not digit_style, name=uploaded.name,
+                                                empty_message=NO_INK.format(name=uploaded.name))
         except explain.EmptyDrawingError as exc:  # no digit's strokes found: a photo of something else, say so
-            hint = ("" if "toggle" in str(exc) else " If this is not a handwritten digit, switch off “Treat it as a "
-                    "handwritten digit” above: the picture then goes to the model only resized.")
-            show_error(f"{exc}{hint}")
+            hint = ("" if SWITCH in str(exc) else f" If this is not a handwritten digit, switch off “{SWITCH}” above: "
+                    "the picture then goes to the model only resized.")
+            show_error(f"{literal(str(exc))}{hint}")
             return None
         except CnnError as exc:
             show_error(exc)

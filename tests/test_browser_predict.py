@@ -375,6 +375,8 @@ def test_bad_uploads_and_checkpoints_get_clear_messages(page, made_checkpoints):
     Image.new("RGB", (64, 48), (255, 255, 255)).save(buffer, format="JPEG")
     _upload(page, "blank.jpg", buffer.getvalue(), "image/jpeg")
     expect(page.get_by_text("No digit found in 'blank.jpg'")).to_be_visible(timeout=30_000)
+    said = page.get_by_text("No digit found in 'blank.jpg'").inner_text()
+    assert said.count("switch off") == 1 and "predict --raw" not in said  # once, and in the page's words
     assert_no_exception(page)
 
     _choose_model(page, made_checkpoints.label(mismatch))

@@ -466,7 +466,9 @@ def test_model_graph_refuses_a_file_that_is_not_a_checkpoint(context, studio_ser
     expect(tab.locator("h3#table-layers")).to_have_count(0)  # nothing is drawn for it
     wait_for_app(tab)
     uploads = studio_server["runs_dir"].parent / "cache" / "uploaded_checkpoints"
-    assert not list(uploads.glob("*/weights.pt"))  # a refused upload is not kept on the server's disk
+    assert uploads.is_dir() and not list(uploads.rglob("weights.pt"))  # a refused upload is not kept on the server's disk
+    expect(tab.get_by_role("alert").filter(has_text="Remove the file (×) to see the checkpoint chosen on the left")
+           ).to_be_visible()
     assert_no_exception(tab)
     save_screenshot(tab, "graph-bad-checkpoint")
     # Without the upload, the chosen checkpoint (trained or shipped) is shown, with its prediction.
@@ -475,7 +477,7 @@ def test_model_graph_refuses_a_file_that_is_not_a_checkpoint(context, studio_ser
     # The shipped MNIST model: its data is on every test machine (the brain-MRI one's may not be).
     tab.get_by_test_id("stSelectbox").filter(has_text="Checkpoint").click()
     rerun_after(tab, tab.get_by_role("option").filter(has_text="mnist_fastnet · shipped").first.click)
-    expect(tab.get_by_text(re.compile(r"^The model says \w+ \(\d+ %\)\.$"))).to_be_visible()
+    expect(tab.get_by_text(re.compile(r"^In this one pass the model says \w+ \((\d+\.\d|> 99\.9)%\)\.$"))).to_be_visible()
     download_onnx(tab, channels=1, size=28, n_classes=10)  # the checkpoint as ONNX runs in onnxruntime
     assert_no_exception(tab)
     save_screenshot(tab, "graph-checkpoint")

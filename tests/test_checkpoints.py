@@ -8,6 +8,7 @@ import pickle
 import re
 import zipfile
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -71,9 +72,24 @@ def test_a_pickle_carrying_code_is_refused_and_never_run(tmp_path):
     assert not os.path.exists(marker)
     raw = tmp_path / "evil.pkl"
     raw.write_bytes(pickle.dumps(_Evil()))
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="pickled Python objects"):
         load_checkpoint(raw)
     assert not os.path.exists(marker)
+    legacy = tmp_path / "legacy.pt"  # torch.save before PyTorch 1.6: a bare pickle stream
+    torch.save({"payload": _Evil()}, legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match="pickled Python objects"):
+        load_checkpoint(legacy)
+    assert not os.path.exists(marker)
+
+
+@pytest.mark.parametrize("head", [b"\x17\x03", b"PK\x03\x04junk", b"\x80\x09"])
+def test_random_bytes_named_pt_are_not_called_a_pickle(tmp_path, head):
+    # 4 kB of random bytes as random.pt was "Refused: it holds pickled Python objects, which could run code".
+    path = tmp_path / "random.pt"
+    path.write_bytes(head + np.random.default_rng(0).bytes(4096))
+    with pytest.raises(CheckpointError, match="is not a checkpoint") as refused:
+        load_checkpoint(path)
+    assert "pickle" not in str(refused.value)
 
 
 def test_not_a_checkpoint_and_wrong_fits_are_refused(tmp_path):

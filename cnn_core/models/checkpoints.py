@@ -7,6 +7,7 @@ which refuses pickled code.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -258,6 +259,9 @@ def _read_torch_file(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
+        if not _is_pickle(path):  # random bytes named .pt: "invalid load key", not a pickle at all
+            raise CheckpointError(f"{path.name} is not a checkpoint: it is neither a safetensors file nor a torch "
+                                  "file (nor one that was cut off).") from None
         whole_model = _pickles_a_module(path)
         raise CheckpointError(
             f"Refused {path.name}: it holds "
@@ -291,6 +295,18 @@ def _pickles_a_module(path: Path) -> bool:
         with path.open("rb") as handle:  # the legacy format before PyTorch 1.6: the pickle comes first
             data = handle.read(1024**2)
     return b"_parameters" in data and b"_modules" in data
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether a file is a torch file's zip with a pickle inside, or starts as a pickle does (protocol 2-5's
+    PROTO opcode, 0x80, then the protocol number: what `torch.save` wrote before PyTorch 1.6)."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if head == ZIP_MAGIC:
+        with contextlib.suppress(zipfile.BadZipFile, OSError, ValueError), zipfile.ZipFile(path) as archive:
+            return any(name.endswith(".pkl") for name in archive.namelist())
+        return False
+    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
 def _truncated_zip(path: Path, exc: Exception) -> bool:
