@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -462,3 +463,33 @@ def test_one_rounding_rule_for_probabilities(probability, text):
 def test_the_trust_message_and_the_prediction_round_the_same_way():
     sure = explain.assess_trust(np.array([0.9996, 0.0004]))
     assert "top probability > 99.9%" in sure.message and "100%" not in sure.message
+
+
+def _shipped_card(name: str):
+    from cnn_core.models.card import Card
+    from cnn_core.settings import models_dir
+
+    return Card.from_dict(json.loads((models_dir() / f"{name}.json").read_text()))
+
+
+def test_uploads_unlike_the_training_images_are_not_called_confident():
+    # An MNIST digit given to the PathMNIST model was "debris, 90.4 %, The model is confident"; a 1×1 white
+    # PNG given to the brain-MRI model was "no, > 99.9 %, confident"; a blank image given to the MNIST model
+    # as it is was called "dark on a light background".
+    from PIL import Image
+
+    from cnn_core.inference.prepare import prepare_input
+
+    path, brain, digits = (_shipped_card(n) for n in ("pathmnist_fastnet32", "brain_mri_efficientnet_lite0",
+                                                      "mnist_fastnet"))
+    digit = Image.fromarray(np.pad(np.full((12, 4), 255, np.uint8), 8))  # a gray "1" on black, 28×28
+    assert "the picture is gray, and the model was trained on colour images" in prepare_input(digit, path).unlike_training
+    tissue = Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28, 3), dtype=np.uint8))
+    assert prepare_input(tissue, path).unlike_training is None  # colour, at its own size
+    scan = Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 300), dtype=np.uint8))
+    assert prepare_input(scan, brain).unlike_training is None  # gray is fine: ImageNet's normalization says nothing
+    dot = prepare_input(Image.new("RGB", (1, 1), (255, 255, 255)), brain).unlike_training
+    assert dot.startswith("the picture is only 1×1 pixels, enlarged about 288 times")
+    assert prepare_input(Image.new("L", (72, 72), 255), brain).unlike_training is None  # 4× is the limit: 288/72
+    blank = prepare_input(Image.new("L", (28, 28), 255), digits, raw=True).unlike_training
+    assert blank.startswith("the image is one flat colour, with nothing drawn on it")

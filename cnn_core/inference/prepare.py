@@ -21,6 +21,7 @@ from ..data.augment import BatchPreprocessor
 from ..data.images import ImageSource, fit_image, read_image, tensor_to_image
 from ..errors import ConfigError, ImageError
 from ..models.card import Card
+from ..models.transfer import is_transfer_model
 from .ink import digits_side_by_side, ink_map
 
 #: MNIST's recipe (LeCun et al.): the digit's bounding box is scaled to fit 20x20, then placed in a
@@ -220,17 +221,52 @@ def prepare_input(image: Image.Image | np.ndarray, card: Card, *, raw: bool = Fa
         array = image if image.dtype == np.uint8 else np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
         image = Image.fromarray(array)
     model_input = prepare_image(image, card)
-    if card.is_digit_model:
-        border = np.concatenate([model_input.pixels[0, 0], model_input.pixels[0, -1],
-                                 model_input.pixels[0, :, 0], model_input.pixels[0, :, -1]])
-        level = float(np.median(border))
-        if level > MNIST_BORDER_LEVEL:  # MNIST's edges are black (0): its digits are centred in a 20 px box
-            looks = ("dark on a light background" if level > 127 else
-                     "on a gray or textured background, not black")
-            model_input = replace(model_input, unlike_training=(
-                f"the image is {looks}, unlike the white-on-black digits the model was trained on (with the "
-                "page's digit option on, or without --raw, it would be prepared the MNIST way)"))
-    return model_input
+    reasons = [reason for reason in (_enlarged_much(image, card), _gray_for_colour(model_input.pixels, card),
+                                     _not_on_black(model_input.pixels, card)) if reason]
+    return replace(model_input, unlike_training="; ".join(reasons)) if reasons else model_input
+
+
+#: An upload enlarged more than this many times to the model's input holds too little detail to judge (1×1 px
+#: to a 288-px model was "no, > 99.9 %, confident").
+MAX_ENLARGEMENT = 4
+#: Training images whose channel means (the card's normalization) differ by more than this are colour images:
+#: PathMNIST's R, G, B means are 0.74, 0.53, 0.71 (an MNIST digit given to it was "debris, 90 %, confident").
+COLOUR_MEAN_SPREAD = 0.05
+
+
+def _enlarged_much(image: Image.Image, card: Card) -> str | None:
+    _, size = _card_shape(card)
+    factor = size / max(1, *image.size)
+    return (f"the picture is only {image.size[0]}×{image.size[1]} pixels, enlarged about {factor:.0f} times to the "
+            f"model's {size}×{size}, so it holds too little detail to judge" if factor > MAX_ENLARGEMENT else None)
+
+
+def _gray_for_colour(pixels: np.ndarray, card: Card) -> str | None:
+    """A gray picture for a model trained on colour images (not a transfer model: its normalization is
+    ImageNet's, whatever its data)."""
+    means = [float(m) for m in card.normalization.get("mean", [])]
+    if len(means) != 3 or is_transfer_model(card.model) or max(means) - min(means) <= COLOUR_MEAN_SPREAD:
+        return None
+    if not (np.array_equal(pixels[0], pixels[1]) and np.array_equal(pixels[1], pixels[2])):
+        return None
+    shown = ", ".join(f"{channel} {mean:.2f}" for channel, mean in zip("RGB", means))
+    return (f"the picture is gray, and the model was trained on colour images (the mean of their red, green and "
+            f"blue differ: {shown})")
+
+
+def _not_on_black(pixels: np.ndarray, card: Card) -> str | None:
+    """A picture given to a digit model as it is (`raw`) whose edges are not black as MNIST's are (its digits
+    are centred in a 20-px box of a 28-px frame)."""
+    if not card.is_digit_model:
+        return None
+    level = float(np.median(np.concatenate([pixels[0, 0], pixels[0, -1], pixels[0, :, 0], pixels[0, :, -1]])))
+    if level <= MNIST_BORDER_LEVEL:
+        return None
+    looks = "dark on a light background" if level > 127 else "on a gray or textured background, not black"
+    if pixels.max() == pixels.min():
+        looks = "one flat colour, with nothing drawn on it"
+    return (f"the image is {looks}, unlike the white-on-black digits the model was trained on (with the page's "
+            "digit option on, or without --raw, it would be prepared the MNIST way)")
 
 
 def read_input(source: ImageSource, name: str | None = None) -> Image.Image:
