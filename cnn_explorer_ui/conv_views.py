@@ -56,9 +56,9 @@ def _move_step(delta: int | None, total: int) -> None:
     st.session_state["conv_step"] = 0 if delta is None else int(np.clip(current + delta, 0, total - 1))
 
 
-def step_window(image: np.ndarray) -> tuple[int, int]:
+def step_window(image: np.ndarray, stride: int = 1) -> tuple[int, int]:
     """Where the part of the image small enough to show every number starts: (0, 0) for all of it, else
-    the top-left corner of a movable 10x10 window."""
+    the top-left corner of a movable 10x10 window, on the stride's grid (`conv.crop_origin`)."""
     height, width = image.shape
     if max(height, width) <= STEP_MAX_SIDE:
         return 0, 0
@@ -69,7 +69,7 @@ def step_window(image: np.ndarray) -> tuple[int, int]:
                       max(height - STEP_MAX_SIDE, 0) // 2, key="conv_crop_top")
     start = right.slider("Window left column", 0, max(width - STEP_MAX_SIDE, 0),
                          max(width - STEP_MAX_SIDE, 0) // 2, key="conv_crop_left")
-    return conv.crop_origin(image.shape, top, start, STEP_MAX_SIDE)
+    return conv.crop_origin(image.shape, top, start, STEP_MAX_SIDE, stride)
 
 
 def show_step_through(image: np.ndarray, origin: tuple[int, int], kernel: np.ndarray, settings: conv.ConvSettings,

@@ -39,7 +39,7 @@ def show_datasets() -> None:
     statuses = list(dataset_statuses(browser_id()).values())
     data_dir = settings.data_dir()
     owner = browser_id()
-    found = [{"data set": a.info.title, "key": a.info.name,
+    found = [{"data set": a.info.title, "key": data.shown_name(a.info.name),
               "where": "your upload" if data.folder_owner(a.info.name) == owner  # not a long cache path
               else _short_path(a.status.location, data_dir)} for a in statuses if a.available]
     missing = [{"data set": a.info.title, "key": a.info.name,

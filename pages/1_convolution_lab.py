@@ -275,8 +275,8 @@ if chosen is not None and kernel is not None:
         st.caption("The kernel is not flipped first. Convolution as mathematicians define it mirrors the "
                    "kernel; CNN layers, PyTorch's conv2d included, skip the mirror (a cross-correlation). "
                    "For a learned kernel it makes no difference: training would simply learn the mirror image.")
-        origin = step_window(image)
-        window = conv.crop(image, *origin, STEP_MAX_SIDE)
+        origin = step_window(image, settings.stride)
+        window = conv.crop(image, *origin, STEP_MAX_SIDE)  # the same window the sweep runs on
         window_result = show_step_through(image, origin, kernel, settings, value_range)
         st.header("5 · The whole image", divider="gray")
         show_full_image(image, result)

@@ -112,7 +112,8 @@ def choose_dataset() -> str | None:
             size = next(iter(sizes))
             st.caption(f"Images are prepared at {size}×{size} pixels.")
     name = sizes[size]
-    st.query_params["dataset"] = name
+    linked = data.shown_name(name)  # an upload's link without its owner tag, where that still names it
+    st.query_params["dataset"] = linked if _linked_entry(catalogue, linked) == (base, size) else name
     return name
 
 

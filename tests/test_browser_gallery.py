@@ -267,7 +267,7 @@ def test_upload_zip_of_class_folders_becomes_a_dataset(page):
     page.get_by_text("is now the data set").wait_for(timeout=LOAD_TIMEOUT_MS)
     message = page.locator('[data-testid="stAlert"]').first.inner_text()
     assert "20 images in 2 classes" in message and "1 non-image file" in message
-    page.get_by_role("heading", name="classroom_shapes (image folder)").wait_for(timeout=LOAD_TIMEOUT_MS)
+    page.get_by_role("heading", name="classroom_shapes (your upload)").wait_for(timeout=LOAD_TIMEOUT_MS)
     _wait_for_gallery(page)
     table = _counts_table(page)
     assert [row[1] for row in table] == ["circles", "squares"]
@@ -324,7 +324,7 @@ def test_a_zip_named_like_dogs_vs_cats_gets_its_classes_from_the_file_names(page
     message = page.locator('[data-testid="stAlert"]').first.inner_text()
     assert "20 images in 2 classes" in message and "4 image(s) in test1/ with no class in their names" in message
     assert "the classes come from the file names (square.0.png: square, ...)" in message
-    page.get_by_role("heading", name="named_shapes (image folder)").wait_for(timeout=LOAD_TIMEOUT_MS)
+    page.get_by_role("heading", name="named_shapes (your upload)").wait_for(timeout=LOAD_TIMEOUT_MS)
     _wait_for_gallery(page)
     assert [row[1] for row in _counts_table(page)] == ["circle", "square"]
     page.get_by_text(re.compile(r"Layout: classes from the file names \(square\.0\.png: square, \.\.\.\); split folders "
@@ -353,7 +353,7 @@ def test_file_names_of_a_windows_zip_can_be_read_in_another_code_page(page):
     page.get_by_role("combobox", name="File names read as").click()
     page.get_by_role("option").filter(has_text="Greek (CP737)").click()
     page.get_by_text("written in Greek (CP737), not UTF-8").wait_for(timeout=LOAD_TIMEOUT_MS)
-    page.get_by_role("heading", name="greek_pets (image folder)").wait_for(timeout=LOAD_TIMEOUT_MS)
+    page.get_by_role("heading", name="greek_pets (your upload)").wait_for(timeout=LOAD_TIMEOUT_MS)
     _wait_for_gallery(page)
     assert [row[1] for row in _counts_table(page)] == ["γάτα", "σκύλος"]
     save_screenshot(page, "gallery-upload-code-page")
@@ -367,7 +367,7 @@ def test_upload_zip_with_path_traversal_is_refused(page):
     refusal = page.locator('[data-testid="stAlert"]').filter(has_text="evil.zip was refused")
     refusal.wait_for(timeout=LOAD_TIMEOUT_MS)
     assert "path traversal" in refusal.inner_text()
-    assert page.get_by_role("heading", name="evil (image folder)").count() == 0
+    assert page.get_by_role("heading", name="evil (your upload)").count() == 0
     save_screenshot(page, "gallery-upload-refused")
     assert_no_exception(page)
 
@@ -402,14 +402,14 @@ def test_an_upload_is_offered_in_its_own_browser_only(page, browser, warm_app):
     members = {f"{shape}s/{i}.png": _png(150 + 10 * i, shape) for shape in ("square", "circle") for i in range(4)}
     _open_gallery(page, "retinamnist_224")
     _upload(page, "private_shapes.zip", _zip(members))
-    page.get_by_role("heading", name="private_shapes (image folder)").wait_for(timeout=LOAD_TIMEOUT_MS)
+    page.get_by_role("heading", name="private_shapes (your upload)").wait_for(timeout=LOAD_TIMEOUT_MS)
     assert any("private_shapes" in option for option in _picker_matches(page, "private"))
 
     same_browser = page.context.new_page()  # another tab of this browser: shares its cookie, so its uploads
     same_browser.app_url = warm_app
     try:
         _open_gallery(same_browser, "private_shapes")
-        same_browser.get_by_role("heading", name="private_shapes (image folder)").wait_for(timeout=LOAD_TIMEOUT_MS)
+        same_browser.get_by_role("heading", name="private_shapes (your upload)").wait_for(timeout=LOAD_TIMEOUT_MS)
         assert_no_exception(same_browser)
         _open_studio(same_browser)
         assert any("private_shapes" in option for option in _picker_matches(same_browser, "private"))
@@ -425,7 +425,7 @@ def test_an_upload_is_offered_in_its_own_browser_only(page, browser, warm_app):
         wait_for_app(stranger, timeout_ms=90_000)
         _open_gallery(stranger, "private_shapes")
         stranger.get_by_role("heading", name="MNIST").wait_for(timeout=LOAD_TIMEOUT_MS)  # the first entry instead
-        assert stranger.get_by_role("heading", name="private_shapes (image folder)").count() == 0
+        assert stranger.get_by_role("heading", name="private_shapes (your upload)").count() == 0
         notice = stranger.locator('[data-testid="stAlert"]').filter(has_text="asked for a data set called")
         assert "private_shapes" in notice.inner_text()
         assert _picker_matches(stranger, "private") == [] and _picker_matches(stranger, "retina") != []

@@ -763,11 +763,23 @@ def test_the_name_an_upload_gets_never_tells_of_another_students_upload(tiny_dat
     bobs = import_zip(_two_class_zip(200), available_name("pets", "bob"), owner="bob")
     assert bobs.info.name == before != alices.info.name
     assert data.shown_name(bobs.info.name) == data.shown_name(alices.info.name) == "pets"
-    assert bobs.info.title == alices.info.title == "pets (image folder)"
+    assert bobs.info.title == alices.info.title == "pets (your upload)"  # beside a data folder "pets (image folder)"
     assert bobs.root.parent != alices.root.parent and "bob" not in bobs.info.name  # a digest, not the id
     assert {info.name for info in data.list_datasets(owner="bob") if info.family == "folder"} == {"scans", before}
     assert available_name("scans", "bob") == owned_name("scans", "bob")  # a data folder's name: no collision
     assert available_name("pets") == "pets"  # without an owner (the CLI) names stay plain
+    import shlex
+
+    from cnn_core.cli import build_parser, config_from_args
+    from cnn_core.runs import check_run_config, cli_command
+    from cnn_core.training import TrainConfig
+
+    config = TrainConfig(dataset=bobs.info.name, epochs=1, batch_size=2)
+    resolved, info = check_run_config(config)
+    command = cli_command(config, resolved, info.family, info.task)  # the card's "Made by": runnable as it is
+    assert f"--data '$CNN_CACHE_DIR/uploads/{bobs.root.parent.name}/{bobs.info.name}'" in command
+    again = config_from_args(build_parser().parse_args(shlex.split(command)[3:]))
+    assert data.get_dataset_info(again.dataset).class_names == bobs.info.class_names
     assert data.shown_name("scans") == "scans" and data.shown_name("x@12345") == "x@12345"
 
 

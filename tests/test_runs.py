@@ -689,6 +689,12 @@ def test_uploaded_checkpoints_are_kept_per_owner_newest_first(tmp_path):
     keep_newest_uploaded_checkpoints("uli", shown=paths[0], keep=2)
     assert [path.exists() for path in paths] == [True, False, False, True]  # the shown one, and the newest
     assert theirs.is_file()
+    legacy = theirs.parent.parent.parent / "0123456789abcdef" / "old.safetensors"  # from before owners had folders
+    legacy.parent.mkdir()
+    legacy.write_bytes(b"x")
+    os.utime(legacy.parent, (1, 1))
+    keep_newest_uploaded_checkpoints("uli", shown=paths[0], keep=20, keep_in_all=3)  # a new cookie, a new owner:
+    assert not legacy.exists() and paths[0].exists() and paths[3].exists() and theirs.exists()  # so a total too
     assert store_uploaded_checkpoint(bytes([3]) * 10, "..", "uli").name == "checkpoint.safetensors"
 
 
@@ -702,13 +708,27 @@ def test_a_server_can_cap_how_long_a_run_trains(tiny_data_dir, monkeypatch):
     assert ended.status is RunStatus.CANCELLED and ended.checkpoint_path and Path(ended.checkpoint_path).is_file()
     assert "time limit of 0.05 minute(s) per run (CNN_MAX_RUN_MINUTES" in ended.note
     assert manager.wait(waiting, timeout=120).status is RunStatus.FINISHED  # the queue moved on
+    monkeypatch.setenv("CNN_MAX_RUN_MINUTES", "0.001")  # 60 ms: over before the first epoch ends
+    early = manager.wait(manager.submit("wren", TrainConfig(**LONG)), timeout=120)
+    assert early.status is RunStatus.CANCELLED and early.checkpoint_path is None
+    assert early.note.endswith("it stopped before the first epoch ended, so no checkpoint was kept.")
+    mine = manager.submit("cli", TrainConfig(**QUICK), save=False, origin="cli")  # `train --backend ray`'s way
+    assert manager.wait(mine, timeout=120).status is RunStatus.FINISHED  # a command line's run has no cap
 
 
 def test_whoever_runs_the_server_can_stop_any_run_from_the_command_line(tiny_data_dir, capsys):
     # A student who lost the cookie of a 1,000-epoch run had no Stop button, and the CLI could only list runs.
     from cnn_core.cli import main
+    from cnn_core.runs.worker import LocalBackend
 
-    manager = RunManager(max_concurrent=1)
+    class Told(LocalBackend):  # a Ray task reads only what its backend tells it, not the store's flag
+        stops: list = []
+
+        def request_stop(self, process, signal_ready):
+            Told.stops.append(process.pid)
+            return super().request_stop(process, signal_ready)
+
+    manager = RunManager(max_concurrent=1, backend=Told())
     training, queued = manager.submit("yara", TrainConfig(**LONG)), manager.submit("zeno", TrainConfig(**LONG))
     _wait_until(lambda: len(manager.snapshot(training).batches) > 0, timeout=60, what="training")
     assert main(["runs", "stop", queued[:8]]) == 0
@@ -718,6 +738,7 @@ def test_whoever_runs_the_server_can_stop_any_run_from_the_command_line(tiny_dat
     assert json.loads(capsys.readouterr().out.splitlines()[-1]) == [training]
     stopped = manager.wait(training, timeout=30)
     assert stopped.status is RunStatus.CANCELLED and stopped.checkpoint_path  # its best weights kept
+    assert len(Told.stops) == 1  # the backend was told, once
     for args, said in (([training[:8]], "is cancelled: only a queued or training run"), (["zz"], "'zz' names no run"),
                        ([], "Name the runs to stop")):
         assert main(["runs", "stop", *args]) == 2

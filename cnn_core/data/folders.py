@@ -340,7 +340,7 @@ def folder_info(name: str, scan: FolderScan, seed: int) -> DatasetInfo:
     class_text = ", ".join(f"{cls} {count}" for cls, count in zip(scan.class_names, per_class))
     return DatasetInfo(
         name=name,
-        title=f"{shown_name(name)} (image folder)",
+        title=f"{shown_name(name)} (your upload)" if shown_name(name) != name else f"{name} (image folder)",
         family="folder",
         class_names=scan.class_names,
         channels=scan.channels,

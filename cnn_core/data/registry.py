@@ -31,7 +31,8 @@ from .folders import FolderSource, clear_folder_caches, discover_folders, scan_f
 from .medmnist import MedmnistSource, clear_counts
 from .mnist import MnistSource
 from .source import DataSource, Progress
-from .types import FOLDER_SPLIT_SEED, MEDMNIST_2D_FLAGS, MEDMNIST_SIZES, DatasetInfo, DatasetStatus, SplitData
+from .types import (FOLDER_SPLIT_SEED, MEDMNIST_2D_FLAGS, MEDMNIST_SIZES, DatasetInfo, DatasetStatus, SplitData,
+                    shown_name)
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +304,7 @@ def empty_class_error(name: str, class_names: list[str]) -> DataError:
         shown = f" ({len(files)} unreadable file(s), e.g. {', '.join(files[:3])})" if files else ""
         parts.append(f"'{class_name}'{shown}")
     return DataError(
-        f"Class {' and '.join(parts)} of {name} has no readable image, so nothing can be learned about it. Convert "
+        f"Class {' and '.join(parts)} of {shown_name(name)} has no readable image, so nothing can be learned about it. Convert "
         "its images to PNG or JPEG (HEIC needs pillow-heif) or remove the class folder, then train again."
     )
 

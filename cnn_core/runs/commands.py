@@ -93,8 +93,11 @@ def cli_command(config: TrainConfig, resolved: ResolvedConfig, family: str, task
     It names every option that changes the run, defaults filled in, so the CLI's parser gives back this run's
     TrainConfig (tested as a round trip) even if defaults change later; where the device and the checkpoint
     go is left to whoever runs it. `family` and `task` are kept for callers; the augmentation is spelled out.
+    A browser's upload is named by its folder (`$CNN_CACHE_DIR/uploads/...`), which the command line can read.
     """
-    parts = ["python", "-m", "cnn_core", "train", "--data", portable_path(config.dataset), "--model", resolved.model,
+    upload = data_registry.registered_folder(config.dataset)  # a browser's upload: no name the command line knows
+    data = portable_path(upload[1] if upload and upload[3] is not None else config.dataset)
+    parts = ["python", "-m", "cnn_core", "train", "--data", data, "--model", resolved.model,
              "--epochs", str(resolved.epochs), "--batch-size", str(resolved.batch_size),
              "--lr", _number(resolved.lr), "--optimizer", resolved.optimizer, "--schedule", resolved.schedule,
              "--monitor", resolved.monitor, "--seed", str(config.seed)]

@@ -107,8 +107,10 @@ def was_forgotten(owner: str, store: RunStore | None = None) -> bool:
     return (store or RunStore()).was_forgotten(owner)
 
 
-#: Checkpoints uploaded to look at (Model Graph) kept per owner: the newest; each may be up to 2 GB.
+#: Checkpoints uploaded to look at (Model Graph) kept per owner, and from everybody together (each may be up to
+#: 2 GB, and a new browser cookie is a new owner): the newest.
 KEPT_UPLOADED_CHECKPOINTS = 20
+KEPT_UPLOADED_CHECKPOINTS_IN_ALL = 60
 
 
 def uploaded_checkpoints_dir(owner: str) -> Path:
@@ -129,11 +131,21 @@ def store_uploaded_checkpoint(payload: bytes, file_name: str, owner: str) -> Pat
     return path
 
 
-def keep_newest_uploaded_checkpoints(owner: str, shown: Path, keep: int = KEPT_UPLOADED_CHECKPOINTS) -> None:
-    """Delete all but the owner's `keep` newest uploaded checkpoints (and `shown`'s folder, the one in use):
-    uploads must not fill the server's disk. Only checkpoints that loaded are kept at all."""
+def keep_newest_uploaded_checkpoints(owner: str, shown: Path, keep: int = KEPT_UPLOADED_CHECKPOINTS,
+                                     keep_in_all: int = KEPT_UPLOADED_CHECKPOINTS_IN_ALL) -> None:
+    """Delete all but the owner's `keep` newest uploaded checkpoints and all but everybody's `keep_in_all` newest
+    (never `shown`'s folder, the one in use): uploads must not fill the server's disk. Only checkpoints that
+    loaded are kept at all."""
     own = uploaded_checkpoints_dir(owner)
-    folders = sorted((f for f in own.iterdir() if f.is_dir() and f != shown.parent), key=lambda f: f.stat().st_mtime,
-                     reverse=True) if own.is_dir() else []
-    for old in folders[keep - 1:]:
+    _delete_all_but_newest([f for f in own.iterdir() if f.is_dir()] if own.is_dir() else [], keep, shown.parent)
+    everyone = []
+    for top in (p for p in own.parent.iterdir() if p.is_dir()):
+        children = list(top.iterdir())
+        # an owner's folder holds one folder per checkpoint; a folder with files is one from before owners
+        everyone += [top] if any(c.is_file() for c in children) else [c for c in children if c.is_dir()]
+    _delete_all_but_newest(everyone, keep_in_all, shown.parent)
+
+
+def _delete_all_but_newest(folders: list[Path], keep: int, spare: Path) -> None:
+    for old in sorted((f for f in folders if f != spare), key=lambda f: f.stat().st_mtime, reverse=True)[keep - 1:]:
         shutil.rmtree(old, ignore_errors=True)

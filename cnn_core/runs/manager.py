@@ -27,7 +27,7 @@ from .commands import check_run_config, checkpoint_path_for, cli_command, defaul
 from .records import RunSnapshot, RunStatus
 from .store import RunStore
 from .ray_backend import RayBackend, backend_from_environment
-from .worker import LocalBackend, WorkerJob, job_environment, process_token, token_alive
+from .worker import ENV_MAX_RUN_MINUTES, LocalBackend, WorkerJob, job_environment, process_token, token_alive
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ class RunManager:
         self._lock = threading.RLock()
         self._queue: deque[WorkerJob] = deque()
         self._workers: dict[str, object] = {}
+        self._stops_passed: set[str] = set()  # runs whose outside stop reached their worker (`_pass_on_stop`)
         self._monitor: threading.Thread | None = None
         self._token = process_token()
         self.interrupted = self._end_runs_of_dead_processes()
@@ -95,8 +96,10 @@ class RunManager:
             config = replace(config, command=cli_command(config, resolved, info.family, info.task))
         folder = data_registry.registered_folder(info.name)  # an upload: the worker registers it too
         log_dir = str(run_log_dir(run_id)) if self.backend.name == "local" else None  # a cluster node's disk is not ours
-        job = WorkerJob(run_id, config, str(self.store.path), job_environment(), folder, os.getpid(), self._trainer,
-                        log_dir=log_dir)
+        env = job_environment()
+        if origin != "app":  # the server's cap on students' runs; a command line's run is its user's own
+            env.pop(ENV_MAX_RUN_MINUTES, None)
+        job = WorkerJob(run_id, config, str(self.store.path), env, folder, os.getpid(), self._trainer, log_dir=log_dir)
         with self._lock:
             active = self.active_run(owner) if origin == "app" else None  # command lines may run side by side
             if active is not None:
@@ -197,6 +200,13 @@ class RunManager:
                 self._monitor = threading.Thread(target=self._watch_workers, name="cnn-run-monitor", daemon=True)
                 self._monitor.start()
 
+    def _pass_on_stop(self, run_id: str, process) -> None:
+        """A stop asked from outside this process (`runs stop`: the store's flag) reaches a worker that does not
+        read the store (a Ray task reads its own queue); once per run."""
+        if run_id not in self._stops_passed and self.store.cancel_requested(run_id):
+            self._stops_passed.add(run_id)
+            self.backend.request_stop(process, signal_ready=self.store.stop_signal_ready(run_id))
+
     def _drop_stopped_from_queue(self) -> None:
         """Queued runs stopped from outside this process (`runs stop`: the store's flag) leave the queue."""
         for job in [job for job in self._queue if self.store.cancel_requested(job.run_id)]:
@@ -211,6 +221,7 @@ class RunManager:
                 try:
                     for run_id, process in list(self._workers.items()):
                         if self.backend.alive(process):
+                            self._pass_on_stop(run_id, process)
                             continue
                         del self._workers[run_id]
                         status = self.store.status(run_id)  # None: forgotten with its browser meanwhile

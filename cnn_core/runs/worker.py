@@ -83,11 +83,12 @@ def max_run_seconds() -> float | None:
     return minutes * 60
 
 
-def time_limit_note(limit: float | None) -> str:
-    """What a run stopped by `CNN_MAX_RUN_MINUTES` says about it."""
+def time_limit_note(limit: float | None, kept: bool = True) -> str:
+    """What a run stopped by `CNN_MAX_RUN_MINUTES` says about it (`kept`: whether its checkpoint was)."""
     minutes = f"{(limit or 0) / 60:g}"
     return (f"Stopped by this server's time limit of {minutes} minute(s) per run (CNN_MAX_RUN_MINUTES, set by whoever "
-            "runs the server); the checkpoint keeps the best weights so far.")
+            "runs the server); " + ("the checkpoint keeps the best weights so far." if kept else
+                                    "it stopped before the first epoch ended, so no checkpoint was kept."))
 
 
 class Recorder(Protocol):
@@ -145,8 +146,9 @@ def execute(job: WorkerJob, store: Recorder) -> None:
         if orphaned.is_set():
             store.finish(job.run_id, RunStatus.INTERRUPTED, note="The server stopped while this run was training.")
         else:
+            limited = timed_out.is_set() and end.cancelled  # not a run whose last test outlasted the limit
             store.finish(job.run_id, RunStatus.CANCELLED if end.cancelled else RunStatus.FINISHED,
-                         note=time_limit_note(limit) if timed_out.is_set() else None)
+                         note=time_limit_note(limit, kept=end.checkpoint_path is not None) if limited else None)
     except CnnError as exc:
         store.finish(job.run_id, RunStatus.FAILED, error=str(exc))
     except KeyboardInterrupt:
