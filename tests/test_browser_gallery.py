@@ -335,8 +335,9 @@ def test_a_zip_named_like_dogs_vs_cats_gets_its_classes_from_the_file_names(page
     page.get_by_role("link", name="Training Studio").click()  # the studio starts at the upload, not at MNIST
     page.wait_for_function("() => document.querySelector('input[aria-label=\"Data set\"]')?.value.includes('named_shapes')",
                            timeout=LOAD_TIMEOUT_MS)
-    page.goto(page.url.split("/training-studio")[0] + "/")  # Home lists it as the student's own upload
-    page.wait_for_function("() => document.body.innerHTML.includes('named_shapes')", timeout=LOAD_TIMEOUT_MS)
+    page.goto(page.app_url + "/")  # Home lists it as the student's own upload (page.url may still be the Gallery's)
+    page.wait_for_function("() => document.body.innerHTML.includes('named_shapes (your upload)')",
+                           timeout=LOAD_TIMEOUT_MS)  # in the table's accessible copy
     assert "your upload" in page.content() and "/uploads/" not in page.content()
 
 
