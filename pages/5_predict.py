@@ -37,6 +37,7 @@ st.markdown(
 )
 
 SWITCH = "Treat it as a handwritten digit"
+DIGIT_CHOICE_KEY = "predict_digit_choice"  # the switch's last setting, kept while the switch is not drawn
 NO_INK = ("No digit found in '{name}': there is no ink on it (one flat colour, or blank paper). Give a picture of a "
           f"digit, or switch off “{SWITCH}” above: the picture then goes to the model only resized.")
 
@@ -146,11 +147,14 @@ def upload_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
         return None
     digit_style = False
     if explain.is_digit_model(loaded.card):
+        # Streamlit forgets a widget's state in a run that does not draw it (no file, or one that failed to
+        # read): the student's choice is kept beside it (no widget key), so the next upload keeps it.
         digit_style = st.toggle(
             f"{SWITCH} (crop to the ink, centre it, white on black: MNIST's recipe)",
-            value=True, key="predict_upload_digit",
+            value=st.session_state.get(DIGIT_CHOICE_KEY, True),
             help="Off: the image is only resized, as for any data set (the CLI's `predict --raw`). A photo or "
                  "scan of a digit on paper, or a drawing on a transparent background, needs this.")
+        st.session_state[DIGIT_CHOICE_KEY] = digit_style
     left, right = st.columns([3, 2], gap="medium")
     with left:
         st.image(images.fit_within(picture, scaled(PREVIEW_SIDE)),

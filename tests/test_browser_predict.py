@@ -261,6 +261,13 @@ def test_a_photo_of_a_digit_on_gray_paper_in_a_shadow(page):
     page.get_by_test_id("stCheckbox").filter(has_text="Treat it as a handwritten digit").locator("label").click()
     wait_for_app(page)
     expect(page.get_by_text("the image is dark on a light background")).to_be_visible(timeout=30_000)
+    # A file that cannot be read hides the switch for a run; the next photo still finds it off (it was back on).
+    _upload(page, "notes.png", b"not an image at all\n" * 20)
+    expect(page.get_by_role("alert").first).to_be_visible(timeout=30_000)
+    _upload(page, "photo of a 7.jpg", _photo_of("7"), "image/jpeg")
+    expect(page.get_by_text("the image is dark on a light background")).to_be_visible(timeout=FIRST_RUN_TIMEOUT_MS)
+    expect(page.get_by_test_id("stCheckbox").filter(has_text="Treat it as a handwritten digit").locator("input")
+           ).not_to_be_checked()
     finish_page(page, "predict-photo-raw")
 
 
