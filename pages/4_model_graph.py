@@ -171,6 +171,10 @@ def show_graph(choice: ModelChoice) -> None:
     except CnnError as exc:
         show_error(exc)
         return
+    if frozen := model_summary(choice.key, choice.input_shape).frozen_parameters:
+        st.info(f"{frozen:,} parameters are frozen (the pretrained backbone: `requires_grad=False`). Autograd records "
+                "no backward step for them, so the graph below holds only the layers that train; the table above "
+                "lists them all.", icon=":material/ac_unit:")
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in choice.title)[:60]
     buttons = st.container(horizontal=True)
     buttons.download_button("SVG", svg, file_name=f"{stem}.svg", mime="image/svg+xml", icon=":material/download:",

@@ -450,6 +450,8 @@ def test_model_graph_shows_a_backbone_without_its_imagenet_weights(context, stud
     params = tab.get_by_test_id("stMetric").filter(has_text="Parameters").get_by_test_id("stMetricValue")
     expect(params).to_have_text("11,181,642", timeout=120_000)  # ResNet-18's features and a 10-class head
     expect(tab.get_by_role("alert")).to_have_count(0)
+    # its frozen backbone records no backward step, and the page says why the graph holds the head alone
+    expect(tab.get_by_test_id("stAlert").filter(has_text="parameters are frozen")).to_have_count(1)
     assert_no_exception(tab)
     save_screenshot(tab, "graph-resnet18-random-weights")
 
@@ -481,6 +483,11 @@ def test_model_graph_refuses_a_file_that_is_not_a_checkpoint(context, studio_ser
     download_onnx(tab, channels=1, size=28, n_classes=10)  # the checkpoint as ONNX runs in onnxruntime
     assert_no_exception(tab)
     save_screenshot(tab, "graph-checkpoint")
+    # A frozen backbone records no backward step: the graph holds the head alone, and the page says why.
+    tab.get_by_test_id("stSelectbox").filter(has_text="Checkpoint").click()
+    rerun_after(tab, tab.get_by_role("option").filter(has_text="brain_mri_efficientnet_lite0 · shipped").first.click)
+    expect(tab.get_by_test_id("stAlert").filter(has_text="3,371,008 parameters are frozen (the pretrained backbone")
+           ).to_be_visible(timeout=120_000)
 
 
 # --------------------------------------------------------------------------------------------------
