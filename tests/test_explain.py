@@ -493,3 +493,33 @@ def test_uploads_unlike_the_training_images_are_not_called_confident():
     assert prepare_input(Image.new("L", (72, 72), 255), brain).unlike_training is None  # 4× is the limit: 288/72
     blank = prepare_input(Image.new("L", (28, 28), 255), digits, raw=True).unlike_training
     assert blank.startswith("the image is one flat colour, with nothing drawn on it")
+
+
+def test_an_animation_says_its_first_frame_was_read_and_a_damaged_header_is_called_damaged():
+    # An animated GIF was read from its first frame without a word; a PNG whose header chunk fails its CRC was
+    # "not an image this app can read", as if it were a text file.
+    import io
+    import zlib
+
+    from cnn_core.errors import ImageError
+    from cnn_core.inference.prepare import prepare_input, read_input
+
+    frames = [Image.new("L", (28, 28), 0) for _ in range(3)]
+    for i, frame in enumerate(frames):
+        ImageDraw.Draw(frame).line((14, 4 + i, 14, 24), fill=255, width=3)
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    digits = _shipped_card("mnist_fastnet")
+    for raw in (False, True):
+        notes = prepare_input(read_input(buffer.getvalue(), name="one.gif"), digits, raw=raw).notes
+        assert "read from the first of its 3 frames (the file is an animation or holds several pages)" in notes
+    still = io.BytesIO()
+    frames[0].save(still, format="PNG")
+    assert not any("frames" in note for note in prepare_input(read_input(still.getvalue()), digits).notes)
+    damaged = bytearray(still.getvalue())
+    damaged[29] ^= 0xFF  # IHDR's checksum
+    assert zlib.crc32(bytes(damaged[12:29])) != int.from_bytes(damaged[29:33], "big")
+    with pytest.raises(ImageError, match="'bad.png' starts like a PNG file but is damaged: its header cannot be read"):
+        read_input(bytes(damaged), name="bad.png")
+    with pytest.raises(ImageError, match="is not an image this app can read"):
+        read_input(b"just some text, not a picture\n" * 4, name="notes.png")

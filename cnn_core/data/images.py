@@ -100,6 +100,9 @@ def read_image(
         if is_heif(data[:12]):
             raise ImageError(f"{label} is an HEIC photo (an iPhone's format) and this installation cannot read HEIC: "
                              "install pillow-heif (`pip install pillow-heif`) or export the photo as JPEG.") from exc
+        if kind := _signature_kind(data[:12]):  # a PNG whose header chunk fails its checksum, say
+            raise ImageError(f"{label} starts like a {kind} file but is damaged: its header cannot be read. Get an "
+                             "undamaged copy of it.") from exc
         raise ImageError(
             f"{label} is not an image this app can read. Use one of: {', '.join(_format_names())}."
         ) from exc
@@ -135,7 +138,24 @@ def read_image(
                 "The upload or download was probably cut short; get a complete copy."
             ) from exc
         raise ImageError(f"{label} is damaged and could not be decoded ({detail}).") from exc
-    return to_standard_mode(image, keep_alpha=keep_alpha)
+    frames = int(getattr(image, "n_frames", 1) or 1)  # an animated GIF, a multi-page TIFF: the first is read
+    standard = to_standard_mode(image, keep_alpha=keep_alpha)
+    if frames > 1:
+        standard.info[FRAMES_KEY] = frames
+    return standard
+
+
+#: `read_image`'s note in an image's `info`: how many frames (pages) its file holds, when more than one.
+FRAMES_KEY = "cnn_explorer_frames"
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"II*\x00", "TIFF"),
+               (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+
+
+def _signature_kind(head: bytes) -> str | None:
+    """The format a file's first bytes announce ("PNG", ...), None for none of those."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for signature, kind in _SIGNATURES if head.startswith(signature)), None)
 
 
 def open_image(fp: BinaryIO | Path, formats: list[str]) -> Image.Image:

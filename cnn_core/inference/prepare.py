@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from ..data.augment import BatchPreprocessor
-from ..data.images import ImageSource, fit_image, read_image, tensor_to_image
+from ..data.images import FRAMES_KEY, ImageSource, fit_image, read_image, tensor_to_image
 from ..errors import ConfigError, ImageError
 from ..models.card import Card
 from ..models.transfer import is_transfer_model
@@ -163,7 +163,7 @@ def prepare_drawing(image: Image.Image | np.ndarray, card: Card,
     digit = center_digit(ink, frame=size, box=box, empty_message=empty_message)
     pixels = np.repeat(digit[None], channels, axis=0)
     notes = (f"cropped to the ink, scaled to fit {box}×{box} and centred by its centre of mass in "
-             f"{size}×{size}, white on black like MNIST",)
+             f"{size}×{size}, white on black like MNIST",) + _frames_note(image)
     several = digits_side_by_side(ink)
     unlike = (f"the picture seems to hold {several} digits side by side, and the model reads one digit: crop the "
               "picture to the digit you mean" if several > 1 else None)
@@ -183,7 +183,14 @@ def prepare_image(image: Image.Image, card: Card) -> ModelInput:
     if (width, height) != (size, size):
         crop = " and centre-cropped to a square" if width != height else ""
         notes.append(f"scaled from {width}×{height}{crop} to {size}×{size}")
-    return ModelInput(pixels=pixels, tensor=normalize(pixels, card), notes=tuple(notes))
+    return ModelInput(pixels=pixels, tensor=normalize(pixels, card), notes=tuple(notes) + _frames_note(image))
+
+
+def _frames_note(image: Image.Image) -> tuple[str, ...]:
+    """Said when the file held several frames (an animated GIF, a multi-page TIFF): only its first was read."""
+    frames = image.info.get(FRAMES_KEY, 1) if isinstance(image, Image.Image) else 1
+    return (f"read from the first of its {frames} frames (the file is an animation or holds several pages)",) \
+        if frames > 1 else ()
 
 
 def prepare_pixels(pixels: np.ndarray, card: Card) -> ModelInput:
