@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
+from PIL import Image
 
 from cnn_core import conv
 from cnn_core.data import images
@@ -29,20 +30,39 @@ def upload_to_gray(uploaded, max_side: int) -> np.ndarray:
     if uploaded.file_id not in cache:
         cache.clear()
         try:
-            image = images.read_image(uploaded.getvalue(), name=uploaded.name)
-            cache[uploaded.file_id] = (gray_levels(images.fit_within(image, max_side)),
-                                       image.size, image.mode)
+            image = images.read_image(uploaded.getvalue(), name=uploaded.name, keep_alpha=True)
+            image, background = _on_contrasting_background(image)
+            pixels = np.asarray(image)
+            colour = image.mode == "RGB" and not (pixels == pixels[..., :1]).all()  # a gray GIF's palette is RGB
+            cache[uploaded.file_id] = (gray_levels(images.fit_within(image, max_side)), image.size, colour,
+                                       background, image.info.get(images.FRAMES_KEY, 1))
         except CnnError as exc:
             cache[uploaded.file_id] = exc
     entry = cache[uploaded.file_id]
     if isinstance(entry, CnnError):
         raise entry
-    gray, size, mode = entry
-    note = f"{literal(uploaded.name)}: {size[0]}×{size[1]} {'colour' if mode == 'RGB' else 'grayscale'}"
+    gray, size, colour, background, frames = entry
+    note = f"{literal(uploaded.name)}: {size[0]}×{size[1]} {'colour' if colour else 'grayscale'}"
     if max(size) > max_side:
         note += f", shrunk to {gray.shape[1]}×{gray.shape[0]}"
+    if background:
+        note += f"; its transparent background is shown {background} so the drawing stays visible"
+    if frames > 1:
+        note += f"; the first of its {frames} frames"
     st.caption(note + ".")
     return gray
+
+
+def _on_contrasting_background(image):
+    """An image with transparency on black when what is drawn is light (a white digit), else on white; with the
+    background's name ("" when the image has no transparency)."""
+    if image.mode != "RGBA":
+        return image, ""
+    alpha = np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
+    drawn = np.asarray(image.convert("L"), dtype=np.float32)[alpha > 0.5]
+    light = drawn.size > 0 and float(drawn.mean()) > 127
+    flat = Image.new("RGBA", image.size, (0, 0, 0, 255) if light else (255, 255, 255, 255))
+    return Image.alpha_composite(flat, image).convert("RGB"), "black" if light else "white"
 
 
 def gray_levels(image) -> np.ndarray:

@@ -277,8 +277,13 @@ def test_uploads_bad_and_good(page):
     rgba = np.zeros((30, 40, 4), np.uint8)
     rgba[..., 3] = 255
     rgba[:, 20:, :3] = 255
+    clear = np.zeros((30, 40, 4), np.uint8)  # a white stroke on a transparent sheet was a blank white image
+    clear[10:20, 5:35] = 255
+    _upload(page, "stroke.png", _png(clear))
+    _see(page, "stroke.png: 40×30 grayscale; its transparent background is shown black so the drawing stays visible.")
+    assert _read_map(page, "Input 30×40", 15, 20, (30, 40)) == "row 15, col 20: value 255"
     _upload(page, "edge.png", _png(rgba))
-    _see(page, "edge.png: 40×30 colour.")
+    _see(page, "edge.png: 40×30 grayscale.")  # black and white pixels stored as RGB
     _expect_metric(page, "Input (H × W)", "30 × 40")
     _expect_metric(page, "conv2d returns", "28 × 38")
     # The input's map is 40 wide and 30 tall: the pointer's column and row come from the right axes.
