@@ -238,3 +238,22 @@ def show_folder_notes(info: data.DatasetInfo) -> None:
         notes = _data_notes(info.name)
     for note in notes:
         st.warning(note[0].upper() + note[1:] + ".", icon=":material/warning:")
+
+
+KEPT_PREFIX = "kept_"  # session-state copies of widget values (`kept`, `keep`): not widgets, so never dropped
+
+
+def kept(key: str, default: object) -> str:
+    """`key`, for a widget whose setting outlives a visit to another page: Streamlit deletes a widget's state in
+    a run that does not draw it, so its value is seeded from the copy `keep` made (else `default`). Give the
+    widget no default of its own (a default beside a seeded value makes Streamlit warn), and call `keep` after."""
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state.get(KEPT_PREFIX + key, default)
+    return key
+
+
+def keep(*keys: str) -> None:
+    """Copy these widgets' values where `kept` finds them after a visit to another page."""
+    for key in keys:
+        if key in st.session_state:
+            st.session_state[KEPT_PREFIX + key] = st.session_state[key]

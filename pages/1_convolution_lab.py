@@ -18,6 +18,7 @@ from cnn_explorer_ui.conv_views import (STEP_MAX_SIDE, gray_levels, show_pooling
                                         upload_to_gray)
 from cnn_explorer_ui.data_sets import label_of
 from cnn_explorer_ui.value_maps import value_map
+from cnn_explorer_ui.widgets import keep, kept
 
 FULL_MAX_SIDE = 512   # larger inputs are shrunk for the full-image view (and the 200 ms budget)
 DATASET_CHOICES = {"mnist": "MNIST digit", "pathmnist": "PathMNIST patch", "brain_mri": "Brain MRI"}
@@ -41,14 +42,14 @@ def choose_input() -> tuple[np.ndarray, float] | None:
     """The image to convolve (float32 [H, W]) and its brightest possible value; None when there is none."""
     sources = {"digit": "Tiny 7×7 digit", "photo": "Sample photo", "dataset": "Data-set image",
                "upload": "Your own image"}
-    source = st.segmented_control("Input", list(sources), format_func=sources.get, default="digit",
-                                  required=True, key="conv_source")
+    source = st.segmented_control("Input", list(sources), format_func=sources.get, required=True,
+                                  key=kept("conv_source", "digit"))
     if source == "digit":
         st.caption("A hand-made 7 with brightness 0 (black) to 9 (white): small enough to check every "
                    "multiplication by hand.")
         return conv.DIGIT_GRID_7X7.copy(), 9.0
     if source == "photo":
-        name = st.selectbox("Photo", list(images.SAMPLE_PHOTOS), key="conv_photo",
+        name = st.selectbox("Photo", list(images.SAMPLE_PHOTOS), key=kept("conv_photo", next(iter(images.SAMPLE_PHOTOS))),
                             format_func=lambda key: key.replace("_", " ").capitalize())
         st.caption(images.SAMPLE_PHOTOS[name][1] + " Ships with scikit-image. Gray levels run from 0 (black) "
                    "to 255 (white).")
@@ -103,14 +104,13 @@ def choose_kernel_and_settings() -> tuple[np.ndarray | None, conv.ConvSettings]:
         left, right = st.columns(2)
         with left:
             preset_key = st.selectbox("Kernel preset", list(presets), format_func=presets.get,
-                                      index=list(presets).index("sobel_x"),
-                                      key="conv_preset",
+                                      key=kept("conv_preset", "sobel_x"),
                                       help="Classic hand-made kernels. A trained CNN finds its own.")
         sizes = conv.KERNEL_PRESETS[preset_key].sizes if preset_key != "custom" else tuple(range(1, 8))
         default = conv.KERNEL_PRESETS[preset_key].default_size if preset_key != "custom" else 3
         with right:
             if len(sizes) > 1:
-                size = st.select_slider("Kernel size k", sizes, value=default, key=f"conv_size_{preset_key}",
+                size = st.select_slider("Kernel size k", sizes, key=kept(f"conv_size_{preset_key}", default),
                                         help="The kernel is k×k. Bigger kernels see more at once. This preset "
                                              f"comes in {', '.join(map(str, sizes))}.")
             else:  # no slider that cannot move: say that the preset fixes the size
@@ -120,18 +120,18 @@ def choose_kernel_and_settings() -> tuple[np.ndarray | None, conv.ConvSettings]:
                            "Custom for other sizes.")
         left, right = st.columns(2)
         with left:
-            stride = st.slider("Stride s", 1, 5, 1, key="conv_stride",
+            stride = st.slider("Stride s", 1, 5, key=kept("conv_stride", 1),
                                help="How many cells the kernel jumps between two outputs.")
             st.caption("Stride 2 skips every other position: the output is about half as large.")
         with right:
-            dilation = st.slider("Dilation d", 1, 4, 1, key="conv_dilation",
+            dilation = st.slider("Dilation d", 1, 4, key=kept("conv_dilation", 1),
                                  help="Spread the kernel's cells apart: d − 1 cells are skipped between them.")
             st.caption("Dilation lets a small kernel see a wider area without more weights.")
         left, right = st.columns(2)
         with left:
             # No default value here: "same" and "valid" set it through session state, and a widget given
             # both logs Streamlit's widget-state warning. It starts at its minimum, 0.
-            padding = st.number_input("Padding p", 0, 10, key="conv_padding",
+            padding = st.number_input("Padding p", 0, 10, key=kept("conv_padding", 0),
                                       help="Cells added around the border before the kernel slides.")
             same = conv.same_padding(size, dilation)
             buttons = st.columns(2)
@@ -141,7 +141,8 @@ def choose_kernel_and_settings() -> tuple[np.ndarray | None, conv.ConvSettings]:
                               help="No padding: the kernel only goes where it fits entirely.",
                               width="stretch")
         with right:
-            mode = st.radio("Padding mode", conv.PADDING_MODES, key="conv_padding_mode", horizontal=True,
+            mode = st.radio("Padding mode", conv.PADDING_MODES, key=kept("conv_padding_mode", conv.PADDING_MODES[0]),
+                            horizontal=True,
                             help="What the added cells hold: zeros, the image mirrored at its edge "
                                  "(reflect), or the edge pixel repeated (replicate).")
             st.caption("Padding lets the kernel centre sit on edge pixels, so the output can keep the "
@@ -259,6 +260,8 @@ if chosen is not None and st.session_state.get("conv_source") != "digit":
                "weights per colour channel and adds the three sums into one output number.")
 st.header("2 · Kernel and layer settings", divider="gray")
 kernel, settings = choose_kernel_and_settings()
+keep("conv_source", "conv_photo", "conv_preset", "conv_stride", "conv_dilation", "conv_padding", "conv_padding_mode",
+     *(key for key in st.session_state if str(key).startswith("conv_size_")))
 
 if chosen is not None and kernel is not None:
     image, brightest = chosen

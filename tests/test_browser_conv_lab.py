@@ -326,6 +326,16 @@ def test_sample_photo_full_image_and_sobel_magnitude(page):
     _click(page, page.get_by_text("Sobel edge magnitude √(gx² + gy²)"))
     expect(page.get_by_test_id("valueMap")).to_have_count(3)
     _see(page, "Their magnitude lights up every edge")
+    # A visit to another page keeps the lab's settings (Streamlit drops a widget's state on another page).
+    _press(page, "Stride s", "ArrowRight")
+    _expect_metric(page, "conv2d returns", "255 × 255")
+    _click(page, page.get_by_role("link", name="Model Graph"))
+    page.get_by_role("heading", name="Model Graph").first.wait_for()
+    _click(page, page.get_by_role("link", name="Convolution Lab"))
+    _expect_metric(page, "conv2d returns", "255 × 255")  # the photo, at stride 2
+    expect(page.get_by_role("slider", name="Stride s").first).to_have_attribute("aria-valuetext", "2")
+    log = (ARTIFACTS_DIR / "streamlit-server.log").read_text(errors="replace")
+    assert "created with a default value" not in log  # the kept values are given as the widgets' only value
     finish_page(page, "lab-photo-sobel")
 
 
