@@ -243,12 +243,19 @@ def show_folder_notes(info: data.DatasetInfo) -> None:
 KEPT_PREFIX = "kept_"  # session-state copies of widget values (`kept`, `keep`): not widgets, so never dropped
 
 
-def kept(key: str, default: object) -> str:
+_NO_DEFAULT = object()
+
+
+def kept(key: str, default: object = _NO_DEFAULT) -> str:
     """`key`, for a widget whose setting outlives a visit to another page: Streamlit deletes a widget's state in
     a run that does not draw it, so its value is seeded from the copy `keep` made (else `default`). Give the
-    widget no default of its own (a default beside a seeded value makes Streamlit warn), and call `keep` after."""
+    widget no default of its own (a default beside a seeded value makes Streamlit warn), and call `keep` after.
+    Without `default`, nothing is seeded until a value was kept."""
     if key not in st.session_state:
-        st.session_state[key] = st.session_state.get(KEPT_PREFIX + key, default)
+        if KEPT_PREFIX + key in st.session_state:
+            st.session_state[key] = st.session_state[KEPT_PREFIX + key]
+        elif default is not _NO_DEFAULT:
+            st.session_state[key] = default
     return key
 
 

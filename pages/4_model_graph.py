@@ -20,7 +20,7 @@ from cnn_core.errors import CnnError
 from cnn_core.models import backbones
 from cnn_explorer_ui import browser_datasets, checkpoint_entries, is_present, present_datasets, show_error
 from cnn_explorer_ui.session import browser_id
-from cnn_explorer_ui.widgets import literal
+from cnn_explorer_ui.widgets import keep, kept, literal
 from cnn_explorer_ui.cards import dataset_title
 from cnn_explorer_ui.graph_views import (MAPS_PER_LAYER, ModelChoice, checkpoint_choice, feature_maps, graph_files,
                                          graph_html, held_model, model_summary, registry_choice)
@@ -98,7 +98,7 @@ REFUSED = Path("refused")  # `_uploaded_checkpoint`'s answer for an upload alrea
 def choose_checkpoint() -> ModelChoice | None:
     left, right = st.columns(2)
     with left:
-        entry = checkpoint_picker(checkpoint_entries(), key="graph_checkpoint")
+        entry = checkpoint_picker(checkpoint_entries(), key=kept("graph_checkpoint"))
         if entry is None:
             st.info("No checkpoint yet: train one in the Training Studio, or upload one.")
     with right:
@@ -246,11 +246,12 @@ def show_feature_maps(choice: ModelChoice) -> None:
 
 
 # ------------------------------------------------------------------------------------------ page
-source = st.segmented_control("Look at", ["registry", "checkpoint"], default="registry", required=True,
-                              key="graph_source",
+source = st.segmented_control("Look at", ["registry", "checkpoint"], required=True,
+                              key=kept("graph_source", "registry"),
                               format_func={"registry": "An architecture (untrained)",
                                            "checkpoint": "A trained checkpoint"}.get)
 model_choice = choose_registry_model() if source == "registry" else choose_checkpoint()
+keep("graph_source", "graph_checkpoint")  # what was looked at, still there after a visit to another page
 if model_choice is not None:
     try:
         held_model(model_choice.key)

@@ -488,6 +488,14 @@ def test_model_graph_refuses_a_file_that_is_not_a_checkpoint(context, studio_ser
     rerun_after(tab, tab.get_by_role("option").filter(has_text="brain_mri_efficientnet_lite0 · shipped").first.click)
     expect(tab.get_by_test_id("stAlert").filter(has_text="3,371,008 parameters are frozen (the pretrained backbone")
            ).to_be_visible(timeout=120_000)
+    # A visit to another page keeps what was looked at (it came back on "An architecture (untrained)").
+    tab.get_by_role("link", name="Predict").click()
+    tab.get_by_role("heading", name="Predict").first.wait_for()
+    wait_for_app(tab)
+    tab.get_by_role("link", name="Model Graph").click()
+    expect(tab.get_by_test_id("stAlert").filter(has_text="3,371,008 parameters are frozen (the pretrained backbone")
+           ).to_be_visible(timeout=120_000)
+    expect(tab.get_by_role("combobox", name="Checkpoint")).to_have_value(re.compile(r"^brain_mri_efficientnet_lite0"))
 
 
 # --------------------------------------------------------------------------------------------------
