@@ -102,8 +102,11 @@ def grid_html(
     if title:
         parts.append(f'<div class="cnn-grid-title">{html.escape(title)}</div>')
     parts.append('<table class="cnn-grid">')
-    if show_indices:
-        parts.append("<tr><th></th>" + "".join(f"<th>{first_index[1] + c}</th>" for c in range(cols)) + "</tr>")
+    if show_indices:  # column numbers no wider than their cells (a wide "249" made the table overflow)
+        head_css = (f"padding:0;width:{size_css};max-width:{size_css};overflow:hidden;"
+                    f"font-size:min(0.65rem, calc({fitted} * 0.4))")
+        parts.append("<tr><th></th>" + "".join(f'<th style="{head_css}">{first_index[1] + c}</th>'
+                                               for c in range(cols)) + "</tr>")
     for r in range(rows):
         parts.append("<tr>")
         if show_indices:

@@ -184,6 +184,16 @@ def test_output_size_follows_stride_padding_and_dilation(page):
     _click(page, page.get_by_role("button", name="valid", exact=True))
     _expect_metric(page, "Padded input", "7 × 7")
     _expect_metric(page, "Formula says", "2 × 2")   # floor((7 - 5)/2) + 1
+    # Padding 10: a 27×27 padded input. Every column stays inside the page's column, numbers over them too
+    # (the column numbers were wider than their cells, and columns 20-26 hid behind a scrollbar).
+    _click(page, page.get_by_text("zeros", exact=True))  # reflect cannot pad more than the image's side - 1
+    _set_number(page, "Padding p", 10)
+    _expect_metric(page, "Padded input", "27 × 27")
+    grid = page.get_by_test_id("conv-padded-input")
+    sizes = grid.evaluate("g => ({shown: g.clientWidth, needed: g.scrollWidth, right: "
+                          "g.querySelector('tr th:last-child').getBoundingClientRect().right, "
+                          "edge: g.getBoundingClientRect().right})")
+    assert sizes["needed"] <= sizes["shown"] and sizes["right"] <= sizes["edge"] + 1, sizes
     finish_page(page, "lab-stride-padding")
 
 
