@@ -17,7 +17,7 @@ from cnn_core.training import TrainConfig, default_model
 from cnn_core.training.config import default_image_size, small_side_reason
 from cnn_explorer_ui import browser_datasets, browser_id, dataset_statuses, import_zip_upload, is_present, show_error
 from cnn_explorer_ui.thumbnails import ThumbnailRow, thumbnail_rows
-from cnn_explorer_ui.widgets import (REMOVED_KEY, literal, own_upload_controls, scaled, show_folder_notes,
+from cnn_explorer_ui.widgets import (REMOVED_KEY, keep, kept, literal, own_upload_controls, scaled, show_folder_notes,
                                      show_server_paths)
 from cnn_explorer_ui.data_sets import dataset_version
 from cnn_explorer_ui.gallery_views import (CHANNEL_NAMES, counts_figure, grid_png,
@@ -68,6 +68,8 @@ def choose_dataset() -> str | None:
         st.info("The registry lists no data sets.")
         return None
     wanted = st.query_params.get("dataset")
+    if not wanted:  # back from another page: the data set chosen before (Streamlit dropped the widget's state)
+        kept("gallery_base")
     if "gallery_base" not in st.session_state and wanted:
         if linked := _linked_entry(catalogue, wanted):
             base, size = linked
@@ -98,6 +100,7 @@ def choose_dataset() -> str | None:
                             on_change=lambda: st.session_state.pop("gallery_unknown_link", None),
                             help="MNIST, the 12 two-dimensional MedMNIST sets, image folders found under "
                                  "CNN_DATA_DIR and zips you uploaded.")
+    keep("gallery_base")
     sizes = catalogue[base].sizes
     with right:
         if len(sizes) > 1:

@@ -17,7 +17,7 @@ from cnn_core.data import images
 from cnn_core.models.checkpoints import CheckpointEntry, LoadedCheckpoint, load_checkpoint
 from cnn_core.errors import CheckpointError, CnnError
 from cnn_explorer_ui import checkpoint_entries, present_datasets, scaled, show_error, test_split
-from cnn_explorer_ui.widgets import literal
+from cnn_explorer_ui.widgets import keep, kept, literal
 from cnn_explorer_ui.cards import dataset_title, input_caption
 from cnn_explorer_ui.data_sets import label_of, sample_as_trained
 from cnn_explorer_ui.pickers import checkpoint_picker
@@ -68,7 +68,7 @@ def choose_model(entries: list[CheckpointEntry], source: str) -> LoadedCheckpoin
                        "Training Studio or with `python -m cnn_core train --data mnist`.",
                        icon=":material/draw:")
             return None
-    entry = checkpoint_picker(entries, key="predict_model", label="Model",
+    entry = checkpoint_picker(entries, key=kept("predict_model"), label="Model",
                              help="Shipped checkpoints (models/) and the ones trained in this session. The "
                                   "checkpoint's card says how to prepare the image and what the classes are.")
     try:
@@ -265,11 +265,12 @@ if not entries:
     st.stop()
 
 st.header("1 · Input and model", divider="gray")
-source = st.segmented_control("Input", list(SOURCES), format_func=SOURCES.get, default="draw", required=True,
-                              key="predict_source")
+source = st.segmented_control("Input", list(SOURCES), format_func=SOURCES.get, required=True,
+                              key=kept("predict_source", "draw"))
 if source == "sample":
     sample_buttons(entries)
 loaded = choose_model(entries, source)
+keep("predict_source", "predict_model")  # still chosen after a visit to another page
 if loaded is None:
     st.stop()
 

@@ -332,6 +332,12 @@ def test_a_zip_named_like_dogs_vs_cats_gets_its_classes_from_the_file_names(page
     page.get_by_text("In the Training Studio it is trained at 32×32, not 128×128", exact=False).wait_for()
     save_screenshot(page, "gallery-upload-named-files")
     assert_no_exception(page)
+    page.get_by_role("link", name="Convolution Lab").click()  # a visit to another page: the Gallery keeps the upload
+    page.get_by_role("heading", name="Convolution Lab").first.wait_for()
+    wait_for_app(page)
+    page.get_by_role("link", name="Dataset Gallery").click()
+    page.get_by_role("heading", name="named_shapes (your upload)").wait_for(timeout=LOAD_TIMEOUT_MS)
+    wait_for_app(page)
     page.get_by_role("link", name="Training Studio").click()  # the studio starts at the upload, not at MNIST
     page.wait_for_function("() => document.querySelector('input[aria-label=\"Data set\"]')?.value.includes('named_shapes')",
                            timeout=LOAD_TIMEOUT_MS)

@@ -268,6 +268,13 @@ def test_a_photo_of_a_digit_on_gray_paper_in_a_shadow(page):
     expect(page.get_by_text("the image is dark on a light background")).to_be_visible(timeout=FIRST_RUN_TIMEOUT_MS)
     expect(page.get_by_test_id("stCheckbox").filter(has_text="Treat it as a handwritten digit").locator("input")
            ).not_to_be_checked()
+    # A visit to another page keeps the input kind and the model (it came back on "Draw a digit").
+    page.get_by_role("link", name="Convolution Lab").click()
+    page.get_by_role("heading", name="Convolution Lab").first.wait_for()
+    wait_for_app(page)
+    page.get_by_role("link", name="Predict").click()
+    expect(page.get_by_test_id("stFileUploader")).to_be_visible(timeout=FIRST_RUN_TIMEOUT_MS)
+    expect(page.get_by_role("combobox", name="Model")).to_have_value(re.compile(r"^mnist_fastnet"))
     finish_page(page, "predict-photo-raw")
 
 
