@@ -21,7 +21,7 @@ from cnn_core.training.config import (MIN_DEFAULT_SIDE, MIN_DEFAULT_STEPS, MIN_V
 
 from .data_sets import present_datasets
 from .pickers import dataset_picker, model_arg_picker, model_picker
-from .widgets import device_label, literal, show_folder_notes, without_server_paths
+from .widgets import device_label, keep, kept, literal, show_folder_notes, without_server_paths
 
 FOLDER_SIZES = (32, 64, 96, 128)
 FEW_IMAGES = 20  # training images per class below which the studio warns
@@ -51,6 +51,7 @@ def choose_dataset(default: str | None = None) -> data.DatasetInfo | None:
     present = present_datasets()
     trainable = {name: info for name, info in present.items() if not info.multi_label}
     multi_label = [info.title for info in present.values() if info.multi_label]
+    kept("studio_dataset")  # back from another page: the data set chosen before, not the run's or the first
     if "studio_dataset" not in st.session_state and default in trainable:
         st.session_state["studio_dataset"] = default
     chosen = st.session_state.get("studio_dataset")
@@ -65,6 +66,7 @@ def choose_dataset(default: str | None = None) -> data.DatasetInfo | None:
     info = dataset_picker(list(trainable.values()), key="studio_dataset",
                           help="Data sets found on this computer, image folders under CNN_DATA_DIR and the zips you "
                                "uploaded (only you see them). Multi-label sets (ChestMNIST) cannot be trained here yet.")
+    keep("studio_dataset")
     st.caption(f"{info.task} · {len(info.class_names)} classes · {info.channels} channel(s) · "
                f"{info.image_size}×{info.image_size} px" + (f" · left out (multi-label): {', '.join(multi_label)}"
                                                            if multi_label else ""))

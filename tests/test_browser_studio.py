@@ -651,6 +651,11 @@ def test_a_run_with_flips_reports_test_metrics_averaged_over_the_taught_orientat
     expect = _expect()
     tab = _open(context, studio_server["url"], STUDIO)
     _choose(tab, "Data set", SCANS_OPTION)
+    tab.get_by_role("link", name="Convolution Lab").click()  # a visit to another page keeps the data set
+    tab.get_by_role("heading", name="Convolution Lab").first.wait_for()
+    wait_for_app(tab)
+    tab.get_by_role("link", name="Training Studio").click()
+    expect(tab.get_by_role("combobox", name="Data set")).to_have_value(SCANS_OPTION)
     _choose(tab, "Model", "Simple CNN (8/16 filters)")
     expect(tab.get_by_role("checkbox", name="Horizontal flips")).to_be_checked()
     expect(tab.get_by_role("checkbox", name="Vertical flips")).not_to_be_checked()
