@@ -120,7 +120,6 @@ def choose_checkpoint() -> ModelChoice | None:
             st.session_state["graph_refused_uploads"][st.session_state["graph_upload"].file_id] = str(message)
         return None
     if uploaded is not None:
-        runs.keep_newest_uploaded_checkpoints(browser_id(), shown=uploaded)
         if entry is not None:  # the upload wins over the picker: say so
             st.caption(f"Your uploaded file is shown, not the checkpoint chosen on the left.{instead}")
     name = f"{entry.title} ({path.name})" if uploaded is None and entry.run_number else path.name  # "run #3 (...)"

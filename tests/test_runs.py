@@ -680,7 +680,8 @@ def test_uploaded_checkpoints_are_kept_per_owner_newest_first(tmp_path):
     # and "Forget this browser" could not tell whose were whose.
     import os
 
-    from cnn_core.runs import keep_newest_uploaded_checkpoints, store_uploaded_checkpoint
+    from cnn_core.runs import store_uploaded_checkpoint
+    from cnn_core.runs.library import keep_newest_uploaded_checkpoints
 
     paths = [store_uploaded_checkpoint(bytes([i]) * 10, f"m{i}.safetensors", "uli") for i in range(4)]
     for age, path in enumerate(reversed(paths)):  # m3 newest
@@ -695,6 +696,9 @@ def test_uploaded_checkpoints_are_kept_per_owner_newest_first(tmp_path):
     os.utime(legacy.parent, (1, 1))
     keep_newest_uploaded_checkpoints("uli", shown=paths[0], keep=20, keep_in_all=3)  # a new cookie, a new owner:
     assert not legacy.exists() and paths[0].exists() and paths[3].exists() and theirs.exists()  # so a total too
+    for i in range(25):  # writing a new upload prunes (the page no longer walks the folders on every rerun)
+        store_uploaded_checkpoint(bytes([100 + i]) * 10, f"n{i}.safetensors", "uli")
+    assert len(list(paths[0].parent.parent.iterdir())) == 20
     assert store_uploaded_checkpoint(bytes([3]) * 10, "..", "uli").name == "checkpoint.safetensors"
 
 

@@ -121,13 +121,15 @@ def uploaded_checkpoints_dir(owner: str) -> Path:
 def store_uploaded_checkpoint(payload: bytes, file_name: str, owner: str) -> Path:
     """Write an uploaded checkpoint (not yet read: `models.load_checkpoint` checks it) to the owner's folder,
     one sub-folder per content (a SHA-256 digest), keeping the file's own name so messages name the file the
-    student chose; returns its path. Nothing is unpickled here."""
+    student chose; returns its path. Older uploads past the limits are deleted when a new one is written (not on
+    every rerun of the page that shows it). Nothing is unpickled here."""
     folder = uploaded_checkpoints_dir(owner) / hashlib.sha256(payload).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(file_name).name).lstrip(".") or "checkpoint.safetensors"
     path = folder / name
     if not path.is_file():
         path.write_bytes(payload)
+        keep_newest_uploaded_checkpoints(owner, shown=path)
     return path
 
 

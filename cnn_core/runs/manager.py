@@ -183,7 +183,7 @@ class RunManager:
 
     def _start_waiting_runs(self) -> None:
         with self._lock:
-            self._drop_stopped_from_queue()
+            self._pass_on_stops()
             while self._queue and len(self._workers) < self.max_concurrent:
                 job = self._queue.popleft()
                 try:
@@ -200,16 +200,14 @@ class RunManager:
                 self._monitor = threading.Thread(target=self._watch_workers, name="cnn-run-monitor", daemon=True)
                 self._monitor.start()
 
-    def _pass_on_stop(self, run_id: str, process) -> None:
+    def _pass_on_stops(self) -> None:
         """A stop asked from outside this process (`runs stop`: the store's flag) reaches a worker that does not
-        read the store (a Ray task reads its own queue); once per run."""
-        if run_id not in self._stops_passed and self.store.cancel_requested(run_id):
+        read the store (a Ray task reads its own queue), once per run; a queued run leaves the queue."""
+        flagged = self.store.cancel_requests([*self._workers, *(job.run_id for job in self._queue)])
+        for run_id in flagged.intersection(self._workers).difference(self._stops_passed):
             self._stops_passed.add(run_id)
-            self.backend.request_stop(process, signal_ready=self.store.stop_signal_ready(run_id))
-
-    def _drop_stopped_from_queue(self) -> None:
-        """Queued runs stopped from outside this process (`runs stop`: the store's flag) leave the queue."""
-        for job in [job for job in self._queue if self.store.cancel_requested(job.run_id)]:
+            self.backend.request_stop(self._workers[run_id], signal_ready=self.store.stop_signal_ready(run_id))
+        for job in [job for job in self._queue if job.run_id in flagged]:
             self._queue.remove(job)
             self.store.finish(job.run_id, RunStatus.CANCELLED, note="Stopped before it started.")
 
@@ -221,9 +219,9 @@ class RunManager:
                 try:
                     for run_id, process in list(self._workers.items()):
                         if self.backend.alive(process):
-                            self._pass_on_stop(run_id, process)
                             continue
                         del self._workers[run_id]
+                        self._stops_passed.discard(run_id)
                         status = self.store.status(run_id)  # None: forgotten with its browser meanwhile
                         if status is not None and status.active:
                             self.store.finish(run_id, RunStatus.FAILED, error=self.backend.exit_note(process))

@@ -212,6 +212,15 @@ class RunStore:
             row = db.execute("SELECT stop_signal_ready FROM runs WHERE id = ?", (run_id,)).fetchone()
         return bool(row and row[0])
 
+    def cancel_requests(self, run_ids: list[str]) -> set[str]:
+        """Which of `run_ids` were asked to stop: one query for a whole queue and its workers."""
+        if not run_ids:
+            return set()
+        with self._connect(write=False) as db:
+            rows = db.execute(f"SELECT id FROM runs WHERE cancel_requested = 1 AND id IN ({', '.join('?' * len(run_ids))})",
+                              run_ids).fetchall()
+        return {row[0] for row in rows}
+
     def cancel_requested(self, run_id: str) -> bool:
         with self._connect(write=False) as db:
             row = db.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
