@@ -66,7 +66,7 @@ def choose_dataset(default: str | None = None) -> data.DatasetInfo | None:
     info = dataset_picker(list(trainable.values()), key="studio_dataset",
                           help="Data sets found on this computer, image folders under CNN_DATA_DIR and the zips you "
                                "uploaded (only you see them). Multi-label sets (ChestMNIST) cannot be trained here yet.")
-    keep("studio_dataset")
+    keep()
     st.caption(f"{info.task} · {len(info.class_names)} classes · {info.channels} channel(s) · "
                f"{info.image_size}×{info.image_size} px" + (f" · left out (multi-label): {', '.join(multi_label)}"
                                                            if multi_label else ""))

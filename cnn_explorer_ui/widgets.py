@@ -251,6 +251,7 @@ def kept(key: str, default: object = _NO_DEFAULT) -> str:
     a run that does not draw it, so its value is seeded from the copy `keep` made (else `default`). Give the
     widget no default of its own (a default beside a seeded value makes Streamlit warn), and call `keep` after.
     Without `default`, nothing is seeded until a value was kept."""
+    st.session_state.setdefault(KEPT_PREFIX, set()).add(key)
     if key not in st.session_state:
         if KEPT_PREFIX + key in st.session_state:
             st.session_state[key] = st.session_state[KEPT_PREFIX + key]
@@ -259,8 +260,8 @@ def kept(key: str, default: object = _NO_DEFAULT) -> str:
     return key
 
 
-def keep(*keys: str) -> None:
-    """Copy these widgets' values where `kept` finds them after a visit to another page."""
-    for key in keys:
+def keep() -> None:
+    """Copy the values of the widgets `kept` named where it finds them after a visit to another page."""
+    for key in st.session_state.get(KEPT_PREFIX, ()):
         if key in st.session_state:
             st.session_state[KEPT_PREFIX + key] = st.session_state[key]

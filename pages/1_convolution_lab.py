@@ -260,8 +260,7 @@ if chosen is not None and st.session_state.get("conv_source") != "digit":
                "weights per colour channel and adds the three sums into one output number.")
 st.header("2 · Kernel and layer settings", divider="gray")
 kernel, settings = choose_kernel_and_settings()
-keep("conv_source", "conv_photo", "conv_preset", "conv_stride", "conv_dilation", "conv_padding", "conv_padding_mode",
-     *(key for key in st.session_state if str(key).startswith("conv_size_")))
+keep()
 
 if chosen is not None and kernel is not None:
     image, brightest = chosen

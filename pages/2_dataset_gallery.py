@@ -68,8 +68,6 @@ def choose_dataset() -> str | None:
         st.info("The registry lists no data sets.")
         return None
     wanted = st.query_params.get("dataset")
-    if not wanted:  # back from another page: the data set chosen before (Streamlit dropped the widget's state)
-        kept("gallery_base")
     if "gallery_base" not in st.session_state and wanted:
         if linked := _linked_entry(catalogue, wanted):
             base, size = linked
@@ -77,6 +75,7 @@ def choose_dataset() -> str | None:
             st.session_state[f"gallery_size_{base}"] = size
         else:
             st.session_state["gallery_unknown_link"] = wanted
+    kept("gallery_base")  # back from another page: the data set chosen before (Streamlit dropped the widget's state)
     if unknown := st.session_state.get("gallery_unknown_link"):
         st.info(f"The link asked for a data set called “{literal(unknown[:80])}”, which this app does not have (an uploaded "
                 "zip is only offered in the browser that uploaded it). Choose one below.",
@@ -100,7 +99,7 @@ def choose_dataset() -> str | None:
                             on_change=lambda: st.session_state.pop("gallery_unknown_link", None),
                             help="MNIST, the 12 two-dimensional MedMNIST sets, image folders found under "
                                  "CNN_DATA_DIR and zips you uploaded.")
-    keep("gallery_base")
+    keep()
     sizes = catalogue[base].sizes
     with right:
         if len(sizes) > 1:

@@ -89,7 +89,10 @@ def _uploaded_checkpoint() -> Path | None:
     if uploaded.file_id in refused:  # refused once: not written to the server's disk again on every rerun
         show_error(refused[uploaded.file_id])
         return REFUSED
-    return runs.store_uploaded_checkpoint(uploaded.getvalue(), uploaded.name, browser_id())
+    stored = st.session_state.setdefault("graph_stored_uploads", {})  # file id -> path: hashed and written once
+    if uploaded.file_id not in stored or not stored[uploaded.file_id].is_file():
+        stored[uploaded.file_id] = runs.store_uploaded_checkpoint(uploaded.getvalue(), uploaded.name, browser_id())
+    return stored[uploaded.file_id]
 
 
 REFUSED = Path("refused")  # `_uploaded_checkpoint`'s answer for an upload already refused (its error shown)
@@ -120,6 +123,9 @@ def choose_checkpoint() -> ModelChoice | None:
             st.session_state["graph_refused_uploads"][st.session_state["graph_upload"].file_id] = str(message)
         return None
     if uploaded is not None:
+        if uploaded.parent not in st.session_state.setdefault("graph_pruned", set()):  # once, now that it loaded
+            runs.prune_uploaded_checkpoints(browser_id(), shown=uploaded)
+            st.session_state["graph_pruned"].add(uploaded.parent)
         if entry is not None:  # the upload wins over the picker: say so
             st.caption(f"Your uploaded file is shown, not the checkpoint chosen on the left.{instead}")
     name = f"{entry.title} ({path.name})" if uploaded is None and entry.run_number else path.name  # "run #3 (...)"
@@ -130,7 +136,9 @@ def choose_checkpoint() -> ModelChoice | None:
 
 
 # ------------------------------------------------------------------------------------------ showing
-def show_summary(choice: ModelChoice) -> None:
+def show_summary(choice: ModelChoice) -> int:
+    """The layer table and its totals; returns the number of frozen parameters (`show_graph` says why they are
+    missing from the autograd graph)."""
     st.subheader(":material/table: Layers")
     summary = model_summary(choice.key, choice.input_shape)
     cols = st.columns(5)
@@ -154,9 +162,10 @@ def show_summary(choice: ModelChoice) -> None:
                                 "output shape": st.column_config.TextColumn(help="batch × channels × height × width")})
     st.caption("Output shapes are batch × channels × height × width, measured on one image by torchinfo. "
                "A layer used twice (such as one pooling layer) has a row per call; its weights count once.")
+    return summary.frozen_parameters
 
 
-def show_graph(choice: ModelChoice) -> None:
+def show_graph(choice: ModelChoice, frozen: int = 0) -> None:
     st.subheader(":material/account_tree: Autograd graph")
     st.markdown("What PyTorch records during the forward pass so it can compute gradients: blue boxes are weights "
                 "(named after the layer), gray boxes are operations, the green box is the output. Read from top "
@@ -170,7 +179,7 @@ def show_graph(choice: ModelChoice) -> None:
     except CnnError as exc:
         show_error(exc)
         return
-    if frozen := model_summary(choice.key, choice.input_shape).frozen_parameters:
+    if frozen:
         st.info(f"{frozen:,} parameters are frozen (the pretrained backbone: `requires_grad=False`). Autograd records "
                 "no backward step for them, so the graph below holds only the layers that train; the table above "
                 "lists them all.", icon=":material/ac_unit:")
@@ -250,13 +259,12 @@ source = st.segmented_control("Look at", ["registry", "checkpoint"], required=Tr
                               format_func={"registry": "An architecture (untrained)",
                                            "checkpoint": "A trained checkpoint"}.get)
 model_choice = choose_registry_model() if source == "registry" else choose_checkpoint()
-keep("graph_source", "graph_checkpoint")  # what was looked at, still there after a visit to another page
+keep()  # what was looked at, still there after a visit to another page
 if model_choice is not None:
     try:
         held_model(model_choice.key)
     except CnnError as exc:
         show_error(exc)
         st.stop()
-    show_summary(model_choice)
-    show_graph(model_choice)
+    show_graph(model_choice, frozen=show_summary(model_choice))
     show_feature_maps(model_choice)

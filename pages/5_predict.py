@@ -148,7 +148,8 @@ def upload_input(loaded: LoadedCheckpoint) -> explain.ModelInput | None:
     digit_style = False
     if explain.is_digit_model(loaded.card):
         # Streamlit forgets a widget's state in a run that does not draw it (no file, or one that failed to
-        # read): the student's choice is kept beside it (no widget key), so the next upload keeps it.
+        # read): the choice is kept beside it. Not `kept`: a keyed toggle seeded that way ignored the next click
+        # in Chromium (the browser test's switch stayed on), a keyless one whose value follows the copy does not.
         digit_style = st.toggle(
             f"{SWITCH} (crop to the ink, centre it, white on black: MNIST's recipe)",
             value=st.session_state.get(DIGIT_CHOICE_KEY, True),
@@ -270,7 +271,7 @@ source = st.segmented_control("Input", list(SOURCES), format_func=SOURCES.get, r
 if source == "sample":
     sample_buttons(entries)
 loaded = choose_model(entries, source)
-keep("predict_source", "predict_model")  # still chosen after a visit to another page
+keep()  # still chosen after a visit to another page
 if loaded is None:
     st.stop()
 

@@ -11,7 +11,7 @@ in the same store (`record_run`). Each local run writes a TensorBoard log into i
 from .commands import (ENV_MAX_CONCURRENT, augment_options, check_run_config, checkpoint_path_for, cli_command,
                        default_max_concurrent, server_setting_problems)
 from .library import (Forgotten, checkpoint_label, checkpoints_for, forget_owner, owned_checkpoint_files,
-                      record_upload, restore_uploads, store_uploaded_checkpoint, was_forgotten)
+                      prune_uploaded_checkpoints, record_upload, restore_uploads, store_uploaded_checkpoint, was_forgotten)
 from .logs import has_tensorboard_log, run_log_dir, tensorboard_zip
 from .manager import RUNS_SHOWN_PER_OWNER, RunBusyError, RunManager
 from .records import MISCLASSIFIED_KEPT, Misclassified, Progress, RunSnapshot, RunStatus, format_seconds, misclassified_examples, run_progress, smooth
@@ -49,6 +49,7 @@ __all__ = [
     "restore_uploads",
     "max_run_seconds",
     "store_uploaded_checkpoint",
+    "prune_uploaded_checkpoints",
     "server_setting_problems",
     "was_forgotten",
     "run_log_dir",

@@ -121,31 +121,28 @@ def uploaded_checkpoints_dir(owner: str) -> Path:
 def store_uploaded_checkpoint(payload: bytes, file_name: str, owner: str) -> Path:
     """Write an uploaded checkpoint (not yet read: `models.load_checkpoint` checks it) to the owner's folder,
     one sub-folder per content (a SHA-256 digest), keeping the file's own name so messages name the file the
-    student chose; returns its path. Older uploads past the limits are deleted when a new one is written (not on
-    every rerun of the page that shows it). Nothing is unpickled here."""
+    student chose; returns its path. Nothing is unpickled here; `prune_uploaded_checkpoints` once it loaded."""
     folder = uploaded_checkpoints_dir(owner) / hashlib.sha256(payload).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(file_name).name).lstrip(".") or "checkpoint.safetensors"
     path = folder / name
     if not path.is_file():
         path.write_bytes(payload)
-        keep_newest_uploaded_checkpoints(owner, shown=path)
     return path
 
 
-def keep_newest_uploaded_checkpoints(owner: str, shown: Path, keep: int = KEPT_UPLOADED_CHECKPOINTS,
-                                     keep_in_all: int = KEPT_UPLOADED_CHECKPOINTS_IN_ALL) -> None:
+def prune_uploaded_checkpoints(owner: str, shown: Path, keep: int = KEPT_UPLOADED_CHECKPOINTS,
+                               keep_in_all: int = KEPT_UPLOADED_CHECKPOINTS_IN_ALL) -> None:
     """Delete all but the owner's `keep` newest uploaded checkpoints and all but everybody's `keep_in_all` newest
     (never `shown`'s folder, the one in use): uploads must not fill the server's disk. Only checkpoints that
     loaded are kept at all."""
-    own = uploaded_checkpoints_dir(owner)
-    _delete_all_but_newest([f for f in own.iterdir() if f.is_dir()] if own.is_dir() else [], keep, shown.parent)
-    everyone = []
+    own, everyone = uploaded_checkpoints_dir(owner), []
     for top in (p for p in own.parent.iterdir() if p.is_dir()):
         children = list(top.iterdir())
         # an owner's folder holds one folder per checkpoint; a folder with files is one from before owners
         everyone += [top] if any(c.is_file() for c in children) else [c for c in children if c.is_dir()]
-    _delete_all_but_newest(everyone, keep_in_all, shown.parent)
+    _delete_all_but_newest([f for f in everyone if f.parent == own], keep, shown.parent)
+    _delete_all_but_newest([f for f in everyone if f.exists()], keep_in_all, shown.parent)
 
 
 def _delete_all_but_newest(folders: list[Path], keep: int, spare: Path) -> None:

@@ -123,13 +123,9 @@ class RunManager:
             if status is None or not status.active:
                 return False
             self.store.request_cancel(run_id)  # a worker of another process reads this flag too
-            process = self._workers.get(run_id)
-            if process is not None:
-                self.backend.request_stop(process, signal_ready=self.store.stop_signal_ready(run_id))
-            queued = [job for job in self._queue if job.run_id == run_id]
-            if queued:
-                self._queue.remove(queued[0])
-            if queued or (status is RunStatus.QUEUED and process is None):  # a queue nobody serves any more
+            queued = any(job.run_id == run_id for job in self._queue)
+            self._pass_on_stops()  # to its worker, or out of the queue: as for a stop asked from outside
+            if not queued and status is RunStatus.QUEUED and run_id not in self._workers:  # a queue nobody serves
                 self.store.finish(run_id, RunStatus.CANCELLED, note="Stopped before it started.")
             return True
 
